@@ -1,0 +1,277 @@
+"""The model card: what every exported artifact says about itself.
+
+The runtime never guesses input size, colour order or normalisation from a file name: it reads the
+card, stored in ONNX `metadata_props["vireid.card"]` and in a JSON sidecar `<engine>.json` beside a
+TensorRT engine (with the engine's SHA-256, so a wrong pairing is caught).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import CardError
+from .modality import Modality
+
+SCHEMA_VERSION = 1
+CARD_KEY = "vireid.card"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Precision(str, enum.Enum):
+    """Numeric precision of an artifact's weights and compute (I/O stays uint8/int32/float32)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    @classmethod
+    def parse(cls, value: Precision | str) -> Precision:
+        """Parse `fp32|fp16|int8`, listing the options on error."""
+        try:
+            return cls(str(getattr(value, "value", value)).lower())
+        except ValueError:
+            options = ", ".join(p.value for p in cls)
+            raise CardError(f"unknown precision {value!r}; expected one of: {options}") from None
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """An optimisation profile on the batch dimension: min ≤ opt ≤ max."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.min, int) and isinstance(self.opt, int) and isinstance(self.max, int)):
+            raise CardError(f"batch profile values must be integers, got {self}")
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise CardError(
+                f"batch profile must satisfy 1 <= min <= opt <= max, got "
+                f"min={self.min} opt={self.opt} max={self.max}"
+            )
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Self-description of an exported model artifact (schema-versioned, JSON round trip)."""
+
+    model_name: str
+    embedding_dim: int
+    input_height: int = 288
+    input_width: int = 144
+    color_order: str = "RGB"
+    modalities: tuple[Modality, ...] = (Modality.VISIBLE, Modality.INFRARED)
+    normalized: bool = True
+    precision: Precision = Precision.FP32
+    model_config: Mapping[str, Any] = field(default_factory=dict)
+    input_names: tuple[str, str] = ("images", "modality")
+    output_name: str = "embeddings"
+    opset: int | None = None
+    profile: BatchProfile | None = None
+    tensorrt_version: str | None = None
+    gpu_name: str | None = None
+    compute_capability: str | None = None
+    source_checkpoint_sha256: str | None = None
+    engine_sha256: str | None = None
+    match_threshold: float | None = None
+    match_threshold_fmr: float | None = None
+    calibration: Mapping[str, Any] | None = None
+    vireid_version: str = __version__
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "precision", Precision.parse(self.precision))
+        set_(self, "modalities", tuple(Modality.parse(m) for m in self.modalities))
+        set_(self, "input_names", tuple(self.input_names))
+        if isinstance(self.profile, Mapping):
+            set_(self, "profile", BatchProfile(**self.profile))
+        self._validate()
+
+    def _validate(self) -> None:
+        problems = []
+        if not self.model_name:
+            problems.append("model_name must be a non-empty string")
+        for name in ("embedding_dim", "input_height", "input_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if self.color_order not in ("RGB", "BGR"):
+            problems.append(f"color_order must be 'RGB' or 'BGR', got {self.color_order!r}")
+        if not self.modalities or len(set(self.modalities)) != len(self.modalities):
+            problems.append(f"modalities must be non-empty and unique, got {self.modalities}")
+        if len(self.input_names) != 2:
+            problems.append(f"input_names must be (images, modality), got {self.input_names}")
+        for name in ("source_checkpoint_sha256", "engine_sha256"):
+            value = getattr(self, name)
+            if value is not None and not _SHA256.match(str(value)):
+                problems.append(f"{name} must be 64 lowercase hex digits, got {value!r}")
+        if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
+            problems.append(f"match_threshold is a cosine in [-1, 1], got {self.match_threshold}")
+        if self.schema_version != SCHEMA_VERSION:
+            problems.append(f"schema_version must be {SCHEMA_VERSION}, got {self.schema_version}")
+        if problems:
+            raise CardError("invalid model card: " + "; ".join(problems))
+
+    # ----- identity ---------------------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Input `(height, width)` in pixels."""
+        return self.input_height, self.input_width
+
+    def embedding_space(self) -> str:
+        """Fingerprint of the embedding space: vectors are comparable only when it is equal.
+
+        Precision is left out on purpose: FP16 and INT8 artifacts of one checkpoint embed into the
+        same space as their FP32 parent.
+        """
+        key = json.dumps(
+            [
+                self.model_name,
+                self.embedding_dim,
+                self.source_checkpoint_sha256,
+                dict(self.model_config),
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> ModelCard:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # ----- JSON -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Precision):
+                value = value.value
+            elif f.name == "modalities":
+                value = [str(m) for m in value]
+            elif isinstance(value, BatchProfile):
+                value = dataclasses.asdict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    def to_json(self) -> str:
+        """Canonical JSON text (sorted keys)."""
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "card") -> ModelCard:
+        """Build a card from a dict, refusing unknown schema versions and unknown keys."""
+        if not isinstance(data, Mapping):
+            raise CardError(f"{source}: a model card must be a JSON object, got {type(data).__name__}")
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise CardError(f"{source}: model card has no integer 'schema_version'")
+        if version > SCHEMA_VERSION:
+            raise CardError(
+                f"{source}: model card schema version {version} is newer than this vireid "
+                f"({__version__}) understands (up to {SCHEMA_VERSION}); upgrade vireid: "
+                "pip install -U vireid"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CardError(f"{source}: unknown model card keys {unknown}; known keys: {sorted(known)}")
+        try:
+            return cls(**dict(data))
+        except TypeError as exc:
+            raise CardError(f"{source}: incomplete model card ({exc})") from exc
+        except CardError as exc:
+            raise CardError(f"{source}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "card") -> ModelCard:
+        """Parse a card from JSON text."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CardError(f"{source}: model card is not valid JSON ({exc})") from exc
+        return cls.from_dict(data, source)
+
+    # ----- files ------------------------------------------------------------------------------
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> ModelCard:
+        """Read the card from an ONNX file's `metadata_props` (no `onnx` import)."""
+        from .onnx_metadata import read_onnx_metadata
+
+        props = read_onnx_metadata(path)
+        if CARD_KEY not in props:
+            raise CardError(
+                f"{path}: ONNX file has no '{CARD_KEY}' metadata; it was not exported by vireid. "
+                "Export it with `vireid export CHECKPOINT --to onnx`."
+            )
+        return cls.from_json(props[CARD_KEY], source=str(path))
+
+    @staticmethod
+    def sidecar_path(engine_path: str | Path) -> Path:
+        """Where the card of an engine lives: `<engine>.json`."""
+        engine_path = Path(engine_path)
+        return engine_path.with_name(engine_path.name + ".json")
+
+    def write_sidecar(self, engine_path: str | Path) -> Path:
+        """Write this card beside an engine, recording the engine's SHA-256."""
+        card = self.replace(engine_sha256=sha256_file(engine_path))
+        target = self.sidecar_path(engine_path)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(card.to_json() + "\n", encoding="utf-8")
+        tmp.replace(target)
+        return target
+
+    @classmethod
+    def from_engine(cls, engine_path: str | Path, check_hash: bool = True) -> ModelCard:
+        """Read an engine's sidecar card and, by default, check the engine's SHA-256 against it."""
+        engine_path = Path(engine_path)
+        sidecar = cls.sidecar_path(engine_path)
+        if not sidecar.is_file():
+            raise CardError(
+                f"{engine_path}: no model card sidecar at {sidecar}; engines built by "
+                "`vireid export --to engine` carry one. Rebuild the engine with vireid."
+            )
+        card = cls.from_json(sidecar.read_text(encoding="utf-8"), source=str(sidecar))
+        if check_hash:
+            if not engine_path.is_file():
+                raise CardError(f"{engine_path}: engine file not found beside its card {sidecar}")
+            actual = sha256_file(engine_path)
+            if card.engine_sha256 != actual:
+                raise CardError(
+                    f"{engine_path}: SHA-256 {actual[:12]}… does not match its card {sidecar} "
+                    f"({str(card.engine_sha256)[:12]}…); the engine and card do not belong together. "
+                    "Rebuild the engine or restore the matching card."
+                )
+        return card
+
+    @classmethod
+    def from_artifact(cls, path: str | Path) -> ModelCard:
+        """Read the card of any artifact: `.onnx` from metadata, anything else from its sidecar."""
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            return cls.from_onnx(path)
+        return cls.from_engine(path)

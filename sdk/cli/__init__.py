@@ -1,0 +1,1 @@
+"""The `vireid` command line. One module per command, registered in `main.COMMANDS`."""

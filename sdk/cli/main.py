@@ -1,0 +1,64 @@
+"""Entry point of the `vireid` command.
+
+Each command is a module under `vireid.cli` with `add_arguments(parser)` and `run(args) -> int`, listed
+once in `COMMANDS`. Command modules import nothing heavy at module level, so `vireid --help` is instant
+and works without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import VireidError
+
+# command name -> (module, one-line help). Register only commands that work.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("vireid.cli.info", "show the model card of an exported artifact"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every registered command."""
+    parser = argparse.ArgumentParser(
+        prog="vireid",
+        description="Visible-infrared person re-identification: data, training, export, runtime.",
+    )
+    parser.add_argument("--version", action="version", version=f"vireid {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=help_text, description=module.__doc__)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (1 for a `VireidError`, 2 for usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except VireidError as exc:
+        print(f"vireid {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vireid {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

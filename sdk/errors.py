@@ -1,0 +1,74 @@
+"""Typed errors for every way vireid can refuse input.
+
+Every message names the thing at fault (a file, a value), what was expected, and how to fix it, so a
+user never needs a traceback from a third-party library to understand what went wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VireidError(Exception):
+    """Base class of every error vireid raises on purpose."""
+
+
+class ArtifactError(VireidError):
+    """A model artifact (ONNX, engine, checkpoint, card) is missing, corrupt or breaks the contract."""
+
+
+class CardError(ArtifactError):
+    """A model card is missing, malformed or from an unknown schema version."""
+
+
+class MissingDependencyError(VireidError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra that provides it."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the Python package '{module}', which is not installed. "
+            f"Install it with: pip install 'vireid[{extra}]'"
+        )
+
+
+class InputSpecError(VireidError, ValueError):
+    """Arrays or arguments passed to the API have the wrong shape, dtype or value."""
+
+
+class DeviceError(VireidError):
+    """A requested device or execution provider is not available; vireid never falls back silently."""
+
+
+class StreamError(VireidError):
+    """A camera or video source cannot be opened or stopped delivering frames."""
+
+
+class DatasetError(VireidError):
+    """A dataset folder is missing or does not follow the expected layout."""
+
+    def __init__(self, path: str | Path, problem: str, expected: str = "") -> None:
+        self.path = Path(path)
+        message = f"{self.path}: {problem}"
+        if expected:
+            message += f"\nExpected layout:\n{expected}"
+        super().__init__(message)
+
+
+class ConfigError(VireidError, ValueError):
+    """A configuration file or value is invalid; the message names the key."""
+
+
+class GalleryError(VireidError):
+    """A gallery database is corrupt, from another model, or used in a way it does not support."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional dependency or raise `MissingDependencyError` naming its pip extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(module, extra, purpose) from exc

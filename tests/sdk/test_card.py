@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from vireid import BatchProfile, CardError, Modality, ModelCard, Precision
+from vireid.card import CARD_KEY, SCHEMA_VERSION
+from vireid.errors import ArtifactError
+from vireid.onnx_metadata import read_onnx_metadata
+
+
+def make_card(**changes: object) -> ModelCard:
+    base = dict(
+        model_name="mspac",
+        embedding_dim=2048,
+        model_config={"backbone": "resnet50", "parts": [6, 3, 1]},
+        opset=17,
+        profile=BatchProfile(1, 8, 32),
+        source_checkpoint_sha256="a" * 64,
+        match_threshold=0.42,
+        match_threshold_fmr=1e-3,
+    )
+    base.update(changes)
+    return ModelCard(**base)  # type: ignore[arg-type]
+
+
+def write_onnx(path: Path, metadata: dict[str, str]) -> Path:
+    """A tiny real ONNX file (Identity graph) carrying the given metadata_props."""
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [inp], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+    return path
+
+
+def test_json_round_trip_is_lossless() -> None:
+    card = make_card(precision="fp16", modalities=("rgb", "thermal"))
+    again = ModelCard.from_json(card.to_json())
+    assert again == card
+    assert again.precision is Precision.FP16
+    assert again.modalities == (Modality.VISIBLE, Modality.INFRARED)
+    assert again.profile == BatchProfile(1, 8, 32)
+    assert json.loads(card.to_json())["schema_version"] == SCHEMA_VERSION
+
+
+def test_card_read_from_onnx_without_onnx_package(tmp_path: Path) -> None:
+    card = make_card()
+    path = write_onnx(tmp_path / "m.onnx", {"other": "x", CARD_KEY: card.to_json()})
+    assert ModelCard.from_onnx(path) == card
+    # Our protobuf-free reader agrees with the onnx package and with ONNX Runtime.
+    expected = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert read_onnx_metadata(path) == expected
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map[CARD_KEY] == card.to_json()
+    out = session.run(None, {"x": np.ones((2, 4), np.float32)})[0]
+    assert out.shape == (2, 4)
+
+
+def test_onnx_without_card_names_the_fix(tmp_path: Path) -> None:
+    path = write_onnx(tmp_path / "foreign.onnx", {})
+    with pytest.raises(CardError, match="vireid export"):
+        ModelCard.from_onnx(path)
+
+
+@pytest.mark.parametrize("cut", [1, 7, 20])
+def test_truncated_onnx_is_an_artifact_error(tmp_path: Path, cut: int) -> None:
+    good = write_onnx(tmp_path / "m.onnx", {CARD_KEY: make_card().to_json()})
+    data = good.read_bytes()
+    bad = tmp_path / "truncated.onnx"
+    bad.write_bytes(data[: len(data) - cut])
+    with pytest.raises(ArtifactError, match=r"truncated\.onnx"):
+        ModelCard.from_onnx(bad)
+
+
+def test_missing_and_empty_onnx(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such ONNX file"):
+        ModelCard.from_onnx(tmp_path / "absent.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="empty"):
+        ModelCard.from_onnx(tmp_path / "empty.onnx")
+
+
+def test_newer_schema_asks_for_upgrade() -> None:
+    data = make_card().to_dict()
+    data["schema_version"] = SCHEMA_VERSION + 1
+    data["field_from_the_future"] = 1
+    with pytest.raises(CardError, match="upgrade vireid"):
+        ModelCard.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"embedding_dim": 0}, "embedding_dim must be a positive integer"),
+        ({"input_height": -1}, "input_height"),
+        ({"color_order": "GBR"}, "color_order"),
+        ({"precision": "fp8"}, "expected one of: fp32, fp16, int8"),
+        ({"modalities": ("rgb", "visible")}, "unique"),
+        ({"source_checkpoint_sha256": "xyz"}, "64 lowercase hex"),
+        ({"match_threshold": 1.5}, "match_threshold"),
+        ({"profile": {"min": 4, "opt": 2, "max": 8}}, r"min <= opt <= max"),
+        ({"model_name": ""}, "model_name"),
+    ],
+)
+def test_validation_errors_state_expected_and_actual(changes: dict, message: str) -> None:
+    with pytest.raises(CardError, match=message):
+        make_card(**changes)
+
+
+def test_unknown_keys_and_bad_json_are_refused() -> None:
+    data = make_card().to_dict()
+    data["colour"] = "RGB"
+    with pytest.raises(CardError, match="unknown model card keys"):
+        ModelCard.from_dict(data)
+    with pytest.raises(CardError, match="not valid JSON"):
+        ModelCard.from_json("{not json")
+    with pytest.raises(CardError, match="schema_version"):
+        ModelCard.from_dict({"model_name": "x"})
+
+
+def test_engine_sidecar_records_and_checks_hash(tmp_path: Path) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"serialized plan bytes")
+    sidecar = make_card(precision="fp16").write_sidecar(engine)
+    assert sidecar.name == "m.engine.json"
+    card = ModelCard.from_engine(engine)
+    assert card.engine_sha256 is not None and card.precision is Precision.FP16
+    engine.write_bytes(b"another engine")
+    with pytest.raises(CardError, match="do not belong together"):
+        ModelCard.from_engine(engine)
+    with pytest.raises(CardError, match="no model card sidecar"):
+        ModelCard.from_engine(tmp_path / "other.engine")
+
+
+def test_embedding_space_ignores_precision_but_not_checkpoint() -> None:
+    fp32 = make_card()
+    assert fp32.embedding_space() == make_card(precision="int8").embedding_space()
+    assert fp32.embedding_space() != make_card(source_checkpoint_sha256="b" * 64).embedding_space()

@@ -1,0 +1,48 @@
+"""`import vireid` and every runtime module must load without torch, onnx, onnxruntime or TensorRT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "torchvision")
+
+SCRIPT = r"""
+import importlib, json, pkgutil, sys
+import vireid
+names = ["vireid"]
+for info in pkgutil.walk_packages(vireid.__path__, "vireid."):
+    if info.name.startswith(("vireid.training", "vireid.export")):
+        continue
+    names.append(info.name)
+    importlib.import_module(info.name)
+heavy = [m for m in HEAVY if m in sys.modules]
+print(json.dumps({"modules": names, "heavy": heavy}))
+"""
+
+
+def test_runtime_modules_import_no_heavy_dependency() -> None:
+    code = f"HEAVY = {HEAVY!r}\n" + SCRIPT
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["heavy"] == [], f"runtime imported heavy modules: {report['heavy']}"
+    # The walk really covered the runtime, not just the package root.
+    assert {"vireid.card", "vireid.errors", "vireid.cli.main"} <= set(report["modules"])
+    sdk_files = [p for p in (REPO / "sdk").rglob("*.py") if p.name != "__main__.py"]
+    assert len(report["modules"]) >= len(sdk_files)
+
+
+def test_cli_help_runs_without_heavy_imports() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from vireid.cli.main import build_parser\n"
+        "build_parser().format_help()\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
