@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from layouts import make_regdb, make_sysu
+
+from vireid import DatasetError, Modality
+from vireid.training.data.protocols import Protocol, run_protocol
+from vireid.training.data.regdb import RegDB
+from vireid.training.data.sysu import SysuMM01
+
+
+def reference_gallery(data_path: str, mode: str, trial: int) -> list[str]:
+    """The reference code's single-shot gallery sampler, as string paths."""
+    random.seed(trial)
+    cameras = ["cam1", "cam2", "cam4", "cam5"] if mode == "all" else ["cam1", "cam2"]
+    with open(os.path.join(data_path, "exp/test_id.txt")) as fh:
+        ids = [f"{int(y):04d}" for y in fh.read().splitlines()[0].split(",")]
+    files = []
+    for pid in sorted(ids):
+        for cam in cameras:
+            img_dir = os.path.join(data_path, cam, pid)
+            if os.path.isdir(img_dir):
+                files.append(random.choice(sorted(img_dir + "/" + i for i in os.listdir(img_dir))))
+    return files
+
+
+def reference_query(data_path: str) -> list[str]:
+    with open(os.path.join(data_path, "exp/test_id.txt")) as fh:
+        ids = [f"{int(y):04d}" for y in fh.read().splitlines()[0].split(",")]
+    files = []
+    for pid in sorted(ids):
+        for cam in ("cam3", "cam6"):
+            img_dir = os.path.join(data_path, cam, pid)
+            if os.path.isdir(img_dir):
+                files.extend(sorted(img_dir + "/" + i for i in os.listdir(img_dir)))
+    return files
+
+
+@pytest.mark.parametrize("mode", ["all", "indoor"])
+@pytest.mark.parametrize("trial", [0, 1, 7])
+def test_sysu_gallery_matches_reference_sampler(tmp_path: Path, mode: str, trial: int) -> None:
+    root = make_sysu(tmp_path / "sysu", seed=trial)
+    gallery = SysuMM01(root).gallery(mode, trial)
+    assert [str(p) for p in gallery.paths] == reference_gallery(str(root), mode, trial)
+    assert set(gallery.camids) <= ({1, 2, 4, 5} if mode == "all" else {1, 2})
+    assert (gallery.modalities == int(Modality.VISIBLE)).all()
+    assert all(int(p.parent.name) == pid for p, pid in zip(gallery.paths, gallery.pids, strict=True))
+
+
+def test_sysu_query_and_train_sets(tmp_path: Path) -> None:
+    data = SysuMM01(make_sysu(tmp_path / "sysu"))
+    query = data.query("all")
+    assert [str(p) for p in query.paths] == reference_query(str(data.root))
+    assert set(query.camids) == {3, 6} and (query.modalities == 1).all()
+    assert data.query("indoor").paths == query.paths  # both modes query cam3 and cam6
+    train = data.train_set()
+    assert set(train.pids) == {1, 2, 3, 4}  # train + val, as the reference trains
+    assert set(train.modalities) == {0, 1}
+
+
+def test_sysu_multi_shot_draws_ten_per_camera_reproducibly(tmp_path: Path) -> None:
+    data = SysuMM01(make_sysu(tmp_path / "sysu"))
+    first, again = data.gallery("all", 3, shots=10), data.gallery("all", 3, shots=10)
+    assert first.paths == again.paths
+    pairs = list(zip(first.pids.tolist(), first.camids.tolist(), strict=True))
+    assert all(pairs.count(pair) == 10 for pair in set(pairs))
+    assert data.gallery("all", 4, shots=10).paths != first.paths
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: __import__("shutil").rmtree(r / "cam3"), "camera folders missing: cam3"),
+        (lambda r: (r / "exp" / "test_id.txt").unlink(), "identity list is missing"),
+        (lambda r: (r / "exp" / "train_id.txt").write_text("one;two\n"), "comma-separated integer ids"),
+        (lambda r: (r / "exp" / "val_id.txt").write_text(""), "comma-separated integer ids"),
+    ],
+)
+def test_sysu_bad_layout_names_path_and_expected_layout(tmp_path: Path, damage, message: str) -> None:
+    root = make_sysu(tmp_path / "sysu")
+    damage(root)
+    with pytest.raises(DatasetError, match=message) as info:
+        SysuMM01(root)
+    assert str(root) in str(info.value) and "Expected layout" in str(info.value)
+
+
+def test_missing_dataset_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        SysuMM01(tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="does not exist"):
+        RegDB(tmp_path / "nowhere")
+
+
+def test_regdb_splits(tmp_path: Path) -> None:
+    data = RegDB(make_regdb(tmp_path / "regdb"))
+    for trial in (1, 10):
+        vis, ir = data.split(trial, "test", "visible"), data.split(trial, "test", "thermal")
+        assert set(vis.pids) == set(ir.pids) and len(vis) == len(ir) == 8
+        assert (ir.modalities == 1).all() and all(p.is_file() for p in vis.paths)
+        train = data.train_set(trial)
+        assert not set(train.pids) & set(vis.pids)
+    with pytest.raises(DatasetError, match=r"1\.\.10"):
+        data.split(11, "test", "visible")
+
+
+def test_regdb_malformed_and_escaping_index_lines(tmp_path: Path) -> None:
+    root = make_regdb(tmp_path / "regdb")
+    (root / "idx" / "test_visible_2.txt").write_text("Visible/1/v_1_0.jpg\n")
+    with pytest.raises(DatasetError, match="line 1: expected 'RELATIVE/PATH LABEL'"):
+        RegDB(root).split(2, "test", "visible")
+    (root / "idx" / "test_visible_3.txt").write_text("../../etc/passwd 1\n")
+    with pytest.raises(DatasetError, match="leaves the dataset folder"):
+        RegDB(root).split(3, "test", "visible")
+
+
+def _oracle(paths, modality):
+    """Embeds the identity read from the folder name: a perfect matcher."""
+    vectors = np.zeros((len(paths), 16), np.float32)
+    vectors[np.arange(len(paths)), [int(Path(p).parent.name) for p in paths]] = 1.0
+    return vectors
+
+
+def test_protocol_runner_with_perfect_matcher(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def counting(paths, modality):
+        calls.append(len(paths))
+        return _oracle(paths, modality)
+
+    result = run_protocol(counting, make_sysu(tmp_path / "sysu"), "sysu-all", trials=3)
+    assert len(result.trials) == 3 and result.mean()["R1"] == 1.0 and result.mean()["mAP"] == 1.0
+    assert len(calls) == 2  # query once, the union of the three galleries once
+    regdb = run_protocol(_oracle, make_regdb(tmp_path / "regdb"), Protocol.REGDB_T2V, trials=2)
+    assert regdb.mean()["R1"] == 1.0 and [t.trial for t in regdb.trials] == [1, 2]
+    payload = result.to_dict()
+    assert payload["protocol"] == "sysu-all" and len(payload["cmc"]) == 20 and len(payload["trials"]) == 3
+    assert "R1" in result.table() and "100.00" in result.table()
+
+
+def test_protocol_runner_with_random_matcher_and_bad_names(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+
+    def noise(paths, modality):
+        v = rng.normal(size=(len(paths), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    result = run_protocol(noise, make_sysu(tmp_path / "sysu"), "sysu-indoor", trials=2)
+    assert result.mean()["R1"] < 1.0 and result.std()["mAP"] >= 0.0
+    from vireid import ConfigError
+
+    with pytest.raises(ConfigError, match="sysu-all, sysu-indoor, regdb-v2t, regdb-t2v"):
+        run_protocol(noise, tmp_path, "market1501")

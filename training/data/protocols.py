@@ -1,0 +1,208 @@
+"""Evaluation protocols: SYSU-MM01 all/indoor search over 10 trials and RegDB's 10 splits, both ways.
+
+`run_protocol(embed, root, protocol)` embeds every needed image once (the query set and the union of
+the trials' galleries), then scores each trial with `vireid.metrics`, and returns a `ProtocolResult`
+with per-trial metrics, mean and spread, printable in the paper's layout and JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vireid.errors import ConfigError
+from vireid.metrics import RankMetrics, cosine_distance, evaluate_regdb, evaluate_sysu
+from vireid.modality import Modality
+
+from .imageset import ImageSet
+from .regdb import NUM_SPLITS, RegDB
+from .sysu import SysuMM01
+
+EmbedFn = Callable[[Sequence[Path], Modality], np.ndarray]
+"""Maps image paths of one modality to L2-normalised embeddings `[N, D]`."""
+
+METRIC_KEYS = ("R1", "R5", "R10", "R20", "mAP", "mINP")
+
+
+class Protocol(str, enum.Enum):
+    """Standard cross-modal evaluation protocols."""
+
+    SYSU_ALL = "sysu-all"
+    SYSU_INDOOR = "sysu-indoor"
+    REGDB_V2T = "regdb-v2t"
+    REGDB_T2V = "regdb-t2v"
+
+    @classmethod
+    def parse(cls, value: Protocol | str) -> Protocol:
+        """Parse a protocol name, listing the options on error."""
+        try:
+            return cls(getattr(value, "value", value))
+        except ValueError:
+            options = ", ".join(p.value for p in cls)
+            raise ConfigError(f"unknown protocol {value!r}; expected one of: {options}") from None
+
+    @property
+    def is_sysu(self) -> bool:
+        return self in (Protocol.SYSU_ALL, Protocol.SYSU_INDOOR)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """Metrics of one trial (SYSU gallery draw) or split (RegDB)."""
+
+    trial: int
+    metrics: RankMetrics
+    num_query: int
+    num_gallery: int
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """Per-trial metrics of a protocol run with their mean and standard deviation."""
+
+    protocol: Protocol
+    shots: int
+    trials: tuple[TrialResult, ...]
+    cmc: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    def _values(self) -> dict[str, np.ndarray]:
+        rows = [t.metrics.as_dict() for t in self.trials]
+        return {key: np.array([row[key] for row in rows]) for key in METRIC_KEYS}
+
+    def mean(self) -> dict[str, float]:
+        """Mean of each metric over trials (fractions)."""
+        return {key: float(v.mean()) for key, v in self._values().items()}
+
+    def std(self) -> dict[str, float]:
+        """Standard deviation of each metric over trials (fractions)."""
+        return {key: float(v.std()) for key, v in self._values().items()}
+
+    def table(self) -> str:
+        """The averaged result in the papers' layout (percent, mean ± std over trials)."""
+        mean, std = self.mean(), self.std()
+        shot = "single-shot" if self.shots == 1 else f"multi-shot ({self.shots})"
+        title = f"{self.protocol.value}, {shot}, {len(self.trials)} trial(s)"
+        head = "  ".join(f"{k:>13}" for k in METRIC_KEYS)
+        body = "  ".join(f"{100 * mean[k]:6.2f} ± {100 * std[k]:4.2f}" for k in METRIC_KEYS)
+        return f"{title}\n{head}\n{body}"
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable summary (fractions), with the averaged CMC curve."""
+        return {
+            "protocol": self.protocol.value,
+            "shots": self.shots,
+            "num_trials": len(self.trials),
+            "mean": self.mean(),
+            "std": self.std(),
+            "cmc": [float(x) for x in self.cmc],
+            "trials": [
+                {
+                    "trial": t.trial,
+                    "num_query": t.num_query,
+                    "num_gallery": t.num_gallery,
+                    **t.metrics.as_dict(),
+                }
+                for t in self.trials
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+class _EmbeddingCache:
+    """Embeds each (path, modality) once across trials."""
+
+    def __init__(self, embed: EmbedFn) -> None:
+        self._embed = embed
+        self._vectors: dict[tuple[Path, int], np.ndarray] = {}
+
+    def warm(self, images: ImageSet) -> None:
+        for modality in np.unique(images.modalities):
+            todo = sorted(
+                {p for p, m in zip(images.paths, images.modalities, strict=True) if m == modality}
+                - {p for p, m in self._vectors if m == modality}
+            )
+            if not todo:
+                continue
+            vectors = np.asarray(self._embed(todo, Modality(int(modality))), dtype=np.float32)
+            if vectors.shape[0] != len(todo) or vectors.ndim != 2:
+                raise ConfigError(f"embed function returned {vectors.shape} for {len(todo)} images")
+            self._vectors.update({(p, int(modality)): v for p, v in zip(todo, vectors, strict=True)})
+
+    def features(self, images: ImageSet) -> np.ndarray:
+        self.warm(images)
+        keys = zip(images.paths, images.modalities.tolist(), strict=True)
+        return np.stack([self._vectors[key] for key in keys])
+
+
+def _trial_list(trials: int | Sequence[int], protocol: Protocol) -> list[int]:
+    if isinstance(trials, int):
+        if trials < 1:
+            raise ConfigError(f"trials must be >= 1, got {trials}")
+        first = 0 if protocol.is_sysu else 1
+        trials = range(first, first + trials)
+    trials = list(trials)
+    if not protocol.is_sysu and any(not 1 <= t <= NUM_SPLITS for t in trials):
+        raise ConfigError(f"RegDB splits are 1..{NUM_SPLITS}, got {trials}")
+    return trials
+
+
+def run_protocol(
+    embed: EmbedFn,
+    root: str | Path,
+    protocol: Protocol | str,
+    shots: int = 1,
+    trials: int | Sequence[int] = 10,
+    max_rank: int = 20,
+) -> ProtocolResult:
+    """Evaluate an embedding function on a dataset folder with a standard protocol."""
+    protocol = Protocol.parse(protocol)
+    trial_ids = _trial_list(trials, protocol)
+    cache = _EmbeddingCache(embed)
+    if protocol.is_sysu:
+        results = _run_sysu(cache, SysuMM01(root), protocol, shots, trial_ids, max_rank)
+    else:
+        if shots != 1:
+            raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
+        results = _run_regdb(cache, RegDB(root), protocol, trial_ids, max_rank)
+    cmc = np.mean([_pad(t.metrics.cmc, max_rank) for t in results], axis=0)
+    return ProtocolResult(protocol=protocol, shots=shots, trials=tuple(results), cmc=cmc)
+
+
+def _pad(cmc: np.ndarray, length: int) -> np.ndarray:
+    return np.concatenate([cmc, np.full(length - len(cmc), cmc[-1])]) if len(cmc) < length else cmc
+
+
+def _run_sysu(
+    cache: _EmbeddingCache, data: SysuMM01, protocol: Protocol, shots: int, trials: list[int], max_rank: int
+) -> list[TrialResult]:
+    mode = "all" if protocol is Protocol.SYSU_ALL else "indoor"
+    query = data.query(mode)
+    galleries = [data.gallery(mode, trial, shots) for trial in trials]
+    cache.warm(ImageSet.concat([query, *galleries]))
+    q_feats = cache.features(query)
+    results = []
+    for trial, gallery in zip(trials, galleries, strict=True):
+        distmat = cosine_distance(q_feats, cache.features(gallery))
+        metrics = evaluate_sysu(distmat, query.pids, gallery.pids, query.camids, gallery.camids, max_rank)
+        results.append(TrialResult(trial, metrics, len(query), len(gallery)))
+    return results
+
+
+def _run_regdb(
+    cache: _EmbeddingCache, data: RegDB, protocol: Protocol, trials: list[int], max_rank: int
+) -> list[TrialResult]:
+    q_mod = Modality.VISIBLE if protocol is Protocol.REGDB_V2T else Modality.INFRARED
+    results = []
+    for trial in trials:
+        query, gallery = data.split(trial, "test", q_mod), data.split(trial, "test", q_mod.other)
+        distmat = cosine_distance(cache.features(query), cache.features(gallery))
+        metrics = evaluate_regdb(distmat, query.pids, gallery.pids, max_rank)
+        results.append(TrialResult(trial, metrics, len(query), len(gallery)))
+    return results
