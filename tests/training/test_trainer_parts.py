@@ -1,0 +1,135 @@
+"""Config, sampler, augmentation and checkpoint: the trainer's parts that need no model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vireid import ArtifactError, ConfigError
+from vireid.training.augment import augment
+from vireid.training.checkpoint import load_checkpoint, save_checkpoint
+from vireid.training.config import AugmentConfig, TrainConfig
+from vireid.training.sampler import CrossModalIdentitySampler
+from vireid.training.schedule import lr_factor
+
+
+def test_config_round_trip_and_overrides(tmp_path: Path) -> None:
+    cfg = TrainConfig()
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: baseline}\noptim: {lr: 0.05, milestones: [3, 6]}\n")
+    loaded = TrainConfig.from_yaml(path)
+    assert loaded.optim.lr == 0.05 and loaded.optim.milestones == (3, 6)
+    assert loaded.with_overrides({"loss.mecen.exp": False}).loss.mecen.exp is False
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"optim": {"lrr": 0.1}}, "unknown key 'optim.lrr'"),
+        ({"optim": {"lr": "fast"}}, "optim.lr must be float"),
+        ({"loss": {"mecen": {"exp": "yes"}}}, "loss.mecen.exp must be bool"),
+        ({"sampler": {"num_ids": 1}}, "sampler.num_ids must be >= 2"),
+        ({"augment": {"flip": 1.5}}, "augment.flip must be a probability"),
+        ({"data": {"dataset": "market"}}, "data.dataset must be 'sysu' or 'regdb'"),
+        ({"optim": {"milestones": [50, 20]}}, "optim.milestones must be increasing"),
+        ({"model": {"backbone": "resnet50"}}, "model must be a mapping with 'name'"),
+        ({"optim": 3}, "optim. must be a mapping|optim must be a mapping"),
+    ],
+)
+def test_config_errors_name_the_key(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(data)
+
+
+def test_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        TrainConfig.from_yaml(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        TrainConfig.from_yaml(bad)
+
+
+def test_lr_schedule_warms_up_then_steps() -> None:
+    cfg = TrainConfig.from_dict({"optim": {"warmup_epochs": 10, "milestones": [20, 50], "gamma": 0.1}})
+    assert lr_factor(0.0, cfg) == pytest.approx(0.001)
+    assert lr_factor(5.0, cfg) == pytest.approx(0.5)
+    assert lr_factor(10.0, cfg) == 1.0 and lr_factor(19.9, cfg) == 1.0
+    assert lr_factor(20.0, cfg) == pytest.approx(0.1) and lr_factor(60, cfg) == pytest.approx(0.01)
+
+
+def _labels(num_ids: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.repeat(np.arange(num_ids), 5)
+    modalities = np.tile([0, 0, 0, 1, 1], num_ids)
+    return labels, modalities
+
+
+def test_sampler_batches_are_aligned_halves() -> None:
+    labels, modalities = _labels()
+    sampler = CrossModalIdentitySampler(labels, modalities, num_ids=4, num_instances=3, seed=1)
+    for batch in sampler.epoch(1):
+        half = len(batch.indices) // 2
+        assert len(batch.indices) == sampler.batch_size == 24
+        assert (modalities[batch.indices[:half]] == 0).all() and (modalities[batch.indices[half:]] == 1).all()
+        assert (labels[batch.indices] == batch.labels).all()
+        assert (batch.labels[:half] == batch.labels[half:]).all()
+        assert len(set(batch.labels[:half])) == 4
+    first = [b.indices.tolist() for b in sampler.epoch(2)]
+    assert first == [b.indices.tolist() for b in sampler.epoch(2)]
+    assert first != [b.indices.tolist() for b in sampler.epoch(3)]
+    other_rank = CrossModalIdentitySampler(labels, modalities, 4, 3, seed=1, rank=1)
+    assert first != [b.indices.tolist() for b in other_rank.epoch(2)]
+
+
+def test_sampler_skips_single_modality_identities_and_explains_shortage() -> None:
+    labels, modalities = _labels(3)
+    modalities[labels == 2] = 0  # identity 2 has no infrared image
+    sampler = CrossModalIdentitySampler(labels, modalities, num_ids=2, num_instances=2)
+    assert 2 not in {int(x) for b in sampler.epoch(1) for x in b.labels}
+    with pytest.raises(ConfigError, match="only 2 identities have images in both modalities"):
+        CrossModalIdentitySampler(labels, modalities, num_ids=3, num_instances=2)
+
+
+def test_augment_keeps_shape_and_is_seeded() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    cfg = AugmentConfig(pad=4, flip=0.5, erasing=1.0, channel_exchange=1.0)
+    a = augment(image, 0, cfg, np.random.default_rng(5))
+    b = augment(image, 0, cfg, np.random.default_rng(5))
+    assert a.shape == image.shape and a.dtype == np.uint8 and np.array_equal(a, b)
+    plain = augment(image, 1, AugmentConfig(pad=0, flip=0.0, erasing=0.0), np.random.default_rng(0))
+    assert np.array_equal(plain, image)
+
+
+def test_checkpoint_round_trip_with_optimizer(tmp_path: Path) -> None:
+    model = torch.nn.Linear(4, 3)
+    optim = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.ones(2, 4)).sum().backward()
+    optim.step()
+    centres = {"centers": torch.randn(3, 4)}
+    meta = {"model_config": {"name": "x"}, "num_classes": 3, "epoch": 2, "step": 10}
+    save_checkpoint(tmp_path / "last", model.state_dict(), meta, optim.state_dict(), centres)
+    ckpt = load_checkpoint(tmp_path / "last.json", with_optimizer=True)
+    assert ckpt.epoch == 2 and ckpt.num_classes == 3 and set(ckpt.state_dict) == {"weight", "bias"}
+    assert torch.equal(ckpt.criterion_state["centers"], centres["centers"])
+    again = torch.optim.SGD(torch.nn.Linear(4, 3).parameters(), lr=0.1, momentum=0.9)
+    again.load_state_dict(ckpt.optimizer_state)
+    buf = again.state_dict()["state"][0]["momentum_buffer"]
+    assert torch.equal(buf, optim.state_dict()["state"][0]["momentum_buffer"])
+    assert len(ckpt.sha256) == 64
+
+
+def test_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="checkpoint file missing"):
+        load_checkpoint(tmp_path / "absent")
+    save_checkpoint(tmp_path / "c", {"w": torch.ones(2)}, {"model_config": {}, "num_classes": 1})
+    data = (tmp_path / "c.safetensors").read_bytes()
+    (tmp_path / "c.safetensors").write_bytes(data[:20])
+    with pytest.raises(ArtifactError, match="cannot read weights"):
+        load_checkpoint(tmp_path / "c")
+    (tmp_path / "c.json").write_text('{"format": "other"}')
+    with pytest.raises(ArtifactError, match="not a vireid checkpoint"):
+        load_checkpoint(tmp_path / "c")

@@ -1,0 +1,157 @@
+"""Checkpoints: `safetensors` weights + a JSON description, never pickle.
+
+`NAME.safetensors` holds the model's state dict and, for resumable checkpoints, the optimizer's tensor
+state under `__optim__.<param index>.<key>` and the loss's learnable state (MeCen centres) under
+`__criterion__.<key>`; `NAME.json` holds the model and training configs, epoch,
+step, metrics, number of classes, the data fingerprint and the optimizer's non-tensor state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vireid._version import __version__
+from vireid.card import sha256_file
+from vireid.errors import ArtifactError, require
+
+FORMAT = "vireid.checkpoint"
+FORMAT_VERSION = 1
+_OPTIM = "__optim__."
+_CRITERION = "__criterion__."
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: configs and metadata, the model state dict, optional optimizer state."""
+
+    path: Path
+    model_config: dict[str, Any]
+    num_classes: int
+    epoch: int
+    step: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    state_dict: dict[str, Any] = field(default_factory=dict, repr=False)
+    criterion_state: dict[str, Any] = field(default_factory=dict, repr=False)
+    optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the weights file (recorded in exported model cards)."""
+        return sha256_file(self.path)
+
+
+def paths_for(stem: str | Path) -> tuple[Path, Path]:
+    """`(weights, description)` paths of a checkpoint given either file or the bare stem."""
+    stem = Path(stem)
+    if stem.suffix in (".safetensors", ".json"):
+        stem = stem.with_suffix("")
+    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+
+
+def save_checkpoint(
+    stem: str | Path,
+    model_state: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    optimizer_state: Mapping[str, Any] | None = None,
+    criterion_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write `stem.safetensors` + `stem.json` atomically (temp files, then rename).
+
+    Returns:
+        The weights path.
+    """
+    safetensors_torch = require("safetensors.torch", "train", "Saving a checkpoint")
+    weights, desc = paths_for(stem)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+    tensors.update(
+        {f"{_CRITERION}{k}": v.detach().contiguous().cpu() for k, v in (criterion_state or {}).items()}
+    )
+    extra: dict[str, Any] = {}
+    if optimizer_state is not None:
+        for idx, state in optimizer_state["state"].items():
+            for key, value in state.items():
+                tensors[f"{_OPTIM}{idx}.{key}"] = value.detach().contiguous().cpu()
+        extra["optimizer_param_groups"] = optimizer_state["param_groups"]
+    description = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "vireid_version": __version__,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **meta,
+        **extra,
+    }
+    tmp_w, tmp_d = weights.with_suffix(".safetensors.tmp"), desc.with_suffix(".json.tmp")
+    safetensors_torch.save_file(tensors, str(tmp_w))
+    tmp_d.write_text(json.dumps(description, indent=2, default=_json_default), encoding="utf-8")
+    tmp_w.replace(weights)
+    tmp_d.replace(desc)
+    return weights
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoint:
+    """Load a checkpoint written by `save_checkpoint` (either file of the pair may be given).
+
+    Raises:
+        ArtifactError: a file is missing, unreadable, or not a vireid checkpoint.
+    """
+    safetensors_torch = require("safetensors.torch", "train", "Loading a checkpoint")
+    weights, desc = paths_for(path)
+    for needed in (weights, desc):
+        if not needed.is_file():
+            raise ArtifactError(
+                f"{needed}: checkpoint file missing; a vireid checkpoint is a pair "
+                "NAME.safetensors + NAME.json"
+            )
+    try:
+        meta = json.loads(desc.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{desc}: checkpoint description is not valid JSON ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ArtifactError(f"{desc}: not a vireid checkpoint description (format={meta.get('format')!r})")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ArtifactError(f"{desc}: checkpoint format {meta['format_version']} is newer; upgrade vireid")
+    try:
+        tensors = safetensors_torch.load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise ArtifactError(f"{weights}: cannot read weights ({exc}); the file may be truncated") from None
+    state = {k: v for k, v in tensors.items() if not k.startswith((_OPTIM, _CRITERION))}
+    criterion = {k[len(_CRITERION) :]: v for k, v in tensors.items() if k.startswith(_CRITERION)}
+    optim = _optimizer_state(tensors, meta) if with_optimizer else None
+    return Checkpoint(
+        path=weights,
+        model_config=meta["model_config"],
+        num_classes=int(meta["num_classes"]),
+        epoch=int(meta.get("epoch", 0)),
+        step=int(meta.get("step", 0)),
+        metrics=meta.get("metrics", {}),
+        train_config=meta.get("train_config", {}),
+        data=meta.get("data", {}),
+        state_dict=state,
+        criterion_state=criterion,
+        optimizer_state=optim,
+    )
+
+
+def _optimizer_state(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "optimizer_param_groups" not in meta:
+        return None
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith(_OPTIM):
+            idx, name = key[len(_OPTIM) :].split(".", 1)
+            state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["optimizer_param_groups"]}

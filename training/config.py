@@ -1,0 +1,232 @@
+"""`TrainConfig`: typed, validated training configuration read from YAML at the edge.
+
+Every section is a frozen dataclass; an unknown key, a wrong type or an out-of-range value raises
+`ConfigError` naming the dotted key (`optim.lr`) and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vireid.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset layout to read and how to validate during training."""
+
+    dataset: str = "sysu"  # sysu | regdb
+    regdb_trial: int = 1
+    val_protocol: str = "sysu-all"  # protocol of the periodic validation on the folder's test ids
+    val_trials: int = 1
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """P identities x K images per modality in every batch (visible half, then infrared half)."""
+
+    num_ids: int = 8
+    num_instances: int = 4
+    iters_per_epoch: int | None = None  # default: visible training images / (P*K)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (all probabilities in [0, 1])."""
+
+    pad: int = 10
+    flip: float = 0.5
+    erasing: float = 0.5
+    channel_exchange: float = 0.0  # visible images: replace RGB by one random channel
+    grayscale: float = 0.0  # visible images: convert to grey (3 equal channels)
+
+
+@dataclass(frozen=True)
+class MeCenConfig:
+    """MeCen loss switches; `center` alone is the plain centre loss (ablation: gid → +center → …)."""
+
+    weight: float = 1.0
+    center: bool = True
+    margin: bool = True
+    exp: bool = True
+    m: float = 0.1
+    clamp: float = 10.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights: `gid` on the global feature, `pid` per part, MeCen and an optional triplet."""
+
+    gid: float = 1.0
+    pid: float = 1.0
+    label_smoothing: float = 0.0
+    mecen: MeCenConfig = field(default_factory=MeCenConfig)
+    triplet: float = 0.0
+    triplet_margin: float = 0.3
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with linear warm-up and step decay (epochs)."""
+
+    lr: float = 0.1
+    backbone_lr: float = 0.01  # used for pretrained backbone parameters only
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 80
+    warmup_epochs: int = 10
+    milestones: tuple[int, ...] = (20, 50)
+    gamma: float = 0.1
+    grad_clip: float | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Seeds, devices, logging and checkpointing."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA only
+    threads: int | None = None  # torch intra-op threads on CPU (default: all available cores)
+    eval_every: int = 5  # epochs; 0 disables periodic validation
+    log_every: int = 20  # iterations
+    eval_batch: int = 64
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole training configuration. `model` is the model registry's own config (validated there)."""
+
+    model: Mapping[str, Any] = field(default_factory=lambda: {"name": "mspac"})
+    data: DataConfig = field(default_factory=DataConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-serialisable dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Build from nested dicts, naming the dotted key of any problem."""
+        return _build(cls, data, prefix="", source=source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML file (the `train` extra provides PyYAML)."""
+        from vireid.errors import require
+
+        yaml = require("yaml", "train", "Reading a training config")
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found; see configs/ for examples")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> TrainConfig:
+        """A copy with dotted keys replaced, e.g. `{"optim.epochs": 3}`."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                if not isinstance(node.get(key), dict):
+                    raise ConfigError(f"override {dotted!r}: {key!r} is not a config section")
+                node = node[key]
+            node[leaf] = value
+        return TrainConfig.from_dict(data, source="overrides")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {prefix or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"{source}: unknown key {where!r}; known keys here: {sorted(known)}")
+    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}", source) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.", source=source)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, source)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return tuple(_coerce(args[0], v, key, source) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, bool, str) and type(value) is not hint:
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+    if origin in (Mapping, dict) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _check(condition: bool, key: str, expected: str, value: Any) -> None:
+    if not condition:
+        raise ConfigError(f"{key} must be {expected}, got {value!r}")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    _check(cfg.data.dataset in ("sysu", "regdb"), "data.dataset", "'sysu' or 'regdb'", cfg.data.dataset)
+    _check(1 <= cfg.data.regdb_trial <= 10, "data.regdb_trial", "in 1..10", cfg.data.regdb_trial)
+    _check(cfg.data.val_trials >= 1, "data.val_trials", ">= 1", cfg.data.val_trials)
+    _check(cfg.sampler.num_ids >= 2, "sampler.num_ids", ">= 2", cfg.sampler.num_ids)
+    _check(cfg.sampler.num_instances >= 1, "sampler.num_instances", ">= 1", cfg.sampler.num_instances)
+    iters = cfg.sampler.iters_per_epoch
+    _check(iters is None or iters >= 1, "sampler.iters_per_epoch", ">= 1 or null", iters)
+    for name in ("flip", "erasing", "channel_exchange", "grayscale"):
+        value = getattr(cfg.augment, name)
+        _check(0.0 <= value <= 1.0, f"augment.{name}", "a probability in [0, 1]", value)
+    _check(cfg.augment.pad >= 0, "augment.pad", ">= 0", cfg.augment.pad)
+    _check(cfg.optim.lr > 0, "optim.lr", "> 0", cfg.optim.lr)
+    _check(cfg.optim.backbone_lr > 0, "optim.backbone_lr", "> 0", cfg.optim.backbone_lr)
+    _check(cfg.optim.epochs >= 1, "optim.epochs", ">= 1", cfg.optim.epochs)
+    _check(cfg.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0", cfg.optim.warmup_epochs)
+    ms = list(cfg.optim.milestones)
+    _check(ms == sorted(ms), "optim.milestones", "increasing epochs", ms)
+    _check(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)", cfg.loss.label_smoothing)
+    _check(cfg.loss.mecen.clamp > 0, "loss.mecen.clamp", "> 0", cfg.loss.mecen.clamp)
+    _check(cfg.run.eval_every >= 0, "run.eval_every", ">= 0", cfg.run.eval_every)
+    _check(
+        isinstance(cfg.model, Mapping) and "name" in cfg.model, "model", "a mapping with 'name'", cfg.model
+    )
