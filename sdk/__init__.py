@@ -7,7 +7,10 @@ Training (`vireid.training`) and export (`vireid.export`) need torch and live in
 from __future__ import annotations
 
 from ._version import __version__
+from .backends import Backend, open_backend
 from .card import BatchProfile, ModelCard, Precision
+from .embedder import Embedder
+from .embeddings import Embeddings
 from .errors import (
     ArtifactError,
     CardError,
@@ -20,17 +23,27 @@ from .errors import (
     StreamError,
     VireidError,
 )
+from .gallery import Gallery, GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
 from .modality import Modality
+from .preprocess import preprocess_boxes, preprocess_crops
 
 __all__ = [
     "ArtifactError",
+    "Backend",
     "BatchProfile",
     "CardError",
     "ConfigError",
     "DatasetError",
     "DeviceError",
+    "Embedder",
+    "Embeddings",
+    "Gallery",
     "GalleryError",
+    "GalleryInfo",
+    "IdentityEmbeddings",
+    "IdentityInfo",
     "InputSpecError",
+    "Match",
     "MissingDependencyError",
     "Modality",
     "ModelCard",
@@ -38,4 +51,7 @@ __all__ = [
     "StreamError",
     "VireidError",
     "__version__",
+    "open_backend",
+    "preprocess_boxes",
+    "preprocess_crops",
 ]

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from vireid import __version__
 from vireid.cli.main import COMMANDS, main
 

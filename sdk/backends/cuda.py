@@ -1,0 +1,238 @@
+"""CUDA memory and streams for the TensorRT backend, through cuda-python (or pycuda where present).
+
+Both libraries are wrapped behind one small interface (`CudaRuntime`): device query, one stream,
+device and pinned host allocations that the wrapper owns and frees in `release()`, async copies and a
+synchronise. Nothing is imported at module level; `load_cuda()` picks cuda-python
+(`cuda.bindings.runtime`, or the older `cuda.cudart`), then pycuda, else raises
+`MissingDependencyError` naming the `tensorrt` extra.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+from typing import Any
+
+import numpy as np
+
+from ..errors import DeviceError, MissingDependencyError
+
+PURPOSE = "Running a TensorRT engine"
+
+
+def _import_cudart() -> Any | None:
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
+
+
+def load_cuda() -> CudaRuntime:
+    """The CUDA wrapper for this machine: cuda-python first, pycuda second.
+
+    Raises:
+        MissingDependencyError: neither is installed (extra `tensorrt` provides cuda-python).
+    """
+    cudart = _import_cudart()
+    if cudart is not None:
+        return CudaPython(cudart)
+    try:
+        driver = importlib.import_module("pycuda.driver")
+    except ImportError:
+        raise MissingDependencyError("cuda-python", "tensorrt", PURPOSE) from None
+    return PyCuda(driver)
+
+
+class CudaRuntime:
+    """What the TensorRT backend needs from CUDA. Allocations are owned and freed by `release()`."""
+
+    name = "cuda"
+
+    def open(self, device_id: int) -> tuple[str, str]:
+        """Select GPU `device_id`, create the stream; returns `(gpu name, compute capability "8.6")`.
+
+        Raises:
+            DeviceError: no usable CUDA GPU, or `device_id` out of range.
+        """
+        raise NotImplementedError
+
+    def alloc_device(self, nbytes: int) -> int:
+        """Device memory of `nbytes`; returns its address."""
+        raise NotImplementedError
+
+    def alloc_pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Page-locked host array (fast, async copies)."""
+        raise NotImplementedError
+
+    def to_device(self, dst: int, src: np.ndarray) -> None:
+        """Queue a copy of contiguous host `src` to device address `dst` on the stream."""
+        raise NotImplementedError
+
+    def to_host(self, dst: np.ndarray, src: int) -> None:
+        """Queue a copy from device address `src` into contiguous host `dst` on the stream."""
+        raise NotImplementedError
+
+    def stream_handle(self) -> int:
+        """The stream as the integer handle `execute_async_v3` takes."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for everything queued on the stream."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Free every allocation and the stream (safe to call twice)."""
+        raise NotImplementedError
+
+
+def _no_gpu(device_id: int, count: int, detail: str) -> DeviceError:
+    if count:
+        seen = f"only {count} CUDA GPU(s) are visible"
+    else:
+        seen = "no usable CUDA GPU was found" + (f" ({detail})" if detail else "")
+    return DeviceError(
+        f"device='tensorrt' with device_id={device_id} needs an NVIDIA GPU, but {seen}. Check the "
+        "driver with `nvidia-smi` and CUDA_VISIBLE_DEVICES, or run the .onnx model with device='cpu'."
+    )
+
+
+class CudaPython(CudaRuntime):
+    """cuda-python runtime API (`cudart`): every call returns `(cudaError_t, *values)`."""
+
+    name = "cuda-python"
+
+    def __init__(self, cudart: Any) -> None:
+        self.cudart = cudart
+        self.stream: Any = None
+        self._device: list[int] = []
+        self._pinned: list[int] = []
+
+    def check(self, result: Any, what: str) -> Any:
+        """Unpack a cudart result tuple, raising `DeviceError` with the CUDA error name on failure."""
+        err, *values = result if isinstance(result, tuple) else (result,)
+        if err != self.cudart.cudaError_t.cudaSuccess:
+            raise DeviceError(
+                f"CUDA call {what} failed with {self.error_name(err)}; check the GPU with `nvidia-smi`"
+            )
+        if len(values) == 1:
+            return values[0]
+        return tuple(values) or None
+
+    def error_name(self, err: Any) -> str:
+        """`cudaErrorInsufficientDriver`-style name of an error code."""
+        name = self.cudart.cudaGetErrorName(err)[1]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def open(self, device_id: int) -> tuple[str, str]:
+        err, count = self.cudart.cudaGetDeviceCount()
+        ok = err == self.cudart.cudaError_t.cudaSuccess
+        count = int(count or 0) if ok else 0  # without a driver the count is None, not 0
+        if not count or device_id >= count:
+            raise _no_gpu(device_id, count, "" if ok else self.error_name(err))
+        self.check(self.cudart.cudaSetDevice(device_id), "cudaSetDevice")
+        props = self.check(self.cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
+        name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
+        self.stream = self.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
+        return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
+
+    def alloc_device(self, nbytes: int) -> int:
+        ptr = int(self.check(self.cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
+        self._device.append(ptr)
+        return ptr
+
+    def alloc_pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        ptr = int(self.check(self.cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
+        self._pinned.append(ptr)
+        raw = (ctypes.c_uint8 * nbytes).from_address(ptr)
+        return np.frombuffer(raw, dtype=np.uint8).view(dtype).reshape(shape)
+
+    def to_device(self, dst: int, src: np.ndarray) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self.check(
+            self.cudart.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes, kind, self.stream), "H2D copy"
+        )
+
+    def to_host(self, dst: np.ndarray, src: int) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self.check(
+            self.cudart.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes, kind, self.stream), "D2H copy"
+        )
+
+    def stream_handle(self) -> int:
+        try:  # int(cudaStream_t) is deprecated since cuda-bindings 13
+            from cuda.bindings.utils import get_cuda_native_handle
+        except ImportError:
+            return int(self.stream)
+        return int(get_cuda_native_handle(self.stream))
+
+    def synchronize(self) -> None:
+        self.check(self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+    def release(self) -> None:
+        while self._device:
+            self.cudart.cudaFree(self._device.pop())
+        while self._pinned:
+            self.cudart.cudaFreeHost(self._pinned.pop())
+        if self.stream is not None:
+            self.cudart.cudaStreamDestroy(self.stream)
+            self.stream = None
+
+
+class PyCuda(CudaRuntime):
+    """pycuda driver API (Jetson images that ship it). Uses the device's primary context."""
+
+    name = "pycuda"
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.context: Any = None
+        self.stream: Any = None
+        self._device: list[Any] = []
+
+    def open(self, device_id: int) -> tuple[str, str]:
+        drv = self.driver
+        try:
+            drv.init()
+            count = drv.Device.count()
+        except drv.Error as exc:
+            raise _no_gpu(device_id, 0, str(exc)) from exc
+        if device_id >= count:
+            raise _no_gpu(device_id, count, "")
+        device = drv.Device(device_id)
+        self.context = device.retain_primary_context()
+        self.context.push()
+        self.stream = drv.Stream()
+        major, minor = device.compute_capability()
+        return str(device.name()), f"{major}.{minor}"
+
+    def alloc_device(self, nbytes: int) -> int:
+        allocation = self.driver.mem_alloc(nbytes)
+        self._device.append(allocation)
+        return int(allocation)
+
+    def alloc_pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        return self.driver.pagelocked_empty(shape, dtype)
+
+    def to_device(self, dst: int, src: np.ndarray) -> None:
+        self.driver.memcpy_htod_async(dst, src, self.stream)
+
+    def to_host(self, dst: np.ndarray, src: int) -> None:
+        self.driver.memcpy_dtoh_async(dst, src, self.stream)
+
+    def stream_handle(self) -> int:
+        return int(self.stream.handle)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def release(self) -> None:
+        while self._device:
+            self._device.pop().free()
+        self.stream = None
+        if self.context is not None:
+            self.context.pop()
+            self.context = None

@@ -1,0 +1,145 @@
+"""Native TensorRT backend for `.engine` files (TensorRT 8.5 → 11.x named-tensor API).
+
+Opening: read and hash-check the sidecar card (`<engine>.json`), import TensorRT and CUDA, refuse an
+engine built for another TensorRT version or GPU type, deserialize (None → the captured TensorRT log
+in the error), check the engine's tensors against the card, read optimisation profile 0, create one
+execution context and one stream, and allocate device + pinned host buffers once for the profile's
+max batch. Their addresses are bound once with `set_tensor_address`; every call only sets input
+shapes, copies host → device, runs `execute_async_v3` and copies the embeddings back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..card import ModelCard
+from ..errors import ArtifactError, InputSpecError, require
+from . import trt_engine as te
+from .base import Backend
+from .cuda import PURPOSE, load_cuda
+
+log = logging.getLogger("vireid")
+
+
+class TensorRTBackend(Backend):
+    """Runs a serialized TensorRT engine on one NVIDIA GPU.
+
+    Args:
+        path: the engine file; its card must sit beside it as `<engine>.json` with the engine's SHA-256.
+        device: `tensorrt` or `auto` (which chooses `tensorrt` and logs it).
+        device_id: CUDA device index.
+        check_compatibility: refuse an engine whose card names another TensorRT version or compute
+            capability (default). Turn off for engines built version-/hardware-compatible.
+
+    Raises:
+        CardError: no sidecar card, or its SHA-256 does not match the engine.
+        ArtifactError: built for another TensorRT/GPU, not deserializable, or breaking the contract.
+        DeviceError: no usable CUDA GPU.
+        MissingDependencyError: tensorrt or cuda-python is missing (extra `tensorrt`).
+    """
+
+    format_id = "tensorrt"
+    options = ("device_id", "check_compatibility")
+
+    def __init__(
+        self, path: str | Path, device: str = "auto", *, device_id: int = 0, check_compatibility: bool = True
+    ) -> None:
+        super().__init__(path, ModelCard.from_engine(path))
+        if not isinstance(device_id, int) or device_id < 0:
+            raise InputSpecError(f"device_id must be a non-negative integer, got {device_id!r}")
+        trt = require("tensorrt", "tensorrt", PURPOSE)
+        self._cuda = load_cuda()
+        self._engine = self._context = self._runtime = None
+        try:
+            self._open(trt, device_id, check_compatibility)
+        except BaseException:
+            self._release()
+            raise
+        self.device = "tensorrt"
+        if device == "auto":
+            log.info("device auto: running %s on tensorrt (%s)", self.path.name, ", ".join(self.providers))
+
+    # ----- opening ------------------------------------------------------------------------------
+    def _open(self, trt: Any, device_id: int, check_compatibility: bool) -> None:
+        gpu, capability = self._cuda.open(device_id)
+        if check_compatibility:
+            problem = te.compatibility_problem(self.card, trt.__version__, gpu, capability)
+            if problem:
+                raise te.refuse_incompatible(self.path, problem)
+        self._logger = te.make_logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = te.deserialize(trt, self._runtime, self._logger, self.path)
+        self.tensors = te.tensor_table(trt, self._engine)
+        problems = te.contract_problems(self.tensors, self.card)
+        if problems:
+            raise ArtifactError(
+                f"{self.path}: the engine does not follow the I/O contract of its card: "
+                f"{'; '.join(problems)}. Rebuild it with `vireid export`."
+            )
+        self.profile = te.engine_profile(self._engine, self.card, self.path)
+        self._context = self._engine.create_execution_context()
+        self._allocate()
+        self.providers = (f"TensorRT {trt.__version__}", f"{gpu} (sm {capability})", self._cuda.name)
+
+    def _row_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one batch item of tensor `name` (the output's `D` comes from the card)."""
+        if name == self.card.output_name:
+            return (self.card.embedding_dim,)
+        return self.tensors[name].shape[1:]
+
+    def _allocate(self) -> None:
+        """Device and pinned host buffers for the profile max, bound to the context once."""
+        top = self.profile.max
+        self._host: dict[str, np.ndarray] = {}
+        self._device: dict[str, int] = {}
+        for name, info in self.tensors.items():
+            host = self._cuda.alloc_pinned((top, *self._row_shape(name)), info.dtype)
+            self._host[name] = host
+            self._device[name] = self._cuda.alloc_device(host.nbytes)
+            self._context.set_tensor_address(name, self._device[name])
+
+    # ----- running ------------------------------------------------------------------------------
+    def allocate_images(self, n: int) -> np.ndarray:
+        """A view of the pinned image buffer when `n` fits the profile (no host copy in `infer`)."""
+        if self.min_batch <= n <= self.profile.max and not self._closed:
+            return self._host[self.card.input_names[0]][:n]
+        return super().allocate_images(n)
+
+    def _infer(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        n = len(images)
+        for name, array in zip(self.card.input_names, (images, modality), strict=True):
+            staged = self._host[name][:n]
+            if staged.ctypes.data != array.ctypes.data:  # filled through allocate_images: no copy
+                np.copyto(staged, array)
+            if not self._context.set_input_shape(name, array.shape):
+                raise InputSpecError(
+                    f"{self.path}: TensorRT refused input shape {array.shape} for '{name}'; the engine's "
+                    f"profile takes batches {self.profile.min}..{self.profile.max}"
+                )
+            self._cuda.to_device(self._device[name], staged)
+        out_name = self.card.output_name
+        shape = tuple(self._context.get_tensor_shape(out_name))
+        if shape != (n, self.card.embedding_dim):
+            expected = (n, self.card.embedding_dim)
+            raise ArtifactError(
+                f"{self.path}: engine output '{out_name}' would be {shape}, expected {expected}"
+            )
+        if not self._context.execute_async_v3(self._cuda.stream_handle()):
+            lines = "; ".join(self._logger.lines[-5:])
+            raise ArtifactError(f"{self.path}: TensorRT execute_async_v3 failed for a batch of {n}: {lines}")
+        result = self._host[out_name][:n]
+        self._cuda.to_host(result, self._device[out_name])
+        self._cuda.synchronize()
+        return result  # a view of the pinned buffer; the base class copies it out under its lock
+
+    def _release(self) -> None:
+        self._context = None  # context before engine before runtime, as TensorRT requires
+        self._engine = None
+        self._runtime = None
+        self._host = {}
+        self._device = {}
+        self._cuda.release()

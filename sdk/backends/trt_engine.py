@@ -1,0 +1,168 @@
+"""TensorRT engine helpers: log capture, compatibility check, tensor table and contract check.
+
+Written against the named-tensor API that TensorRT 8.5 through 11.x share (`num_io_tensors`,
+`get_tensor_name/mode/dtype/shape`, `get_tensor_profile_shape`). The `trt` module is passed in, never
+imported here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..card import BatchProfile, ModelCard
+from ..errors import ArtifactError
+
+log = logging.getLogger("vireid")
+MAX_LOG_LINES = 50
+
+
+def make_logger(trt: Any) -> Any:
+    """A `trt.ILogger` that forwards to the `vireid` logger and keeps warnings/errors for messages."""
+
+    class CapturingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3, VERBOSE 4
+            log.log(
+                {0: logging.ERROR, 1: logging.ERROR, 2: logging.WARNING}.get(level, logging.DEBUG),
+                "TensorRT: %s",
+                msg,
+            )
+            if level <= 2:
+                self.lines = [*self.lines[-(MAX_LOG_LINES - 1) :], str(msg)]
+
+    return CapturingLogger()
+
+
+def _version_key(version: str | None) -> tuple[int, ...]:
+    parts = []
+    for part in str(version or "").split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    while parts and parts[-1] == 0:  # "10.3" == "10.3.0"
+        parts.pop()
+    return tuple(parts)
+
+
+def compatibility_problem(card: ModelCard, trt_version: str, gpu: str, capability: str) -> str | None:
+    """Why an engine cannot run here (another TensorRT version or GPU type), or None.
+
+    Fields the card leaves empty are not compared; deserialisation still has the last word.
+    """
+    wrong = []
+    if card.tensorrt_version and _version_key(card.tensorrt_version) != _version_key(trt_version):
+        wrong.append(f"TensorRT {card.tensorrt_version} (this machine runs {trt_version})")
+    if card.compute_capability and _version_key(card.compute_capability) != _version_key(capability):
+        built_on = f" ({card.gpu_name})" if card.gpu_name else ""
+        wrong.append(
+            f"compute capability {card.compute_capability}{built_on} (this GPU, {gpu}, is {capability})"
+        )
+    if not wrong:
+        return None
+    return "the engine was built for " + " and ".join(wrong)
+
+
+def refuse_incompatible(path: Path, problem: str) -> ArtifactError:
+    """The error for an engine from another TensorRT version or GPU type, with the fixes."""
+    return ArtifactError(
+        f"{path}: {problem}. A TensorRT engine runs only on the TensorRT version and GPU type it was "
+        "built for: rebuild it on this machine from the model's .onnx (`vireid export`), or run the .onnx "
+        "with device='cuda'/'tensorrt'. For engines built version- or hardware-compatible pass "
+        "check_compatibility=False."
+    )
+
+
+def deserialize(trt: Any, runtime: Any, logger: Any, path: Path) -> Any:
+    """Deserialize an engine file; None from TensorRT becomes an `ArtifactError` quoting its log."""
+    engine = runtime.deserialize_cuda_engine(path.read_bytes())
+    if engine is None:
+        lines = "\n  ".join(logger.lines[-10:]) or "(TensorRT logged nothing)"
+        raise ArtifactError(
+            f"{path}: TensorRT {trt.__version__} could not deserialize this engine. "
+            f"TensorRT said:\n  {lines}\n"
+            "Engines are specific to one TensorRT version and GPU type: rebuild it here from the .onnx "
+            "(`vireid export`)."
+        )
+    return engine
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One I/O tensor of an engine."""
+
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def tensor_table(trt: Any, engine: Any) -> dict[str, TensorInfo]:
+    """Name → `TensorInfo` for every I/O tensor (shape `-1` = dynamic)."""
+    table = {}
+    for index in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(index)
+        table[name] = TensorInfo(
+            name=name,
+            is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+            dtype=np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+            shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
+        )
+    return table
+
+
+def expected_tensors(card: ModelCard) -> dict[str, TensorInfo]:
+    """The tensors the card's contract promises (`-1` = dynamic batch)."""
+    image_name, modality_name = card.input_names
+    height, width = card.input_size
+    return {
+        image_name: TensorInfo(image_name, True, np.dtype(np.uint8), (-1, height, width, 3)),
+        modality_name: TensorInfo(modality_name, True, np.dtype(np.int32), (-1,)),
+        card.output_name: TensorInfo(card.output_name, False, np.dtype(np.float32), (-1, card.embedding_dim)),
+    }
+
+
+def contract_problems(table: dict[str, TensorInfo], card: ModelCard) -> list[str]:
+    """How an engine's tensors differ from its card's contract (empty when they match)."""
+    expected = expected_tensors(card)
+    if set(table) != set(expected):
+        return [f"tensors are {sorted(table)}, expected {sorted(expected)}"]
+    problems = []
+    for name, want in expected.items():
+        got = table[name]
+        if got.is_input != want.is_input:
+            problems.append(f"'{name}' is an {'input' if got.is_input else 'output'}, expected the opposite")
+        if got.dtype != want.dtype:
+            problems.append(f"'{name}' is {got.dtype}, expected {want.dtype}")
+        dims_ok = len(got.shape) == len(want.shape) and all(
+            g in (w, -1) for g, w in zip(got.shape[1:], want.shape[1:], strict=False)
+        )
+        if not dims_ok or got.shape[:1] != (-1,):
+            problems.append(f"'{name}' has shape {list(got.shape)}, expected {list(want.shape)} (-1 = batch)")
+    return problems
+
+
+def engine_profile(engine: Any, card: ModelCard, path: Path) -> BatchProfile:
+    """Batch range of optimisation profile 0, intersected over both inputs; checked against the card."""
+    lows, opts, highs = [], [], []
+    for name in card.input_names:
+        low, opt, high = engine.get_tensor_profile_shape(name, 0)
+        lows.append(int(low[0]))
+        opts.append(int(opt[0]))
+        highs.append(int(high[0]))
+    low, high = max(lows), min(highs)
+    profile = BatchProfile(low, min(max(opts[0], low), high), high)
+    if card.profile and (card.profile.min, card.profile.max) != (profile.min, profile.max):
+        raise ArtifactError(
+            f"{path}: engine profile batch {profile.min}..{profile.max} differs from its card's "
+            f"{card.profile.min}..{card.profile.max}; the card was not written for this engine. Rebuild "
+            "the engine with `vireid export`."
+        )
+    return profile

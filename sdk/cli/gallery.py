@@ -1,0 +1,326 @@
+"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import.
+
+Examples:
+  vireid gallery enroll --gallery g.db --model m.onnx --name alice --modality visible crops/alice/
+  vireid gallery search --gallery g.db --model m.onnx --modality ir query.png -k 5
+  vireid gallery list --gallery g.db
+  vireid gallery export --gallery g.db --out g.npz ; vireid gallery import --gallery new.db g.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+_SHOW_BAD = 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vireid gallery ACTION`."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--gallery", "-g", type=Path, required=True, help="gallery database file (.db)")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", "-m", type=Path, required=True, help="model artifact (.onnx or .engine)")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    model.add_argument("--batch", type=int, default=32, help="images per embedding batch")
+    model.add_argument(
+        "--skip-bad", action="store_true", help="skip unreadable images (listed) instead of failing"
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    enroll = sub.add_parser("enroll", parents=[where, model], help="embed person crops and enrol them")
+    enroll.add_argument("inputs", nargs="+", type=Path, help="crop images and/or folders of crops")
+    enroll.add_argument("--name", required=True, help="identity name (added to it when already enrolled)")
+    enroll.add_argument("--modality", required=True, help="visible (rgb) or infrared (ir, thermal)")
+    enroll.add_argument("--camera", help="camera label to tag the crops with")
+    enroll.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="identity metadata")
+
+    listing = sub.add_parser("list", parents=[where], help="list identities with counts per modality")
+    listing.add_argument("--json", action="store_true", help="one JSON object per identity")
+
+    remove = sub.add_parser("remove", parents=[where], help="delete an identity and its embeddings")
+    remove.add_argument("name")
+    rename = sub.add_parser("rename", parents=[where], help="rename an identity")
+    rename.add_argument("old")
+    rename.add_argument("new")
+
+    search = sub.add_parser(
+        "search", parents=[where, model], help="find the enrolled identities of query crops"
+    )
+    search.add_argument("images", nargs="+", type=Path, help="query crop images and/or folders")
+    search.add_argument("--modality", required=True, help="modality of the query crops")
+    search.add_argument("-k", type=int, default=5, help="results per query (default 5)")
+    search.add_argument("--embeddings", action="store_true", help="rank single embeddings, not identities")
+    search.add_argument("--match-modality", help="only match gallery embeddings of this modality")
+    search.add_argument("--camera", action="append", help="only match embeddings of this camera (repeatable)")
+    search.add_argument("--json", action="store_true", help="one JSON object per query image")
+
+    export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
+    export.add_argument("--out", type=Path, required=True, help="output .npz file")
+    imp = sub.add_parser("import", parents=[where], help="add the identities of an exported .npz")
+    imp.add_argument("file", type=Path, help="an .npz written by `vireid gallery export`")
+    imp.add_argument(
+        "--on-conflict", choices=("error", "merge", "skip"), default="error", help="name clashes"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one gallery action."""
+    actions: dict[str, Callable[[argparse.Namespace], int]] = {
+        "enroll": _enroll,
+        "list": _list,
+        "remove": _remove,
+        "rename": _rename,
+        "search": _search,
+        "export": _export,
+        "import": _import,
+    }
+    return actions[args.action](args)
+
+
+# ----- actions without a model --------------------------------------------------------------------
+def _list(args: argparse.Namespace) -> int:
+    from vireid.gallery import Gallery
+    from vireid.modality import Modality
+
+    with Gallery.open(args.gallery) as gallery:
+        identities = gallery.identities()
+        info = gallery.info()
+    if args.json:
+        for item in identities:
+            counts = {str(m): n for m, n in item.counts.items()}
+            print(json.dumps({"name": item.name, "counts": counts, "metadata": dict(item.metadata)}))
+        return 0
+    print(
+        f"{info.path}: {info.num_identities} identities, {info.num_embeddings} embeddings, "
+        f"{info.dim}-d, embedding space {info.embedding_space}"
+    )
+    if identities:
+        width = max(8, *(len(i.name) for i in identities))
+        print(f"{'identity':<{width}}  visible  infrared  metadata")
+        for item in identities:
+            visible, infrared = (item.counts[m] for m in Modality)
+            meta = json.dumps(dict(item.metadata)) if item.metadata else ""
+            print(f"{item.name:<{width}}  {visible:>7}  {infrared:>8}  {meta}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from vireid.gallery import Gallery
+
+    with Gallery.open(args.gallery) as gallery:
+        removed = gallery.remove(args.name)
+    print(f"removed {args.name!r} and its {removed} embeddings from {args.gallery}")
+    return 0
+
+
+def _rename(args: argparse.Namespace) -> int:
+    from vireid.gallery import Gallery
+
+    with Gallery.open(args.gallery) as gallery:
+        gallery.rename(args.old, args.new)
+    print(f"renamed {args.old!r} to {args.new!r} in {args.gallery}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from vireid.gallery import Gallery
+
+    with Gallery.open(args.gallery) as gallery:
+        info = gallery.info()
+        gallery.export_npz(args.out)
+    print(f"exported {info.num_identities} identities, {info.num_embeddings} embeddings to {args.out}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from vireid.gallery import Gallery
+    from vireid.gallery.transfer import read_manifest
+
+    manifest = read_manifest(args.file)
+    space, dim = manifest.get("embedding_space"), manifest.get("dim")
+    with Gallery(args.gallery, embedding_space=space, dim=dim) as gallery:
+        added = gallery.import_npz(args.file, on_conflict=args.on_conflict)
+    print(f"imported {added} embeddings of {len(manifest['identities'])} identities into {args.gallery}")
+    return 0
+
+
+# ----- actions with a model -----------------------------------------------------------------------
+def _enroll(args: argparse.Namespace) -> int:
+    from vireid.errors import InputSpecError
+    from vireid.gallery import Gallery
+    from vireid.modality import Modality
+
+    modality = Modality.parse(args.modality)
+    metadata = _parse_meta(args.meta) if args.meta else None
+    files = collect_images(args.inputs)
+    with _embedder(args) as embedder:
+        space = str(embedder.embedding_space)
+        gallery = (
+            Gallery.open(args.gallery, space) if _exists(args.gallery) else None
+        )  # fail before embedding
+        try:
+            vectors, used, bad = embed_files(embedder, files, modality, args.batch, args.skip_bad)
+        except BaseException:
+            if gallery is not None:
+                gallery.close()
+            raise
+    if not used:
+        raise InputSpecError(f"none of the {len(files)} images could be read; nothing was enrolled")
+    gallery = gallery or Gallery(args.gallery, embedding_space=space, dim=int(vectors.shape[1]))
+    with gallery:
+        ids = gallery.enroll(
+            args.name,
+            vectors,
+            modality,
+            camera=args.camera,
+            sources=[str(p) for p in used],
+            metadata=metadata,
+            embedding_space=space,
+        )
+    skipped = f"; skipped {len(bad)} unreadable images" if bad else ""
+    print(f"enrolled {len(ids)} {modality} embeddings of {args.name!r} into {args.gallery}{skipped}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from vireid.errors import InputSpecError
+    from vireid.gallery import Gallery
+    from vireid.modality import Modality
+
+    modality = Modality.parse(args.modality)
+    match_modality = None if args.match_modality is None else Modality.parse(args.match_modality)
+    files = collect_images(args.images)
+    with _embedder(args) as embedder, Gallery.open(args.gallery, str(embedder.embedding_space)) as gallery:
+        vectors, used, _ = embed_files(embedder, files, modality, args.batch, args.skip_bad)
+        if not used:
+            raise InputSpecError(f"none of the {len(files)} query images could be read")
+        find = gallery.search if args.embeddings else gallery.search_identities
+        results = find(vectors, k=args.k, modality=match_modality, camera=args.camera)
+    for path, matches in zip(used, results, strict=True):
+        _print_matches(path, matches, args.json)
+    return 0
+
+
+def _print_matches(path: Path, matches: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        rows = [asdict(m) | {"modality": str(m.modality)} for m in matches]
+        print(json.dumps({"image": str(path), "matches": rows}))
+        return
+    print(f"{path}:")
+    if not matches:
+        print("  (no match)")
+    for rank, m in enumerate(matches, 1):
+        camera = f"camera {m.camera}" if m.camera is not None else ""
+        print(f"  {rank:>2}. {m.identity:<20} {m.score:7.4f}  {m.modality!s:<8} {camera} #{m.embedding_id}")
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+def collect_images(inputs: Sequence[Path]) -> list[Path]:
+    """Files as given plus the image files directly inside given folders (sorted).
+
+    Raises:
+        InputSpecError: an input does not exist, or nothing was found.
+    """
+    from vireid.errors import InputSpecError
+
+    files: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.exists():
+            files.append(item)
+        else:
+            raise InputSpecError(f"{item}: no such file or folder; expected crop images or folders of them")
+    if not files:
+        raise InputSpecError(
+            f"no images found in {[str(i) for i in inputs]}; "
+            f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
+        )
+    return files
+
+
+def embed_files(
+    embedder: Any, files: Sequence[Path], modality: Any, batch: int, skip_bad: bool
+) -> tuple[Any, list[Path], list[tuple[Path, str]]]:
+    """Read and embed images batch by batch, with a progress bar.
+
+    Returns:
+        `(vectors [M, D], files embedded, (file, problem) of unreadable ones)`.
+
+    Raises:
+        InputSpecError: some images are unreadable and `skip_bad` is false (lists them); nothing is kept.
+    """
+    import numpy as np
+
+    from vireid.errors import InputSpecError
+    from vireid.imageio import read_image
+    from vireid.progress import progress
+
+    if batch < 1:
+        raise InputSpecError(f"--batch must be a positive integer, got {batch}")
+    chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
+    vectors, used, bad = [], [], []
+    for chunk in progress(chunks, desc="embedding", total=len(chunks)):
+        images = []
+        for path in chunk:
+            try:
+                images.append(read_image(path))
+                used.append(path)
+            except InputSpecError as exc:
+                bad.append((path, str(exc)))
+        if images and (skip_bad or not bad):
+            vectors.append(np.asarray(embedder.embed(images, modality).vectors, dtype=np.float32))
+    if bad:
+        _report_bad(bad, skip_bad)
+    return (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)), used, bad
+
+
+def _report_bad(bad: list[tuple[Path, str]], skip_bad: bool) -> None:
+    from vireid.errors import InputSpecError
+
+    listing = "\n".join(f"  {problem}" for _, problem in bad[:_SHOW_BAD])
+    more = f"\n  ... and {len(bad) - _SHOW_BAD} more" if len(bad) > _SHOW_BAD else ""
+    if not skip_bad:
+        raise InputSpecError(
+            f"{len(bad)} images cannot be read (nothing was written):\n{listing}{more}\n"
+            "Fix or remove them, or pass --skip-bad to leave them out."
+        )
+    print(f"skipped {len(bad)} unreadable images:\n{listing}{more}", file=sys.stderr)
+
+
+@contextmanager
+def _embedder(args: argparse.Namespace) -> Iterator[Any]:
+    """The `Embedder` of `--model` (ONNX Runtime / TensorRT load only here), closed afterwards."""
+    from vireid.embedder import Embedder
+
+    embedder = Embedder(args.model, device=args.device)
+    try:
+        yield embedder
+    finally:
+        close = getattr(embedder, "close", None)
+        if callable(close):
+            close()
+
+
+def _parse_meta(items: Sequence[str]) -> dict[str, str]:
+    from vireid.errors import InputSpecError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputSpecError(f"--meta expects KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def _exists(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0

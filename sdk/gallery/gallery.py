@@ -1,0 +1,406 @@
+"""`Gallery`: enrolled identities persisted in SQLite and searched in memory."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import GalleryError, InputSpecError
+from ..modality import Modality
+from . import inputs
+from .index import NumpyBackend, RowTable, SearchBackend
+from .store import GalleryStore, sqlite_errors
+from .types import GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
+
+BACKENDS = ("numpy", "faiss")
+
+
+class Gallery:
+    """Identities with many embeddings each, tagged with modality and camera, persisted in SQLite.
+
+    Opening a path creates the gallery when the file does not exist yet (then `embedding_space` and
+    `dim` are required); opening an existing one with an `embedding_space` refuses a gallery made for
+    another model. Vectors are L2-normalised on enrolment and queries are too, so scores are cosines.
+
+    One process may write while others read (SQLite WAL); searches see every committed change, from
+    any process, because the in-memory index re-syncs when the file's change counter moves. A `Gallery`
+    object may be shared between threads (calls are serialised by a lock).
+
+    Example:
+        >>> with Gallery("gallery.db", embedding_space=emb.embedding_space, dim=2048) as gallery:
+        ...     gallery.enroll("alice", vectors, Modality.VISIBLE, camera="gate-1")
+        ...     best = gallery.search_identities(query_vectors, k=5)
+
+    Args:
+        path: database file (`":memory:"` for a throw-away gallery).
+        embedding_space: the model's fingerprint (`ModelCard.embedding_space()`, `Embedder.embedding_space`).
+        dim: embedding dimension (required to create; checked when opening).
+        backend: `numpy` (default) or `faiss` (needs `pip install 'vireid[faiss]'`).
+        create: create the file when missing; `False` raises instead (see `Gallery.open`).
+        timeout: seconds a write waits for another process's write lock.
+        durable: fsync every commit (`synchronous=FULL`); `False` keeps atomicity but a power cut may
+            lose the last commits (a crashed process never does).
+
+    Raises:
+        GalleryError: the file is corrupt, not a gallery, from a newer vireid, or bound to another
+            embedding space or dimension.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        embedding_space: str | None = None,
+        dim: int | None = None,
+        *,
+        backend: str = "numpy",
+        create: bool = True,
+        timeout: float = 10.0,
+        durable: bool = True,
+    ) -> None:
+        self._backend = _make_backend(backend)
+        self._store = GalleryStore(
+            path, embedding_space=embedding_space, dim=dim, create=create, timeout=timeout, durable=durable
+        )
+        self._lock = threading.RLock()
+        self._closed = False
+        try:
+            self._check_binding(embedding_space, dim)
+        except GalleryError:
+            self._store.close()
+            raise
+        self._table = RowTable(self._store.meta.dim)
+
+    @classmethod
+    def open(cls, path: str | Path, embedding_space: str | None = None, **kwargs: Any) -> Gallery:
+        """Open an existing gallery; never creates one."""
+        return cls(path, embedding_space, create=False, **kwargs)
+
+    def _check_binding(self, embedding_space: str | None, dim: int | None) -> None:
+        meta = self._store.meta
+        if embedding_space is not None:
+            self.check_embedding_space(embedding_space)
+        if dim is not None and dim != meta.dim:
+            raise GalleryError(
+                f"{self.path}: gallery holds {meta.dim}-d embeddings, the caller expects {dim}-d; "
+                "use the model the gallery was created for, or a new gallery path."
+            )
+
+    # ----- properties -----------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._store.path
+
+    @property
+    def embedding_space(self) -> str:
+        """Fingerprint of the model whose vectors this gallery holds."""
+        return self._store.meta.embedding_space
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self._store.meta.dim
+
+    @property
+    def backend(self) -> str:
+        """Search backend name (`numpy` or `faiss`)."""
+        return self._backend.name
+
+    def check_embedding_space(self, embedding_space: str) -> None:
+        """Refuse vectors of another model.
+
+        Raises:
+            GalleryError: naming both fingerprints and the fix.
+        """
+        if str(embedding_space) != self.embedding_space:
+            raise GalleryError(
+                f"{self.path}: embeddings of model {embedding_space!r} cannot go into or be searched "
+                f"against this gallery, which holds embeddings of model {self.embedding_space!r}; vectors "
+                "of different models are not comparable. Use a new gallery for the new model, or "
+                "re-enrol the identities with it."
+            )
+
+    # ----- lifecycle ------------------------------------------------------------------------------
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        with self._lock:
+            if self._closed:
+                raise GalleryError(f"{self.path}: gallery is closed; open it again to {action}.")
+            with sqlite_errors(self.path, action, self._store.timeout):
+                yield
+
+    def close(self) -> None:
+        """Close the database; further calls raise. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.dim}-d, space {self.embedding_space}"
+        return f"Gallery({self.path!r}, {state})"
+
+    # ----- writes ---------------------------------------------------------------------------------
+    def enroll(
+        self,
+        name: str,
+        vectors: Any,
+        modality: Modality | str | int | Sequence[Any] | None = None,
+        *,
+        camera: str | int | Sequence[Any] | None = None,
+        timestamps: float | Sequence[float] | np.ndarray | None = None,
+        track_ids: int | Sequence[int | None] | None = None,
+        sources: str | Path | Sequence[Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        embedding_space: str | None = None,
+    ) -> np.ndarray:
+        """Add N vectors to an identity (created when new) in one transaction: all of them or none.
+
+        Args:
+            name: identity name (unique in the gallery).
+            vectors: float `[N, D]` (or one `[D]`), or a `vireid.Embeddings`: its `embedding_space` is
+                checked against the gallery's and its modalities, camera ids and track ids are used
+                where the matching argument is None.
+            modality: one modality for every row, or one per row (required for plain arrays).
+            camera: camera label (string or integer id) for every row, or one per row.
+            timestamps: seconds since the epoch (UTC), one or N; default now.
+            track_ids: non-negative tracker id(s) the crops came from.
+            sources: where the crops came from (file paths, stream URLs).
+            metadata: JSON-serialisable mapping; when given, replaces the identity's metadata.
+            embedding_space: fingerprint of the model that produced `vectors`, checked when given.
+
+        Returns:
+            int64 `[N]` ids of the new embeddings.
+
+        Raises:
+            InputSpecError: bad name, shape, dimension, values or tags.
+            GalleryError: the vectors come from another embedding space.
+        """
+        inputs.check_name(name)
+        carried = inputs.split_embeddings(vectors)
+        for fingerprint in (embedding_space, carried.embedding_space):
+            if fingerprint is not None:
+                self.check_embedding_space(fingerprint)
+        modality = carried.modalities if modality is None else modality
+        if modality is None:
+            raise InputSpecError(f"enroll({name!r}): pass the modality of the vectors (visible or infrared)")
+        batch = inputs.build_batch(
+            inputs.unit_rows(carried.vectors, self.dim, f"enroll({name!r}) vectors"),
+            modality,
+            camera=carried.cameras if camera is None else camera,
+            timestamps=timestamps,
+            track_ids=carried.track_ids if track_ids is None else track_ids,
+            sources=sources,
+        )
+        stored_metadata = _json_object(metadata, name)
+        with self._guard("enroll"):
+            return self._store.enroll_many([(name, stored_metadata, batch)])[0]
+
+    def remove(self, name: str) -> int:
+        """Delete an identity and all its embeddings; returns how many embeddings were deleted.
+
+        Raises:
+            GalleryError: no identity has that name.
+        """
+        with self._guard("remove"):
+            return self._store.remove_identity(inputs.check_name(name))
+
+    def remove_embeddings(self, embedding_ids: Sequence[int] | np.ndarray) -> int:
+        """Delete single embeddings by id (unknown ids are ignored); returns how many were deleted.
+
+        The identity stays enrolled even when its last embedding goes.
+        """
+        ids = [int(i) for i in np.asarray(embedding_ids, dtype=np.int64).ravel()]
+        with self._guard("remove embeddings"):
+            return self._store.remove_embeddings(ids)
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename an identity.
+
+        Raises:
+            GalleryError: `old` is unknown or `new` is taken.
+        """
+        with self._guard("rename"):
+            self._store.rename(inputs.check_name(old), inputs.check_name(new))
+
+    # ----- reads ----------------------------------------------------------------------------------
+    def identities(self) -> list[IdentityInfo]:
+        """Every enrolled identity sorted by name, with its metadata and counts per modality."""
+        with self._guard("list identities"):
+            return self._store.list_identities()
+
+    def embeddings(self, name: str) -> IdentityEmbeddings:
+        """The stored embeddings of one identity (vectors and tags), ordered by id.
+
+        Raises:
+            GalleryError: no identity has that name.
+        """
+        with self._guard("read embeddings"):
+            return self._store.identity_embeddings(inputs.check_name(name))
+
+    def info(self) -> GalleryInfo:
+        """What the file holds and what it is bound to."""
+        with self._guard("read info"):
+            meta = self._store.meta
+            identities, embeddings = self._store.counts()
+            return GalleryInfo(
+                path=self.path,
+                embedding_space=meta.embedding_space,
+                dim=meta.dim,
+                schema_version=meta.schema_version,
+                created_at=meta.created_at,
+                vireid_version=meta.vireid_version,
+                num_identities=identities,
+                num_embeddings=embeddings,
+            )
+
+    def __len__(self) -> int:
+        """Number of enrolled identities."""
+        return self.info().num_identities
+
+    def __contains__(self, name: object) -> bool:
+        with self._guard("look up"):
+            return isinstance(name, str) and bool(self._store.identity_ids([name]))
+
+    # ----- search ---------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Bring the in-memory index up to date now (searches do this themselves); True if it changed."""
+        with self._guard("refresh"):
+            return self._table.sync(self._store)
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        modality: Modality | str | int | None = None,
+        camera: str | int | Sequence[Any] | None = None,
+        identities: Sequence[str] | str | None = None,
+    ) -> list[list[Match]]:
+        """The `k` most similar stored embeddings of each query, best first.
+
+        Args:
+            queries: float `[Q, D]` (or one `[D]`), or an `Embeddings` object (its space is checked).
+            k: results per query (fewer when fewer embeddings pass the filters).
+            modality: only embeddings of this modality (e.g. the other one, for cross-modal search).
+            camera: only embeddings of this camera (or these cameras).
+            identities: only these identities.
+
+        Returns:
+            One list of `Match` per query, by descending cosine similarity.
+
+        Raises:
+            InputSpecError: bad queries or k.
+            GalleryError: queries from another embedding space, or an unknown identity name.
+        """
+        return self._search("search", queries, k, modality, camera, identities)
+
+    def search_identities(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        modality: Modality | str | int | None = None,
+        camera: str | int | Sequence[Any] | None = None,
+        identities: Sequence[str] | str | None = None,
+    ) -> list[list[Match]]:
+        """The `k` best identities of each query, each with its best-matching embedding.
+
+        Same arguments as `search`; every identity appears at most once per query, scored by the
+        highest cosine over its embeddings that pass the filters. This is the re-identification answer.
+        """
+        return self._search("search identities", queries, k, modality, camera, identities)
+
+    def _search(
+        self,
+        action: str,
+        queries: Any,
+        k: int,
+        modality: Modality | str | int | None,
+        camera: str | int | Sequence[Any] | None,
+        identities: Sequence[str] | str | None,
+    ) -> list[list[Match]]:
+        carried = inputs.split_embeddings(queries)
+        if carried.embedding_space is not None:
+            self.check_embedding_space(carried.embedding_space)
+        unit = inputs.unit_rows(carried.vectors, self.dim, "queries")
+        k = inputs.check_k(k)
+        modality = None if modality is None else Modality.parse(modality)
+        cameras = inputs.parse_cameras(camera)
+        names = inputs.parse_names(identities)
+        with self._guard(action):
+            self._table.sync(self._store)
+            mask = self._table.mask(modality, cameras, self._identity_ids(names))
+            find = self._backend.top_groups if action == "search identities" else self._backend.top_rows
+            scores, rows = find(self._table, unit, k, mask)
+            return self._table.matches(scores, rows)
+
+    def _identity_ids(self, names: tuple[str, ...] | None) -> list[int] | None:
+        if names is None:
+            return None
+        found = self._store.identity_ids(names)
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise GalleryError(
+                f"{self.path}: unknown identities {unknown} in the search filter; "
+                f"`vireid gallery list --gallery {self.path}` shows the enrolled names."
+            )
+        return list(found.values())
+
+    # ----- transfer -------------------------------------------------------------------------------
+    def export_npz(self, path: str | Path) -> Path:
+        """Write every identity and embedding to one `.npz` (numeric/string arrays + JSON manifest)."""
+        from .transfer import export_npz
+
+        with self._guard("export"):
+            return export_npz(self._store, Path(path))
+
+    def import_npz(self, path: str | Path, on_conflict: str = "error") -> int:
+        """Add the identities of an exported `.npz` in one transaction; returns embeddings added.
+
+        Args:
+            path: a file written by `export_npz`.
+            on_conflict: for a name already enrolled: `error` (nothing is imported), `merge` (add its
+                vectors to the existing identity) or `skip`.
+
+        Raises:
+            GalleryError: another embedding space or dimension, a malformed or unsafe file, or a
+                conflict under `error`.
+        """
+        from .transfer import import_npz
+
+        with self._guard("import"):
+            return import_npz(self._store, Path(path), on_conflict)
+
+
+def _make_backend(name: str) -> SearchBackend:
+    if name == "numpy":
+        return NumpyBackend()
+    if name == "faiss":
+        from .faiss_index import FaissBackend
+
+        return FaissBackend()
+    raise InputSpecError(f"unknown gallery backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+
+
+def _json_object(metadata: Mapping[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InputSpecError(f"metadata of {name!r} must be a mapping, got {type(metadata).__name__}")
+    try:
+        return json.loads(json.dumps(dict(metadata)))
+    except (TypeError, ValueError) as exc:
+        raise InputSpecError(f"metadata of {name!r} must be JSON-serialisable ({exc})") from exc

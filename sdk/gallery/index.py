@@ -1,0 +1,292 @@
+"""In-memory search over a gallery: a contiguous float32 matrix of every vector, kept in step with SQLite.
+
+`RowTable` mirrors the `embeddings` table. Before a search it compares the store's change counters with
+the ones it last saw (one tiny query): after pure appends (enrolments, imports, by any process) it loads
+only the new rows; after removals or renames it drops vanished rows in place and loads what is missing.
+Embedding ids are never reused, so an id it holds always names the same vector.
+
+`NumpyBackend` scores with one float32 matrix product and picks the top k with `np.argpartition`;
+per-identity search takes the best score of each identity with `np.maximum.reduceat` over rows grouped
+by identity. Ties rank the older embedding (smaller id) first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..modality import Modality
+from .store import GalleryStore, RowColumns
+from .types import Match
+
+_GROWTH = 1.5
+_SUBSET_FRACTION = 0.25  # below this share of selected rows, gather them instead of masking scores
+_BLOCK_BYTES = 8 << 20  # rows of the matrix multiplied per BLAS call: a block stays in cache
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Rows grouped by identity: `order` lists row positions identity by identity from `starts`."""
+
+    order: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, identity_ids: np.ndarray) -> Groups:
+        """Group positions `0..len-1` by identity id (stable within an identity)."""
+        order = np.argsort(identity_ids, kind="stable")
+        sorted_ids = identity_ids[order]
+        starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) if len(order) else order
+        return cls(order=order, starts=starts)
+
+    def members(self, group: int) -> np.ndarray:
+        """Row positions of one group."""
+        end = self.starts[group + 1] if group + 1 < len(self.starts) else len(self.order)
+        return self.order[self.starts[group] : end]
+
+
+class RowTable:
+    """Vectors and tags of every stored embedding, row-aligned, synchronised from a `GalleryStore`."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.n = 0
+        self._buffer = np.empty((0, dim), dtype=np.float32)
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.identity_ids = np.zeros(0, dtype=np.int64)
+        self.modalities = np.zeros(0, dtype=np.int8)
+        self.camera_codes = np.zeros(0, dtype=np.int32)
+        self.camera_names: list[str | None] = []
+        self._camera_code: dict[str | None, int] = {}
+        self.names: dict[int, str] = {}
+        self.counters = (-1, -1)
+        self.compactions = 0  # bumped whenever rows move or vanish (backends rebuild then)
+        self._groups: Groups | None = None
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """`(n, dim)` float32 C-contiguous view of the stored unit vectors."""
+        return self._buffer[: self.n]
+
+    # ----- synchronisation ------------------------------------------------------------------------
+    def sync(self, store: GalleryStore) -> bool:
+        """Catch up with every commit since the last sync; returns whether anything changed."""
+        if store.counters() == self.counters:
+            return False
+        with store.snapshot() as conn:
+            counters = store.counters()
+            if self.counters[0] >= 0 and counters[1] == self.counters[1]:
+                self._append(store, conn, store.row_columns(conn, int(self.ids.max(initial=0))))
+                self.names.update((r[0], r[1]) for r in store.identity_rows(conn, max(self.names, default=0)))
+            else:
+                self._reconcile(store, conn)
+                self.names = {r[0]: r[1] for r in store.identity_rows(conn)}
+            self.counters = counters
+        self._groups = None
+        return True
+
+    def _reconcile(self, store: GalleryStore, conn: sqlite3.Connection) -> None:
+        columns = store.row_columns(conn)
+        keep = np.flatnonzero(np.isin(self.ids, columns.ids))
+        if len(keep) != self.n:
+            self._compact(keep)
+        missing = ~np.isin(columns.ids, self.ids)
+        self._append(store, conn, _select(columns, missing))
+
+    def _compact(self, keep: np.ndarray) -> None:
+        # In place, chunk by chunk: keep[i] >= i, so a chunk never overwrites rows later chunks read.
+        # Rows before the first removed one stay where they are.
+        moved = np.flatnonzero(keep != np.arange(len(keep)))
+        for start in range(int(moved[0]) if len(moved) else len(keep), len(keep), 4096):
+            part = keep[start : start + 4096]
+            self._buffer[start : start + len(part)] = self._buffer[part]
+        self.n = len(keep)
+        self.ids = self.ids[keep]
+        self.identity_ids = self.identity_ids[keep]
+        self.modalities = self.modalities[keep]
+        self.camera_codes = self.camera_codes[keep]
+        self.compactions += 1
+
+    def _append(self, store: GalleryStore, conn: sqlite3.Connection, columns: RowColumns) -> None:
+        count = len(columns.ids)
+        if count == 0:
+            return
+        self._reserve(self.n + count)
+        store.read_vectors(conn, columns.ids, self._buffer[self.n : self.n + count])
+        self.n += count
+        self.ids = np.concatenate([self.ids, columns.ids])
+        self.identity_ids = np.concatenate([self.identity_ids, columns.identity_ids])
+        self.modalities = np.concatenate([self.modalities, columns.modalities])
+        codes = np.array([self._code(c) for c in columns.cameras], dtype=np.int32)
+        self.camera_codes = np.concatenate([self.camera_codes, codes])
+
+    def _reserve(self, rows: int) -> None:
+        if rows <= len(self._buffer):
+            return
+        capacity = rows if self.n == 0 else max(rows, int(len(self._buffer) * _GROWTH))
+        grown = np.empty((capacity, self.dim), dtype=np.float32)
+        grown[: self.n] = self._buffer[: self.n]
+        self._buffer = grown
+
+    def _code(self, camera: str | None) -> int:
+        code = self._camera_code.get(camera)
+        if code is None:
+            code = self._camera_code[camera] = len(self.camera_names)
+            self.camera_names.append(camera)
+        return code
+
+    # ----- queries --------------------------------------------------------------------------------
+    def mask(
+        self,
+        modality: Modality | None = None,
+        cameras: tuple[str, ...] | None = None,
+        identity_ids: list[int] | None = None,
+    ) -> np.ndarray | None:
+        """Boolean row mask of the filters, or None when there is no filter."""
+        if modality is None and cameras is None and identity_ids is None:
+            return None
+        mask = np.ones(self.n, dtype=bool)
+        if modality is not None:
+            mask &= self.modalities == int(modality)
+        if cameras is not None:
+            codes = [self._camera_code[c] for c in cameras if c in self._camera_code]
+            mask &= np.isin(self.camera_codes, codes)
+        if identity_ids is not None:
+            mask &= np.isin(self.identity_ids, identity_ids)
+        return mask
+
+    def groups(self) -> Groups:
+        """Rows grouped by identity (cached until the next change)."""
+        if self._groups is None:
+            self._groups = Groups.of(self.identity_ids)
+        return self._groups
+
+    def matches(self, scores: np.ndarray, rows: np.ndarray) -> list[list[Match]]:
+        """Typed results from `[Q, k]` scores and row positions (row -1 marks "no result")."""
+        out = []
+        for query_scores, query_rows in zip(scores.tolist(), rows.tolist(), strict=True):
+            out.append(
+                [
+                    Match(
+                        identity=self.names[int(self.identity_ids[r])],
+                        score=s,
+                        embedding_id=int(self.ids[r]),
+                        modality=Modality(int(self.modalities[r])),
+                        camera=self.camera_names[self.camera_codes[r]],
+                    )
+                    for s, r in zip(query_scores, query_rows, strict=True)
+                    if r >= 0
+                ]
+            )
+        return out
+
+
+class SearchBackend(Protocol):
+    """How top-k rows and top-k identities are found over a `RowTable`."""
+
+    def top_rows(
+        self, table: RowTable, queries: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`[Q, k]` scores (descending) and row positions; row -1 / score -inf pad missing results."""
+        ...
+
+    def top_groups(
+        self, table: RowTable, queries: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like `top_rows` with at most one row per identity: each identity's best row."""
+        ...
+
+
+class NumpyBackend:
+    """Exact search with one float32 matrix product (BLAS) per call."""
+
+    name = "numpy"
+
+    def top_rows(
+        self, table: RowTable, queries: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """See `SearchBackend.top_rows`."""
+        scores, rows = _scores(table, queries, mask)
+        top, pos = top_k(scores, k)
+        return top, _positions(rows, pos, top)
+
+    def top_groups(
+        self, table: RowTable, queries: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """See `SearchBackend.top_groups`."""
+        scores, rows = _scores(table, queries, mask)
+        groups = table.groups() if rows is None else Groups.of(table.identity_ids[rows])
+        if len(groups.order) == 0:
+            return top_k(scores, k)
+        best = np.maximum.reduceat(scores[:, groups.order], groups.starts, axis=1)
+        top, chosen = top_k(best, k)
+        pos = np.full(chosen.shape, -1, dtype=np.int64)
+        for q, g in zip(*np.nonzero(np.isfinite(top)), strict=True):
+            members = groups.members(int(chosen[q, g]))
+            pos[q, g] = members[np.argmax(scores[q, members])]
+        return top, _positions(rows, pos, top)
+
+
+def _scores(
+    table: RowTable, queries: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Scores of the selected rows: `[Q, n]` with -inf where masked out, or `[Q, m]` of gathered rows."""
+    vectors = table.vectors
+    if mask is None:
+        return blocked_scores(queries, vectors), None
+    selected = np.flatnonzero(mask)
+    if len(selected) < _SUBSET_FRACTION * table.n:
+        return blocked_scores(queries, vectors[selected]), selected
+    scores = blocked_scores(queries, vectors)
+    scores[:, ~mask] = -np.inf
+    return scores, None
+
+
+def blocked_scores(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """`queries @ vectors.T` as `[Q, n]` float32, computed block by block of rows.
+
+    One BLAS call over a 100k x 2048 matrix with a handful of queries streams the matrix through the
+    cache badly; blocks of ~8 MiB of rows cut the time by about a third on a 2-core x86-64 CPU.
+    """
+    n, dim = vectors.shape
+    out = np.empty((n, len(queries)), dtype=np.float32)
+    transposed = np.ascontiguousarray(queries.T, dtype=np.float32)
+    step = max(256, _BLOCK_BYTES // (4 * max(dim, 1)))
+    for start in range(0, n, step):
+        np.matmul(vectors[start : start + step], transposed, out=out[start : start + step])
+    return out.T
+
+
+def _positions(rows: np.ndarray | None, pos: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Map positions within the scored columns back to table rows; -1 where the score is -inf."""
+    mapped = pos if rows is None else rows[np.maximum(pos, 0)]
+    return np.where(np.isfinite(top), mapped, -1).astype(np.int64)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` highest scores of each row, descending (ties: smaller position first), and positions."""
+    num_queries, n = scores.shape
+    k = min(k, n)
+    if k == 0:
+        return np.full((num_queries, 0), -np.inf, dtype=np.float32), np.zeros(
+            (num_queries, 0), dtype=np.int64
+        )
+    if k < n:
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
+    else:
+        part = np.broadcast_to(np.arange(n), (num_queries, n))
+    top = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -top), axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def _select(columns: RowColumns, mask: np.ndarray) -> RowColumns:
+    return RowColumns(
+        ids=columns.ids[mask],
+        identity_ids=columns.identity_ids[mask],
+        modalities=columns.modalities[mask],
+        cameras=[c for c, keep in zip(columns.cameras, mask.tolist(), strict=True) if keep],
+    )

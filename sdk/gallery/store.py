@@ -1,0 +1,422 @@
+"""SQLite persistence of a gallery: one file, WAL mode, one transaction per change.
+
+Every change (an enrolment of N vectors, a removal, a rename, an import) is one `BEGIN IMMEDIATE`
+transaction that also bumps a change counter in `meta`, so a crash leaves all of it or none of it and
+other processes' in-memory indexes notice the commit. Readers never block the writer (WAL); a writer
+waits up to `timeout` seconds for another writer's lock.
+
+Hooks for later work: vectors go through `Float32Codec` (the `meta.vector_codec` key names it; an
+encrypting codec plugs in there), and timestamps are indexed for a retention policy that deletes with
+`remove_embeddings`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import repeat
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..errors import GalleryError
+from .inputs import EmbeddingBatch
+from .schema import VECTOR_CODEC, GalleryMeta, check_header, migrate, read_meta
+from .types import IdentityEmbeddings, IdentityInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+MEMORY = ":memory:"
+_CHUNK = 500  # ids per `IN (...)` query, below SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class RowColumns:
+    """Row-aligned columns of many embeddings (no vectors): what the in-memory index mirrors."""
+
+    ids: np.ndarray  # int64
+    identity_ids: np.ndarray  # int64
+    modalities: np.ndarray  # int8
+    cameras: list[str | None]
+
+
+class Float32Codec:
+    """Vectors as little-endian float32 bytes, one BLOB per row."""
+
+    name = VECTOR_CODEC
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def encode(self, vectors: np.ndarray) -> list[bytes]:
+        """One BLOB per row."""
+        rows = np.ascontiguousarray(vectors, dtype="<f4")
+        return [row.tobytes() for row in rows]
+
+    def decode_into(self, blob: bytes, out: np.ndarray, where: str) -> None:
+        """Write one BLOB into a row of `out`, refusing a BLOB of the wrong length."""
+        if len(blob) != 4 * self.dim:
+            raise GalleryError(
+                f"{where}: stored vector has {len(blob)} bytes, expected {4 * self.dim} "
+                f"({self.dim} float32); the file is damaged. Restore it from a backup or an export."
+            )
+        out[:] = np.frombuffer(blob, dtype="<f4")
+
+
+def _translated(method: F) -> F:
+    """Turn sqlite3 errors raised by a store method into `GalleryError` naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: GalleryStore, *args: Any, **kwargs: Any) -> Any:
+        with sqlite_errors(self.path, method.__name__.strip("_"), self.timeout):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def sqlite_errors(path: str, action: str, timeout: float) -> Iterator[None]:
+    """Re-raise sqlite3 errors as `GalleryError` with the path, the cause and a fix."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise GalleryError(
+                f"{path}: {action}: another process held the gallery's write lock for more than "
+                f"{timeout:g} s ({exc}); retry, or pass a longer timeout to Gallery(...)."
+            ) from exc
+        raise GalleryError(f"{path}: {action} failed: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise GalleryError(
+            f"{path}: {action} failed, the gallery database is corrupt or unreadable ({exc}). "
+            "Restore it from a backup or an export (`vireid gallery import`), or use a new path."
+        ) from exc
+
+
+class GalleryStore:
+    """The SQL side of a gallery; callers serialise access (the `Gallery` holds a lock)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        embedding_space: str | None,
+        dim: int | None,
+        create: bool = True,
+        timeout: float = 10.0,
+        durable: bool = True,
+    ) -> None:
+        self.path = str(path)
+        self.timeout = float(timeout)
+        if self.path != MEMORY:
+            _check_location(Path(self.path), create)
+        with sqlite_errors(self.path, "open", self.timeout):
+            self._conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._configure(durable)
+                migrate(self._conn, self.path, embedding_space, dim)
+                self.meta: GalleryMeta = read_meta(self._conn, self.path)
+            except BaseException:
+                self._conn.close()
+                raise
+        if self.meta.vector_codec != VECTOR_CODEC:
+            self._conn.close()
+            raise GalleryError(
+                f"{self.path}: vectors are stored with codec {self.meta.vector_codec!r}, which this "
+                f"vireid does not read (it reads {VECTOR_CODEC!r}); upgrade vireid."
+            )
+        self.codec = Float32Codec(self.meta.dim)
+
+    def _configure(self, durable: bool) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self._conn.close()
+
+    # ----- transactions ---------------------------------------------------------------------------
+    @contextmanager
+    def write(self, *, structural: bool) -> Iterator[sqlite3.Connection]:
+        """One write transaction; bumps `generation` (and `epoch` when rows may vanish or rename)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            keys = ("generation", "epoch") if structural else ("generation",)
+            conn.executemany(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", ((k,) for k in keys)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same committed state."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    @_translated
+    def counters(self) -> tuple[int, int]:
+        """`(generation, epoch)`: any commit changes the first; removals and renames the second."""
+        values = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'epoch')"))
+        return int(values["generation"]), int(values["epoch"])
+
+    # ----- writes ---------------------------------------------------------------------------------
+    @_translated
+    def enroll_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any] | None, EmbeddingBatch]], existing: str = "add"
+    ) -> list[np.ndarray]:
+        """Store batches for several identities in one transaction.
+
+        Args:
+            items: `(name, metadata or None, batch)`; metadata, when given, replaces the stored one.
+            existing: what to do with a name already enrolled: `add` its vectors, `skip` the item or
+                raise (`error`).
+
+        Returns:
+            The new embedding ids of each item (empty for a skipped one).
+        """
+        out = []
+        with self.write(structural=False) as conn:
+            for name, metadata, batch in items:
+                identity_id = self._identity_id(name)
+                if identity_id is not None and existing == "skip":
+                    out.append(np.zeros(0, dtype=np.int64))
+                    continue
+                if identity_id is not None and existing == "error":
+                    raise GalleryError(
+                        f"{self.path}: identity {name!r} is already enrolled; remove or rename it first, "
+                        "or choose another conflict policy (merge / skip)."
+                    )
+                identity_id = self._upsert_identity(conn, identity_id, name, metadata)
+                out.append(self._insert_rows(conn, identity_id, batch))
+        return out
+
+    def _upsert_identity(
+        self, conn: sqlite3.Connection, identity_id: int | None, name: str, metadata: Mapping[str, Any] | None
+    ) -> int:
+        text = None if metadata is None else json.dumps(dict(metadata), sort_keys=True)
+        if identity_id is None:
+            cursor = conn.execute(
+                "INSERT INTO identities(name, metadata, created_at) VALUES (?, ?, ?)",
+                (name, text or "{}", time.time()),
+            )
+            return int(cursor.lastrowid or 0)
+        if text is not None:
+            conn.execute("UPDATE identities SET metadata = ? WHERE id = ?", (text, identity_id))
+        return identity_id
+
+    def _insert_rows(self, conn: sqlite3.Connection, identity_id: int, batch: EmbeddingBatch) -> np.ndarray:
+        # Ids are assigned here, inside the write lock, from AUTOINCREMENT's sequence: never reused, so
+        # an in-memory index can trust that an id it holds always names the same vector.
+        (last,) = conn.execute(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'embeddings'), 0)"
+        ).fetchone()
+        ids = np.arange(last + 1, last + 1 + len(batch), dtype=np.int64)
+        id_list = ids.tolist()
+        conn.executemany(
+            "INSERT INTO embeddings(id, identity_id, modality, camera, timestamp, track_id, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            zip(
+                id_list,
+                repeat(identity_id),
+                batch.modalities.tolist(),
+                batch.cameras,
+                batch.timestamps.tolist(),
+                batch.track_ids,
+                batch.sources,
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO vectors(embedding_id, data) VALUES (?, ?)",
+            zip(id_list, self.codec.encode(batch.vectors), strict=True),
+        )
+        return ids
+
+    @_translated
+    def remove_identity(self, name: str) -> int:
+        """Delete an identity and its embeddings; returns how many embeddings went."""
+        with self.write(structural=True) as conn:
+            identity_id = self._require_identity(name)
+            conn.execute(
+                "DELETE FROM vectors WHERE embedding_id IN (SELECT id FROM embeddings WHERE identity_id = ?)",
+                (identity_id,),
+            )
+            removed = conn.execute("DELETE FROM embeddings WHERE identity_id = ?", (identity_id,)).rowcount
+            conn.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
+        return int(removed)
+
+    @_translated
+    def remove_embeddings(self, ids: Sequence[int]) -> int:
+        """Delete embeddings by id (unknown ids are ignored); returns how many were deleted."""
+        removed = 0
+        with self.write(structural=True) as conn:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = list(ids[start : start + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM vectors WHERE embedding_id IN ({marks})", chunk)
+                removed += conn.execute(f"DELETE FROM embeddings WHERE id IN ({marks})", chunk).rowcount
+        return removed
+
+    @_translated
+    def rename(self, old: str, new: str) -> None:
+        """Rename an identity; the new name must be free."""
+        with self.write(structural=True) as conn:
+            identity_id = self._require_identity(old)
+            if self._identity_id(new) is not None:
+                raise GalleryError(
+                    f"{self.path}: cannot rename {old!r} to {new!r}: {new!r} is already enrolled; "
+                    "remove it first or pick another name."
+                )
+            conn.execute("UPDATE identities SET name = ? WHERE id = ?", (new, identity_id))
+
+    # ----- reads ----------------------------------------------------------------------------------
+    def _identity_id(self, name: str) -> int | None:
+        row = self._conn.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _require_identity(self, name: str) -> int:
+        identity_id = self._identity_id(name)
+        if identity_id is None:
+            raise GalleryError(
+                f"{self.path}: no identity named {name!r}; `vireid gallery list --gallery {self.path}` "
+                "shows the enrolled names."
+            )
+        return identity_id
+
+    @_translated
+    def identity_ids(self, names: Sequence[str]) -> dict[str, int]:
+        """Ids of the given names that exist."""
+        found = {}
+        for name in names:
+            identity_id = self._identity_id(name)
+            if identity_id is not None:
+                found[name] = identity_id
+        return found
+
+    @_translated
+    def counts(self) -> tuple[int, int]:
+        """`(identities, embeddings)`."""
+        with self.snapshot() as conn:
+            (identities,) = conn.execute("SELECT count(*) FROM identities").fetchone()
+            (embeddings,) = conn.execute("SELECT count(*) FROM embeddings").fetchone()
+        return int(identities), int(embeddings)
+
+    @_translated
+    def list_identities(self) -> list[IdentityInfo]:
+        """Every identity, sorted by name, with counts per modality."""
+        rows = self._conn.execute(
+            "SELECT i.name, i.metadata, i.created_at, e.modality, count(e.id) FROM identities i "
+            "LEFT JOIN embeddings e ON e.identity_id = i.id GROUP BY i.id, e.modality ORDER BY i.name"
+        ).fetchall()
+        grouped: dict[str, tuple[str, float, dict[int, int]]] = {}
+        for name, metadata, created_at, modality, count in rows:
+            entry = grouped.setdefault(name, (metadata, created_at, {}))
+            if modality is not None:
+                entry[2][int(modality)] = int(count)
+        return [
+            IdentityInfo(name=name, metadata=json.loads(meta), counts=counts, created_at=created)
+            for name, (meta, created, counts) in grouped.items()
+        ]
+
+    @_translated
+    def identity_embeddings(self, name: str) -> IdentityEmbeddings:
+        """Everything stored for one identity, ordered by embedding id."""
+        with self.snapshot() as conn:
+            identity_id = self._require_identity(name)
+            rows = conn.execute(
+                "SELECT e.id, e.modality, e.timestamp, e.camera, e.track_id, e.source, v.data "
+                "FROM embeddings e JOIN vectors v ON v.embedding_id = e.id "
+                "WHERE e.identity_id = ? ORDER BY e.id",
+                (identity_id,),
+            ).fetchall()
+        vectors = np.empty((len(rows), self.meta.dim), dtype=np.float32)
+        for i, row in enumerate(rows):
+            self.codec.decode_into(row[6], vectors[i], f"{self.path}: embedding {row[0]}")
+        return IdentityEmbeddings(
+            name=name,
+            ids=np.array([r[0] for r in rows], dtype=np.int64),
+            vectors=vectors,
+            modalities=np.array([r[1] for r in rows], dtype=np.int8),
+            timestamps=np.array([r[2] for r in rows], dtype=np.float64),
+            cameras=tuple(r[3] for r in rows),
+            track_ids=tuple(r[4] for r in rows),
+            sources=tuple(r[5] for r in rows),
+        )
+
+    def identity_rows(self, conn: sqlite3.Connection, after_id: int = 0) -> list[tuple[int, str, str, float]]:
+        """`(id, name, metadata JSON, created_at)` of identities with id > `after_id`, in id order."""
+        return conn.execute(
+            "SELECT id, name, metadata, created_at FROM identities WHERE id > ? ORDER BY id", (after_id,)
+        ).fetchall()
+
+    def row_columns(self, conn: sqlite3.Connection, after_id: int = 0) -> RowColumns:
+        """Tags of every embedding with id > `after_id`, in id order (call inside `snapshot`)."""
+        rows = conn.execute(
+            "SELECT id, identity_id, modality, camera FROM embeddings WHERE id > ? ORDER BY id", (after_id,)
+        ).fetchall()
+        return RowColumns(
+            ids=np.array([r[0] for r in rows], dtype=np.int64),
+            identity_ids=np.array([r[1] for r in rows], dtype=np.int64),
+            modalities=np.array([r[2] for r in rows], dtype=np.int8),
+            cameras=[r[3] for r in rows],
+        )
+
+    def row_details(self, conn: sqlite3.Connection) -> list[tuple[float, int | None, str | None]]:
+        """`(timestamp, track_id, source)` of every embedding in id order (call inside `snapshot`)."""
+        return conn.execute("SELECT timestamp, track_id, source FROM embeddings ORDER BY id").fetchall()
+
+    def read_vectors(self, conn: sqlite3.Connection, ids: np.ndarray, out: np.ndarray) -> None:
+        """Fill `out[i]` with the vector of `ids[i]`; `ids` ascending (call inside `snapshot`)."""
+        if len(ids) == 0:
+            return
+        cursor = conn.execute(
+            "SELECT embedding_id, data FROM vectors WHERE embedding_id BETWEEN ? AND ? ORDER BY embedding_id",
+            (int(ids[0]), int(ids[-1])),
+        )
+        j = 0
+        for embedding_id, blob in cursor:
+            if embedding_id == ids[j]:
+                self.codec.decode_into(blob, out[j], f"{self.path}: embedding {embedding_id}")
+                j += 1
+                if j == len(ids):
+                    break
+        cursor.close()
+        if j != len(ids):
+            raise GalleryError(
+                f"{self.path}: embedding {int(ids[j])} has no stored vector; the file is damaged. "
+                "Restore it from a backup or an export."
+            )
+
+
+def _check_location(path: Path, create: bool) -> None:
+    exists = path.is_file() and path.stat().st_size > 0
+    if not exists and not create:
+        raise GalleryError(
+            f"{path}: no gallery file here; create one with Gallery(path, embedding_space=..., dim=...) "
+            "or `vireid gallery enroll`."
+        )
+    if not path.parent.is_dir():
+        raise GalleryError(f"{path}: folder {path.parent} does not exist; create it first.")
+    if path.is_dir():
+        raise GalleryError(f"{path}: is a folder; expected a gallery database file such as gallery.db")
+    check_header(path)

@@ -1,0 +1,264 @@
+"""Export a gallery to one `.npz` file and import it back.
+
+The file holds plain arrays only (numbers and fixed-width strings, never objects) and a JSON manifest
+stored as a uint8 array under `manifest`:
+
+| member      | dtype / shape   | meaning                                                  |
+|-------------|-----------------|----------------------------------------------------------|
+| `manifest`  | uint8 `[B]`     | UTF-8 JSON: format, embedding space, dim, identities      |
+| `vectors`   | float32 `[N,D]` | unit vectors                                             |
+| `identity`  | int64 `[N]`     | index into `manifest["identities"]`                      |
+| `modality`  | int8 `[N]`      | 0 visible, 1 infrared                                    |
+| `timestamp` | float64 `[N]`   | seconds since the epoch (UTC)                            |
+| `track_id`  | int64 `[N]`     | tracker id, -1 when not recorded                         |
+| `camera`    | str `[N]`       | camera label, "" when not recorded                       |
+| `source`    | str `[N]`       | source label, "" when not recorded                       |
+
+Import loads with `allow_pickle=False`, refuses members it does not know (and any member name that
+looks like a path, such as `../x.npy`), a different embedding space or dimension, and malformed arrays,
+before anything is written; then the whole import is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..errors import GalleryError, InputSpecError
+from .inputs import EmbeddingBatch, check_name, unit_rows
+from .store import GalleryStore
+
+FORMAT = "vireid-gallery"
+FORMAT_VERSION = 1
+ARRAYS = {
+    "vectors": np.float32,
+    "identity": np.int64,
+    "modality": np.int8,
+    "timestamp": np.float64,
+    "track_id": np.int64,
+    "camera": np.str_,
+    "source": np.str_,
+}
+MEMBERS = {"manifest", *ARRAYS}
+CONFLICT_POLICIES = {"error": "error", "merge": "add", "skip": "skip"}
+_MEMBER_NAME = re.compile(r"^[a-z_]+\.npy$")
+
+
+def export_npz(store: GalleryStore, path: Path) -> Path:
+    """Write the whole gallery (one consistent snapshot) to `path`, atomically."""
+    arrays, identities = _snapshot_arrays(store)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "embedding_space": store.meta.embedding_space,
+        "dim": store.meta.dim,
+        "vireid_version": __version__,
+        "exported_at": time.time(),
+        "identities": identities,
+    }
+    arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise GalleryError(
+            f"{path}: cannot write the export ({exc}); check the folder exists and is writable"
+        ) from exc
+    return path
+
+
+def _snapshot_arrays(store: GalleryStore) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    with store.snapshot() as conn:
+        identity_rows = store.identity_rows(conn)
+        columns = store.row_columns(conn)
+        details = store.row_details(conn)
+        vectors = np.empty((len(columns.ids), store.meta.dim), dtype=np.float32)
+        store.read_vectors(conn, columns.ids, vectors)
+    position = {row[0]: i for i, row in enumerate(identity_rows)}
+    identities = [{"name": r[1], "metadata": json.loads(r[2]), "created_at": r[3]} for r in identity_rows]
+    arrays = {
+        "vectors": vectors,
+        "identity": np.array([position[i] for i in columns.identity_ids.tolist()], dtype=np.int64),
+        "modality": columns.modalities,
+        "timestamp": np.array([d[0] for d in details], dtype=np.float64),
+        "track_id": np.array([-1 if d[1] is None else d[1] for d in details], dtype=np.int64),
+        "camera": np.array([c or "" for c in columns.cameras], dtype=np.str_),
+        "source": np.array([d[2] or "" for d in details], dtype=np.str_),
+    }
+    return arrays, identities
+
+
+def import_npz(store: GalleryStore, path: Path, on_conflict: str = "error") -> int:
+    """Add an export's identities to `store` in one transaction; returns the number of embeddings added."""
+    if on_conflict not in CONFLICT_POLICIES:
+        raise InputSpecError(f"on_conflict must be one of {sorted(CONFLICT_POLICIES)}, got {on_conflict!r}")
+    manifest, arrays = read_npz(path)
+    _check_manifest(manifest, store, path)
+    items = _items(manifest, arrays, path)
+    added = store.enroll_many(items, existing=CONFLICT_POLICIES[on_conflict])
+    return sum(len(ids) for ids in added)
+
+
+def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Load and validate an export: safe member names, no object arrays, consistent shapes.
+
+    Raises:
+        GalleryError: the file is missing, not a zip/npz, has unexpected or path-like members, holds
+            object arrays, or its arrays disagree.
+    """
+    _check_members(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            loaded = {name: data[name] for name in MEMBERS}
+    except ValueError as exc:
+        raise GalleryError(
+            f"{path}: refused: the file holds object (pickled) arrays ({exc}); a vireid export holds "
+            "numbers and strings only. Export again with `vireid gallery export`."
+        ) from exc
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise GalleryError(f"{path}: cannot read the export ({exc})") from exc
+    manifest = _manifest(loaded.pop("manifest"), path)
+    _check_arrays(loaded, manifest, path)
+    return manifest, loaded
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of an export (embedding space, dim, identities) without loading its arrays.
+
+    Raises:
+        GalleryError: the file is not a safe, well-formed vireid export.
+    """
+    _check_members(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return _manifest(data["manifest"], path)
+    except ValueError as exc:
+        raise GalleryError(f"{path}: refused: the manifest is an object (pickled) array ({exc})") from exc
+
+
+def _check_members(path: Path) -> None:
+    if not path.is_file():
+        raise GalleryError(
+            f"{path}: no such export file; write one with `vireid gallery export --out FILE.npz`"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise GalleryError(f"{path}: not an .npz export ({exc})") from exc
+    unsafe = [n for n in names if not _MEMBER_NAME.match(n) or ".." in n]
+    if unsafe:
+        raise GalleryError(
+            f"{path}: refused: member names {unsafe[:5]} are not plain array names (path traversal or "
+            f"foreign content); a vireid export holds only {sorted(MEMBERS)}."
+        )
+    found = {n[: -len(".npy")] for n in names}
+    if found != MEMBERS:
+        raise GalleryError(
+            f"{path}: not a vireid gallery export: members {sorted(found)}, expected {sorted(MEMBERS)}"
+        )
+
+
+def _manifest(raw: np.ndarray, path: Path) -> dict[str, Any]:
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"manifest must be uint8 [B], got {raw.dtype} {raw.shape}")
+        manifest = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ValueError(f"format must be {FORMAT!r}")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+        if not isinstance(manifest.get("identities"), list):
+            raise ValueError("'identities' must be a list")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise GalleryError(f"{path}: invalid export manifest ({exc})") from exc
+    return manifest
+
+
+def _check_manifest(manifest: dict[str, Any], store: GalleryStore, path: Path) -> None:
+    space, dim = manifest.get("embedding_space"), manifest.get("dim")
+    if space != store.meta.embedding_space:
+        raise GalleryError(
+            f"{path}: export holds embeddings of model {space!r}, gallery {store.path} holds model "
+            f"{store.meta.embedding_space!r}; vectors of different models are not comparable. Import into "
+            "a new gallery path, or re-enrol the identities with this gallery's model."
+        )
+    if dim != store.meta.dim:
+        raise GalleryError(
+            f"{path}: export holds {dim}-d embeddings, gallery {store.path} holds {store.meta.dim}-d"
+        )
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], path: Path) -> None:
+    n = len(arrays["vectors"])
+    for name, dtype in ARRAYS.items():
+        array = arrays[name]
+        ok_dtype = array.dtype.kind == "U" if dtype is np.str_ else array.dtype == dtype
+        shape_ok = (
+            array.ndim == 2 and array.shape[1] == manifest.get("dim")
+            if name == "vectors"
+            else array.shape == (n,)
+        )
+        if not ok_dtype or not shape_ok:
+            raise GalleryError(
+                f"{path}: array {name!r} is {array.dtype} {array.shape}; "
+                f"expected {np.dtype(dtype)} with {n} rows"
+            )
+    count = len(manifest["identities"])
+    problems = []
+    if n and (arrays["identity"].min() < 0 or arrays["identity"].max() >= count):
+        problems.append(f"identity indices outside 0..{count - 1}")
+    if not np.isin(arrays["modality"], (0, 1)).all():
+        problems.append("modality values other than 0/1")
+    if not np.isfinite(arrays["timestamp"]).all():
+        problems.append("non-finite timestamps")
+    if (arrays["track_id"] < -1).any():
+        problems.append("track ids below -1")
+    if problems:
+        raise GalleryError(f"{path}: malformed export: {'; '.join(problems)}")
+
+
+def _items(
+    manifest: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
+) -> list[tuple[str, dict[str, Any], EmbeddingBatch]]:
+    order = np.argsort(arrays["identity"], kind="stable")
+    bounds = np.searchsorted(arrays["identity"][order], np.arange(len(manifest["identities"]) + 1))
+    items = []
+    for i, entry in enumerate(manifest["identities"]):
+        try:
+            name = check_name(entry.get("name") if isinstance(entry, dict) else None)
+            metadata = entry.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise InputSpecError(f"metadata of {name!r} must be an object")
+            rows = order[bounds[i] : bounds[i + 1]]
+            items.append((name, metadata, _batch(arrays, rows, manifest["dim"])))
+        except InputSpecError as exc:
+            raise GalleryError(f"{path}: identity #{i} of the export is invalid ({exc})") from exc
+    if len({name for name, _, _ in items}) != len(items):
+        raise GalleryError(f"{path}: the export names an identity twice; names must be unique")
+    return items
+
+
+def _batch(arrays: dict[str, np.ndarray], rows: np.ndarray, dim: int) -> EmbeddingBatch:
+    vectors = unit_rows(arrays["vectors"][rows], dim) if len(rows) else np.zeros((0, dim), np.float32)
+    return EmbeddingBatch(
+        vectors=vectors,
+        modalities=arrays["modality"][rows],
+        timestamps=arrays["timestamp"][rows],
+        cameras=tuple(c or None for c in arrays["camera"][rows].tolist()),
+        track_ids=tuple(None if t < 0 else t for t in arrays["track_id"][rows].tolist()),
+        sources=tuple(s or None for s in arrays["source"][rows].tolist()),
+    )

@@ -1,0 +1,391 @@
+"""The persistent gallery: enrolment, search, filters, aggregation, refusals, schema versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vireid import GalleryError, InputSpecError, Modality
+from vireid.gallery import Gallery, Match, schema
+
+SPACE = "space-a"
+DIM = 16
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(7)
+
+
+@pytest.fixture
+def gallery(tmp_path: Path):
+    with Gallery(tmp_path / "g.db", embedding_space=SPACE, dim=DIM) as g:
+        yield g
+
+
+class FakeEmbeddings:
+    """What `Embedder.embed` returns, as far as the gallery cares."""
+
+    def __init__(self, vectors: np.ndarray, embedding_space: str) -> None:
+        self.vectors = vectors
+        self.embedding_space = embedding_space
+
+
+# ----- round trip ---------------------------------------------------------------------------------
+def test_enrol_search_rename_remove_list_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
+    path = tmp_path / "g.db"
+    alice, bob = unit(rng, 3), unit(rng, 2)
+    with Gallery(path, embedding_space=SPACE, dim=DIM) as g:
+        ids = g.enroll("alice", alice, Modality.VISIBLE, camera="gate", metadata={"badge": 7})
+        g.enroll("bob", bob, "ir", camera=3, timestamps=[1.0, 2.0], track_ids=[4, None], sources="cam3.mp4")
+        assert ids.dtype == np.int64 and ids.tolist() == [1, 2, 3]
+    with Gallery.open(path, SPACE) as g:  # persisted
+        assert [i.name for i in g.identities()] == ["alice", "bob"]
+        info = {i.name: i for i in g.identities()}
+        assert info["alice"].counts == {Modality.VISIBLE: 3, Modality.INFRARED: 0}
+        assert info["alice"].metadata == {"badge": 7} and info["bob"].num_embeddings == 2
+        top = g.search(bob[1], k=1)[0][0]
+        assert (top.identity, top.embedding_id, top.modality, top.camera) == (
+            "bob",
+            5,
+            Modality.INFRARED,
+            "3",
+        )
+        assert top.score == pytest.approx(1.0, abs=1e-5)
+        stored = g.embeddings("bob")
+        np.testing.assert_allclose(stored.vectors, bob, atol=1e-6)
+        assert stored.track_ids == (4, None) and stored.sources == ("cam3.mp4",) * 2
+        assert stored.timestamps.tolist() == [1.0, 2.0] and stored.cameras == ("3", "3")
+        g.rename("bob", "robert")
+        assert g.search(bob[1], k=1)[0][0].identity == "robert"
+        assert g.remove("alice") == 3
+        assert "alice" not in g and "robert" in g and len(g) == 1
+        assert {m.identity for m in g.search(alice, k=5)[0]} == {"robert"}
+        assert g.info().num_embeddings == 2
+
+
+def test_enrol_into_existing_identity_appends_and_replaces_metadata(gallery: Gallery, rng) -> None:
+    gallery.enroll("a", unit(rng, 2), "rgb", metadata={"v": 1})
+    gallery.enroll("a", unit(rng, 3), "thermal")
+    assert gallery.identities()[0].metadata == {"v": 1}
+    gallery.enroll("a", unit(rng, 1), "rgb", metadata={"v": 2})
+    (info,) = gallery.identities()
+    assert info.metadata == {"v": 2} and dict(info.counts) == {Modality.VISIBLE: 3, Modality.INFRARED: 3}
+
+
+def test_enrol_takes_modality_camera_and_track_tags_from_an_embeddings_object(gallery: Gallery, rng) -> None:
+    embeddings_module = pytest.importorskip("vireid.embeddings")
+    carried = embeddings_module.Embeddings(
+        vectors=unit(rng, 3),
+        modalities=np.array([0, 1, 1], np.int8),
+        camera_ids=np.array([4, 5, 6]),
+        track_ids=np.array([7, 8, 9]),
+        embedding_space=SPACE,
+    )
+    gallery.enroll("a", carried)
+    gallery.enroll("b", carried, "ir", camera="x")  # explicit arguments win
+    stored = gallery.embeddings("a")
+    assert stored.modalities.tolist() == [0, 1, 1] and stored.cameras == ("4", "5", "6")
+    assert stored.track_ids == (7, 8, 9)
+    assert (
+        gallery.embeddings("b").cameras == ("x",) * 3
+        and gallery.embeddings("b").modalities.tolist() == [1] * 3
+    )
+    with pytest.raises(InputSpecError, match="pass the modality"):
+        gallery.enroll("c", unit(rng, 1))
+
+
+def test_vectors_are_normalised_so_scores_are_cosines(gallery: Gallery, rng) -> None:
+    raw = rng.standard_normal((4, DIM)) * 50  # float64, not unit length
+    gallery.enroll("a", raw, "visible")
+    np.testing.assert_allclose(np.linalg.norm(gallery.embeddings("a").vectors, axis=1), 1.0, atol=1e-6)
+    (best,) = gallery.search(raw[2] * 0.01, k=1)[0]
+    assert best.embedding_id == 3 and best.score == pytest.approx(1.0, abs=1e-5)
+
+
+# ----- search correctness -------------------------------------------------------------------------
+def brute_force(gallery: Gallery, queries: np.ndarray) -> tuple[np.ndarray, list[str], list[int]]:
+    names, vectors, ids = [], [], []
+    for info in gallery.identities():
+        stored = gallery.embeddings(info.name)
+        names += [info.name] * len(stored)
+        vectors.append(stored.vectors)
+        ids += stored.ids.tolist()
+    matrix = np.concatenate(vectors)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    return q @ matrix.T, names, ids
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_search_and_identity_aggregation_match_brute_force(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with Gallery(tmp_path / "g.db", embedding_space=SPACE, dim=DIM) as g:
+        for i in range(25):
+            g.enroll(f"id{i:02d}", unit(rng, int(rng.integers(1, 6))), int(rng.integers(0, 2)))
+        queries = rng.standard_normal((5, DIM))
+        scores, names, ids = brute_force(g, queries)
+        rows, identities = g.search(queries, k=7), g.search_identities(queries, k=4)
+        for q in range(len(queries)):
+            order = np.argsort(-scores[q], kind="stable")
+            assert [m.embedding_id for m in rows[q]] == [ids[i] for i in order[:7]]
+            np.testing.assert_allclose([m.score for m in rows[q]], scores[q, order[:7]], atol=1e-5)
+            best: dict[str, tuple[float, int]] = {}
+            for i in order:
+                best.setdefault(names[i], (scores[q, i], ids[i]))
+            expected = sorted(best.items(), key=lambda kv: -kv[1][0])[:4]
+            assert [(m.identity, m.embedding_id) for m in identities[q]] == [(n, v[1]) for n, v in expected]
+
+
+def test_per_identity_search_returns_each_identity_once_with_its_best_score(gallery: Gallery, rng) -> None:
+    query = unit(rng, 1)[0]
+    near = np.stack([query + 0.01 * rng.standard_normal(DIM) for _ in range(5)])
+    gallery.enroll("twin", near, "visible")
+    gallery.enroll("other", unit(rng, 2), "visible")
+    rows = gallery.search(query, k=5)[0]
+    assert [m.identity for m in rows] == ["twin"] * 5
+    ids = gallery.search_identities(query, k=5)[0]
+    assert [m.identity for m in ids] == ["twin", "other"]
+    assert ids[0].score == max(m.score for m in rows) and ids[0].embedding_id == rows[0].embedding_id
+
+
+def test_mixed_modality_camera_and_identity_filters(gallery: Gallery, rng) -> None:
+    vectors = unit(rng, 6)
+    modalities = ["visible", "ir", "visible", "ir", "visible", "ir"]
+    gallery.enroll("a", vectors[:4], modalities[:4], camera=[1, 1, 2, 2])
+    gallery.enroll("b", vectors[4:], modalities[4:], camera="c9")
+    query = vectors.sum(axis=0)
+    found = gallery.search(query, k=10, modality="thermal")[0]
+    assert sorted(m.embedding_id for m in found) == [2, 4, 6]
+    assert all(m.modality is Modality.INFRARED for m in found)
+    assert {m.embedding_id for m in gallery.search(query, k=10, camera=2)[0]} == {3, 4}
+    assert {m.embedding_id for m in gallery.search(query, k=10, camera=[1, "c9"])[0]} == {1, 2, 5, 6}
+    assert {m.embedding_id for m in gallery.search(query, k=10, identities="b")[0]} == {5, 6}
+    both = gallery.search_identities(query, k=10, modality=Modality.VISIBLE, camera=["2", "c9"])[0]
+    assert [(m.identity, m.embedding_id) for m in sorted(both, key=lambda m: m.identity)] == [
+        ("a", 3),
+        ("b", 5),
+    ]
+    assert gallery.search(query, k=3, camera="nowhere") == [[]]
+    assert gallery.search_identities(query, k=3, camera="nowhere") == [[]]
+
+
+def test_search_empty_gallery_and_k_larger_than_gallery(gallery: Gallery, rng) -> None:
+    assert gallery.search(unit(rng, 2), k=3) == [[], []]
+    assert gallery.search_identities(unit(rng, 1), k=3) == [[]]
+    gallery.enroll("a", unit(rng, 2), "visible")
+    assert len(gallery.search(unit(rng, 1), k=50)[0]) == 2
+    assert len(gallery.search_identities(unit(rng, 1), k=50)[0]) == 1
+
+
+def test_subset_path_and_masked_path_agree(gallery: Gallery, rng) -> None:
+    for i in range(40):
+        gallery.enroll(f"p{i}", unit(rng, 3), "visible" if i < 36 else "ir")
+    query = unit(rng, 3)
+    few = gallery.search(query, k=5, modality="ir")  # 12 of 120 rows: gathered
+    many = gallery.search(query, k=5, modality="visible")  # 108 of 120 rows: masked
+    every = gallery.search(query, k=120)
+    for q in range(3):
+        assert [m.embedding_id for m in few[q]] == [m.embedding_id for m in every[q] if m.modality][:5]
+        visible = [m.embedding_id for m in every[q] if m.modality is Modality.VISIBLE]
+        assert [m.embedding_id for m in many[q]] == visible[:5]
+
+
+def test_index_compacts_in_place_after_another_process_removes_rows(tmp_path: Path, rng) -> None:
+    path = tmp_path / "g.db"
+    parts = {name: unit(rng, 3000, 4) for name in ("a", "b", "c")}
+    with Gallery(path, SPACE, 4) as reader, Gallery(path, SPACE) as writer:
+        for name, vectors in parts.items():
+            writer.enroll(name, vectors, "visible")
+        reader.search(np.ones(4))  # 9000 rows loaded
+        writer.remove("b")  # rows 3001..6000 vanish: later rows move down across several chunks
+        writer.enroll("d", unit(rng, 5, 4), "ir")
+        for name in ("a", "c"):
+            for i in (0, 1234, 2999):
+                (best,) = reader.search(parts[name][i], k=1)[0]
+                assert best.identity == name and best.score == pytest.approx(1.0, abs=1e-5)
+        assert {m.identity for m in reader.search_identities(np.ones(4), k=10)[0]} == {"a", "c", "d"}
+
+
+def test_remove_embeddings_keeps_identity(gallery: Gallery, rng) -> None:
+    ids = gallery.enroll("a", unit(rng, 3), "visible")
+    gallery.search(unit(rng, 1))  # index loaded, then rows vanish
+    assert gallery.remove_embeddings([int(ids[0]), 999]) == 1
+    assert [m.embedding_id for m in gallery.search(unit(rng, 1), k=5)[0]] != []
+    assert {m.embedding_id for m in gallery.search(unit(rng, 1), k=5)[0]} == set(ids[1:].tolist())
+    assert gallery.identities()[0].num_embeddings == 2
+
+
+# ----- refusals -----------------------------------------------------------------------------------
+def test_other_model_fingerprint_is_refused_everywhere(tmp_path: Path, rng) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, embedding_space=SPACE, dim=DIM) as g:
+        with pytest.raises(GalleryError) as info:
+            g.enroll("a", FakeEmbeddings(unit(rng, 2), "space-b"), "visible")
+        message = str(info.value)
+        assert "space-a" in message and "space-b" in message and "new gallery" in message
+        assert "re-enrol" in message
+        with pytest.raises(GalleryError, match="space-b"):
+            g.enroll("a", unit(rng, 2), "visible", embedding_space="space-b")
+        with pytest.raises(GalleryError, match="space-b"):
+            g.search(FakeEmbeddings(unit(rng, 1), "space-b"))
+        g.enroll("a", FakeEmbeddings(unit(rng, 2), SPACE), "visible")  # same space is fine
+    with pytest.raises(GalleryError, match="space-b"):
+        Gallery(path, embedding_space="space-b")
+
+
+@pytest.mark.parametrize("shape", [(2, DIM + 1), (DIM - 1,), (2, 3, DIM)])
+def test_wrong_dimension_states_expected_and_actual(gallery: Gallery, shape: tuple[int, ...]) -> None:
+    with pytest.raises(InputSpecError) as info:
+        gallery.enroll("a", np.ones(shape, np.float32), "visible")
+    assert f"(N, {DIM})" in str(info.value) and str(shape) in str(info.value)
+    with pytest.raises(InputSpecError, match=f"N, {DIM}"):
+        gallery.search(np.ones(shape, np.float32))
+
+
+def test_opening_with_other_dim_is_refused(tmp_path: Path) -> None:
+    Gallery(tmp_path / "g.db", embedding_space=SPACE, dim=DIM).close()
+    with pytest.raises(GalleryError, match=f"{DIM}-d.*32-d"):
+        Gallery(tmp_path / "g.db", embedding_space=SPACE, dim=32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": ""}, "identity name"),
+        ({"name": " x"}, "identity name"),
+        ({"vectors": np.zeros((1, DIM))}, "zero"),
+        ({"vectors": np.full((1, DIM), np.nan)}, "NaN"),
+        ({"vectors": np.ones((1, DIM), np.int32)}, "float32"),
+        ({"modality": "uv"}, "modality"),
+        ({"camera": ""}, "camera"),
+        ({"timestamps": [1.0, 2.0, 3.0]}, "timestamps"),
+        ({"timestamps": float("inf")}, "timestamps"),
+        ({"track_ids": -2}, "track id"),
+        ({"modality": ["ir"] * 3}, "3 values for 2 vectors"),
+        ({"metadata": {"f": object()}}, "JSON"),
+    ],
+)
+def test_enrol_input_errors(gallery: Gallery, kwargs: dict, match: str) -> None:
+    args = {"name": "a", "vectors": np.ones((2, DIM)), "modality": "ir"} | kwargs
+    with pytest.raises(InputSpecError, match=match):
+        gallery.enroll(args.pop("name"), args.pop("vectors"), args.pop("modality"), **args)
+    assert gallery.identities() == []
+
+
+@pytest.mark.parametrize("call", ["k0", "unknown_identity", "bad_backend"])
+def test_search_argument_errors(gallery: Gallery, rng, call: str, tmp_path: Path) -> None:
+    gallery.enroll("a", unit(rng, 1), "ir")
+    if call == "k0":
+        with pytest.raises(InputSpecError, match="positive integer"):
+            gallery.search(unit(rng, 1), k=0)
+    elif call == "unknown_identity":
+        with pytest.raises(GalleryError, match="'zed'"):
+            gallery.search(unit(rng, 1), identities=["a", "zed"])
+    else:
+        with pytest.raises(InputSpecError, match="numpy, faiss"):
+            Gallery(tmp_path / "x.db", SPACE, DIM, backend="annoy")
+
+
+def test_rename_and_remove_errors(gallery: Gallery, rng) -> None:
+    gallery.enroll("a", unit(rng, 1), "ir")
+    gallery.enroll("b", unit(rng, 1), "ir")
+    with pytest.raises(GalleryError, match="'b' is already enrolled"):
+        gallery.rename("a", "b")
+    with pytest.raises(GalleryError, match="no identity named 'c'"):
+        gallery.remove("c")
+    with pytest.raises(GalleryError, match="no identity named 'c'"):
+        gallery.embeddings("c")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"garbage, not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 4000],
+    ids=["header", "body"],
+)
+def test_corrupted_file_is_a_gallery_error_naming_the_path(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.db"
+    path.write_bytes(content)
+    with pytest.raises(GalleryError) as info:
+        Gallery(path, embedding_space=SPACE, dim=DIM)
+    assert str(path) in str(info.value) and "corrupt" in str(info.value)
+    assert path.read_bytes() == content  # never "repaired" by writing into it
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(GalleryError, match="another application"):
+        Gallery(path, embedding_space=SPACE, dim=DIM)
+
+
+def test_newer_schema_is_refused_with_upgrade_hint(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    Gallery(path, embedding_space=SPACE, dim=DIM).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    with pytest.raises(GalleryError) as info:
+        Gallery(path)
+    message = str(info.value)
+    assert f"version {schema.SCHEMA_VERSION + 1}" in message and "pip install -U vireid" in message
+
+
+def test_create_needs_space_and_dim_and_open_never_creates(tmp_path: Path) -> None:
+    with pytest.raises(GalleryError, match="embedding_space"):
+        Gallery(tmp_path / "new.db", dim=DIM)
+    with pytest.raises(GalleryError, match="no gallery file"):
+        Gallery.open(tmp_path / "missing.db")
+    with pytest.raises(GalleryError, match="does not exist"):
+        Gallery(tmp_path / "no" / "dir.db", SPACE, DIM)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_migration_from_an_older_version_runs_in_one_transaction(tmp_path: Path, rng, monkeypatch) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as g:
+        g.enroll("a", unit(rng, 2), "ir")
+
+    def add_note(conn: sqlite3.Connection) -> None:
+        conn.execute("ALTER TABLE identities ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("ALTER TABLE embeddings ADD COLUMN extra TEXT")
+        conn.execute("SELECT * FROM no_such_table")
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, add_note, broken])
+    with pytest.raises(GalleryError, match=r"from version 2 to 3 failed.*left unchanged"):
+        Gallery(path, SPACE)
+    with sqlite3.connect(path) as conn:  # rolled back as a whole, the first step too
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "note" not in [r[1] for r in conn.execute("PRAGMA table_info(identities)")]
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS[:2]])
+    with Gallery(path, SPACE) as g:
+        assert g.info().schema_version == 2 and g.embeddings("a").vectors.shape == (2, DIM)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT note FROM identities").fetchall() == [("",)]
+
+
+def test_closed_gallery_refuses_calls(tmp_path: Path, rng) -> None:
+    g = Gallery(tmp_path / "g.db", SPACE, DIM)
+    g.close()
+    g.close()
+    with pytest.raises(GalleryError, match="closed"):
+        g.search(unit(rng, 1))
+
+
+def test_match_validates_its_fields() -> None:
+    with pytest.raises(InputSpecError, match="cosine"):
+        Match("a", 1.5, 1, Modality.VISIBLE)
+    with pytest.raises(InputSpecError, match="identity"):
+        Match("", 0.5, 1, Modality.VISIBLE)
+    assert Match("a", 0.5, 1, "ir").modality is Modality.INFRARED

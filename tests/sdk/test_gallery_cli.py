@@ -1,0 +1,220 @@
+"""`vireid gallery ...`: actions without a model; enroll/search with a fake and the real Embedder."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vireid import Modality
+from vireid.cli.main import COMMANDS, main
+from vireid.gallery import Gallery
+
+SPACE = "fake-space"
+DIM = 12
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the command the way `vireid.cli.main.COMMANDS` will."""
+    monkeypatch.setitem(
+        COMMANDS, "gallery", ("vireid.cli.gallery", "manage a gallery of enrolled identities")
+    )
+
+
+def vireid(*argv: object) -> int:
+    return main(["gallery", *map(str, argv)])
+
+
+def colour_vector(image: np.ndarray) -> np.ndarray:
+    """What the fake model embeds: a 12-d summary of a crop's colours, so equal crops match."""
+    small = cv2.resize(image, (2, 2), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    return small + 1.0
+
+
+def fake_embedder_module(space: str = SPACE, calls: list | None = None) -> types.ModuleType:
+    """A stand-in for `vireid.embedder` (fake, named as such) following the Embedder contract."""
+
+    class Embeddings:
+        def __init__(self, vectors: np.ndarray) -> None:
+            self.vectors = vectors
+
+    class Embedder:
+        def __init__(self, model: Path, device: str = "auto") -> None:
+            self.embedding_space = space
+            self.closed = False
+
+        def embed(self, images: list[np.ndarray], modality: Modality) -> Embeddings:
+            assert all(i.dtype == np.uint8 and i.ndim == 3 and i.shape[2] == 3 for i in images)
+            if calls is not None:
+                calls.append((len(images), modality))
+            return Embeddings(np.stack([colour_vector(i) for i in images]))
+
+    module = types.ModuleType("vireid.embedder")
+    module.Embedder = Embedder  # type: ignore[attr-defined]
+    return module
+
+
+def write_crops(folder: Path, colours: list[tuple[int, int, int]], bad: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, colour in enumerate(colours):
+        image = np.zeros((32, 16, 3), np.uint8)
+        image[:16] = colour
+        image[16:] = colour[::-1]
+        paths.append(folder / f"crop{i}.png")
+        cv2.imwrite(str(paths[-1]), image)
+    for i in range(bad):
+        (folder / f"broken{i}.jpg").write_bytes(b"not an image")
+    return paths
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as g:
+        g.enroll("alice", rng.standard_normal((3, DIM)), ["rgb", "ir", "ir"], metadata={"team": "red"})
+        g.enroll("bob", rng.standard_normal((1, DIM)), "visible")
+    return path
+
+
+def test_list_shows_counts_per_modality_and_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vireid("list", "--gallery", db) == 0
+    out = capsys.readouterr().out
+    assert "2 identities, 4 embeddings, 12-d" in out and SPACE in out
+    assert any(line.split()[:3] == ["alice", "1", "2"] for line in out.splitlines())
+    assert vireid("list", "--gallery", db, "--json") == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == {"name": "alice", "counts": {"visible": 1, "infrared": 2}, "metadata": {"team": "red"}}
+
+
+def test_remove_rename_and_errors_exit_1(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert vireid("rename", "--gallery", db, "bob", "robert") == 0
+    assert vireid("remove", "--gallery", db, "alice") == 0
+    assert "its 3 embeddings" in capsys.readouterr().out
+    assert vireid("remove", "--gallery", db, "alice") == 1
+    assert "no identity named 'alice'" in capsys.readouterr().err
+    assert vireid("list", "--gallery", db.with_name("missing.db")) == 1
+    assert "no gallery file" in capsys.readouterr().err
+    with Gallery.open(db) as g:
+        assert [i.name for i in g.identities()] == ["robert"]
+
+
+def test_export_then_import_into_a_new_gallery(db: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "g.npz"
+    assert vireid("export", "--gallery", db, "--out", out) == 0
+    new = tmp_path / "new.db"
+    assert vireid("import", "--gallery", new, out) == 0
+    assert "imported 4 embeddings of 2 identities" in capsys.readouterr().out
+    with Gallery.open(new, SPACE) as g:
+        assert [(i.name, i.num_embeddings) for i in g.identities()] == [("alice", 3), ("bob", 1)]
+    assert vireid("import", "--gallery", new, out) == 1
+    assert "already enrolled" in capsys.readouterr().err
+    assert vireid("import", "--gallery", new, out, "--on-conflict", "merge") == 0
+    other = tmp_path / "other.db"
+    Gallery(other, "other-space", DIM).close()
+    assert vireid("import", "--gallery", other, out) == 1
+    assert "other-space" in capsys.readouterr().err
+
+
+def test_enroll_and_search_with_fake_embedder_module(tmp_path: Path, monkeypatch, capsys) -> None:
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "vireid.embedder", fake_embedder_module(calls=calls))
+    crops = write_crops(tmp_path / "alice", [(200, 10, 10), (190, 20, 10), (210, 5, 30)])
+    bob = write_crops(tmp_path / "bob", [(10, 10, 200)])
+    db = tmp_path / "g.db"
+    model = tmp_path / "m.onnx"
+    assert vireid("enroll", "-g", db, "-m", model, "--name", "alice", "--modality", "rgb", "--camera", "2",
+                  "--meta", "badge=7", "--batch", 2, tmp_path / "alice") == 0  # fmt: skip
+    assert calls == [(2, Modality.VISIBLE), (1, Modality.VISIBLE)]
+    assert vireid("enroll", "-g", db, "-m", model, "--name", "bob", "--modality", "ir", *bob) == 0
+    capsys.readouterr()
+    query = ("search", "-g", db, "-m", model, "--modality", "ir")
+    assert vireid(*query, crops[1], bob[0], "-k", 2, "--json") == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["matches"][0]["identity"] for r in results] == ["alice", "bob"]
+    assert results[0]["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert results[0]["matches"][0]["camera"] == "2" and results[1]["matches"][0]["modality"] == "infrared"
+    assert vireid(*query, crops[0], "--match-modality", "ir") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("crop0.png:") and [line.split()[1] for line in lines[1:]] == ["bob"]
+    with Gallery.open(db) as g:
+        stored = g.embeddings("alice")
+        assert stored.sources == tuple(str(p) for p in crops) and g.identities()[0].metadata == {"badge": "7"}
+
+
+def test_enroll_unreadable_images_fail_listing_them_or_are_skipped(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setitem(sys.modules, "vireid.embedder", fake_embedder_module())
+    folder = tmp_path / "crops"
+    write_crops(folder, [(1, 2, 3), (4, 5, 6)], bad=2)
+    db = tmp_path / "g.db"
+    args = ("enroll", "-g", db, "-m", tmp_path / "m.onnx", "--name", "x", "--modality", "ir", folder)
+    assert vireid(*args) == 1
+    err = capsys.readouterr().err
+    assert "2 images cannot be read" in err and "broken0.jpg" in err and "broken1.jpg" in err
+    assert "--skip-bad" in err and not db.exists()  # nothing written
+    assert vireid(*args, "--skip-bad") == 0
+    captured = capsys.readouterr()
+    assert "skipped 2 unreadable" in captured.err and "broken1.jpg" in captured.err
+    with Gallery.open(db) as g:
+        assert g.identities()[0].num_embeddings == 2
+
+
+def test_enroll_with_another_models_embedder_is_refused(
+    db: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "vireid.embedder", fake_embedder_module("new-model", calls))
+    crops = write_crops(tmp_path / "c", [(1, 2, 3)])
+    assert (
+        vireid("enroll", "-g", db, "-m", tmp_path / "m.onnx", "--name", "z", "--modality", "ir", *crops) == 1
+    )
+    err = capsys.readouterr().err
+    assert "new-model" in err and SPACE in err and calls == []  # refused before embedding anything
+
+
+def test_enroll_and_search_with_the_real_embedder_and_contract_model(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from contract_model import build_contract_model, contract_card
+
+    from vireid.embedder import Embedder
+
+    model = build_contract_model(tmp_path / "contract.onnx")
+    crops = write_crops(tmp_path / "a", [(200, 10, 10), (10, 200, 10), (10, 10, 200)])
+    db = tmp_path / "g.db"
+    enroll = ("enroll", "-g", db, "-m", model, "--device", "cpu", "--modality")
+    assert vireid(*enroll, "rgb", "--name", "red", crops[0]) == 0
+    assert vireid(*enroll, "ir", "--name", "green", crops[1]) == 0
+    assert vireid(*enroll, "ir", "--name", "blue", crops[2]) == 0
+    capsys.readouterr()
+    query = ("search", "-g", db, "-m", model, "--device", "cpu", "--json", "-k", 3)
+    assert vireid(*query, "--modality", "rgb", crops[0]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert result["matches"][0]["identity"] == "red" and result["matches"][0]["score"] == pytest.approx(
+        1, abs=1e-5
+    )
+    assert {m["identity"] for m in result["matches"]} == {"red", "green", "blue"}
+    with Gallery.open(db) as g, Embedder(model, device="cpu") as embedder:
+        assert g.embedding_space == embedder.embedding_space == contract_card().embedding_space()
+        assert g.dim == embedder.dim
+        image = cv2.cvtColor(cv2.imread(str(crops[1])), cv2.COLOR_BGR2RGB)
+        np.testing.assert_allclose(
+            g.embeddings("green").vectors, embedder.embed([image], "ir").vectors, atol=1e-6
+        )
+    other = build_contract_model(tmp_path / "other.onnx", seed=1)  # another checkpoint: another space
+    assert (
+        vireid(
+            "enroll", "-g", db, "-m", other, "--device", "cpu", "--modality", "ir", "--name", "x", crops[0]
+        )
+        == 1
+    )
+    assert "re-enrol" in capsys.readouterr().err

@@ -1,0 +1,92 @@
+"""A writer killed with SIGKILL mid-enrolment leaves a sound gallery: all of each enrolment or none."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vireid.gallery import Gallery
+
+DIM = 256
+SPACE = "durability"
+
+CHILD = f"""
+import sys
+import numpy as np
+from vireid.gallery import Gallery
+
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_gallery_durability import enrolment
+
+with Gallery(sys.argv[1], embedding_space={SPACE!r}, dim={DIM}) as gallery:
+    for i in range(100000):
+        name, vectors, modality = enrolment(i)
+        print("start", name, flush=True)
+        gallery.enroll(name, vectors, modality, camera=i % 4, track_ids=i)
+        print("done", name, flush=True)
+"""
+
+
+def enrolment(i: int) -> tuple[str, np.ndarray, str]:
+    """The i-th enrolment the child makes: sizes vary so that kills land inside transactions."""
+    rng = np.random.default_rng(i)
+    count = 20 + 37 * (i % 7)
+    return f"id{i:06d}", rng.standard_normal((count, DIM)).astype(np.float32), ("ir", "rgb")[i % 2]
+
+
+def run_and_kill(path: Path, kill_at: int, delay: float) -> tuple[list[str], list[str]]:
+    """Start the child, SIGKILL it `delay` s after it starts enrolment `kill_at`; (started, returned)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    lines: list[list[str]] = []
+    deadline = time.monotonic() + 5.0
+    while len(lines) <= 2 * kill_at and time.monotonic() < deadline:  # up to "start" of enrolment kill_at
+        line = child.stdout.readline()
+        if not line:
+            break
+        lines.append(line.split())
+    time.sleep(delay)
+    os.kill(child.pid, signal.SIGKILL)
+    rest, errors = child.communicate(timeout=5)  # lines printed before the kill are still in the pipe
+    assert child.returncode == -signal.SIGKILL, errors
+    lines += [line.split() for line in rest.splitlines()]
+    started = [name for kind, name in lines if kind == "start"]
+    returned = [name for kind, name in lines if kind == "done"]
+    assert len(started) > kill_at, f"child did not reach enrolment {kill_at}: {errors}"
+    return started, returned
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
+@pytest.mark.parametrize(("kill_at", "delay"), [(3, 0.0), (8, 0.002), (15, 0.006)])
+def test_sigkill_mid_enrolment_keeps_whole_enrolments_only(
+    tmp_path: Path, kill_at: int, delay: float
+) -> None:
+    path = tmp_path / "g.db"
+    started, returned = run_and_kill(path, kill_at, delay)
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    with Gallery.open(path, SPACE) as gallery:
+        stored = {info.name: info.num_embeddings for info in gallery.identities()}
+        assert set(returned) <= set(stored), "an enrolment reported as returned is missing"
+        assert set(stored) <= set(started), "more enrolments than the child started"
+        for i, name in enumerate(sorted(stored)):
+            expected_name, vectors, _ = enrolment(i)
+            assert name == expected_name and stored[name] == len(vectors), f"partial enrolment {name}"
+        last = gallery.embeddings(sorted(stored)[-1])
+        expected = enrolment(len(stored) - 1)[1]
+        np.testing.assert_allclose(
+            last.vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6
+        )
+        assert gallery.info().num_embeddings == sum(stored.values())

@@ -1,0 +1,258 @@
+"""The gallery across files and processes: export/import, multi-process access, the faiss backend."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_gallery import DIM, SPACE, unit
+
+from vireid import GalleryError, MissingDependencyError
+from vireid.gallery import Gallery
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(11)
+
+
+@pytest.fixture
+def gallery(tmp_path: Path):
+    with Gallery(tmp_path / "g.db", embedding_space=SPACE, dim=DIM) as g:
+        yield g
+
+
+# ----- export / import ----------------------------------------------------------------------------
+def test_export_import_round_trip(tmp_path: Path, rng) -> None:
+    out = tmp_path / "export.npz"
+    with Gallery(tmp_path / "a.db", SPACE, DIM) as a:
+        a.enroll("alice", unit(rng, 3), ["ir", "rgb", "ir"], camera=[1, None, "x"], metadata={"k": [1]})
+        a.enroll("bob", unit(rng, 1), "visible", track_ids=9, sources="s.png", timestamps=5.5)
+        a.export_npz(out)
+        before = {n: a.embeddings(n) for n in ("alice", "bob")}
+    with Gallery(tmp_path / "b.db", SPACE, DIM) as b:
+        assert b.import_npz(out) == 4
+        assert [(i.name, dict(i.metadata)) for i in b.identities()] == [("alice", {"k": [1]}), ("bob", {})]
+        for name, old in before.items():
+            new = b.embeddings(name)
+            np.testing.assert_array_equal(new.vectors, old.vectors)
+            np.testing.assert_array_equal(new.modalities, old.modalities)
+            np.testing.assert_array_equal(new.timestamps, old.timestamps)
+            assert (new.cameras, new.track_ids, new.sources) == (old.cameras, old.track_ids, old.sources)
+        with pytest.raises(GalleryError, match="'alice' is already enrolled"):
+            b.import_npz(out)
+        assert b.info().num_embeddings == 4  # nothing of the failed import was written
+        assert b.import_npz(out, on_conflict="skip") == 0
+        assert b.import_npz(out, on_conflict="merge") == 4 and b.info().num_embeddings == 8
+
+
+def test_import_refuses_other_embedding_space(tmp_path: Path, rng) -> None:
+    out = tmp_path / "e.npz"
+    with Gallery(tmp_path / "a.db", SPACE, DIM) as a:
+        a.enroll("a", unit(rng, 1), "ir")
+        a.export_npz(out)
+    with Gallery(tmp_path / "b.db", "space-b", DIM) as b, pytest.raises(GalleryError) as info:
+        b.import_npz(out)
+    assert "space-a" in str(info.value) and "space-b" in str(info.value)
+
+
+def _valid_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    manifest = {"format": "vireid-gallery", "format_version": 1, "embedding_space": SPACE, "dim": DIM}
+    manifest["identities"] = [{"name": "a", "metadata": {}}]
+    return {
+        "manifest": np.frombuffer(json.dumps(manifest).encode(), np.uint8),
+        "vectors": unit(rng, 1),
+        "identity": np.zeros(1, np.int64),
+        "modality": np.zeros(1, np.int8),
+        "timestamp": np.ones(1),
+        "track_id": -np.ones(1, np.int64),
+        "camera": np.array([""]),
+        "source": np.array([""]),
+    }
+
+
+def test_import_refuses_object_arrays_path_traversal_and_foreign_members(
+    gallery: Gallery, rng, tmp_path
+) -> None:
+    good = tmp_path / "good.npz"
+    np.savez(good, **_valid_arrays(rng))
+    assert gallery.import_npz(good) == 1
+
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, **(_valid_arrays(rng) | {"camera": np.array([None], dtype=object)}))
+    with pytest.raises(GalleryError, match="object"):
+        gallery.import_npz(pickled)
+
+    traversal = tmp_path / "traversal.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(traversal, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+        dst.writestr("../../evil.npy", b"x")
+    with pytest.raises(GalleryError, match="path traversal"):
+        gallery.import_npz(traversal)
+
+    missing = tmp_path / "missing.npz"
+    np.savez(missing, **{k: v for k, v in _valid_arrays(rng).items() if k != "source"})
+    with pytest.raises(GalleryError, match="not a vireid gallery export"):
+        gallery.import_npz(missing)
+    not_zip = tmp_path / "plain.npz"
+    not_zip.write_bytes(b"nope")
+    with pytest.raises(GalleryError, match=r"not an \.npz"):
+        gallery.import_npz(not_zip)
+    assert gallery.info().num_embeddings == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"identity": np.array([3])}, "identity indices"),
+        ({"modality": np.array([5], np.int8)}, "modality"),
+        ({"vectors": np.ones((1, DIM), np.float64)}, "'vectors'"),
+        ({"timestamp": np.array([np.nan])}, "timestamps"),
+    ],
+)
+def test_import_refuses_malformed_arrays(
+    gallery: Gallery, rng, tmp_path: Path, change: dict, match: str
+) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **(_valid_arrays(rng) | change))
+    with pytest.raises(GalleryError, match=match):
+        gallery.import_npz(bad)
+
+
+# ----- concurrency --------------------------------------------------------------------------------
+WRITER = """
+import sys, numpy as np
+from vireid.gallery import Gallery
+with Gallery(sys.argv[1]) as g:
+    g.enroll("from-child", np.eye(16, dtype=np.float32)[:2], "ir", camera="child")
+"""
+
+
+def test_other_process_commit_is_seen_by_next_search(tmp_path: Path, rng) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as g:
+        g.enroll("a", unit(rng, 3), "visible")
+        assert [m.identity for m in g.search_identities(np.eye(DIM)[0], k=5)[0]] == ["a"]
+        done = subprocess.run([sys.executable, "-c", WRITER, str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        best = g.search(np.eye(DIM)[0], k=1)[0][0]
+        assert (best.identity, best.camera, best.score) == ("from-child", "child", pytest.approx(1.0))
+        g.enroll("b", unit(rng, 1), "ir")  # then own writes on top of the other process's
+        assert {m.identity for m in g.search_identities(np.eye(DIM)[0], k=5)[0]} == {"a", "b", "from-child"}
+
+
+def test_reader_sees_committed_state_while_a_write_is_open(tmp_path: Path, rng) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as writer, Gallery(path, SPACE) as reader:
+        writer.enroll("a", unit(rng, 1), "ir")
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute("DELETE FROM vectors")
+        assert [m.identity for m in reader.search(unit(rng, 1))[0]] == ["a"]  # not blocked, old state
+        raw.execute("ROLLBACK")
+        raw.close()
+        writer.remove("a")
+        assert reader.search(unit(rng, 1)) == [[]]
+
+
+def test_write_lock_timeout_is_a_gallery_error(tmp_path: Path, rng) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM, timeout=0.1) as g:
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        with pytest.raises(GalleryError, match="write lock"):
+            g.enroll("a", unit(rng, 1), "ir")
+        raw.execute("ROLLBACK")
+        raw.close()
+
+
+# ----- faiss --------------------------------------------------------------------------------------
+def test_faiss_backend_gives_the_numpy_results(tmp_path: Path) -> None:
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as g:
+        for i in range(30):
+            g.enroll(f"p{i}", unit(rng, int(rng.integers(1, 5))), ["rgb", "ir"][i % 2], camera=i % 3)
+    queries = unit(rng, 6)
+    with Gallery(path, SPACE, backend="numpy") as np_g, Gallery(path, SPACE, backend="faiss") as fa_g:
+        assert fa_g.backend == "faiss"
+        for filters in ({}, {"modality": "ir"}, {"camera": 1}, {"identities": ["p1", "p2", "p3"]}):
+            for method in ("search", "search_identities"):
+                want = getattr(np_g, method)(queries, k=6, **filters)
+                got = getattr(fa_g, method)(queries, k=6, **filters)
+                assert [[m.embedding_id for m in q] for q in got] == [
+                    [m.embedding_id for m in q] for q in want
+                ]
+                np.testing.assert_allclose(
+                    [[m.score for m in q] for q in got], [[m.score for m in q] for q in want], atol=1e-5
+                )
+        np_g.remove("p0")
+        fa_g.enroll("new", queries[0], "ir")  # index rebuilt after removal, extended after append
+        assert fa_g.search(queries[0], k=1)[0][0].identity == "new"
+        assert "p0" not in {m.identity for m in fa_g.search_identities(queries, k=40)[0]}
+
+
+def test_missing_faiss_names_the_extra_with_fake_module(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "faiss", None)  # fake: "not installed"
+    with pytest.raises(MissingDependencyError, match=r"vireid\[faiss\]"):
+        Gallery(tmp_path / "g.db", SPACE, DIM, backend="faiss")
+
+
+def test_fake_faiss_module_receives_vectors_filter_bitmap_and_k(monkeypatch, tmp_path, rng) -> None:
+    calls: dict[str, object] = {}
+
+    class FakeIndex:
+        def __init__(self, dim: int) -> None:
+            calls["dim"], self.rows = dim, np.zeros((0, dim), np.float32)
+
+        def add(self, rows: np.ndarray) -> None:
+            self.rows = np.concatenate([self.rows, rows])
+
+        def search(self, queries: np.ndarray, k: int, params: object = None):
+            calls["k"], calls["params"] = k, params
+            scores = queries @ self.rows.T
+            order = np.argsort(-scores, axis=1)[:, :k]
+            return np.take_along_axis(scores, order, 1), order
+
+    fake = types.SimpleNamespace(
+        IndexFlatIP=FakeIndex,
+        IDSelectorBitmap=lambda bits: ("bitmap", bits.tolist()),
+        SearchParameters=lambda sel: ("params", sel),
+    )
+    monkeypatch.setitem(sys.modules, "faiss", fake)
+    with Gallery(tmp_path / "g.db", SPACE, DIM, backend="faiss") as g:
+        vectors = unit(rng, 3)
+        g.enroll("a", vectors, ["ir", "rgb", "ir"])
+        assert g.search(vectors[1], k=1)[0][0].embedding_id == 2 and calls["params"] is None
+        g.search(vectors[1], k=2, modality="ir")
+        assert calls["dim"] == DIM and calls["params"] == ("params", ("bitmap", [0b101]))
+
+
+def test_one_gallery_shared_by_threads(gallery: Gallery) -> None:
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        rng = np.random.default_rng(worker)
+        try:
+            for i in range(15):
+                gallery.enroll(f"w{worker}-{i}", unit(rng, 2), "ir")
+                assert gallery.search_identities(unit(rng, 1), k=3)[0]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(gallery) == 60 and gallery.info().num_embeddings == 120
