@@ -1,0 +1,146 @@
+"""`ReIDModel`: what every registered model shares — input contract, backbone, heads, outputs.
+
+One `forward(images, modality)` serves training and deployment. `images` are uint8 `[N, H, W, 3]` RGB
+(float 0–255 is accepted too) and `modality` is an integer `[N]` tensor, 0 = visible, 1 = infrared (any
+non-zero value is treated as infrared). The model converts NHWC → NCHW and applies the ImageNet mean/std
+itself (buffers), so the exported graph carries its own preprocessing. Eval mode returns L2-normalised
+`[N, D]` float32 embeddings only; training mode returns a `ModelOutput` for the losses.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vireid.errors import ConfigError, InputSpecError
+
+from .attention import static_size
+from .backbones import BACKBONES
+from .config import ModelConfig
+from .heads import EmbeddingHead
+from .registry import Registry
+
+MODELS: Registry[ReIDModel] = Registry("model")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ModelOutput(NamedTuple):
+    """Training-mode output (a NamedTuple, so DDP and autocast traverse it like a tuple).
+
+    Attributes:
+        global_feat: Pooled global feature before the BN-neck, `[N, D]` (MeCen / triplet input).
+        bn_feat: Global feature after the BN-neck, `[N, D]` (normalised, this is the embedding).
+        logits: Identity logits of the global feature, `[N, num_classes]` (`gid` loss).
+        part_feats: Pooled part features before their BN-necks, one `[N, D]` per part.
+        part_logits: Identity logits per part, one `[N, num_classes]` per part (`pid` loss).
+    """
+
+    global_feat: Tensor
+    bn_feat: Tensor
+    logits: Tensor
+    part_feats: tuple[Tensor, ...]
+    part_logits: tuple[Tensor, ...]
+
+
+class ReIDModel(nn.Module):
+    """Two-stream backbone → model-specific refinement (`refine`) → GeM / BN-neck / classifier heads.
+
+    Subclasses set `default_parts` and implement `refine`, which turns the backbone map into the global
+    map plus the part maps that get their own identity heads in training.
+
+    Args:
+        config: Architecture (`parts` already resolved, see `build_model_from_config`).
+        num_classes: Number of training identities.
+    """
+
+    default_parts: ClassVar[tuple[int, ...]] = ()
+
+    def __init__(self, config: ModelConfig, num_classes: int) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+        self.config = config
+        self.num_classes = num_classes
+        self.backbone = BACKBONES.build(config.backbone, last_stride=config.last_stride, width=config.width)
+        channels = self.backbone.out_channels
+        self.head = EmbeddingHead(channels, num_classes, config.gem_p)
+        self.part_heads = nn.ModuleList(
+            EmbeddingHead(channels, num_classes, config.gem_p) for _ in range(self.num_part_features)
+        )
+        self.register_buffer("pixel_mean", _pixel_stat(IMAGENET_MEAN), persistent=False)
+        self.register_buffer("pixel_std", _pixel_stat(IMAGENET_STD), persistent=False)
+
+    @property
+    def parts(self) -> tuple[int, ...]:
+        """Resolved part counts of the cascade stages."""
+        return self.config.parts if self.config.parts is not None else self.default_parts
+
+    @property
+    def num_part_features(self) -> int:
+        """Number of part features with identity heads (every stripe of every stage with p > 1)."""
+        return sum(p for p in self.parts if p > 1)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size D of the deployed embedding (the backbone's output channels)."""
+        return self.backbone.out_channels
+
+    def refine(self, fmap: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Backbone map → (global map, part maps for the `pid` heads). Subclasses override."""
+        raise NotImplementedError
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """uint8/float 0–255 `[N, H, W, 3]` RGB → ImageNet-normalised float `[N, 3, H, W]`."""
+        if images.dim() != 4 or static_size(images, 3) != 3:
+            raise InputSpecError(
+                f"images must be [N, H, W, 3] RGB (uint8, 0–255), got shape {tuple(images.shape)}"
+            )
+        x = images.permute(0, 3, 1, 2).float()
+        return (x - self.pixel_mean) / self.pixel_std
+
+    def forward(self, images: Tensor, modality: Tensor) -> Tensor | ModelOutput:
+        """Embeddings `[N, D]` (eval) or a `ModelOutput` (training); see the module docstring."""
+        if modality.dim() != 1:
+            raise InputSpecError(
+                f"modality must be a 1-D integer tensor [N] (0 visible, 1 infrared), got shape "
+                f"{tuple(modality.shape)}"
+            )
+        if not torch.jit.is_tracing() and modality.shape[0] != images.shape[0]:
+            raise InputSpecError(
+                f"modality has {modality.shape[0]} entries for {images.shape[0]} images; give one per image"
+            )
+        fmap = self.backbone(self.preprocess(images), modality)
+        global_map, part_maps = self.refine(fmap)
+        if not self.training:
+            return F.normalize(self.head(global_map, logits=False)[1], dim=1)
+        feat, bn_feat, logits = self.head(global_map)
+        parts = [head(part) for head, part in zip(self.part_heads, part_maps, strict=True)]
+        return ModelOutput(feat, bn_feat, logits, tuple(p[0] for p in parts), tuple(p[2] for p in parts))
+
+    @torch.no_grad()
+    def embed(self, images: Tensor, modality: Tensor) -> Tensor:
+        """L2-normalised embeddings whatever the current mode (switches to eval and back)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(images, modality)
+        finally:
+            self.train(was_training)
+
+    def example_inputs(self, batch: int = 2) -> tuple[Tensor, Tensor]:
+        """Random `(images uint8 [N, H, W, 3], modality int32 [N])` at the configured input size (export)."""
+        height, width = self.config.input_size
+        device = self.pixel_mean.device
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8, generator=generator)
+        modality = (torch.arange(batch) % 2).to(torch.int32)
+        return images.to(device), modality.to(device)
+
+
+def _pixel_stat(values: tuple[float, float, float]) -> Tensor:
+    return (torch.tensor(values) * 255.0).view(1, 3, 1, 1)
