@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+
 from vireid import BatchProfile, CardError, Modality, ModelCard, Precision
 from vireid.card import CARD_KEY, SCHEMA_VERSION
 from vireid.errors import ArtifactError
