@@ -19,6 +19,10 @@ from ..errors import VireidError
 # command name -> (module, one-line help). Register only commands that work.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("vireid.cli.info", "show the model card of an exported artifact"),
+    "synth": (
+        "vireid.cli.synth",
+        "render synthetic visible-infrared data (sysu, regdb, scene) and score untrained baselines",
+    ),
     "gallery": (
         "vireid.cli.gallery",
         "manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import",
