@@ -16,6 +16,8 @@ from typing import Any
 
 from vireid.errors import ConfigError
 
+OPTIMIZERS = ("sgd", "adamw")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -73,8 +75,9 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with linear warm-up and step decay (epochs)."""
+    """SGD (the paper's recipe) or AdamW, with linear warm-up and step decay (epochs)."""
 
+    name: str = "sgd"  # sgd | adamw
     lr: float = 0.1
     backbone_lr: float = 0.01  # used for pretrained backbone parameters only
     momentum: float = 0.9
@@ -218,6 +221,7 @@ def _validate(cfg: TrainConfig) -> None:
         value = getattr(cfg.augment, name)
         _check(0.0 <= value <= 1.0, f"augment.{name}", "a probability in [0, 1]", value)
     _check(cfg.augment.pad >= 0, "augment.pad", ">= 0", cfg.augment.pad)
+    _check(cfg.optim.name in OPTIMIZERS, "optim.name", f"one of {', '.join(OPTIMIZERS)}", cfg.optim.name)
     _check(cfg.optim.lr > 0, "optim.lr", "> 0", cfg.optim.lr)
     _check(cfg.optim.backbone_lr > 0, "optim.backbone_lr", "> 0", cfg.optim.backbone_lr)
     _check(cfg.optim.epochs >= 1, "optim.epochs", ">= 1", cfg.optim.epochs)

@@ -10,20 +10,20 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vireid.imageio import read_image
+from vireid.preprocess import resize_into
 from vireid.progress import progress
 
 
 def load_resized(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Read an image as RGB and resize it to `size = (H, W)` with bilinear interpolation."""
-    image = read_image(path)
-    h, w = size
-    if image.shape[:2] != (h, w):
-        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-    return image
+    """Read an image as RGB at `size = (H, W)`, resized exactly as the runtime resizes crops.
+
+    One resize path (`vireid.preprocess.resize_into`) for training, evaluation and deployment, so
+    a model never sees differently interpolated pixels at run time than it was trained on.
+    """
+    return resize_into(read_image(path), np.empty((size[0], size[1], 3), np.uint8))
 
 
 class ImageStore:

@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vireid.cli.synth",
         "render synthetic visible-infrared data (sysu, regdb, scene) and score untrained baselines",
     ),
+    "train": ("vireid.cli.train", "train a cross-modal re-id model from a YAML config (needs torch)"),
+    "evaluate": (
+        "vireid.cli.evaluate",
+        "evaluate a checkpoint on sysu-all, sysu-indoor, regdb-v2t or regdb-t2v (needs torch)",
+    ),
     "gallery": (
         "vireid.cli.gallery",
         "manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import",

@@ -1,0 +1,202 @@
+"""The trainer end to end on a small synthetic SYSU-style folder: checkpoints, logs, exact resume,
+DistributedDataParallel on gloo with two processes, the train/evaluate CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[2]
+
+from vireid.cli.main import main as cli  # noqa: E402
+from vireid.errors import ConfigError, DeviceError  # noqa: E402
+from vireid.training.checkpoint import load_checkpoint  # noqa: E402
+from vireid.training.config import TrainConfig  # noqa: E402
+from vireid.training.data.synth import SysuConfig, generate_sysu  # noqa: E402
+from vireid.training.evaluate import evaluate_checkpoint  # noqa: E402
+from vireid.training.trainer import Trainer, resolve_device, train  # noqa: E402
+
+TINY = {
+    "model": {
+        "name": "mspac",
+        "backbone": "resnet_tiny",
+        "width": 8,
+        "input_size": [64, 32],
+        "parts": [2, 1],
+    },
+    "sampler": {"num_ids": 3, "num_instances": 2, "iters_per_epoch": 2},
+    "optim": {"lr": 0.05, "epochs": 2, "warmup_epochs": 1, "milestones": [2]},
+    "run": {"device": "cpu", "eval_every": 1, "log_every": 1, "eval_batch": 32, "progress": False},
+}
+
+
+@pytest.fixture(scope="module")
+def sysu(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sysu")
+    config = SysuConfig(ids=12, seed=3, images_per_camera=2, test_ids=4, val_ids=1, camera_gap=0.0)
+    generate_sysu(root, config, workers=1, show_progress=False)
+    return root
+
+
+def _config(**overrides: object) -> TrainConfig:
+    return TrainConfig.from_dict(TINY).with_overrides(overrides)
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict
+
+
+def test_training_writes_checkpoints_logs_and_the_data_fingerprint(sysu: Path, tmp_path: Path) -> None:
+    result = train(_config(), sysu, tmp_path / "run")
+    assert result.epochs_run == 2
+    assert result.last.is_file() and result.best is not None and result.best.is_file()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    epochs = [r for r in records if r["event"] == "epoch"]
+    steps = [r for r in records if r["event"] == "step"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+    assert len(steps) == 4 and all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in steps)
+    assert {"val_R1", "val_mAP", "images_per_s", "mecen", "gid", "pid"} <= set(epochs[-1])
+    meta = json.loads(result.last.with_suffix(".json").read_text())
+    assert meta["epoch"] == 2 and meta["step"] == 4
+    assert meta["data"]["dataset"] == "sysu" and len(meta["data"]["sha256"]) == 64
+    assert meta["data"]["identities"] == 8  # 12 ids - 4 test (val ids train too, as in the reference)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["backbone"] == "resnet_tiny"
+
+
+def test_data_fingerprint_ignores_where_the_folder_lives(sysu: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from vireid.training.data.sysu import SysuMM01
+    from vireid.training.factory import data_fingerprint
+
+    copy = tmp_path / "copy"
+    shutil.copytree(sysu, copy)
+    first = data_fingerprint("sysu", sysu, SysuMM01(sysu).train_set())
+    second = data_fingerprint("sysu", copy, SysuMM01(copy).train_set())
+    assert first["sha256"] == second["sha256"] and first["root"] != second["root"]
+    victim = next((copy / "cam1").rglob("*.jpg"))
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    if int(victim.parent.name) in SysuMM01(copy).ids("train"):
+        assert data_fingerprint("sysu", copy, SysuMM01(copy).train_set())["sha256"] != first["sha256"]
+
+
+def test_resume_continues_exactly_where_the_run_stopped(sysu: Path, tmp_path: Path) -> None:
+    straight = train(_config(), sysu, tmp_path / "straight")
+    train(_config(**{"optim.epochs": 1}), sysu, tmp_path / "split")
+    resumed = train(_config(), sysu, tmp_path / "split", resume=True)
+    assert resumed.epochs_run == 1
+    a, b = _state(straight.last), _state(resumed.last)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+        if '"step"' in line and '"event": "step"' in line
+    ]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resume_without_a_checkpoint_says_so(sysu: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        Trainer(_config(), sysu, tmp_path / "empty", resume=True)
+
+
+def test_explicit_cuda_without_a_gpu_is_refused() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceError, match="no CUDA device"):
+        resolve_device("cuda")
+
+
+def test_distributed_data_parallel_on_gloo_with_two_processes(sysu: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY))  # JSON is YAML
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "vireid.cli.main",
+        "train",
+        "--config",
+        str(config),
+        "--data",
+        str(sysu),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--set",
+        "run.threads=1",
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads((tmp_path / "ddp" / "last.json").read_text())
+    assert meta["epoch"] == 2 and meta["step"] == 4
+    state = _state(tmp_path / "ddp" / "last.safetensors")
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_train_and_evaluate_cli(sysu: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY))
+    run = tmp_path / "cli"
+    code = cli(["train", "--config", str(config), "--data", str(sysu), "--out", str(run), "--epochs", "1"])
+    assert code == 0
+    assert "last checkpoint" in capsys.readouterr().out
+    report, plot = tmp_path / "eval.json", tmp_path / "cmc.png"
+    args = ["evaluate", "--checkpoint", str(run / "last.safetensors"), "--data", str(sysu)]
+    code = cli([*args, "--trials", "2", "--device", "cpu", "--json", str(report), "--plot", str(plot)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "R1" in table and "mAP" in table
+    data = json.loads(report.read_text())
+    assert data["protocol"] == "sysu-all" and len(data["trials"]) == 2
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    direct = evaluate_checkpoint(run / "last.json", sysu, "sysu-all", trials=2, device="cpu")
+    assert direct.mean()["R1"] == pytest.approx(data["mean"]["R1"])
+
+
+def test_train_cli_reports_a_bad_override(
+    sysu: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY))
+    code = cli(["train", "--config", str(config), "--data", str(sysu), "--set", "optim.lr=-1"])
+    assert code == 1
+    assert "optim.lr" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["demo_cpu.yaml", "mspac_sysu.yaml", "mspac_regdb.yaml"])
+def test_shipped_configs_load(name: str) -> None:
+    config = TrainConfig.from_yaml(REPO / "configs" / name)
+    from vireid.training.models.config import ModelConfig
+
+    assert ModelConfig.from_dict(config.model).name == "mspac"
+
+
+@pytest.mark.slow
+def test_paper_scale_config_trains_one_step_and_evaluates(tmp_path: Path) -> None:
+    data = tmp_path / "sysu"
+    generate_sysu(data, SysuConfig(ids=40, seed=5, images_per_camera=4, test_ids=8, val_ids=2), workers=2)
+    config = TrainConfig.from_yaml(REPO / "configs" / "mspac_sysu.yaml").with_overrides(
+        {"sampler.iters_per_epoch": 1, "optim.epochs": 1, "run.eval_every": 0, "run.device": "cpu"}
+    )
+    result = train(config, data, tmp_path / "run")
+    meta = json.loads(result.last.with_suffix(".json").read_text())
+    assert meta["step"] == 1 and meta["model_config"]["backbone"] == "resnet50"
+    table = evaluate_checkpoint(result.last, data, "sysu-all", trials=1, batch_size=32, device="cpu")
+    assert 0.0 <= table.mean()["R1"] <= 1.0 and len(table.trials) == 1

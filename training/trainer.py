@@ -1,0 +1,299 @@
+"""The training loop: cross-modal P×K batches, SGD with warm-up and steps, AMP on CUDA, exact resume,
+periodic validation, best/last checkpoints, JSONL metrics, DistributedDataParallel under torchrun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vireid.errors import ConfigError, DeviceError
+from vireid.progress import progress
+
+from .augment import augment
+from .checkpoint import load_checkpoint, paths_for, save_checkpoint
+from .config import TrainConfig
+from .data.imageset import ImageSet
+from .evaluate import evaluate_model
+from .factory import build_criterion, build_model, data_fingerprint, input_size_of
+from .images import ImageStore
+from .sampler import CrossModalIdentitySampler
+from .schedule import lr_factor
+
+log = logging.getLogger("vireid.train")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run left its checkpoints and what it measured."""
+
+    run_dir: Path
+    last: Path
+    best: Path | None
+    epochs_run: int
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present (and says so); an explicit unavailable device raises."""
+    if name == "auto":
+        chosen = "cuda" if torch.cuda.is_available() else "cpu"
+        log.info("device auto -> %s", chosen)
+        return torch.device(chosen)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"device {name!r} was requested but torch sees no CUDA device; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+class Trainer:
+    """One training run; build with `Trainer(config, data_root, out_dir)` then call `fit()`."""
+
+    def __init__(
+        self, config: TrainConfig, data_root: str | Path, out_dir: str | Path, resume: bool = False
+    ) -> None:
+        self.cfg, self.data_root, self.out_dir = config, Path(data_root), Path(out_dir)
+        self.rank, self.world = _distributed()
+        self.device = resolve_device(config.run.device)
+        if config.run.threads:
+            torch.set_num_threads(config.run.threads)
+        torch.manual_seed(config.run.seed)
+        self.train_set, self.labels, self.num_classes = self._load_train_set()
+        self.input_size = input_size_of(config.model)
+        self.store = ImageStore(self.train_set.paths, self.input_size, show_progress=self._chatty)
+        self.sampler = CrossModalIdentitySampler(
+            self.labels,
+            self.train_set.modalities,
+            config.sampler.num_ids,
+            config.sampler.num_instances,
+            config.sampler.iters_per_epoch,
+            seed=config.run.seed,
+            rank=self.rank,
+        )
+        self.model = build_model(config.model, self.num_classes).to(self.device)
+        self.criterion = build_criterion(config, self.num_classes, self.model).to(self.device)
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
+        self.start_epoch, self.step, self.best_score = 1, 0, -math.inf
+        self.best_metrics: dict[str, float] = {}
+        if resume:
+            self._resume()
+        self.net = self._wrap_ddp()
+
+    # ----- setup ------------------------------------------------------------------------------------
+    @property
+    def _chatty(self) -> bool:
+        return self.rank == 0 and self.cfg.run.progress
+
+    @property
+    def _amp(self) -> bool:
+        return self.cfg.run.amp and self.device.type == "cuda"
+
+    def _load_train_set(self) -> tuple[ImageSet, np.ndarray, int]:
+        from .data.regdb import RegDB
+        from .data.sysu import SysuMM01
+
+        if self.cfg.data.dataset == "sysu":
+            images = SysuMM01(self.data_root).train_set()
+        else:
+            images = RegDB(self.data_root).train_set(self.cfg.data.regdb_trial)
+        classes = np.unique(images.pids)
+        return images, np.searchsorted(classes, images.pids), len(classes)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        opt = self.cfg.optim
+        pretrained = bool(self.cfg.model.get("pretrained"))
+        backbone, head = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (backbone if pretrained and name.startswith("backbone.") else head).append(param)
+        head += [p for p in self.criterion.parameters() if p.requires_grad]
+        groups = [{"params": head, "lr": opt.lr, "base_lr": opt.lr}]
+        if backbone:
+            groups.append({"params": backbone, "lr": opt.backbone_lr, "base_lr": opt.backbone_lr})
+        if opt.name == "adamw":
+            return torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
+        return torch.optim.SGD(groups, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=True)
+
+    def _wrap_ddp(self) -> nn.Module:
+        if self.world == 1:
+            return self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+
+    def _resume(self) -> None:
+        last = paths_for(self.out_dir / "last")[0]
+        if not last.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {last}; start without --resume")
+        ckpt = load_checkpoint(last, with_optimizer=True)
+        self.model.load_state_dict(ckpt.state_dict)
+        self.criterion.load_state_dict(ckpt.criterion_state)
+        if ckpt.optimizer_state is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.start_epoch, self.step = ckpt.epoch + 1, ckpt.step
+        self.best_score = float(ckpt.metrics.get("best_score", -math.inf))
+        self.best_metrics = dict(ckpt.metrics.get("best", {}))
+        log.info("resumed from %s at epoch %d", last, ckpt.epoch)
+
+    # ----- loop -------------------------------------------------------------------------------------
+    def fit(self, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+        """Train from `start_epoch` to `optim.epochs`; returns where the checkpoints are."""
+        started = time.monotonic()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+        for epoch in range(self.start_epoch, self.cfg.optim.epochs + 1):
+            stats = self._train_epoch(epoch)
+            if self._should_validate(epoch):
+                stats.update(self._validate(epoch))
+            if self.rank == 0:
+                self._log({"event": "epoch", "epoch": epoch, **stats})
+                self._save("last", epoch)
+                if on_epoch:
+                    on_epoch(epoch, stats)
+        best = paths_for(self.out_dir / "best")[0]
+        return TrainResult(
+            run_dir=self.out_dir,
+            last=paths_for(self.out_dir / "last")[0],
+            best=best if best.is_file() else None,
+            epochs_run=self.cfg.optim.epochs - self.start_epoch + 1,
+            best_metrics=self.best_metrics,
+            seconds=time.monotonic() - started,
+        )
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        torch.manual_seed(self.cfg.run.seed * 100_003 + epoch * 101 + self.rank)
+        rng = np.random.default_rng([self.cfg.run.seed, epoch, self.rank, 7])
+        self.net.train()
+        totals: dict[str, float] = {}
+        seen, started = 0, time.monotonic()
+        batches = progress(
+            self.sampler.epoch(epoch), desc=f"epoch {epoch}", total=len(self.sampler), enabled=self._chatty
+        )
+        for i, batch in enumerate(batches):
+            self._set_lr(epoch - 1 + i / len(self.sampler))
+            losses = self._train_step(batch, rng)
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + value
+            seen += len(batch.indices)
+            self.step += 1
+            if self.rank == 0 and self.step % self.cfg.run.log_every == 0:
+                self._log({"event": "step", "epoch": epoch, "step": self.step, "lr": self._lr(), **losses})
+        stats = {key: value / len(self.sampler) for key, value in totals.items()}
+        stats["images_per_s"] = seen / max(time.monotonic() - started, 1e-9)
+        stats["lr"] = self._lr()
+        return stats
+
+    def _train_step(self, batch: Any, rng: np.random.Generator) -> dict[str, float]:
+        images = self.store.get(batch.indices)
+        modalities = self.train_set.modalities[batch.indices]
+        images = np.stack(
+            [augment(img, int(m), self.cfg.augment, rng) for img, m in zip(images, modalities, strict=True)]
+        )
+        x = torch.from_numpy(images).to(self.device, non_blocking=True)
+        mod = torch.from_numpy(modalities.astype(np.int32)).to(self.device)
+        y = torch.from_numpy(batch.labels.astype(np.int64)).to(self.device)
+        with torch.autocast(self.device.type, enabled=self._amp):
+            output = self.net(x, mod)
+            loss, parts = self.criterion(output, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.optim.grad_clip or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if hasattr(self.criterion, "after_step"):
+            self.criterion.after_step()
+        return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), **_floats(parts)}
+
+    def _set_lr(self, epoch_progress: float) -> None:
+        factor = lr_factor(epoch_progress, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ----- validation and checkpoints ---------------------------------------------------------------
+    def _should_validate(self, epoch: int) -> bool:
+        every = self.cfg.run.eval_every
+        return self.rank == 0 and every > 0 and (epoch % every == 0 or epoch == self.cfg.optim.epochs)
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        protocol = self.cfg.data.val_protocol
+        if self.cfg.data.dataset == "regdb" and not protocol.startswith("regdb"):
+            protocol = "regdb-v2t"
+        result = evaluate_model(
+            self.model,
+            self.input_size,
+            self.data_root,
+            protocol,
+            trials=self.cfg.data.val_trials,
+            batch_size=self.cfg.run.eval_batch,
+            device=str(self.device),
+        )
+        metrics = {f"val_{k}": v for k, v in result.mean().items()}
+        score = metrics["val_R1"] + metrics["val_mAP"]
+        if score > self.best_score:
+            self.best_score, self.best_metrics = score, {**result.mean(), "epoch": epoch}
+            self._save("best", epoch)
+        return metrics
+
+    def _save(self, name: str, epoch: int) -> None:
+        meta = {
+            "model_config": dict(self.cfg.model),
+            "num_classes": self.num_classes,
+            "epoch": epoch,
+            "step": self.step,
+            "train_config": self.cfg.to_dict(),
+            "metrics": {"best_score": self.best_score, "best": self.best_metrics},
+            "data": data_fingerprint(self.cfg.data.dataset, self.data_root, self.train_set),
+        }
+        optim = self.optimizer.state_dict() if name == "last" else None
+        save_checkpoint(
+            self.out_dir / name, self.model.state_dict(), meta, optim, self.criterion.state_dict()
+        )
+
+    def _log(self, record: dict[str, Any]) -> None:
+        record = {"time": round(time.time(), 3), **record}
+        with (self.out_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if record.get("event") == "epoch":
+            shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float) and k != "time"}
+            log.info("epoch %d %s", record["epoch"], shown)
+
+
+def _floats(parts: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v.detach()) if hasattr(v, "detach") else float(v) for k, v in parts.items()}
+
+
+def train(
+    config: TrainConfig, data_root: str | Path, out_dir: str | Path, resume: bool = False
+) -> TrainResult:
+    """Train a model as configured; the public entry point (`vireid.training.train`)."""
+    return Trainer(config, data_root, out_dir, resume=resume).fit()
