@@ -6,6 +6,7 @@ or greyscale (which pushes the model towards cues the infrared camera also sees)
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from vireid.modality import Modality
@@ -24,9 +25,20 @@ def augment(image: np.ndarray, modality: int, cfg: AugmentConfig, rng: np.random
         elif rng.random() < cfg.grayscale:
             grey = out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
             out = np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
+        if cfg.lowres and rng.random() < cfg.lowres:
+            out = _lower_resolution(np.ascontiguousarray(out), float(rng.uniform(0.4, 0.8)))
     if rng.random() < cfg.erasing:
         out = _erase(np.ascontiguousarray(out), rng)
     return np.ascontiguousarray(out)
+
+
+def _lower_resolution(image: np.ndarray, factor: float) -> np.ndarray:
+    """Down-sample by `factor` and back (area then bilinear): the detail a low-resolution sensor keeps."""
+    h, w = image.shape[:2]
+    small = cv2.resize(
+        image, (max(4, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA
+    )
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def _pad_crop(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:

@@ -104,6 +104,21 @@ def test_augment_keeps_shape_and_is_seeded() -> None:
     assert np.array_equal(plain, image)
 
 
+def test_lowres_blurs_visible_images_only() -> None:
+    rng = np.random.default_rng(1)
+    stripes = np.zeros((64, 32, 3), np.uint8)
+    stripes[::2] = 255  # one-pixel stripes: the detail a low-resolution sensor loses
+    cfg = AugmentConfig(pad=0, flip=0.0, erasing=0.0, lowres=1.0)
+    visible = augment(stripes, 0, cfg, rng)
+    infrared = augment(stripes, 1, cfg, rng)
+    assert visible.shape == stripes.shape and visible.dtype == np.uint8
+    assert (
+        np.abs(np.diff(visible.astype(int), axis=0)).mean()
+        < 0.5 * np.abs(np.diff(stripes.astype(int), axis=0)).mean()
+    )
+    assert np.array_equal(infrared, stripes)
+
+
 def test_checkpoint_round_trip_with_optimizer(tmp_path: Path) -> None:
     model = torch.nn.Linear(4, 3)
     optim = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
