@@ -26,11 +26,12 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "mspac {1}": ("model", {"model.parts": [1]}),
     "mspac {6}": ("model", {"model.parts": [6]}),
     "mspac {1,3,6}": ("model", {}),
-    "gid": ("loss", {"loss.pid": 0.0, "loss.mecen.center": False}),
-    "gid+pid": ("loss", {"loss.mecen.center": False}),
-    "+center": ("loss", {"loss.mecen.margin": False, "loss.mecen.exp": False}),
-    "+margin": ("loss", {"loss.mecen.exp": False}),
-    "+exp (MeCen)": ("loss", {}),
+    # The loss ablation follows the paper: identity losses, then MeCen's parts, no triplet.
+    "gid": ("loss", {"loss.triplet": 0.0, "loss.pid": 0.0, "loss.mecen.center": False}),
+    "gid+pid": ("loss", {"loss.triplet": 0.0, "loss.mecen.center": False}),
+    "+center": ("loss", {"loss.triplet": 0.0, "loss.mecen.margin": False, "loss.mecen.exp": False}),
+    "+margin": ("loss", {"loss.triplet": 0.0, "loss.mecen.exp": False}),
+    "+exp (MeCen)": ("loss", {"loss.triplet": 0.0}),
 }
 
 

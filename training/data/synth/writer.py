@@ -149,9 +149,10 @@ def default_workers() -> int:
     return max(1, min(8, cpus))
 
 
-# fork where the platform has it: the tasks are pure numpy/OpenCV, and unlike spawn it works from
-# scripts without an `if __name__ == "__main__":` guard and from notebooks.
-_START_METHOD = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+# forkserver where the platform has it: workers fork from a clean server process, never from the caller,
+# whose OpenCV thread pool would make a plain fork() deadlock. Like spawn, it needs the caller's script
+# to guard its entry point with `if __name__ == "__main__":`.
+_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
 def _init_worker() -> None:
@@ -181,5 +182,7 @@ def run_tasks(
             return sum(progress(done, desc=desc, total=len(tasks), enabled=show_progress))
     except BrokenProcessPool as exc:
         raise VireidError(
-            f"{desc}: a worker process died ({exc}); run again with workers=1 (--workers 1) to see the cause"
+            f"{desc}: a worker process died ({exc}). A script that calls the generator with workers > 1 "
+            'needs an `if __name__ == "__main__":` guard; otherwise run with workers=1 (--workers 1) '
+            "to see the cause"
         ) from exc
