@@ -26,6 +26,17 @@ from .errors import (
 from .gallery import Gallery, GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
 from .modality import Modality
 from .preprocess import preprocess_boxes, preprocess_crops
+from .streams import (
+    CrossModalMatch,
+    Frame,
+    Identified,
+    Pipeline,
+    PipelineConfig,
+    SourceChanged,
+    TrackEnded,
+    TrackStarted,
+    VideoSource,
+)
 
 __all__ = [
     "ArtifactError",
@@ -33,13 +44,16 @@ __all__ = [
     "BatchProfile",
     "CardError",
     "ConfigError",
+    "CrossModalMatch",
     "DatasetError",
     "DeviceError",
     "Embedder",
     "Embeddings",
+    "Frame",
     "Gallery",
     "GalleryError",
     "GalleryInfo",
+    "Identified",
     "IdentityEmbeddings",
     "IdentityInfo",
     "InputSpecError",
@@ -47,8 +61,14 @@ __all__ = [
     "MissingDependencyError",
     "Modality",
     "ModelCard",
+    "Pipeline",
+    "PipelineConfig",
     "Precision",
+    "SourceChanged",
     "StreamError",
+    "TrackEnded",
+    "TrackStarted",
+    "VideoSource",
     "VireidError",
     "__version__",
     "open_backend",

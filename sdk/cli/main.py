@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vireid.cli.evaluate",
         "evaluate a checkpoint on sysu-all, sysu-indoor, regdb-v2t or regdb-t2v (needs torch)",
     ),
+    "run": ("vireid.cli.run", "run the real-time cross-modal pipeline on cameras or video files"),
     "gallery": (
         "vireid.cli.gallery",
         "manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import",

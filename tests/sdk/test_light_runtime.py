@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from conftest import REPO
+REPO = (
+    Path(__file__).resolve().parents[2]
+)  # not `from conftest import`: every folder's conftest is "conftest"
 
 HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "torchvision")
 

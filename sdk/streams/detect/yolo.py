@@ -1,0 +1,184 @@
+"""YOLO-format ONNX person detector: letterbox, confidence threshold, class filter, NMS.
+
+Takes the common exported layouts (one image in, one tensor out, no NMS inside the graph):
+
+- `v8` (Ultralytics YOLOv8/YOLO11 export): output `[1, 4 + C, N]`: `cx, cy, w, h` then C class scores.
+- `v5` (YOLOv5/YOLOv7 export): output `[1, N, 5 + C]`: `cx, cy, w, h, objectness` then C class
+  scores; a box's score is objectness × class score.
+
+Input: `[1, 3, H, W]` float32 (or float16) RGB scaled to 0..1, letterboxed (aspect kept, padded with grey
+114, centred) to the model's H×W (or `imgsz` when the model's size is dynamic). Coordinates are in
+letterboxed input pixels and are mapped back to the frame. ONNX Runtime is imported when the detector
+is created, never by `import vireid`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ...backends import ort_config as cfg
+from ...errors import ArtifactError, DeviceError, InputSpecError, require
+from ..frame import Frame
+from .base import Detections, nms
+
+log = logging.getLogger("vireid")
+LAYOUTS = ("auto", "v8", "v5")
+PAD_VALUE = 114
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping the aspect and pad (grey 114, centred) to `size` = (H, W).
+
+    Returns the padded image, the scale applied and the (left, top) padding in pixels.
+    """
+    height, width = image.shape[:2]
+    target_h, target_w = size
+    scale = min(target_h / height, target_w / width)
+    new_w, new_h = round(width * scale), round(height * scale)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if scale != 1 else image
+    left, top = round((target_w - new_w) / 2 - 0.1), round((target_h - new_h) / 2 - 0.1)
+    right, bottom = target_w - new_w - left, target_h - new_h - top
+    padded = cv2.copyMakeBorder(
+        resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
+    return padded, scale, (left, top)
+
+
+class YoloDetector:
+    """Person detector running a YOLO-format ONNX model with ONNX Runtime.
+
+    Args:
+        model: path of the `.onnx` detector.
+        device: `cpu`, `cuda` or `auto` (CUDA when onnxruntime-gpu can start it; logged).
+        threads: ONNX Runtime intra-op threads (default: physical cores available).
+        conf: minimum score.
+        iou: NMS IoU threshold.
+        classes: class indices that count as a person (COCO: 0).
+        imgsz: input (H, W) when the model's input size is dynamic (default 640×640).
+        layout: `auto` (channel-first output → `v8`, channel-last → `v5`), `v8` or `v5`.
+        max_det: most boxes kept per frame.
+
+    Raises:
+        ArtifactError: the file is missing or not a single-input image detector.
+        DeviceError: `cuda` was asked for and cannot run.
+        MissingDependencyError: onnxruntime is not installed (`pip install 'vireid[onnx]'`).
+    """
+
+    name = "yolo"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        conf: float = 0.25,
+        iou: float = 0.45,
+        classes: Sequence[int] = (0,),
+        imgsz: int | tuple[int, int] = 640,
+        layout: str = "auto",
+        max_det: int = 300,
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise InputSpecError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if not classes:
+            raise InputSpecError("classes must name at least one class index (COCO person: 0)")
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise ArtifactError(f"{self.path}: no such detector model; give a YOLO-format .onnx file")
+        self.conf, self.iou, self.layout, self.max_det = float(conf), float(iou), layout, int(max_det)
+        self.classes = tuple(int(c) for c in classes)
+        self._session = self._open(device, threads)
+        self._input = self._session.get_inputs()[0]
+        self.input_size = self._input_size(imgsz)
+        self._dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
+
+    def _open(self, device: str, threads: int | None) -> Any:
+        ort = require("onnxruntime", "onnx", "The YOLO person detector")
+        available = ort.get_available_providers()
+        if device not in ("cpu", "cuda", "auto"):
+            raise InputSpecError(f"device must be cpu, cuda or auto, got {device!r}")
+        use_cuda = device == "cuda" or (device == "auto" and cfg.CUDA_EP in available)
+        providers = [cfg.CUDA_EP, cfg.CPU_EP] if use_cuda else [cfg.CPU_EP]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cfg.default_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:
+            raise ArtifactError(f"{self.path}: ONNX Runtime cannot load this detector ({exc})") from exc
+        if device == "cuda" and session.get_providers()[0] != cfg.CUDA_EP:
+            raise DeviceError(f"{self.path}: device='cuda' requested but ONNX Runtime runs it on CPU")
+        if device == "auto":
+            log.info("detector %s runs on %s", self.path.name, "cuda" if use_cuda else "cpu")
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or not outputs:
+            shapes = [(i.name, i.shape) for i in inputs]
+            raise ArtifactError(f"{self.path}: expected one image input [1, 3, H, W], got {shapes}")
+        return session
+
+    def _input_size(self, imgsz: int | tuple[int, int]) -> tuple[int, int]:
+        _, channels, height, width = self._input.shape
+        if isinstance(channels, int) and channels != 3:
+            raise ArtifactError(f"{self.path}: input has {channels} channels, expected 3 (RGB)")
+        if isinstance(height, int) and isinstance(width, int):
+            return height, width
+        size = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+        return int(size[0]), int(size[1])
+
+    def for_camera(self) -> YoloDetector:
+        """The same detector (it keeps no per-camera state; ONNX Runtime sessions are thread-safe)."""
+        return self
+
+    def detect(self, image: np.ndarray, frame: Frame | None = None) -> Detections:
+        """People in a uint8 BGR (or grey) image."""
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        padded, scale, (left, top) = letterbox(image, self.input_size)
+        blob = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(self._dtype) / 255.0
+        raw = self._session.run(None, {self._input.name: blob.astype(self._dtype, copy=False)})[0]
+        boxes, scores = self.decode(np.asarray(raw, dtype=np.float32))
+        if not len(boxes):
+            return Detections.empty()
+        boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - left) / scale, 0, image.shape[1])
+        boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - top) / scale, 0, image.shape[0])
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Detections(boxes[valid], scores[valid])
+
+    def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (xyxy, input pixels) and scores of the person classes after threshold and NMS."""
+        if raw.ndim == 3:
+            if raw.shape[0] != 1:
+                raise ArtifactError(f"{self.path}: expected a batch of 1 in the output, got {raw.shape}")
+            raw = raw[0]
+        if raw.ndim != 2:
+            raise ArtifactError(
+                f"{self.path}: expected an output [1, 4+C, N] or [1, N, 5+C], got {raw.shape}"
+            )
+        layout = self.layout
+        if layout == "auto":
+            layout = "v8" if raw.shape[0] < raw.shape[1] else "v5"
+        rows = raw.T if layout == "v8" else raw
+        first = 4 if layout == "v8" else 5
+        num_classes = rows.shape[1] - first
+        if num_classes <= max(self.classes):
+            raise ArtifactError(
+                f"{self.path}: the {layout} output has {num_classes} classes, fewer than class index "
+                f"{max(self.classes)}; pass classes= or layout= to match the model"
+            )
+        scores = rows[:, [first + c for c in self.classes]].max(axis=1)
+        if layout == "v5":
+            scores = scores * rows[:, 4]
+        keep = scores >= self.conf
+        rows, scores = rows[keep], scores[keep]
+        cx, cy, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+        kept = nms(boxes, scores, self.iou)[: self.max_det]
+        return boxes[kept], scores[kept].astype(np.float32)

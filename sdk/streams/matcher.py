@@ -1,0 +1,360 @@
+"""Matcher: per-track embeddings, gallery identification and cross-modal track matching, with hysteresis.
+
+For every track the matcher decides when to embed a crop (every `embed_every` frames, or sooner when
+the crop's quality beats the best seen so far by `improve`), keeps a quality-weighted average of the
+track's embeddings (renormalised to unit length), and after each new embedding:
+
+- searches the `Gallery` for the best identities; a track gets a name when the same identity is best
+  and at or above the threshold on `confirm` consecutive updates, and changes name only when another
+  identity beats the current one by `margin` on `confirm` consecutive updates (so names don't flicker);
+- compares it with the tracks of the other modality seen in the last `cross_window` seconds (live or
+  ended); a pair that is each other's best match (mutual nearest neighbours) at or above the
+  cross-modal threshold, confirmed the same way, is reported once.
+
+The pipeline collects the crops requested by every camera, embeds them in one batched call and hands
+the vectors back through `update`.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputSpecError
+from ..modality import Modality
+from .events import CrossModalMatch, Event, Identified, TrackEnded, TrackStarted
+from .frame import Frame
+from .track import Track, TrackUpdate
+
+TrackKey = tuple[str, int]  # (camera, track id)
+
+
+@dataclass
+class TrackRecord:
+    """What the matcher knows about one track (read-only for callers)."""
+
+    camera: str
+    modality: Modality
+    track_id: int
+    first_frame: int
+    first_time: float
+    last_frame: int
+    last_time: float
+    box: np.ndarray
+    hits: int = 1
+    vector_sum: np.ndarray | None = None
+    weight: float = 0.0
+    samples: int = 0
+    last_embed_frame: int = -(10**9)
+    best_quality: float = 0.0
+    name: str | None = None
+    score: float = 0.0
+    candidate: str | None = None
+    candidate_hits: int = 0
+    partner: TrackKey | None = None
+    partner_score: float = 0.0
+    partner_candidate: TrackKey | None = None
+    partner_hits: int = 0
+    ended: bool = False
+
+    @property
+    def key(self) -> TrackKey:
+        return (self.camera, self.track_id)
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """The track's unit-length, quality-weighted mean embedding (None before the first crop)."""
+        if self.vector_sum is None:
+            return None
+        norm = float(np.linalg.norm(self.vector_sum))
+        return (self.vector_sum / norm).astype(np.float32) if norm > 0 else None
+
+
+@dataclass(frozen=True)
+class CropRequest:
+    """A crop the matcher wants embedded: the frame it is in, its box, quality and priority."""
+
+    key: TrackKey
+    frame: Frame
+    box: np.ndarray
+    quality: float
+    priority: float = field(default=0.0, compare=False)
+
+
+class Matcher:
+    """Turns tracks into identities and cross-modal matches (see the module docstring).
+
+    Args:
+        threshold: cosine similarity at or above which a gallery identity is accepted (the model card's
+            `match_threshold` unless the caller overrides it).
+        cross_threshold: the same for visible ↔ infrared track pairs (default: `threshold`).
+        gallery: a `vireid.Gallery` to identify against, or None (cross-modal matching only).
+        gallery_modality: `any` (every enrolled embedding) or `other` (only the other modality's).
+        embed_every: frames between two embeddings of one track.
+        min_quality: crops below this quality are never embedded.
+        improve: a crop whose quality beats the track's best by this fraction is embedded at once.
+        margin: how much a new identity (or partner) must beat the current one to replace it.
+        confirm: consecutive updates that must agree before a name or a partner is set or changed.
+        cross_window: seconds an ended track stays available for cross-modal matching.
+        min_samples: embeddings a track needs before it is compared across modalities.
+        top_k: identities fetched per gallery search (the current one's score is read among them).
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        *,
+        cross_threshold: float | None = None,
+        gallery: Any = None,
+        gallery_modality: str = "any",
+        embed_every: int = 10,
+        min_quality: float = 0.1,
+        improve: float = 0.2,
+        margin: float = 0.05,
+        confirm: int = 2,
+        cross_window: float = 120.0,
+        min_samples: int = 2,
+        top_k: int = 5,
+    ) -> None:
+        if not -1.0 <= threshold <= 1.0:
+            raise InputSpecError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        if gallery_modality not in ("any", "other"):
+            raise InputSpecError(f"gallery_modality must be 'any' or 'other', got {gallery_modality!r}")
+        if embed_every < 1 or confirm < 1 or top_k < 1 or min_samples < 1:
+            raise InputSpecError("embed_every, confirm, top_k and min_samples must be at least 1")
+        self.threshold = float(threshold)
+        self.cross_threshold = float(threshold if cross_threshold is None else cross_threshold)
+        self.gallery, self.gallery_modality = gallery, gallery_modality
+        self.embed_every, self.min_quality, self.improve = (
+            int(embed_every),
+            float(min_quality),
+            float(improve),
+        )
+        self.margin, self.confirm, self.cross_window = float(margin), int(confirm), float(cross_window)
+        self.min_samples, self.top_k = int(min_samples), int(top_k)
+        self.records: dict[TrackKey, TrackRecord] = {}
+        self._ended: collections.deque[TrackRecord] = collections.deque()
+        self._announced: set[tuple[TrackKey, TrackKey]] = set()
+
+    # ----- tracks -------------------------------------------------------------------------------
+    def observe(self, frame: Frame, update: TrackUpdate) -> list[Event]:
+        """Record a frame's tracks; returns `TrackStarted` / `TrackEnded` events."""
+        events: list[Event] = []
+        for track in update.tracks:
+            key = (frame.camera, track.track_id)
+            record = self.records.get(key)
+            if record is None:
+                record = TrackRecord(
+                    camera=frame.camera,
+                    modality=frame.modality,
+                    track_id=track.track_id,
+                    first_frame=frame.index,
+                    first_time=frame.timestamp,
+                    last_frame=frame.index,
+                    last_time=frame.timestamp,
+                    box=track.det_box,
+                )
+                self.records[key] = record
+            record.last_frame, record.last_time, record.box = frame.index, frame.timestamp, track.det_box
+            record.hits = track.hits
+            if track.track_id in update.started:
+                events.append(
+                    TrackStarted(
+                        frame.timestamp, frame.camera, frame.modality, track.track_id, frame.index, track.box
+                    )
+                )
+        for track_id in update.ended:
+            events += self.end((frame.camera, track_id))
+        return events
+
+    def end(self, key: TrackKey) -> list[Event]:
+        """End a track (it left, or the stream stopped); returns its `TrackEnded` event."""
+        record = self.records.pop(key, None)
+        if record is None:
+            return []
+        record.ended = True
+        self._ended.append(record)
+        self._prune(record.last_time)
+        return [
+            TrackEnded(
+                time=record.last_time,
+                camera=record.camera,
+                modality=record.modality,
+                track_id=record.track_id,
+                frame=record.last_frame,
+                name=record.name,
+                score=record.score if record.name else 0.0,
+                frames=record.hits,
+                duration=round(record.last_time - record.first_time, 3),
+                embeddings=record.samples,
+            )
+        ]
+
+    def end_camera(self, camera: str) -> list[Event]:
+        """End every live track of one camera."""
+        events: list[Event] = []
+        for key in [k for k in self.records if k[0] == camera]:
+            events += self.end(key)
+        return events
+
+    def requests(self, frame: Frame, tracks: Sequence[Track], qualities: np.ndarray) -> list[CropRequest]:
+        """The crops of this frame worth embedding (see the module docstring), with priorities:
+        tracks never embedded first, then the longest since their last embedding."""
+        wanted = []
+        for track, quality in zip(tracks, qualities, strict=True):
+            record = self.records.get((frame.camera, track.track_id))
+            if record is None or quality < self.min_quality:
+                continue
+            since = frame.index - record.last_embed_frame
+            better = quality >= record.best_quality * (1.0 + self.improve) and since >= 2
+            if since >= self.embed_every or better:
+                priority = 1e6 if record.samples == 0 else float(since) + quality
+                wanted.append(CropRequest(record.key, frame, track.det_box, float(quality), priority))
+        return wanted
+
+    # ----- embeddings ---------------------------------------------------------------------------
+    def update(self, requests: Sequence[CropRequest], vectors: np.ndarray) -> list[Event]:
+        """Add the embedded crops to their tracks, then identify and cross-match the tracks updated.
+
+        Args:
+            requests: the crops, as returned by `requests` (possibly from several frames and cameras).
+            vectors: float32 `[len(requests), D]` unit embeddings, one per request.
+        """
+        if len(requests) != len(vectors):
+            raise InputSpecError(f"update: {len(requests)} requests but {len(vectors)} vectors")
+        touched: dict[TrackKey, TrackRecord] = {}
+        for request, vector in zip(requests, vectors, strict=True):
+            record = self.records.get(request.key)
+            if record is None:
+                continue  # ended while its crop was being embedded
+            weight = max(request.quality, 1e-3)
+            contribution = weight * vector.astype(np.float64)
+            record.vector_sum = (
+                contribution if record.vector_sum is None else record.vector_sum + contribution
+            )
+            record.weight += weight
+            record.samples += 1
+            record.last_embed_frame = request.frame.index
+            record.best_quality = max(record.best_quality, request.quality)
+            touched[request.key] = record
+        if not touched:
+            return []
+        updated = list(touched.values())
+        times = {r.key: r.last_time for r in updated}
+        self._prune(max(times.values()))
+        events = self._identify(updated, times)
+        return events + self._cross_match(updated, times)
+
+    def _identify(self, records: list[TrackRecord], times: dict[TrackKey, float]) -> list[Event]:
+        if self.gallery is None or not records:
+            return []
+        events: list[Event] = []
+        for modality in Modality:
+            group = [r for r in records if r.modality is modality]
+            if not group:
+                continue
+            queries = np.stack([r.embedding for r in group])  # type: ignore[misc]
+            filter_ = modality.other if self.gallery_modality == "other" else None
+            results = self.gallery.search_identities(queries, k=self.top_k, modality=filter_)
+            for record, matches in zip(group, results, strict=True):
+                scores = {m.identity: m.score for m in matches}
+                event = self._decide_name(record, scores, times[record.key])
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def _decide_name(self, record: TrackRecord, scores: dict[str, float], now: float) -> Identified | None:
+        best = max(scores, key=scores.__getitem__) if scores else None
+        if record.name is not None:
+            record.score = scores.get(record.name, -1.0)
+        if best is None or scores[best] < self.threshold or best == record.name:
+            record.candidate, record.candidate_hits = None, 0
+            return None
+        if record.name is not None and scores[best] < record.score + self.margin:
+            record.candidate, record.candidate_hits = None, 0
+            return None
+        record.candidate_hits = record.candidate_hits + 1 if record.candidate == best else 1
+        record.candidate = best
+        if record.candidate_hits < self.confirm:
+            return None
+        previous, record.name, record.score = record.name, best, scores[best]
+        record.candidate, record.candidate_hits = None, 0
+        return Identified(
+            now,
+            record.camera,
+            record.modality,
+            record.track_id,
+            record.last_frame,
+            best,
+            scores[best],
+            previous,
+        )
+
+    # ----- cross-modal --------------------------------------------------------------------------
+    def _cross_match(self, records: list[TrackRecord], times: dict[TrackKey, float]) -> list[Event]:
+        events: list[Event] = []
+        for record in records:
+            if record.samples < self.min_samples:
+                continue
+            others = [
+                r
+                for r in [*self.records.values(), *self._ended]
+                if r.modality is not record.modality and r.samples >= self.min_samples
+            ]
+            if not others:
+                continue
+            scores = np.stack([r.embedding for r in others]) @ record.embedding  # type: ignore[operator]
+            best = others[int(np.argmax(scores))]
+            if not self._mutual(record, best):
+                scores = np.minimum(scores, self.cross_threshold - 1.0)  # not each other's best: no decision
+            event = self._decide_partner(record, others, scores, times[record.key])
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _mutual(self, record: TrackRecord, other: TrackRecord) -> bool:
+        """Whether `record` is also the best match of `other` among tracks of `record`'s modality."""
+        rivals = [
+            r
+            for r in [*self.records.values(), *self._ended]
+            if r.modality is record.modality and r.samples >= self.min_samples
+        ]
+        scores = np.stack([r.embedding for r in rivals]) @ other.embedding  # type: ignore[operator]
+        return rivals[int(np.argmax(scores))].key == record.key
+
+    def _decide_partner(
+        self, record: TrackRecord, others: list[TrackRecord], scores: np.ndarray, now: float
+    ) -> CrossModalMatch | None:
+        by_key = {r.key: float(s) for r, s in zip(others, scores, strict=True)}
+        best = others[int(np.argmax(scores))].key
+        if record.partner is not None:
+            record.partner_score = by_key.get(record.partner, record.partner_score)
+        if by_key[best] < self.cross_threshold or best == record.partner:
+            record.partner_candidate, record.partner_hits = None, 0
+            return None
+        if record.partner is not None and by_key[best] < record.partner_score + self.margin:
+            record.partner_candidate, record.partner_hits = None, 0
+            return None
+        record.partner_hits = record.partner_hits + 1 if record.partner_candidate == best else 1
+        record.partner_candidate = best
+        if record.partner_hits < self.confirm:
+            return None
+        record.partner, record.partner_score = best, by_key[best]
+        record.partner_candidate, record.partner_hits = None, 0
+        visible, infrared = (record.key, best) if record.modality is Modality.VISIBLE else (best, record.key)
+        if (visible, infrared) in self._announced:
+            return None
+        self._announced.add((visible, infrared))
+        return CrossModalMatch(now, visible[0], visible[1], infrared[0], infrared[1], by_key[best])
+
+    def _prune(self, now: float) -> None:
+        """Forget ended tracks older than `cross_window` (and beyond the 1000 most recent)."""
+        gone = set()
+        while self._ended and (now - self._ended[0].last_time > self.cross_window or len(self._ended) > 1000):
+            gone.add(self._ended.popleft().key)
+        if gone:
+            self._announced = {pair for pair in self._announced if not gone.intersection(pair)}

@@ -1,0 +1,459 @@
+"""`Pipeline`: sources → detector → tracker (per camera) → batched embeddings → matcher → events → sinks.
+
+Each source reads on its own thread; one processing thread takes the frames ready on every camera,
+detects and tracks per camera, embeds the crops the matcher asks for from all cameras and both
+modalities in one batched call, and hands events and annotated frames to the sinks. `stop()` (also on
+Ctrl-C / SIGTERM inside `run()`, and on leaving a `with` block) stops the sources, ends every live
+track (`TrackEnded`), and flushes and closes every sink once.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..embedder import Embedder
+from ..errors import ConfigError, InputSpecError, VireidError
+from ..preprocess import crop_box
+from .config import PipelineConfig, check_cameras, check_modalities
+from .detect import Detector, make_detector
+from .detect.base import Detections
+from .events import Event, SourceChanged
+from .frame import Frame
+from .matcher import CropRequest, Matcher
+from .quality import crop_quality
+from .sinks import CallbackSink, FrameResult, Sink, TrackView
+from .sources import SourceState, VideoSource, parse_source
+from .stats import CameraCounter, PipelineStats, StageTimer
+from .track import ByteTracker, TrackUpdate
+
+log = logging.getLogger("vireid")
+
+
+class _Camera:
+    """One source with its own detector, tracker and counters."""
+
+    def __init__(self, source: VideoSource, detector: Detector, tracker: ByteTracker) -> None:
+        self.source, self.detector, self.tracker = source, detector, tracker
+        self.counter = CameraCounter()
+        self.closed = False
+
+
+class Pipeline:
+    """Real-time cross-modal re-identification over several cameras.
+
+    Example:
+        >>> with Pipeline(["visible=gate.mp4", "infrared=gate-ir.mp4"], "model.onnx",
+        ...               gallery=vireid.Gallery.open("site.db"), sinks=[JsonlSink("events.jsonl")]) as p:
+        ...     p.run()                      # until the files end, or Ctrl-C
+
+    Args:
+        sources: `VideoSource`s, or CLI-style strings `MODALITY[@CAMERA]=ADDRESS`.
+        model: an `Embedder`, or a model path opened with `device` and `embedder_options`.
+        gallery: a `vireid.Gallery`, a gallery path (opened, never created), or None (no names; visible ↔
+            infrared track matching only).
+        config: `PipelineConfig`.
+        sinks: where events and frames go.
+        detector: a detector object (its `for_camera()` is used per camera) instead of `config.detector`.
+        on_event: shortcut for a `CallbackSink(on_event)`.
+        device: embedder device when `model` is a path.
+
+    Raises:
+        ConfigError: no threshold (card has none and none given), duplicate camera ids, no sources.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[VideoSource | str],
+        model: Embedder | str | Path,
+        *,
+        gallery: Any = None,
+        config: PipelineConfig | None = None,
+        sinks: Iterable[Sink] = (),
+        detector: Detector | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        device: str = "auto",
+        **embedder_options: Any,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        built = [s if isinstance(s, VideoSource) else parse_source(s) for s in sources]
+        check_cameras(built)
+        self._owns_embedder = not isinstance(model, Embedder)
+        self.embedder = model if isinstance(model, Embedder) else Embedder(model, device, **embedder_options)
+        try:
+            check_modalities(built, self.embedder)
+            self.gallery, self._owns_gallery = self._open_gallery(gallery)
+            self.matcher = self._make_matcher()
+            base = (
+                detector
+                if detector is not None
+                else make_detector(self.config.detector, **self.config.detector_options)
+            )
+        except BaseException:
+            self._close_owned()
+            raise
+        self.sinks: list[Sink] = list(sinks) + ([CallbackSink(on_event)] if on_event else [])
+        self._cameras = {
+            s.camera: _Camera(s, base.for_camera(), ByteTracker(**dict(self.config.tracker))) for s in built
+        }
+        self.timer = StageTimer()
+        self._event_counts: collections.Counter[str] = collections.Counter()
+        self._source_events: collections.deque[SourceChanged] = collections.deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_at: float | None = None
+        self._stopped = False
+        self._error: BaseException | None = None
+        self.interrupted = False
+        for cam in self._cameras.values():
+            cam.source.notify = self._wake.set
+            cam.source.on_state = _chain(cam.source.on_state, self._on_source_state)
+
+    # ----- construction helpers -----------------------------------------------------------------
+    def _open_gallery(self, gallery: Any) -> tuple[Any, bool]:
+        if gallery is None or not isinstance(gallery, (str, Path)):
+            if gallery is not None:
+                gallery.check_embedding_space(self.embedder.embedding_space)
+            return gallery, False
+        from ..gallery import Gallery
+
+        return Gallery.open(gallery, embedding_space=self.embedder.embedding_space), True
+
+    def _make_matcher(self) -> Matcher:
+        cfg = self.config
+        threshold = cfg.threshold if cfg.threshold is not None else self.embedder.threshold
+        if threshold is None:
+            raise ConfigError(
+                f"model {self.embedder.card.model_name} has no match_threshold in its card; pass a "
+                "threshold (PipelineConfig(threshold=...) or --threshold)"
+            )
+        return Matcher(
+            threshold,
+            cross_threshold=cfg.cross_threshold,
+            gallery=self.gallery,
+            gallery_modality=cfg.gallery_modality,
+            embed_every=cfg.embed_every,
+            min_quality=cfg.min_quality,
+            margin=cfg.margin,
+            confirm=cfg.confirm,
+            cross_window=cfg.cross_window,
+        )
+
+    @property
+    def sources(self) -> list[VideoSource]:
+        return [cam.source for cam in self._cameras.values()]
+
+    # ----- life cycle ---------------------------------------------------------------------------
+    def start(self) -> Pipeline:
+        """Start every source and the processing thread.
+
+        Raises:
+            StreamError: a file source does not exist or cannot be decoded (nothing is left running).
+        """
+        if self._thread is not None:
+            return self
+        started = []
+        try:
+            for cam in self._cameras.values():
+                started.append(cam.source.start())
+        except BaseException:
+            for source in started:
+                source.stop()
+            raise
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="vireid-pipeline", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sources and processing, end every live track, flush and close every sink (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self._wake.set()
+        for cam in self._cameras.values():
+            cam.source.request_stop()  # every reader winds down at once, then they are joined one by one
+        for cam in self._cameras.values():
+            cam.source.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            if self._thread.is_alive():
+                log.warning("pipeline: the processing thread did not stop within 60 s")
+        try:
+            events: list[Event] = []
+            for camera, cam in self._cameras.items():
+                if not cam.closed:
+                    events += self._close_camera(camera)
+            self._emit(self._drain_source_events() + events)
+        finally:  # whatever a sink did with the last events, every sink is closed (flushed) once
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception:
+                    log.exception("pipeline: closing sink %r failed", sink)
+            self._close_owned()
+
+    def _close_owned(self) -> None:
+        if getattr(self, "_owns_gallery", False) and self.gallery is not None:
+            self.gallery.close()
+        if self._owns_embedder:
+            self.embedder.close()
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(
+        self,
+        duration: float | None = None,
+        *,
+        handle_signals: bool = True,
+        on_status: Callable[[PipelineStats], None] | None = None,
+        status_every: float = 1.0,
+    ) -> PipelineStats:
+        """Start, process until every source has finished, `duration` seconds passed, or Ctrl-C /
+        SIGTERM, then `stop()` (always). Returns the final statistics.
+
+        Args:
+            duration: seconds to run at most (None: until the sources finish).
+            handle_signals: in the main thread, turn SIGINT/SIGTERM into a clean stop (a second Ctrl-C
+                interrupts at once); `interrupted` tells afterwards.
+            on_status: called with fresh statistics every `status_every` seconds.
+
+        Raises:
+            VireidError: what stopped the processing thread, re-raised after the clean stop.
+        """
+        restore = self._install_signals() if handle_signals else {}
+        try:
+            self.start()
+            deadline = None if duration is None else time.monotonic() + duration
+            next_status = time.monotonic() + status_every
+            while not self._done.wait(0.1):
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if on_status is not None and now >= next_status:
+                    on_status(self.stats())
+                    next_status = now + status_every
+        finally:
+            self.stop()
+            for signum, handler in restore.items():
+                signal.signal(signum, handler)
+        if self._error is not None:
+            raise self._error
+        return self.stats()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, _frame: Any) -> None:
+            self.interrupted = True
+            self._stopping.set()
+            self._wake.set()
+            # A second Ctrl-C goes to Python's default handler (KeyboardInterrupt).
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+        for signum in previous:
+            signal.signal(signum, handler)
+        return previous
+
+    def request_stop(self) -> None:
+        """Ask the processing loop to finish (thread-safe; `run()` then stops everything)."""
+        self._stopping.set()
+        self._wake.set()
+
+    # ----- processing ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                frames = [f for cam in self._cameras.values() if (f := cam.source.poll()) is not None]
+                self._emit(self._drain_source_events() + self._close_finished())
+                if frames:
+                    self.step(frames)
+                    continue
+                if all(cam.closed for cam in self._cameras.values()):
+                    break
+                self._wake.wait(0.05)
+                self._wake.clear()
+        except BaseException as exc:
+            self._error = exc
+            log.error("pipeline stopped: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._done.set()
+
+    def step(self, frames: Sequence[Frame]) -> list[Event]:
+        """Process frames (at most one per camera is typical) synchronously; returns their events.
+
+        `run()` calls this from its thread; call it yourself (without `start()`) to drive the pipeline
+        with your own frames.
+        """
+        started = time.perf_counter()
+        events: list[Event] = []
+        requests: list[CropRequest] = []
+        results = []
+        for frame in frames:
+            cam = self._cameras.get(frame.camera)
+            if cam is None:
+                raise InputSpecError(
+                    f"frame from unknown camera {frame.camera!r}; cameras: {list(self._cameras)}"
+                )
+            cam.counter.add(frame.pts, max(0.0, time.time() - frame.timestamp))
+            detections, update = self._detect_track(cam, frame)
+            events += self.matcher.observe(frame, update)
+            with self.timer.time("quality"):
+                boxes = np.array([t.det_box for t in update.tracks], np.float32).reshape(-1, 4)
+                qualities = crop_quality(frame.image, boxes)
+            requests += self.matcher.requests(frame, update.tracks, qualities)
+            results.append((frame, detections, update))
+        events += self._embed_and_match(requests)
+        with self.timer.time("sinks"):
+            self._emit(events)
+            for frame, detections, update in results:
+                self._frame_out(frame, detections, update)
+        self.timer.add("step", time.perf_counter() - started)
+        return events
+
+    def _detect_track(self, cam: _Camera, frame: Frame) -> tuple[Detections, TrackUpdate]:
+        with self.timer.time("detect"):
+            detections = cam.detector.detect(frame.image, frame)
+        with self.timer.time("track"):
+            update = cam.tracker.update(detections, frame.index, frame.size)
+        return detections, update
+
+    def _embed_and_match(self, requests: list[CropRequest]) -> list[Event]:
+        if not requests:
+            return []
+        requests = sorted(requests, key=lambda r: -r.priority)[: self.config.max_crops]
+        requests = [r for r in requests if _overlaps(r.box, r.frame.size)]
+        if not requests:
+            return []
+        with self.timer.time("embed"):
+            vectors = self.embed_crops(requests)
+        with self.timer.time("match"):
+            return self.matcher.update(requests, vectors)
+
+    def embed_crops(self, requests: Sequence[CropRequest]) -> np.ndarray:
+        """Embed the requested crops of every camera and both modalities in one batched call.
+
+        Returns float32 `[len(requests), D]` unit vectors. A subclass may override it (tests plug in an
+        oracle that knows who is in each box).
+        """
+        crops = [crop_box(r.frame.image, r.box) for r in requests]
+        modalities = [r.frame.modality for r in requests]
+        return self.embedder.embed(crops, modalities, bgr=True).vectors
+
+    def _frame_out(self, frame: Frame, detections: Detections, update: TrackUpdate) -> None:
+        if not self.sinks:
+            return
+        views = []
+        for track in update.tracks:
+            record = self.matcher.records.get((frame.camera, track.track_id))
+            partner = f"{record.partner[0]}#{record.partner[1]}" if record and record.partner else None
+            views.append(
+                TrackView(
+                    track.track_id,
+                    tuple(float(v) for v in track.det_box),  # type: ignore[arg-type]
+                    record.name if record else None,
+                    record.score if record else 0.0,
+                    partner,
+                )
+            )
+        cam = self._cameras[frame.camera]
+        result = FrameResult(frame, detections, tuple(views), cam.source.fps)
+        for sink in list(self.sinks):
+            self._call_sink(sink, "on_frame", result)
+
+    def _emit(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._event_counts[event.kind] += 1
+            for sink in list(self.sinks):
+                self._call_sink(sink, "on_event", event)
+
+    def _call_sink(self, sink: Sink, method: str, arg: Any) -> None:
+        try:
+            getattr(sink, method)(arg)
+        except VireidError:
+            raise
+        except Exception:
+            log.exception("pipeline: sink %r failed in %s; it is dropped", sink, method)
+            self.sinks.remove(sink)
+            try:
+                sink.close()
+            except Exception:
+                log.exception("pipeline: closing sink %r failed", sink)
+
+    def _close_finished(self) -> list[Event]:
+        """End the tracks of sources that have finished for good (file ended, failed)."""
+        events: list[Event] = []
+        for camera, cam in self._cameras.items():
+            if not cam.closed and cam.source.finished:
+                events += self._close_camera(camera)
+        return events
+
+    def _close_camera(self, camera: str) -> list[Event]:
+        cam = self._cameras[camera]
+        cam.closed = True
+        cam.tracker.finish()
+        return self.matcher.end_camera(camera)
+
+    def _on_source_state(self, source: VideoSource, state: SourceState, message: str) -> None:
+        self._source_events.append(
+            SourceChanged(time.time(), source.camera, source.modality, state.value, message)
+        )
+        self._wake.set()
+
+    def _drain_source_events(self) -> list[Event]:
+        events: list[Event] = []
+        while self._source_events:
+            events.append(self._source_events.popleft())
+        return events
+
+    # ----- statistics ---------------------------------------------------------------------------
+    def stats(self) -> PipelineStats:
+        """A snapshot of sources, cameras, stage latencies and event counts."""
+        elapsed = 0.0 if self._started_at is None else time.monotonic() - self._started_at
+        records = list(self.matcher.records.values())  # one atomic copy: the loop thread adds and removes
+        active = collections.Counter(r.camera for r in records)
+        cameras = {name: cam.counter.snapshot(active[name]) for name, cam in self._cameras.items()}
+        identified = sum(1 for r in records if r.name)
+        return PipelineStats(
+            elapsed,
+            tuple(cam.source.stats() for cam in self._cameras.values()),
+            cameras,
+            self.timer.snapshot(),
+            dict(self._event_counts),
+            identified,
+        )
+
+
+def _overlaps(box: np.ndarray, size: tuple[int, int]) -> bool:
+    return bool(box[0] < size[1] and box[1] < size[0] and box[2] > 0 and box[3] > 0)
+
+
+def _chain(first: Callable[..., None] | None, second: Callable[..., None]) -> Callable[..., None]:
+    """A state callback calling the source's own callback (if any), then the pipeline's."""
+    if first is None:
+        return second
+
+    def both(*args: Any) -> None:
+        try:
+            first(*args)
+        finally:
+            second(*args)
+
+    return both

@@ -1,0 +1,241 @@
+"""Where a pipeline's results go: a JSON Lines file, annotated videos, a window, Python callbacks.
+
+A sink gets every event (`on_event`) and every processed frame with its tracks (`on_frame`), on the
+pipeline's processing thread, and is closed (flushed) exactly once when the pipeline stops — also after
+Ctrl-C. A sink that raises is logged and dropped; it never stops the pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import StreamError
+from .detect.base import Detections
+from .events import Event
+from .frame import Frame
+
+log = logging.getLogger("vireid")
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """A track as drawn and reported on one frame: id, box (`x1, y1, x2, y2`), name, score, partner."""
+
+    track_id: int
+    box: tuple[float, float, float, float]
+    name: str | None = None
+    score: float = 0.0
+    partner: str | None = None  # "camera#track" of the matched track of the other modality
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """One processed frame: the frame, its detections and its confirmed tracks.
+
+    `fps` is the source's nominal frame rate when known (annotated videos are written at it).
+    """
+
+    frame: Frame
+    detections: Detections
+    tracks: tuple[TrackView, ...]
+    fps: float | None = None
+
+
+class Sink:
+    """Base class: override what you need; every method is a no-op here."""
+
+    def on_event(self, event: Event) -> None:
+        """Called with every event, in order."""
+
+    def on_frame(self, result: FrameResult) -> None:
+        """Called with every processed frame."""
+
+    def close(self) -> None:
+        """Flush and release; called once when the pipeline stops."""
+
+
+class JsonlSink(Sink):
+    """Events as JSON Lines: one `event.to_dict()` object per line (UTF-8).
+
+    Args:
+        path: file to write (parent folders are created).
+        append: add to an existing file instead of replacing it.
+        flush_every: seconds between flushes to the OS; `close` flushes and fsyncs.
+        kinds: only these event kinds (e.g. `{"identified"}`); default all.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        append: bool = False,
+        flush_every: float = 1.0,
+        kinds: Iterable[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a" if append else "w", encoding="utf-8")
+        except OSError as exc:
+            raise StreamError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc
+        self.flush_every = float(flush_every)
+        self.kinds = None if kinds is None else set(kinds)
+        self._last_flush = 0.0
+        self.lines = 0
+
+    def on_event(self, event: Event) -> None:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return
+        self._file.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
+        self.lines += 1
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every:
+            self._file.flush()
+            self._last_flush = now
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+
+class CallbackSink(Sink):
+    """Calls Python functions: `on_event(event)` (optionally only for some kinds) and `on_frame(result)`."""
+
+    def __init__(
+        self,
+        on_event: Callable[[Event], None] | None = None,
+        on_frame: Callable[[FrameResult], None] | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+    ) -> None:
+        self._on_event, self._on_frame = on_event, on_frame
+        self.kinds = None if kinds is None else set(kinds)
+
+    def on_event(self, event: Event) -> None:
+        if self._on_event is not None and (self.kinds is None or event.kind in self.kinds):
+            self._on_event(event)
+
+    def on_frame(self, result: FrameResult) -> None:
+        if self._on_frame is not None:
+            self._on_frame(result)
+
+
+def colour_of(label: str) -> tuple[int, int, int]:
+    """A stable, bright BGR colour for a name or track label."""
+    h = zlib.crc32(label.encode("utf-8"))
+    hsv = np.uint8([[[h % 180, 200 + (h >> 8) % 56, 255]]])
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def annotate(result: FrameResult) -> np.ndarray:
+    """A BGR copy of the frame with boxes, track ids, names, scores and the camera's modality."""
+    image = result.frame.image
+    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    for view in result.tracks:
+        x1, y1, x2, y2 = (round(v) for v in view.box)
+        colour = colour_of(view.name) if view.name else (200, 200, 200)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
+        label = f"#{view.track_id}" + (f" {view.name} {view.score:.2f}" if view.name else "")
+        if view.partner:
+            label += f" = {view.partner}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        top = max(y1 - th - 6, 0)
+        cv2.rectangle(canvas, (x1, top), (x1 + tw + 4, top + th + 6), colour, -1)
+        cv2.putText(
+            canvas, label, (x1 + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    frame = result.frame
+    header = f"{frame.camera} ({frame.modality}) frame {frame.index}  {len(result.tracks)} tracks"
+    (tw, th), _ = cv2.getTextSize(header, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    cv2.rectangle(canvas, (0, 0), (tw + 12, th + 12), (0, 0, 0), -1)
+    cv2.putText(canvas, header, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+class VideoSink(Sink):
+    """One annotated video per camera, `DIR/<camera>.mp4` (mp4v), at the source's frame rate.
+
+    Args:
+        folder: output folder (created).
+        fps: frame rate to write at when the source does not tell (default 15).
+    """
+
+    def __init__(self, folder: str | Path, *, fps: float = 15.0) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StreamError(f"cannot create the video folder {self.folder}: {exc.strerror or exc}") from exc
+        self.fps = float(fps)
+        self._writers: dict[str, cv2.VideoWriter] = {}
+        self.paths: dict[str, Path] = {}
+
+    def on_frame(self, result: FrameResult) -> None:
+        camera = result.frame.camera
+        canvas = annotate(result)
+        writer = self._writers.get(camera)
+        if writer is None:
+            path = self.folder / f"{_safe(camera)}.mp4"
+            height, width = canvas.shape[:2]
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter_fourcc(*"mp4v"), result.fps or self.fps, (width, height)
+            )
+            if not writer.isOpened():
+                raise StreamError(f"OpenCV cannot write an mp4v video to {path}")
+            self._writers[camera], self.paths[camera] = writer, path
+        writer.write(canvas)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.release()
+        self._writers.clear()
+
+
+class ShowSink(Sink):
+    """Shows every camera's annotated frames in a window (needs an OpenCV build with a GUI).
+
+    Args:
+        on_quit: called when `q` or Esc is pressed in a window (the CLI stops the pipeline).
+
+    Raises:
+        StreamError: OpenCV has no GUI support (e.g. `opencv-python-headless`).
+    """
+
+    def __init__(self, on_quit: Callable[[], None] | None = None) -> None:
+        try:
+            cv2.namedWindow("vireid", cv2.WINDOW_NORMAL)
+            cv2.destroyWindow("vireid")
+        except cv2.error as exc:
+            raise StreamError(
+                "--show needs an OpenCV build with a GUI; this one has none (opencv-python-headless?). "
+                "Install opencv-python instead, or write annotated videos with --video-out DIR"
+            ) from exc
+        self.on_quit = on_quit
+
+    def on_frame(self, result: FrameResult) -> None:
+        cv2.imshow(f"vireid {result.frame.camera}", annotate(result))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27) and self.on_quit is not None:
+            self.on_quit()
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyAllWindows()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "camera"

@@ -1,0 +1,475 @@
+"""Video sources: a file, an RTSP/HTTP URL, a USB device index or a GStreamer pipeline, each on a thread.
+
+Every source is tagged with its modality and camera id and delivers `Frame`s under a policy:
+
+- `latest` (default for live sources): keep only the newest frame; a frame nobody took before the next
+  one arrived is dropped (counted). Processing always works on the present, never on a backlog.
+- `every` (default for files): keep every frame in order in a small bounded buffer; the reader waits
+  when it is full. A file replays at real-time speed (`realtime=True`) or as fast as it is consumed.
+
+Network sources (and USB devices) reconnect with exponential backoff when they cannot be opened or stop
+delivering; a file ends at its last frame. Errors never leave the reader thread: they change the
+source's `state` (`connecting`, `live`, `reconnecting`, `ended`, `failed`) and reach `on_state`, so a
+dead camera never stops the others.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..errors import InputSpecError, StreamError
+from ..modality import Modality
+from .frame import Frame
+
+log = logging.getLogger("vireid")
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+
+
+class SourceKind(str, enum.Enum):
+    """How a source's address is opened."""
+
+    FILE = "file"
+    URL = "url"
+    DEVICE = "device"
+    GSTREAMER = "gstreamer"
+
+
+class Policy(str, enum.Enum):
+    """What a source does with frames the pipeline has not taken yet."""
+
+    LATEST = "latest"
+    EVERY = "every"
+
+
+class SourceState(str, enum.Enum):
+    """Life cycle of a source's reader thread."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+def source_kind(uri: str | int) -> SourceKind:
+    """Classify an address: an int or digits (USB index), `/dev/video*`, a URL, a GStreamer pipeline
+    (contains `!`, e.g. `v4l2src ! videoconvert ! appsink`), else a file path."""
+    text = str(uri).strip()
+    if isinstance(uri, int) or text.isdigit() or text.startswith("/dev/video"):
+        return SourceKind.DEVICE
+    match = _SCHEME.match(text)
+    if match:
+        if match.group(1).lower() in NETWORK_SCHEMES:
+            return SourceKind.URL
+        if match.group(1).lower() == "file":
+            return SourceKind.FILE
+    if " ! " in text or text.endswith("appsink"):
+        return SourceKind.GSTREAMER
+    return SourceKind.FILE
+
+
+def gstreamer_available() -> bool:
+    """Whether this OpenCV build can open GStreamer pipelines."""
+    try:
+        return bool(cv2.videoio_registry.hasBackend(cv2.CAP_GSTREAMER))
+    except (AttributeError, cv2.error):
+        return False
+
+
+def open_capture(uri: str, kind: SourceKind, open_timeout: float, read_timeout: float) -> cv2.VideoCapture:
+    """Open a `cv2.VideoCapture` the way each kind needs (FFmpeg with timeouts for URLs)."""
+    if kind is SourceKind.DEVICE:
+        target: Any = int(uri) if uri.isdigit() else uri
+        return cv2.VideoCapture(target, cv2.CAP_ANY)
+    if kind is SourceKind.GSTREAMER:
+        return cv2.VideoCapture(uri, cv2.CAP_GSTREAMER)
+    if kind is SourceKind.URL:
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(read_timeout * 1000),
+        ]
+        return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+    return cv2.VideoCapture(uri.removeprefix("file://"), cv2.CAP_FFMPEG)
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """A snapshot of one source's counters.
+
+    Attributes:
+        camera, modality: the source's tags.
+        state: reader state.
+        frames_read: frames decoded so far.
+        frames_dropped: frames replaced before being taken (policy `latest`).
+        fps: frames read per second over the last ~2 s.
+        reconnects: successful re-opens after the first.
+        error: the last problem (cannot open, stream ended...), or None.
+    """
+
+    camera: str
+    modality: Modality
+    state: SourceState
+    frames_read: int
+    frames_dropped: int
+    fps: float
+    reconnects: int
+    error: str | None
+
+
+StateCallback = Callable[["VideoSource", SourceState, str], None]
+
+
+class VideoSource:
+    """One camera or video, read on its own thread.
+
+    Example:
+        >>> with VideoSource("cam.mp4", "visible", camera="gate") as src:
+        ...     frame = src.read(timeout=1.0)
+
+    Args:
+        uri: file path, URL (`rtsp://`, `http://`...), USB device index (`0`, `"0"`, `/dev/video0`) or a
+            GStreamer pipeline ending in `appsink`.
+        modality: the camera's modality (`visible`, `infrared`, ...).
+        camera: camera id (default: the modality's name).
+        policy: `latest` or `every` (default: `every` for files, `latest` otherwise).
+        realtime: files only: replay at the file's frame rate (True) or as fast as frames are taken.
+        reconnect: re-open after a failure (default: True for URLs, devices and pipelines, False for files).
+        backoff: first and longest wait between reconnection attempts, seconds (doubling, +0–25% jitter).
+        buffer: frames kept under policy `every`.
+        open_timeout, read_timeout: seconds before FFmpeg gives up opening / reading a URL.
+        opener: `(uri, kind, open_timeout, read_timeout) -> capture` (default `open_capture`); a capture
+            needs `isOpened()`, `read()`, `get(prop)` and `release()`.
+        on_state: called as `on_state(source, state, message)` from the reader thread on every change.
+
+    Raises:
+        InputSpecError: a bad policy, buffer or backoff value.
+    """
+
+    def __init__(
+        self,
+        uri: str | int | Path,
+        modality: Modality | str | int,
+        camera: str | None = None,
+        *,
+        policy: Policy | str | None = None,
+        realtime: bool = True,
+        reconnect: bool | None = None,
+        backoff: tuple[float, float] = (0.5, 10.0),
+        buffer: int = 8,
+        open_timeout: float = 5.0,
+        read_timeout: float = 5.0,
+        opener: Callable[..., Any] | None = None,
+        on_state: StateCallback | None = None,
+    ) -> None:
+        self.uri = str(uri)
+        self.kind = source_kind(uri if isinstance(uri, int) else self.uri)
+        self.modality = Modality.parse(modality)
+        self.camera = str(camera) if camera is not None else str(self.modality)
+        is_file = self.kind is SourceKind.FILE
+        self.policy = Policy(policy) if policy is not None else (Policy.EVERY if is_file else Policy.LATEST)
+        self.realtime = bool(realtime)
+        self.reconnect = (not is_file) if reconnect is None else bool(reconnect)
+        if not (0 < backoff[0] <= backoff[1]):
+            raise InputSpecError(
+                f"backoff must be (first, longest) seconds with 0 < first <= longest, got {backoff}"
+            )
+        if buffer < 1:
+            raise InputSpecError(f"buffer must be at least 1 frame, got {buffer}")
+        self.backoff, self.buffer_size = (float(backoff[0]), float(backoff[1])), int(buffer)
+        self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
+        self._opener = opener or open_capture
+        self.on_state = on_state
+        self.notify: Callable[[], None] | None = None  # set by a pipeline: "a frame is ready"
+        self.fps: float | None = None  # nominal frame rate once opened, when the stream tells
+        self._cond = threading.Condition()
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state, self._error = SourceState.IDLE, None
+        self._read = self._dropped = self._reconnects = 0
+        self._times: collections.deque[float] = collections.deque(maxlen=64)
+        self._rng = random.Random(hash(self.camera))
+
+    def __repr__(self) -> str:
+        return f"VideoSource({self.uri!r}, {self.modality}, camera={self.camera!r}, {self.policy.value})"
+
+    # ----- life cycle ---------------------------------------------------------------------------
+    def start(self) -> VideoSource:
+        """Check the address and start the reader thread.
+
+        A file is opened here, so a missing or undecodable file fails at once; network sources connect
+        on the reader thread (and keep trying).
+
+        Raises:
+            StreamError: the file does not exist or cannot be decoded, or a GStreamer pipeline is given
+                to an OpenCV built without GStreamer.
+        """
+        if self._thread is not None:
+            return self
+        first = self._check_and_open() if self.kind is SourceKind.FILE else None
+        if self.kind is SourceKind.GSTREAMER and self._opener is open_capture and not gstreamer_available():
+            raise StreamError(
+                f"camera {self.camera}: {self.uri!r} looks like a GStreamer pipeline, but this OpenCV "
+                "was built without GStreamer (cv2.getBuildInformation(): 'GStreamer: NO'). Use an "
+                "OpenCV build with GStreamer, or give a file, URL or device index instead."
+            )
+        self._thread = threading.Thread(target=self._run, args=(first,), name=f"vireid-source-{self.camera}")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        """Ask the reader thread to finish without waiting for it (see `stop`)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop reading and wait for the reader thread (up to `timeout`, default read_timeout + 1 s)."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(self.read_timeout + 1.0 if timeout is None else timeout)
+        if self._state not in (SourceState.ENDED, SourceState.FAILED):
+            self._set_state(SourceState.STOPPED, "stopped")
+
+    def __enter__(self) -> VideoSource:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def state(self) -> SourceState:
+        return self._state
+
+    @property
+    def finished(self) -> bool:
+        """True when the reader has ended or failed for good and every buffered frame was taken."""
+        done = self._state in (SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED)
+        return done and not self._frames and (self._thread is None or not self._thread.is_alive())
+
+    def stats(self) -> SourceStats:
+        """Counters and the read rate over the last ~2 s."""
+        now = time.monotonic()
+        with self._cond:
+            recent = [t for t in self._times if now - t <= 2.0]
+        fps = (
+            (len(recent) - 1) / (recent[-1] - recent[0])
+            if len(recent) > 1 and recent[-1] > recent[0]
+            else 0.0
+        )
+        return SourceStats(
+            self.camera,
+            self.modality,
+            self._state,
+            self._read,
+            self._dropped,
+            fps,
+            self._reconnects,
+            self._error,
+        )
+
+    # ----- taking frames ------------------------------------------------------------------------
+    def poll(self) -> Frame | None:
+        """The next frame without waiting (the newest one under `latest`), or None."""
+        with self._cond:
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """Wait up to `timeout` seconds (None: forever) for the next frame; None when none came or the
+        source has finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._frames:
+                if self.finished or self._stop.is_set():
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._cond.wait(0.1 if left is None else min(left, 0.1))
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
+
+    # ----- reader thread ------------------------------------------------------------------------
+    def _check_and_open(self) -> Any:
+        path = Path(self.uri.removeprefix("file://"))
+        if not path.exists():
+            raise StreamError(
+                f"camera {self.camera}: no such file {str(path)!r}; give an existing video file, a URL "
+                "(rtsp://, http://), a device index (0) or a GStreamer pipeline"
+            )
+        if path.is_dir():
+            raise StreamError(f"camera {self.camera}: {str(path)!r} is a folder; give a video file")
+        cap = self._opener(self.uri, self.kind, self.open_timeout, self.read_timeout)
+        if not cap.isOpened():
+            cap.release()
+            raise StreamError(
+                f"camera {self.camera}: OpenCV cannot decode {str(path)!r}; is it a video file in a format "
+                "FFmpeg reads (mp4, mkv, avi...)? Check it with `ffprobe` or play it first"
+            )
+        return cap
+
+    def _run(self, cap: Any) -> None:
+        attempt = 0
+        first_open = True
+        if cap is None:
+            self._set_state(SourceState.CONNECTING, f"opening {self.uri}")
+        while not self._stop.is_set():
+            if cap is None:
+                cap = self._try_open()
+            if cap is None:
+                if not self.reconnect:
+                    self._set_state(SourceState.FAILED, self._error or "cannot open")
+                    return
+                self._set_state(SourceState.RECONNECTING, self._error or "cannot open")
+                self._wait_backoff(attempt)
+                attempt += 1
+                continue
+            if not first_open:
+                self._reconnects += 1
+            first_open, attempt = False, 0
+            self._set_state(SourceState.LIVE, "reading")
+            got_any = self._read_until_end(cap)
+            cap.release()
+            cap = None
+            if self._stop.is_set():
+                return
+            if not self.reconnect:
+                if got_any:
+                    self._set_state(SourceState.ENDED, "end of stream")
+                else:
+                    self._set_state(SourceState.FAILED, "no frame could be decoded")
+                return
+            self._error = "stream stopped delivering frames"
+            self._set_state(SourceState.RECONNECTING, self._error)
+            self._wait_backoff(0)
+
+    def _try_open(self) -> Any:
+        try:
+            cap = self._opener(self.uri, self.kind, self.open_timeout, self.read_timeout)
+        except Exception as exc:  # an opener (OpenCV, a plugin) may raise anything: keep the thread alive
+            self._error = f"cannot open {self.uri!r}: {type(exc).__name__}: {exc}"
+            return None
+        if cap is not None and cap.isOpened():
+            if self.policy is Policy.LATEST:
+                cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            return cap
+        if cap is not None:
+            cap.release()
+        self._error = f"cannot open {self.uri!r}"
+        return None
+
+    def _wait_backoff(self, attempt: int) -> None:
+        first, longest = self.backoff
+        delay = min(longest, first * 2**attempt) * (1.0 + 0.25 * self._rng.random())
+        self._stop.wait(delay)
+
+    def _read_until_end(self, cap: Any) -> bool:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        fps = fps if 0.0 < fps < 1000.0 else 0.0
+        self.fps = fps or self.fps
+        started, live_start = time.monotonic(), None
+        count = 0
+        while not self._stop.is_set():
+            try:
+                ok, image = cap.read()
+            except Exception as exc:
+                self._error = f"read failed: {type(exc).__name__}: {exc}"
+                return count > 0
+            if not ok or image is None:
+                return count > 0
+            now = time.monotonic()
+            if self.kind is SourceKind.FILE:
+                index = self._read
+                pts = index / fps if fps else float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+                if self.realtime and fps:
+                    delay = started + pts - now
+                    if delay > 0 and self._stop.wait(delay):
+                        return True
+            else:
+                live_start = now if live_start is None else live_start
+                index, pts = self._read, now - live_start
+            self._deliver(Frame(_as_uint8(image), self.camera, self.modality, index, time.time(), pts))
+            count += 1
+        return count > 0
+
+    def _deliver(self, frame: Frame) -> None:
+        with self._cond:
+            if self.policy is Policy.LATEST:
+                self._dropped += len(self._frames)
+                self._frames.clear()
+            else:
+                while len(self._frames) >= self.buffer_size and not self._stop.is_set():
+                    self._cond.wait(0.1)
+            self._frames.append(frame)
+            self._read += 1
+            self._times.append(time.monotonic())
+            self._cond.notify_all()
+        if self.notify is not None:
+            self.notify()
+
+    def _set_state(self, state: SourceState, message: str) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        if state in (SourceState.FAILED, SourceState.RECONNECTING):
+            log.warning("camera %s (%s): %s: %s", self.camera, self.uri, state.value, message)
+        else:
+            log.debug("camera %s: %s: %s", self.camera, state.value, message)
+        if self.on_state is not None:
+            try:
+                self.on_state(self, state, message)
+            except Exception:  # a listener's bug must not kill the reader
+                log.exception("camera %s: state callback failed", self.camera)
+        with self._cond:
+            self._cond.notify_all()
+        if self.notify is not None:
+            self.notify()
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image if image.ndim == 2 or image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+
+
+def parse_source(text: str, **options: Any) -> VideoSource:
+    """A source from the CLI form `MODALITY[@CAMERA]=ADDRESS`, e.g. `visible=gate.mp4`,
+    `infrared@roof=rtsp://10.0.0.5/stream1`, `ir=0`. `options` go to `VideoSource`.
+
+    Raises:
+        InputSpecError: no `=`, or an unknown modality word.
+    """
+    head, sep, address = text.partition("=")
+    if not sep or not address or _SCHEME.match(head):
+        raise InputSpecError(
+            f"--source {text!r}: expected MODALITY[@CAMERA]=ADDRESS, e.g. visible=cam.mp4 or "
+            "infrared@roof=rtsp://host/stream"
+        )
+    word, _, camera = head.partition("@")
+    modality = Modality.parse(word)
+    return VideoSource(address, modality, camera or None, **options)

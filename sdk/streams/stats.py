@@ -1,0 +1,174 @@
+"""Live pipeline statistics: per-source frame rates, per-stage latency, counts, real-time factor."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .sources import SourceStats
+
+STAGES = ("detect", "track", "quality", "embed", "match", "sinks", "step")
+"""Timed stages: per frame (`detect`, `track`, `quality`), per round (`embed`, `match`, `sinks`, and
+`step`, a whole round over the frames of every camera)."""
+
+
+@dataclass(frozen=True)
+class StageStats:
+    """Latency of one stage over its last (up to) 1000 calls, in milliseconds."""
+
+    name: str
+    count: int
+    mean_ms: float
+    p50_ms: float
+    p95_ms: float
+    last_ms: float
+
+
+class StageTimer:
+    """Collects durations per stage; written by the processing thread, read from any thread."""
+
+    def __init__(self, window: int = 1000) -> None:
+        self._samples: dict[str, collections.deque[float]] = {
+            s: collections.deque(maxlen=window) for s in STAGES
+        }
+        self._counts: dict[str, int] = dict.fromkeys(STAGES, 0)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._samples.setdefault(stage, collections.deque(maxlen=1000)).append(seconds)
+            self._counts[stage] = self._counts.get(stage, 0) + 1
+
+    def snapshot(self) -> dict[str, StageStats]:
+        with self._lock:
+            copies = {name: (list(samples), self._counts[name]) for name, samples in self._samples.items()}
+        out = {}
+        for name, (samples, count) in copies.items():
+            values = np.array(samples, dtype=np.float64) * 1e3
+            if not len(values):
+                continue
+            p50, p95 = np.percentile(values, [50, 95])
+            last = float(values[-1])
+            out[name] = StageStats(name, count, float(values.mean()), float(p50), float(p95), last)
+        return out
+
+
+@dataclass(frozen=True)
+class CameraStats:
+    """Processing counters of one camera.
+
+    Attributes:
+        processed: frames processed.
+        fps: frames processed per second over the last ~2 s.
+        media_seconds: span of the source's timeline processed so far (pts of last − first frame
+            + one frame), used for the real-time factor of file sources.
+        lag_ms: mean age of a frame (read → start of processing) over the last 100 frames.
+        active_tracks: confirmed tracks alive now.
+    """
+
+    processed: int
+    fps: float
+    media_seconds: float
+    lag_ms: float
+    active_tracks: int
+
+
+@dataclass(frozen=True)
+class PipelineStats:
+    """A snapshot of a running (or stopped) pipeline.
+
+    Attributes:
+        elapsed: seconds since `start()`.
+        sources: each source's reader counters.
+        cameras: processing counters per camera id.
+        stages: latency per stage (see `STAGES`).
+        events: events emitted so far, per kind.
+        identified: live tracks that hold an identity now.
+    """
+
+    elapsed: float
+    sources: tuple[SourceStats, ...]
+    cameras: Mapping[str, CameraStats]
+    stages: Mapping[str, StageStats]
+    events: Mapping[str, int]
+    identified: int
+
+    @property
+    def realtime_factor(self) -> float:
+        """Media time processed per wall-clock second for the slowest camera (≥ 1: keeps up)."""
+        if not self.cameras or self.elapsed <= 0:
+            return 0.0
+        return min(c.media_seconds for c in self.cameras.values()) / self.elapsed
+
+    def status_line(self) -> str:
+        """One line for a terminal: per-camera rates and state, tracks, identities, stage latencies."""
+        parts = []
+        for source in self.sources:
+            cam = self.cameras.get(source.camera)
+            fps = cam.fps if cam else 0.0
+            state = "" if source.state.value == "live" else f" {source.state.value}"
+            parts.append(f"{source.camera} {fps:4.1f} fps{state}")
+        tracks = sum(c.active_tracks for c in self.cameras.values())
+        parts.append(f"tracks {tracks} named {self.identified}")
+        stage_text = " ".join(
+            f"{n} {self.stages[n].mean_ms:.1f}" for n in ("detect", "embed", "step") if n in self.stages
+        )
+        if stage_text:
+            parts.append(f"ms: {stage_text}")
+        return " | ".join(parts)
+
+
+class CameraCounter:
+    """Per-camera processing counters kept by the pipeline."""
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.first_pts: float | None = None
+        self.last_pts = 0.0
+        self.frame_step = 0.0
+        self._times: collections.deque[float] = collections.deque(maxlen=64)
+        self._lags: collections.deque[float] = collections.deque(maxlen=100)
+        self._lock = threading.Lock()
+
+    def add(self, pts: float, lag: float) -> None:
+        with self._lock:
+            self._add(pts, lag)
+
+    def _add(self, pts: float, lag: float) -> None:
+        now = time.monotonic()
+        if self.first_pts is None:
+            self.first_pts = pts
+        elif pts > self.last_pts:
+            self.frame_step = pts - self.last_pts
+        self.last_pts = pts
+        self.processed += 1
+        self._times.append(now)
+        self._lags.append(lag)
+
+    def snapshot(self, active_tracks: int) -> CameraStats:
+        now = time.monotonic()
+        with self._lock:
+            times, lags = list(self._times), list(self._lags)
+        recent = [t for t in times if now - t <= 2.0]
+        fps = (
+            (len(recent) - 1) / (recent[-1] - recent[0])
+            if len(recent) > 1 and recent[-1] > recent[0]
+            else 0.0
+        )
+        media = 0.0 if self.first_pts is None else self.last_pts - self.first_pts + self.frame_step
+        lag = 1e3 * float(np.mean(lags)) if lags else 0.0
+        return CameraStats(self.processed, fps, media, lag, active_tracks)

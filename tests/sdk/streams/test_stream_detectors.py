@@ -1,0 +1,229 @@
+"""Detectors: `Detections`, NMS, the motion detector (synthetic frames and a generated scene vs ground
+truth), the YOLO-format ONNX detector (tiny models built here) and caller-supplied boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from scene_eval import BoxScore, SceneTruth, score_boxes
+
+from vireid import ConfigError, InputSpecError
+from vireid.errors import ArtifactError
+from vireid.streams import CallerBoxes, Detections, Frame, MotionDetector, YoloDetector, make_detector
+from vireid.streams.assignment import iou_matrix
+from vireid.streams.detect import detector_class, nms
+from vireid.streams.detect.yolo import letterbox
+
+
+# ----- Detections and NMS -------------------------------------------------------------------------
+def test_detections_convert_and_select() -> None:
+    det = Detections([[0, 0, 10, 20], [5, 5, 15, 30]], [0.9, 0.2])
+    assert det.boxes.dtype == np.float32 and det.boxes.shape == (2, 4) and len(det) == 2
+    assert len(det[det.scores > 0.5]) == 1
+    assert len(Detections.empty()) == 0
+
+
+@pytest.mark.parametrize(
+    ("boxes", "scores", "message"),
+    [
+        ([[0, 0, 10, 10]], [0.5, 0.6], "1 boxes but 2 scores"),
+        ([[10, 0, 5, 10]], [0.5], "empty"),
+        ([[0, 0, np.nan, 10]], [0.5], "finite"),
+        ("abc", [0.5], "boxes (K, 4)"),
+    ],
+)
+def test_detections_reject_bad_input(boxes, scores, message: str) -> None:
+    with pytest.raises(InputSpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Detections(boxes, scores)
+
+
+def test_nms_keeps_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30]], np.float32)
+    keep = nms(boxes, np.array([0.8, 0.9, 0.5], np.float32), 0.5)
+    assert keep.tolist() == [1, 2]
+
+
+def test_registry_lists_names_on_a_miss() -> None:
+    with pytest.raises(ConfigError, match="motion, yolo, boxes"):
+        make_detector("hog")
+    assert detector_class("motion") is MotionDetector
+
+
+# ----- motion detector ----------------------------------------------------------------------------
+def _moving_person(frames: int, grey: bool) -> tuple[list[np.ndarray], list[list[int]]]:
+    rng = np.random.default_rng(0)
+    background = rng.integers(60, 90, (240, 320), dtype=np.uint8)
+    images, truth = [], []
+    for i in range(frames):
+        img = np.clip(background.astype(np.int16) + rng.integers(-3, 4, background.shape), 0, 255).astype(
+            np.uint8
+        )
+        x = 8 * i - 240  # enters from the left edge after 30 frames of empty background
+        if x > 0:
+            img[60:180, x : x + 40] = 200
+        images.append(img if grey else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+        truth.append([x, 60, x + 40, 180])
+    return images, truth
+
+
+@pytest.mark.parametrize("grey", [False, True], ids=["bgr", "thermal-grey"])
+def test_motion_detector_finds_a_moving_upright_blob(grey: bool) -> None:
+    detector = MotionDetector(work_width=160, warmup=3)
+    images, truth = _moving_person(56, grey)
+    found = []
+    for image, box in zip(images, truth, strict=True):
+        det = detector.detect(image)
+        if len(det) and box[0] > 0:
+            found.append(float(iou_matrix(det.boxes, np.array([box]))[:, 0].max()))
+    assert len(found) >= 22
+    assert np.mean(found) > 0.8
+    assert detector.detect(images[-1]).scores.min(initial=1) >= 0.5  # upright: high score
+
+
+def test_motion_detector_scores_wide_blobs_low_and_drops_tiny_ones() -> None:
+    detector = MotionDetector(work_width=320, warmup=1)
+    base = np.full((240, 320), 70, np.uint8)
+    detector.detect(base)
+    detector.detect(base)
+    frame = base.copy()
+    frame[100:180, 20:200] = 220  # a wide blob: two people side by side, a car...
+    frame[10:14, 300:303] = 220  # a speck
+    det = detector.detect(frame)
+    assert len(det) == 1 and det.scores[0] < 0.5
+    assert det.boxes[0, 2] > 190
+
+
+def test_motion_detector_per_camera_copies_and_size_check() -> None:
+    detector = MotionDetector(history=50)
+    other = detector.for_camera()
+    assert other is not detector and other.settings == detector.settings
+    detector.detect(np.zeros((120, 160), np.uint8))
+    with pytest.raises(InputSpecError, match="frame size changed"):
+        detector.detect(np.zeros((240, 320), np.uint8))
+    with pytest.raises(InputSpecError, match="min_height"):
+        MotionDetector(min_height=0.9, max_height=0.5)
+
+
+def test_motion_detector_recall_and_iou_on_a_generated_scene(scene: Path) -> None:
+    """Against ground truth: recall and IoU of people ≥ 90% visible; boxes on nobody count as false."""
+    truth = SceneTruth.load(scene)
+    for camera in ("visible", "infrared"):
+        detector, score = MotionDetector(), BoxScore()
+        cap = cv2.VideoCapture(str(scene / f"{camera}.mp4"))
+        index = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            det = detector.detect(image)
+            if index >= 10:  # required: ≥ 90% visible (the fraction counts frame edges too)
+                score_boxes(truth.objects(camera, index), det.boxes, score, 0.5, 0.9)
+            index += 1
+        assert index == truth.num_frames
+        assert score.required > 50
+        assert score.recall >= 0.9, (camera, score.recall)
+        assert score.mean_iou >= 0.8, (camera, score.mean_iou)
+        assert score.precision >= 0.9, (camera, score.precision)
+
+
+# ----- YOLO-format ONNX detector ------------------------------------------------------------------
+def _yolo_model(path: Path, table: np.ndarray, size: tuple[int, int] | None = (64, 64)) -> Path:
+    """A model whose output is `table` (plus 0 x the image mean, so it depends on the input)."""
+    dims = [1, 3, *size] if size else [1, 3, "H", "W"]
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+            helper.make_node("Add", ["table", "nothing"], ["output0"]),
+        ],
+        "yolo_fixture",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(table.shape))],
+        initializer=[
+            numpy_helper.from_array(table.astype(np.float32), "table"),
+            numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+# Rows: cx, cy, w, h (letterboxed 64x64 input pixels), person score, other-class score.
+_CANDIDATES = np.array(
+    [
+        [32, 32, 16, 32, 0.90, 0.01],  # a person
+        [33, 33, 16, 32, 0.80, 0.01],  # the same person again: removed by NMS
+        [12, 20, 8, 16, 0.05, 0.95],  # another class
+        [50, 40, 8, 16, 0.10, 0.00],  # below conf
+    ]
+    + [[0, 0, 1, 1, 0.0, 0.0]] * 6,  # padding so N (10) > channels (6), as in real exports
+    np.float32,
+)
+
+
+def test_letterbox_pads_and_scales() -> None:
+    padded, scale, (left, top) = letterbox(np.zeros((128, 64, 3), np.uint8), (64, 64))
+    assert padded.shape == (64, 64, 3) and scale == 0.5 and (left, top) == (16, 0)
+    assert padded[0, 0, 0] == 114 and padded[0, 20, 0] == 0
+
+
+@pytest.mark.parametrize("layout", ["auto", "v8"])
+def test_yolo_v8_layout_maps_boxes_back_to_the_frame(tmp_path: Path, layout: str) -> None:
+    model = _yolo_model(tmp_path / "v8.onnx", _CANDIDATES.T[None])  # [1, 4 + 2, 10]
+    detector = YoloDetector(model, conf=0.25, iou=0.5, layout=layout, threads=1)
+    assert detector.for_camera() is detector and detector.input_size == (64, 64)
+    det = detector.detect(np.zeros((128, 64, 3), np.uint8))  # scale 0.5, 16 px padding left and right
+    assert len(det) == 1
+    np.testing.assert_allclose(det.boxes[0], [16, 32, 48, 96], atol=1e-4)
+    assert det.scores[0] == pytest.approx(0.9)
+
+
+def test_yolo_v5_layout_multiplies_objectness(tmp_path: Path) -> None:
+    rows = np.insert(_CANDIDATES, 4, 1.0, axis=1)  # objectness column
+    rows[0, 4] = 0.5  # person: 0.5 x 0.9 = 0.45
+    model = _yolo_model(tmp_path / "v5.onnx", rows[None])  # [1, 10, 5 + 2]
+    det = YoloDetector(model, layout="v5", threads=1).detect(np.zeros((64, 64), np.uint8))  # grey works too
+    np.testing.assert_allclose(det.scores, [0.8], atol=1e-6)  # the duplicate (objectness 1) now wins NMS
+    other = YoloDetector(model, layout="v5", classes=(1,), threads=1).detect(np.zeros((64, 64, 3), np.uint8))
+    np.testing.assert_allclose(other.scores, [0.95], atol=1e-6)
+
+
+def test_yolo_dynamic_input_uses_imgsz(tmp_path: Path) -> None:
+    model = _yolo_model(tmp_path / "dyn.onnx", _CANDIDATES.T[None], size=None)
+    detector = YoloDetector(model, imgsz=(64, 64), threads=1)
+    assert detector.input_size == (64, 64)
+    assert len(detector.detect(np.zeros((64, 64, 3), np.uint8))) == 1
+
+
+def test_yolo_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="no such detector model"):
+        YoloDetector(tmp_path / "missing.onnx")
+    model = _yolo_model(tmp_path / "v8.onnx", _CANDIDATES.T[None])
+    with pytest.raises(ArtifactError, match="fewer than class index 5"):
+        YoloDetector(model, classes=(5,), threads=1).detect(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(InputSpecError, match="layout"):
+        YoloDetector(model, layout="v3")
+
+
+# ----- caller boxes -------------------------------------------------------------------------------
+def test_caller_boxes_accept_arrays_scores_and_detections() -> None:
+    frame = Frame.of(np.zeros((100, 100, 3), np.uint8), "visible", index=3)
+    assert CallerBoxes(lambda f: [[0, 0, 10, 10]]).detect(frame.image, frame).scores.tolist() == [1.0]
+    assert CallerBoxes(lambda f: [[0, 0, 10, 10, 0.3]]).detect(frame.image, frame).scores.tolist() == [
+        pytest.approx(0.3)
+    ]
+    assert len(CallerBoxes(lambda f: None).detect(frame.image, frame)) == 0
+    given = Detections([[1, 1, 5, 5]], [0.7])
+    assert CallerBoxes(lambda f: given).detect(frame.image, frame) is given
+    with pytest.raises(InputSpecError, match=r"\(K, 4\) or \(K, 5\)"):
+        CallerBoxes(lambda f: [[1, 2, 3]]).detect(frame.image, frame)
+    with pytest.raises(InputSpecError, match="needs the Frame"):
+        CallerBoxes(lambda f: []).detect(frame.image)

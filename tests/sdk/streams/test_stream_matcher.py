@@ -1,0 +1,173 @@
+"""Matcher: when crops are embedded, quality-weighted track embeddings, gallery naming with hysteresis,
+and visible ↔ infrared track matching (synthetic vectors, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vireid import Gallery, InputSpecError, Modality
+from vireid.streams import CrossModalMatch, Frame, Identified, Matcher, TrackEnded, TrackStarted
+from vireid.streams.matcher import CropRequest
+from vireid.streams.quality import crop_quality, occlusion
+from vireid.streams.track import Track, TrackUpdate
+
+DIM = 8
+E = np.eye(DIM, dtype=np.float32)
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def frame(camera: str, modality: str, index: int, t: float | None = None) -> Frame:
+    return Frame(
+        np.zeros((480, 640, 3), np.uint8),
+        camera,
+        Modality.parse(modality),
+        index,
+        t or 1000.0 + index,
+        index / 15,
+    )
+
+
+def track(track_id: int, box=(100, 100, 160, 260)) -> Track:
+    b = np.asarray(box, np.float32)
+    return Track(track_id, b, b, 0.9, 0, 5)
+
+
+@pytest.fixture
+def gallery():
+    with Gallery(":memory:", embedding_space="test", dim=DIM) as g:
+        g.enroll("alice", E[0:1], "visible")
+        g.enroll("bob", E[1:2], "visible")
+        yield g
+
+
+def feed(matcher: Matcher, f: Frame, tid: int, vector, quality: float = 0.5):
+    """Observe one track on a frame and give it one embedding; returns all events."""
+    events = matcher.observe(
+        f, TrackUpdate([track(tid)], started=[tid] if (f.camera, tid) not in matcher.records else [])
+    )
+    request = CropRequest((f.camera, tid), f, track(tid).det_box, quality)
+    return events + matcher.update([request], unit(vector)[None])
+
+
+def test_name_needs_confirmation_and_switches_only_past_the_margin(gallery) -> None:
+    m = Matcher(0.5, gallery=gallery, confirm=2, margin=0.1)
+    events = feed(m, frame("ir", "ir", 0), 1, E[0] + 0.1 * E[2])
+    assert [type(e) for e in events] == [TrackStarted]  # one agreeing update is not enough
+    events = feed(m, frame("ir", "ir", 1), 1, E[0])
+    (named,) = [e for e in events if isinstance(e, Identified)]
+    assert (named.name, named.previous, named.camera, named.track_id) == ("alice", None, "ir", 1)
+    # The average drifts towards bob, but bob must beat alice by 0.1 on two updates in a row.
+    names = []
+    for i in range(2, 12):
+        names += [e.name for e in feed(m, frame("ir", "ir", i), 1, E[1]) if isinstance(e, Identified)]
+    assert names == ["bob"]
+    assert m.records[("ir", 1)].name == "bob"
+
+
+def test_alternating_evidence_does_not_flicker(gallery) -> None:
+    m = Matcher(0.5, gallery=gallery, confirm=2, margin=0.05)
+    vectors = [E[0] + 0.95 * E[1], E[1] + 0.95 * E[0]] * 6  # nearly tied, alternating
+    names = [
+        e.name
+        for i, v in enumerate(vectors)
+        for e in feed(m, frame("ir", "ir", i), 1, v)
+        if isinstance(e, Identified)
+    ]
+    assert len(names) == 1
+
+
+def test_below_threshold_stays_unnamed_and_ended_tracks_report(gallery) -> None:
+    m = Matcher(0.9, gallery=gallery)
+    for i in range(4):
+        assert not [e for e in feed(m, frame("ir", "ir", i), 1, E[0] + E[2]) if isinstance(e, Identified)]
+    (ended,) = m.end(("ir", 1))
+    assert isinstance(ended, TrackEnded) and ended.name is None and ended.embeddings == 4
+    assert m.end(("ir", 1)) == []
+
+
+def test_gallery_modality_other_searches_only_the_other_modality(gallery) -> None:
+    m = Matcher(0.5, gallery=gallery, gallery_modality="other", confirm=1)
+    assert [e.name for e in feed(m, frame("ir", "ir", 0), 1, E[0]) if isinstance(e, Identified)] == ["alice"]
+    m2 = Matcher(0.5, gallery=gallery, gallery_modality="other", confirm=1)
+    assert not [e for e in feed(m2, frame("vis", "visible", 0), 1, E[0]) if isinstance(e, Identified)]
+
+
+def test_track_embedding_is_quality_weighted() -> None:
+    m = Matcher(0.5)
+    feed(m, frame("vis", "visible", 0), 1, E[0], quality=0.9)
+    feed(m, frame("vis", "visible", 10), 1, E[1], quality=0.1)
+    emb = m.records[("vis", 1)].embedding
+    assert emb @ E[0] > 0.9 * np.linalg.norm(emb) and emb @ E[1] < 0.2
+    assert np.linalg.norm(emb) == pytest.approx(1.0)
+
+
+def test_cross_modal_pairs_are_mutual_confirmed_and_reported_once() -> None:
+    m = Matcher(0.5, confirm=2, min_samples=2)
+    events = []
+    for i in range(4):
+        events += feed(m, frame("vis", "visible", i), 1, E[0] + 0.2 * E[3])
+        events += feed(m, frame("vis", "visible", i), 2, E[1])
+    for i in range(6):
+        events += feed(m, frame("ir", "ir", i), 7, E[0])
+    matches = [e for e in events if isinstance(e, CrossModalMatch)]
+    assert len(matches) == 1
+    match = matches[0]
+    assert (match.visible_camera, match.visible_track, match.infrared_camera, match.infrared_track) == (
+        "vis",
+        1,
+        "ir",
+        7,
+    )
+    assert match.score > 0.9
+    assert m.records[("ir", 7)].partner == ("vis", 1)
+
+
+def test_cross_modal_matches_ended_tracks_within_the_window() -> None:
+    m = Matcher(0.5, confirm=1, min_samples=1, cross_window=5.0)
+    feed(m, frame("vis", "visible", 0, t=100.0), 1, E[0])
+    m.end(("vis", 1))
+    assert any(isinstance(e, CrossModalMatch) for e in feed(m, frame("ir", "ir", 0, t=103.0), 1, E[0]))
+    feed(m, frame("vis", "visible", 1, t=104.0), 2, E[1])
+    m.end(("vis", 2))
+    assert not any(isinstance(e, CrossModalMatch) for e in feed(m, frame("ir", "ir", 1, t=200.0), 2, E[1]))
+
+
+def test_requests_follow_every_k_and_quality() -> None:
+    m = Matcher(0.5, embed_every=5, min_quality=0.2, improve=0.2)
+    f0 = frame("vis", "visible", 0)
+    m.observe(f0, TrackUpdate([track(1), track(2)], started=[1, 2]))
+    reqs = m.requests(f0, [track(1), track(2)], np.array([0.5, 0.1]))
+    assert [r.key for r in reqs] == [("vis", 1)]  # track 2's crop is too poor
+    m.update(reqs, E[:1])
+    assert m.requests(frame("vis", "visible", 2), [track(1)], np.array([0.5])) == []  # too soon, no better
+    assert len(m.requests(frame("vis", "visible", 2), [track(1)], np.array([0.7]))) == 1  # clearly better
+    assert len(m.requests(frame("vis", "visible", 5), [track(1)], np.array([0.3]))) == 1  # k frames passed
+    with pytest.raises(InputSpecError, match="threshold"):
+        Matcher(1.5)
+
+
+def test_crop_quality_factors() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    boxes = np.array(
+        [
+            [100, 100, 160, 260],
+            [300, 100, 310, 125],
+            [0, 100, 30, 260],
+            [400, 100, 460, 260],
+            [420, 100, 480, 260],
+        ]
+    )
+    q = crop_quality(image, boxes)
+    assert q.shape == (5,) and ((q >= 0) & (q <= 1)).all()
+    assert q[1] < q[0] * 0.3  # small
+    assert q[2] < q[0] * 0.6  # cut by the frame edge
+    assert q[3] < q[0] * 0.5  # two thirds hidden behind the other
+    assert occlusion(boxes)[3] == pytest.approx(2 / 3) and occlusion(boxes[:1]).tolist() == [0.0]
+    flat = np.full((480, 640, 3), 90, np.uint8)
+    assert crop_quality(flat, boxes[:1])[0] == 0.0  # no texture at all: not sharp

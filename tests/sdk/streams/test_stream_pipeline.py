@@ -1,0 +1,211 @@
+"""The pipeline end to end: a generated scene scored against ground truth, sinks, lifecycle, failure
+isolation and configuration errors. Embeddings come from the contract model, or from an oracle that
+knows who is in each box (`scene_eval.Oracle`, a fake named as such) where identities must be right."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from contract_model import build_contract_model, contract_card
+from scene_eval import CameraTracks, Oracle, SceneTruth, name_of, score_cross_modal, score_identification
+
+from vireid import ConfigError, Embedder, Gallery, GalleryError
+from vireid.streams import (
+    CallbackSink,
+    CallerBoxes,
+    Frame,
+    JsonlSink,
+    Pipeline,
+    PipelineConfig,
+    Sink,
+    SourceState,
+    TrackEnded,
+    TrackStarted,
+    VideoSink,
+    VideoSource,
+    event_from_dict,
+)
+
+
+@pytest.fixture(scope="module")
+def embedder(contract_model: Path):
+    with Embedder(contract_model, device="cpu", threads=1) as e:
+        yield e
+
+
+class OraclePipeline(Pipeline):
+    """Embeddings from the ground truth instead of the model (fake, for testing the matching logic)."""
+
+    oracle: Oracle
+
+    def embed_crops(self, requests):
+        return np.stack(
+            [
+                self.oracle.vector(
+                    self.oracle.person_at(r.frame.camera, r.frame.index, r.box), str(r.frame.modality)
+                )
+                for r in requests
+            ]
+        )
+
+
+def scene_sources(scene: Path) -> list[VideoSource]:
+    return [VideoSource(scene / f"{c}.mp4", c, c, realtime=False) for c in ("visible", "infrared")]
+
+
+def test_scene_identification_against_ground_truth(scene: Path, embedder: Embedder, tmp_path: Path) -> None:
+    """Ground-truth boxes + oracle embeddings: the matcher names infrared tracks from a visible gallery."""
+    truth = SceneTruth.load(scene)
+    oracle = Oracle(truth, 64, noise=0.2)
+    gallery = Gallery(":memory:", embedding_space=embedder.embedding_space, dim=64)
+    for pid in oracle.basis:
+        gallery.enroll(name_of(pid), np.stack([oracle.vector(pid, "visible") for _ in range(5)]), "visible")
+    scored = {c: CameraTracks() for c in ("visible", "infrared")}
+
+    def on_frame(result) -> None:
+        boxes = np.array([t.box for t in result.tracks]).reshape(-1, 4)
+        objects = truth.objects(result.frame.camera, result.frame.index)
+        scored[result.frame.camera].add(
+            objects, result.detections.boxes, [t.track_id for t in result.tracks], boxes
+        )
+
+    events = []
+    detector = CallerBoxes(
+        lambda f: [o["box"] for o in truth.objects(f.camera, f.index) if o["visibility"] >= 0.3]
+    )
+    sinks = [
+        CallbackSink(lambda e: events.append(e.to_dict()), on_frame),
+        JsonlSink(tmp_path / "events.jsonl"),
+    ]
+    pipeline = OraclePipeline(scene_sources(scene), embedder, gallery=gallery, sinks=sinks, detector=detector)
+    pipeline.oracle = oracle
+    stats = pipeline.run(handle_signals=False)
+    assert {c: s.processed for c, s in stats.cameras.items()} == {"visible": 120, "infrared": 120}
+    ident = score_identification("infrared", events, scored["infrared"], 10)
+    assert ident.people == 3
+    assert ident.precision >= 0.9 and ident.recall >= 0.8, ident
+    cross = score_cross_modal(events, scored["visible"], scored["infrared"], 10)
+    assert cross.matches >= 1 and cross.precision >= 0.9, cross
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert [event_from_dict(json.loads(line)).to_dict() for line in lines] == events
+
+
+def test_motion_pipeline_writes_every_sink_and_ends_every_track(
+    scene: Path, embedder: Embedder, tmp_path: Path
+) -> None:
+    got = []
+    sinks = [JsonlSink(tmp_path / "out" / "events.jsonl"), VideoSink(tmp_path / "video")]
+    with Pipeline(scene_sources(scene), embedder, sinks=sinks, on_event=got.append) as pipeline:
+        deadline = time.monotonic() + 30
+        while not all(s.finished for s in pipeline.sources) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    stats = pipeline.stats()
+    events = [
+        event_from_dict(json.loads(line))
+        for line in (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    ]
+    assert [e.to_dict() for e in events] == [e.to_dict() for e in got]
+    started = {(e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)}
+    ended = {(e.camera, e.track_id) for e in events if isinstance(e, TrackEnded)}
+    assert len(started) >= 3 and started == ended
+    assert {e.state for e in events if e.kind == "source"} >= {"live", "ended"}
+    for camera in ("visible", "infrared"):
+        cap = cv2.VideoCapture(str(tmp_path / "video" / f"{camera}.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == stats.cameras[camera].processed == 120
+        assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(15.0)
+    assert stats.stages["detect"].count == 240 and stats.stages["embed"].count >= 1
+    assert stats.realtime_factor > 0 and "visible" in stats.status_line()
+
+
+def test_step_drives_the_pipeline_with_caller_frames_and_boxes(embedder: Embedder) -> None:
+    cameras = [VideoSource("unused-a.mp4", "visible", "a"), VideoSource("unused-b.mp4", "infrared", "b")]
+    pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 120]]))
+    image = np.random.default_rng(0).integers(0, 255, (160, 120, 3), dtype=np.uint8)
+    events = []
+    for i in range(3):
+        events += pipeline.step([Frame.of(image, "visible", "a", i), Frame.of(image, "infrared", "b", i)])
+    assert sorted((e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)) == [
+        ("a", 1),
+        ("b", 1),
+    ]
+    assert pipeline.stats().stages["embed"].count >= 1
+    pipeline.stop()
+    pipeline.stop()  # idempotent
+
+
+def test_a_failing_sink_is_dropped_and_the_rest_keep_working(scene: Path, embedder: Embedder) -> None:
+    class Broken(Sink):
+        def on_frame(self, result) -> None:
+            raise RuntimeError("disk full")
+
+    frames = []
+    pipeline = Pipeline(
+        scene_sources(scene), embedder, sinks=[Broken(), CallbackSink(on_frame=frames.append)]
+    )
+    pipeline.run(handle_signals=False)
+    assert len(frames) == 240 and len(pipeline.sinks) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_dead_source_never_stops_the_others(scene: Path, embedder: Embedder) -> None:
+    def exploding_opener(*args):
+        raise RuntimeError("driver crashed")
+
+    dead_url = VideoSource(
+        f"rtsp://127.0.0.1:{_free_port()}/none", "infrared", "ir-net", backoff=(0.05, 0.2), open_timeout=1
+    )
+    crashing = VideoSource("0", "infrared", "ir-usb", opener=exploding_opener, backoff=(0.05, 0.2))
+    good = VideoSource(scene / "visible.mp4", "visible", "vis", realtime=False)
+    events = []
+    pipeline = Pipeline([dead_url, crashing, good], embedder, on_event=events.append)
+    pipeline.start()
+    deadline = time.monotonic() + 30
+    while pipeline.stats().cameras["vis"].processed < 120 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stats = pipeline.stats()
+    pipeline.stop()
+    assert stats.cameras["vis"].processed == 120
+    states = {s.camera: s.state for s in stats.sources}
+    assert states["ir-net"] in (SourceState.RECONNECTING, SourceState.CONNECTING)
+    assert states["ir-usb"] in (SourceState.RECONNECTING, SourceState.CONNECTING)
+    assert "driver crashed" in {s.camera: s.error for s in stats.sources}["ir-usb"]
+    assert any(e.kind == "source" and e.camera == "ir-net" and e.state == "reconnecting" for e in events)
+    assert any(isinstance(e, TrackEnded) and e.camera == "vis" for e in events)
+
+
+def test_configuration_errors(tmp_path: Path, scene: Path, embedder: Embedder) -> None:
+    no_threshold = build_contract_model(
+        tmp_path / "nothr.onnx", height=64, width=32, card=contract_card(64, 32, match_threshold=None)
+    )
+    with pytest.raises(ConfigError, match="no match_threshold"):
+        Pipeline(["visible=a.mp4"], no_threshold, device="cpu")
+    Pipeline(["visible=a.mp4"], no_threshold, device="cpu", config=PipelineConfig(threshold=0.4)).stop()
+    visible_only = build_contract_model(
+        tmp_path / "vis.onnx", height=64, width=32, card=contract_card(64, 32, modalities=("visible",))
+    )
+    with pytest.raises(ConfigError, match="takes visible crops only"):
+        Pipeline(["ir=a.mp4"], visible_only, device="cpu")
+    with pytest.raises(ConfigError, match="camera id 'visible'"):
+        Pipeline(["visible=a.mp4", "rgb=b.mp4"], embedder)
+    with pytest.raises(ConfigError, match="at least one source"):
+        Pipeline([], embedder)
+    with pytest.raises(ConfigError, match="unknown detector"):
+        Pipeline(["visible=a.mp4"], embedder, config=PipelineConfig(detector="hog"))
+    other = Gallery(tmp_path / "other.db", embedding_space="another-model", dim=16)
+    other.close()
+    with pytest.raises(GalleryError, match="another-model"):
+        Pipeline(["visible=a.mp4"], embedder, gallery=tmp_path / "other.db")
+    with pytest.raises(Exception, match="no such file"):
+        Pipeline([f"visible={tmp_path / 'missing.mp4'}"], embedder).run(handle_signals=False)

@@ -1,0 +1,193 @@
+"""Video sources: address kinds, policies, pacing, bad files, reconnection with backoff (fake captures)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vireid import InputSpecError, Modality, StreamError
+from vireid.streams import Policy, SourceKind, SourceState, VideoSource, parse_source
+from vireid.streams.sources import gstreamer_available, source_kind
+
+
+def write_video(path: Path, frames: int = 30, fps: float = 30.0, size: tuple[int, int] = (48, 64)) -> Path:
+    """A small mp4v video whose frame i is uniformly grey at level 8 * i (frame order is checkable)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+    assert writer.isOpened()
+    for i in range(frames):
+        writer.write(np.full((*size, 3), 8 * i, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("cam.mp4", SourceKind.FILE),
+        ("/data/cam 1.mkv", SourceKind.FILE),
+        ("file:///data/cam.mp4", SourceKind.FILE),
+        ("rtsp://10.0.0.5:554/stream1", SourceKind.URL),
+        ("http://host/video.mjpg", SourceKind.URL),
+        ("0", SourceKind.DEVICE),
+        (2, SourceKind.DEVICE),
+        ("/dev/video1", SourceKind.DEVICE),
+        ("v4l2src device=/dev/video0 ! videoconvert ! appsink", SourceKind.GSTREAMER),
+    ],
+)
+def test_source_kind(address, kind: SourceKind) -> None:
+    assert source_kind(address) is kind
+
+
+def test_parse_source_forms() -> None:
+    src = parse_source("ir@roof=rtsp://host/s?a=1")
+    assert (src.modality, src.camera, src.uri, src.kind) == (
+        Modality.INFRARED,
+        "roof",
+        "rtsp://host/s?a=1",
+        SourceKind.URL,
+    )
+    assert src.policy is Policy.LATEST and src.reconnect
+    src = parse_source("visible=cam.mp4")
+    assert (src.camera, src.policy, src.reconnect) == ("visible", Policy.EVERY, False)
+    with pytest.raises(InputSpecError, match="MODALITY"):
+        parse_source("rtsp://host/s")
+    with pytest.raises(InputSpecError, match="unknown modality"):
+        parse_source("colour-ish=cam.mp4")
+
+
+def test_missing_folder_and_unreadable_files_fail_at_start(tmp_path: Path) -> None:
+    with pytest.raises(StreamError, match="no such file"):
+        VideoSource(tmp_path / "nope.mp4", "visible").start()
+    with pytest.raises(StreamError, match="is a folder"):
+        VideoSource(tmp_path, "visible").start()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(StreamError, match="cannot decode"):
+        VideoSource(bad, "visible").start()
+
+
+@pytest.mark.skipif(gstreamer_available(), reason="this OpenCV has GStreamer")
+def test_gstreamer_pipeline_without_gstreamer_says_so() -> None:
+    with pytest.raises(StreamError, match="built without GStreamer"):
+        VideoSource("videotestsrc ! videoconvert ! appsink", "visible").start()
+
+
+def test_every_policy_delivers_every_frame_in_order(clip: Path) -> None:
+    with VideoSource(clip, "visible", "cam", realtime=False) as src:
+        frames = []
+        while (frame := src.read(timeout=5)) is not None:
+            frames.append(frame)
+        assert src.state is SourceState.ENDED and src.finished
+    assert [f.index for f in frames] == list(range(30))
+    assert frames[3].pts == pytest.approx(0.1) and frames[0].camera == "cam"
+    levels = [float(f.image.mean()) for f in frames]
+    assert levels == sorted(levels) and src.fps == pytest.approx(30.0)
+    assert src.stats().frames_read == 30 and src.stats().frames_dropped == 0
+
+
+def test_realtime_replay_follows_the_frame_rate(clip: Path) -> None:
+    start = time.monotonic()
+    with VideoSource(clip, "visible", realtime=True) as src:
+        count = sum(1 for _ in iter(lambda: src.read(timeout=5), None))
+    assert count == 30
+    assert time.monotonic() - start >= 0.9  # 30 frames at 30 fps
+
+
+def test_latest_policy_drops_stale_frames(clip: Path) -> None:
+    with VideoSource(clip, "visible", policy="latest", realtime=True) as src:
+        seen = []
+        while (frame := src.read(timeout=5)) is not None:
+            seen.append(frame.index)
+            time.sleep(0.1)  # a slow consumer
+    assert seen == sorted(seen) and len(seen) < 20
+    assert src.stats().frames_dropped > 0
+
+
+class FakeCapture:
+    """A capture that delivers `frames` frames then fails (a stream that dies)."""
+
+    def __init__(self, frames: int, opened: bool = True) -> None:
+        self.frames, self.opened, self.released = frames, opened, False
+
+    def isOpened(self) -> bool:  # OpenCV's name
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.frames <= 0:
+            return False, None
+        self.frames -= 1
+        time.sleep(0.005)
+        return True, np.zeros((24, 32, 3), np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def release(self) -> None:
+        self.released = True
+
+
+def test_network_source_reconnects_with_backoff_and_survives_opener_errors() -> None:
+    plan = ["closed", "closed", 5, "raise", 5]
+    calls: list[float] = []
+
+    def opener(uri, kind, open_timeout, read_timeout):
+        calls.append(time.monotonic())
+        step = plan.pop(0) if plan else "closed"
+        if step == "raise":
+            raise RuntimeError("network unreachable")
+        return FakeCapture(0, opened=False) if step == "closed" else FakeCapture(step)
+
+    states: list[SourceState] = []
+    src = VideoSource(
+        "rtsp://camera.invalid/s",
+        "ir",
+        opener=opener,
+        backoff=(0.02, 0.08),
+        on_state=lambda s, st, m: states.append(st),
+    )
+    src.start()
+    frames = []
+    deadline = time.monotonic() + 5
+    while len(frames) < 10 and time.monotonic() < deadline:
+        if (frame := src.read(timeout=0.2)) is not None:
+            frames.append(frame)
+    src.stop()
+    assert len(frames) == 10 and [f.index for f in frames] == list(range(10))
+    assert all(f.modality is Modality.INFRARED for f in frames)
+    assert src.stats().reconnects == 1
+    connecting, reconnecting, live = SourceState.CONNECTING, SourceState.RECONNECTING, SourceState.LIVE
+    assert states[:4] == [connecting, reconnecting, live, reconnecting]
+    assert live in states[4:] and states[-1] is SourceState.STOPPED
+    gaps = np.diff(calls[:3])
+    assert gaps[1] >= gaps[0] * 1.5  # backoff doubles (0.02 s, then 0.04 s, + up to 25% jitter)
+
+
+def test_a_file_source_that_cannot_open_in_the_thread_fails_without_raising() -> None:
+    seen = threading.Event()
+    src = VideoSource(
+        "0", "visible", opener=lambda *a: FakeCapture(0, opened=False), reconnect=False,
+        on_state=lambda s, st, m: st is SourceState.FAILED and seen.set(),
+    )  # fmt: skip
+    src.start()
+    assert seen.wait(5) and src.finished and src.read(timeout=0.1) is None
+    assert "cannot open" in (src.stats().error or "")
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(InputSpecError, match="backoff"):
+        VideoSource("0", "visible", backoff=(2.0, 1.0))
+    with pytest.raises(InputSpecError, match="buffer"):
+        VideoSource("0", "visible", buffer=0)

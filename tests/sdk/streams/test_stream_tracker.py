@@ -1,0 +1,159 @@
+"""Assignment, Kalman filter and the ByteTrack-style tracker: hand-made sequences and a generated scene."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scene_eval import CameraTracks, SceneTruth
+
+from vireid import InputSpecError
+from vireid.streams import ByteTracker, Detections, MotionDetector
+from vireid.streams.assignment import assign, iou_matrix, linear_sum_assignment
+from vireid.streams.kalman import KalmanFilter, xyah_to_xyxy, xyxy_to_xyah
+
+
+# ----- assignment ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (2, 5), (5, 2), (6, 6)])
+def test_linear_sum_assignment_is_optimal(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(5):
+        cost = rng.random(shape)
+        rows, cols = linear_sum_assignment(cost)
+        assert len(rows) == min(shape) and len(set(cols.tolist())) == len(cols)
+        n, m = shape
+        if n <= m:
+            best = min(sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
+        else:
+            best = min(sum(cost[p[j], j] for j in range(m)) for p in itertools.permutations(range(n), m))
+        assert cost[rows, cols].sum() == pytest.approx(best)
+
+
+def test_assign_uses_only_pairs_below_the_limit() -> None:
+    cost = np.array([[0.1, 0.9], [0.2, 0.95]])
+    matches, rows, cols = assign(cost, 0.5)
+    assert matches.tolist() == [[0, 0]] and rows.tolist() == [1] and cols.tolist() == [1]
+    # Matching both rows would cost 0.9 + 0.2 > 0.1 + (leave 2 unmatched) 0.5: one pair is best.
+    empty = assign(np.zeros((0, 3)), 0.5)
+    assert empty[0].shape == (0, 2) and empty[2].tolist() == [0, 1, 2]
+
+
+def test_iou_matrix() -> None:
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 1 / 3, 0.0]])
+
+
+def test_kalman_follows_constant_velocity() -> None:
+    kf = KalmanFilter()
+    box = np.array([10.0, 20.0, 30.0, 80.0])
+    assert np.allclose(xyah_to_xyxy(xyxy_to_xyah(box)), box)
+    mean, cov = kf.initiate(xyxy_to_xyah(box))
+    for step in range(1, 12):
+        means, covs = kf.predict(mean[None], cov[None])
+        mean, cov = kf.update(means[0], covs[0], xyxy_to_xyah(box + np.array([5 * step, 0, 5 * step, 0])))
+    predicted, _ = kf.predict(mean[None], cov[None])
+    assert xyah_to_xyxy(predicted[0])[0] == pytest.approx(10 + 5 * 12, abs=1.0)
+
+
+# ----- tracker ------------------------------------------------------------------------------------
+def _det(*boxes: list[float], score: float = 0.9) -> Detections:
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(len(boxes), score, np.float32))
+
+
+def test_new_track_is_confirmed_on_its_second_frame_except_on_the_first_frame() -> None:
+    tracker = ByteTracker()
+    first = tracker.update(_det([10, 10, 30, 70]))
+    assert first.started == [1] and [t.track_id for t in first.tracks] == [1]
+    second = tracker.update(_det([12, 10, 32, 70], [100, 10, 120, 70]))
+    assert second.started == [] and [t.track_id for t in second.tracks] == [1]  # the newcomer waits
+    third = tracker.update(_det([14, 10, 34, 70], [102, 10, 122, 70]))
+    assert third.started == [2] and sorted(t.track_id for t in third.tracks) == [1, 2]
+
+
+def test_a_one_frame_blip_never_becomes_a_track() -> None:
+    tracker = ByteTracker()
+    tracker.update(_det([10, 10, 30, 70]))
+    tracker.update(_det([10, 10, 30, 70], [200, 10, 220, 70]))
+    out = [tracker.update(_det([10, 10, 30, 70])) for _ in range(3)]
+    assert all(u.started == [] for u in out) and tracker.active_ids == [1]
+
+
+def test_lost_track_is_found_again_then_ends_after_the_buffer() -> None:
+    tracker = ByteTracker(track_buffer=5)
+    for x in range(0, 20, 2):
+        tracker.update(_det([100 + x, 10, 120 + x, 70]))
+    for _ in range(3):  # occluded for 3 frames: predicted, kept
+        assert tracker.update(Detections.empty()).tracks == []
+    back = tracker.update(_det([126, 10, 146, 70]))
+    assert [t.track_id for t in back.tracks] == [1] and back.started == []
+    ended = []
+    for _ in range(7):
+        ended += tracker.update(Detections.empty()).ended
+    assert ended == [1] and tracker.active_ids == []
+
+
+def test_low_score_boxes_extend_tracks_but_never_start_them() -> None:
+    tracker = ByteTracker()
+    tracker.update(_det([10, 10, 30, 70]))
+    update = tracker.update(_det([12, 10, 32, 70], score=0.3))  # second stage
+    assert [t.track_id for t in update.tracks] == [1] and update.tracks[0].score == pytest.approx(0.3)
+    for _ in range(3):
+        update = tracker.update(_det([200, 10, 220, 70], score=0.3))
+    assert update.started == [] and 2 not in tracker.active_ids
+
+
+def test_track_leaving_the_frame_ends_at_once_when_size_is_given() -> None:
+    tracker = ByteTracker(track_buffer=30)
+    for x in range(0, 60, 10):
+        tracker.update(_det([580 + x, 10, 620 + x, 70]), size=(480, 640))
+    ended = []
+    for _ in range(4):
+        ended += tracker.update(Detections.empty(), size=(480, 640)).ended
+    assert ended == [1]
+
+
+def test_frame_jumps_predict_over_skipped_frames() -> None:
+    tracker = ByteTracker()
+    for i in range(10):
+        tracker.update(_det([10 + 6 * i, 10, 30 + 6 * i, 70]), frame=i)
+    # 4 frames dropped by a live source: the person moved 30 px; matched thanks to the prediction.
+    update = tracker.update(_det([10 + 6 * 14, 10, 30 + 6 * 14, 70]), frame=14)
+    assert [t.track_id for t in update.tracks] == [1]
+
+
+def test_finish_returns_live_tracks_and_bad_settings_are_refused() -> None:
+    tracker = ByteTracker()
+    tracker.update(_det([10, 10, 30, 70], [50, 10, 70, 70]))
+    assert tracker.finish() == [1, 2] and tracker.active_ids == []
+    with pytest.raises(InputSpecError):
+        ByteTracker(low=0.6, high=0.5)
+
+
+def test_tracker_on_a_generated_scene(scene: Path) -> None:
+    """Motion detector + tracker vs ground truth: most people covered, few identity switches."""
+    truth = SceneTruth.load(scene)
+    for camera in ("visible", "infrared"):
+        detector, tracker, scored = MotionDetector(), ByteTracker(), CameraTracks()
+        cap = cv2.VideoCapture(str(scene / f"{camera}.mp4"))
+        index = started = 0
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            det = detector.detect(image)
+            update = tracker.update(det, index, image.shape[:2])
+            started += len(update.started)
+            boxes = np.array([t.box for t in update.tracks]).reshape(-1, 4)
+            scored.add(truth.objects(camera, index), det.boxes, [t.track_id for t in update.tracks], boxes)
+            index += 1
+        people = scored.people(10)
+        assert len(people) == 3
+        assert scored.tracks.recall >= 0.85, (camera, scored.tracks.recall)
+        assert started <= 2 * len(people)
+        assert scored.id_switches <= 4, (camera, scored.id_switches)
+        covered = {scored.identity(t) for t in scored.votes}
+        assert len(covered & people) >= 2, (camera, covered)
