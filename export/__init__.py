@@ -1,1 +1,54 @@
-"""vireid.export: checkpoint -> ONNX -> FP16 ONNX -> TensorRT engine, each step verified."""
+"""vireid.export: checkpoint → ONNX → FP16 ONNX → TensorRT engine → Triton, each step verified.
+
+Public API (each step a small function; the `vireid export` command chains them):
+
+    to_onnx(checkpoint, out, opset=17)            FP32 ONNX with the model card (needs torch)
+    to_fp16(onnx, out=None)                        FP16 compute, float32 I/O, fragile parts in FP32
+    to_engine(onnx, out=None, batch=(1, 8, 32))    TensorRT engine + <engine>.json card (needs tensorrt)
+    trtexec_command(onnx, out, ...)                the same build as a trtexec command line
+    attach_card(engine, onnx, batch=...)           card for an engine built elsewhere (trtexec)
+    to_triton(artifact, repo_dir, name, ...)       Triton model repository entry
+    verify(reference, candidate, inputs=None)      ParityReport, truthy within thresholds
+    calibrate_threshold(embed, data_root, size)    match threshold for a false-match rate
+    export_chain(checkpoint, steps, out_dir)       what `vireid export` runs
+
+Submodules are imported on first use, so `import vireid.export` is cheap and building an engine from
+an ONNX file does not need torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "to_onnx": "onnx_export",
+    "to_fp16": "fp16",
+    "to_engine": "tensorrt",
+    "trtexec_command": "tensorrt",
+    "attach_card": "tensorrt",
+    "to_triton": "triton",
+    "TritonModel": "triton",
+    "verify": "parity",
+    "ParityReport": "parity",
+    "Thresholds": "parity",
+    "synthetic_gallery": "parity",
+    "calibrate_threshold": "calibrate",
+    "Calibration": "calibrate",
+    "export_chain": "chain",
+    "ChainResult": "chain",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vireid.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

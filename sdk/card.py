@@ -92,8 +92,12 @@ class ModelCard:
     compute_capability: str | None = None
     source_checkpoint_sha256: str | None = None
     engine_sha256: str | None = None
+    # Recommended cosine threshold, calibrated at export for a target false-match rate (`..._fmr`) on
+    # cross-modal validation pairs; `..._fmr_achieved` is the rate measured there, `..._data` says on what.
     match_threshold: float | None = None
     match_threshold_fmr: float | None = None
+    match_threshold_fmr_achieved: float | None = None
+    match_threshold_data: Mapping[str, Any] | None = None
     calibration: Mapping[str, Any] | None = None
     vireid_version: str = __version__
     schema_version: int = SCHEMA_VERSION
@@ -127,6 +131,10 @@ class ModelCard:
                 problems.append(f"{name} must be 64 lowercase hex digits, got {value!r}")
         if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
             problems.append(f"match_threshold is a cosine in [-1, 1], got {self.match_threshold}")
+        for name in ("match_threshold_fmr", "match_threshold_fmr_achieved"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                problems.append(f"{name} is a false-match rate in [0, 1], got {value}")
         if self.schema_version != SCHEMA_VERSION:
             problems.append(f"schema_version must be {SCHEMA_VERSION}, got {self.schema_version}")
         if problems:

@@ -24,13 +24,15 @@ class CardError(ArtifactError):
 class MissingDependencyError(VireidError, ImportError):
     """An optional dependency is not installed; the message names the pip extra that provides it."""
 
-    def __init__(self, module: str, extra: str, purpose: str) -> None:
+    def __init__(self, module: str, extra: str, purpose: str, hint: str = "") -> None:
         self.module = module
         self.extra = extra
-        super().__init__(
+        self.hint = hint
+        message = (
             f"{purpose} needs the Python package '{module}', which is not installed. "
             f"Install it with: pip install 'vireid[{extra}]'"
         )
+        super().__init__(message + (f"\n{hint}" if hint else ""))
 
 
 class InputSpecError(VireidError, ValueError):

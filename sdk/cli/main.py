@@ -28,6 +28,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "vireid.cli.evaluate",
         "evaluate a checkpoint on sysu-all, sysu-indoor, regdb-v2t or regdb-t2v (needs torch)",
     ),
+    "export": (
+        "vireid.cli.export",
+        "export a checkpoint: ONNX, FP16, TensorRT engine, Triton repo; each step verified",
+    ),
+    "verify": (
+        "vireid.cli.verify",
+        "compare two models' embeddings and print the parity report (exit 1 on failure)",
+    ),
     "run": ("vireid.cli.run", "run the real-time cross-modal pipeline on cameras or video files"),
     "gallery": (
         "vireid.cli.gallery",

@@ -6,6 +6,12 @@ computes `fake_engine_function` on whatever bytes sit at the addresses bound wit
 `set_tensor_address`, so a test sees whether data really flowed host → device → engine → host.
 
 A fake engine file is `MAGIC + JSON spec` (tensor names/dtypes/shapes, profile, TensorRT version).
+
+The builder half (`Builder`, `OnnxParser`, builder config, optimisation profile, timing cache) reads
+the ONNX file's I/O with the `onnx` package and "builds" such a fake engine, recording every setting
+(network flags, builder flags, workspace, profile, FP32-pinned layers, timing-cache reuse) in the
+spec's `build` entry, so export tests can check the builder logic and then open the result with the
+fake runtime. `tensorrt_module(version)` mimics the API differences of TensorRT 8.x, 10.x and 11.x.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class DataType(enum.Enum):
     UINT8 = np.uint8
     INT32 = np.int32
     FLOAT = np.float32
+    HALF = np.float16
 
 
 class TensorIOMode(enum.Enum):
@@ -157,6 +164,8 @@ class FakeEngine:
 
 
 class Runtime:
+    version = VERSION
+
     def __init__(self, logger: ILogger) -> None:
         self.logger = logger
 
@@ -168,12 +177,12 @@ class Runtime:
                 "magicTagRead == kMAGIC_TAG failed.Magic tag does not match)",
             )
             return None
-        spec = json.loads(data[len(MAGIC) :])
-        if spec["version"] != VERSION:
+        spec = json.loads(bytes(data[len(MAGIC) :]))
+        if spec["version"] != self.version:
             self.logger.log(
                 ILogger.Severity.ERROR,
                 "The engine plan file is not compatible with this version of TensorRT, expecting library "
-                f"version {VERSION} got {spec['version']}, please rebuild.",
+                f"version {self.version} got {spec['version']}, please rebuild.",
             )
             return None
         return FakeEngine(spec)
@@ -183,11 +192,305 @@ def nptype(dtype: DataType) -> type:
     return dtype.value
 
 
-def tensorrt_module() -> types.ModuleType:
+# ----- builder ------------------------------------------------------------------------------------
+ONNX_DTYPES = {1: DataType.FLOAT, 2: DataType.UINT8, 6: DataType.INT32, 10: DataType.HALF}
+CACHE_MAGIC = b"FAKE-TIMING-CACHE\n"
+
+
+class MemoryPoolType(enum.IntEnum):
+    WORKSPACE = 0
+
+
+class FakeTensor:
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: DataType) -> None:
+        self.name, self.shape, self.dtype = name, shape, dtype
+
+
+class FakeLayer:
+    def __init__(self, name: str, op_type: str, outputs: list[FakeTensor]) -> None:
+        self.name, self.type, self.outputs = name, op_type, outputs
+        self.precision: DataType | None = None
+        self.output_types: dict[int, DataType] = {}
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.outputs)
+
+    def get_output(self, index: int) -> FakeTensor:
+        return self.outputs[index]
+
+    def set_output_type(self, index: int, dtype: DataType) -> None:
+        self.output_types[index] = dtype
+
+
+class FakeNetwork:
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+        self.inputs: list[FakeTensor] = []
+        self.outputs: list[FakeTensor] = []
+        self.layers: list[FakeLayer] = []
+
+    num_inputs = property(lambda self: len(self.inputs))
+    num_outputs = property(lambda self: len(self.outputs))
+    num_layers = property(lambda self: len(self.layers))
+
+    def get_input(self, index: int) -> FakeTensor:
+        return self.inputs[index]
+
+    def get_output(self, index: int) -> FakeTensor:
+        return self.outputs[index]
+
+    def get_layer(self, index: int) -> FakeLayer:
+        return self.layers[index]
+
+
+class ParserError:
+    """TensorRT 10's `IParserError`: code, description, node index, name and operator."""
+
+    def __init__(self, desc: str, node: int = -1, name: str = "", operator: str = "") -> None:
+        self._desc, self._node, self._name, self._operator = desc, node, name, operator
+
+    def code(self) -> int:
+        return 8  # ErrorCode.UNSUPPORTED_NODE
+
+    def desc(self) -> str:
+        return self._desc
+
+    def node(self) -> int:
+        return self._node
+
+    def node_name(self) -> str:
+        return self._name
+
+    def node_operator(self) -> str:
+        return self._operator
+
+    def __str__(self) -> str:
+        return f"In node {self._node} ({self._name}): {self._desc}"
+
+
+#: ONNX ops the fake parser refuses, as a real parser refuses ops it has no importer for.
+UNSUPPORTED_OPS = {"FakeUnsupportedOp"}
+
+
+def _dims(value_info: Any) -> tuple[int, ...]:
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim
+    )
+
+
+class OnnxParser:
+    def __init__(self, network: FakeNetwork, logger: ILogger) -> None:
+        self.network, self.logger = network, logger
+        self.errors: list[ParserError] = []
+
+    @property
+    def num_errors(self) -> int:
+        return len(self.errors)
+
+    def get_error(self, index: int) -> ParserError:
+        return self.errors[index]
+
+    def parse_from_file(self, path: str) -> bool:
+        import onnx
+
+        try:
+            model = onnx.load(path)
+        except Exception as exc:
+            self.errors.append(ParserError(f"Failed to parse ONNX model from file: {path} ({exc})"))
+            return False
+        graph = model.graph
+        for index, node in enumerate(graph.node):
+            if node.op_type in UNSUPPORTED_OPS or node.domain not in ("", "ai.onnx"):
+                desc = f"No importer registered for op: {node.op_type}"
+                self.errors.append(ParserError(desc, index, node.name, node.op_type))
+        if self.errors:
+            return False
+        inits = {t.name for t in graph.initializer}
+        dtype = {v.name: ONNX_DTYPES.get(v.type.tensor_type.elem_type, DataType.FLOAT) for v in graph.input}
+        dtype.update({v.name: ONNX_DTYPES.get(v.type.tensor_type.elem_type) for v in graph.output})
+        self.network.inputs = [
+            FakeTensor(v.name, _dims(v), dtype[v.name]) for v in graph.input if v.name not in inits
+        ]
+        self.network.outputs = [FakeTensor(v.name, _dims(v), dtype[v.name]) for v in graph.output]
+        self.network.layers = [
+            FakeLayer(n.name, n.op_type, [FakeTensor(o, (), DataType.FLOAT) for o in n.output])
+            for n in graph.node
+        ]
+        return True
+
+
+class OptimizationProfile:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+
+    def set_shape(self, name: str, low: tuple[int, ...], opt: tuple[int, ...], high: tuple[int, ...]) -> None:
+        if not all(a <= b <= c for a, b, c in zip(low, opt, high, strict=True)):
+            raise ValueError(f"profile for {name}: min <= opt <= max violated")
+        self.shapes[name] = (tuple(low), tuple(opt), tuple(high))
+
+
+class TimingCache:
+    def __init__(self, data: bytes) -> None:
+        self.loaded = json.loads(data[len(CACHE_MAGIC) :]) if data else {"builds": 0}
+        self.builds = self.loaded["builds"]
+
+    def serialize(self) -> bytes:
+        return CACHE_MAGIC + json.dumps({"builds": self.builds}).encode()
+
+
+class BuilderConfig:
+    def __init__(self, logger: ILogger, default_flags: set[str]) -> None:
+        self.logger = logger
+        self.flags = set(default_flags)
+        self.pools: dict[Any, int] = {}
+        self.profiles: list[OptimizationProfile] = []
+        self.cache: TimingCache | None = None
+        self.cache_reused = False
+
+    def set_flag(self, flag: Any) -> None:
+        self.flags.add(flag.name)
+
+    def clear_flag(self, flag: Any) -> None:
+        self.flags.discard(flag.name)
+
+    def get_flag(self, flag: Any) -> bool:
+        return flag.name in self.flags
+
+    def set_memory_pool_limit(self, pool: MemoryPoolType, size: int) -> None:
+        self.pools[pool] = int(size)
+
+    def add_optimization_profile(self, profile: OptimizationProfile) -> int:
+        self.profiles.append(profile)
+        return len(self.profiles) - 1
+
+    def create_timing_cache(self, data: bytes) -> TimingCache:
+        data = bytes(data)
+        if data and not data.startswith(CACHE_MAGIC):
+            self.logger.log(ILogger.Severity.ERROR, "Timing cache: invalid or corrupted cache data; ignored")
+            data = b""
+        self.cache_reused = bool(data)
+        return TimingCache(data)
+
+    def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
+        assert ignore_mismatch is False
+        self.cache = cache
+        return True
+
+    def get_timing_cache(self) -> TimingCache:
+        assert self.cache is not None
+        return self.cache
+
+
+class Builder:
+    """`trt.Builder`; subclassed per fake module with `trt` (the module) set."""
+
+    trt: Any = None
+    fail_build = False
+
+    def __init__(self, logger: ILogger) -> None:
+        if not self.trt.cuda_ok:
+            logger.log(ILogger.Severity.ERROR, "CUDA initialization failure with error: 35")
+            raise TypeError("pybind11::init(): factory function returned nullptr")
+        self.logger = logger
+
+    def create_network(self, flags: int = 0) -> FakeNetwork:
+        known = sum(1 << int(f) for f in self.trt.NetworkDefinitionCreationFlag)
+        assert flags & ~known == 0, f"unknown network flags {flags}"
+        return FakeNetwork(flags)
+
+    def create_builder_config(self) -> BuilderConfig:
+        return BuilderConfig(self.logger, {"TF32"})
+
+    def create_optimization_profile(self) -> OptimizationProfile:
+        return OptimizationProfile()
+
+    def _strongly_typed(self, network: FakeNetwork) -> bool:
+        flags = self.trt.NetworkDefinitionCreationFlag
+        return self.trt.major >= 11 or (
+            hasattr(flags, "STRONGLY_TYPED") and bool(network.flags & (1 << int(flags.STRONGLY_TYPED)))
+        )
+
+    def _error(self, message: str) -> None:
+        self.logger.log(ILogger.Severity.ERROR, message)
+
+    def build_serialized_network(self, network: FakeNetwork, config: BuilderConfig) -> bytes | None:
+        strongly = self._strongly_typed(network)
+        if strongly and "FP16" in config.flags:
+            self._error(
+                "API Usage Error (Parameter check failed, condition: !config.getFlag(BuilderFlag::kFP16))"
+            )
+            return None
+        if self.trt.major < 10 and not network.flags & 1:
+            self._error("Network must have explicit batch dimensions (EXPLICIT_BATCH)")
+            return None
+        dynamic = [t.name for t in network.inputs if -1 in t.shape]
+        shapes = config.profiles[0].shapes if config.profiles else {}
+        if any(name not in shapes for name in dynamic):
+            self._error("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+            return None
+        if self.fail_build:
+            self._error("Internal Error (Could not find any implementation for node /head/pool/Pow)")
+            return None
+        if config.cache is not None:
+            config.cache.builds += 1
+        images = shapes[network.inputs[0].name]
+        spec = {
+            "version": self.trt.__version__,
+            "dim": network.outputs[0].shape[1],
+            "profile": [images[0][0], images[1][0], images[2][0]],
+            "tensors": [
+                {
+                    "name": t.name,
+                    "input": i < network.num_inputs,
+                    "dtype": t.dtype.name,
+                    "shape": list(t.shape),
+                }
+                for i, t in enumerate([*network.inputs, *network.outputs])
+            ],
+            "build": {
+                "network_flags": network.flags,
+                "strongly_typed": strongly,
+                "flags": sorted(config.flags),
+                "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
+                "shapes": {name: [list(s) for s in value] for name, value in shapes.items()},
+                "pinned_fp32": [layer.name for layer in network.layers if layer.precision is DataType.FLOAT],
+                "timing_cache_reused": config.cache_reused,
+            },
+        }
+        return MAGIC + json.dumps(spec).encode()
+
+
+def _flag_enums(major: int) -> tuple[type[enum.IntEnum], type[enum.IntEnum]]:
+    """`NetworkDefinitionCreationFlag` and `BuilderFlag` as each major version has them."""
+    if major < 10:
+        network = {"EXPLICIT_BATCH": 0, "EXPLICIT_PRECISION": 1}
+    elif major == 10:
+        network = {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    else:
+        network = {"STRONGLY_TYPED": 1}
+    builder = (
+        {"TF32": 7} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 7, "OBEY_PRECISION_CONSTRAINTS": 11}
+    )
+    return (
+        enum.IntEnum("NetworkDefinitionCreationFlag", network),  # type: ignore[return-value]
+        enum.IntEnum("BuilderFlag", builder),
+    )
+
+
+def tensorrt_module(version: str = VERSION, cuda_ok: bool = True) -> types.ModuleType:
+    """A fake `tensorrt` module: runtime and builder API of TensorRT `version` (8.x, 10.x or 11.x)."""
     module = types.ModuleType("tensorrt")
-    module.__version__ = VERSION
-    for obj in (DataType, TensorIOMode, ILogger, Runtime, nptype):
+    module.__version__ = version
+    module.major = int(version.split(".")[0])  # type: ignore[attr-defined]
+    module.cuda_ok = cuda_ok  # type: ignore[attr-defined]
+    for obj in (DataType, TensorIOMode, ILogger, nptype, MemoryPoolType, OnnxParser):
         setattr(module, obj.__name__, obj)
+    module.Runtime = type("Runtime", (Runtime,), {"version": version})  # type: ignore[attr-defined]
+    module.Builder = type("Builder", (Builder,), {"trt": module})  # type: ignore[attr-defined]
+    network_flags, builder_flags = _flag_enums(module.major)  # type: ignore[attr-defined]
+    module.NetworkDefinitionCreationFlag, module.BuilderFlag = network_flags, builder_flags  # type: ignore[attr-defined]
+    module.float32, module.float16 = DataType.FLOAT, DataType.HALF  # type: ignore[attr-defined]
     return module
 
 

@@ -24,6 +24,8 @@ def make_card(**changes: object) -> ModelCard:
         source_checkpoint_sha256="a" * 64,
         match_threshold=0.42,
         match_threshold_fmr=1e-3,
+        match_threshold_fmr_achieved=8.5e-4,
+        match_threshold_data={"dataset": "sysu", "split": "val", "impostor_pairs": 40000},
     )
     base.update(changes)
     return ModelCard(**base)  # type: ignore[arg-type]
@@ -110,6 +112,8 @@ def test_newer_schema_asks_for_upgrade() -> None:
         ({"modalities": ("rgb", "visible")}, "unique"),
         ({"source_checkpoint_sha256": "xyz"}, "64 lowercase hex"),
         ({"match_threshold": 1.5}, "match_threshold"),
+        ({"match_threshold_fmr": 2.0}, "match_threshold_fmr is a false-match rate"),
+        ({"match_threshold_fmr_achieved": -0.1}, "match_threshold_fmr_achieved"),
         ({"profile": {"min": 4, "opt": 2, "max": 8}}, r"min <= opt <= max"),
         ({"model_name": ""}, "model_name"),
     ],
@@ -117,6 +121,14 @@ def test_newer_schema_asks_for_upgrade() -> None:
 def test_validation_errors_state_expected_and_actual(changes: dict, message: str) -> None:
     with pytest.raises(CardError, match=message):
         make_card(**changes)
+
+
+def test_card_without_newer_optional_fields_still_loads() -> None:
+    data = make_card().to_dict()
+    for key in ("match_threshold_fmr_achieved", "match_threshold_data"):
+        del data[key]
+    card = ModelCard.from_dict(data)
+    assert card.match_threshold_fmr_achieved is None and card.match_threshold_data is None
 
 
 def test_unknown_keys_and_bad_json_are_refused() -> None:

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = (
-    Path(__file__).resolve().parents[2]
-)  # not `from conftest import`: every folder's conftest is "conftest"
+# Not `from conftest import REPO`: pytest imports every folder's conftest.py as the module "conftest".
+REPO = Path(__file__).resolve().parents[2]
 
 HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "torchvision")
 

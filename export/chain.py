@@ -1,0 +1,186 @@
+"""The export chain `vireid export` runs: each step's artifact verified against the previous one.
+
+```
+checkpoint ─to_onnx─► NAME.onnx ─to_fp16─► NAME.fp16.onnx ─to_engine─► NAME[.fp16].engine (+ .json)
+   (PyTorch)   verify vs PyTorch    verify vs FP32 ONNX      verify vs its ONNX (GPU)
+                                                                    └─to_triton─► triton/NAME/...
+```
+
+With calibration data, every ONNX/engine artifact gets its own match threshold (an FP16 artifact is
+calibrated on FP16 embeddings). The chain may also start from an exported `.onnx` (e.g. on a Jetson
+without PyTorch, to build the engine there).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vireid.card import ModelCard, Precision
+from vireid.errors import ConfigError
+
+from .artifact import update_card
+from .calibrate import Calibration, calibrate_threshold
+from .parity import ParityReport, verify
+
+STEPS = ("onnx", "fp16", "engine", "triton")
+
+
+@dataclass
+class ChainResult:
+    """Artifacts written, parity reports and calibrations per step, and each step's seconds."""
+
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    reports: dict[str, ParityReport] = field(default_factory=dict)
+    calibrations: dict[str, Calibration] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when every parity report passed."""
+        return all(self.reports.values())
+
+
+@dataclass(frozen=True)
+class ChainOptions:
+    """Settings of `export_chain` beyond the steps (see its docstring)."""
+
+    name: str | None = None
+    opset: int = 17
+    batch: tuple[int, int, int] = (1, 8, 32)
+    workspace: int = 1 << 30
+    timing_cache: Path | None = None
+    calibrate: Path | None = None
+    fmr: float = 1e-3
+    triton_name: str | None = None
+    triton_max_batch: int | None = None
+    identities: int = 32
+    verify: bool = True
+
+
+def parse_steps(text: str | Sequence[str]) -> list[str]:
+    """`"onnx,fp16"` → ordered step list; unknown names raise `ConfigError` listing the options."""
+    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    unknown = sorted(set(names) - set(STEPS))
+    if unknown or not names:
+        raise ConfigError(f"--to takes a comma-separated list of {', '.join(STEPS)}; got {names or text!r}")
+    return [s for s in STEPS if s in names]
+
+
+class _Chain:
+    def __init__(self, out_dir: Path, options: ChainOptions, emit: Callable[[str], None]) -> None:
+        self.out, self.opt, self.emit = out_dir, options, emit
+        self.result = ChainResult()
+
+    def timed_step(self, step: str, fn: Callable[[], Path]) -> Path:
+        start = time.perf_counter()
+        path = fn()
+        self.result.seconds[step] = time.perf_counter() - start
+        self.result.artifacts[step] = path
+        self.emit(f"{step}: wrote {path} in {self.result.seconds[step]:.1f} s")
+        return path
+
+    def check(self, step: str, reference: Any, candidate: Path, device: str) -> None:
+        if not self.opt.verify:
+            return
+        report = verify(reference, candidate, device=device, identities=self.opt.identities)
+        self.result.reports[step] = report
+        self.emit(str(report))
+
+    def calibrate(self, step: str, path: Path, device: str) -> None:
+        if self.opt.calibrate is None:
+            return
+        from vireid.backends import open_backend
+
+        with open_backend(path, device=device) as backend:
+            calibration = calibrate_threshold(
+                backend.infer, self.opt.calibrate, backend.card.input_size, self.opt.fmr
+            )
+            card = calibration.apply(backend.card)
+        if path.suffix == ".onnx":
+            update_card(path, card)
+        else:
+            card.write_sidecar(path)
+        self.result.calibrations[step] = calibration
+        self.emit(f"{step}: {calibration}")
+
+
+def export_chain(
+    source: str | Path,
+    steps: str | Sequence[str],
+    out_dir: str | Path,
+    options: ChainOptions | None = None,
+    emit: Callable[[str], None] = print,
+) -> ChainResult:
+    """Run the requested steps from a checkpoint (or an exported `.onnx`) into `out_dir`.
+
+    Args:
+        source: checkpoint (`.safetensors`/`.json`) or an exported `.onnx`.
+        steps: any of `onnx, fp16, engine, triton` (a later step implies the ONNX it is built from).
+        out_dir: folder for the artifacts (`NAME.onnx`, `NAME.fp16.onnx`, `NAME[.fp16].engine`, `triton/`).
+        options: `ChainOptions` (name, opset, engine profile/workspace/timing cache, calibration data
+            and false-match rate, Triton name/max batch, synthetic gallery size, verification on/off).
+        emit: where progress lines and parity reports go (default `print`).
+    """
+    source, out = Path(source), Path(out_dir)
+    opt = options or ChainOptions()
+    wanted = parse_steps(steps)
+    out.mkdir(parents=True, exist_ok=True)
+    chain = _Chain(out, opt, emit)
+    name = opt.name or source.name.split(".")[0]
+    onnx_path, fp16_path = _onnx_stage(chain, source, wanted, name)
+    if "fp16" in wanted:
+        if fp16_path is not None:
+            raise ConfigError(f"{source} is already FP16; drop 'fp16' from --to")
+        from .fp16 import to_fp16
+
+        fp16_path = chain.timed_step("fp16", lambda: to_fp16(onnx_path, out / f"{name}.fp16.onnx"))
+        chain.check("fp16", onnx_path, fp16_path, "cpu")
+        chain.calibrate("fp16", fp16_path, "cpu")
+    final = fp16_path or onnx_path
+    if "engine" in wanted:
+        final = _engine_stage(chain, final)
+    if "triton" in wanted:
+        from .triton import to_triton
+
+        model = to_triton(
+            final, out / "triton", opt.triton_name or name.replace(" ", "_"), opt.triton_max_batch
+        )
+        chain.result.artifacts["triton"] = model.directory
+        emit(f"triton: wrote {model.config} ({model.platform}, max_batch_size {model.max_batch_size})")
+    return chain.result
+
+
+def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tuple[Path, Path | None]:
+    """The FP32 ONNX (exported and checked, or the given file) and the given FP16 file, if any."""
+    if source.suffix.lower() == ".onnx":
+        if "onnx" in wanted:
+            raise ConfigError(f"{source} is already ONNX; drop 'onnx' from --to (or pass the checkpoint)")
+        card = ModelCard.from_onnx(source)
+        return source, (source if card.precision is Precision.FP16 else None)
+    from .onnx_export import to_onnx
+
+    onnx_path = chain.timed_step(
+        "onnx", lambda: to_onnx(source, chain.out / f"{name}.onnx", opset=chain.opt.opset)
+    )
+    chain.check("onnx", source, onnx_path, "cpu")
+    chain.calibrate("onnx", onnx_path, "cpu")
+    return onnx_path, None
+
+
+def _engine_stage(chain: _Chain, onnx_path: Path) -> Path:
+    from .tensorrt import to_engine
+
+    opt = chain.opt
+    engine = chain.out / f"{onnx_path.name.removesuffix('.onnx')}.engine"
+    cache = opt.timing_cache or chain.out / "timing.cache"
+    path = chain.timed_step(
+        "engine",
+        lambda: to_engine(onnx_path, engine, batch=opt.batch, workspace=opt.workspace, timing_cache=cache),
+    )
+    chain.check("engine", onnx_path, path, "auto")  # auto: the ONNX on CUDA (or CPU), the engine on TensorRT
+    chain.calibrate("engine", path, "auto")
+    return path

@@ -1,0 +1,372 @@
+"""ONNX → TensorRT engine with the TensorRT 8.5 … 11.x Python API, plus the `<engine>.json` card.
+
+Named tensors, one optimisation profile on the batch dimension of every input, a timing cache that is
+read before and written after each build, and precision taken from the ONNX file:
+
+- FP16 ONNX (from `to_fp16`): a strongly typed network on TensorRT 10 (`STRONGLY_TYPED`), the only
+  kind TensorRT 11 builds; TensorRT 8.x has no strong typing and gets `BuilderFlag.FP16` instead.
+- FP32 ONNX, `precision="fp32"`: FP32 kernels; TF32 is switched off unless `tf32=True`.
+- FP32 ONNX, `precision="fp16"` (TensorRT ≤ 10 only): `BuilderFlag.FP16` with the fragile layers (input
+  path, head, reductions) pinned to FP32 under `OBEY_PRECISION_CONSTRAINTS`. TensorRT 11 removed that
+  path; convert with `to_fp16` first.
+
+`tensorrt` is imported when a build starts. Without it, `MissingDependencyError` names the `tensorrt`
+extra and carries the equivalent `trtexec` command line; `attach_card` then writes the card for the
+engine `trtexec` builds.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vireid.card import BatchProfile, ModelCard, Precision
+from vireid.errors import ArtifactError, ConfigError, DeviceError, MissingDependencyError
+
+from .artifact import load_onnx, log, timed
+from .fp16 import fp32_node_names
+
+DEFAULT_BATCH = (1, 8, 32)
+DEFAULT_WORKSPACE = 1 << 30
+PURPOSE = "Building a TensorRT engine"
+
+
+def engine_path_for(onnx_path: str | Path) -> Path:
+    """Default engine path: `<onnx stem>.engine` beside the ONNX file."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.stem + ".engine")
+
+
+def _profile(batch: Sequence[int] | BatchProfile) -> BatchProfile:
+    if isinstance(batch, BatchProfile):
+        return batch
+    values = tuple(batch)
+    if len(values) != 3:
+        raise ConfigError(f"batch must be (min, opt, max), got {values!r}")
+    try:
+        return BatchProfile(*values)
+    except ArtifactError as exc:
+        raise ConfigError(f"batch {values}: {exc}") from None
+
+
+def _shape(card: ModelCard, name: str, n: int) -> str:
+    return (
+        f"{name}:{n}x{card.input_height}x{card.input_width}x3"
+        if name == card.input_names[0]
+        else f"{name}:{n}"
+    )
+
+
+def trtexec_command(
+    onnx_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    batch: Sequence[int] | BatchProfile = DEFAULT_BATCH,
+    precision: str | Precision | None = None,
+    workspace: int = DEFAULT_WORKSPACE,
+    timing_cache: str | Path | None = None,
+) -> str:
+    """The `trtexec` command line (TensorRT 10/11) that builds the same engine as `to_engine`."""
+    card = ModelCard.from_onnx(onnx_path)
+    profile = _profile(batch)
+    wanted = _precision(card, precision, major=None)
+    out = Path(out) if out is not None else engine_path_for(onnx_path)
+    shapes = {
+        flag: ",".join(_shape(card, name, n) for name in card.input_names)
+        for flag, n in (("min", profile.min), ("opt", profile.opt), ("max", profile.max))
+    }
+    args = [
+        "trtexec",
+        f"--onnx={onnx_path}",
+        f"--saveEngine={out}",
+        f"--memPoolSize=workspace:{max(1, workspace >> 20)}M",
+        *(f"--{flag}Shapes={value}" for flag, value in shapes.items()),
+    ]
+    if timing_cache is not None:
+        args.append(f"--timingCacheFile={timing_cache}")
+    if card.precision is Precision.FP16:
+        args.append("--stronglyTyped")  # TensorRT 10; a no-op (always on) in 11
+    elif wanted is Precision.FP16:
+        args.append("--fp16")  # TensorRT <= 10 only
+    else:
+        args.append("--noTF32")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _precision(card: ModelCard, requested: str | Precision | None, major: int | None) -> Precision:
+    """The engine precision, refusing combinations the ONNX file or TensorRT version cannot give."""
+    wanted = card.precision if requested is None else Precision.parse(requested)
+    if wanted is Precision.INT8 or card.precision is Precision.INT8:
+        raise ConfigError("INT8 engines are not supported by vireid yet; build fp16 or fp32")
+    if card.precision is Precision.FP16 and wanted is Precision.FP32:
+        raise ConfigError(
+            "this ONNX file is FP16; an FP32 engine must be built from the FP32 ONNX (the one to_fp16 read)"
+        )
+    if card.precision is Precision.FP32 and wanted is Precision.FP16 and major is not None and major >= 11:
+        raise ConfigError(
+            "TensorRT 11 builds FP16 engines only from an FP16 ONNX file: convert first with "
+            "vireid.export.to_fp16 (or `vireid export CHECKPOINT --to fp16,engine`)"
+        )
+    return wanted
+
+
+def attach_card(
+    engine_path: str | Path,
+    onnx_path: str | Path,
+    *,
+    batch: Sequence[int] | BatchProfile = DEFAULT_BATCH,
+    precision: str | Precision | None = None,
+    tensorrt_version: str | None = None,
+    gpu_name: str | None = None,
+    compute_capability: str | None = None,
+) -> Path:
+    """Write `<engine>.json` for an engine built outside vireid (e.g. by `trtexec`) from `onnx_path`.
+
+    TensorRT version and GPU left as None are not checked when the engine is opened (TensorRT's own
+    deserialisation check still applies). Returns the sidecar path.
+    """
+    card = ModelCard.from_onnx(onnx_path)
+    if not Path(engine_path).is_file():
+        raise ArtifactError(f"{engine_path}: no such engine file; build it first (see trtexec_command)")
+    engine_card = card.replace(
+        precision=_precision(card, precision, major=None),
+        profile=_profile(batch),
+        tensorrt_version=tensorrt_version,
+        gpu_name=gpu_name,
+        compute_capability=compute_capability,
+    )
+    return engine_card.write_sidecar(engine_path)
+
+
+def _import_tensorrt(onnx_path: Path, out: Path, **settings: Any) -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        command = trtexec_command(onnx_path, out, **settings)
+        raise MissingDependencyError(
+            "tensorrt",
+            "tensorrt",
+            PURPOSE,
+            hint=(
+                "Or build the engine with NVIDIA's trtexec where TensorRT is installed:\n  "
+                f"{command}\nthen write its card: vireid export {onnx_path} --attach {out}"
+            ),
+        ) from None
+    return trt
+
+
+def _major(trt: Any) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+def _network_flags(trt: Any, major: int, strongly_typed: bool) -> int:
+    flags = 0
+    kinds = trt.NetworkDefinitionCreationFlag
+    if major < 10:
+        flags |= 1 << int(kinds.EXPLICIT_BATCH)
+    elif major == 10 and strongly_typed:
+        flags |= 1 << int(kinds.STRONGLY_TYPED)  # 11: always strongly typed, flag not needed
+    return flags
+
+
+def _parser_errors(parser: Any) -> list[str]:
+    """Parser errors as `node 'NAME' (OP): description` lines (node names from TensorRT ≥ 8.6)."""
+    lines = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        name = _call(error, "node_name")
+        operator = _call(error, "node_operator")
+        where = f"node '{name}'" if name else f"node #{_call(error, 'node')}"
+        what = f" ({operator})" if operator else ""
+        lines.append(f"{where}{what}: {_call(error, 'desc') or error}")
+    return lines
+
+
+def _call(obj: Any, method: str) -> Any:
+    fn = getattr(obj, method, None)
+    return fn() if callable(fn) else None
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, flags: int) -> Any:
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    with timed(f"TensorRT: parse {onnx_path.name}"):
+        ok = parser.parse_from_file(str(onnx_path))
+    if not ok:
+        errors = "\n  ".join(_parser_errors(parser)) or "(no parser errors reported)"
+        raise ArtifactError(
+            f"{onnx_path}: TensorRT {trt.__version__} could not parse the ONNX model:\n  {errors}\n"
+            "Export with the default opset 17 (`vireid export --opset 17`), which every supported "
+            "TensorRT parses, or upgrade TensorRT."
+        )
+    return network, parser
+
+
+def _add_profile(builder: Any, config: Any, network: Any, card: ModelCard, profile: BatchProfile) -> None:
+    shapes = builder.create_optimization_profile()
+    names = []
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        rest = tuple(int(d) for d in tensor.shape)[1:]
+        names.append(tensor.name)
+        shapes.set_shape(tensor.name, (profile.min, *rest), (profile.opt, *rest), (profile.max, *rest))
+    if sorted(names) != sorted(card.input_names):
+        raise ArtifactError(f"network inputs are {names}, the card promises {list(card.input_names)}")
+    config.add_optimization_profile(shapes)
+
+
+def _pin_fp32(trt: Any, network: Any, keep: set[str]) -> int:
+    """Weakly typed FP16 build: force the kept layers (by ONNX node name) to FP32. Returns the count."""
+    pinned = 0
+    floats = {trt.float32, trt.float16}
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.name not in keep:
+            continue
+        layer.precision = trt.float32
+        for out in range(layer.num_outputs):
+            if layer.get_output(out).dtype in floats:
+                layer.set_output_type(out, trt.float32)
+        pinned += 1
+    return pinned
+
+
+@dataclass(frozen=True)
+class _Settings:
+    card: ModelCard
+    precision: Precision
+    major: int
+    profile: BatchProfile
+    workspace: int
+    tf32: bool
+
+
+def _configure(trt: Any, builder: Any, network: Any, onnx_path: Path, settings: _Settings) -> Any:
+    card, precision, major = settings.card, settings.precision, settings.major
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace))
+    flag = trt.BuilderFlag
+    if card.precision is Precision.FP16 and major < 10:
+        config.set_flag(flag.FP16)  # no strong typing before 10: let FP16 kernels run
+    elif card.precision is Precision.FP32 and precision is Precision.FP16:
+        config.set_flag(flag.FP16)
+        config.set_flag(flag.OBEY_PRECISION_CONSTRAINTS)
+        pinned = _pin_fp32(trt, network, fp32_node_names(load_onnx(onnx_path)))
+        log.info("TensorRT: FP16 flag, %d fragile layers pinned to FP32", pinned)
+    if precision is Precision.FP32 and not settings.tf32 and hasattr(flag, "TF32"):
+        config.clear_flag(flag.TF32)
+    _add_profile(builder, config, network, card, settings.profile)
+    return config
+
+
+def _load_timing_cache(config: Any, path: Path | None) -> Any:
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    if data:
+        log.info("TensorRT: reusing timing cache %s (%d bytes)", path, len(data))
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is not used
+    return cache
+
+
+def _write_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(memoryview(data).tobytes())
+    tmp.replace(path)
+
+
+def _make_builder(trt: Any, logger: Any) -> Any:
+    try:
+        return trt.Builder(logger)
+    except TypeError as exc:  # "...factory function returned nullptr" when CUDA cannot start
+        said = "; ".join(logger.lines[-3:]) or str(exc)
+        raise DeviceError(
+            f"TensorRT could not create a builder ({said}); check the GPU with nvidia-smi"
+        ) from None
+
+
+def _gpu(device_id: int) -> tuple[Any, str, str]:
+    from vireid.backends.cuda import load_cuda
+
+    cuda = load_cuda()
+    name, capability = cuda.open(device_id)
+    return cuda, name, capability
+
+
+def to_engine(
+    onnx_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    batch: Sequence[int] | BatchProfile = DEFAULT_BATCH,
+    precision: str | Precision | None = None,
+    workspace: int = DEFAULT_WORKSPACE,
+    timing_cache: str | Path | None = None,
+    device_id: int = 0,
+    tf32: bool = False,
+) -> Path:
+    """Build a TensorRT engine from an exported ONNX file and write its `<engine>.json` card.
+
+    Args:
+        onnx_path: `.onnx` (FP32) or `.fp16.onnx` written by vireid.
+        out: engine path; default `<onnx stem>.engine` beside the ONNX file.
+        batch: optimisation profile `(min, opt, max)` on the batch axis of both inputs.
+        precision: `fp16` or `fp32`; default = the ONNX file's precision.
+        workspace: builder workspace limit in bytes.
+        timing_cache: file read before the build (when present) and rewritten after it; reuse it to
+            make later builds on the same GPU and TensorRT version much faster.
+        device_id: CUDA device to build on (engines are specific to its type).
+        tf32: allow TF32 kernels in an FP32 engine (off by default so FP32 means FP32).
+
+    Returns:
+        The engine path. The sidecar card records the engine's SHA-256, TensorRT version, GPU name,
+        compute capability, profile and precision.
+
+    Raises:
+        MissingDependencyError: TensorRT (or cuda-python) is not installed; the message holds the
+            equivalent trtexec command line.
+        ArtifactError: unreadable ONNX, parser errors (with node names), or a failed build.
+        ConfigError: a precision the file or TensorRT version cannot give, or a bad profile.
+        DeviceError: no usable GPU.
+    """
+    onnx_path = Path(onnx_path)
+    out = Path(out) if out is not None else engine_path_for(onnx_path)
+    card = ModelCard.from_onnx(onnx_path)
+    profile = _profile(batch)
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    trt = _import_tensorrt(
+        onnx_path, out, batch=profile, precision=precision, workspace=workspace, timing_cache=cache_path
+    )
+    major = _major(trt)
+    settings = _Settings(card, _precision(card, precision, major), major, profile, workspace, tf32)
+    from vireid.backends.trt_engine import make_logger
+
+    cuda, gpu_name, capability = _gpu(device_id)
+    try:
+        logger = make_logger(trt)
+        builder = _make_builder(trt, logger)
+        strongly_typed = card.precision is Precision.FP16
+        network, _parser = _parse(trt, builder, logger, onnx_path, _network_flags(trt, major, strongly_typed))
+        config = _configure(trt, builder, network, onnx_path, settings)
+        _load_timing_cache(config, cache_path)
+        with timed(f"TensorRT {trt.__version__}: build {settings.precision.value} engine on {gpu_name}"):
+            plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            said = "\n  ".join(logger.lines[-10:]) or "(TensorRT logged nothing)"
+            raise ArtifactError(f"{onnx_path}: TensorRT could not build an engine. TensorRT said:\n  {said}")
+        _write_atomic(out, plan)
+        if cache_path is not None:
+            _write_atomic(cache_path, config.get_timing_cache().serialize())
+    finally:
+        cuda.release()
+    engine_card = card.replace(
+        precision=settings.precision,
+        profile=profile,
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu_name,
+        compute_capability=capability,
+    )
+    engine_card.write_sidecar(out)
+    return out

@@ -1,0 +1,107 @@
+"""Export a checkpoint: ONNX → FP16 ONNX → TensorRT engine → Triton repository, each step verified.
+
+Every artifact is compared with the one it came from (PyTorch for the ONNX, the FP32 ONNX for the FP16
+one, the ONNX for the engine) on a synthetic cross-modal gallery, and the parity report is printed;
+the exit status is 1 when a check fails. `--calibrate DIR` stores a match threshold for `--fmr` in each
+artifact's card, computed on the validation identities of a SYSU-MM01-layout folder. Needs the `export`
+extra (torch, onnx, onnxslim); the engine step needs the `tensorrt` extra and a GPU, and without
+TensorRT prints the equivalent trtexec command (then `--attach ENGINE` writes the engine's card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _batch(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX batch sizes such as 1,8,32, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vireid export`."""
+    parser.add_argument("source", help="checkpoint (.safetensors or .json), or an exported .onnx")
+    parser.add_argument("--to", default="onnx,fp16", help="steps: any of onnx,fp16,engine,triton")
+    parser.add_argument("--out", type=Path, default=Path("export"), help="output folder")
+    parser.add_argument("--name", help="artifact file stem (default: the source's)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 parses on TensorRT 8.5+)")
+    parser.add_argument("--batch", type=_batch, default=(1, 8, 32), help="engine profile MIN,OPT,MAX")
+    parser.add_argument("--workspace", type=int, default=1024, help="TensorRT workspace in MiB")
+    parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default OUT/timing.cache)")
+    parser.add_argument("--calibrate", type=Path, metavar="DIR", help="SYSU-layout folder for the threshold")
+    parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate for the threshold")
+    parser.add_argument("--triton-name", help="Triton model name (default: the artifact stem)")
+    parser.add_argument("--triton-max-batch", type=int, help="Triton max_batch_size")
+    parser.add_argument("--identities", type=int, default=32, help="people in the parity gallery")
+    parser.add_argument("--no-verify", action="store_true", help="skip the parity checks")
+    parser.add_argument("--json", type=Path, help="write artifacts, reports and timings as JSON here")
+    parser.add_argument(
+        "--trtexec", action="store_true", help="print the trtexec command for SOURCE (.onnx) and exit"
+    )
+    parser.add_argument(
+        "--attach",
+        type=Path,
+        metavar="ENGINE",
+        help="write the card of an engine built elsewhere (trtexec) from SOURCE (.onnx) with --batch",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chain and print each parity report."""
+    from vireid.export.chain import ChainOptions, export_chain
+
+    if args.trtexec or args.attach:
+        return _engine_helpers(args)
+    options = ChainOptions(
+        name=args.name,
+        opset=args.opset,
+        batch=args.batch,
+        workspace=args.workspace << 20,
+        timing_cache=args.timing_cache,
+        calibrate=args.calibrate,
+        fmr=args.fmr,
+        triton_name=args.triton_name,
+        triton_max_batch=args.triton_max_batch,
+        identities=args.identities,
+        verify=not args.no_verify,
+    )
+    result = export_chain(args.source, args.to, args.out, options)
+    if args.json:
+        data = {
+            "artifacts": {k: str(v) for k, v in result.artifacts.items()},
+            "seconds": result.seconds,
+            "reports": {k: r.to_dict() for k, r in result.reports.items()},
+            "calibrations": {k: vars(c) for k, c in result.calibrations.items()},
+            "passed": result.passed,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    if not result.passed:
+        failed = ", ".join(step for step, report in result.reports.items() if not report)
+        print(f"vireid export: parity check failed for: {failed}")
+        return 1
+    return 0
+
+
+def _engine_helpers(args: argparse.Namespace) -> int:
+    from vireid.export.tensorrt import attach_card, trtexec_command
+
+    if args.attach:
+        sidecar = attach_card(args.attach, args.source, batch=args.batch)
+        print(f"wrote {sidecar}")
+        return 0
+    engine = args.out / (Path(args.source).name.removesuffix(".onnx") + ".engine")
+    cache = args.timing_cache or args.out / "timing.cache"
+    print(
+        trtexec_command(
+            args.source, engine, batch=args.batch, workspace=args.workspace << 20, timing_cache=cache
+        )
+    )
+    return 0

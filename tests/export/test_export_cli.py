@@ -1,0 +1,136 @@
+"""`vireid export` and `vireid verify` (command modules run as `vireid.cli.main` runs them)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import fake_tensorrt as fake
+import pytest
+
+from vireid import ConfigError, MissingDependencyError, ModelCard, VireidError
+from vireid.cli import export as export_cmd
+from vireid.cli import verify as verify_cmd
+from vireid.export.triton import parse_config
+
+HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "onnxslim", "tritonclient")
+
+
+def cli(module, argv: list[str]) -> int:
+    """Parse and run one command module; a `VireidError` propagates (main turns it into exit 1)."""
+    parser = argparse.ArgumentParser(prog=f"vireid {module.__name__.rsplit('.', 1)[-1]}")
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [str(tiny_checkpoint), "--to", "onnx,fp16,triton", "--out", str(out), "--name", "m"]
+    argv += [
+        "--calibrate",
+        str(tiny_sysu),
+        "--fmr",
+        "0.01",
+        "--identities",
+        "8",
+        "--json",
+        str(out / "r.json"),
+    ]
+    assert cli(export_cmd, argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("result                 PASS") == 2  # ONNX vs PyTorch, FP16 vs FP32 ONNX
+    assert "m.onnx (cpu)  vs  tiny.safetensors (PyTorch)" in printed and "false-match rate 0.01" in printed
+    for name in ("m.onnx", "m.fp16.onnx"):
+        card = ModelCard.from_onnx(out / name)
+        assert card.match_threshold is not None and card.match_threshold_fmr == 0.01
+        assert card.match_threshold_data["precision"] == card.precision.value
+    config = parse_config((out / "triton" / "m" / "config.pbtxt").read_text())
+    assert config.platform == "onnxruntime_onnx" and (out / "triton" / "m" / "1" / "model.onnx").is_file()
+    result = json.loads((out / "r.json").read_text())
+    assert result["passed"] and set(result["reports"]) == {"onnx", "fp16"}
+    assert set(result["artifacts"]) == {"onnx", "fp16", "triton"} and result["seconds"]["onnx"] > 0
+
+
+def test_engine_step_without_tensorrt_prints_trtexec(monkeypatch, tiny_fp16, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(MissingDependencyError, match=r"(?s)vireid\[tensorrt\].*trtexec --onnx="):
+        cli(export_cmd, [str(tiny_fp16), "--to", "engine", "--out", str(tmp_path), "--no-verify"])
+
+
+def test_engine_and_triton_steps_with_fake_tensorrt(monkeypatch, tiny_fp16, tmp_path, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
+    for name, module in fake.cuda_modules(fake.FakeCudart()).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    argv = [
+        str(tiny_fp16),
+        "--to",
+        "engine,triton",
+        "--out",
+        str(tmp_path),
+        "--batch",
+        "1,4,16",
+        "--no-verify",
+    ]
+    assert cli(export_cmd, argv) == 0
+    engine = tmp_path / "tiny.fp16.engine"
+    assert ModelCard.from_engine(engine).profile.max == 16 and (tmp_path / "timing.cache").is_file()
+    config = parse_config((tmp_path / "triton" / "tiny" / "config.pbtxt").read_text())
+    assert (config.platform, config.max_batch_size) == ("tensorrt_plan", 16)
+    assert "engine: wrote" in capsys.readouterr().out
+
+
+def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
+    assert cli(export_cmd, [str(tiny_fp16), "--trtexec", "--out", str(tmp_path), "--batch", "1,4,16"]) == 0
+    command = capsys.readouterr().out.strip()
+    assert command.startswith("trtexec ") and "--maxShapes=images:16x128x64x3,modality:16" in command
+    assert f"--saveEngine={tmp_path / 'tiny.fp16.engine'}" in command
+    engine = fake.write_engine(
+        tmp_path / "tiny.fp16.engine", fake.engine_spec(128, 64, 128, profile=(1, 4, 16))
+    )
+    assert cli(export_cmd, [str(tiny_fp16), "--attach", str(engine), "--batch", "1,4,16"]) == 0
+    assert ModelCard.from_engine(engine).profile.max == 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "error", "match"),
+    [
+        (["--to", "onnx,tflite"], ConfigError, "onnx, fp16, engine, triton"),
+        (["--to", "onnx"], ConfigError, "already ONNX"),
+        (["--to", "fp16"], ConfigError, "already FP16"),
+    ],
+)
+def test_export_argument_errors(tiny_fp16, tmp_path, argv, error, match) -> None:
+    with pytest.raises(error, match=match):
+        cli(export_cmd, [str(tiny_fp16), "--out", str(tmp_path), *argv])
+    with pytest.raises(SystemExit):
+        cli(export_cmd, [str(tiny_fp16), "--batch", "1,2"])
+
+
+def test_verify_prints_the_report_and_sets_the_exit_status(tiny_onnx, tiny_fp16, tmp_path, capsys) -> None:
+    base = [str(tiny_onnx), str(tiny_fp16), "--device", "cpu", "--identities", "8"]
+    assert cli(verify_cmd, [*base, "--json", str(tmp_path / "r.json")]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["thresholds"]["min_cosine"] == 0.999  # fp16 default
+    assert cli(verify_cmd, [*base, "--min-top1", "1.5", "--no-batch-check"]) == 1
+    printed = capsys.readouterr().out
+    assert "FAIL: top-1 agreement" in printed and "not measured" in printed
+
+
+def test_verify_of_a_missing_file_is_a_vireid_error(tiny_onnx, tmp_path) -> None:
+    with pytest.raises(VireidError, match=r"missing\.onnx"):
+        cli(verify_cmd, [str(tiny_onnx), str(tmp_path / "missing.onnx"), "--device", "cpu"])
+
+
+def test_export_modules_import_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "import vireid.cli.export, vireid.cli.verify, vireid.export\n"
+        "from vireid.export import artifact, calibrate, chain, fp16, onnx_export, parity, tensorrt, triton\n"
+        "from vireid.export import to_engine, to_triton, verify\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,205 @@
+"""`to_engine` builder logic against the FAKE tensorrt / cudart modules of tests/sdk/fake_tensorrt.py.
+
+The fake builder records every setting in the engine it writes, so these tests check flags, profile,
+workspace, precision handling per TensorRT version, timing-cache reuse, the sidecar card and the error
+paths on a CPU; the built fake engine is then opened by the runtime's TensorRT backend (also faked).
+Real builds are in test_export_gpu.py (marked gpu).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import fake_tensorrt as fake
+import numpy as np
+import onnx
+import pytest
+
+from vireid import ArtifactError, BatchProfile, ConfigError, DeviceError, MissingDependencyError, ModelCard
+from vireid.backends.tensorrt import TensorRTBackend
+from vireid.card import Precision, sha256_file
+from vireid.export import attach_card, to_engine, trtexec_command
+from vireid.export.artifact import save_onnx
+
+
+@pytest.fixture
+def trt_env(monkeypatch: pytest.MonkeyPatch):
+    """Install fake tensorrt (version chosen by the test) + cudart; returns a setter."""
+    cudart = fake.FakeCudart()
+    for name, module in fake.cuda_modules(cudart).items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def install(version: str = fake.VERSION, **options) -> object:
+        module = fake.tensorrt_module(version, **options)
+        monkeypatch.setitem(sys.modules, "tensorrt", module)
+        return module
+
+    install()
+    return install
+
+
+def build_spec(engine: Path) -> dict:
+    return json.loads(engine.read_bytes()[len(fake.MAGIC) :])
+
+
+def test_fp16_onnx_builds_strongly_typed_engine_with_profile_and_sidecar(
+    trt_env, tiny_fp16, tmp_path
+) -> None:
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 4, 16), workspace=256 << 20)
+    spec = build_spec(engine)
+    build = spec["build"]
+    assert build["strongly_typed"] and build["network_flags"] == 1 << 1  # 10.x: STRONGLY_TYPED
+    assert "FP16" not in build["flags"]  # 10.x refuses FP16 + STRONGLY_TYPED
+    assert build["workspace"] == 256 << 20
+    assert build["shapes"] == {
+        "images": [[1, 128, 64, 3], [4, 128, 64, 3], [16, 128, 64, 3]],
+        "modality": [[1], [4], [16]],
+    }
+    card = ModelCard.from_engine(engine)  # checks the SHA-256 too
+    assert card.engine_sha256 == sha256_file(engine)
+    assert card.precision is Precision.FP16 and card.profile == BatchProfile(1, 4, 16)
+    assert (card.tensorrt_version, card.gpu_name, card.compute_capability) == (
+        "10.3.0",
+        "NVIDIA Fake GPU",
+        "8.6",
+    )
+    assert card.embedding_space() == ModelCard.from_onnx(tiny_fp16).embedding_space()
+
+
+def test_built_engine_opens_in_the_runtime_backend(trt_env, tiny_fp16, tmp_path) -> None:
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 4, 8))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 128, 64, 3), dtype=np.uint8)
+    modality = np.array([0, 1, 0, 1, 1], np.int32)
+    with TensorRTBackend(engine, device="tensorrt") as backend:
+        assert backend.max_batch == 8
+        out = backend.infer(images, modality)
+    assert np.allclose(out, fake.fake_engine_function(images, modality, 128), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("version", "network_flags", "flags"),
+    [
+        ("8.6.1", 1 << 0, {"FP16", "TF32"}),  # explicit batch, no strong typing: the FP16 flag instead
+        ("10.3.0", 1 << 1, {"TF32"}),  # strongly typed
+        ("11.4.0", 0, {"TF32"}),  # always strongly typed; no flags to set
+    ],
+)
+def test_fp16_onnx_per_tensorrt_version(trt_env, tiny_fp16, tmp_path, version, network_flags, flags) -> None:
+    trt_env(version)
+    build = build_spec(to_engine(tiny_fp16, tmp_path / "m.engine"))["build"]
+    assert build["network_flags"] == network_flags and set(build["flags"]) == flags
+    assert ModelCard.from_engine(tmp_path / "m.engine").tensorrt_version == version
+
+
+def test_fp32_onnx_fp32_engine_disables_tf32(trt_env, tiny_onnx, tmp_path) -> None:
+    build = build_spec(to_engine(tiny_onnx, tmp_path / "m.engine"))["build"]
+    assert build["flags"] == [] and not build["strongly_typed"]
+    assert ModelCard.from_engine(tmp_path / "m.engine").precision is Precision.FP32
+
+
+def test_fp32_onnx_as_fp16_pins_fragile_layers_on_tensorrt_10(trt_env, tiny_onnx, tmp_path) -> None:
+    build = build_spec(to_engine(tiny_onnx, tmp_path / "m.engine", precision="fp16"))["build"]
+    assert set(build["flags"]) >= {"FP16", "OBEY_PRECISION_CONSTRAINTS"}
+    pinned = set(build["pinned_fp32"])
+    assert {"/head/pool/Pow", "/head/bnneck/BatchNormalization", "/ReduceL2", "/Cast"} <= pinned
+    assert not any("/backbone/layer" in name and "Conv" in name for name in pinned)
+
+
+def test_tensorrt_11_needs_an_fp16_onnx_and_fp16_onnx_cannot_make_fp32(
+    trt_env, tiny_onnx, tiny_fp16, tmp_path
+) -> None:
+    trt_env("11.4.0")
+    with pytest.raises(ConfigError, match=r"only from an FP16 ONNX.*to_fp16"):
+        to_engine(tiny_onnx, tmp_path / "m.engine", precision="fp16")
+    with pytest.raises(ConfigError, match="FP32 engine must be built from the FP32 ONNX"):
+        to_engine(tiny_fp16, tmp_path / "m.engine", precision="fp32")
+    with pytest.raises(ConfigError, match="INT8"):
+        to_engine(tiny_onnx, tmp_path / "m.engine", precision="int8")
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_timing_cache_is_written_and_reused(trt_env, tiny_fp16, tmp_path) -> None:
+    cache = tmp_path / "timing.cache"
+    first = build_spec(to_engine(tiny_fp16, tmp_path / "a.engine", timing_cache=cache))["build"]
+    assert not first["timing_cache_reused"] and cache.read_bytes().startswith(fake.CACHE_MAGIC)
+    second = build_spec(to_engine(tiny_fp16, tmp_path / "b.engine", timing_cache=cache))["build"]
+    assert second["timing_cache_reused"]
+    assert json.loads(cache.read_bytes()[len(fake.CACHE_MAGIC) :]) == {"builds": 2}
+
+
+# ----- errors ---------------------------------------------------------------------------------------
+def test_missing_tensorrt_names_the_extra_and_the_trtexec_command(monkeypatch, tiny_fp16, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt -> ImportError
+    with pytest.raises(MissingDependencyError) as info:
+        to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 8, 32), timing_cache=tmp_path / "tc.bin")
+    message = str(info.value)
+    assert "pip install 'vireid[tensorrt]'" in message and info.value.extra == "tensorrt"
+    assert f"trtexec --onnx={tiny_fp16} --saveEngine={tmp_path / 'm.engine'}" in message
+    assert "--minShapes=images:1x128x64x3,modality:1" in message
+    assert "--maxShapes=images:32x128x64x3,modality:32" in message
+    assert "--stronglyTyped" in message and f"--timingCacheFile={tmp_path / 'tc.bin'}" in message
+    assert f"--attach {tmp_path / 'm.engine'}" in message
+
+
+def test_trtexec_command_per_precision(tiny_onnx, tiny_fp16) -> None:
+    assert "--noTF32" in trtexec_command(tiny_onnx)
+    assert "--fp16" in trtexec_command(tiny_onnx, precision="fp16")
+    command = trtexec_command(tiny_fp16, "/x/m.engine", batch=(2, 4, 8), workspace=2 << 30)
+    assert (
+        "--memPoolSize=workspace:2048M" in command and "--optShapes=images:4x128x64x3,modality:4" in command
+    )
+
+
+def test_parser_errors_name_the_node(trt_env, tiny_fp16, tmp_path) -> None:
+    model = onnx.load(tiny_fp16)
+    node = next(n for n in model.graph.node if n.name == "/head/pool/Pow")
+    node.op_type = "FakeUnsupportedOp"
+    bad = save_onnx(model, tmp_path / "bad.onnx")
+    with pytest.raises(ArtifactError, match=r"node '/head/pool/Pow' \(FakeUnsupportedOp\): No importer"):
+        to_engine(bad, tmp_path / "m.engine")
+
+
+def test_failed_build_quotes_tensorrt(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+    module = trt_env()
+    monkeypatch.setattr(module.Builder, "fail_build", True)
+    with pytest.raises(ArtifactError, match="Could not find any implementation"):
+        to_engine(tiny_fp16, tmp_path / "m.engine")
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_no_gpu_is_a_device_error(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+    trt_env(cuda_ok=False)
+    with pytest.raises(DeviceError, match="CUDA initialization failure"):
+        to_engine(tiny_fp16, tmp_path / "m.engine")
+    for name, module in fake.cuda_modules(fake.FakeCudart(devices=0)).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(DeviceError, match="needs an NVIDIA GPU"):
+        to_engine(tiny_fp16, tmp_path / "m.engine")
+
+
+@pytest.mark.parametrize("batch", [(8, 4, 2), (0, 1, 2), (1, 2)])
+def test_bad_profile_is_a_config_error(trt_env, tiny_fp16, tmp_path, batch) -> None:
+    with pytest.raises(ConfigError, match="batch"):
+        to_engine(tiny_fp16, tmp_path / "m.engine", batch=batch)
+
+
+def test_corrupt_onnx_is_an_artifact_error(trt_env, tiny_fp16, tmp_path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(tiny_fp16.read_bytes()[:300])
+    with pytest.raises(ArtifactError, match="truncated"):
+        to_engine(bad, tmp_path / "m.engine")
+
+
+def test_attach_card_for_an_engine_built_elsewhere(tiny_fp16, tmp_path) -> None:
+    engine = fake.write_engine(
+        tmp_path / "trtexec.engine", fake.engine_spec(128, 64, 128, profile=(1, 8, 32))
+    )
+    sidecar = attach_card(engine, tiny_fp16, batch=(1, 8, 32), tensorrt_version="10.3.0")
+    assert sidecar == tmp_path / "trtexec.engine.json"
+    card = ModelCard.from_engine(engine)
+    assert card.profile == BatchProfile(1, 8, 32) and card.precision is Precision.FP16
+    with pytest.raises(ArtifactError, match="no such engine"):
+        attach_card(tmp_path / "missing.engine", tiny_fp16)

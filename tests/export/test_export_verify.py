@@ -1,0 +1,154 @@
+"""`verify` → `ParityReport` with callables (fast, exact expectations) and threshold calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard
+from vireid.backends import open_backend
+from vireid.export import Thresholds, calibrate_threshold, synthetic_gallery, verify
+from vireid.export.calibrate import cross_modal_scores, threshold_at_fmr
+from vireid.export.parity import Side, retrieval_agreement
+
+SIZE = (32, 16)
+PROJECTION = np.random.default_rng(0).standard_normal((3 * 4 * 2 + 1, 24))
+
+
+def embed(images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+    """A stand-in model: pooled pixels and the modality, projected and L2-normalised."""
+    n = len(images)
+    pooled = images.reshape(n, 4, 8, 2, 8, 3).mean(axis=(2, 4)).reshape(n, -1) / 255.0
+    x = np.concatenate([pooled, modality[:, None]], axis=1) @ PROJECTION
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def sized(fn):
+    """A side with a known input size (callables have none)."""
+    return Side(fn.__name__, fn, input_size=SIZE)
+
+
+def inputs(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    images, modality, _ = synthetic_gallery(SIZE, identities=n // 2)
+    return images, modality
+
+
+def test_identical_models_pass_with_perfect_scores() -> None:
+    report = verify(embed, embed, inputs(), thresholds=Thresholds.for_precision("fp32"))
+    assert report and report.passed and not report.failures
+    assert report.min_cosine == pytest.approx(1.0) and report.max_abs_error == 0.0
+    assert (report.top1_agreement, report.top5_agreement, report.queries) == (1.0, 1.0, 40)
+    assert report.batch_delta == 0.0
+    text = str(report)
+    assert "PASS" in text and "cosine min / mean" in text and "top-1 / top-5" in text
+    assert json.loads(json.dumps(report.to_dict()))["passed"] is True
+
+
+def test_noise_is_caught_and_reported() -> None:
+    rng = np.random.default_rng(1)
+
+    def noisy(images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        out = embed(images, modality) + rng.normal(0, 0.05, (len(images), 24)).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    report = verify(embed, noisy, inputs(), check_batch=False)
+    assert not report and "min cosine" in report.failures[0]
+    assert report.min_cosine < 0.999 and "FAIL" in str(report)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (lambda e: e * 2.0, "not unit length"),
+        (lambda e: np.where(np.arange(len(e))[:, None] == 3, np.nan, e), "not finite"),
+    ],
+)
+def test_non_normalised_or_non_finite_candidates_fail(broken, message) -> None:
+    report = verify(embed, lambda i, m: broken(embed(i, m)), inputs(), check_batch=False)
+    assert any(message in f for f in report.failures)
+
+
+def test_batch_dependence_is_measured() -> None:
+    def batch_dependent(images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        out = embed(images, modality) + 1e-3 * len(images)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    report = verify(embed, sized(batch_dependent), inputs(64), thresholds=Thresholds(0.9, 0.0, 1e-5))
+    assert report.batch_delta > 1e-5 and any("alone vs batch" in f for f in report.failures)
+
+
+def test_retrieval_agreement_counts_swaps() -> None:
+    modality = np.array([0, 0, 0, 1, 1, 1])
+    ref = np.eye(6)[[0, 1, 2, 0, 1, 2]].astype(np.float32)  # each infrared row matches one visible row
+    cand = ref.copy()
+    cand[3] = np.eye(6)[1] * 0.9 + np.eye(6)[0] * 0.1  # one infrared query now prefers another visible row
+    top1, top5, queries = retrieval_agreement(ref, cand, modality)
+    assert queries == 6 and top1 == pytest.approx(5 / 6) and top5 == 1.0  # 3 gallery rows: top-k sets equal
+
+
+def test_input_errors() -> None:
+    with pytest.raises(InputSpecError, match="neither side states its input size"):
+        verify(embed, embed)
+    with pytest.raises(InputSpecError, match="uint8"):
+        verify(sized(embed), embed, (np.zeros((2, *SIZE, 3), np.float32), np.zeros(2, np.int32)))
+    with pytest.raises(InputSpecError, match="modality"):
+        verify(sized(embed), embed, (np.zeros((2, *SIZE, 3), np.uint8), np.zeros(3, np.int32)))
+    other = Side("other", embed, input_size=(64, 32))
+    with pytest.raises(ArtifactError, match="not the same model"):
+        verify(sized(embed), other)
+    with pytest.raises(InputSpecError, match="cannot compare"):
+        verify(sized(embed), 42)
+
+
+def test_truncated_candidate_is_an_artifact_error(tiny_onnx: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(tiny_onnx.read_bytes()[:2000])
+    with pytest.raises(ArtifactError):
+        verify(tiny_onnx, bad, device="cpu")
+
+
+# ----- calibration ----------------------------------------------------------------------------------
+def test_threshold_at_fmr_meets_the_target() -> None:
+    rng = np.random.default_rng(0)
+    impostor, genuine = rng.normal(0.1, 0.1, 20000), rng.normal(0.7, 0.1, 500)
+    threshold, achieved, tmr = threshold_at_fmr(genuine, impostor, 1e-3)
+    assert achieved <= 1e-3 and np.sum(impostor >= threshold) == 20
+    assert np.sum(impostor >= np.nextafter(threshold, -1) - 1e-9) > 20  # the lowest such threshold
+    assert tmr == pytest.approx(np.mean(genuine >= threshold))
+    # too few impostor pairs for the target: above every impostor, achieved 0
+    threshold, achieved, _ = threshold_at_fmr(genuine, impostor[:100], 1e-3)
+    assert threshold > impostor[:100].max() and achieved == 0.0
+    with pytest.raises(ConfigError, match=r"in \(0, 1\)"):
+        threshold_at_fmr(genuine, impostor, 0.0)
+    with pytest.raises(ConfigError, match="no impostor"):
+        threshold_at_fmr(genuine, [], 1e-3)
+
+
+def test_cross_modal_pairs_only() -> None:
+    emb = np.eye(4, dtype=np.float32)
+    genuine, impostor = cross_modal_scores(emb, np.array([0, 0, 1, 1]), np.array([1, 2, 1, 2]))
+    assert len(genuine) == 2 and len(impostor) == 2  # 2 visible x 2 infrared
+
+
+def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path, tiny_sysu: Path) -> None:
+    with open_backend(tiny_onnx, device="cpu") as backend:
+        calibration = calibrate_threshold(backend.infer, tiny_sysu, backend.card.input_size, fmr=0.01)
+        card = calibration.apply(backend.card)
+    assert calibration.genuine_pairs > 0 and calibration.impostor_pairs > calibration.genuine_pairs
+    assert calibration.fmr_achieved <= 0.01 and -1.0 <= calibration.threshold <= 1.0
+    assert calibration.data["identities"] == 4 and calibration.data["split"] == "val"
+    again = ModelCard.from_json(card.to_json())
+    assert again.match_threshold == calibration.threshold and again.match_threshold_fmr == 0.01
+    assert again.match_threshold_fmr_achieved == calibration.fmr_achieved
+    assert again.match_threshold_data["impostor_pairs"] == calibration.impostor_pairs
+    assert "threshold" in str(calibration)
+
+
+def test_calibration_data_errors(tmp_path: Path, tiny_sysu: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        calibrate_threshold(embed, tmp_path / "nothing", SIZE)
+    with pytest.raises(ConfigError, match="not 'test'"):
+        calibrate_threshold(embed, tiny_sysu, SIZE, split="test")
