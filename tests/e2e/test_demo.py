@@ -30,13 +30,19 @@ def test_demo_runs_every_stage_then_reuses_its_work(
 ) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY))
-    args = ["--out", str(tmp_path / "demo"), "--config", str(config), "--ids", "12", "--quiet"]
+    args = ["--out", str(tmp_path / "demo"), "--config", str(config), "--ids", "24", "--quiet"]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "trained 1 epochs" in first and "demo finished" in first
     report = json.loads((tmp_path / "demo" / "results" / "evaluate.json").read_text())
     assert len(report["model"]["trials"]) == 10 and len(report["colour_histogram"]["trials"]) == 10
     assert (tmp_path / "demo" / "results" / "cmc.png").stat().st_size > 1000
+    assert "result                 PASS" in first
+    from vireid import ModelCard
+
+    for name in ("demo.onnx", "demo.fp16.onnx"):
+        card = ModelCard.from_artifact(tmp_path / "demo" / "models" / name)
+        assert card.input_size == (64, 32)
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "(reused)" in second and "already holds this training" in second
