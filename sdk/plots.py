@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,39 @@ def plot_cmc(curves: Mapping[str, np.ndarray], out: str | Path, title: str = "CM
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_bench(rows: Sequence[Any], out: str | Path, title: str = "vireid bench") -> Path:
+    """Throughput and p50 latency per configuration (backend + precision), one bar group per batch size.
+
+    `rows` are `vireid.bench.BenchRow`s (anything with backend, precision, batch, throughput, p50_ms).
+    """
+    matplotlib = require("matplotlib", "plot", "Plotting benchmark results")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = list(dict.fromkeys(f"{r.backend} {r.precision}" for r in rows))
+    batches = sorted({r.batch for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
+    width = 0.8 / max(1, len(configs))
+    for i, label in enumerate(configs):
+        mine = {r.batch: r for r in rows if f"{r.backend} {r.precision}" == label}
+        xs = [j + (i - (len(configs) - 1) / 2) * width for j in range(len(batches))]
+        for ax, value in ((axes[0], "throughput"), (axes[1], "p50_ms")):
+            ax.bar(xs, [getattr(mine[b], value) if b in mine else 0 for b in batches], width, label=label)
+    for ax, ylabel in ((axes[0], "images / s"), (axes[1], "p50 latency per batch (ms)")):
+        ax.set_xticks(range(len(batches)), [f"batch {b}" for b in batches])
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, axis="y")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

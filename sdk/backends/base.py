@@ -50,6 +50,10 @@ class Backend(abc.ABC):
         self._lock = threading.Lock()
         self._staging: np.ndarray | None = None
         self._closed = False
+        self.record_stages = False
+        """When True, backends that copy to a device time `h2d`, `infer` and `d2h` of each call
+        separately (synchronising between them, so only for benchmarks) into `last_stages`."""
+        self.last_stages: dict[str, float] = {}
 
     # ----- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:

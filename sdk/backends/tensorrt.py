@@ -11,6 +11,7 @@ shapes, copies host → device, runs `execute_async_v3` and copies the embedding
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ class TensorRTBackend(Backend):
 
     def _infer(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         n = len(images)
+        clock = _StageClock(self._cuda if self.record_stages else None)
         for name, array in zip(self.card.input_names, (images, modality), strict=True):
             staged = self._host[name][:n]
             if staged.ctypes.data != array.ctypes.data:  # filled through allocate_images: no copy
@@ -121,6 +123,7 @@ class TensorRTBackend(Backend):
                     f"profile takes batches {self.profile.min}..{self.profile.max}"
                 )
             self._cuda.to_device(self._device[name], staged)
+        clock.mark("h2d")
         out_name = self.card.output_name
         shape = tuple(self._context.get_tensor_shape(out_name))
         if shape != (n, self.card.embedding_dim):
@@ -131,9 +134,13 @@ class TensorRTBackend(Backend):
         if not self._context.execute_async_v3(self._cuda.stream_handle()):
             lines = "; ".join(self._logger.lines[-5:])
             raise ArtifactError(f"{self.path}: TensorRT execute_async_v3 failed for a batch of {n}: {lines}")
+        clock.mark("infer")
         result = self._host[out_name][:n]
         self._cuda.to_host(result, self._device[out_name])
         self._cuda.synchronize()
+        clock.mark("d2h")
+        if self.record_stages:
+            self.last_stages = clock.stages
         return result  # a view of the pinned buffer; the base class copies it out under its lock
 
     def _release(self) -> None:
@@ -143,3 +150,20 @@ class TensorRTBackend(Backend):
         self._host = {}
         self._device = {}
         self._cuda.release()
+
+
+class _StageClock:
+    """Milliseconds between marks, synchronising the stream at each (inactive when `cuda` is None)."""
+
+    def __init__(self, cuda: Any | None) -> None:
+        self.cuda = cuda
+        self.stages: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        if self.cuda is None:
+            return
+        self.cuda.synchronize()
+        now = time.perf_counter()
+        self.stages[stage] = 1e3 * (now - self._last)
+        self._last = now

@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "compare two models' embeddings and print the parity report (exit 1 on failure)",
     ),
     "run": ("vireid.cli.run", "run the real-time cross-modal pipeline on cameras or video files"),
+    "bench": (
+        "vireid.cli.bench",
+        "time a model on every runtime (latency, throughput, memory), or the pipeline on a scene",
+    ),
     "gallery": (
         "vireid.cli.gallery",
         "manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import",

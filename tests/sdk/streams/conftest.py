@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for helper_dir in (HERE.parent, HERE.parents[1] / "perf"):  # contract_model.py, scene_eval.py
+for helper_dir in (HERE.parent, HERE.parents[1] / "perf"):  # contract_model.py, scene_cache.py
     if str(helper_dir) not in sys.path:
         sys.path.insert(0, str(helper_dir))
 
 from contract_model import build_contract_model  # noqa: E402
-from scene_eval import cached_scene  # noqa: E402
+from scene_cache import cached_scene  # noqa: E402
 
 
 @pytest.fixture(scope="session")

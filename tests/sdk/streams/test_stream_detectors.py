@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from scene_eval import BoxScore, SceneTruth, score_boxes
 
 from vireid import ConfigError, InputSpecError
+from vireid.bench.scene import BoxScore, SceneTruth, score_boxes
 from vireid.errors import ArtifactError
 from vireid.streams import CallerBoxes, Detections, Frame, MotionDetector, YoloDetector, make_detector
 from vireid.streams.assignment import iou_matrix

@@ -1,6 +1,7 @@
 """The pipeline end to end: a generated scene scored against ground truth, sinks, lifecycle, failure
 isolation and configuration errors. Embeddings come from the contract model, or from an oracle that
-knows who is in each box (`scene_eval.Oracle`, a fake named as such) where identities must be right."""
+knows who is in each box (`vireid.bench.scene.Oracle`, a fake named as such) where identities must be
+right."""
 
 from __future__ import annotations
 
@@ -13,9 +14,16 @@ import cv2
 import numpy as np
 import pytest
 from contract_model import build_contract_model, contract_card
-from scene_eval import CameraTracks, Oracle, SceneTruth, name_of, score_cross_modal, score_identification
 
 from vireid import ConfigError, Embedder, Gallery, GalleryError
+from vireid.bench.scene import (
+    CameraTracks,
+    Oracle,
+    SceneTruth,
+    name_of,
+    score_cross_modal,
+    score_identification,
+)
 from vireid.streams import (
     CallbackSink,
     CallerBoxes,

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scene_eval import CameraTracks, SceneTruth
 
 from vireid import InputSpecError
+from vireid.bench.scene import CameraTracks, SceneTruth
 from vireid.streams import ByteTracker, Detections, MotionDetector
 from vireid.streams.assignment import assign, iou_matrix, linear_sum_assignment
 from vireid.streams.kalman import KalmanFilter, xyah_to_xyxy, xyxy_to_xyah

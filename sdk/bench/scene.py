@@ -1,8 +1,8 @@
 """Score pipeline output on a synthetic scene (`vireid synth scene`) against its ground truth `gt.json`.
 
-Pure numpy, used by `bench_pipeline.py` and by the stream tests. The ground truth gives, per camera and
-frame, each person's full-body box `[x1, y1, x2, y2]`, identity and visible fraction (occlusion and
-frame edges). Definitions:
+Pure numpy, used by `vireid bench pipeline`, the demo and the stream tests. The ground truth gives,
+per camera and frame, each person's full-body box `[x1, y1, x2, y2]`, identity and visible fraction
+(occlusion and frame edges). Definitions:
 
 - A ground-truth box is *required* when its visible fraction is at least `min_visibility`; others may be
   matched but are never counted as missed.
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vireid.streams.assignment import assign, iou_matrix
+from ..streams.assignment import assign, iou_matrix
 
 
 def name_of(pid: int) -> str:
@@ -270,17 +270,3 @@ class Oracle:
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return (v / np.linalg.norm(v)).astype(np.float32)
-
-
-TEST_SCENE = {"seconds": 8.0, "people": 3, "seed": 1}
-"""The small scene the tests generate (about 6 s, once; then reused): three people, both cameras."""
-
-
-def cached_scene(folder: Path, **settings: Any) -> Path:
-    """Generate a synthetic scene into `folder` (reused when it already holds that very scene)."""
-    from vireid.training.data.synth import SceneConfig, generate_scene
-
-    # One process: the generator's forked workers can deadlock in a process whose OpenCV already ran
-    # threads after an earlier forked run (seen when the whole suite runs in one pytest process).
-    generate_scene(folder, SceneConfig(**{**TEST_SCENE, **settings}), workers=1, show_progress=False)
-    return folder

@@ -1,0 +1,714 @@
+"""Latency and throughput of one model on every runtime, in one process (`vireid bench MODEL`).
+
+Every configuration (backend × precision × batch) is opened first, then timed in interleaved rounds so
+that a noisy neighbour or a CPU clock change hits every row alike and the ratios stay fair. Per row:
+latency p50/p90/p99, throughput, a per-stage split (preprocessing of raw crops, host→device, inference,
+device→host, where the runtime lets them be separated), memory, and the cosine of its embeddings to the
+reference row (FP32 ONNX Runtime on CPU, else torch). Backends that cannot run here are listed as
+skipped with the reason, never silently dropped.
+
+`torch` (eager PyTorch, the reference users compare against) needs the `train` extra and a checkpoint
+or `random:BACKBONE` model; everything else needs only the runtime. ONNX files a row needs but that do
+not exist yet (an ONNX file for a checkpoint, an FP16 file for an FP32 one) are exported into a
+temporary folder with `vireid.export` when it is installed, else the row is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..backends import open_backend
+from ..card import ModelCard
+from ..errors import ConfigError, InputSpecError, VireidError
+from ..preprocess import preprocess_crops
+
+BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
+"""Runtimes `vireid bench` knows, in table order."""
+PRECISIONS = ("fp32", "fp16")
+RANDOM_PREFIX = "random:"
+REFERENCE_ORDER = (("ort-cpu", "fp32"), ("torch", "fp32"), ("ort-cuda", "fp32"))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to measure.
+
+    Attributes:
+        backends: subset of `BACKENDS`.
+        batches: batch sizes.
+        precisions: subset of `PRECISIONS`.
+        warmup: untimed calls per configuration before timing.
+        iters: timed calls per configuration (None: run for `seconds`).
+        seconds: timed seconds per configuration when `iters` is None.
+        rounds: the timed calls are split into this many interleaved rounds over all configurations.
+        threads: CPU threads for ONNX Runtime and torch (None: physical cores).
+        crop_scale: raw crops for the preprocessing stage are this much larger than the model input.
+    """
+
+    backends: tuple[str, ...] = BACKENDS
+    batches: tuple[int, ...] = (1, 8, 32)
+    precisions: tuple[str, ...] = PRECISIONS
+    warmup: int = 2
+    iters: int | None = None
+    seconds: float = 3.0
+    rounds: int = 3
+    threads: int | None = None
+    crop_scale: float = 1.4
+
+    def __post_init__(self) -> None:
+        _check_subset("backend", self.backends, BACKENDS)
+        _check_subset("precision", self.precisions, PRECISIONS)
+        if not self.batches or any(
+            isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in self.batches
+        ):
+            raise ConfigError(f"batches must be positive integers, got {list(self.batches)}")
+        if self.warmup < 0 or self.rounds < 1 or (self.iters is not None and self.iters < 1):
+            raise ConfigError(
+                "warmup must be >= 0, rounds >= 1 and iters >= 1; "
+                f"got {self.warmup}, {self.rounds}, {self.iters}"
+            )
+        if self.iters is None and not self.seconds > 0:
+            raise ConfigError(f"seconds must be > 0, got {self.seconds}")
+
+
+def _check_subset(what: str, values: Sequence[str], options: Sequence[str]) -> None:
+    unknown = [v for v in values if v not in options]
+    if unknown or not values:
+        raise ConfigError(f"unknown {what} {unknown or values!r}; choose from: {', '.join(options)}")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Mean milliseconds per call of each stage; None where the runtime does not separate it.
+
+    Attributes:
+        preprocess: raw crops (`crop_scale` × input size, RGB) → model input batch (`preprocess_crops`).
+        h2d: host → device copy of the batch.
+        infer: the model itself (on CPU backends: the whole call).
+        d2h: device → host copy of the embeddings.
+        note: what `None` means for this row.
+    """
+
+    preprocess: float
+    h2d: float | None
+    infer: float
+    d2h: float | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One measured configuration."""
+
+    backend: str
+    precision: str
+    batch: int
+    device: str
+    providers: tuple[str, ...]
+    iterations: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput: float
+    stages: Stages
+    rss_mb: float
+    gpu_memory_mb: float | None
+    cosine_to_reference: float | None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A configuration that could not run here, and why."""
+
+    backend: str
+    precision: str
+    reason: str
+
+
+@dataclass
+class BenchReport:
+    """A whole `vireid bench` run: rows, skipped configurations, environment and settings."""
+
+    model: str
+    input_size: tuple[int, int]
+    embedding_dim: int
+    rows: list[BenchRow]
+    skipped: list[Skipped]
+    reference: str | None
+    environment: dict[str, Any]
+    config: BenchConfig
+    peak_rss_mb: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        data = asdict(self)
+        data["config"] = asdict(self.config)
+        return data
+
+    def row(self, backend: str, precision: str, batch: int) -> BenchRow | None:
+        """The row of one configuration, if it ran."""
+        return next(
+            (r for r in self.rows if (r.backend, r.precision, r.batch) == (backend, precision, batch)), None
+        )
+
+    def speedup(self, backend: str, over: str, batch: int, precision: str = "fp32") -> float | None:
+        """Throughput ratio of two backends at one batch size (None if either did not run)."""
+        a, b = self.row(backend, precision, batch), self.row(over, "fp32", batch)
+        return a.throughput / b.throughput if a and b else None
+
+    def table(self) -> str:
+        """The terminal table."""
+        header = (
+            f"{'backend':9s} {'prec':4s} {'batch':>5s} {'p50 ms':>9s} {'p90 ms':>9s} {'p99 ms':>9s} "
+            f"{'img/s':>8s} {'prep ms':>8s} {'h2d':>6s} {'infer':>8s} {'d2h':>6s} {'RSS MB':>7s} "
+            f"{'cos ref':>8s}"
+        )
+        lines = [header, "-" * len(header)]
+        for r in self.rows:
+            s = r.stages
+            lines.append(
+                f"{r.backend:9s} {r.precision:4s} {r.batch:5d} "
+                f"{r.p50_ms:9.2f} {r.p90_ms:9.2f} {r.p99_ms:9.2f} "
+                f"{r.throughput:8.1f} {s.preprocess:8.2f} {_opt(s.h2d, 6)} {s.infer:8.2f} {_opt(s.d2h, 6)} "
+                f"{r.rss_mb:7.0f} {_opt(r.cosine_to_reference, 8, 5)}"
+            )
+        for s in self.skipped:
+            reason = s.reason if len(s.reason) <= 160 else s.reason[:157] + "..."
+            lines.append(f"{s.backend:9s} {s.precision:4s} skipped: {reason}")
+        if self.reference:
+            lines.append(f"cos ref: lowest cosine to the {self.reference} embeddings of the same images")
+        return "\n".join(lines)
+
+
+def _opt(value: float | None, width: int, digits: int = 2) -> str:
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}.{digits}f}"
+
+
+# ----- the model under test ---------------------------------------------------------------------
+@dataclass
+class ModelSource:
+    """The artifacts one bench run can use, found beside MODEL or made on demand.
+
+    Attributes:
+        spec: what the user passed.
+        checkpoint: a training checkpoint (torch row; exported for the ONNX rows).
+        random_backbone: `random:BACKBONE[@HxW]`: a freshly initialised model (speed does not depend on
+            weights), for benchmarking before anything is trained.
+        onnx: precision → ONNX file.
+        engine: a TensorRT engine.
+    """
+
+    spec: str
+    checkpoint: Path | None = None
+    random_backbone: tuple[str, tuple[int, int]] | None = None
+    onnx: dict[str, Path] = field(default_factory=dict)
+    engine: Path | None = None
+    workdir: Path | None = None
+    _torch_model: Any = None
+
+    @classmethod
+    def parse(cls, spec: str | Path) -> ModelSource:
+        """Classify MODEL: `random:BACKBONE[@HxW]`, a checkpoint, an `.onnx` file or an engine."""
+        text = str(spec)
+        if text.startswith(RANDOM_PREFIX):
+            return cls(text, random_backbone=_parse_random(text))
+        path = Path(text)
+        if not path.is_file():
+            raise InputSpecError(
+                f"{path}: no such file; pass a checkpoint (.safetensors), an exported model (.onnx, "
+                ".engine) or random:BACKBONE (e.g. random:resnet50) for an untrained model"
+            )
+        suffix = path.suffix.lower()
+        if suffix in (".safetensors", ".json"):
+            return cls(text, checkpoint=path)
+        if suffix == ".onnx":
+            precision = ModelCard.from_onnx(path).precision.value
+            source = cls(text, onnx={precision: path})
+            other = _sibling(path, precision)
+            if other.is_file():
+                source.onnx["fp16" if precision == "fp32" else "fp32"] = other
+            return source
+        if suffix in (".engine", ".plan", ".trt"):
+            return cls(text, engine=path)
+        raise InputSpecError(
+            f"{path}: unknown model file type {suffix!r}; expected .safetensors, .onnx, .engine "
+            "or random:BACKBONE"
+        )
+
+    def torch_model(self) -> Any:
+        """The PyTorch model (checkpoint or random), loaded once; needs the `train` extra."""
+        if self._torch_model is None:
+            if self.random_backbone is not None:
+                from vireid.training.models.build import build_model
+
+                backbone, size = self.random_backbone
+                self._torch_model = build_model(
+                    "mspac", 395, backbone=backbone, input_size=list(size), with_pretrained=False
+                ).eval()
+            elif self.checkpoint is not None:
+                from vireid.training.evaluate import load_model
+
+                self._torch_model = load_model(self.checkpoint, "cpu")[0].eval()
+            else:
+                raise InputSpecError(
+                    f"{self.spec}: the torch row needs a checkpoint or random:BACKBONE as MODEL, not an "
+                    "exported file"
+                )
+        return self._torch_model
+
+    def onnx_file(self, precision: str, log: Callable[[str], None]) -> Path:
+        """The ONNX file of one precision, exported into the work folder when missing."""
+        if precision in self.onnx:
+            return self.onnx[precision]
+        if self.engine is not None and not self.onnx:
+            raise InputSpecError(f"{self.spec}: an engine has no ONNX file; pass the .onnx it was built from")
+        workdir = self._workdir()
+        if precision == "fp32":
+            from vireid.export import to_onnx
+
+            log("exporting the model to ONNX for the ONNX Runtime rows")
+            self.onnx["fp32"] = to_onnx(self.torch_model(), workdir / "model.onnx")
+        else:
+            from vireid.export.fp16 import to_fp16
+
+            fp32 = self.onnx_file("fp32", log)
+            log(f"converting {fp32.name} to FP16 for the fp16 rows")
+            self.onnx["fp16"] = to_fp16(fp32, workdir / "model.fp16.onnx")
+        return self.onnx[precision]
+
+    def card(self, log: Callable[[str], None]) -> ModelCard:
+        """The model card (from the engine or an ONNX file)."""
+        if self.engine is not None:
+            return ModelCard.from_engine(self.engine)
+        return ModelCard.from_onnx(self.onnx_file(next(iter(self.onnx), "fp32"), log))
+
+    def _workdir(self) -> Path:
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="vireid-bench-"))
+        return self.workdir
+
+    def cleanup(self) -> None:
+        """Remove files exported for this run."""
+        if self.workdir is not None:
+            for path in self.workdir.iterdir():
+                path.unlink()
+            self.workdir.rmdir()
+            self.workdir = None
+
+
+def _parse_random(text: str) -> tuple[str, tuple[int, int]]:
+    body = text[len(RANDOM_PREFIX) :]
+    backbone, _, size = body.partition("@")
+    if not backbone:
+        raise InputSpecError(f"{text!r}: expected random:BACKBONE[@HxW], e.g. random:resnet50@288x144")
+    if not size:
+        return backbone, (288, 144)
+    try:
+        h, w = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise InputSpecError(f"{text!r}: size must be HxW, e.g. random:resnet50@288x144") from None
+    return backbone, (h, w)
+
+
+def _sibling(path: Path, precision: str) -> Path:
+    """`X.onnx` ↔ `X.fp16.onnx` (the names `vireid export` writes)."""
+    name = path.name
+    if precision == "fp16" and name.endswith(".fp16.onnx"):
+        return path.with_name(name[: -len(".fp16.onnx")] + ".onnx")
+    return path.with_name(path.stem + ".fp16.onnx")
+
+
+# ----- runners ----------------------------------------------------------------------------------
+class Runner:
+    """One opened configuration: `run(images, modality)` → embeddings, plus the stages it can split."""
+
+    device = "cpu"
+    providers: tuple[str, ...] = ()
+    stage_note = "host memory: no copies"
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def last_stages(self) -> dict[str, float]:
+        """Milliseconds of `h2d`, `infer`, `d2h` of the last call, when this runtime separates them."""
+        return {}
+
+    def close(self) -> None:
+        """Free the runtime."""
+
+
+class BackendRunner(Runner):
+    """An ONNX Runtime or TensorRT backend from `vireid.open_backend`."""
+
+    def __init__(self, path: Path, device: str, **options: Any) -> None:
+        self.backend = open_backend(path, device, **options)
+        self.device = self.backend.device
+        self.providers = self.backend.providers
+        self.backend.record_stages = True
+        if self.device != "cpu":
+            self.stage_note = (
+                "copies inside the call (ONNX Runtime binds host buffers)" if path.suffix == ".onnx" else ""
+            )
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        return self.backend.infer(images, modality)
+
+    def last_stages(self) -> dict[str, float]:
+        return dict(self.backend.last_stages)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class TorchRunner(Runner):
+    """Eager PyTorch under `inference_mode` (CUDA when there is one; FP16 by autocast on CUDA only)."""
+
+    def __init__(self, model: Any, precision: str, threads: int | None) -> None:
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if precision == "fp16" and self.device == "cpu":
+            raise VireidError("torch fp16 runs on CUDA only (CPU half kernels are not a deployment path)")
+        self.model = model.to(self.device)
+        self.fp16 = precision == "fp16"
+        self.providers = (f"torch {torch.__version__} {self.device}",)
+        self._stages: dict[str, float] = {}
+        if self.device == "cuda":
+            self.stage_note = ""
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            if self.device == "cpu":
+                return self.model(torch.from_numpy(images), torch.from_numpy(modality)).numpy()
+            t0 = time.perf_counter()
+            x = torch.from_numpy(images).to("cuda")
+            m = torch.from_numpy(modality).to("cuda")
+            torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+                y = self.model(x, m)
+            torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            out = y.float().cpu().numpy()
+            t3 = time.perf_counter()
+        self._stages = {"h2d": 1e3 * (t1 - t0), "infer": 1e3 * (t2 - t1), "d2h": 1e3 * (t3 - t2)}
+        return out
+
+    def last_stages(self) -> dict[str, float]:
+        return dict(self._stages)
+
+    def close(self) -> None:
+        self.model = None
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+def open_runner(
+    source: ModelSource, backend: str, precision: str, config: BenchConfig, log: Callable[[str], None]
+) -> Runner:
+    """Open one backend × precision, or raise with the reason it cannot run here."""
+    threads = {"threads": config.threads} if config.threads else {}
+    if backend == "torch":
+        return TorchRunner(source.torch_model(), precision, config.threads)
+    if backend == "tensorrt":
+        if source.engine is None:
+            raise VireidError(
+                "needs a TensorRT engine as MODEL; build one on the target GPU with "
+                "`vireid export MODEL --to engine`"
+            )
+        built = ModelCard.from_engine(source.engine).precision.value
+        if built != precision:
+            raise VireidError(f"the engine was built for {built}; build another for {precision}")
+        return BackendRunner(source.engine, "tensorrt")
+    if backend == "ort-trt":  # TensorRT EP builds from the FP32 graph; fp16 is its builder flag
+        return BackendRunner(source.onnx_file("fp32", log), "tensorrt", fp16=precision == "fp16")
+    device = "cpu" if backend == "ort-cpu" else "cuda"
+    return BackendRunner(source.onnx_file(precision, log), device, **(threads if device == "cpu" else {}))
+
+
+# ----- measuring ----------------------------------------------------------------------------------
+@dataclass
+class _Config:
+    backend: str
+    precision: str
+    batch: int
+    runner: Runner
+    times: list[float] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+
+
+def run_bench(
+    model: str | Path,
+    config: BenchConfig | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> BenchReport:
+    """Open every configuration of `config` that can run here, time them interleaved, report."""
+    config = config or BenchConfig()
+    source = ModelSource.parse(model)
+    try:
+        return _bench(source, config, log)
+    finally:
+        source.cleanup()
+
+
+def _bench(source: ModelSource, config: BenchConfig, log: Callable[[str], None]) -> BenchReport:
+    card = source.card(log)
+    runners: dict[tuple[str, str], Runner] = {}
+    skipped: list[Skipped] = []
+    for backend in config.backends:
+        for precision in config.precisions:
+            try:
+                runners[(backend, precision)] = open_runner(source, backend, precision, config, log)
+                log(f"opened {backend} {precision}")
+            except (VireidError, ImportError, OSError) as exc:
+                skipped.append(Skipped(backend, precision, _reason(exc, source.workdir)))
+    try:
+        inputs = _inputs(card, max(config.batches))
+        configs = [
+            _Config(b, p, n, runner) for (b, p), runner in runners.items() for n in sorted(config.batches)
+        ]
+        cosines, reference = _cosines(runners, inputs)
+        preprocess = {n: _preprocess_ms(card, n, config.crop_scale) for n in config.batches}
+        _time_all(configs, inputs, config, log)
+        rows = [_row(c, preprocess[c.batch], cosines.get((c.backend, c.precision))) for c in configs]
+    finally:
+        for runner in runners.values():
+            runner.close()
+    return BenchReport(
+        model=source.spec,
+        input_size=card.input_size,
+        embedding_dim=card.embedding_dim,
+        rows=rows,
+        skipped=skipped,
+        reference=" ".join(reference) if reference else None,
+        environment=environment(),
+        config=config,
+        peak_rss_mb=_proc_status_mb("VmHWM"),
+    )
+
+
+def _reason(exc: BaseException, workdir: Path | None = None) -> str:
+    """The error message, without the path of a file this run exported itself."""
+    text = " ".join(str(exc).split())
+    if workdir is not None:
+        text = re.sub(re.escape(str(workdir)) + r"/\S+?: ", "", text)
+    return text or type(exc).__name__
+
+
+def _inputs(card: ModelCard, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (batch, *card.input_size, 3), dtype=np.uint8)
+    modality = (np.arange(batch) % 2).astype(np.int32)
+    return images, modality
+
+
+def _cosines(
+    runners: dict[tuple[str, str], Runner], inputs: tuple[np.ndarray, np.ndarray]
+) -> tuple[dict[tuple[str, str], float], tuple[str, str] | None]:
+    """Lowest cosine of each runner's embeddings to the reference runner's, on up to 8 images."""
+    images, modality = inputs[0][:8], inputs[1][:8]
+    outputs = {key: runner.run(images, modality) for key, runner in runners.items()}
+    reference = next((key for key in REFERENCE_ORDER if key in outputs), None)
+    if reference is None:
+        return {}, None
+    ref = _unit(outputs[reference])
+    return {key: float(np.min(np.sum(_unit(out) * ref, axis=1))) for key, out in outputs.items()}, reference
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _preprocess_ms(card: ModelCard, batch: int, scale: float, repeats: int = 5) -> float:
+    """Median ms to turn `batch` raw crops (`scale` × the input size) into a model batch."""
+    h, w = card.input_size
+    rng = np.random.default_rng(1)
+    crops = [
+        rng.integers(0, 256, (round(h * scale), round(w * scale), 3), dtype=np.uint8) for _ in range(batch)
+    ]
+    out = np.empty((batch, h, w, 3), np.uint8)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        preprocess_crops(crops, (h, w), out=out)
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def _time_all(
+    configs: list[_Config],
+    inputs: tuple[np.ndarray, np.ndarray],
+    config: BenchConfig,
+    log: Callable[[str], None],
+) -> None:
+    for c in configs:  # warm-up, and the per-call time that sizes a `seconds` budget
+        images, modality = inputs[0][: c.batch], inputs[1][: c.batch]
+        for _ in range(config.warmup):
+            c.runner.run(images, modality)
+    per_round = _calls_per_round(configs, inputs, config)
+    for round_index in range(config.rounds):
+        for c, calls in zip(configs, per_round, strict=True):
+            images, modality = inputs[0][: c.batch], inputs[1][: c.batch]
+            for _ in range(calls):
+                start = time.perf_counter()
+                c.runner.run(images, modality)
+                c.times.append(time.perf_counter() - start)
+                stages = c.runner.last_stages()
+                if stages:
+                    c.stages.append(stages)
+        log(f"round {round_index + 1}/{config.rounds} done")
+
+
+def _calls_per_round(
+    configs: list[_Config], inputs: tuple[np.ndarray, np.ndarray], config: BenchConfig
+) -> list[int]:
+    if config.iters is not None:
+        return [max(1, -(-config.iters // config.rounds)) for _ in configs]
+    counts = []
+    for c in configs:
+        start = time.perf_counter()
+        c.runner.run(inputs[0][: c.batch], inputs[1][: c.batch])
+        one = max(time.perf_counter() - start, 1e-6)
+        counts.append(max(1, round(config.seconds / config.rounds / one)))
+    return counts
+
+
+def _row(c: _Config, preprocess_ms: float, cosine: float | None) -> BenchRow:
+    ms = 1e3 * np.asarray(c.times)
+    p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
+    mean = float(ms.mean())
+    split = {k: float(np.mean([s[k] for s in c.stages])) for k in ("h2d", "infer", "d2h")} if c.stages else {}
+    stages = Stages(
+        preprocess=preprocess_ms,
+        h2d=split.get("h2d"),
+        infer=split.get("infer", mean),
+        d2h=split.get("d2h"),
+        note="" if split else c.runner.stage_note,
+    )
+    return BenchRow(
+        backend=c.backend,
+        precision=c.precision,
+        batch=c.batch,
+        device=c.runner.device,
+        providers=tuple(c.runner.providers),
+        iterations=len(c.times),
+        p50_ms=p50,
+        p90_ms=p90,
+        p99_ms=p99,
+        mean_ms=mean,
+        throughput=c.batch / (mean / 1e3),
+        stages=stages,
+        rss_mb=_proc_status_mb("VmRSS"),
+        gpu_memory_mb=_gpu_memory_used_mb() if c.runner.device != "cpu" else None,
+        cosine_to_reference=cosine,
+    )
+
+
+# ----- environment --------------------------------------------------------------------------------
+def _proc_status_mb(key: str) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _gpu_memory_used_mb() -> float | None:
+    """Device memory in use on GPU 0 (all processes), via cuda-python or CuPy when importable."""
+    with contextlib.suppress(Exception):
+        from cuda import cudart  # type: ignore[import-not-found]
+
+        err, free, total = cudart.cudaMemGetInfo()
+        if int(err) == 0:
+            return (total - free) / 2**20
+    with contextlib.suppress(Exception):
+        import cupy  # type: ignore[import-not-found]
+
+        free, total = cupy.cuda.runtime.memGetInfo()
+        return (total - free) / 2**20
+    return None
+
+
+def _versions() -> dict[str, str | None]:
+    import importlib.metadata as md
+
+    out: dict[str, str | None] = {}
+    for dist in (
+        "vireid",
+        "numpy",
+        "opencv-python-headless",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "torch",
+        "tensorrt",
+    ):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[dist] = md.version(dist)
+    return out
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions, recorded with every report."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": _cpu_name(),
+        "cores": cores,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "gpu": _gpu_name(),
+    }
+
+
+def _gpu_name() -> str | None:
+    with contextlib.suppress(Exception):
+        import subprocess
+
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        return out.splitlines()[0] if out else None
+    return None
+
+
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "BenchConfig",
+    "BenchReport",
+    "BenchRow",
+    "ModelSource",
+    "Skipped",
+    "Stages",
+    "environment",
+    "run_bench",
+]

@@ -1,0 +1,165 @@
+"""Measure latency and throughput of a model on every runtime, or the stream pipeline end to end.
+
+  vireid bench MODEL [--backend ort-cpu,torch] [--batch 1,8,32] [--precision fp32,fp16] [--json F] [--plot F]
+  vireid bench pipeline MODEL [--scene FOLDER] [--mode fast|realtime] [--json F]
+
+MODEL is a checkpoint (.safetensors; needs torch for the `torch` row and the export extra for the ONNX
+rows), an exported .onnx (its .fp16.onnx sibling is used for fp16 rows when present), a TensorRT
+.engine, or random:BACKBONE[@HxW] (e.g. random:resnet50@288x144: an untrained model, for speed only).
+All configurations run in one process, timed in interleaved rounds so the ratios are fair; backends that
+cannot run here are listed as skipped with the reason. `bench pipeline` enrols a gallery from a synthetic
+scene's visible camera, runs both cameras through the pipeline and scores the result against the scene's
+ground truth (fps, real-time factor, frame-to-result latency, identification precision/recall).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError, InputSpecError
+
+
+def _csv(kind: type = str):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `vireid bench` and `vireid bench pipeline`."""
+    from ..bench.pipeline import DETECTORS, MODES
+    from ..bench.runtime import BACKENDS, PRECISIONS
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("target", metavar="MODEL", help="model to time, or the word `pipeline`")
+    parser.add_argument("model", nargs="?", metavar="PIPELINE_MODEL", help="(bench pipeline) the model")
+    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    runtime = parser.add_argument_group("model benchmark")
+    runtime.add_argument(
+        "--backend",
+        type=_csv(),
+        default=BACKENDS,
+        help=f"comma-separated (default all): {','.join(BACKENDS)}",
+    )
+    runtime.add_argument("--batch", type=_csv(int), default=(1, 8, 32), help="batch sizes (default 1,8,32)")
+    runtime.add_argument(
+        "--precision",
+        type=_csv(),
+        default=PRECISIONS,
+        help=f"comma-separated (default {','.join(PRECISIONS)})",
+    )
+    runtime.add_argument("--warmup", type=int, default=2, help="untimed calls per configuration (default 2)")
+    budget = runtime.add_mutually_exclusive_group()
+    budget.add_argument("--iters", type=int, help="timed calls per configuration")
+    budget.add_argument(
+        "--seconds", type=float, default=3.0, help="timed seconds per configuration (default 3)"
+    )
+    runtime.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    runtime.add_argument("--plot", type=Path, help="write a throughput / latency chart (PNG) here")
+    pipe = parser.add_argument_group("pipeline benchmark (vireid bench pipeline MODEL)")
+    pipe.add_argument("--scene", type=Path, help="folder from `vireid synth scene` (default: generate 30 s)")
+    pipe.add_argument("--device", default="cpu", help="auto, cpu, cuda or tensorrt (default cpu)")
+    pipe.add_argument(
+        "--mode", choices=MODES, default="fast", help="fast: every frame; realtime: replay at fps"
+    )
+    pipe.add_argument("--detector", choices=DETECTORS, default="motion", help="gt = ground-truth boxes")
+    pipe.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
+    pipe.add_argument("--threshold", type=float, help="match threshold (default: the model card's)")
+    pipe.add_argument("--embed-every", type=int, default=10, help="re-embed a track every N frames")
+    pipe.add_argument("--enroll-seconds", type=float, default=60.0, help="enrol from the first S seconds")
+    pipe.add_argument("--events", type=Path, help="also write the events here (JSON Lines)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the model or the pipeline benchmark."""
+    if args.target == "pipeline":
+        if not args.model:
+            raise InputSpecError("vireid bench pipeline needs a MODEL: vireid bench pipeline model.onnx")
+        return _pipeline(args)
+    if args.model:
+        raise InputSpecError(
+            f"unexpected second argument {args.model!r}; did you mean `vireid bench pipeline`?"
+        )
+    return _runtime(args)
+
+
+def _runtime(args: argparse.Namespace) -> int:
+    from ..bench.runtime import BenchConfig, run_bench
+
+    config = BenchConfig(
+        backends=tuple(args.backend),
+        batches=tuple(args.batch),
+        precisions=tuple(args.precision),
+        warmup=args.warmup,
+        iters=args.iters,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        threads=args.threads,
+    )
+    report = run_bench(args.target, config, log=lambda m: print(f"  {m}", flush=True))
+    env = report.environment
+    print(
+        f"\nvireid bench: {report.model} ({report.input_size[0]}x{report.input_size[1]}, "
+        f"{report.embedding_dim}-d) on {env['cpu']} ({env['cores']} cores)"
+        + (f", GPU {env['gpu']}" if env.get("gpu") else "")
+    )
+    print(report.table())
+    print(f"peak RSS {report.peak_rss_mb:.0f} MB (the whole run)")
+    _write_json(args.json, report.to_dict())
+    if args.plot:
+        from ..plots import plot_bench
+
+        if report.rows:
+            title = f"vireid bench: {Path(report.model).name}"
+            print(f"chart: {plot_bench(report.rows, args.plot, title=title)}")
+    if not report.rows:
+        raise ConfigError("no configuration could run here; see the skipped reasons above")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    from ..bench.pipeline import PipelineBenchConfig, bench_pipeline
+
+    config = PipelineBenchConfig(
+        detector=args.detector,
+        detector_model=args.detector_model,
+        threshold=args.threshold,
+        embed_every=args.embed_every,
+        enroll_seconds=args.enroll_seconds,
+        mode=args.mode,
+        events=args.events,
+    )
+    with tempfile.TemporaryDirectory(prefix="vireid-scene-") as tmp:
+        scene = args.scene or _generate_scene(Path(tmp))
+        result = bench_pipeline(
+            args.model, scene, config, device=args.device, threads=args.threads, log=lambda m: print(f"  {m}")
+        )
+    print(result.summary())
+    _write_json(args.json, result.to_dict())
+    return 0
+
+
+def _generate_scene(folder: Path) -> Path:
+    from ..errors import require
+
+    require("torch", "train", "Generating a synthetic scene for `vireid bench pipeline` (or pass --scene)")
+    from vireid.training.data.synth import SceneConfig, generate_scene
+
+    print(f"  generating a 30 s two-camera synthetic scene in {folder} (pass --scene to reuse one)")
+    generate_scene(folder, SceneConfig(seconds=30.0, seed=0), show_progress=True)
+    return folder
+
+
+def _write_json(path: Path | None, data: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        print(f"report: {path}")

@@ -1,0 +1,159 @@
+"""`vireid bench`: report schema, skipped-backend reasons, fair interleaving, stage split, CLI and chart.
+
+Real ONNX Runtime and real torch on tiny models; the TensorRT row runs against the FAKE tensorrt/cudart
+modules of fake_tensorrt.py (our stage-timing logic, not TensorRT's speed). Numbers are never asserted
+against targets; only their consistency (percentiles ordered, throughput = batch / mean latency).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import fake_tensorrt as fake
+import numpy as np
+import pytest
+from contract_model import build_contract_model, contract_card
+
+from vireid import ConfigError, InputSpecError
+from vireid.bench import BenchConfig, run_bench
+from vireid.bench.runtime import ModelSource
+from vireid.cli.main import main
+
+ROW_KEYS = {
+    "backend", "precision", "batch", "device", "providers", "iterations", "p50_ms", "p90_ms", "p99_ms",
+    "mean_ms", "throughput", "stages", "rss_mb", "gpu_memory_mb", "cosine_to_reference",
+}  # fmt: skip
+
+
+def check_row(row: dict) -> None:
+    assert set(row) == ROW_KEYS
+    assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    assert row["throughput"] == pytest.approx(row["batch"] / (row["mean_ms"] / 1e3))
+    assert set(row["stages"]) == {"preprocess", "h2d", "infer", "d2h", "note"}
+    assert row["stages"]["preprocess"] > 0 and row["stages"]["infer"] > 0 and row["rss_mb"] > 0
+
+
+def test_bench_onnx_report_schema_and_skip_reasons(tmp_path: Path) -> None:
+    model = build_contract_model(tmp_path / "contract.onnx")
+    config = BenchConfig(batches=(1, 4), precisions=("fp32",), iters=4, rounds=2, warmup=1, threads=1)
+    report = run_bench(model, config)
+    data = json.loads(json.dumps(report.to_dict()))  # JSON-ready
+    assert set(data) >= {"model", "input_size", "embedding_dim", "rows", "skipped", "environment", "config"}
+    assert [(r["backend"], r["batch"]) for r in data["rows"]] == [("ort-cpu", 1), ("ort-cpu", 4)]
+    for row in data["rows"]:
+        check_row(row)
+        assert row["iterations"] == 4 and row["device"] == "cpu"
+        assert row["stages"]["h2d"] is None and "host memory" in row["stages"]["note"]
+        assert row["cosine_to_reference"] == pytest.approx(1.0)
+    reasons = {(s["backend"], s["precision"]): s["reason"] for s in data["skipped"]}
+    assert set(reasons) == {
+        ("torch", "fp32"),
+        ("ort-cuda", "fp32"),
+        ("ort-trt", "fp32"),
+        ("tensorrt", "fp32"),
+    }
+    assert "needs a checkpoint" in reasons[("torch", "fp32")]
+    assert "CUDAExecutionProvider" in reasons[("ort-cuda", "fp32")]
+    assert "TensorrtExecutionProvider" in reasons[("ort-trt", "fp32")]
+    assert "vireid export" in reasons[("tensorrt", "fp32")]
+    env = data["environment"]
+    assert env["cores"] >= 1 and env["versions"]["onnxruntime"] and env["python"]
+    assert data["reference"] == "ort-cpu fp32"
+    table = report.table()
+    assert "ort-cpu" in table and "skipped: " in table and "p99 ms" in table
+
+
+def test_bench_interleaves_configurations_in_rounds(tmp_path: Path, monkeypatch) -> None:
+    model = build_contract_model(tmp_path / "contract.onnx")
+    order: list[int] = []
+    from vireid.bench import runtime
+
+    original = runtime.BackendRunner.run
+
+    def spy(self, images, modality):
+        order.append(len(images))
+        return original(self, images, modality)
+
+    monkeypatch.setattr(runtime.BackendRunner, "run", spy)
+    config = BenchConfig(
+        backends=("ort-cpu",), precisions=("fp32",), batches=(1, 2), iters=3, rounds=3, warmup=0
+    )
+    run_bench(model, config)
+    timed = order[1:]  # the first call is the cosine probe (up to 8 images)
+    assert timed == [1, 2, 1, 2, 1, 2]  # one call per configuration per round, alternating
+
+
+def test_bench_torch_and_fp16_rows_from_a_random_model_through_the_cli(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch")
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    argv = [
+        "bench", "random:resnet_tiny@128x64", "--backend", "torch,ort-cpu", "--batch", "1,4", "--iters", "2",
+        "--rounds", "1", "--threads", "1", "--json", str(out_json), "--plot", str(out_png),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "torch     fp16 skipped: torch fp16 runs on CUDA only" in text and "peak RSS" in text
+    data = json.loads(out_json.read_text())
+    rows = {(r["backend"], r["precision"], r["batch"]): r for r in data["rows"]}
+    assert set(rows) == {
+        (b, p, n) for b, p in [("torch", "fp32"), ("ort-cpu", "fp32"), ("ort-cpu", "fp16")] for n in (1, 4)
+    }
+    for row in rows.values():
+        check_row(row)
+    assert rows[("torch", "fp32", 1)]["cosine_to_reference"] > 0.9999  # torch vs ONNX fp32
+    assert 0.99 < rows[("ort-cpu", "fp16", 4)]["cosine_to_reference"] < 1.0 + 1e-6
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_uses_the_fp16_sibling_of_an_onnx_file(tmp_path: Path) -> None:
+    model = build_contract_model(tmp_path / "m.onnx")
+    assert ModelSource.parse(model).onnx == {"fp32": model}
+    sibling = build_contract_model(tmp_path / "m.fp16.onnx", card=contract_card(precision="fp16"))
+    assert ModelSource.parse(model).onnx == {"fp32": model, "fp16": sibling}
+    assert ModelSource.parse(sibling).onnx == {"fp16": sibling, "fp32": model}
+
+
+def test_bench_tensorrt_row_splits_stages_with_the_fake_tensorrt_module(tmp_path: Path, monkeypatch) -> None:
+    runtime = fake.FakeCudart()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
+    for name, module in fake.cuda_modules(runtime).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    engine = fake.write_engine(tmp_path / "model.engine", fake.engine_spec())
+    contract_card(
+        tensorrt_version=fake.VERSION, compute_capability="8.6", gpu_name="NVIDIA Fake GPU"
+    ).write_sidecar(engine)
+    config = BenchConfig(
+        backends=("tensorrt",), precisions=("fp32",), batches=(2,), iters=3, rounds=1, warmup=0
+    )
+    report = run_bench(engine, config)
+    (row,) = report.rows
+    assert row.device == "tensorrt" and row.stages.note == ""
+    assert all(v is not None and v >= 0 for v in (row.stages.h2d, row.stages.infer, row.stages.d2h))
+    # stage timing synchronises after each stage: 3 syncs per timed call (1 without it)
+    assert len(runtime.calls["cudaStreamSynchronize"]) >= 3 * 3
+
+
+def test_bench_config_errors_list_the_options(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ConfigError, match="ort-cpu, ort-cuda"):
+        BenchConfig(backends=("onnx",))
+    with pytest.raises(ConfigError, match="positive integers"):
+        BenchConfig(batches=(0,))
+    with pytest.raises(InputSpecError, match="random:BACKBONE"):
+        run_bench(tmp_path / "missing.onnx")
+    model = build_contract_model(tmp_path / "contract.onnx")
+    assert main(["bench", str(model), "--backend", "tensorrt", "--precision", "fp32"]) == 1
+    assert "no configuration could run here" in capsys.readouterr().err
+    shutil.copy(model, tmp_path / "model.bin")
+    assert main(["bench", str(tmp_path / "model.bin")]) == 1
+    assert "unknown model file type" in capsys.readouterr().err
+
+
+def test_bench_stage_recording_is_off_by_default(tmp_path: Path) -> None:
+    from vireid.backends import open_backend
+
+    with open_backend(build_contract_model(tmp_path / "c.onnx"), "cpu") as backend:
+        backend.infer(np.zeros((1, 32, 16, 3), np.uint8), np.zeros(1, np.int32))
+        assert backend.record_stages is False and backend.last_stages == {}
