@@ -1,31 +1,40 @@
 """`make demo`: the end-to-end job on the embedded default, on CPU, from nothing.
 
-1. synth     a synthetic SYSU-style training set (seed 0) and a held-out set (seed 1)
+1. synth     a synthetic SYSU-style training set (seed 0), a held-out set (seed 1) and a two-camera
+             scene (visible + infrared video with ground truth)
 2. train     `configs/demo_cpu.yaml` (MSPAC on a tiny two-stream ResNet) on the training set
 3. evaluate  SYSU all-search single-shot, 10 trials, on the held-out set, next to the colour-histogram
              matcher, with a CMC curve
 4. export    ONNX and FP16 ONNX, each verified against the step before, with the match threshold
              calibrated on the held-out set's validation identities
+5. bench     torch eager vs ONNX Runtime FP32 / FP16 on this CPU (`vireid bench`), with a chart
+6. pipeline  enrol a gallery from the scene's visible camera, run both cameras through the real-time
+             pipeline, score identification against the ground truth, save annotated frames
+7. report    `report.md` and `report.html` in `--out` with every table and figure
 
-Every stage reuses what a previous run left in `--out` when its inputs are unchanged, so a second
-`make demo` only re-evaluates. The stages need the `train` extra (torch); `make demo` installs it.
+Data, training and the gallery are reused when a previous run left them in `--out` with the same
+inputs, so a second `make demo` re-measures in about a minute. The stages need the `train` extra
+(torch); `make demo` installs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo_cpu.yaml"
 TRAIN_SEED, HELDOUT_SEED = 0, 1
 TARGETS = {"R1": 0.80, "mAP": 0.70}
+SCENE_SECONDS, ENROLL_SECONDS = 90.0, 45.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,14 @@ class DemoPaths:
     def models(self) -> Path:
         return self.root / "models"
 
+    @property
+    def scene(self) -> Path:
+        return self.root / "data" / "scene"
+
+    @property
+    def gallery(self) -> Path:
+        return self.root / "gallery.db"
+
 
 def _stage(title: str) -> float:
     print(f"\n== {title}", flush=True)
@@ -64,15 +81,19 @@ def _done(started: float) -> None:
     print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
 
 
-def synth(paths: DemoPaths, quiet: bool, ids: int | None = None) -> None:
-    """Generate (or reuse) the training and held-out synthetic sets (`ids=None`: the default size)."""
-    from vireid.training.data.synth import SysuConfig, generate_sysu
+def synth(
+    paths: DemoPaths, quiet: bool, ids: int | None = None, scene_seconds: float = SCENE_SECONDS
+) -> None:
+    """Generate (or reuse) the training and held-out sets (`ids=None`: the default size) and the scene."""
+    from vireid.training.data.synth import SceneConfig, SysuConfig, generate_scene, generate_sysu
 
-    started = _stage("synth: SYSU-style training set (seed 0) and held-out set (seed 1)")
+    started = _stage("synth: SYSU-style training set (seed 0), held-out set (seed 1), two-camera scene")
     for root, seed in ((paths.train_data, TRAIN_SEED), (paths.heldout_data, HELDOUT_SEED)):
         config = SysuConfig(seed=seed) if ids is None else SysuConfig(seed=seed, ids=ids)
         result = generate_sysu(root, config, show_progress=not quiet)
         print(f"   {root}: {result.files} files{' (reused)' if result.reused else ''}")
+    scene = generate_scene(paths.scene, SceneConfig(seconds=scene_seconds, seed=0), show_progress=not quiet)
+    print(f"   {paths.scene}: {scene_seconds:g} s, 2 cameras{' (reused)' if scene.reused else ''}")
     _done(started)
 
 
@@ -107,8 +128,8 @@ def train(paths: DemoPaths, quiet: bool, config_file: Path = DEMO_CONFIG) -> Pat
     return paths.run / "last.safetensors"
 
 
-def evaluate(paths: DemoPaths, checkpoint: Path) -> dict[str, float]:
-    """Evaluate the model and the colour-histogram matcher on the held-out set; returns the model's means."""
+def evaluate(paths: DemoPaths, checkpoint: Path) -> tuple[Any, Any]:
+    """Evaluate the model and the colour-histogram matcher on the held-out set; returns both results."""
     from vireid.plots import plot_cmc
     from vireid.training.data.protocols import run_protocol
     from vireid.training.data.synth import baselines
@@ -128,11 +149,11 @@ def evaluate(paths: DemoPaths, checkpoint: Path) -> dict[str, float]:
     plot_cmc({"demo model": model.cmc, "colour histogram": histogram.cmc}, paths.results / "cmc.png")
     print(f"   wrote {paths.results / 'evaluate.json'} and {paths.results / 'cmc.png'}")
     _done(started)
-    return model.mean()
+    return model, histogram
 
 
-def export(paths: DemoPaths, checkpoint: Path) -> bool:
-    """Export the model to ONNX and FP16 ONNX with parity checks; returns whether every check passed."""
+def export(paths: DemoPaths, checkpoint: Path) -> Any:
+    """Export the model to ONNX and FP16 ONNX with parity checks; returns the chain's result."""
     from vireid.export.chain import ChainOptions, export_chain
 
     started = _stage(f"export: ONNX and FP16 ONNX to {paths.models}, each verified")
@@ -141,7 +162,54 @@ def export(paths: DemoPaths, checkpoint: Path) -> bool:
         checkpoint, "onnx,fp16", paths.models, options, emit=lambda text: print(textwrap.indent(text, "   "))
     )
     _done(started)
-    return result.passed
+    return result
+
+
+def bench(paths: DemoPaths, checkpoint: Path, seconds: float = 1.5) -> Any:
+    """Time torch eager, ONNX Runtime FP32 and FP16 on this CPU in one run; writes JSON and a chart."""
+    from vireid.bench.runtime import BenchConfig, ModelSource, run_bench
+    from vireid.plots import plot_bench
+
+    started = _stage("bench: torch eager vs ONNX Runtime FP32 / FP16 on this CPU, batches 1, 8, 32")
+    source = ModelSource(
+        str(checkpoint),
+        checkpoint=checkpoint,
+        onnx={"fp32": paths.models / "demo.onnx", "fp16": paths.models / "demo.fp16.onnx"},
+    )
+    config = BenchConfig(backends=("torch", "ort-cpu"), batches=(1, 8, 32), seconds=seconds, rounds=3)
+    report = run_bench(source, config)
+    print("   " + report.table().replace("\n", "\n   "))
+    (paths.results / "bench.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    plot_bench(report.rows, paths.results / "latency.png", title="demo model on this CPU")
+    _done(started)
+    return report
+
+
+def pipeline(paths: DemoPaths, model: Path, enroll_seconds: float = ENROLL_SECONDS) -> Any:
+    """Enrol the gallery from the scene, run both cameras, score against ground truth, save frames."""
+    from vireid.bench.pipeline import PipelineBenchConfig, bench_pipeline
+    from vireid.streams import SnapshotSink
+
+    started = _stage(f"pipeline: enrol {paths.gallery} from the scene's visible camera, run both cameras")
+    paths.gallery.unlink(missing_ok=True)  # enrolled afresh: the model may have changed
+    for suffix in ("-wal", "-shm"):
+        Path(f"{paths.gallery}{suffix}").unlink(missing_ok=True)
+    frames = paths.results / "frames"
+    for old in frames.glob("*.jpg"):
+        old.unlink()
+    snapshots = SnapshotSink(frames, every=150, limit=3)
+    config = PipelineBenchConfig(enroll_seconds=enroll_seconds, events=paths.results / "events.jsonl")
+    result = bench_pipeline(
+        model, paths.scene, config, gallery_path=paths.gallery, extra_sinks=(snapshots,), log=_indent_print
+    )
+    print("   " + result.summary().replace("\n", "\n   "))
+    (paths.results / "pipeline.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    _done(started)
+    return result, [p for group in snapshots.paths.values() for p in group]
+
+
+def _indent_print(text: str) -> None:
+    print(f"   {text}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--config", type=Path, default=DEMO_CONFIG, help="training config (default: %(default)s)"
     )
     parser.add_argument("--ids", type=int, help="identities per synthetic set (default: the generator's 300)")
+    parser.add_argument(
+        "--scene-seconds", type=float, default=SCENE_SECONDS, help="scene length (default %(default)s)"
+    )
+    parser.add_argument(
+        "--bench-seconds", type=float, default=1.5, help="timed seconds per bench row (default %(default)s)"
+    )
     args = parser.parse_args(argv)
     from vireid.errors import VireidError, require
 
@@ -162,23 +236,48 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise VireidError(f"{args.config}: the demo config is missing; run the demo from a checkout")
         paths = DemoPaths(args.out)
         started = time.monotonic()
-        synth(paths, args.quiet, args.ids)
-        checkpoint = train(paths, args.quiet, args.config)
-        means = evaluate(paths, checkpoint)
-        exported = export(paths, checkpoint)
+        timings: dict[str, float] = {}
+        with _timed(timings, "synth"):
+            synth(paths, args.quiet, args.ids, args.scene_seconds)
+        with _timed(timings, "train"):
+            checkpoint = train(paths, args.quiet, args.config)
+        with _timed(timings, "evaluate"):
+            model, histogram = evaluate(paths, checkpoint)
+        with _timed(timings, "export"):
+            exported = export(paths, checkpoint)
+        if not exported.passed:
+            raise VireidError("an exported model failed its parity check (see above)")
+        with _timed(timings, "bench"):
+            latency = bench(paths, checkpoint, args.bench_seconds)
+        with _timed(timings, "pipeline"):
+            scene_result, frames = pipeline(
+                paths, paths.models / "demo.onnx", min(ENROLL_SECONDS, args.scene_seconds / 2)
+            )
+        timings["total"] = time.monotonic() - started
+        from vireid.demo_report import DemoResults, write_report
+
+        results = DemoResults(paths.root, model, histogram, exported, latency, scene_result, frames, timings)
+        md, page = write_report(results, TARGETS)
     except VireidError as exc:
         print(f"vireid demo: error: {exc}", file=sys.stderr)
         return 1
+    means = model.mean()
     verdict = ", ".join(
         f"{key} {means[key]:.3f} ({'meets' if means[key] >= goal else 'misses'} target {goal:.2f})"
         for key, goal in TARGETS.items()
     )
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s: {verdict}")
-    if not exported:
-        print("vireid demo: error: an exported model failed its parity check (see above)", file=sys.stderr)
-        return 1
+    speed = f"pipeline {scene_result.realtime_factor:.1f}x real time"
+    print(f"\ndemo finished in {timings['total']:.0f} s: {verdict}; {speed}")
     print(f"exported models: {paths.models}/demo.onnx, {paths.models}/demo.fp16.onnx (vireid info ...)")
+    print(f"report: {md} and {page}")
     return 0
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    timings[stage] = time.monotonic() - started
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ class PipelineBenchResult:
     dropped: dict[str, int]
     lag_ms: dict[str, float]
     stages_ms: dict[str, dict[str, float]]
-    enrolled: dict[str, float]
+    enrolled: dict[str, Any]
     scene_info: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
@@ -289,7 +289,8 @@ def bench_pipeline(
             stats, scored, events, latency = run_scene(
                 scene, truth, embedder, gallery, config, oracle, extra_sinks
             )
-            enrolled = {"identities": len(gallery), "seconds": enrol_s}
+            ids = sorted(int(i.name[2:]) for i in gallery.identities() if i.name.startswith("id"))
+            enrolled = {"identities": len(gallery), "seconds": enrol_s, "ids": ids}
         finally:
             gallery.close()
         device_used = embedder.backend.device
@@ -307,12 +308,12 @@ def _result(
     stats: Any,
     scored: dict[str, CameraTracks],
     events: list[dict[str, Any]],
-    enrolled: dict[str, float],
+    enrolled: dict[str, Any],
 ) -> PipelineBenchResult:
     cameras = {}
     for cam in CAMERAS:
         tracks = scored[cam]
-        ident = score_identification(cam, events, tracks, config.min_frames)
+        ident = score_identification(cam, events, tracks, config.min_frames, enrolled["ids"])
         cameras[cam] = {
             "detection": _boxes(tracks.detections),
             "tracks": _boxes(tracks.tracks),
@@ -325,6 +326,9 @@ def _result(
                 "identified_tracks": ident.identified_tracks,
                 "correct_tracks": ident.correct_tracks,
                 "gt_tracks_identified": ident.people_identified,
+                "recall_enrolled": ident.recall_enrolled,
+                "enrolled_gt_tracks": ident.enrolled_people,
+                "enrolled_gt_tracks_identified": ident.enrolled_identified,
                 "name_changes": ident.name_changes,
             },
         }
@@ -396,7 +400,8 @@ def _summary_lines(result: PipelineBenchResult) -> list[str]:
         lines.append(
             f"[{cam}] identification precision {i['precision']:.3f} "
             f"({i['correct_tracks']}/{i['identified_tracks']} tracks), GT tracks identified "
-            f"{i['recall']:.3f} ({i['gt_tracks_identified']}/{c['gt_tracks']}), "
+            f"{i['recall']:.3f} ({i['gt_tracks_identified']}/{c['gt_tracks']}), of the enrolled people "
+            f"{i['recall_enrolled']:.3f} ({i['enrolled_gt_tracks_identified']}/{i['enrolled_gt_tracks']}), "
             f"name changes {i['name_changes']}"
         )
     x = result.cross_modal

@@ -454,13 +454,17 @@ class _Config:
 
 
 def run_bench(
-    model: str | Path,
+    model: str | Path | ModelSource,
     config: BenchConfig | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> BenchReport:
-    """Open every configuration of `config` that can run here, time them interleaved, report."""
+    """Open every configuration of `config` that can run here, time them interleaved, report.
+
+    `model` is what `vireid bench` takes (see `ModelSource.parse`), or a `ModelSource` naming a
+    checkpoint and its already exported ONNX files together (the demo does this to skip re-exporting).
+    """
     config = config or BenchConfig()
-    source = ModelSource.parse(model)
+    source = model if isinstance(model, ModelSource) else ModelSource.parse(model)
     try:
         return _bench(source, config, log)
     finally:

@@ -162,11 +162,25 @@ class CameraTracks:
 
 @dataclass
 class Identification:
+    """Identification scores of one camera.
+
+    Attributes:
+        identified_tracks: tracks that ended up with a name.
+        correct_tracks: of those, named as their ground-truth identity.
+        people: ground-truth tracks (people with enough required frames in this camera).
+        people_identified: people with at least one correctly named track.
+        name_changes: `identified` events that renamed a track.
+        enrolled_people: ground-truth tracks of people in the gallery (None: enrolment not given).
+        enrolled_identified: of those, correctly identified.
+    """
+
     identified_tracks: int
     correct_tracks: int
     people: int
     people_identified: int
     name_changes: int
+    enrolled_people: int | None = None
+    enrolled_identified: int | None = None
 
     @property
     def precision(self) -> float:
@@ -174,13 +188,29 @@ class Identification:
 
     @property
     def recall(self) -> float:
+        """Fraction of all ground-truth tracks correctly identified (people not enrolled count as missed)."""
         return self.people_identified / self.people if self.people else 0.0
+
+    @property
+    def recall_enrolled(self) -> float | None:
+        """Fraction of the enrolled people's ground-truth tracks correctly identified."""
+        if self.enrolled_people is None or self.enrolled_identified is None:
+            return None
+        return self.enrolled_identified / self.enrolled_people if self.enrolled_people else 0.0
 
 
 def score_identification(
-    camera: str, events: Iterable[Mapping[str, Any]], tracks: CameraTracks, min_frames: int
+    camera: str,
+    events: Iterable[Mapping[str, Any]],
+    tracks: CameraTracks,
+    min_frames: int,
+    enrolled: Iterable[int] | None = None,
 ) -> Identification:
-    """Identification precision/recall of one camera from its `identified` events (last name counts)."""
+    """Identification precision/recall of one camera from its `identified` events (last name counts).
+
+    `enrolled` (ground-truth ids in the gallery) adds the recall over people who could be identified at
+    all; a name given to someone not enrolled is always wrong, so precision needs no such split.
+    """
     final: dict[int, str] = {}
     changes = 0
     for event in events:
@@ -194,7 +224,11 @@ def score_identification(
     }
     people = tracks.people(min_frames)
     named = {tracks.identity(tid) for tid in correct}
-    return Identification(len(final), len(correct), len(people), len(people & named), changes)
+    result = Identification(len(final), len(correct), len(people), len(people & named), changes)
+    if enrolled is not None:
+        reachable = people & set(enrolled)
+        result.enrolled_people, result.enrolled_identified = len(reachable), len(reachable & named)
+    return result
 
 
 @dataclass

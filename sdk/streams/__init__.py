@@ -7,7 +7,7 @@
     quality   crop_quality (size, sharpness, occlusion, truncation)
     matcher   Matcher (quality-weighted track embeddings, gallery + cross-modal matching, hysteresis)
     events    TrackStarted, Identified, CrossModalMatch, TrackEnded, SourceChanged
-    sinks     JsonlSink, VideoSink, ShowSink, CallbackSink
+    sinks     JsonlSink, VideoSink, SnapshotSink, ShowSink, CallbackSink
     pipeline  Pipeline, PipelineConfig; stats: PipelineStats
 
 Nothing here imports ONNX Runtime at module level (the YOLO detector loads it when created).
@@ -33,7 +33,7 @@ from .frame import Frame
 from .matcher import Matcher
 from .pipeline import Pipeline
 from .quality import crop_quality
-from .sinks import CallbackSink, FrameResult, JsonlSink, ShowSink, Sink, TrackView, VideoSink
+from .sinks import CallbackSink, FrameResult, JsonlSink, ShowSink, Sink, SnapshotSink, TrackView, VideoSink
 from .sources import Policy, SourceKind, SourceState, SourceStats, VideoSource, parse_source
 from .stats import PipelineStats, StageStats
 from .track import ByteTracker, Track, TrackUpdate
@@ -59,6 +59,7 @@ __all__ = [
     "Policy",
     "ShowSink",
     "Sink",
+    "SnapshotSink",
     "SourceChanged",
     "SourceKind",
     "SourceState",

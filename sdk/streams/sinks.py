@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import StreamError
+from ..errors import InputSpecError, StreamError
 from .detect.base import Detections
 from .events import Event
 from .frame import Frame
@@ -204,6 +204,46 @@ class VideoSink(Sink):
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()
+
+
+class SnapshotSink(Sink):
+    """Annotated still frames, `DIR/<camera>_<frame>.jpg`: at most one per camera every `every` frames.
+
+    Args:
+        folder: output folder (created).
+        every: minimum frame distance between two snapshots of one camera.
+        limit: snapshots per camera at most.
+        named_only: only frames where at least one track carries a gallery identity.
+    """
+
+    def __init__(
+        self, folder: str | Path, *, every: int = 150, limit: int = 4, named_only: bool = True
+    ) -> None:
+        if every < 1 or limit < 1:
+            raise InputSpecError(f"every and limit must be >= 1, got {every} and {limit}")
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StreamError(
+                f"cannot create the snapshot folder {self.folder}: {exc.strerror or exc}"
+            ) from exc
+        self.every, self.limit, self.named_only = every, limit, named_only
+        self._next: dict[str, int] = {}
+        self.paths: dict[str, list[Path]] = {}
+
+    def on_frame(self, result: FrameResult) -> None:
+        camera, index = result.frame.camera, result.frame.index
+        saved = self.paths.setdefault(camera, [])
+        if len(saved) >= self.limit or index < self._next.get(camera, 0):
+            return
+        if self.named_only and not any(view.name for view in result.tracks):
+            return
+        path = self.folder / f"{_safe(camera)}_{index:06d}.jpg"
+        if not cv2.imwrite(str(path), annotate(result)):
+            raise StreamError(f"OpenCV cannot write {path}")
+        saved.append(path)
+        self._next[camera] = index + self.every
 
 
 class ShowSink(Sink):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,31 @@ def test_demo_runs_every_stage_then_reuses_its_work(
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY))
     args = ["--out", str(tmp_path / "demo"), "--config", str(config), "--ids", "24", "--quiet"]
+    args += ["--scene-seconds", "16", "--bench-seconds", "0.1"]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "trained 1 epochs" in first and "demo finished" in first
+    demo = tmp_path / "demo"
+    bench = json.loads((demo / "results" / "bench.json").read_text())
+    assert {(r["backend"], r["precision"]) for r in bench["rows"]} == {
+        ("torch", "fp32"),
+        ("ort-cpu", "fp32"),
+        ("ort-cpu", "fp16"),
+    }
+    pipeline = json.loads((demo / "results" / "pipeline.json").read_text())
+    assert pipeline["frames"] == {"visible": 240, "infrared": 240} and pipeline["enrolled"]["identities"] >= 1
+    assert (demo / "gallery.db").is_file() and (demo / "results" / "latency.png").stat().st_size > 1000
+    markdown = (demo / "report.md").read_text()
+    page = (demo / "report.html").read_text()
+    for title in (
+        "Accuracy on the held-out",
+        "Export and parity",
+        "Latency on this machine",
+        "Real-time pipeline",
+    ):
+        assert f"## {title}" in markdown and f"<h2>{title}" in page
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):  # every figure the report links exists
+        assert (demo / image).is_file(), image
     report = json.loads((tmp_path / "demo" / "results" / "evaluate.json").read_text())
     assert len(report["model"]["trials"]) == 10 and len(report["colour_histogram"]["trials"]) == 10
     assert (tmp_path / "demo" / "results" / "cmc.png").stat().st_size > 1000

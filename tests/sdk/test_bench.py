@@ -157,3 +157,21 @@ def test_bench_stage_recording_is_off_by_default(tmp_path: Path) -> None:
     with open_backend(build_contract_model(tmp_path / "c.onnx"), "cpu") as backend:
         backend.infer(np.zeros((1, 32, 16, 3), np.uint8), np.zeros(1, np.int32))
         assert backend.record_stages is False and backend.last_stages == {}
+
+
+def test_identification_recall_over_enrolled_people_counts_only_who_could_be_named() -> None:
+    from vireid.bench.scene import CameraTracks, score_identification
+
+    tracks = CameraTracks()
+    boxes = np.array([[0, 0, 10, 20], [20, 0, 30, 20], [40, 0, 50, 20]], np.float64)
+    objects = [{"id": pid, "box": boxes[i].tolist(), "visibility": 1.0} for i, pid in enumerate((1, 2, 3))]
+    for _ in range(3):
+        tracks.add(objects, boxes, [11, 12, 13], boxes)
+    events = [
+        {"event": "identified", "camera": "infrared", "track_id": 11, "name": "id1"},  # right
+        {"event": "identified", "camera": "infrared", "track_id": 13, "name": "id2"},  # id3 is not enrolled
+    ]
+    ident = score_identification("infrared", events, tracks, min_frames=2, enrolled=[1, 2])
+    assert (ident.precision, ident.recall) == (0.5, pytest.approx(1 / 3))
+    assert (ident.enrolled_people, ident.enrolled_identified, ident.recall_enrolled) == (2, 1, 0.5)
+    assert score_identification("infrared", events, tracks, min_frames=2).recall_enrolled is None

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from contract_model import build_contract_model, contract_card
 
-from vireid import ConfigError, Embedder, Gallery, GalleryError
+from vireid import ConfigError, Embedder, Gallery, GalleryError, InputSpecError
 from vireid.bench.scene import (
     CameraTracks,
     Oracle,
@@ -217,3 +217,21 @@ def test_configuration_errors(tmp_path: Path, scene: Path, embedder: Embedder) -
         Pipeline(["visible=a.mp4"], embedder, gallery=tmp_path / "other.db")
     with pytest.raises(Exception, match="no such file"):
         Pipeline([f"visible={tmp_path / 'missing.mp4'}"], embedder).run(handle_signals=False)
+
+
+def test_snapshot_sink_keeps_spaced_named_frames_up_to_its_limit(tmp_path: Path) -> None:
+    from vireid.modality import Modality
+    from vireid.streams import Detections, FrameResult, SnapshotSink, TrackView
+
+    sink = SnapshotSink(tmp_path / "frames", every=3, limit=2)
+    image = np.zeros((48, 64, 3), np.uint8)
+    for index in range(12):
+        name = "id1" if index >= 4 else None  # nobody named in the first frames
+        frame = Frame(image, "ir", Modality.INFRARED, index, time.time(), index / 15)
+        tracks = (TrackView(1, (4.0, 4.0, 20.0, 40.0), name, 0.8),)
+        sink.on_frame(FrameResult(frame, Detections([[4, 4, 20, 40]], [0.9]), tracks))
+    assert [p.name for p in sink.paths["ir"]] == ["ir_000004.jpg", "ir_000007.jpg"]
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["ir_000004.jpg", "ir_000007.jpg"]
+    assert cv2.imread(str(sink.paths["ir"][0])).shape == (48, 64, 3)
+    with pytest.raises(InputSpecError, match="every and limit"):
+        SnapshotSink(tmp_path, every=0)
