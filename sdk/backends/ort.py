@@ -19,6 +19,7 @@ from ..card import ModelCard
 from ..errors import ArtifactError, DeviceError, InputSpecError, require
 from . import ort_config as cfg
 from .base import Backend
+from .heap import release_free_heap
 
 log = logging.getLogger("vireid")
 
@@ -65,6 +66,7 @@ class OnnxRuntimeBackend(Backend):
             self.profile = self.card.profile or cfg.DEFAULT_TRT_PROFILE
         ep_options = self._ep_options(device_id, cache_dir, fp16)
         self._session = self._create_session(cfg.provider_list(self._first_choice(device), ep_options))
+        release_free_heap()  # the parsed model and pre-optimisation weights, freed but still resident
         self.providers = tuple(self._session.get_providers())
         self.device = self._resolve_device(device)
         problems = cfg.contract_problems(self._session, self.card)
