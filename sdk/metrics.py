@@ -123,6 +123,10 @@ def _summarise(cmc_rows: np.ndarray, ap: np.ndarray, inp: np.ndarray, valid: np.
     return RankMetrics(cmc=cmc, mAP=float(ap[valid].mean()), mINP=float(inp[valid].mean()), num_queries=count)
 
 
+SYSU_EXCLUDED = ((3, 2),)
+"""(query camera, gallery camera) pairs SYSU-MM01 removes: camera 2 for camera-3 queries (the same room)."""
+
+
 def evaluate_sysu(
     distmat: np.ndarray,
     q_pids: np.ndarray,
@@ -130,13 +134,20 @@ def evaluate_sysu(
     q_camids: np.ndarray,
     g_camids: np.ndarray,
     max_rank: int = 20,
+    excluded: tuple[tuple[int, int], ...] = SYSU_EXCLUDED,
 ) -> RankMetrics:
-    """SYSU-MM01 evaluation (camera-2 removal for camera-3 queries, identity-deduplicated CMC)."""
+    """SYSU-MM01 evaluation (camera-2 removal for camera-3 queries, identity-deduplicated CMC).
+
+    `excluded` lists the (query camera, gallery camera) pairs whose gallery images a query never sees;
+    the reverse direction (visible queries) passes `((2, 3),)`.
+    """
     distmat = _check_inputs(distmat, q_pids, g_pids)
     g_pids, q_camids, g_camids = np.asarray(g_pids), np.asarray(q_camids), np.asarray(g_camids)
     max_rank = min(max_rank, distmat.shape[1])
     order, matches = _ranked(distmat, q_pids, g_pids)
-    keep = ~((q_camids[:, None] == 3) & (g_camids[order] == 2))
+    keep = np.ones(order.shape, dtype=bool)
+    for q_cam, g_cam in excluded:
+        keep &= ~((q_camids[:, None] == q_cam) & (g_camids[order] == g_cam))
     ap, inp, valid = _ap_and_inp(matches, keep)
     cmc_rows = _dedup_cmc(order, matches, keep, g_pids, max_rank)
     return _summarise(cmc_rows, ap, inp, valid)

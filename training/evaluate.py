@@ -1,7 +1,9 @@
-"""Evaluating a PyTorch model or checkpoint on the standard protocols.
+"""Evaluating a checkpoint or any exported artifact on the standard protocols.
 
-The images go through the same host-side preprocessing as the runtime (`load_resized`: RGB, bilinear
-resize to the model's input size); normalisation happens inside the model.
+Every model kind sees the same images through the same host-side preprocessing (`load_resized`: RGB,
+bilinear resize to the model's input size; normalisation happens inside the model): checkpoints run in
+PyTorch (`TorchEmbedder`), `.onnx` (FP32, FP16, INT8) and `.engine` files through the runtime backend
+that deployment uses (`ArtifactEmbedder`), so a score difference is the artifact's, not the pipeline's.
 """
 
 from __future__ import annotations
@@ -45,6 +47,68 @@ class TorchEmbedder:
         return self.embed_arrays(images, modality)
 
 
+class ArtifactEmbedder:
+    """Embeds image files with an exported artifact through `vireid.open_backend` (an `EmbedFn`)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 64, **options: Any) -> None:
+        from vireid.backends import open_backend
+
+        self.backend = open_backend(path, device, **options)
+        self.input_size = self.backend.card.input_size
+        self.batch_size = batch_size
+
+    def embed_arrays(self, images: np.ndarray, modality: Modality | np.ndarray) -> np.ndarray:
+        """Embed `uint8 [N, H, W, 3]` images; returns float32 `[N, D]`."""
+        modalities = np.ascontiguousarray(np.broadcast_to(np.asarray(modality, np.int32), (len(images),)))
+        out = [
+            self.backend.infer(
+                np.ascontiguousarray(images[i : i + self.batch_size]), modalities[i : i + self.batch_size]
+            )
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.backend.card.embedding_dim), np.float32)
+
+    def __call__(self, paths: Sequence[Path], modality: Modality) -> np.ndarray:
+        images = np.stack([load_resized(p, self.input_size) for p in paths])
+        return self.embed_arrays(images, modality)
+
+    def close(self) -> None:
+        """Release the backend."""
+        self.backend.close()
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".json")
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A training checkpoint (evaluated in PyTorch) rather than an exported artifact."""
+    return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def evaluate_any(
+    model: str | Path,
+    data_root: str | Path,
+    protocol: str,
+    shots: int = 1,
+    trials: int = 10,
+    batch_size: int = 64,
+    device: str = "auto",
+    reverse: bool = False,
+) -> ProtocolResult:
+    """Run a protocol with a checkpoint (PyTorch) or an artifact (`.onnx`, `.engine`; runtime backend).
+
+    `device` for artifacts is a runtime device (`auto`, `cpu`, `cuda`, `tensorrt`); for checkpoints a
+    torch device (`auto`, `cpu`, `cuda`, `cuda:N`).
+    """
+    if is_checkpoint(model):
+        return evaluate_checkpoint(model, data_root, protocol, shots, trials, batch_size, device, reverse)
+    embedder = ArtifactEmbedder(model, device, batch_size)
+    try:
+        return run_protocol(embedder, data_root, protocol, shots=shots, trials=trials, reverse=reverse)
+    finally:
+        embedder.close()
+
+
 def evaluate_model(
     model: Any,
     input_size: tuple[int, int],
@@ -54,10 +118,11 @@ def evaluate_model(
     trials: int = 10,
     batch_size: int = 64,
     device: str = "cpu",
+    reverse: bool = False,
 ) -> ProtocolResult:
     """Run a protocol on a dataset folder with an in-memory PyTorch model."""
     embedder = TorchEmbedder(model, input_size, batch_size, device)
-    return run_protocol(embedder, data_root, protocol, shots=shots, trials=trials)
+    return run_protocol(embedder, data_root, protocol, shots=shots, trials=trials, reverse=reverse)
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[Any, tuple[int, int]]:
@@ -80,10 +145,13 @@ def evaluate_checkpoint(
     trials: int = 10,
     batch_size: int = 64,
     device: str = "auto",
+    reverse: bool = False,
 ) -> ProtocolResult:
     """Run a protocol on a dataset folder with the model stored in a checkpoint."""
     from .trainer import resolve_device
 
     resolved = str(resolve_device(device))
     model, input_size = load_model(checkpoint, resolved)
-    return evaluate_model(model, input_size, data_root, protocol, shots, trials, batch_size, resolved)
+    return evaluate_model(
+        model, input_size, data_root, protocol, shots, trials, batch_size, resolved, reverse
+    )

@@ -217,6 +217,7 @@ class ModelSource:
     engine: Path | None = None
     workdir: Path | None = None
     _torch_model: Any = None
+    _failed: dict[str, BaseException] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, spec: str | Path) -> ModelSource:
@@ -272,6 +273,15 @@ class ModelSource:
         """The ONNX file of one precision, exported into the work folder when missing."""
         if precision in self.onnx:
             return self.onnx[precision]
+        if precision in self._failed:  # one failed export serves every row that needs the file
+            raise self._failed[precision]
+        try:
+            return self._make_onnx(precision, log)
+        except (VireidError, ImportError, OSError, ValueError) as exc:
+            self._failed[precision] = exc
+            raise
+
+    def _make_onnx(self, precision: str, log: Callable[[str], None]) -> Path:
         if self.engine is not None and not self.onnx:
             raise InputSpecError(f"{self.spec}: an engine has no ONNX file; pass the .onnx it was built from")
         workdir = self._workdir()
@@ -464,11 +474,13 @@ def run_bench(
     checkpoint and its already exported ONNX files together (the demo does this to skip re-exporting).
     """
     config = config or BenchConfig()
-    source = model if isinstance(model, ModelSource) else ModelSource.parse(model)
+    owned = not isinstance(model, ModelSource)
+    source = ModelSource.parse(model) if owned else model
     try:
         return _bench(source, config, log)
     finally:
-        source.cleanup()
+        if owned:  # a caller's ModelSource keeps its exported files until the caller cleans it up
+            source.cleanup()
 
 
 def _bench(source: ModelSource, config: BenchConfig, log: Callable[[str], None]) -> BenchReport:

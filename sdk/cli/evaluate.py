@@ -1,44 +1,117 @@
-"""Evaluate a checkpoint on the standard SYSU-MM01 / RegDB protocols and print the paper-style table."""
+"""Evaluate a checkpoint or an exported artifact on the SYSU-MM01 / RegDB protocols (paper-style table).
+
+MODEL is a checkpoint (.safetensors/.json, run in PyTorch: needs the `train` extra) or an artifact
+(.onnx FP32/FP16/INT8, .engine), run through the same runtime backend deployment uses. Every model sees
+the same images, trials and preprocessing. `--reference` evaluates a second model the same way and prints
+per-metric deltas next to the parity report of the two; `--both-directions` adds the reverse direction
+(visible queries for SYSU, the other RegDB protocol), because an export or a quantisation can hurt one
+direction and not the other.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 PROTOCOLS = ("sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v")
+DELTA_KEYS = ("R1", "mAP", "mINP")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid evaluate`."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint (.safetensors or its .json)")
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("model", nargs="?", help="checkpoint or artifact (.safetensors, .onnx, .engine)")
+    parser.add_argument("--checkpoint", help="same as MODEL (kept for older scripts)")
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--protocol", default="sysu-all", choices=PROTOCOLS, help="evaluation protocol")
     parser.add_argument("--shots", type=int, default=1, choices=(1, 10), help="SYSU gallery shots")
     parser.add_argument("--trials", type=int, default=10, help="SYSU trials / RegDB splits to average")
     parser.add_argument("--batch", type=int, default=64, help="embedding batch size")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="checkpoints: auto, cpu, cuda, cuda:N; artifacts: auto, cpu, cuda, tensorrt",
+    )
+    parser.add_argument("--reference", help="second model to compare with (checkpoint or artifact)")
+    parser.add_argument("--both-directions", action="store_true", help="also evaluate the reverse direction")
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, help="write the CMC curve as a PNG here")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print."""
-    from vireid.errors import require
+    """Evaluate, compare and print."""
+    from vireid.errors import InputSpecError, require
 
-    require("torch", "train", "vireid evaluate on a checkpoint")
-    from vireid.training.evaluate import evaluate_checkpoint
+    model = args.model or args.checkpoint
+    if not model or (args.model and args.checkpoint):
+        raise InputSpecError(
+            "pass the model once: `vireid evaluate MODEL --data DIR` (or --checkpoint MODEL)"
+        )
+    models = [model] + ([args.reference] if args.reference else [])
+    for path in models:
+        if not Path(path).is_file():
+            raise InputSpecError(
+                f"{path}: no such file; pass a checkpoint (.safetensors) or an artifact (.onnx, .engine)"
+            )
+    from vireid.training.evaluate import evaluate_any, is_checkpoint
 
-    result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.protocol, args.shots, args.trials, args.batch, args.device
-    )
-    print(result.table())
+    if any(is_checkpoint(p) for p in models):
+        require("torch", "train", "vireid evaluate on a checkpoint")
+    directions = (False, True) if args.both_directions else (False,)
+    results: dict[str, dict[bool, Any]] = {}
+    for path in models:
+        results[path] = {}
+        for reverse in directions:
+            result = evaluate_any(
+                path, args.data, args.protocol, args.shots, args.trials, args.batch, args.device, reverse
+            )
+            results[path][reverse] = result
+            print(f"{path}:\n{result.table()}\n")
+    output: dict[str, Any] = {"model": _summary(results[model])}
+    if args.reference:
+        output["reference"] = _summary(results[args.reference])
+        output["delta"] = _print_deltas(results[model], results[args.reference], model, args.reference)
+        output["parity"] = _parity(args.reference, model, args.device)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+        payload = output if args.reference or args.both_directions else results[model][False].to_dict()
+        args.json.write_text(json.dumps(payload, indent=2))
     if args.plot:
         from vireid.plots import plot_cmc
 
-        plot_cmc({f"{args.protocol}": result.cmc}, args.plot)
+        curves = {f"{Path(p).name} {r[False].direction}": r[False].cmc for p, r in results.items()}
+        plot_cmc(curves, args.plot)
         print(f"CMC curve: {args.plot}")
     return 0
+
+
+def _summary(by_direction: dict[bool, Any]) -> dict[str, Any]:
+    return {result.direction: result.to_dict() for result in by_direction.values()}
+
+
+def _print_deltas(model: dict[bool, Any], reference: dict[bool, Any], name: str, ref_name: str) -> dict:
+    """Points (percent) of MODEL minus REFERENCE per direction and metric."""
+    print(f"delta: {Path(name).name} minus {Path(ref_name).name} (percentage points)")
+    print(f"{'direction':22s}" + "".join(f"{k:>10s}" for k in DELTA_KEYS))
+    deltas = {}
+    for reverse, result in model.items():
+        mine, theirs = result.mean(), reference[reverse].mean()
+        row = {k: 100 * (mine[k] - theirs[k]) for k in DELTA_KEYS}
+        deltas[result.direction] = row
+        print(f"{result.direction:22s}" + "".join(f"{row[k]:+10.2f}" for k in DELTA_KEYS))
+    print()
+    return deltas
+
+
+def _parity(reference: str, candidate: str, device: str) -> dict[str, Any] | None:
+    """The parity report of the two models (needs the export extra), or None with a note."""
+    try:
+        from vireid.export.parity import verify
+    except ImportError as exc:
+        print(f"parity report skipped: {exc}")
+        return None
+    report = verify(reference, candidate, device=device)
+    print(report)
+    return report.to_dict()

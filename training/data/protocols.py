@@ -50,6 +50,15 @@ class Protocol(str, enum.Enum):
     def is_sysu(self) -> bool:
         return self in (Protocol.SYSU_ALL, Protocol.SYSU_INDOOR)
 
+    @property
+    def query_modality(self) -> Modality:
+        """The modality of the standard protocol's queries (SYSU: infrared)."""
+        return Modality.VISIBLE if self is Protocol.REGDB_V2T else Modality.INFRARED
+
+    def reversed(self) -> Protocol | None:
+        """RegDB's other direction; None for SYSU, whose reverse is `run_protocol(..., reverse=True)`."""
+        return {Protocol.REGDB_V2T: Protocol.REGDB_T2V, Protocol.REGDB_T2V: Protocol.REGDB_V2T}.get(self)
+
 
 @dataclass(frozen=True)
 class TrialResult:
@@ -69,6 +78,15 @@ class ProtocolResult:
     shots: int
     trials: tuple[TrialResult, ...]
     cmc: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    reverse: bool = False
+
+    @property
+    def direction(self) -> str:
+        """`query→gallery` modalities, e.g. `infrared→visible`."""
+        query = self.protocol.query_modality
+        if self.reverse:
+            query = query.other
+        return f"{query}→{query.other}"
 
     def _values(self) -> dict[str, np.ndarray]:
         rows = [t.metrics.as_dict() for t in self.trials]
@@ -86,7 +104,8 @@ class ProtocolResult:
         """The averaged result in the papers' layout (percent, mean ± std over trials)."""
         mean, std = self.mean(), self.std()
         shot = "single-shot" if self.shots == 1 else f"multi-shot ({self.shots})"
-        title = f"{self.protocol.value}, {shot}, {len(self.trials)} trial(s)"
+        title = f"{self.protocol.value}{' reversed' if self.reverse else ''} ({self.direction}), {shot}, "
+        title += f"{len(self.trials)} trial(s)"
         head = "  ".join(f"{k:>13}" for k in METRIC_KEYS)
         body = "  ".join(f"{100 * mean[k]:6.2f} ± {100 * std[k]:4.2f}" for k in METRIC_KEYS)
         return f"{title}\n{head}\n{body}"
@@ -95,6 +114,8 @@ class ProtocolResult:
         """JSON-serialisable summary (fractions), with the averaged CMC curve."""
         return {
             "protocol": self.protocol.value,
+            "direction": self.direction,
+            "reverse": self.reverse,
             "shots": self.shots,
             "num_trials": len(self.trials),
             "mean": self.mean(),
@@ -160,19 +181,28 @@ def run_protocol(
     shots: int = 1,
     trials: int | Sequence[int] = 10,
     max_rank: int = 20,
+    reverse: bool = False,
 ) -> ProtocolResult:
-    """Evaluate an embedding function on a dataset folder with a standard protocol."""
+    """Evaluate an embedding function on a dataset folder with a standard protocol.
+
+    `reverse=True` runs the protocol the other way round: for SYSU, each trial's visible gallery images
+    become the queries and the infrared query set the gallery (camera 3 removed for camera-2 queries);
+    for RegDB, the other direction's protocol. It measures visible→infrared retrieval separately, which a
+    model or a quantisation can favour or hurt independently of infrared→visible.
+    """
     protocol = Protocol.parse(protocol)
+    if reverse and not protocol.is_sysu:
+        return run_protocol(embed, root, protocol.reversed() or protocol, shots, trials, max_rank)
     trial_ids = _trial_list(trials, protocol)
     cache = _EmbeddingCache(embed)
     if protocol.is_sysu:
-        results = _run_sysu(cache, SysuMM01(root), protocol, shots, trial_ids, max_rank)
+        results = _run_sysu(cache, SysuMM01(root), protocol, shots, trial_ids, max_rank, reverse)
     else:
         if shots != 1:
             raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
         results = _run_regdb(cache, RegDB(root), protocol, trial_ids, max_rank)
     cmc = np.mean([_pad(t.metrics.cmc, max_rank) for t in results], axis=0)
-    return ProtocolResult(protocol=protocol, shots=shots, trials=tuple(results), cmc=cmc)
+    return ProtocolResult(protocol=protocol, shots=shots, trials=tuple(results), cmc=cmc, reverse=reverse)
 
 
 def _pad(cmc: np.ndarray, length: int) -> np.ndarray:
@@ -180,18 +210,34 @@ def _pad(cmc: np.ndarray, length: int) -> np.ndarray:
 
 
 def _run_sysu(
-    cache: _EmbeddingCache, data: SysuMM01, protocol: Protocol, shots: int, trials: list[int], max_rank: int
+    cache: _EmbeddingCache,
+    data: SysuMM01,
+    protocol: Protocol,
+    shots: int,
+    trials: list[int],
+    max_rank: int,
+    reverse: bool = False,
 ) -> list[TrialResult]:
     mode = "all" if protocol is Protocol.SYSU_ALL else "indoor"
-    query = data.query(mode)
+    infrared = data.query(mode)
     galleries = [data.gallery(mode, trial, shots) for trial in trials]
-    cache.warm(ImageSet.concat([query, *galleries]))
-    q_feats = cache.features(query)
+    cache.warm(ImageSet.concat([infrared, *galleries]))
+    ir_feats = cache.features(infrared)
     results = []
-    for trial, gallery in zip(trials, galleries, strict=True):
-        distmat = cosine_distance(q_feats, cache.features(gallery))
-        metrics = evaluate_sysu(distmat, query.pids, gallery.pids, query.camids, gallery.camids, max_rank)
-        results.append(TrialResult(trial, metrics, len(query), len(gallery)))
+    for trial, visible in zip(trials, galleries, strict=True):
+        vis_feats = cache.features(visible)
+        if reverse:
+            distmat = cosine_distance(vis_feats, ir_feats)
+            metrics = evaluate_sysu(
+                distmat, visible.pids, infrared.pids, visible.camids, infrared.camids, max_rank, ((2, 3),)
+            )
+            results.append(TrialResult(trial, metrics, len(visible), len(infrared)))
+        else:
+            distmat = cosine_distance(ir_feats, vis_feats)
+            metrics = evaluate_sysu(
+                distmat, infrared.pids, visible.pids, infrared.camids, visible.camids, max_rank
+            )
+            results.append(TrialResult(trial, metrics, len(infrared), len(visible)))
     return results
 
 
