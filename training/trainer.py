@@ -70,6 +70,20 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
+def _rank_device(device: torch.device, world: int) -> torch.device:
+    """Under torchrun with CUDA, each process takes the GPU `LOCAL_RANK` (one GPU per process)."""
+    if world == 1 or device.type != "cuda":
+        return device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.index is not None and device.index != local:
+        log.warning(
+            "device %s ignored under torchrun: process %d uses cuda:%d (LOCAL_RANK)", device, local, local
+        )
+    device = torch.device("cuda", local)
+    torch.cuda.set_device(device)
+    return device
+
+
 class Trainer:
     """One training run; build with `Trainer(config, data_root, out_dir)` then call `fit()`."""
 
@@ -78,7 +92,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.data_root, self.out_dir = config, Path(data_root), Path(out_dir)
         self.rank, self.world = _distributed()
-        self.device = resolve_device(config.run.device)
+        self.device = _rank_device(resolve_device(config.run.device), self.world)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)

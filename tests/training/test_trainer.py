@@ -200,3 +200,19 @@ def test_paper_scale_config_trains_one_step_and_evaluates(tmp_path: Path) -> Non
     assert meta["step"] == 1 and meta["model_config"]["backbone"] == "resnet50"
     table = evaluate_checkpoint(result.last, data, "sysu-all", trials=1, batch_size=32, device="cpu")
     assert 0.0 <= table.mean()["R1"] <= 1.0 and len(table.trials) == 1
+
+
+def test_each_torchrun_process_takes_its_local_rank_gpu_with_cuda_set_device_faked(monkeypatch) -> None:
+    """Device placement logic only: torch.cuda.set_device is replaced (no GPU here)."""
+    import torch
+
+    from vireid.training.trainer import _rank_device
+
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _rank_device(torch.device("cuda"), world=2) == torch.device("cuda", 1)
+    assert _rank_device(torch.device("cuda", 0), world=2) == torch.device("cuda", 1)
+    assert chosen == [torch.device("cuda", 1)] * 2
+    assert _rank_device(torch.device("cuda"), world=1) == torch.device("cuda")  # single process: as asked
+    assert _rank_device(torch.device("cpu"), world=2) == torch.device("cpu")
