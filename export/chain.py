@@ -26,7 +26,7 @@ from .artifact import update_card
 from .calibrate import Calibration, calibrate_threshold
 from .parity import ParityReport, verify
 
-STEPS = ("onnx", "fp16", "engine", "triton")
+STEPS = ("onnx", "fp16", "int8", "engine", "triton")
 
 
 @dataclass
@@ -59,6 +59,8 @@ class ChainOptions:
     triton_max_batch: int | None = None
     identities: int = 32
     verify: bool = True
+    int8_data: Path | None = None
+    int8: Any = None  # vireid.export.int8.Int8Options; None = its defaults
 
 
 def parse_steps(text: str | Sequence[str]) -> list[str]:
@@ -119,8 +121,10 @@ def export_chain(
 
     Args:
         source: checkpoint (`.safetensors`/`.json`) or an exported `.onnx`.
-        steps: any of `onnx, fp16, engine, triton` (a later step implies the ONNX it is built from).
-        out_dir: folder for the artifacts (`NAME.onnx`, `NAME.fp16.onnx`, `NAME[.fp16].engine`, `triton/`).
+        steps: any of `onnx, fp16, int8, engine, triton` (a later step implies the ONNX it is built from;
+            `int8` needs `options.int8_data`).
+        out_dir: folder for the artifacts (`NAME.onnx`, `NAME.fp16.onnx`, `NAME.int8.onnx`,
+            `NAME[.fp16].engine`, `triton/`).
         options: `ChainOptions` (name, opset, engine profile/workspace/timing cache, calibration data
             and false-match rate, Triton name/max batch, synthetic gallery size, verification on/off).
         emit: where progress lines and parity reports go (default `print`).
@@ -140,6 +144,8 @@ def export_chain(
         fp16_path = chain.timed_step("fp16", lambda: to_fp16(onnx_path, out / f"{name}.fp16.onnx"))
         chain.check("fp16", onnx_path, fp16_path, "cpu")
         chain.calibrate("fp16", fp16_path, "cpu")
+    if "int8" in wanted:
+        _int8_stage(chain, onnx_path, name)
     final = fp16_path or onnx_path
     if "engine" in wanted:
         final = _engine_stage(chain, final)
@@ -169,6 +175,27 @@ def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tu
     chain.check("onnx", source, onnx_path, "cpu")
     chain.calibrate("onnx", onnx_path, "cpu")
     return onnx_path, None
+
+
+def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:
+    """INT8 QDQ from the FP32 ONNX, calibrated on `int8_data`'s training images, checked against FP32."""
+    from .int8 import to_int8
+
+    if chain.opt.int8_data is None:
+        raise ConfigError(
+            "the int8 step needs calibration images: pass --int8-data DIR (a SYSU-MM01 or RegDB folder; "
+            "its training identities are used, never its test identities)"
+        )
+    result = to_int8(
+        onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=chain.opt.int8
+    )
+    chain.result.artifacts["int8"] = result.path
+    kept = ", ".join(result.kept_float) or "none"
+    chain.emit(f"int8: wrote {result.path}; kept in float by the sensitivity pass: {kept}")
+    chain.emit("int8: probe cosine to FP32 " + ", ".join(f"{k} {v:.4f}" for k, v in result.cosine.items()))
+    chain.check("int8", onnx_path, result.path, "cpu")
+    chain.calibrate("int8", result.path, "cpu")
+    return result.path
 
 
 def _engine_stage(chain: _Chain, onnx_path: Path) -> Path:

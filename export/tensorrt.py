@@ -9,6 +9,10 @@ read before and written after each build, and precision taken from the ONNX file
 - FP32 ONNX, `precision="fp16"` (TensorRT ≤ 10 only): `BuilderFlag.FP16` with the fragile layers (input
   path, head, reductions) pinned to FP32 under `OBEY_PRECISION_CONSTRAINTS`. TensorRT 11 removed that
   path; convert with `to_fp16` first.
+- INT8 ONNX (QDQ, from `to_int8`): explicit quantisation. The calibrated scales travel in the Q/DQ
+  nodes, so the engine uses the same two-modality calibration as ONNX Runtime: a strongly typed network
+  on TensorRT 10/11 (11 removed implicit calibrators and the INT8 flag), `BuilderFlag.INT8` + `FP16` on
+  8.x. No `IInt8Calibrator` is used.
 
 `tensorrt` is imported when a build starts. Without it, `MissingDependencyError` names the `tensorrt`
 extra and carries the equivalent `trtexec` command line; `attach_card` then writes the card for the
@@ -87,7 +91,7 @@ def trtexec_command(
     ]
     if timing_cache is not None:
         args.append(f"--timingCacheFile={timing_cache}")
-    if card.precision is Precision.FP16:
+    if card.precision in (Precision.FP16, Precision.INT8):
         args.append("--stronglyTyped")  # TensorRT 10; a no-op (always on) in 11
     elif wanted is Precision.FP16:
         args.append("--fp16")  # TensorRT <= 10 only
@@ -99,8 +103,17 @@ def trtexec_command(
 def _precision(card: ModelCard, requested: str | Precision | None, major: int | None) -> Precision:
     """The engine precision, refusing combinations the ONNX file or TensorRT version cannot give."""
     wanted = card.precision if requested is None else Precision.parse(requested)
-    if wanted is Precision.INT8 or card.precision is Precision.INT8:
-        raise ConfigError("INT8 engines are not supported by vireid yet; build fp16 or fp32")
+    if card.precision is Precision.INT8:
+        if wanted is not Precision.INT8:
+            raise ConfigError(
+                "this ONNX file is INT8 (QDQ); build from the FP32 or FP16 ONNX for that precision"
+            )
+        return wanted
+    if wanted is Precision.INT8:
+        raise ConfigError(
+            "INT8 engines are built from an INT8 QDQ ONNX (explicit quantisation): run "
+            "`vireid export CHECKPOINT --to int8,engine --int8-data DIR`, or pass the .int8.onnx"
+        )
     if card.precision is Precision.FP16 and wanted is Precision.FP32:
         raise ConfigError(
             "this ONNX file is FP16; an FP32 engine must be built from the FP32 ONNX (the one to_fp16 read)"
@@ -251,6 +264,9 @@ def _configure(trt: Any, builder: Any, network: Any, onnx_path: Path, settings: 
     flag = trt.BuilderFlag
     if card.precision is Precision.FP16 and major < 10:
         config.set_flag(flag.FP16)  # no strong typing before 10: let FP16 kernels run
+    elif card.precision is Precision.INT8 and major < 10:
+        config.set_flag(flag.INT8)  # explicit quantisation (Q/DQ scales) on 8.x needs the flag
+        config.set_flag(flag.FP16)
     elif card.precision is Precision.FP32 and precision is Precision.FP16:
         config.set_flag(flag.FP16)
         config.set_flag(flag.OBEY_PRECISION_CONSTRAINTS)
@@ -347,7 +363,7 @@ def to_engine(
     try:
         logger = make_logger(trt)
         builder = _make_builder(trt, logger)
-        strongly_typed = card.precision is Precision.FP16
+        strongly_typed = card.precision in (Precision.FP16, Precision.INT8)
         network, _parser = _parse(trt, builder, logger, onnx_path, _network_flags(trt, major, strongly_typed))
         config = _configure(trt, builder, network, onnx_path, settings)
         _load_timing_cache(config, cache_path)

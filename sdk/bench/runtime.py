@@ -35,7 +35,7 @@ from ..preprocess import preprocess_crops
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 """Runtimes `vireid bench` knows, in table order."""
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 RANDOM_PREFIX = "random:"
 REFERENCE_ORDER = (("ort-cpu", "fp32"), ("torch", "fp32"), ("ort-cuda", "fp32"))
 
@@ -237,9 +237,9 @@ class ModelSource:
         if suffix == ".onnx":
             precision = ModelCard.from_onnx(path).precision.value
             source = cls(text, onnx={precision: path})
-            other = _sibling(path, precision)
-            if other.is_file():
-                source.onnx["fp16" if precision == "fp32" else "fp32"] = other
+            for other, sibling in _siblings(path).items():
+                if other != precision and sibling.is_file():
+                    source.onnx[other] = sibling
             return source
         if suffix in (".engine", ".plan", ".trt"):
             return cls(text, engine=path)
@@ -275,6 +275,11 @@ class ModelSource:
             return self.onnx[precision]
         if precision in self._failed:  # one failed export serves every row that needs the file
             raise self._failed[precision]
+        if precision == "int8":
+            raise VireidError(
+                "no INT8 model beside MODEL; make one with "
+                "`vireid export CHECKPOINT --to int8 --int8-data DIR` (calibration needs training images)"
+            )
         try:
             return self._make_onnx(precision, log)
         except (VireidError, ImportError, OSError, ValueError) as exc:
@@ -332,12 +337,16 @@ def _parse_random(text: str) -> tuple[str, tuple[int, int]]:
     return backbone, (h, w)
 
 
-def _sibling(path: Path, precision: str) -> Path:
-    """`X.onnx` ↔ `X.fp16.onnx` (the names `vireid export` writes)."""
-    name = path.name
-    if precision == "fp16" and name.endswith(".fp16.onnx"):
-        return path.with_name(name[: -len(".fp16.onnx")] + ".onnx")
-    return path.with_name(path.stem + ".fp16.onnx")
+def _siblings(path: Path) -> dict[str, Path]:
+    """`X.onnx`, `X.fp16.onnx`, `X.int8.onnx` beside any one of them (the names `vireid export` writes)."""
+    stem = path.name[: -len(".onnx")]
+    for tag in (".fp16", ".int8"):
+        stem = stem.removesuffix(tag)
+    return {
+        "fp32": path.with_name(f"{stem}.onnx"),
+        "fp16": path.with_name(f"{stem}.fp16.onnx"),
+        "int8": path.with_name(f"{stem}.int8.onnx"),
+    }
 
 
 # ----- runners ----------------------------------------------------------------------------------
@@ -392,6 +401,8 @@ class TorchRunner(Runner):
         if threads:
             torch.set_num_threads(threads)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if precision == "int8":
+            raise VireidError("torch eager has no INT8 path here; compare ONNX Runtime INT8 with torch fp32")
         if precision == "fp16" and self.device == "cpu":
             raise VireidError("torch fp16 runs on CUDA only (CPU half kernels are not a deployment path)")
         self.model = model.to(self.device)
@@ -446,7 +457,9 @@ def open_runner(
         if built != precision:
             raise VireidError(f"the engine was built for {built}; build another for {precision}")
         return BackendRunner(source.engine, "tensorrt")
-    if backend == "ort-trt":  # TensorRT EP builds from the FP32 graph; fp16 is its builder flag
+    if backend == "ort-trt":  # TensorRT EP builds from the FP32 graph (fp16: a builder flag) or the QDQ one
+        if precision == "int8":
+            return BackendRunner(source.onnx_file("int8", log), "tensorrt")
         return BackendRunner(source.onnx_file("fp32", log), "tensorrt", fp16=precision == "fp16")
     device = "cpu" if backend == "ort-cpu" else "cuda"
     return BackendRunner(source.onnx_file(precision, log), device, **(threads if device == "cpu" else {}))

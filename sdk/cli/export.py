@@ -3,9 +3,11 @@
 Every artifact is compared with the one it came from (PyTorch for the ONNX, the FP32 ONNX for the FP16
 one, the ONNX for the engine) on a synthetic cross-modal gallery, and the parity report is printed;
 the exit status is 1 when a check fails. `--calibrate DIR` stores a match threshold for `--fmr` in each
-artifact's card, computed on the validation identities of a SYSU-MM01-layout folder. Needs the `export`
-extra (torch, onnx, onnxslim); the engine step needs the `tensorrt` extra and a GPU, and without
-TensorRT prints the equivalent trtexec command (then `--attach ENGINE` writes the engine's card).
+artifact's card, computed on the validation identities of a SYSU-MM01-layout folder. `--to int8` writes
+an INT8 (QDQ) model for ONNX Runtime calibrated on `--int8-data DIR`'s training images, both modalities
+in the `--int8-visible` balance, with the layers a measured sensitivity pass finds fragile kept in float.
+Needs the `export` extra (torch, onnx, onnxslim); the engine step needs the `tensorrt` extra and a GPU,
+and without TensorRT prints the equivalent trtexec command (then `--attach ENGINE` writes the engine's card).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def _batch(text: str) -> tuple[int, int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid export`."""
     parser.add_argument("source", help="checkpoint (.safetensors or .json), or an exported .onnx")
-    parser.add_argument("--to", default="onnx,fp16", help="steps: any of onnx,fp16,engine,triton")
+    parser.add_argument("--to", default="onnx,fp16", help="steps: any of onnx,fp16,int8,engine,triton")
     parser.add_argument("--out", type=Path, default=Path("export"), help="output folder")
     parser.add_argument("--name", help="artifact file stem (default: the source's)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 parses on TensorRT 8.5+)")
@@ -39,6 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate for the threshold")
     parser.add_argument("--triton-name", help="Triton model name (default: the artifact stem)")
     parser.add_argument("--triton-max-batch", type=int, help="Triton max_batch_size")
+    parser.add_argument(
+        "--int8-data", type=Path, metavar="DIR", help="int8: dataset whose training images calibrate"
+    )
+    parser.add_argument(
+        "--int8-method",
+        default="minmax",
+        choices=("minmax", "entropy", "percentile"),
+        help="int8 calibration",
+    )
+    parser.add_argument("--int8-images", type=int, default=128, help="int8 calibration images (default 128)")
+    parser.add_argument(
+        "--int8-visible", type=float, default=0.5, help="share of visible calibration images (default 0.5)"
+    )
+    parser.add_argument(
+        "--int8-no-sensitivity", action="store_true", help="quantise every layer, no sensitivity pass"
+    )
     parser.add_argument("--identities", type=int, default=32, help="people in the parity gallery")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     parser.add_argument("--json", type=Path, help="write artifacts, reports and timings as JSON here")
@@ -71,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         triton_max_batch=args.triton_max_batch,
         identities=args.identities,
         verify=not args.no_verify,
+        int8_data=args.int8_data,
+        int8=_int8_options(args),
     )
     result = export_chain(args.source, args.to, args.out, options)
     if args.json:
@@ -88,6 +108,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"vireid export: parity check failed for: {failed}")
         return 1
     return 0
+
+
+def _int8_options(args: argparse.Namespace):
+    if "int8" not in args.to:
+        return None
+    from vireid.export.int8 import Int8Options
+
+    return Int8Options(
+        method=args.int8_method,
+        images=args.int8_images,
+        visible_fraction=args.int8_visible,
+        sensitivity=not args.int8_no_sensitivity,
+    )
 
 
 def _engine_helpers(args: argparse.Namespace) -> int:

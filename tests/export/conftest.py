@@ -44,3 +44,12 @@ def tiny_sysu(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sysu")
     generate("sysu", root, workers=1, show_progress=False, ids=12, images_per_camera=2, val_ids=4, test_ids=4)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_onnx: Path, tiny_sysu: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """INT8 QDQ of the tiny model, calibrated 50/50 on the tiny SYSU set's training identities."""
+    from vireid.export.int8 import Int8Options, to_int8
+
+    out = tmp_path_factory.mktemp("int8") / "tiny.int8.onnx"
+    return to_int8(tiny_onnx, out, data=tiny_sysu, options=Int8Options(images=16, probe=8)).path

@@ -96,7 +96,7 @@ def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "error", "match"),
     [
-        (["--to", "onnx,tflite"], ConfigError, "onnx, fp16, engine, triton"),
+        (["--to", "onnx,tflite"], ConfigError, "onnx, fp16, int8, engine, triton"),
         (["--to", "onnx"], ConfigError, "already ONNX"),
         (["--to", "fp16"], ConfigError, "already FP16"),
     ],

@@ -152,3 +152,21 @@ def test_calibration_data_errors(tmp_path: Path, tiny_sysu: Path) -> None:
         calibrate_threshold(embed, tmp_path / "nothing", SIZE)
     with pytest.raises(ConfigError, match="not 'test'"):
         calibrate_threshold(embed, tiny_sysu, SIZE, split="test")
+
+
+def test_top1_agreement_forgives_near_ties_within_the_score_error_but_not_real_swaps() -> None:
+    from vireid.export.parity import retrieval_agreement
+
+    def unit(rows):
+        rows = np.asarray(rows, np.float64)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    modality = np.array([1, 0, 0])  # one infrared query, two visible gallery items
+    reference = unit([[1.0, 0.0], [0.9, 0.1], [0.9, 0.1005]])  # a near-tie between the two gallery rows
+    swapped = unit([[1.0, 0.0], [0.9, 0.1005], [0.9, 0.1]])  # rounding-sized change flips the tie
+    assert retrieval_agreement(reference, swapped, modality, tie=1e-3)[0] == 1.0
+    assert retrieval_agreement(reference, swapped, modality, tie=0.0)[0] < 1.0  # exact comparison
+    reference = unit([[1.0, 0.0], [1.0, 0.05], [0.2, 1.0]])  # a clear winner
+    wrong = unit([[1.0, 0.0], [0.2, 1.0], [1.0, 0.05]])  # candidate ranks the other item first
+    top1, _, queries = retrieval_agreement(reference, wrong, modality, tie=1e-2)
+    assert queries == 3 and top1 == 2 / 3  # the infrared query disagrees; each visible query has one item

@@ -1,0 +1,134 @@
+"""INT8 (QDQ) for ONNX Runtime: two-modality calibration recorded in the card, the leakage guard, the
+sensitivity pass, evaluation and benchmarking through the INT8 artifact, `vireid export --to int8`, and
+INT8 engines from the QDQ file with the FAKE tensorrt module (builder flags only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import fake_tensorrt as fake
+import onnx
+import pytest
+
+from vireid import ModelCard
+from vireid.bench import BenchConfig, run_bench
+from vireid.card import Precision
+from vireid.cli.main import main
+from vireid.errors import ConfigError, DatasetError
+from vireid.export import to_engine
+from vireid.export.int8 import Int8Options, calibration_set, candidate_groups, to_int8
+from vireid.training.evaluate import evaluate_any
+
+
+def test_int8_card_records_the_calibration(tiny_int8: Path, tiny_sysu: Path) -> None:
+    card = ModelCard.from_onnx(tiny_int8)
+    assert card.precision is Precision.INT8
+    record = card.calibration
+    assert record["split"] == "train" and record["method"] == "minmax" and record["images"] == 16
+    assert record["visible_fraction"] == 0.5 and record["infrared_fraction"] == 0.5
+    assert len(record["fingerprint"]) == 64 and record["dataset"] == str(tiny_sysu)
+    assert set(record["probe_cosine"]) == {"visible_mean", "visible_min", "infrared_mean", "infrared_min"}
+    model = onnx.load(str(tiny_int8))
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 10
+    kept = set(record["kept_float"])
+    convs_in_float = {n.name for n in model.graph.node if n.op_type == "Conv"} & kept
+    assert convs_in_float == {n for n in kept if n.endswith("/Conv")}  # what the card lists stays float
+
+
+def test_visible_only_calibration_is_reported_as_such(
+    tiny_onnx: Path, tiny_sysu: Path, tmp_path: Path
+) -> None:
+    options = Int8Options(images=12, probe=4, visible_fraction=1.0, sensitivity=False)
+    result = to_int8(tiny_onnx, tmp_path / "vis.int8.onnx", data=tiny_sysu, options=options)
+    record = ModelCard.from_onnx(result.path).calibration
+    assert record["visible_fraction"] == 1.0 and record["infrared_fraction"] == 0.0
+    assert record["kept_float"] == [] and result.sensitivity.keys() == {"all"}
+
+
+def test_calibration_draws_only_training_identities_in_the_stated_balance(tiny_sysu: Path) -> None:
+    from vireid.training.data.sysu import SysuMM01
+
+    data = calibration_set(tiny_sysu, (128, 64), images=12, visible_fraction=0.25)
+    assert data.images.shape == (12, 128, 64, 3) and data.visible_fraction == 0.25
+    assert not set(data.pids.tolist()) & set(SysuMM01(tiny_sysu).ids("test"))
+    again = calibration_set(tiny_sysu, (128, 64), images=12, visible_fraction=0.25)
+    assert again.fingerprint() == data.fingerprint()  # same seed, same files
+
+
+def test_leakage_guard_refuses_test_identities_in_the_training_list(tiny_sysu: Path, tmp_path: Path) -> None:
+    leaky = tmp_path / "leaky"
+    shutil.copytree(tiny_sysu, leaky)
+    train = (leaky / "exp" / "train_id.txt").read_text().strip()
+    test = (leaky / "exp" / "test_id.txt").read_text().strip()
+    (leaky / "exp" / "train_id.txt").write_text(f"{train},{test}\n")  # test ids listed as training ids
+    with pytest.raises(DatasetError, match="test identities"):
+        calibration_set(leaky, (128, 64), images=200, visible_fraction=0.5)
+
+
+def test_sensitivity_candidates_cover_stems_and_attention(tiny_onnx: Path) -> None:
+    groups = candidate_groups(onnx.load(str(tiny_onnx)))
+    assert {"first conv of visible_stem", "first conv of infrared_stem"} <= set(groups)
+    assert any(name.startswith("part attention") for name in groups)
+
+
+def test_int8_artifact_evaluates_and_benchmarks_next_to_fp32(
+    tiny_onnx: Path, tiny_int8: Path, tiny_sysu
+) -> None:
+    fp32 = evaluate_any(tiny_onnx, tiny_sysu, "sysu-all", trials=2, device="cpu")
+    int8 = evaluate_any(tiny_int8, tiny_sysu, "sysu-all", trials=2, device="cpu")
+    assert int8.mean()["mAP"] == pytest.approx(fp32.mean()["mAP"], abs=0.15)
+    shutil.copy(tiny_int8, tiny_onnx.with_name("tiny.int8.onnx"))  # the sibling name bench looks for
+    config = BenchConfig(backends=("ort-cpu",), precisions=("fp32", "int8"), batches=(2,), iters=2, rounds=1)
+    report = run_bench(tiny_onnx, config)
+    row = report.row("ort-cpu", "int8", 2)
+    assert row is not None and 0.9 < row.cosine_to_reference <= 1.0 + 1e-6
+
+
+def test_export_cli_int8_step(tiny_checkpoint: Path, tiny_sysu: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "export",
+        str(tiny_checkpoint),
+        "--to",
+        "onnx,int8",
+        "--out",
+        str(out),
+        "--int8-data",
+        str(tiny_sysu),
+    ]
+    argv += ["--int8-images", "12", "--int8-no-sensitivity", "--json", str(tmp_path / "r.json")]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "int8: wrote" in text and "probe cosine to FP32" in text
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["reports"]["int8"]["passed"] is True and (out / "tiny.int8.onnx").is_file()
+    assert main(["export", str(tiny_checkpoint), "--to", "onnx,int8", "--out", str(out)]) == 1
+    assert "--int8-data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("version", "strongly_typed", "flags"),
+    [("8.6.1", False, {"INT8", "FP16"}), ("10.3.0", True, set()), ("11.4.0", True, set())],
+)
+def test_int8_engine_from_the_qdq_file_with_the_fake_tensorrt_module(
+    monkeypatch,
+    tiny_int8: Path,
+    tiny_onnx: Path,
+    tmp_path: Path,
+    version: str,
+    strongly_typed: bool,
+    flags: set,
+) -> None:
+    cudart = fake.FakeCudart()
+    for name, module in fake.cuda_modules(cudart).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module(version))
+    engine = to_engine(tiny_int8, tmp_path / "m.engine")
+    build = json.loads(engine.read_bytes()[len(fake.MAGIC) :])["build"]
+    assert build["strongly_typed"] is strongly_typed and set(build["flags"]) - {"TF32"} == flags
+    assert ModelCard.from_engine(engine).precision is Precision.INT8
+    with pytest.raises(ConfigError, match="INT8 QDQ ONNX"):
+        to_engine(tiny_onnx, tmp_path / "x.engine", precision="int8")
