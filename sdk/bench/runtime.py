@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import open_backend
-from ..card import ModelCard
+from ..card import ModelCard, sha256_file
 from ..errors import ConfigError, InputSpecError, VireidError
 from ..preprocess import preprocess_crops
 
@@ -233,7 +233,7 @@ class ModelSource:
             )
         suffix = path.suffix.lower()
         if suffix in (".safetensors", ".json"):
-            return cls(text, checkpoint=path)
+            return cls(text, checkpoint=path, onnx=_exports_of(path))
         if suffix == ".onnx":
             precision = ModelCard.from_onnx(path).precision.value
             source = cls(text, onnx={precision: path})
@@ -335,6 +335,20 @@ def _parse_random(text: str) -> tuple[str, tuple[int, int]]:
     except ValueError:
         raise InputSpecError(f"{text!r}: size must be HxW, e.g. random:resnet50@288x144") from None
     return backbone, (h, w)
+
+
+def _exports_of(checkpoint: Path) -> dict[str, Path]:
+    """ONNX files `vireid export CKPT --out <its folder>` wrote beside a checkpoint
+    (`<stem>[.fp16|.int8].onnx`), kept only when their card names this very checkpoint (a stale export
+    is re-made instead)."""
+    weights = checkpoint.with_suffix(".safetensors")
+    found: dict[str, Path] = {}
+    for precision, path in _siblings(checkpoint.with_suffix(".onnx")).items():
+        if path.is_file() and weights.is_file():
+            card = ModelCard.from_onnx(path)
+            if card.source_checkpoint_sha256 == sha256_file(weights) and card.precision.value == precision:
+                found[precision] = path
+    return found
 
 
 def _siblings(path: Path) -> dict[str, Path]:
