@@ -17,7 +17,6 @@ the calibration set's fingerprint, size, balance, method and the layers kept in 
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import logging
 import re
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from vireid.card import ModelCard, Precision
+from vireid.choices import Choice
 from vireid.errors import ArtifactError, ConfigError, DatasetError, require
 from vireid.modality import Modality
 
@@ -54,7 +54,7 @@ def quantizable_nodes(model: Any) -> list[str]:
     ]
 
 
-class CalibrationMethod(str, enum.Enum):
+class CalibrationMethod(Choice):
     """How activation ranges are chosen from the calibration images."""
 
     MINMAX = "minmax"
@@ -62,13 +62,8 @@ class CalibrationMethod(str, enum.Enum):
     PERCENTILE = "percentile"
 
     @classmethod
-    def parse(cls, value: CalibrationMethod | str) -> CalibrationMethod:
-        """Parse a method name, listing the options on error."""
-        try:
-            return cls(getattr(value, "value", value))
-        except ValueError:
-            options = ", ".join(m.value for m in cls)
-            raise ConfigError(f"unknown calibration method {value!r}; expected one of: {options}") from None
+    def label(cls) -> str:
+        return "calibration method"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ TensorRT engine (with the engine's SHA-256, so a wrong pairing is caught).
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .choices import Choice
 from .errors import CardError
 from .modality import Modality
 
@@ -26,7 +26,7 @@ CARD_KEY = "vireid.card"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class Precision(str, enum.Enum):
+class Precision(Choice):
     """Numeric precision of an artifact's weights and compute (I/O stays uint8/int32/float32)."""
 
     FP32 = "fp32"
@@ -34,13 +34,8 @@ class Precision(str, enum.Enum):
     INT8 = "int8"
 
     @classmethod
-    def parse(cls, value: Precision | str) -> Precision:
-        """Parse `fp32|fp16|int8`, listing the options on error."""
-        try:
-            return cls(str(getattr(value, "value", value)).lower())
-        except ValueError:
-            options = ", ".join(p.value for p in cls)
-            raise CardError(f"unknown precision {value!r}; expected one of: {options}") from None
+    def error_type(cls) -> type[CardError]:
+        return CardError
 
 
 @dataclass(frozen=True)

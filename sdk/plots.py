@@ -13,10 +13,7 @@ from .errors import require
 
 def plot_cmc(curves: Mapping[str, np.ndarray], out: str | Path, title: str = "CMC") -> Path:
     """Draw one CMC curve per label (fractions, rank 1..N) into a PNG file."""
-    matplotlib = require("matplotlib", "plot", "Plotting a CMC curve")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot("Plotting a CMC curve")
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     for label, cmc in curves.items():
         ranks = np.arange(1, len(cmc) + 1)
@@ -29,12 +26,7 @@ def plot_cmc(curves: Mapping[str, np.ndarray], out: str | Path, title: str = "CM
     ax.grid(alpha=0.3)
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_bench(rows: Sequence[Any], out: str | Path, title: str = "vireid bench") -> Path:
@@ -42,10 +34,7 @@ def plot_bench(rows: Sequence[Any], out: str | Path, title: str = "vireid bench"
 
     `rows` are `vireid.bench.BenchRow`s (anything with backend, precision, batch, throughput, p50_ms).
     """
-    matplotlib = require("matplotlib", "plot", "Plotting benchmark results")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot("Plotting benchmark results")
     configs = list(dict.fromkeys(f"{r.backend} {r.precision}" for r in rows))
     batches = sorted({r.batch for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=120)
@@ -62,6 +51,19 @@ def plot_bench(rows: Sequence[Any], out: str | Path, title: str = "vireid bench"
     axes[1].set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, out)
+
+
+def _pyplot(purpose: str) -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    matplotlib = require("matplotlib", "plot", purpose)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt: Any, fig: Any, out: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

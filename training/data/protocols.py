@@ -7,7 +7,6 @@ with per-trial metrics, mean and spread, printable in the paper's layout and JSO
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid.choices import Choice
 from vireid.errors import ConfigError
 from vireid.metrics import RankMetrics, cosine_distance, evaluate_regdb, evaluate_sysu
 from vireid.modality import Modality
@@ -29,22 +29,13 @@ EmbedFn = Callable[[Sequence[Path], Modality], np.ndarray]
 METRIC_KEYS = ("R1", "R5", "R10", "R20", "mAP", "mINP")
 
 
-class Protocol(str, enum.Enum):
+class Protocol(Choice):
     """Standard cross-modal evaluation protocols."""
 
     SYSU_ALL = "sysu-all"
     SYSU_INDOOR = "sysu-indoor"
     REGDB_V2T = "regdb-v2t"
     REGDB_T2V = "regdb-t2v"
-
-    @classmethod
-    def parse(cls, value: Protocol | str) -> Protocol:
-        """Parse a protocol name, listing the options on error."""
-        try:
-            return cls(getattr(value, "value", value))
-        except ValueError:
-            options = ", ".join(p.value for p in cls)
-            raise ConfigError(f"unknown protocol {value!r}; expected one of: {options}") from None
 
     @property
     def is_sysu(self) -> bool:
