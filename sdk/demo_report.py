@@ -7,7 +7,7 @@ Built from the objects the demo's stages return, rendered by `vireid.report` to 
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class DemoResults:
         pipeline: the `PipelineBenchResult` on the scene.
         frames: annotated snapshots written by the pipeline stage.
         timings: seconds per stage, and `total`.
+        artifacts: protocol results of exported files by step (`fp16`, `int8`), same images and trials.
     """
 
     root: Path
@@ -38,6 +39,7 @@ class DemoResults:
     pipeline: Any
     frames: list[Path]
     timings: dict[str, float]
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 def _pct(value: float) -> str:
@@ -51,10 +53,10 @@ def _accuracy(results: DemoResults, targets: dict[str, float], report: Report) -
         "the model never trained on (infrared queries, visible gallery). Percent, mean ± std over trials."
     )
     rows = []
-    for name, result in (
-        ("demo model", results.model),
-        ("colour histogram (no training)", results.histogram),
-    ):
+    matchers = [("demo model (PyTorch)", results.model)]
+    matchers += [(f"demo model, ONNX {step.upper()}", r) for step, r in results.artifacts.items()]
+    matchers.append(("colour histogram (no training)", results.histogram))
+    for name, result in matchers:
         mean, std = result.mean(), result.std()
         rows.append([name, *(f"{_pct(mean[k])} ± {_pct(std[k])}" for k in METRICS)])
     mean = results.model.mean()

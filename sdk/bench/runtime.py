@@ -38,6 +38,9 @@ BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 RANDOM_PREFIX = "random:"
 REFERENCE_ORDER = (("ort-cpu", "fp32"), ("torch", "fp32"), ("ort-cuda", "fp32"))
+SETTLE_S = 0.2
+"""Pause before timing each configuration in a round: ONNX Runtime's worker threads spin-wait after a
+call, and would otherwise steal the CPU from the next configuration's first calls."""
 
 
 @dataclass(frozen=True)
@@ -609,6 +612,7 @@ def _time_all(
     for round_index in range(config.rounds):
         for c, calls in zip(configs, per_round, strict=True):
             images, modality = inputs[0][: c.batch], inputs[1][: c.batch]
+            time.sleep(SETTLE_S)  # let the previous runtime's spinning worker threads park
             for _ in range(calls):
                 start = time.perf_counter()
                 c.runner.run(images, modality)

@@ -42,6 +42,7 @@ def test_demo_runs_every_stage_then_reuses_its_work(
         ("torch", "fp32"),
         ("ort-cpu", "fp32"),
         ("ort-cpu", "fp16"),
+        ("ort-cpu", "int8"),
     }
     pipeline = json.loads((demo / "results" / "pipeline.json").read_text())
     assert pipeline["frames"] == {"visible": 240, "infrared": 240} and pipeline["enrolled"]["identities"] >= 1
@@ -63,7 +64,7 @@ def test_demo_runs_every_stage_then_reuses_its_work(
     assert "result                 PASS" in first
     from vireid import ModelCard
 
-    for name in ("demo.onnx", "demo.fp16.onnx"):
+    for name in ("demo.onnx", "demo.fp16.onnx", "demo.int8.onnx"):
         card = ModelCard.from_artifact(tmp_path / "demo" / "models" / name)
         assert card.input_size == (64, 32)
     assert main(args) == 0
