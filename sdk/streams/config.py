@@ -56,8 +56,8 @@ def check_cameras(sources: list[VideoSource]) -> None:
     for source in sources:
         if source.camera in seen:
             raise ConfigError(
-                f"two sources use camera id {source.camera!r} ({seen[source.camera].uri!r} and "
-                f"{source.uri!r}); name them, e.g. visible@gate=... and visible@hall=..."
+                f"two sources use camera id {source.camera!r} ({seen[source.camera].display_uri!r} and "
+                f"{source.display_uri!r}); name them, e.g. visible@gate=... and visible@hall=..."
             )
         seen[source.camera] = source
 

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import InputSpecError, StreamError
 from ..modality import Modality
 from .frame import Frame
+from .redact import redact
 
 log = logging.getLogger("vireid")
 
@@ -181,6 +182,7 @@ class VideoSource:
         on_state: StateCallback | None = None,
     ) -> None:
         self.uri = str(uri)
+        self.display_uri = redact(self.uri)  # what logs, events and messages show (no credentials)
         self.kind = source_kind(uri if isinstance(uri, int) else self.uri)
         self.modality = Modality.parse(modality)
         self.camera = str(camera) if camera is not None else str(self.modality)
@@ -210,7 +212,9 @@ class VideoSource:
         self._rng = random.Random(hash(self.camera))
 
     def __repr__(self) -> str:
-        return f"VideoSource({self.uri!r}, {self.modality}, camera={self.camera!r}, {self.policy.value})"
+        return (
+            f"VideoSource({self.display_uri!r}, {self.modality}, camera={self.camera!r}, {self.policy.value})"
+        )
 
     # ----- life cycle ---------------------------------------------------------------------------
     def start(self) -> VideoSource:
@@ -228,8 +232,8 @@ class VideoSource:
         first = self._check_and_open() if self.kind is SourceKind.FILE else None
         if self.kind is SourceKind.GSTREAMER and self._opener is open_capture and not gstreamer_available():
             raise StreamError(
-                f"camera {self.camera}: {self.uri!r} looks like a GStreamer pipeline, but this OpenCV "
-                "was built without GStreamer (cv2.getBuildInformation(): 'GStreamer: NO'). Use an "
+                f"camera {self.camera}: {self.display_uri!r} looks like a GStreamer pipeline, but this "
+                "OpenCV was built without GStreamer (cv2.getBuildInformation(): 'GStreamer: NO'). Use an "
                 "OpenCV build with GStreamer, or give a file, URL or device index instead."
             )
         self._thread = threading.Thread(target=self._run, args=(first,), name=f"vireid-source-{self.camera}")
@@ -337,7 +341,7 @@ class VideoSource:
         attempt = 0
         first_open = True
         if cap is None:
-            self._set_state(SourceState.CONNECTING, f"opening {self.uri}")
+            self._set_state(SourceState.CONNECTING, f"opening {self.display_uri}")
         while not self._stop.is_set():
             if cap is None:
                 cap = self._try_open()
@@ -372,7 +376,7 @@ class VideoSource:
         try:
             cap = self._opener(self.uri, self.kind, self.open_timeout, self.read_timeout)
         except Exception as exc:  # an opener (OpenCV, a plugin) may raise anything: keep the thread alive
-            self._error = f"cannot open {self.uri!r}: {type(exc).__name__}: {exc}"
+            self._error = f"cannot open {self.display_uri!r}: {type(exc).__name__}: {redact(str(exc))}"
             return None
         if cap is not None and cap.isOpened():
             if self.policy is Policy.LATEST:
@@ -380,7 +384,7 @@ class VideoSource:
             return cap
         if cap is not None:
             cap.release()
-        self._error = f"cannot open {self.uri!r}"
+        self._error = f"cannot open {self.display_uri!r}"
         return None
 
     def _wait_backoff(self, attempt: int) -> None:
@@ -398,7 +402,7 @@ class VideoSource:
             try:
                 ok, image = cap.read()
             except Exception as exc:
-                self._error = f"read failed: {type(exc).__name__}: {exc}"
+                self._error = f"read failed: {type(exc).__name__}: {redact(str(exc))}"
                 return count > 0
             if not ok or image is None:
                 return count > 0
@@ -433,11 +437,12 @@ class VideoSource:
             self.notify()
 
     def _set_state(self, state: SourceState, message: str) -> None:
+        message = redact(message)  # OpenCV/FFmpeg errors may quote the address with its credentials
         if state is self._state:
             return
         self._state = state
         if state in (SourceState.FAILED, SourceState.RECONNECTING):
-            log.warning("camera %s (%s): %s: %s", self.camera, self.uri, state.value, message)
+            log.warning("camera %s (%s): %s: %s", self.camera, self.display_uri, state.value, message)
         else:
             log.debug("camera %s: %s: %s", self.camera, state.value, message)
         if self.on_state is not None:
@@ -467,7 +472,7 @@ def parse_source(text: str, **options: Any) -> VideoSource:
     head, sep, address = text.partition("=")
     if not sep or not address or _SCHEME.match(head):
         raise InputSpecError(
-            f"--source {text!r}: expected MODALITY[@CAMERA]=ADDRESS, e.g. visible=cam.mp4 or "
+            f"--source {redact(text)!r}: expected MODALITY[@CAMERA]=ADDRESS, e.g. visible=cam.mp4 or "
             "infrared@roof=rtsp://host/stream"
         )
     word, _, camera = head.partition("@")

@@ -1,0 +1,79 @@
+"""Credentials in camera URLs never reach logs, events, status lines, reports or error messages.
+
+`redact` is tested on its own, then `vireid run` is driven in a real process with an authenticated RTSP
+URL that cannot connect (nothing listens on the port) next to a working file source, with debug
+logging on, and every byte it wrote (stdout, stderr, the events file) is scanned for the secret.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vireid.errors import ConfigError
+from vireid.streams import VideoSource, parse_source
+from vireid.streams.config import check_cameras
+from vireid.streams.redact import has_credentials, redact
+
+SECRET = "s3cr3t-P4ss"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rtsp://admin:s3cr3t@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
+        ("http://viewer@cam.local/mjpg", "http://***@cam.local/mjpg"),
+        ("rtsp://u:p@ss@host/x", "rtsp://***@host/x"),  # an unescaped @ in the password
+        ("cannot open 'rtsp://a:b@h/s' (rtsp://c:d@i/t)", "cannot open 'rtsp://***@h/s' (rtsp://***@i/t)"),
+        ("rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"),
+        ("mail me at a@b.c", "mail me at a@b.c"),
+        ("/videos/2024@gate.mp4", "/videos/2024@gate.mp4"),
+    ],
+)
+def test_redact_replaces_user_info_of_every_url(text: str, expected: str) -> None:
+    assert redact(text) == expected
+    assert has_credentials(text) == (text != expected)
+
+
+def test_sources_show_the_address_without_credentials() -> None:
+    source = VideoSource(f"rtsp://admin:{SECRET}@127.0.0.1:9/live", "infrared", "gate")
+    assert SECRET not in repr(source) and "rtsp://***@127.0.0.1:9/live" in repr(source)
+    assert source.uri.endswith("@127.0.0.1:9/live") and SECRET in source.uri  # kept to open the stream
+    with pytest.raises(Exception) as info:
+        parse_source(f"rtsp://admin:{SECRET}@host/stream")
+    assert SECRET not in str(info.value)
+    with pytest.raises(ConfigError) as dup:
+        check_cameras([source, VideoSource(f"rtsp://admin:{SECRET}@127.0.0.1:10/b", "infrared", "gate")])
+    assert SECRET not in str(dup.value) and "***@127.0.0.1" in str(dup.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_vireid_run_never_prints_or_writes_the_password(
+    scene: Path, contract_model: Path, tmp_path: Path
+) -> None:
+    events = tmp_path / "events.jsonl"
+    url = f"rtsp://admin:{SECRET}@127.0.0.1:{_closed_port()}/live"
+    argv = [
+        "-v", "run", "--source", f"infrared@roof={url}", "--source", f"visible={scene / 'visible.mp4'}",
+        "--model", str(contract_model), "--device", "cpu", "--threads", "1", "--duration", "4",
+        "--events", str(events),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "vireid.cli.main", *argv], capture_output=True, text=True, timeout=120
+    )
+    written = proc.stdout + proc.stderr + events.read_text()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "***@127.0.0.1" in written  # the failing source was reported, with its host
+    assert SECRET not in written and "admin:" not in written
+    kinds = {json.loads(line)["event"] for line in events.read_text().splitlines()}
+    assert "source" in kinds  # the source-state events were written (and scanned above)
