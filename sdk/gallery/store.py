@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -115,6 +116,7 @@ class GalleryStore:
         self.timeout = float(timeout)
         if self.path != MEMORY:
             _check_location(Path(self.path), create)
+            _create_private(Path(self.path))
         with sqlite_errors(self.path, "open", self.timeout):
             self._conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
@@ -406,6 +408,19 @@ class GalleryStore:
                 f"{self.path}: embedding {int(ids[j])} has no stored vector; the file is damaged. "
                 "Restore it from a backup or an export."
             )
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable and writable by its owner only (mode 0600): a gallery holds
+    biometric data. SQLite gives its `-wal` / `-shm` files the database file's mode. Existing files keep
+    theirs."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise GalleryError(f"{path}: cannot create the gallery file: {exc.strerror or exc}") from exc
+    os.close(fd)
 
 
 def _check_location(path: Path, create: bool) -> None:

@@ -389,3 +389,16 @@ def test_match_validates_its_fields() -> None:
     with pytest.raises(InputSpecError, match="identity"):
         Match("", 0.5, 1, Modality.VISIBLE)
     assert Match("a", 0.5, 1, "ir").modality is Modality.INFRARED
+
+
+def test_new_gallery_files_are_private_to_their_owner(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "private.db"
+    gallery = Gallery(path, embedding_space="space-a", dim=4)
+    gallery.enroll("alice", np.eye(4, dtype=np.float32)[:1], "visible")
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in tmp_path.iterdir()}
+    gallery.close()
+    assert modes["private.db"] == 0o600
+    assert all(mode == 0o600 for name, mode in modes.items() if name.startswith("private.db-")), modes
