@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--camera", action="append", help="only match embeddings of this camera (repeatable)")
     search.add_argument("--json", action="store_true", help="one JSON object per query image")
 
+    purge = sub.add_parser("purge", parents=[where], help="retention: delete embeddings older than N days")
+    purge.add_argument("--older-than-days", type=float, required=True, help="age limit in days")
+    purge.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
+
     export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
     export.add_argument("--out", type=Path, required=True, help="output .npz file")
     imp = sub.add_parser("import", parents=[where], help="add the identities of an exported .npz")
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "list": _list,
         "remove": _remove,
         "rename": _rename,
+        "purge": _purge,
         "search": _search,
         "export": _export,
         "import": _import,
@@ -118,6 +123,18 @@ def _remove(args: argparse.Namespace) -> int:
     with Gallery.open(args.gallery) as gallery:
         removed = gallery.remove(args.name)
     print(f"removed {args.name!r} and its {removed} embeddings from {args.gallery}")
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from vireid.gallery import Gallery
+
+    with Gallery.open(args.gallery) as gallery:
+        embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
+    print(
+        f"purged {embeddings} embeddings older than {args.older_than_days:g} days and {identities} "
+        f"identities left without any from {args.gallery}"
+    )
     return 0
 
 

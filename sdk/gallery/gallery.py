@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -225,6 +226,30 @@ class Gallery:
         ids = [int(i) for i in np.asarray(embedding_ids, dtype=np.int64).ravel()]
         with self._guard("remove embeddings"):
             return self._store.remove_embeddings(ids)
+
+    def purge(
+        self, older_than_days: float, *, drop_empty: bool = True, now: float | None = None
+    ) -> tuple[int, int]:
+        """Retention: delete every embedding recorded more than `older_than_days` ago, in one transaction.
+
+        A gallery holds biometric data; keep it only as long as it is needed. Identities left with no
+        embedding are removed too unless `drop_empty=False` (their names and metadata then stay).
+        Returns (embeddings, identities) deleted.
+
+        Raises:
+            InputSpecError: `older_than_days` is not a positive number.
+        """
+        if (
+            isinstance(older_than_days, bool)
+            or not isinstance(older_than_days, int | float)
+            or not older_than_days > 0
+        ):
+            raise InputSpecError(
+                f"older_than_days must be a positive number of days, got {older_than_days!r}"
+            )
+        cutoff = (time.time() if now is None else now) - 86400.0 * float(older_than_days)
+        with self._guard("purge"):
+            return self._store.purge(cutoff, drop_empty)
 
     def rename(self, old: str, new: str) -> None:
         """Rename an identity.

@@ -280,6 +280,21 @@ class GalleryStore:
         return removed
 
     @_translated
+    def purge(self, before: float, drop_empty: bool) -> tuple[int, int]:
+        """Delete embeddings with `timestamp < before` (and, with `drop_empty`, identities left with none)
+        in one transaction; returns (embeddings, identities) deleted."""
+        with self.write(structural=True) as conn:
+            old = "SELECT id FROM embeddings WHERE timestamp < ?"
+            conn.execute(f"DELETE FROM vectors WHERE embedding_id IN ({old})", (before,))
+            embeddings = conn.execute("DELETE FROM embeddings WHERE timestamp < ?", (before,)).rowcount
+            identities = 0
+            if drop_empty:
+                identities = conn.execute(
+                    "DELETE FROM identities WHERE id NOT IN (SELECT DISTINCT identity_id FROM embeddings)"
+                ).rowcount
+        return embeddings, identities
+
+    @_translated
     def rename(self, old: str, new: str) -> None:
         """Rename an identity; the new name must be free."""
         with self.write(structural=True) as conn:

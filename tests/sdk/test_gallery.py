@@ -402,3 +402,34 @@ def test_new_gallery_files_are_private_to_their_owner(tmp_path: Path) -> None:
     gallery.close()
     assert modes["private.db"] == 0o600
     assert all(mode == 0o600 for name, mode in modes.items() if name.startswith("private.db-")), modes
+
+
+def test_retention_purges_old_embeddings_and_emptied_identities_in_one_go(tmp_path: Path) -> None:
+    day = 86400.0
+    now = 1_800_000_000.0
+    vecs = np.eye(4, dtype=np.float32)
+    with Gallery(tmp_path / "r.db", embedding_space="space-a", dim=4) as gallery:
+        gallery.enroll("old", vecs[:2], "visible", timestamps=[now - 40 * day, now - 31 * day])
+        gallery.enroll("mixed", vecs[:2], "infrared", timestamps=[now - 35 * day, now - 1 * day])
+        gallery.enroll("new", vecs[2:3], "visible", timestamps=now - 2 * day)
+        assert gallery.purge(30, now=now) == (3, 1)
+        names = {i.name: sum(i.counts.values()) for i in gallery.identities()}
+        assert names == {"mixed": 1, "new": 1}
+        assert len(gallery.search(vecs[:1], k=5)[0]) == 2  # the in-memory index follows the purge
+        gallery.enroll("stale", vecs[3:4], "visible", timestamps=now - 90 * day)
+        assert gallery.purge(30, drop_empty=False, now=now) == (1, 0)
+        assert "stale" in {i.name for i in gallery.identities()}
+        with pytest.raises(InputSpecError, match="positive number of days"):
+            gallery.purge(0)
+
+
+def test_gallery_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vireid.cli.main import main
+
+    with Gallery(tmp_path / "c.db", embedding_space="space-a", dim=4) as gallery:
+        gallery.enroll("gone", np.eye(4, dtype=np.float32)[:1], "visible", timestamps=1.0)  # 1970
+        gallery.enroll("kept", np.eye(4, dtype=np.float32)[1:2], "visible")
+    assert main(["gallery", "purge", "-g", str(tmp_path / "c.db"), "--older-than-days", "365"]) == 0
+    assert "purged 1 embeddings older than 365 days and 1 identities" in capsys.readouterr().out
+    with Gallery.open(tmp_path / "c.db") as gallery:
+        assert [i.name for i in gallery.identities()] == ["kept"]
