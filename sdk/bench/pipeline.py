@@ -117,6 +117,7 @@ class PipelineBenchResult:
             "realtime_factor": self.realtime_factor,
             "elapsed_s": self.elapsed_s,
             "frames": self.frames,
+            "fps": {cam: n / self.elapsed_s if self.elapsed_s > 0 else 0.0 for cam, n in self.frames.items()},
             "dropped": self.dropped,
             "lag_ms": self.lag_ms,
             "latency_ms": self.latency_ms,
@@ -410,9 +411,14 @@ def _summary_lines(result: PipelineBenchResult) -> list[str]:
         f"of {x['people_in_both']} people; mean score correct {_fmt(x['score_correct_mean'])} "
         f"wrong {_fmt(x['score_wrong_mean'])}"
     )
+    fps = (
+        ", ".join(f"{cam} {n / result.elapsed_s:.1f}" for cam, n in result.frames.items())
+        if result.elapsed_s
+        else "-"
+    )
     lines.append(
         f"real-time factor {result.realtime_factor:.2f}x ({result.config.mode}), frames {result.frames}, "
-        f"dropped {result.dropped}"
+        f"processed fps per source: {fps}, dropped {result.dropped}"
     )
     for cam, lat in result.latency_ms.items():
         if lat["p50"] is not None:

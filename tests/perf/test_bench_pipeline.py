@@ -33,6 +33,7 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
     report = json.loads((tmp_path / "model.json").read_text())
     assert report["frames"] == {"visible": 120, "infrared": 120}
     assert report["enrolled"]["identities"] == 3 and report["realtime_factor"] > 0
+    assert set(report["fps"]) == {"visible", "infrared"} and min(report["fps"].values()) > 0
     for cam in ("visible", "infrared"):
         latency = report["latency_ms"][cam]
         assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
