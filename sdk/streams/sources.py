@@ -139,6 +139,14 @@ class SourceStats:
 StateCallback = Callable[["VideoSource", SourceState, str], None]
 
 
+class _FrameTooLarge(Exception):
+    """A decoded frame above the source's `max_pixels` (ends the source)."""
+
+
+MAX_PIXELS = 7680 * 4320
+"""Default largest frame a source accepts (8K UHD)."""
+
+
 class VideoSource:
     """One camera or video, read on its own thread.
 
@@ -160,9 +168,11 @@ class VideoSource:
         opener: `(uri, kind, open_timeout, read_timeout) -> capture` (default `open_capture`); a capture
             needs `isOpened()`, `read()`, `get(prop)` and `release()`.
         on_state: called as `on_state(source, state, message)` from the reader thread on every change.
+        max_pixels: largest frame accepted (width × height, default 8K UHD); a bigger frame ends the read
+            as a failure (a misconfigured or hostile stream must not exhaust memory downstream).
 
     Raises:
-        InputSpecError: a bad policy, buffer or backoff value.
+        InputSpecError: a bad policy, buffer, backoff or max_pixels value.
     """
 
     def __init__(
@@ -180,6 +190,7 @@ class VideoSource:
         read_timeout: float = 5.0,
         opener: Callable[..., Any] | None = None,
         on_state: StateCallback | None = None,
+        max_pixels: int = MAX_PIXELS,
     ) -> None:
         self.uri = str(uri)
         self.display_uri = redact(self.uri)  # what logs, events and messages show (no credentials)
@@ -196,6 +207,9 @@ class VideoSource:
             )
         if buffer < 1:
             raise InputSpecError(f"buffer must be at least 1 frame, got {buffer}")
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise InputSpecError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+        self.max_pixels = max_pixels
         self.backoff, self.buffer_size = (float(backoff[0]), float(backoff[1])), int(buffer)
         self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
         self._opener = opener or open_capture
@@ -357,8 +371,14 @@ class VideoSource:
                 self._reconnects += 1
             first_open, attempt = False, 0
             self._set_state(SourceState.LIVE, "reading")
-            got_any = self._read_until_end(cap)
-            cap.release()
+            try:
+                got_any = self._read_until_end(cap)
+            except _FrameTooLarge as exc:  # reconnecting would deliver the same frames again
+                self._error = str(exc)
+                self._set_state(SourceState.FAILED, self._error)
+                return
+            finally:
+                cap.release()
             cap = None
             if self._stop.is_set():
                 return
@@ -406,6 +426,11 @@ class VideoSource:
                 return count > 0
             if not ok or image is None:
                 return count > 0
+            if image.shape[0] * image.shape[1] > self.max_pixels:
+                raise _FrameTooLarge(
+                    f"a {image.shape[1]}x{image.shape[0]} frame exceeds max_pixels={self.max_pixels}; "
+                    "check the stream's resolution or raise VideoSource(max_pixels=...)"
+                )
             now = time.monotonic()
             if self.kind is SourceKind.FILE:
                 index = self._read

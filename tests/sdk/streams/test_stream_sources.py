@@ -186,6 +186,26 @@ def test_a_file_source_that_cannot_open_in_the_thread_fails_without_raising() ->
     assert "cannot open" in (src.stats().error or "")
 
 
+def test_an_oversized_frame_ends_the_source_with_a_clear_error_instead_of_reconnecting() -> None:
+    seen = threading.Event()
+    opened: list[FakeCapture] = []
+
+    def opener(*args):
+        opened.append(FakeCapture(5))
+        return opened[-1]
+
+    src = VideoSource(
+        "rtsp://cam/stream", "visible", opener=opener, max_pixels=24 * 32 - 1, backoff=(0.01, 0.02),
+        on_state=lambda s, st, m: st is SourceState.FAILED and seen.set(),
+    )  # fmt: skip
+    src.start()
+    assert seen.wait(5) and src.finished and src.read(timeout=0.1) is None  # no frame delivered
+    assert "32x24 frame exceeds max_pixels=767" in (src.stats().error or "")
+    assert len(opened) == 1 and opened[0].released  # not re-opened, capture released
+    with pytest.raises(InputSpecError, match="max_pixels"):
+        VideoSource("0", "visible", max_pixels=0)
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(InputSpecError, match="backoff"):
         VideoSource("0", "visible", backoff=(2.0, 1.0))
