@@ -186,9 +186,11 @@ def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:
             "the int8 step needs calibration images: pass --int8-data DIR (a SYSU-MM01 or RegDB folder; "
             "its training identities are used, never its test identities)"
         )
+    start = time.perf_counter()
     result = to_int8(
         onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=chain.opt.int8
     )
+    chain.result.seconds["int8"] = time.perf_counter() - start
     chain.result.artifacts["int8"] = result.path
     kept = ", ".join(result.kept_float) or "none"
     chain.emit(f"int8: wrote {result.path}; kept in float by the sensitivity pass: {kept}")

@@ -56,3 +56,17 @@ def test_evaluate_cli_errors_name_the_file(tiny_sysu: Path, tmp_path: Path, caps
     assert "nope.onnx: no such file" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tiny_sysu)]) == 1
     assert "pass the model once" in capsys.readouterr().err
+
+
+def test_evaluating_an_onnx_artifact_never_imports_torch(tiny_onnx: Path, tiny_sysu: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from vireid.training.evaluate import evaluate_any\n"
+        f"r = evaluate_any({str(tiny_onnx)!r}, {str(tiny_sysu)!r}, 'sysu-all', trials=1, device='cpu')\n"
+        "print(round(r.mean()['R1'], 6), 'torch' in sys.modules, 'onnx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split()[1:] == ["False", "False"], out

@@ -105,6 +105,7 @@ def test_export_cli_int8_step(tiny_checkpoint: Path, tiny_sysu: Path, tmp_path: 
     assert "int8: wrote" in text and "probe cosine to FP32" in text
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["reports"]["int8"]["passed"] is True and (out / "tiny.int8.onnx").is_file()
+    assert report["seconds"]["int8"] > 0
     assert main(["export", str(tiny_checkpoint), "--to", "onnx,int8", "--out", str(out)]) == 1
     assert "--int8-data" in capsys.readouterr().err
 
