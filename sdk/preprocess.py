@@ -20,7 +20,11 @@ The contract, once:
   writes each resized crop straight into its slot, and a ready batch of the right size is passed
   through without a copy.
 
-16-bit thermal input (uint16 radiometric frames) is not supported yet and raises `InputSpecError`.
+16-bit thermal input (uint16 radiometric frames and crops) is converted to 8 bits by a
+`vireid.thermal.ThermalScaling` passed as `thermal=` (a fixed window of raw values, or per-image
+percentiles); without one it raises `InputSpecError`, because guessing the range would silently change
+what the model sees. `preprocess_boxes` scales the whole frame once, so every box shares one mapping;
+`preprocess_crops` scales each crop on its own (prefer a fixed window there).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import cv2
 import numpy as np
 
 from .errors import InputSpecError
+from .thermal import ThermalScaling
 
 INTERPOLATION = cv2.INTER_LINEAR
 """OpenCV interpolation used for every resize (documented part of the preprocessing contract)."""
@@ -54,8 +59,8 @@ def check_image(image: Any, what: str = "crops") -> np.ndarray:
     """
     if isinstance(image, np.ndarray) and image.dtype == np.uint16:
         raise InputSpecError(
-            f"{what}: 16-bit (uint16) thermal images are not supported yet, got {_describe(image)}; "
-            "convert to 8 bits first, e.g. cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)"
+            f"{what}: 16-bit (uint16) thermal image {_describe(image)} needs a scaling to 8 bits; pass "
+            "thermal='window:LOW:HIGH' (raw values, e.g. window:27315:31315) or thermal='percentile:1:99'"
         )
     ok = (
         isinstance(image, np.ndarray)
@@ -159,7 +164,12 @@ def as_image_list(images: Any) -> list[np.ndarray] | np.ndarray:
 
 
 def preprocess_crops(
-    crops: Any, size: Sequence[int], *, bgr: bool = False, out: np.ndarray | None = None
+    crops: Any,
+    size: Sequence[int],
+    *,
+    bgr: bool = False,
+    out: np.ndarray | None = None,
+    thermal: ThermalScaling | str | None = None,
 ) -> np.ndarray:
     """Turn person crops of any size into model input `uint8 [N, H, W, 3]` RGB.
 
@@ -168,6 +178,7 @@ def preprocess_crops(
         size: the card's `(height, width)`.
         bgr: the crops are in OpenCV's BGR order; they are swapped to RGB.
         out: optional preallocated C-contiguous `uint8 [N, H, W, 3]` to write into (returned).
+        thermal: scaling for uint16 crops (`ThermalScaling`, "window:LOW:HIGH", "percentile:LOW:HIGH").
 
     Returns:
         The batch. A ready RGB batch of the right size with no `out` is returned as is (no copy).
@@ -180,9 +191,18 @@ def preprocess_crops(
     if out is None and not bgr and is_ready_batch(items, (height, width)):
         return np.ascontiguousarray(items)
     batch = _check_out(out, len(items), (height, width))
+    scaling = ThermalScaling.parse(thermal) if thermal is not None else None
     for i, image in enumerate(items):
-        resize_into(check_image(image, f"crops[{i}]"), batch[i], bgr=bgr)
+        resize_into(check_image(_to_8bit(image, scaling), f"crops[{i}]"), batch[i], bgr=bgr)
     return batch
+
+
+def _to_8bit(image: Any, scaling: ThermalScaling | None) -> Any:
+    """A uint16 thermal image through `scaling` (others unchanged; without a scaling `check_image` says
+    what to pass)."""
+    if scaling is not None and isinstance(image, np.ndarray) and image.dtype == np.uint16:
+        return scaling.to_uint8(image)
+    return image
 
 
 def box_to_pixels(box: Sequence[float]) -> tuple[int, int, int, int]:
@@ -241,6 +261,7 @@ def preprocess_boxes(
     bgr: bool = False,
     pad_value: int = 0,
     out: np.ndarray | None = None,
+    thermal: ThermalScaling | str | None = None,
 ) -> np.ndarray:
     """Crop `boxes` from `frame` and turn them into model input `uint8 [K, H, W, 3]` RGB.
 
@@ -251,11 +272,14 @@ def preprocess_boxes(
         bgr: the frame is in OpenCV's BGR order (e.g. from `cv2.VideoCapture`).
         pad_value: constant (0..255) for the part of a box outside the frame.
         out: optional preallocated C-contiguous `uint8 [K, H, W, 3]` to write into.
+        thermal: scaling for a uint16 frame, applied to the whole frame before cropping.
 
     Raises:
         InputSpecError: bad frame, boxes, pad value or `out`.
     """
-    frame = check_image(frame, "frame")
+    frame = check_image(
+        _to_8bit(frame, ThermalScaling.parse(thermal) if thermal is not None else None), "frame"
+    )
     array = as_boxes(boxes)
     if not (isinstance(pad_value, (int, np.integer)) and 0 <= int(pad_value) <= 255):
         raise InputSpecError(f"pad_value must be an integer in 0..255, got {pad_value!r}")

@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cross-threshold", type=float, help="visible-infrared track threshold")
     parser.add_argument("--embed-every", type=int, default=10, help="frames between embeddings of a track")
     parser.add_argument("--policy", choices=("latest", "every"), help="frame policy for every source")
+    parser.add_argument(
+        "--thermal",
+        metavar="MODE:LOW:HIGH",
+        help="16-bit thermal frames to 8 bits: window:LOW:HIGH (raw values, e.g. window:27315:31315) or "
+        "percentile:LOW:HIGH (default percentile:1:99)",
+    )
     parser.add_argument("--fast", action="store_true", help="files: process as fast as possible")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no status line")
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"realtime": not args.fast}
     if args.policy:
         options["policy"] = args.policy
+    if args.thermal:
+        options["thermal"] = args.thermal
     sources = [parse_source(text, **options) for text in args.source]
     config = PipelineConfig(
         detector=args.detector,

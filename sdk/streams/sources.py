@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import InputSpecError, StreamError
 from ..modality import Modality
+from ..thermal import ThermalScaling
 from .frame import Frame
 from .redact import redact
 
@@ -170,6 +171,9 @@ class VideoSource:
         on_state: called as `on_state(source, state, message)` from the reader thread on every change.
         max_pixels: largest frame accepted (width × height, default 8K UHD); a bigger frame ends the read
             as a failure (a misconfigured or hostile stream must not exhaust memory downstream).
+        thermal: how 16-bit (radiometric) frames become 8-bit: a `ThermalScaling`, `"window:LOW:HIGH"`
+            or `"percentile:LOW:HIGH"`; default per-frame percentiles 1..99. Logged (INFO) when the
+            first 16-bit frame arrives; `source.thermal` says which one a source uses.
 
     Raises:
         InputSpecError: a bad policy, buffer, backoff or max_pixels value.
@@ -191,6 +195,7 @@ class VideoSource:
         opener: Callable[..., Any] | None = None,
         on_state: StateCallback | None = None,
         max_pixels: int = MAX_PIXELS,
+        thermal: ThermalScaling | str | None = None,
     ) -> None:
         self.uri = str(uri)
         self.display_uri = redact(self.uri)  # what logs, events and messages show (no credentials)
@@ -210,6 +215,8 @@ class VideoSource:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
             raise InputSpecError(f"max_pixels must be a positive integer, got {max_pixels!r}")
         self.max_pixels = max_pixels
+        self.thermal = ThermalScaling.parse(thermal)
+        self._saw_16bit = False
         self.backoff, self.buffer_size = (float(backoff[0]), float(backoff[1])), int(buffer)
         self.open_timeout, self.read_timeout = float(open_timeout), float(read_timeout)
         self._opener = opener or open_capture
@@ -442,9 +449,21 @@ class VideoSource:
             else:
                 live_start = now if live_start is None else live_start
                 index, pts = self._read, now - live_start
-            self._deliver(Frame(_as_uint8(image), self.camera, self.modality, index, time.time(), pts))
+            self._deliver(Frame(self._as_uint8(image), self.camera, self.modality, index, time.time(), pts))
             count += 1
         return count > 0
+
+    def _as_uint8(self, image: np.ndarray) -> np.ndarray:
+        if image.dtype == np.uint8:
+            return (
+                image if image.ndim == 2 or image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+            )
+        if image.dtype == np.uint16 and (image.ndim == 2 or image.shape[2] == 1):
+            if not self._saw_16bit:
+                self._saw_16bit = True
+                log.info("camera %s: %s", self.camera, self.thermal.describe())
+            return self.thermal.to_uint8(image)
+        return _other_depth_to_uint8(image)
 
     def _deliver(self, frame: Frame) -> None:
         with self._cond:
@@ -481,9 +500,8 @@ class VideoSource:
             self.notify()
 
 
-def _as_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image if image.ndim == 2 or image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+def _other_depth_to_uint8(image: np.ndarray) -> np.ndarray:
+    """Frames that are neither uint8 nor single-channel uint16 (float, int32, multi-channel 16-bit)."""
     return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
 
 

@@ -14,6 +14,7 @@ from vireid.preprocess import (
     preprocess_boxes,
     preprocess_crops,
 )
+from vireid.thermal import ThermalScaling
 
 SIZE = (32, 16)  # (height, width)
 
@@ -77,7 +78,7 @@ def test_out_argument_is_filled_in_place(rng: np.random.Generator) -> None:
         (np.zeros((10, 10, 4), np.uint8), r"crops\[0\] must be HxWx3 or HxW uint8, got \(10, 10, 4\) uint8"),
         (np.zeros((10, 10, 3), np.float32), r"got \(10, 10, 3\) float32"),
         (np.zeros((0, 10, 3), np.uint8), r"got \(0, 10, 3\) uint8"),
-        (np.zeros((10, 10, 3), np.uint16), "16-bit .* not supported yet"),
+        (np.zeros((10, 10, 3), np.uint16), "16-bit .* needs a scaling to 8 bits; pass thermal="),
         ("crop.png", "got str"),
     ],
 )
@@ -146,6 +147,56 @@ def test_bad_box_arguments(boxes, pad, message: str) -> None:
         preprocess_boxes(np.zeros((20, 30, 3), np.uint8), boxes, SIZE, pad_value=pad)
 
 
-def test_uint16_frame_is_refused_with_a_fix() -> None:
-    with pytest.raises(InputSpecError, match=r"frame: 16-bit .* not supported yet.*cv2.normalize"):
+def test_uint16_frame_without_a_scaling_is_refused_with_the_fix() -> None:
+    with pytest.raises(InputSpecError, match=r"frame: 16-bit .* thermal='window:LOW:HIGH'"):
         preprocess_boxes(np.zeros((20, 30), np.uint16), [[0, 0, 5, 5]], SIZE)
+
+
+def _radiometric_frame() -> np.ndarray:
+    """A 16-bit thermal frame in centi-Kelvin: 20 °C background, a 36 °C person, two dead/hot pixels."""
+    frame = np.full((60, 40), 29315, np.uint16)
+    frame[10:50, 15:25] = 30915
+    frame[0, 0], frame[0, 1] = 0, 65535
+    return frame
+
+
+def test_uint16_frame_with_a_fixed_window_maps_temperatures_to_fixed_grey_levels() -> None:
+    window = "window:27315:31315"  # 0..40 °C
+    batch = preprocess_boxes(_radiometric_frame(), [[0, 0, 40, 60]], (60, 40), thermal=window)
+    assert batch.shape == (1, 60, 40, 3) and batch.dtype == np.uint8
+    grey = batch[0, :, :, 0]
+    assert grey[30, 20] == round((30915 - 27315) * 255 / 4000)  # 36 °C → 230
+    assert grey[30, 5] == round((29315 - 27315) * 255 / 4000)  # 20 °C → 128
+    assert grey[0, 0] == 0 and grey[0, 1] == 255  # clipped, not wrapped
+    assert (batch[..., 0] == batch[..., 1]).all() and (batch[..., 1] == batch[..., 2]).all()
+
+
+def test_percentile_scaling_ignores_hot_and_dead_pixels_unlike_min_max() -> None:
+    frame = _radiometric_frame()
+    scaled = ThermalScaling("percentile", 1, 99).to_uint8(frame)
+    assert scaled[30, 20] == 255 and scaled[30, 5] == 0  # the person spans the whole range
+    min_max = ((frame.astype(np.float64) - 0) * 255 / 65535).round()
+    assert min_max[30, 20] - min_max[30, 5] < 10  # a min–max stretch would flatten the person
+    flat = ThermalScaling().to_uint8(np.full((4, 4), 1000, np.uint16))
+    assert (flat == 128).all()  # no division by zero on a flat frame
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("window:5", "expected window:LOW:HIGH"),
+        ("gamma:1:2", "mode must be one of window, percentile"),
+        ("window:300:200", "low < high"),
+        ("percentile:-1:99", r"percentiles must lie in \[0, 100\]"),
+        ("window:0:70000", r"\[0, 65535\]"),
+    ],
+)
+def test_bad_thermal_scalings_name_the_accepted_forms(text: str, message: str) -> None:
+    with pytest.raises(InputSpecError, match=message):
+        ThermalScaling.parse(text)
+
+
+def test_uint16_crops_scale_one_by_one() -> None:
+    crops = [_radiometric_frame()[10:50, 15:25], _radiometric_frame()]
+    batch = preprocess_crops(crops, (32, 16), thermal=ThermalScaling("window", 27315, 31315))
+    assert batch.shape == (2, 32, 16, 3) and batch[0].min() == 230

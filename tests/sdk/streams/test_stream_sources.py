@@ -211,3 +211,39 @@ def test_bad_settings_are_refused() -> None:
         VideoSource("0", "visible", backoff=(2.0, 1.0))
     with pytest.raises(InputSpecError, match="buffer"):
         VideoSource("0", "visible", buffer=0)
+
+
+class Fake16BitCapture(FakeCapture):
+    """A radiometric camera: uint16 centi-Kelvin frames, 20 °C background, a 36 °C block."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.frames <= 0:
+            return False, None
+        self.frames -= 1
+        frame = np.full((24, 32), 29315, np.uint16)
+        frame[4:20, 10:20] = 30915
+        return True, frame
+
+
+@pytest.mark.parametrize(
+    ("thermal", "person", "background"),
+    [("window:27315:31315", 230, 128), (None, 255, 0)],  # fixed window; default per-frame percentiles
+)
+def test_16bit_thermal_frames_are_scaled_as_the_source_says(caplog, thermal, person, background) -> None:
+    import logging
+
+    src = VideoSource(
+        "0",
+        "infrared",
+        opener=lambda *a: Fake16BitCapture(3),
+        reconnect=False,
+        thermal=thermal,
+        policy="every",
+    )
+    with caplog.at_level(logging.INFO, logger="vireid"):
+        src.start()
+        frame = src.read(timeout=5)
+        src.stop()
+    assert frame is not None and frame.image.dtype == np.uint8
+    assert frame.image[10, 15].max() == person and frame.image[2, 2].max() == background
+    assert src.thermal.describe() in caplog.text
