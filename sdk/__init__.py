@@ -37,6 +37,7 @@ from .streams import (
     TrackStarted,
     VideoSource,
 )
+from .thermal import ThermalScaling
 
 __all__ = [
     "ArtifactError",
@@ -66,6 +67,7 @@ __all__ = [
     "Precision",
     "SourceChanged",
     "StreamError",
+    "ThermalScaling",
     "TrackEnded",
     "TrackStarted",
     "VideoSource",
