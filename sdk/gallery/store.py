@@ -92,7 +92,9 @@ def sqlite_errors(path: str, action: str, timeout: float) -> Iterator[None]:
                 f"{timeout:g} s ({exc}); retry, or pass a longer timeout to Gallery(...)."
             ) from exc
         raise GalleryError(f"{path}: {action} failed: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        # SQLite reports a corrupt schema with the corrupt bytes in its message, which Python's
+        # sqlite3 then fails to decode: both mean the same thing to the caller.
         raise GalleryError(
             f"{path}: {action} failed, the gallery database is corrupt or unreadable ({exc}). "
             "Restore it from a backup or an export (`vireid gallery import`), or use a new path."

@@ -1,0 +1,231 @@
+"""Property-based fuzzing of every entry point that reads user files or arrays (hypothesis).
+
+Each property feeds generated bad (and occasionally valid) input and accepts exactly two outcomes: a
+valid result, or a `VireidError` subclass whose message names the file. Anything else (an exception
+from OpenCV, ONNX Runtime, SQLite, PyYAML or numpy, a hang, a changed input file) fails the test.
+
+The default suite runs 1,000 examples per entry point (about 10 s in all; `VIREID_FUZZ_EXAMPLES=N`
+changes it, `VIREID_FUZZ_REPORT=counts.json` writes the counts docs/reliability.md quotes). Examples are
+derandomised, so a failure found once is found again on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "sdk"))
+
+from contract_model import build_contract_model  # noqa: E402
+
+from vireid import Gallery, ModelCard  # noqa: E402
+from vireid.backends import open_backend  # noqa: E402
+from vireid.errors import VireidError  # noqa: E402
+from vireid.imageio import read_image  # noqa: E402
+from vireid.preprocess import preprocess_crops  # noqa: E402
+
+FUZZ_EXAMPLES = int(os.environ.get("VIREID_FUZZ_EXAMPLES", "1000"))
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,  # a slow decode is not a failure; a hang is caught by the suite's own timeout
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,  # the same examples every run: CI failures reproduce
+)
+WORK = Path(tempfile.mkdtemp(prefix="vireid-fuzz-"))
+OUTCOMES: dict[str, dict[str, int]] = {}
+"""Per entry point: how many inputs were accepted and how many were refused with a VireidError."""
+
+
+def _count(entry: str, outcome: str) -> None:
+    OUTCOMES.setdefault(entry, {"accepted": 0, "refused": 0})[outcome] += 1
+
+
+def _valid_files() -> dict[str, bytes]:
+    """Real files whose corrupted versions the properties try: a PNG, an ONNX model, a gallery."""
+    import cv2
+
+    files = {}
+    _, png = cv2.imencode(".png", np.random.default_rng(0).integers(0, 255, (24, 12, 3), dtype=np.uint8))
+    files["png"] = png.tobytes()
+    files["onnx"] = build_contract_model(WORK / "valid.onnx").read_bytes()
+    with Gallery(WORK / "valid.db", embedding_space="fuzz", dim=16) as gallery:
+        gallery.enroll("alice", np.eye(16, dtype=np.float32)[:2], "visible")
+    files["db"] = (WORK / "valid.db").read_bytes()
+    return files
+
+
+VALID = _valid_files()
+
+
+def corrupted(kind: str) -> st.SearchStrategy[bytes]:
+    """Random bytes, a truncated valid file, or a valid file with a few bytes overwritten."""
+    valid = VALID[kind]
+    truncated = st.integers(0, len(valid)).map(lambda n: valid[:n])
+    flipped = st.lists(
+        st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)), min_size=1, max_size=8
+    ).map(lambda edits: _apply(valid, edits))
+    return st.one_of(st.binary(max_size=4096), truncated, flipped)
+
+
+def _apply(data: bytes, edits: list[tuple[int, int]]) -> bytes:
+    buf = bytearray(data)
+    for offset, value in edits:
+        buf[offset] = value
+    return bytes(buf)
+
+
+def _write(name: str, data: bytes) -> Path:
+    path = WORK / name
+    path.write_bytes(data)
+    return path
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _expect_clean_failure(exc: BaseException, path: Path, entry: str) -> None:
+    assert isinstance(exc, VireidError), f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+    assert str(path.name) in str(exc), f"message does not name the file: {exc}"
+    _count(entry, "refused")
+
+
+@FUZZ
+@given(corrupted("png"))
+def test_fuzz_read_image(data: bytes) -> None:
+    path = _write("crop.png", data)
+    try:
+        image = read_image(path)
+    except Exception as exc:
+        _expect_clean_failure(exc, path, "read_image")
+    else:
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        _count("read_image", "accepted")
+
+
+@FUZZ
+@given(corrupted("onnx"))
+def test_fuzz_onnx_model_files(data: bytes) -> None:
+    path = _write("model.onnx", data)
+    before = _digest(path)
+    try:
+        ModelCard.from_onnx(path)
+        with open_backend(path, "cpu", threads=1) as backend:
+            backend.infer(np.zeros((1, 32, 16, 3), np.uint8), np.zeros(1, np.int32))
+    except Exception as exc:
+        _expect_clean_failure(exc, path, "onnx model (card + backend + inference)")
+    else:
+        _count("onnx model (card + backend + inference)", "accepted")
+    assert _digest(path) == before  # reading never writes
+
+
+@FUZZ
+@given(corrupted("db"))
+def test_fuzz_gallery_databases(data: bytes) -> None:
+    path = _write("gallery.db", data)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    before = _digest(path)
+    try:
+        with Gallery.open(path) as gallery:
+            gallery.search(np.eye(16, dtype=np.float32)[:1], k=2)
+            gallery.identities()
+    except Exception as exc:
+        _expect_clean_failure(exc, path, "gallery database (open + search)")
+        assert _digest(path) == before  # a refused file is left exactly as it was
+    else:
+        _count("gallery database (open + search)", "accepted")
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=400),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12),
+            lambda inner: (
+                st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+            ),
+            max_leaves=12,
+        ).map(json.dumps),
+    )
+)
+def test_fuzz_model_card_json(text: str) -> None:
+    try:
+        ModelCard.from_json(text, source="model.engine.json")
+    except Exception as exc:
+        _expect_clean_failure(exc, Path("model.engine.json"), "model card JSON (engine sidecar)")
+    else:
+        _count("model card JSON (engine sidecar)", "accepted")
+
+
+SECTIONS = ("model", "data", "sampler", "augment", "loss", "optim", "run")
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=300),
+        st.dictionaries(
+            st.sampled_from(SECTIONS) | st.text(max_size=8),
+            st.dictionaries(st.text(max_size=12), yaml_values, max_size=4) | yaml_values,
+            max_size=4,
+        ).map(json.dumps),  # JSON is YAML
+    )
+)
+def test_fuzz_training_configs(text: str) -> None:
+    pytest.importorskip("yaml")
+    from vireid.training.config import TrainConfig
+
+    path = _write("train.yaml", text.encode("utf-8", "surrogatepass"))
+    try:
+        TrainConfig.from_yaml(path)
+    except Exception as exc:
+        assert isinstance(exc, VireidError), f"{type(exc).__name__}: {exc}"
+        _count("training config YAML", "refused")
+    else:
+        _count("training config YAML", "accepted")
+
+
+@FUZZ
+@given(
+    st.sampled_from([np.uint8, np.uint16, np.float32, np.int64, np.bool_]),
+    st.lists(st.integers(0, 6), min_size=0, max_size=5),
+    st.one_of(st.none(), st.just("percentile:1:99"), st.just("window:0:1000")),
+)
+def test_fuzz_preprocessing_arrays(dtype, shape: list[int], thermal) -> None:
+    image = np.zeros(shape, dtype=dtype)
+    try:
+        batch = preprocess_crops([image], (8, 4), thermal=thermal)
+    except Exception as exc:
+        assert isinstance(exc, VireidError), f"{type(exc).__name__}: {exc}"
+        _count("preprocess_crops arrays", "refused")
+    else:
+        assert batch.shape == (1, 8, 4, 3) and batch.dtype == np.uint8
+        _count("preprocess_crops arrays", "accepted")
+
+
+def test_zz_every_entry_point_refused_bad_input_cleanly() -> None:
+    """Runs last (file order): each property really hit its refusal path, and the counts are reported."""
+    if len(OUTCOMES) < 6:
+        pytest.skip("run the whole file to get the counts")
+    report = os.environ.get("VIREID_FUZZ_REPORT")
+    if report:
+        Path(report).write_text(json.dumps(OUTCOMES, indent=2) + "\n")
+    for entry, counts in OUTCOMES.items():
+        assert counts["refused"] > 0, (entry, counts)
