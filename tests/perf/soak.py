@@ -1,0 +1,181 @@
+"""Soak benchmark: the pipeline on two looping RTSP streams for minutes, one camera flapping. A script.
+
+    .venv/bin/python tests/perf/soak.py --model demo/models/demo.onnx --scene demo/data/scene \
+        [--minutes 10] [--flap-seconds 30] [--json soak.json]
+
+Two RTSP servers (tests/sdk/streams/rtsp_server.py, in a child process so their memory is not counted)
+loop the scene's first `--loop-seconds` of visible and infrared video at 15 fps. The infrared server
+goes away and comes back every `--flap-seconds`. The pipeline (motion detector, tracker, demo model on
+ONNX Runtime CPU, a gallery enrolled from the visible video) runs with the `latest` policy. Every 10 s
+the script samples RSS, threads and open file descriptors of its own process and the sources'
+counters. Report: RSS growth after the warm-up (first minute), threads and FDs at start and end,
+reconnects of the flapping source vs the flaps, frames read / processed / dropped of the healthy source,
+and events per kind. Targets (reliability issue): RSS growth ≤ 5 % after warm-up, no thread or FD
+growth, a reconnect after every flap, no events lost for the healthy source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "sdk" / "streams"))
+
+
+def load_loop(video: Path, seconds: float, fps: float = 15.0) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while len(frames) < int(seconds * fps):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise SystemExit(f"{video}: no frames")
+    return frames
+
+
+def serve(scene: str, loop_seconds: float, flap_seconds: float, ports: Any, stop: Any) -> None:
+    """Child process: two RTSP servers; the infrared one stops and restarts every `flap_seconds`."""
+    from rtsp_server import RtspServer
+
+    visible = load_loop(Path(scene) / "visible.mp4", loop_seconds)
+    infrared = load_loop(Path(scene) / "infrared.mp4", loop_seconds)
+    vis = RtspServer(lambda i: visible[i % len(visible)]).start()
+    ir = RtspServer(lambda i: infrared[i % len(infrared)]).start()
+    ports.put((vis.port, ir.port))
+    flaps = 0
+    next_flap = time.monotonic() + flap_seconds
+    while not stop.is_set():
+        time.sleep(0.2)
+        if time.monotonic() >= next_flap:
+            ir.stop()
+            time.sleep(2.0)  # the camera is gone for 2 s
+            ir.start()
+            flaps += 1
+            next_flap = time.monotonic() + flap_seconds
+    ports.put(flaps)
+    vis.stop()
+    ir.stop()
+
+
+def sample() -> dict[str, float]:
+    status = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        status[key] = value.split()[0] if value.split() else ""
+    return {
+        "rss_mb": int(status["VmRSS"]) / 1024,
+        "threads": int(status["Threads"]),
+        "fds": len(os.listdir("/proc/self/fd")),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--scene", required=True, type=Path)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--flap-seconds", type=float, default=30.0)
+    parser.add_argument("--loop-seconds", type=float, default=20.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from vireid import Embedder
+    from vireid.bench.pipeline import PipelineBenchConfig, enroll_scene_gallery, load_scene
+    from vireid.streams import Pipeline, PipelineConfig, VideoSource
+
+    ctx = mp.get_context("spawn")
+    ports, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(
+        target=serve, args=(str(args.scene), args.loop_seconds, args.flap_seconds, ports, stop)
+    )
+    server.start()
+    vis_port, ir_port = ports.get(timeout=60)
+    truth = load_scene(args.scene)
+    embedder = Embedder(args.model, "cpu")
+    gallery = enroll_scene_gallery(
+        args.scene, truth, embedder, PipelineBenchConfig(enroll_seconds=args.loop_seconds)
+    )
+    sources = [
+        VideoSource(f"rtsp://127.0.0.1:{vis_port}/stream", "visible", "vis", backoff=(0.5, 2.0)),
+        VideoSource(f"rtsp://127.0.0.1:{ir_port}/stream", "infrared", "ir", backoff=(0.5, 2.0)),
+    ]
+    events: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def on_event(event: Any) -> None:
+        with lock:
+            events[event.kind] = events.get(event.kind, 0) + 1
+
+    pipeline = Pipeline(sources, embedder, gallery=gallery, config=PipelineConfig(), on_event=on_event)
+    pipeline.start()
+    try:
+        return _soak(args, pipeline, events, ports, stop, server, gallery, embedder)
+    finally:
+        stop.set()
+        pipeline.stop()
+        server.join(timeout=30)
+
+
+def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int:
+    started = time.monotonic()
+    timeline = []
+    while time.monotonic() - started < args.minutes * 60:
+        time.sleep(10.0)
+        stats = pipeline.stats()
+        point = {"t": round(time.monotonic() - started, 1), **sample()}
+        for s in stats.sources:
+            point[f"{s.camera}_read"] = s.frames_read
+            point[f"{s.camera}_dropped"] = s.frames_dropped
+            point[f"{s.camera}_reconnects"] = s.reconnects
+        for cam, c in stats.cameras.items():
+            point[f"{cam}_processed"] = c.processed
+        timeline.append(point)
+        print(json.dumps(point), flush=True)
+    final = pipeline.stats()
+    pipeline.stop()
+    stop.set()
+    flaps = ports.get(timeout=30)
+    server.join(timeout=30)
+    gallery.close()
+    embedder.close()
+    warm = [p for p in timeline if p["t"] >= 60.0] or timeline
+    by_camera = {s.camera: s for s in final.sources}
+    report = {
+        "minutes": args.minutes,
+        "flaps": flaps,
+        "ir_reconnects": by_camera["ir"].reconnects,
+        "vis_reconnects": by_camera["vis"].reconnects,
+        "vis_frames_read": by_camera["vis"].frames_read,
+        "vis_frames_dropped": by_camera["vis"].frames_dropped,
+        "vis_frames_processed": final.cameras["vis"].processed,
+        "rss_mb_after_warmup": warm[0]["rss_mb"],
+        "rss_mb_end": timeline[-1]["rss_mb"],
+        "rss_growth_pct": 100.0 * (timeline[-1]["rss_mb"] - warm[0]["rss_mb"]) / warm[0]["rss_mb"],
+        "threads": [timeline[0]["threads"], timeline[-1]["threads"]],
+        "fds": [timeline[0]["fds"], timeline[-1]["fds"]],
+        "events": events,
+        "timeline": timeline,
+    }
+    summary = {k: v for k, v in report.items() if k != "timeline"}
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
