@@ -68,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
     export.add_argument("--out", type=Path, required=True, help="output .npz file")
+    export.add_argument(
+        "--allow-biometric-export",
+        action="store_true",
+        help="required: confirms that copying the enrolled biometric templates out is intended",
+    )
     imp = sub.add_parser("import", parents=[where], help="add the identities of an exported .npz")
     imp.add_argument("file", type=Path, help="an .npz written by `vireid gallery export`")
     imp.add_argument(
@@ -148,7 +153,14 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
+
+    if not args.allow_biometric_export:
+        raise InputSpecError(
+            f"{args.gallery}: an export copies every enrolled biometric template into {args.out} (owner-only "
+            "file); pass --allow-biometric-export to confirm"
+        )
 
     with Gallery.open(args.gallery) as gallery:
         info = gallery.info()

@@ -67,7 +67,8 @@ def export_npz(store: GalleryStore, path: Path) -> Path:
     arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with tmp.open("wb") as fh:
+        # owner-only from the first byte: the export holds the same biometric data as the gallery
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())

@@ -108,7 +108,10 @@ def test_remove_rename_and_errors_exit_1(db: Path, capsys: pytest.CaptureFixture
 
 def test_export_then_import_into_a_new_gallery(db: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "g.npz"
-    assert vireid("export", "--gallery", db, "--out", out) == 0
+    assert vireid("export", "--gallery", db, "--out", out) == 1  # biometric data leaves only on request
+    assert "--allow-biometric-export" in capsys.readouterr().err and not out.exists()
+    assert vireid("export", "--gallery", db, "--out", out, "--allow-biometric-export") == 0
+    assert out.stat().st_mode & 0o777 == 0o600
     new = tmp_path / "new.db"
     assert vireid("import", "--gallery", new, out) == 0
     assert "imported 4 embeddings of 2 identities" in capsys.readouterr().out
