@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid gallery ACTION`."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--gallery", "-g", type=Path, required=True, help="gallery database file (.db)")
+    where.add_argument(
+        "--key-file",
+        type=Path,
+        help="passphrase file of an encrypted gallery (mode 600; or set $VIREID_GALLERY_KEY[_FILE])",
+    )
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", "-m", type=Path, required=True, help="model artifact (.onnx or .engine)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -100,7 +105,7 @@ def _list(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
     from vireid.modality import Modality
 
-    with Gallery.open(args.gallery) as gallery:
+    with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         identities = gallery.identities()
         info = gallery.info()
     if args.json:
@@ -125,7 +130,7 @@ def _list(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
 
-    with Gallery.open(args.gallery) as gallery:
+    with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         removed = gallery.remove(args.name)
     print(f"removed {args.name!r} and its {removed} embeddings from {args.gallery}")
     return 0
@@ -134,7 +139,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
 
-    with Gallery.open(args.gallery) as gallery:
+    with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
     print(
         f"purged {embeddings} embeddings older than {args.older_than_days:g} days and {identities} "
@@ -146,7 +151,7 @@ def _purge(args: argparse.Namespace) -> int:
 def _rename(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
 
-    with Gallery.open(args.gallery) as gallery:
+    with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         gallery.rename(args.old, args.new)
     print(f"renamed {args.old!r} to {args.new!r} in {args.gallery}")
     return 0
@@ -162,7 +167,7 @@ def _export(args: argparse.Namespace) -> int:
             "file); pass --allow-biometric-export to confirm"
         )
 
-    with Gallery.open(args.gallery) as gallery:
+    with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         info = gallery.info()
         gallery.export_npz(args.out)
     print(f"exported {info.num_identities} identities, {info.num_embeddings} embeddings to {args.out}")
@@ -175,7 +180,7 @@ def _import(args: argparse.Namespace) -> int:
 
     manifest = read_manifest(args.file)
     space, dim = manifest.get("embedding_space"), manifest.get("dim")
-    with Gallery(args.gallery, embedding_space=space, dim=dim) as gallery:
+    with Gallery(args.gallery, embedding_space=space, dim=dim, key_file=args.key_file) as gallery:
         added = gallery.import_npz(args.file, on_conflict=args.on_conflict)
     print(f"imported {added} embeddings of {len(manifest['identities'])} identities into {args.gallery}")
     return 0
@@ -193,7 +198,7 @@ def _enroll(args: argparse.Namespace) -> int:
     with _embedder(args) as embedder:
         space = str(embedder.embedding_space)
         gallery = (
-            Gallery.open(args.gallery, space) if _exists(args.gallery) else None
+            Gallery.open(args.gallery, space, key_file=args.key_file) if _exists(args.gallery) else None
         )  # fail before embedding
         try:
             vectors, used, bad = embed_files(embedder, files, modality, args.batch, args.skip_bad)
@@ -203,7 +208,9 @@ def _enroll(args: argparse.Namespace) -> int:
             raise
     if not used:
         raise InputSpecError(f"none of the {len(files)} images could be read; nothing was enrolled")
-    gallery = gallery or Gallery(args.gallery, embedding_space=space, dim=int(vectors.shape[1]))
+    gallery = gallery or Gallery(
+        args.gallery, embedding_space=space, dim=int(vectors.shape[1]), key_file=args.key_file
+    )
     with gallery:
         ids = gallery.enroll(
             args.name,
@@ -227,7 +234,10 @@ def _search(args: argparse.Namespace) -> int:
     modality = Modality.parse(args.modality)
     match_modality = None if args.match_modality is None else Modality.parse(args.match_modality)
     files = collect_images(args.images)
-    with _embedder(args) as embedder, Gallery.open(args.gallery, str(embedder.embedding_space)) as gallery:
+    with (
+        _embedder(args) as embedder,
+        Gallery.open(args.gallery, str(embedder.embedding_space), key_file=args.key_file) as gallery,
+    ):
         vectors, used, _ = embed_files(embedder, files, modality, args.batch, args.skip_bad)
         if not used:
             raise InputSpecError(f"none of the {len(files)} query images could be read")

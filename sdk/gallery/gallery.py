@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import GalleryError, InputSpecError
 from ..modality import Modality
 from . import inputs
+from .crypto import resolve_key
 from .index import NumpyBackend, RowTable, SearchBackend
 from .store import GalleryStore, sqlite_errors
 from .types import GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
@@ -47,6 +48,9 @@ class Gallery:
         timeout: seconds a write waits for another process's write lock.
         durable: fsync every commit (`synchronous=FULL`); `False` keeps atomicity but a power cut may
             lose the last commits (a crashed process never does).
+        key_file: passphrase file of an encrypted gallery (SQLCipher, extra `crypto`); without it the
+            key comes from `$VIREID_GALLERY_KEY` or `$VIREID_GALLERY_KEY_FILE`, and with neither the
+            gallery is a plain SQLite file. See `vireid.gallery.crypto`.
 
     Raises:
         GalleryError: the file is corrupt, not a gallery, from a newer vireid, or bound to another
@@ -63,10 +67,18 @@ class Gallery:
         create: bool = True,
         timeout: float = 10.0,
         durable: bool = True,
+        key_file: str | Path | None = None,
     ) -> None:
         self._backend = _make_backend(backend)
+        key = resolve_key(key_file) if str(path) != ":memory:" else None
         self._store = GalleryStore(
-            path, embedding_space=embedding_space, dim=dim, create=create, timeout=timeout, durable=durable
+            path,
+            embedding_space=embedding_space,
+            dim=dim,
+            create=create,
+            timeout=timeout,
+            durable=durable,
+            key=key,
         )
         self._lock = threading.RLock()
         self._closed = False
@@ -133,7 +145,7 @@ class Gallery:
         with self._lock:
             if self._closed:
                 raise GalleryError(f"{self.path}: gallery is closed; open it again to {action}.")
-            with sqlite_errors(self.path, action, self._store.timeout):
+            with sqlite_errors(self.path, action, self._store.timeout, self._store.encrypted):
                 yield
 
     def close(self) -> None:

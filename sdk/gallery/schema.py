@@ -103,8 +103,9 @@ def check_header(path: Path) -> None:
     if head != SQLITE_HEADER:
         raise GalleryError(
             f"{path}: not a gallery database (the file does not start with the SQLite header; it is "
-            "corrupt or another kind of file). Restore it from a backup or export, or pass a new path "
-            "to create an empty gallery."
+            "corrupt, encrypted, or another kind of file). For an encrypted gallery give its key "
+            "(key_file=..., --key-file, or $VIREID_GALLERY_KEY); otherwise restore it from a backup or "
+            "export, or pass a new path to create an empty gallery."
         )
 
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import GalleryError
+from . import crypto
 from .inputs import EmbeddingBatch
 from .schema import VECTOR_CODEC, GalleryMeta, check_header, migrate, read_meta
 from .types import IdentityEmbeddings, IdentityInfo
@@ -74,27 +75,32 @@ def _translated(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: GalleryStore, *args: Any, **kwargs: Any) -> Any:
-        with sqlite_errors(self.path, method.__name__.strip("_"), self.timeout):
+        with sqlite_errors(self.path, method.__name__.strip("_"), self.timeout, self.encrypted):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
 @contextmanager
-def sqlite_errors(path: str, action: str, timeout: float) -> Iterator[None]:
-    """Re-raise sqlite3 errors as `GalleryError` with the path, the cause and a fix."""
+def sqlite_errors(path: str, action: str, timeout: float, encrypted: bool = False) -> Iterator[None]:
+    """Re-raise sqlite3 / SQLCipher errors as `GalleryError` with the path, the cause and a fix."""
     try:
         yield
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+    except (sqlite3.DatabaseError, UnicodeDecodeError, *crypto.database_errors()) as exc:
+        # (SQLite quotes a corrupt schema's bytes in its message, which Python's sqlite3 then fails to
+        # decode: a UnicodeDecodeError means a corrupt file too.)
+        if crypto.is_locked_error(exc):
             raise GalleryError(
                 f"{path}: {action}: another process held the gallery's write lock for more than "
                 f"{timeout:g} s ({exc}); retry, or pass a longer timeout to Gallery(...)."
             ) from exc
-        raise GalleryError(f"{path}: {action} failed: {exc}") from exc
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-        # SQLite reports a corrupt schema with the corrupt bytes in its message, which Python's
-        # sqlite3 then fails to decode: both mean the same thing to the caller.
+        if type(exc).__name__ == "OperationalError":
+            raise GalleryError(f"{path}: {action} failed: {exc}") from exc
+        if "not a database" in str(exc) and encrypted:
+            raise GalleryError(
+                f"{path}: {action} failed: the gallery cannot be decrypted; the key is wrong, or the file is "
+                "not an encrypted gallery (open a plain gallery without a key)"
+            ) from exc
         raise GalleryError(
             f"{path}: {action} failed, the gallery database is corrupt or unreadable ({exc}). "
             "Restore it from a backup or an export (`vireid gallery import`), or use a new path."
@@ -113,16 +119,21 @@ class GalleryStore:
         create: bool = True,
         timeout: float = 10.0,
         durable: bool = True,
+        key: str | None = None,
     ) -> None:
         self.path = str(path)
         self.timeout = float(timeout)
+        self.encrypted = key is not None
         if self.path != MEMORY:
-            _check_location(Path(self.path), create)
+            _check_location(Path(self.path), create, self.encrypted)
             _create_private(Path(self.path))
-        with sqlite_errors(self.path, "open", self.timeout):
-            self._conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
+        with sqlite_errors(self.path, "open", self.timeout, self.encrypted):
+            if key is not None:
+                self._conn = crypto.connect(self.path, key, self.timeout)
+            else:
+                self._conn = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
             try:
                 self._configure(durable)
                 migrate(self._conn, self.path, embedding_space, dim)
@@ -440,7 +451,7 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-def _check_location(path: Path, create: bool) -> None:
+def _check_location(path: Path, create: bool, encrypted: bool = False) -> None:
     exists = path.is_file() and path.stat().st_size > 0
     if not exists and not create:
         raise GalleryError(
@@ -451,4 +462,5 @@ def _check_location(path: Path, create: bool) -> None:
         raise GalleryError(f"{path}: folder {path.parent} does not exist; create it first.")
     if path.is_dir():
         raise GalleryError(f"{path}: is a folder; expected a gallery database file such as gallery.db")
-    check_header(path)
+    if not encrypted:  # an encrypted file has no readable header; the key check happens on open
+        check_header(path)

@@ -1,0 +1,73 @@
+"""Encryption at rest for galleries: SQLCipher (AES-256, per-page HMAC) through the `crypto` extra.
+
+A gallery is encrypted when a key is given at creation, and must be opened with the same key. The key
+never travels on a command line (it would show in `ps` and shell history): it comes from
+
+- `key_file=` / `vireid gallery --key-file PATH`: a file holding the passphrase (its first line); the file
+  must not be readable by group or others;
+- the environment: `VIREID_GALLERY_KEY` (the passphrase) or `VIREID_GALLERY_KEY_FILE` (a key file path),
+  which is how `vireid run` and `Pipeline(gallery="site.db")` pick it up.
+
+Without a key a gallery is a plain SQLite file (still created owner-only).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import GalleryError, require
+
+KEY_ENV = "VIREID_GALLERY_KEY"
+KEY_FILE_ENV = "VIREID_GALLERY_KEY_FILE"
+
+
+def resolve_key(key_file: str | Path | None = None) -> str | None:
+    """The passphrase from `key_file`, `$VIREID_GALLERY_KEY` or `$VIREID_GALLERY_KEY_FILE`; or None."""
+    if key_file is not None:
+        return _read_key_file(Path(key_file))
+    if os.environ.get(KEY_ENV):
+        return os.environ[KEY_ENV]
+    if os.environ.get(KEY_FILE_ENV):
+        return _read_key_file(Path(os.environ[KEY_FILE_ENV]))
+    return None
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GalleryError(f"{path}: cannot read the gallery key file ({exc.strerror or exc})") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise GalleryError(
+            f"{path}: the gallery key file is readable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"restrict it with `chmod 600 {path}`"
+        )
+    key = text.splitlines()[0].strip() if text.strip() else ""
+    if not key:
+        raise GalleryError(f"{path}: the gallery key file is empty; write the passphrase on its first line")
+    return key
+
+
+def connect(path: str, key: str, timeout: float) -> Any:
+    """An SQLCipher connection with `key` applied (raises `MissingDependencyError` naming the extra)."""
+    dbapi = require("sqlcipher3.dbapi2", "crypto", "Encrypted galleries (SQLCipher)")
+    conn = dbapi.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    quoted = key.replace("'", "''")
+    conn.execute(f"PRAGMA key = '{quoted}'")
+    return conn
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """SQLCipher's error classes, when it is loaded (its module is not sqlite3's)."""
+    module = sys.modules.get("sqlcipher3.dbapi2")
+    return (module.DatabaseError,) if module is not None else ()
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """A busy/locked database, from sqlite3 or SQLCipher."""
+    return type(exc).__name__ == "OperationalError" and ("locked" in str(exc) or "busy" in str(exc))
