@@ -220,9 +220,83 @@ def test_fuzz_preprocessing_arrays(dtype, shape: list[int], thermal) -> None:
         _count("preprocess_crops arrays", "accepted")
 
 
+def _tiny_video() -> bytes:
+    import cv2
+
+    path = WORK / "valid.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (32, 24))
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        writer.write(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+VALID["mp4"] = _tiny_video()
+
+
+@FUZZ
+@given(corrupted("mp4"))
+def test_fuzz_video_files(data: bytes) -> None:
+    from vireid.streams import VideoSource
+
+    path = _write("clip.mp4", data)
+    source = VideoSource(path, "infrared", "cam", realtime=False)
+    try:
+        source.start()
+    except Exception as exc:
+        _expect_clean_failure(exc, path, "video file (VideoSource)")
+        return
+    deadline = 10.0
+    frames = 0
+    while (frame := source.read(timeout=deadline)) is not None:
+        assert frame.image.dtype == np.uint8
+        frames += 1
+    source.stop(timeout=5)
+    assert source.finished, "the reader thread did not end"  # no hang on a broken file
+    _count("video file (VideoSource)", "accepted" if frames else "refused")
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        st.sampled_from(["train_id.txt", "val_id.txt", "test_id.txt"]),
+        st.text(alphabet="0123456789,; \n-abx", max_size=40),
+        max_size=3,
+    ),
+    st.lists(st.sampled_from(["cam1", "cam2", "cam3", "cam4", "cam5", "cam6", "exp"]), unique=True),
+    st.lists(st.tuples(st.integers(1, 6), st.integers(0, 12)), max_size=6),
+)
+def test_fuzz_sysu_dataset_layouts(id_files: dict[str, str], folders: list[str], people: list) -> None:
+    import shutil
+
+    from vireid.training.data.protocols import run_protocol
+
+    root = WORK / "sysu"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    for name in folders:
+        (root / name).mkdir(exist_ok=True)
+    if id_files:
+        (root / "exp").mkdir(exist_ok=True)
+        for name, text in id_files.items():
+            (root / "exp" / name).write_text(text)
+    for cam, pid in people:
+        person = root / f"cam{cam}" / f"{pid:04d}"
+        person.mkdir(parents=True, exist_ok=True)
+        (person / "0001.jpg").write_bytes(VALID["png"])
+    try:
+        run_protocol(lambda paths, modality: np.ones((len(paths), 4), np.float32), root, "sysu-all", trials=1)
+    except Exception as exc:
+        assert isinstance(exc, VireidError), f"{type(exc).__name__}: {exc}"
+        _count("SYSU-MM01 dataset folder (reader + protocol)", "refused")
+    else:
+        _count("SYSU-MM01 dataset folder (reader + protocol)", "accepted")
+
+
 def test_zz_every_entry_point_refused_bad_input_cleanly() -> None:
     """Runs last (file order): each property really hit its refusal path, and the counts are reported."""
-    if len(OUTCOMES) < 6:
+    if len(OUTCOMES) < 8:
         pytest.skip("run the whole file to get the counts")
     report = os.environ.get("VIREID_FUZZ_REPORT")
     if report:
