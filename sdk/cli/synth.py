@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--people", type=int, default=None, help=f"identities (default {scene['people']})")
     p.add_argument("--fps", type=int, default=None, help=f"frames per second (default {scene['fps']})")
     p.add_argument("--size", default=None, metavar="WxH", help=f"frame size (default {scene['size']})")
+    p.add_argument(
+        "--thermal16",
+        action="store_const",
+        const=True,
+        default=None,
+        help="also write 16-bit radiometric infrared frames, infrared16/%%06d.png (centi-Kelvin, 15..40 °C)",
+    )
     p = sub.add_parser(
         "baselines", help="score colour-histogram and raw-pixel matchers on a SYSU-style folder"
     )
@@ -86,7 +93,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
     names = {
         "sysu": ("seed", "difficulty", "ids", "images_per_camera", "test_ids", "val_ids"),
         "regdb": ("seed", "difficulty", "ids", "images_per_modality"),
-        "scene": ("seed", "difficulty", "seconds", "people", "fps"),
+        "scene": ("seed", "difficulty", "seconds", "people", "fps", "thermal16"),
     }[args.kind]
     values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.kind == "scene" and args.size is not None:

@@ -40,12 +40,14 @@ log = logging.getLogger("vireid")
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_SEQUENCE = re.compile(r"%0?\d*d")
 
 
 class SourceKind(str, enum.Enum):
     """How a source's address is opened."""
 
     FILE = "file"
+    IMAGES = "images"  # a numbered image sequence, e.g. `ir16/%06d.png` (keeps 16-bit PNG/TIFF frames)
     URL = "url"
     DEVICE = "device"
     GSTREAMER = "gstreamer"
@@ -84,6 +86,8 @@ def source_kind(uri: str | int) -> SourceKind:
             return SourceKind.FILE
     if " ! " in text or text.endswith("appsink"):
         return SourceKind.GSTREAMER
+    if _SEQUENCE.search(text):
+        return SourceKind.IMAGES
     return SourceKind.FILE
 
 
@@ -110,6 +114,8 @@ def open_capture(uri: str, kind: SourceKind, open_timeout: float, read_timeout: 
             int(read_timeout * 1000),
         ]
         return cv2.VideoCapture(uri, cv2.CAP_FFMPEG, params)
+    if kind is SourceKind.IMAGES:  # OpenCV's image-sequence reader keeps 16-bit frames (FFmpeg's does not)
+        return cv2.VideoCapture(uri.removeprefix("file://"), cv2.CAP_IMAGES)
     return cv2.VideoCapture(uri.removeprefix("file://"), cv2.CAP_FFMPEG)
 
 
@@ -202,7 +208,7 @@ class VideoSource:
         self.kind = source_kind(uri if isinstance(uri, int) else self.uri)
         self.modality = Modality.parse(modality)
         self.camera = str(camera) if camera is not None else str(self.modality)
-        is_file = self.kind is SourceKind.FILE
+        is_file = self.kind in (SourceKind.FILE, SourceKind.IMAGES)
         self.policy = Policy(policy) if policy is not None else (Policy.EVERY if is_file else Policy.LATEST)
         self.realtime = bool(realtime)
         self.reconnect = (not is_file) if reconnect is None else bool(reconnect)
@@ -250,7 +256,7 @@ class VideoSource:
         """
         if self._thread is not None:
             return self
-        first = self._check_and_open() if self.kind is SourceKind.FILE else None
+        first = self._check_and_open() if self.kind in (SourceKind.FILE, SourceKind.IMAGES) else None
         if self.kind is SourceKind.GSTREAMER and self._opener is open_capture and not gstreamer_available():
             raise StreamError(
                 f"camera {self.camera}: {self.display_uri!r} looks like a GStreamer pipeline, but this "
@@ -342,6 +348,8 @@ class VideoSource:
     # ----- reader thread ------------------------------------------------------------------------
     def _check_and_open(self) -> Any:
         path = Path(self.uri.removeprefix("file://"))
+        if self.kind is SourceKind.IMAGES:
+            path = next((Path(str(path) % i) for i in (0, 1) if Path(str(path) % i).is_file()), path)
         if not path.exists():
             raise StreamError(
                 f"camera {self.camera}: no such file {str(path)!r}; give an existing video file, a URL "
@@ -439,7 +447,7 @@ class VideoSource:
                     "check the stream's resolution or raise VideoSource(max_pixels=...)"
                 )
             now = time.monotonic()
-            if self.kind is SourceKind.FILE:
+            if self.kind in (SourceKind.FILE, SourceKind.IMAGES):
                 index = self._read
                 pts = index / fps if fps else float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
                 if self.realtime and fps:

@@ -137,6 +137,8 @@ class SceneConfig(_Meta):
         width: frame width in pixels (even, 160..3840).
         height: frame height in pixels (even, 120..2160).
         difficulty: nuisance scale, 0 (easy) .. 3.
+        thermal16: also write the infrared camera as 16-bit radiometric PNG frames
+            (`infrared16/%06d.png`, centi-Kelvin, 15..40 °C), as many thermal cameras deliver them.
     """
 
     kind = "scene"
@@ -147,9 +149,19 @@ class SceneConfig(_Meta):
     width: int = 640
     height: int = 480
     difficulty: float = 1.0
+    thermal16: bool = False
+
+    def to_meta(self) -> dict[str, Any]:
+        """As for every kind; `thermal16` only when set, so scenes written before it existed still match."""
+        meta = super().to_meta()
+        if not self.thermal16:
+            meta.pop("thermal16")
+        return meta
 
     def __post_init__(self) -> None:
         _seed(self.seed)
+        if not isinstance(self.thermal16, bool):
+            raise ConfigError(f"thermal16 must be true or false, got {self.thermal16!r}")
         if isinstance(self.seconds, bool) or not isinstance(self.seconds, (int, float)):
             raise ConfigError(f"seconds must be a number, got {self.seconds!r}")
         if not 1.0 <= self.seconds <= 3600.0:

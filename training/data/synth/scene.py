@@ -31,9 +31,12 @@ from .seeding import rng_for
 from .writer import SynthResult, prepare_out_dir, reused_result, run_tasks, write_meta
 
 VIDEO_NAME = {Modality.VISIBLE: "visible.mp4", Modality.INFRARED: "infrared.mp4"}
+THERMAL16 = "infrared16/%06d.png"
+"""16-bit radiometric infrared frames (`SceneConfig.thermal16`): centi-Kelvin, grey 0..255 = 15..40 °C."""
+THERMAL16_RANGE = (28815, 31315)
 CAMERA_ID = {Modality.VISIBLE: 1, Modality.INFRARED: 2}
 GT_FILE = "gt.json"
-OWNED = (*VIDEO_NAME.values(), GT_FILE)
+OWNED = (*VIDEO_NAME.values(), GT_FILE, THERMAL16.split("/")[0])
 _NOISE_BANK = 8
 _STEP_HZ = 0.9  # walking cycles per second
 
@@ -231,6 +234,9 @@ def _render_camera(args: tuple[str, SceneConfig, Modality]) -> int:
     noise = _noise_bank(rng, background.shape, camera.noise)
     walks = plan_walks(config, modality)
     writer = _open_writer(root / VIDEO_NAME[modality], config)
+    radiometric = config.thermal16 and modality is Modality.INFRARED
+    if radiometric:
+        (root / THERMAL16).parent.mkdir(exist_ok=True)
     frames = []
     try:
         for index in range(config.frames):
@@ -240,6 +246,8 @@ def _render_camera(args: tuple[str, SceneConfig, Modality]) -> int:
             if frame.ndim == 2:
                 frame = cv2.GaussianBlur(frame, (0, 0), 0.5 * camera.blur)
             writer.write(_to_bgr(frame, config))
+            if radiometric:
+                _write_png16(root / (THERMAL16 % index), frame, config)
     finally:
         writer.release()
     part = {"walks": [dataclasses.asdict(w) for w in walks], "frames": frames}
@@ -253,6 +261,15 @@ def _to_bgr(frame: np.ndarray, config: SceneConfig) -> np.ndarray:
         out = cv2.resize(out, (config.width, config.height), interpolation=cv2.INTER_LINEAR)
         return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
     return cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+
+
+def _write_png16(path: Path, frame: np.ndarray, config: SceneConfig) -> None:
+    """The same frame as radiometric uint16: its (unrounded) grey level mapped linearly to centi-Kelvin."""
+    low, high = THERMAL16_RANGE
+    full = cv2.resize(frame, (config.width, config.height), interpolation=cv2.INTER_LINEAR)
+    values = low + np.clip(full, 0.0, 255.0) * ((high - low) / 255.0)
+    if not cv2.imwrite(str(path), (values + 0.5).astype(np.uint16)):
+        raise DatasetError(path, "OpenCV cannot write a 16-bit PNG here")
 
 
 def _open_writer(path: Path, config: SceneConfig) -> cv2.VideoWriter:
@@ -295,7 +312,8 @@ def generate_scene(
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> SynthResult:
-    """Write `visible.mp4`, `infrared.mp4` (mp4v), `gt.json` and `meta.json` to `out`.
+    """Write `visible.mp4`, `infrared.mp4` (mp4v), `gt.json` and `meta.json` to `out` (and, with
+    `config.thermal16`, the infrared camera as 16-bit PNG frames in `infrared16/`).
 
     Args:
         out: output folder (created; must be empty, hold this very scene, or `overwrite` must be set).
@@ -317,5 +335,6 @@ def generate_scene(
     run_tasks(_render_camera, tasks, workers, "synth scene (cameras)", show_progress)
     truth = _merge_ground_truth(root, config)
     (root / GT_FILE).write_text(json.dumps(truth, separators=(",", ":")) + "\n", encoding="utf-8")
-    write_meta(root, meta, files=len(OWNED))
-    return SynthResult(root, len(OWNED), reused=False)
+    files = len(OWNED) - (0 if config.thermal16 else 1)  # the 16-bit folder counts as one output
+    write_meta(root, meta, files=files)
+    return SynthResult(root, files, reused=False)
