@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     purge = sub.add_parser("purge", parents=[where], help="retention: delete embeddings older than N days")
     purge.add_argument("--older-than-days", type=float, required=True, help="age limit in days")
     purge.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
+    purge.add_argument(
+        "--events",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also purge old events from this JSON Lines file (`vireid run --events`); repeatable",
+    )
 
     export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
     export.add_argument("--out", type=Path, required=True, help="output .npz file")
@@ -145,6 +153,11 @@ def _purge(args: argparse.Namespace) -> int:
         f"purged {embeddings} embeddings older than {args.older_than_days:g} days and {identities} "
         f"identities left without any from {args.gallery}"
     )
+    from vireid.streams.sinks import purge_events
+
+    for events in args.events:
+        kept, removed = purge_events(events, args.older_than_days)
+        print(f"purged {removed} events older than {args.older_than_days:g} days from {events} ({kept} kept)")
     return 0
 
 

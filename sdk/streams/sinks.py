@@ -86,7 +86,9 @@ class JsonlSink(Sink):
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a" if append else "w", encoding="utf-8")
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            # owner-only: events name identified people
+            self._file = os.fdopen(os.open(self.path, flags, 0o600), "a" if append else "w", encoding="utf-8")
         except OSError as exc:
             raise StreamError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc
         self.flush_every = float(flush_every)
@@ -110,6 +112,57 @@ class JsonlSink(Sink):
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+
+
+def purge_events(path: str | Path, older_than_days: float, *, now: float | None = None) -> tuple[int, int]:
+    """Retention for a JSON Lines events file: drop events whose `time` is older than the limit.
+
+    The file is rewritten atomically (temporary file, fsync, rename; owner-only). Lines that are not
+    events (no numeric `time`) are kept. Returns (kept, removed).
+
+    Raises:
+        InputSpecError: `older_than_days` is not positive.
+        StreamError: the file cannot be read or rewritten.
+    """
+    if (
+        isinstance(older_than_days, bool)
+        or not isinstance(older_than_days, int | float)
+        or older_than_days <= 0
+    ):
+        raise InputSpecError(f"older_than_days must be a positive number of days, got {older_than_days!r}")
+    path = Path(path)
+    cutoff = (time.time() if now is None else now) - 86400.0 * float(older_than_days)
+    tmp = path.with_name(path.name + ".tmp")
+    kept = removed = 0
+    try:
+        with (
+            path.open(encoding="utf-8") as src,
+            os.fdopen(
+                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
+            ) as dst,
+        ):
+            for line in src:
+                if _event_time(line) < cutoff:
+                    removed += 1
+                    continue
+                dst.write(line)
+                kept += 1
+            dst.flush()
+            os.fsync(dst.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StreamError(f"{path}: cannot purge events ({exc.strerror or exc})") from exc
+    return kept, removed
+
+
+def _event_time(line: str) -> float:
+    """The `time` of one JSON Lines event, or +inf (keep) for anything else."""
+    try:
+        value = json.loads(line).get("time")
+    except (ValueError, AttributeError):
+        return float("inf")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else float("inf")
 
 
 class CallbackSink(Sink):

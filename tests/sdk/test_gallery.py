@@ -433,3 +433,42 @@ def test_gallery_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "purged 1 embeddings older than 365 days and 1 identities" in capsys.readouterr().out
     with Gallery.open(tmp_path / "c.db") as gallery:
         assert [i.name for i in gallery.identities()] == ["kept"]
+
+
+def test_gallery_purge_cli_also_purges_event_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import os
+    import stat
+    import time
+
+    from vireid.cli.main import main
+    from vireid.streams.sinks import purge_events
+
+    events = tmp_path / "events.jsonl"
+    now = time.time()
+    lines = [
+        {"event": "identified", "time": now - 400 * 86400, "name": "gone"},
+        {"event": "identified", "time": now},
+    ]
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines) + "not json\n")
+    with Gallery(tmp_path / "e.db", embedding_space="space-a", dim=4):
+        pass
+    argv = [
+        "gallery",
+        "purge",
+        "-g",
+        str(tmp_path / "e.db"),
+        "--older-than-days",
+        "365",
+        "--events",
+        str(events),
+    ]
+    assert main(argv) == 0
+    assert "purged 1 events older than 365 days" in capsys.readouterr().out
+    text = events.read_text()
+    assert "gone" not in text and "not json" in text and text.count("identified") == 1
+    assert stat.S_IMODE(os.stat(events).st_mode) == 0o600
+    with pytest.raises(InputSpecError, match="positive number of days"):
+        purge_events(events, -1)
