@@ -117,8 +117,9 @@ def main() -> int:
     lock = threading.Lock()
 
     def on_event(event: Any) -> None:
+        key = f"{event.camera}:{event.kind}" if hasattr(event, "camera") else event.kind
         with lock:
-            events[event.kind] = events.get(event.kind, 0) + 1
+            events[key] = events.get(key, 0) + 1
 
     pipeline = Pipeline(sources, embedder, gallery=gallery, config=PipelineConfig(), on_event=on_event)
     pipeline.start()
@@ -162,6 +163,11 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
         "vis_frames_read": by_camera["vis"].frames_read,
         "vis_frames_dropped": by_camera["vis"].frames_dropped,
         "vis_frames_processed": final.cameras["vis"].processed,
+        "vis_frames_unaccounted": by_camera["vis"].frames_read
+        - final.cameras["vis"].processed
+        - by_camera["vis"].frames_dropped,
+        "vis_tracks_started_minus_ended": events.get("vis:track_started", 0)
+        - events.get("vis:track_ended", 0),
         "rss_mb_after_warmup": warm[0]["rss_mb"],
         "rss_mb_end": timeline[-1]["rss_mb"],
         "rss_growth_pct": 100.0 * (timeline[-1]["rss_mb"] - warm[0]["rss_mb"]) / warm[0]["rss_mb"],
