@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from ..errors import GalleryError, InputSpecError
 from ..modality import Modality
+from ..retention import cutoff
 from . import inputs
 from .crypto import resolve_key
 from .index import NumpyBackend, RowTable, SearchBackend
@@ -251,17 +251,9 @@ class Gallery:
         Raises:
             InputSpecError: `older_than_days` is not a positive number.
         """
-        if (
-            isinstance(older_than_days, bool)
-            or not isinstance(older_than_days, int | float)
-            or not older_than_days > 0
-        ):
-            raise InputSpecError(
-                f"older_than_days must be a positive number of days, got {older_than_days!r}"
-            )
-        cutoff = (time.time() if now is None else now) - 86400.0 * float(older_than_days)
+        before = cutoff(older_than_days, now)
         with self._guard("purge"):
-            return self._store.purge(cutoff, drop_empty)
+            return self._store.purge(before, drop_empty)
 
     def rename(self, old: str, new: str) -> None:
         """Rename an identity.

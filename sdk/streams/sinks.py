@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .. import retention
 from ..errors import InputSpecError, StreamError
 from .detect.base import Detections
 from .events import Event
@@ -124,14 +125,8 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
         InputSpecError: `older_than_days` is not positive.
         StreamError: the file cannot be read or rewritten.
     """
-    if (
-        isinstance(older_than_days, bool)
-        or not isinstance(older_than_days, int | float)
-        or older_than_days <= 0
-    ):
-        raise InputSpecError(f"older_than_days must be a positive number of days, got {older_than_days!r}")
+    limit = retention.cutoff(older_than_days, now)
     path = Path(path)
-    cutoff = (time.time() if now is None else now) - 86400.0 * float(older_than_days)
     tmp = path.with_name(path.name + ".tmp")
     kept = removed = 0
     try:
@@ -142,7 +137,7 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
             ) as dst,
         ):
             for line in src:
-                if _event_time(line) < cutoff:
+                if _event_time(line) < limit:
                     removed += 1
                     continue
                 dst.write(line)
