@@ -17,7 +17,14 @@ def read_image(path: str | Path) -> np.ndarray:
         InputSpecError: the file is missing or OpenCV cannot decode it.
     """
     path = Path(path)
-    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV will allocate
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputSpecError(
+            f"{path}: cannot be decoded as an image (OpenCV: {reason}); expected a readable JPEG/PNG/BMP "
+            "person crop of ordinary size"
+        ) from None
     if data is None:
         problem = "does not exist" if not path.exists() else "cannot be decoded as an image"
         raise InputSpecError(f"{path}: {problem}; expected a readable JPEG/PNG/BMP person crop")

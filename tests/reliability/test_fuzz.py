@@ -113,6 +113,46 @@ def test_fuzz_read_image(data: bytes) -> None:
         _count("read_image", "accepted")
 
 
+def _png_with_size(width: int, height: int) -> bytes:
+    """The valid PNG with its IHDR claiming `width` x `height` (CRC recomputed, so decoders believe it)."""
+    import struct
+    import zlib
+
+    data = bytearray(VALID["png"])
+    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+@FUZZ
+@given(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1))
+def test_fuzz_images_claiming_huge_dimensions(width: int, height: int) -> None:
+    path = _write("huge.png", _png_with_size(width, height))
+    try:
+        image = read_image(path)
+    except Exception as exc:
+        _expect_clean_failure(exc, path, "read_image, PNG header claiming any size")
+    else:
+        assert image.shape[:2] == (height, width)  # only tiny claims can decode at all
+        _count("read_image, PNG header claiming any size", "accepted")
+
+
+@FUZZ
+@given(st.integers(-3, 10**6), st.sampled_from(["fp32", "fp16", "int8", "fp64", ""]), st.integers(-5, 5000))
+def test_fuzz_card_versions_precisions_and_sizes(schema: int, precision: str, dim: int) -> None:
+    from contract_model import contract_card
+
+    data = contract_card().to_dict()
+    data.update(schema_version=schema, precision=precision, embedding_dim=dim)
+    try:
+        ModelCard.from_dict(data, source="model.onnx")
+    except Exception as exc:
+        _expect_clean_failure(exc, Path("model.onnx"), "model card fields (schema version, precision, size)")
+    else:
+        _count("model card fields (schema version, precision, size)", "accepted")
+
+
 @FUZZ
 @given(corrupted("onnx"))
 def test_fuzz_onnx_model_files(data: bytes) -> None:
@@ -296,7 +336,7 @@ def test_fuzz_sysu_dataset_layouts(id_files: dict[str, str], folders: list[str],
 
 def test_zz_every_entry_point_refused_bad_input_cleanly() -> None:
     """Runs last (file order): each property really hit its refusal path, and the counts are reported."""
-    if len(OUTCOMES) < 8:
+    if len(OUTCOMES) < 10:
         pytest.skip("run the whole file to get the counts")
     report = os.environ.get("VIREID_FUZZ_REPORT")
     if report:
