@@ -20,7 +20,8 @@ from ..errors import DeviceError, MissingDependencyError
 PURPOSE = "Running a TensorRT engine"
 
 
-def _import_cudart() -> Any | None:
+def import_cudart() -> Any | None:
+    """cuda-python's runtime module (`cuda.bindings.runtime`, or the older `cuda.cudart`), or None."""
     for name in ("cuda.bindings.runtime", "cuda.cudart"):
         try:
             return importlib.import_module(name)
@@ -35,7 +36,7 @@ def load_cuda() -> CudaRuntime:
     Raises:
         MissingDependencyError: neither is installed (extra `tensorrt` provides cuda-python).
     """
-    cudart = _import_cudart()
+    cudart = import_cudart()
     if cudart is not None:
         return CudaPython(cudart)
     try:

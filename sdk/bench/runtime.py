@@ -680,11 +680,13 @@ def _proc_status_mb(key: str) -> float:
 def _gpu_memory_used_mb() -> float | None:
     """Device memory in use on GPU 0 (all processes), via cuda-python or CuPy when importable."""
     with contextlib.suppress(Exception):
-        from cuda import cudart  # type: ignore[import-not-found]
+        from ..backends.cuda import import_cudart
 
-        err, free, total = cudart.cudaMemGetInfo()
-        if int(err) == 0:
-            return (total - free) / 2**20
+        cudart = import_cudart()  # cuda.bindings.runtime (cuda-python >= 12.6) or the older cuda.cudart
+        if cudart is not None:
+            err, free, total = cudart.cudaMemGetInfo()
+            if int(err) == 0:
+                return (total - free) / 2**20
     with contextlib.suppress(Exception):
         import cupy  # type: ignore[import-not-found]
 

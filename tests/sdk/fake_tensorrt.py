@@ -29,14 +29,17 @@ MAGIC = b"FAKE-TRT-PLAN\n"
 VERSION = "10.3.0"
 
 
-def fake_engine_function(images: np.ndarray, modality: np.ndarray, dim: int) -> np.ndarray:
-    """What every fake engine computes: channel means, the modality and a constant tail, L2-normalised."""
+def fake_engine_function(images: Any, modality: Any, dim: int, xp: Any = np) -> Any:
+    """What every fake engine computes: channel means, the modality and a constant tail, L2-normalised.
+
+    `xp` is the array module: numpy on the host, CuPy when a real-CUDA test runs it on the device.
+    """
     n = len(images)
-    out = np.zeros((n, dim), np.float32)
+    out = xp.zeros((n, dim), xp.float32)
     out[:, :3] = images.reshape(n, -1, 3).mean(axis=1) / 255.0 + 0.1
     out[:, 3] = modality + 0.5
-    out[:, 4:] = np.arange(4, dim, dtype=np.float32) / dim
-    return out / np.linalg.norm(out, axis=1, keepdims=True)
+    out[:, 4:] = xp.arange(4, dim, dtype=xp.float32) / dim
+    return out / xp.linalg.norm(out, axis=1, keepdims=True)
 
 
 def engine_spec(height: int = 32, width: int = 16, dim: int = 16, profile=(1, 4, 8), **changes: Any) -> dict:
