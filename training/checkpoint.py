@@ -70,7 +70,7 @@ def save_checkpoint(
     safetensors_torch = require("safetensors.torch", "train", "Saving a checkpoint")
     weights, desc = paths_for(stem)
     weights.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+    tensors = _unshared({k: v.detach().contiguous().cpu() for k, v in model_state.items()})
     tensors.update(
         {f"{_CRITERION}{k}": v.detach().contiguous().cpu() for k, v in (criterion_state or {}).items()}
     )
@@ -94,6 +94,19 @@ def save_checkpoint(
     tmp_w.replace(weights)
     tmp_d.replace(desc)
     return weights
+
+
+def _unshared(tensors: dict[str, Any]) -> dict[str, Any]:
+    """Copies for tensors that share storage with an earlier one (tied weights, e.g. `psmg`'s shared
+    branch convolutions): safetensors refuses shared memory; loading writes both keys into the one
+    tied parameter again."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in tensors.items():
+        pointer = value.untyped_storage().data_ptr() if value.numel() else -1
+        out[key] = value.clone() if pointer in seen else value
+        seen.add(pointer)
+    return out
 
 
 def _json_default(value: Any) -> Any:

@@ -72,6 +72,15 @@ class LossConfig:
     mecen: MeCenConfig = field(default_factory=MeCenConfig)
     triplet: float = 0.0
     triplet_margin: float = 0.3
+    # The other seed models' losses; null = the model's default (psmg: center_alignment and
+    # hetero_triplet 1.0; mpanet: mutual_mean, center_cluster and pattern_diversity 1.0; else 0).
+    center_alignment: float | None = None
+    hetero_triplet: float | None = None
+    hetero_margin: float = 0.3
+    center_cluster: float | None = None
+    center_margin: float = 0.5
+    mutual_mean: float | None = None
+    pattern_diversity: float | None = None
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ and the fingerprint of the data a checkpoint was trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from vireid.errors import ConfigError
+
 from .config import TrainConfig
 from .data.imageset import ImageSet
-from .losses.criterion import ReIDCriterion
-from .models.base import ReIDModel
+from .losses.criterion import MODEL_LOSSES, ReIDCriterion
+from .models.base import MODELS, ReIDModel
 from .models.build import build_model_from_config
 from .models.config import ModelConfig
 
@@ -25,8 +28,33 @@ def build_model(model_config: Mapping[str, Any], num_classes: int) -> ReIDModel:
 
 
 def build_criterion(config: TrainConfig, num_classes: int, model: ReIDModel) -> ReIDCriterion:
-    """The weighted training losses of `config.loss`, sized for the model's embedding."""
-    return ReIDCriterion.from_config(config.loss, num_classes, model.embedding_dim)
+    """The weighted training losses of `config.loss`, sized for the model's embedding.
+
+    Model-specific loss weights left null take the model's defaults (`ReIDModel.default_losses`); a
+    loss that needs an output the model does not produce raises `ConfigError` naming the models that do.
+    """
+    loss = dataclasses.asdict(config.loss)
+    for name, needs in MODEL_LOSSES.items():
+        if loss[name] is None:
+            loss[name] = type(model).default_losses.get(name, 0.0)
+        if loss[name] and needs is not None and not _produces(model, needs):
+            raise ConfigError(
+                f"loss.{name} needs {needs.replace('_', ' ')}, which model {model.config.name!r} does not "
+                f"produce (models that do: {', '.join(_models_producing(needs))}); set loss.{name} to 0"
+            )
+    return ReIDCriterion.from_config(loss, num_classes, model.embedding_dim)
+
+
+def _produces(model: ReIDModel, output: str) -> bool:
+    if output == "part_features":
+        return model.num_part_features > 0
+    return output in type(model).provides
+
+
+def _models_producing(output: str) -> list[str]:
+    if output == "part_features":
+        return ["mspac", "psmg", "mpanet", "baseline with parts"]
+    return [name for name in MODELS.names() if output in MODELS.get(name).provides]
 
 
 def input_size_of(model_config: Mapping[str, Any]) -> tuple[int, int]:

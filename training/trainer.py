@@ -233,7 +233,7 @@ class Trainer:
         y = torch.from_numpy(batch.labels.astype(np.int64)).to(self.device)
         with torch.autocast(self.device.type, enabled=self._amp):
             output = self.net(x, mod)
-            loss, parts = self.criterion(output, y)
+            loss, parts = self.criterion(output, y, mod)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)

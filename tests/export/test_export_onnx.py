@@ -14,7 +14,7 @@ from export_helpers import SIZE, save_tiny_checkpoint, tiny_model
 
 from vireid import ArtifactError, ConfigError, ModelCard, Precision
 from vireid.backends import open_backend
-from vireid.export import to_onnx, verify
+from vireid.export import to_fp16, to_onnx, verify
 from vireid.export.artifact import contract_problems
 from vireid.export.parity import synthetic_gallery
 from vireid.training.checkpoint import load_checkpoint, paths_for
@@ -103,13 +103,16 @@ def test_runtime_backend_opens_the_export(tiny_onnx: Path) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(MODELS.names()))
-def test_every_registered_model_exports(name: str, tmp_path: Path) -> None:
+def test_every_registered_model_exports_to_onnx_and_fp16_with_parity(name: str, tmp_path: Path) -> None:
     checkpoint = save_tiny_checkpoint(tmp_path / name, name)
     path = to_onnx(checkpoint, tmp_path / f"{name}.onnx")
     proto = onnx.load(path)
     card = ModelCard.from_onnx(path)
     assert card.model_name == name and contract_problems(proto, card) == []
     assert verify(checkpoint, path, mixed_batch(8), device="cpu")
+    half = to_fp16(path, tmp_path / f"{name}.fp16.onnx")
+    assert ModelCard.from_onnx(half).precision is Precision.FP16
+    assert verify(path, half, mixed_batch(8), device="cpu")  # the FP16 thresholds, as for mspac
 
 
 # ----- errors ---------------------------------------------------------------------------------------

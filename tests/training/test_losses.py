@@ -28,8 +28,17 @@ def mecen(**flags) -> MeCenLoss:
 
 
 def test_registry_lists_losses_on_a_miss():
-    assert LOSSES.names() == ["identity", "mecen", "triplet"]
-    with pytest.raises(ConfigError, match="identity, mecen, triplet"):
+    assert LOSSES.names() == [
+        "center_alignment",
+        "center_cluster",
+        "hetero_triplet",
+        "identity",
+        "mecen",
+        "mutual_mean",
+        "pattern_diversity",
+        "triplet",
+    ]
+    with pytest.raises(ConfigError, match="identity, mecen, mutual_mean, pattern_diversity, triplet"):
         LOSSES.build("arcface")
 
 

@@ -1,10 +1,15 @@
-"""Two-stream ResNet backbones: modality-specific stems, shared residual stages.
+"""Two-stream ResNet backbones: modality-specific leading stages, shared residual stages.
 
-The visible and infrared images first pass their own stem (conv1, bn1, relu, maxpool); layer1–layer4 are
-shared, so both modalities end up in one feature space. Inside each module the parameter names follow
-torchvision's ResNet (`conv1.weight`, `layer1.0.downsample.0.weight`, …): the shared stages carry exactly
-torchvision's keys and each stem carries them behind a `visible_stem.` / `infrared_stem.` prefix, so an
-ImageNet state dict maps onto the backbone by name (see `vireid.training.pretrained`).
+The visible and infrared images first pass their own branch: the stem (conv1, bn1, relu, maxpool) and,
+with `specific_stages` > 1, the first residual stages too (the split point); the remaining stages are
+shared, so both modalities end up in one feature space. With `share_convs` the two branches share their
+convolution weights and keep only their BatchNorm layers apart (PSMG's parameter sharing: one set of
+filters, modality-specific statistics).
+
+Inside each module the parameter names follow torchvision's ResNet (`conv1.weight`,
+`layer1.0.downsample.0.weight`, …): the shared stages carry exactly torchvision's keys and each branch
+carries them behind a `visible_stem.` / `infrared_stem.` prefix, so an ImageNet state dict maps onto the
+backbone by name whatever the split point (see `vireid.training.pretrained`).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vireid.errors import ConfigError
+
 from .registry import Registry
 
 BACKBONES: Registry[TwoStreamResNet] = Registry("backbone")
 
 STEM_PREFIXES = ("visible_stem.", "infrared_stem.")
+SPLIT_POINTS = (1, 2, 3, 4)
 
 
 class BasicBlock(nn.Module):
@@ -65,21 +73,28 @@ class Bottleneck(nn.Module):
 
 
 class Stem(nn.Module):
-    """ResNet stem: 7×7/2 convolution, BN, ReLU, 3×3/2 max-pool (output stride 4)."""
+    """One modality's branch: the ResNet stem (7×7/2 convolution, BN, ReLU, 3×3/2 max-pool) followed by
+    the modality-specific residual stages, if any (`layer1`… as attributes, torchvision's names)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, stages: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.stage_names = tuple(stages or ())
+        for name, stage in (stages or {}).items():
+            self.add_module(name, stage)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+        return x
 
 
 class TwoStreamResNet(nn.Module):
-    """ResNet with one stem per modality (0 = visible, 1 = infrared) and shared layer1–layer4.
+    """ResNet with one branch per modality (0 = visible, 1 = infrared) and shared later stages.
 
     Args:
         block: `BasicBlock` or `Bottleneck`.
@@ -87,6 +102,9 @@ class TwoStreamResNet(nn.Module):
         width: Channels of the stem and layer1 (64 in the standard ResNets); the stages use
             width, 2·width, 4·width and 8·width planes.
         last_stride: Stride of layer4 (1 keeps 18×9 maps at 288×144 input, the re-id convention).
+        specific_stages: How many leading stages are modality-specific, counting the stem: 1 = the stem
+            only (the default two-stream network), 2 = stem + layer1, … up to 4 (layer4 is always shared).
+        share_convs: The two branches share their convolution weights; only BatchNorm stays per modality.
     """
 
     def __init__(
@@ -95,18 +113,37 @@ class TwoStreamResNet(nn.Module):
         layers: tuple[int, int, int, int],
         width: int = 64,
         last_stride: int = 1,
+        specific_stages: int = 1,
+        share_convs: bool = False,
     ) -> None:
         super().__init__()
-        self.visible_stem = Stem(width)
-        self.infrared_stem = Stem(width)
-        self._inplanes = width
-        self.layer1 = self._make_layer(block, width, layers[0], 1)
-        self.layer2 = self._make_layer(block, width * 2, layers[1], 2)
-        self.layer3 = self._make_layer(block, width * 4, layers[2], 2)
-        self.layer4 = self._make_layer(block, width * 8, layers[3], last_stride)
+        if specific_stages not in SPLIT_POINTS:
+            raise ConfigError(
+                f"model.specific_stages must be one of {list(SPLIT_POINTS)} (1 = stem only, 2 = stem + "
+                f"layer1, …), got {specific_stages!r}"
+            )
+        plan = [(width, 1), (width * 2, 2), (width * 4, 2), (width * 8, last_stride)]
+        names = [f"layer{i}" for i in range(1, 5)]
+        specific = specific_stages - 1
+        branches = []
+        for _ in range(2):  # visible, infrared: identical shapes, separate modules
+            self._inplanes = width
+            stages = {
+                n: self._make_layer(block, planes, blocks, stride)
+                for n, (planes, stride), blocks in zip(names[:specific], plan, layers, strict=False)
+            }
+            branches.append(Stem(width, stages))
+        self.visible_stem, self.infrared_stem = branches
+        self.shared_stages = tuple(names[specific:])
+        for name, (planes, stride), blocks in zip(names, plan, layers, strict=True):
+            if name in self.shared_stages:
+                setattr(self, name, self._make_layer(block, planes, blocks, stride))
+        self.specific_stages, self.share_convs = specific_stages, share_convs
         self.out_channels = width * 8 * block.expansion
         self.output_stride = 16 * last_stride
         _init_weights(self)
+        if share_convs:
+            self._tie_branch_convs()
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
@@ -120,12 +157,20 @@ class TwoStreamResNet(nn.Module):
         modules += [block(self._inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*modules)
 
-    def stems(self, x: Tensor, modality: Tensor) -> Tensor:
-        """Run each sample through its modality's stem.
+    def _tie_branch_convs(self) -> None:
+        """Make the infrared branch use the visible branch's convolution weights (one Parameter each)."""
+        visible = dict(self.visible_stem.named_modules())
+        for name, module in self.infrared_stem.named_modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight = visible[name].weight
 
-        Training: each stem sees only its own samples, so its BatchNorm statistics stay
-        modality-specific. Inference/export: both stems run on the whole batch and `torch.where` picks
-        per sample, a branch-free graph with a dynamic batch (the stem is ~3 % of ResNet-50's FLOPs).
+    def stems(self, x: Tensor, modality: Tensor) -> Tensor:
+        """Run each sample through its modality's branch (the stem and any modality-specific stages).
+
+        Training: each branch sees only its own samples, so its BatchNorm statistics stay
+        modality-specific. Inference/export: both branches run on the whole batch and `torch.where`
+        picks per sample, a branch-free graph with a dynamic batch (the stem is ~3 % of ResNet-50's
+        FLOPs; each further specific stage adds its own cost once more).
         """
         if self.training and not torch.jit.is_tracing():
             return self._stems_by_subset(x, modality)
@@ -145,7 +190,9 @@ class TwoStreamResNet(nn.Module):
     def forward(self, x: Tensor, modality: Tensor) -> Tensor:
         """Map normalised `[N, 3, H, W]` images to `[N, C, H/s, W/s]` features (s = output stride)."""
         x = self.stems(x, modality)
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for name in self.shared_stages:
+            x = getattr(self, name)(x)
+        return x
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -158,24 +205,32 @@ def _init_weights(module: nn.Module) -> None:
 
 
 @BACKBONES.register("resnet50")
-def resnet50(last_stride: int = 1, width: int | None = None) -> TwoStreamResNet:
+def resnet50(
+    last_stride: int = 1, width: int | None = None, specific_stages: int = 1, share_convs: bool = False
+) -> TwoStreamResNet:
     """Two-stream ResNet-50: 2048-channel output, the paper-scale default."""
-    return TwoStreamResNet(Bottleneck, (3, 4, 6, 3), width or 64, last_stride)
+    return TwoStreamResNet(Bottleneck, (3, 4, 6, 3), width or 64, last_stride, specific_stages, share_convs)
 
 
 @BACKBONES.register("resnet34")
-def resnet34(last_stride: int = 1, width: int | None = None) -> TwoStreamResNet:
+def resnet34(
+    last_stride: int = 1, width: int | None = None, specific_stages: int = 1, share_convs: bool = False
+) -> TwoStreamResNet:
     """Two-stream ResNet-34: 512-channel output."""
-    return TwoStreamResNet(BasicBlock, (3, 4, 6, 3), width or 64, last_stride)
+    return TwoStreamResNet(BasicBlock, (3, 4, 6, 3), width or 64, last_stride, specific_stages, share_convs)
 
 
 @BACKBONES.register("resnet18")
-def resnet18(last_stride: int = 1, width: int | None = None) -> TwoStreamResNet:
+def resnet18(
+    last_stride: int = 1, width: int | None = None, specific_stages: int = 1, share_convs: bool = False
+) -> TwoStreamResNet:
     """Two-stream ResNet-18: 512-channel output (8·width with a `width` multiplier)."""
-    return TwoStreamResNet(BasicBlock, (2, 2, 2, 2), width or 64, last_stride)
+    return TwoStreamResNet(BasicBlock, (2, 2, 2, 2), width or 64, last_stride, specific_stages, share_convs)
 
 
 @BACKBONES.register("resnet_tiny")
-def resnet_tiny(last_stride: int = 1, width: int | None = None) -> TwoStreamResNet:
+def resnet_tiny(
+    last_stride: int = 1, width: int | None = None, specific_stages: int = 1, share_convs: bool = False
+) -> TwoStreamResNet:
     """One BasicBlock per stage at width 16 (128-channel output): a CPU demo backbone, not for accuracy."""
-    return TwoStreamResNet(BasicBlock, (1, 1, 1, 1), width or 16, last_stride)
+    return TwoStreamResNet(BasicBlock, (1, 1, 1, 1), width or 16, last_stride, specific_stages, share_convs)

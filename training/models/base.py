@@ -9,7 +9,7 @@ itself (buffers), so the exported graph carries its own preprocessing. Eval mode
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,7 @@ from .registry import Registry
 MODELS: Registry[ReIDModel] = Registry("model")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_MODEL_SPECIFIC = {"patterns": "mpanet"}  # config keys only some models take, and which
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
@@ -38,6 +39,8 @@ class ModelOutput(NamedTuple):
         logits: Identity logits of the global feature, `[N, num_classes]` (`gid` loss).
         part_feats: Pooled part features before their BN-necks, one `[N, D]` per part.
         part_logits: Identity logits per part, one `[N, num_classes]` per part (`pid` loss).
+        extras: Model-specific training tensors named in the model's `provides` (e.g. `mpanet`'s
+            `pattern_maps` and `modality_logits`); empty for the other models.
     """
 
     global_feat: Tensor
@@ -45,6 +48,7 @@ class ModelOutput(NamedTuple):
     logits: Tensor
     part_feats: tuple[Tensor, ...]
     part_logits: tuple[Tensor, ...]
+    extras: dict[str, Any] = {}  # noqa: RUF012 (never mutated: each forward builds a new dict)
 
 
 class ReIDModel(nn.Module):
@@ -59,6 +63,12 @@ class ReIDModel(nn.Module):
     """
 
     default_parts: ClassVar[tuple[int, ...]] = ()
+    default_config: ClassVar[dict[str, Any]] = {"specific_stages": 1, "share_convs": False}
+    """What `None` config fields resolve to for this model (besides `parts`)."""
+    default_losses: ClassVar[dict[str, float]] = {}
+    """Weights of the model-specific losses when the config leaves them unset (`null`)."""
+    provides: ClassVar[frozenset[str]] = frozenset()
+    """Extra training outputs (`ModelOutput.extras` keys) the model produces for its losses."""
 
     def __init__(self, config: ModelConfig, num_classes: int) -> None:
         super().__init__()
@@ -66,7 +76,23 @@ class ReIDModel(nn.Module):
             raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.config = config
         self.num_classes = num_classes
-        self.backbone = BACKBONES.build(config.backbone, last_stride=config.last_stride, width=config.width)
+        foreign = [
+            key
+            for key in _MODEL_SPECIFIC
+            if getattr(config, key) is not None and key not in self.default_config
+        ]
+        if foreign:
+            raise ConfigError(
+                f"model.{foreign[0]} does not apply to model {config.name!r}; remove it (it is used by "
+                f"{_MODEL_SPECIFIC[foreign[0]]})"
+            )
+        self.backbone = BACKBONES.build(
+            config.backbone,
+            last_stride=config.last_stride,
+            width=config.width,
+            specific_stages=config.specific_stages or 1,
+            share_convs=bool(config.share_convs),
+        )
         channels = self.backbone.out_channels
         self.head = EmbeddingHead(channels, num_classes, config.gem_p)
         self.part_heads = nn.ModuleList(
@@ -90,9 +116,16 @@ class ReIDModel(nn.Module):
         """Size D of the deployed embedding (the backbone's output channels)."""
         return self.backbone.out_channels
 
-    def refine(self, fmap: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Backbone map → (global map, part maps for the `pid` heads). Subclasses override."""
+    def refine(self, fmap: Tensor) -> tuple[Tensor, list[Tensor]] | tuple[Tensor, list[Tensor], dict]:
+        """Backbone map → (global map, part maps for the `pid` heads[, extras for the losses]).
+
+        Subclasses override. A third element, a dict of training tensors, goes into `ModelOutput.extras`.
+        """
         raise NotImplementedError
+
+    def head_extras(self, bn_feat: Tensor) -> dict[str, Any]:
+        """Training tensors computed from the post-BN global feature (e.g. extra classifiers); none here."""
+        return {}
 
     def preprocess(self, images: Tensor) -> Tensor:
         """uint8/float 0–255 `[N, H, W, 3]` RGB → ImageNet-normalised float `[N, 3, H, W]`."""
@@ -115,12 +148,14 @@ class ReIDModel(nn.Module):
                 f"modality has {modality.shape[0]} entries for {images.shape[0]} images; give one per image"
             )
         fmap = self.backbone(self.preprocess(images), modality)
-        global_map, part_maps = self.refine(fmap)
+        global_map, part_maps, *rest = self.refine(fmap)
         if not self.training:
             return F.normalize(self.head(global_map, logits=False)[1], dim=1)
         feat, bn_feat, logits = self.head(global_map)
         parts = [head(part) for head, part in zip(self.part_heads, part_maps, strict=True)]
-        return ModelOutput(feat, bn_feat, logits, tuple(p[0] for p in parts), tuple(p[2] for p in parts))
+        extras = {**(rest[0] if rest else {}), **self.head_extras(bn_feat)}
+        part_feats, part_logits = tuple(p[0] for p in parts), tuple(p[2] for p in parts)
+        return ModelOutput(feat, bn_feat, logits, part_feats, part_logits, extras)
 
     @torch.no_grad()
     def embed(self, images: Tensor, modality: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ def build_model_from_config(
     """Rebuild a model from its config (a `ModelConfig` or the dict a checkpoint stores).
 
     Args:
-        config: Model config; `parts=None` resolves to the model's default.
+        config: Model config; `None` fields (`parts`, `specific_stages`, …) resolve to the model's defaults.
         num_classes: Training identities (sizes the classifiers, so a checkpoint's weights fit).
         with_pretrained: Load `config.pretrained` into the backbone. Off by default because this path
             usually precedes loading a checkpoint, whose weights replace the ImageNet ones anyway.
@@ -26,8 +26,10 @@ def build_model_from_config(
     """
     config = ModelConfig.from_dict(config)
     model_cls = MODELS.get(config.name)
-    if config.parts is None:
-        config = dataclasses.replace(config, parts=tuple(getattr(model_cls, "default_parts", ())))
+    defaults = {"parts": tuple(getattr(model_cls, "default_parts", ())), **model_cls.default_config}
+    unset = {key: value for key, value in defaults.items() if getattr(config, key) is None}
+    if unset:
+        config = dataclasses.replace(config, **unset)
     model = model_cls(config, num_classes)
     if with_pretrained and config.pretrained:
         from ..pretrained import load_pretrained

@@ -33,6 +33,11 @@ class ModelConfig:
         reduction: Channel-attention MLP reduction ratio r.
         gate: Part-aware attention residual gate: "mask" (`x_o + x''`, default) or "feature" (the
             literal `x_o + x_o ⊗ x''`, quadratic in the trunk); see docs/model.md.
+        specific_stages: Leading backbone stages that are modality-specific, counting the stem (1 = stem
+            only … 4); `None` takes the model's default (2 for `psmg`, else 1).
+        share_convs: The modality-specific stages share convolution weights, keeping BatchNorm per
+            modality; `None` takes the model's default (true for `psmg`, else false).
+        patterns: Learned pattern maps of `mpanet`'s pattern alignment module (`None`: 4; others: unused).
     """
 
     name: str = "mspac"
@@ -45,6 +50,9 @@ class ModelConfig:
     gem_p: float = 3.0
     reduction: int = 16
     gate: str = "mask"
+    specific_stages: int | None = None
+    share_convs: bool | None = None
+    patterns: int | None = None
 
     def __post_init__(self) -> None:
         _check_parts(self.parts)
@@ -58,6 +66,16 @@ class ModelConfig:
             raise ConfigError(f"model.gem_p must be ≥ 1 (1 = average pooling), got {self.gem_p!r}")
         if not isinstance(self.reduction, int) or self.reduction < 1:
             raise ConfigError(f"model.reduction must be a positive integer, got {self.reduction!r}")
+        if self.specific_stages is not None and self.specific_stages not in (1, 2, 3, 4):
+            raise ConfigError(
+                f"model.specific_stages must be 1 (stem only), 2, 3 or 4, got {self.specific_stages!r}"
+            )
+        if self.share_convs is not None and not isinstance(self.share_convs, bool):
+            raise ConfigError(f"model.share_convs must be true, false or null, got {self.share_convs!r}")
+        if self.patterns is not None and (
+            not isinstance(self.patterns, int) or isinstance(self.patterns, bool) or self.patterns < 1
+        ):
+            raise ConfigError(f"model.patterns must be a positive integer or null, got {self.patterns!r}")
         if self.gate not in ("mask", "feature"):
             raise ConfigError(f"model.gate must be 'mask' or 'feature', got {self.gate!r}")
         height = self.feature_size()[0]
