@@ -26,6 +26,9 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "mspac {1}": ("model", {"model.parts": [1]}),
     "mspac {6}": ("model", {"model.parts": [6]}),
     "mspac {1,3,6}": ("model", {}),
+    # The other seed models with their own defaults (split point, parts, losses); demo losses on top.
+    "psmg": ("model", {"model.name": "psmg", "model.parts": None}),
+    "mpanet": ("model", {"model.name": "mpanet", "model.parts": None}),
     # The loss ablation follows the paper: identity losses, then MeCen's parts, no triplet.
     "gid": ("loss", {"loss.triplet": 0.0, "loss.pid": 0.0, "loss.mecen.center": False}),
     "gid+pid": ("loss", {"loss.triplet": 0.0, "loss.mecen.center": False}),

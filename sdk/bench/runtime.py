@@ -207,15 +207,16 @@ class ModelSource:
     Attributes:
         spec: what the user passed.
         checkpoint: a training checkpoint (torch row; exported for the ONNX rows).
-        random_backbone: `random:BACKBONE[@HxW]`: a freshly initialised model (speed does not depend on
-            weights), for benchmarking before anything is trained.
+        random_backbone: `random:[MODEL/]BACKBONE[@HxW]` as (model, backbone, (H, W)): a freshly
+            initialised model (`mspac` unless named; speed does not depend on weights), for
+            benchmarking before anything is trained.
         onnx: precision → ONNX file.
         engine: a TensorRT engine.
     """
 
     spec: str
     checkpoint: Path | None = None
-    random_backbone: tuple[str, tuple[int, int]] | None = None
+    random_backbone: tuple[str, str, tuple[int, int]] | None = None
     onnx: dict[str, Path] = field(default_factory=dict)
     engine: Path | None = None
     workdir: Path | None = None
@@ -224,7 +225,7 @@ class ModelSource:
 
     @classmethod
     def parse(cls, spec: str | Path) -> ModelSource:
-        """Classify MODEL: `random:BACKBONE[@HxW]`, a checkpoint, an `.onnx` file or an engine."""
+        """Classify MODEL: `random:[MODEL/]BACKBONE[@HxW]`, a checkpoint, an `.onnx` file or an engine."""
         text = str(spec)
         if text.startswith(RANDOM_PREFIX):
             return cls(text, random_backbone=_parse_random(text))
@@ -257,9 +258,9 @@ class ModelSource:
             if self.random_backbone is not None:
                 from vireid.training.models.build import build_model
 
-                backbone, size = self.random_backbone
+                model, backbone, size = self.random_backbone
                 self._torch_model = build_model(
-                    "mspac", 395, backbone=backbone, input_size=list(size), with_pretrained=False
+                    model, 395, backbone=backbone, input_size=list(size), with_pretrained=False
                 ).eval()
             elif self.checkpoint is not None:
                 from vireid.training.evaluate import load_model
@@ -326,18 +327,22 @@ class ModelSource:
             self.workdir = None
 
 
-def _parse_random(text: str) -> tuple[str, tuple[int, int]]:
+def _parse_random(text: str) -> tuple[str, str, tuple[int, int]]:
     body = text[len(RANDOM_PREFIX) :]
-    backbone, _, size = body.partition("@")
-    if not backbone:
-        raise InputSpecError(f"{text!r}: expected random:BACKBONE[@HxW], e.g. random:resnet50@288x144")
+    names, _, size = body.partition("@")
+    model, _, backbone = names.rpartition("/")
+    if not backbone or (not model and "/" in names):
+        raise InputSpecError(
+            f"{text!r}: expected random:[MODEL/]BACKBONE[@HxW], e.g. random:resnet50@288x144 or "
+            "random:psmg/resnet50@288x144"
+        )
     if not size:
-        return backbone, (288, 144)
+        return model or "mspac", backbone, (288, 144)
     try:
         h, w = (int(v) for v in size.lower().split("x"))
     except ValueError:
         raise InputSpecError(f"{text!r}: size must be HxW, e.g. random:resnet50@288x144") from None
-    return backbone, (h, w)
+    return model or "mspac", backbone, (h, w)
 
 
 def _exports_of(checkpoint: Path) -> dict[str, Path]:

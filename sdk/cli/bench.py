@@ -5,7 +5,8 @@
 
 MODEL is a checkpoint (.safetensors; needs torch for the `torch` row and the export extra for the ONNX
 rows), an exported .onnx (its .fp16.onnx sibling is used for fp16 rows when present), a TensorRT
-.engine, or random:BACKBONE[@HxW] (e.g. random:resnet50@288x144: an untrained model, for speed only).
+.engine, or random:[MODEL/]BACKBONE[@HxW] (e.g. random:resnet50@288x144, an untrained mspac, or
+random:psmg/resnet50@288x144: for speed only).
 All configurations run in one process, timed in interleaved rounds so the ratios are fair; backends that
 cannot run here are listed as skipped with the reason. `bench pipeline` enrols a gallery from a synthetic
 scene's visible camera, runs both cameras through the pipeline and scores the result against the scene's

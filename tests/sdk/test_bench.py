@@ -175,3 +175,13 @@ def test_identification_recall_over_enrolled_people_counts_only_who_could_be_nam
     assert (ident.precision, ident.recall) == (0.5, pytest.approx(1 / 3))
     assert (ident.enrolled_people, ident.enrolled_identified, ident.recall_enrolled) == (2, 1, 0.5)
     assert score_identification("infrared", events, tracks, min_frames=2).recall_enrolled is None
+
+
+def test_random_spec_names_any_registered_model() -> None:
+    pytest.importorskip("torch")
+    source = ModelSource.parse("random:mpanet/resnet_tiny@128x64")
+    assert source.random_backbone == ("mpanet", "resnet_tiny", (128, 64))
+    assert source.torch_model().config.name == "mpanet" and not source.torch_model().training
+    assert ModelSource.parse("random:resnet50").random_backbone == ("mspac", "resnet50", (288, 144))
+    with pytest.raises(InputSpecError, match=r"random:\[MODEL/\]BACKBONE"):
+        ModelSource.parse("random:/resnet50")

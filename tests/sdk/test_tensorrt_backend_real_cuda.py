@@ -27,8 +27,8 @@ from vireid.embedder import Embedder
 
 pytestmark = pytest.mark.gpu
 
-cp = pytest.importorskip("cupy", reason="needs CuPy to run the fake engine on the GPU")
-cudart = pytest.importorskip("cuda.bindings.runtime", reason="needs cuda-python (extra `tensorrt`)")
+cp: Any = None  # CuPy and cuda-python's runtime, imported by the `engine` fixture (gpu runs only)
+cudart: Any = None
 
 H, W, D = 256, 128, 16  # big enough that a leaked set of buffers (64 x 96 KiB) is visible in MemGetInfo
 PROFILE = (1, 8, 64)
@@ -75,6 +75,9 @@ def _free_bytes() -> int:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A fake engine file whose context computes on the real GPU; only `tensorrt` is faked."""
+    global cp, cudart
+    cp = pytest.importorskip("cupy", reason="needs CuPy to run the fake engine on the GPU")
+    cudart = pytest.importorskip("cuda.bindings.runtime", reason="needs cuda-python (extra `tensorrt`)")
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
     monkeypatch.setattr(fake.FakeEngine, "create_execution_context", _device_context)
     path = fake.write_engine(tmp_path / "gpu.engine", fake.engine_spec(H, W, D, PROFILE))

@@ -276,3 +276,15 @@ def test_each_seed_model_trains_and_evaluates(name: str, sysu: Path, tmp_path: P
     assert f'"{own}"' in records and result.last.is_file()
     table = evaluate_checkpoint(result.last, sysu, "sysu-all", trials=1, device="cpu")
     assert 0.0 <= table.mean()["R1"] <= 1.0
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")))
+def test_every_shipped_config_builds_its_model_and_criterion(path: Path) -> None:
+    config = TrainConfig.from_yaml(path)
+    small = config.with_overrides({"model.backbone": "resnet_tiny", "model.pretrained": None})
+    model = build_model(
+        small.model["name"], 8, with_pretrained=False, **{k: v for k, v in small.model.items() if k != "name"}
+    )
+    criterion = build_criterion(small, 8, model)
+    own = {"psmg": {"center_alignment", "hetero_triplet"}, "mpanet": {"mutual_mean", "center_cluster"}}
+    assert own.get(model.config.name, set()) <= set(criterion.extra_weights)

@@ -21,7 +21,7 @@ class ModelConfig:
     """Architecture of a re-id model.
 
     Attributes:
-        name: Model registry name (`mspac`, `baseline`).
+        name: Model registry name (`mspac`, `baseline`, `psmg`, `mpanet`).
         backbone: Backbone registry name (`resnet50`, `resnet34`, `resnet18`, `resnet_tiny`).
         parts: Part counts of the cascade stages, finest first, e.g. (6, 3, 1). `None` takes the
             model's default: (6, 3, 1) for `mspac`, () for `baseline` (no part heads).
