@@ -2,7 +2,7 @@
 
 Usage:
     python tools/ablation.py --data TRAIN_DIR --heldout HELDOUT_DIR --out runs/ablation [--epochs N]
-        [--only NAME[,NAME]]
+        [--only NAME]...
 
 Every variant trains `configs/demo_cpu.yaml` with its overrides for the same number of epochs and
 steps, then is evaluated on the held-out folder (SYSU all-search, single-shot, 10 trials). Results go
@@ -61,9 +61,12 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--only", default="", help="comma-separated variant names")
+    parser.add_argument("--only", action="append", default=[], help="a variant name (repeatable)")
     args = parser.parse_args()
-    wanted = [n for n in VARIANTS if not args.only or n in args.only.split(",")]
+    unknown = sorted(set(args.only) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    wanted = [n for n in VARIANTS if not args.only or n in args.only]
     results = {}
     for name in wanted:
         group, overrides = VARIANTS[name]

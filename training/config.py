@@ -7,6 +7,7 @@ Every section is a frozen dataclass; an unknown key, a wrong type or an out-of-r
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -17,6 +18,13 @@ from typing import Any
 from vireid.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
+MODEL_LOSS_WEIGHTS = (
+    "center_alignment",
+    "hetero_triplet",
+    "center_cluster",
+    "mutual_mean",
+    "pattern_diversity",
+)
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,26 @@ def _validate(cfg: TrainConfig) -> None:
     _check(ms == sorted(ms), "optim.milestones", "increasing epochs", ms)
     _check(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)", cfg.loss.label_smoothing)
     _check(cfg.loss.mecen.clamp > 0, "loss.mecen.clamp", "> 0", cfg.loss.mecen.clamp)
+    for name in ("gid", "pid", "triplet", *MODEL_LOSS_WEIGHTS):
+        value = getattr(cfg.loss, name)
+        _check(
+            value is None or (math.isfinite(value) and value >= 0),
+            f"loss.{name}",
+            "a finite weight >= 0",
+            value,
+        )
+    _check(
+        0 < cfg.loss.hetero_margin <= 2,
+        "loss.hetero_margin",
+        "in (0, 2] (unit features)",
+        cfg.loss.hetero_margin,
+    )
+    _check(
+        0 < cfg.loss.center_margin <= 2,
+        "loss.center_margin",
+        "in (0, 2] (unit features)",
+        cfg.loss.center_margin,
+    )
     _check(cfg.run.eval_every >= 0, "run.eval_every", ">= 0", cfg.run.eval_every)
     _check(
         isinstance(cfg.model, Mapping) and "name" in cfg.model, "model", "a mapping with 'name'", cfg.model

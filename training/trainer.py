@@ -280,7 +280,7 @@ class Trainer:
 
     def _save(self, name: str, epoch: int) -> None:
         meta = {
-            "model_config": dict(self.cfg.model),
+            "model_config": self.model.config.to_dict(),  # resolved: defaults fixed at training time
             "num_classes": self.num_classes,
             "epoch": epoch,
             "step": self.step,

@@ -15,11 +15,12 @@ import torch.nn.functional as F  # noqa: E402
 
 from vireid.errors import ConfigError  # noqa: E402
 from vireid.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from vireid.training.config import TrainConfig  # noqa: E402
+from vireid.training.config import MODEL_LOSS_WEIGHTS, TrainConfig  # noqa: E402
 from vireid.training.data.synth import SysuConfig, generate_sysu  # noqa: E402
 from vireid.training.evaluate import evaluate_checkpoint  # noqa: E402
 from vireid.training.factory import build_criterion  # noqa: E402
 from vireid.training.losses import (  # noqa: E402
+    MODEL_LOSSES,
     CenterAlignmentLoss,
     CenterClusterLoss,
     HeteroCenterTripletLoss,
@@ -88,29 +89,55 @@ def test_tied_weights_survive_a_checkpoint_round_trip(tmp_path: Path) -> None:
     torch.testing.assert_close(backbone.infrared_stem.conv1.weight, model.backbone.visible_stem.conv1.weight)
 
 
-def test_pretrained_weights_fill_both_branches_at_any_split_point(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", [2, 3])
+def test_pretrained_weights_fill_both_branches_at_any_split_point(tmp_path: Path, split: int) -> None:
     source = BACKBONES.build("resnet_tiny")
     state = {
         torchvision_key(k): torch.rand_like(v.float()).to(v.dtype) for k, v in source.state_dict().items()
     }
     torch.save(state, tmp_path / "tv.pth")
-    model = tiny("psmg")
+    model = tiny("psmg", specific_stages=split)
     report = load_pretrained(model, tmp_path / "tv.pth")
-    branch = model.backbone.infrared_stem
-    torch.testing.assert_close(branch.layer1[0].bn2.running_var, state["layer1.0.bn2.running_var"])
-    torch.testing.assert_close(model.backbone.layer2[0].conv1.weight, state["layer2.0.conv1.weight"])
+    backbone = model.backbone
+    for branch in (backbone.visible_stem, backbone.infrared_stem):
+        torch.testing.assert_close(branch.layer1[0].bn2.running_var, state["layer1.0.bn2.running_var"])
+        torch.testing.assert_close(branch.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])  # tied
+        torch.testing.assert_close(branch.bn1.weight, state["bn1.weight"])
+    last_specific = f"layer{split - 1}"
+    torch.testing.assert_close(
+        getattr(backbone.infrared_stem, last_specific)[0].conv1.weight,
+        state[f"{last_specific}.0.conv1.weight"],
+    )
+    torch.testing.assert_close(backbone.layer4[0].conv1.weight, state["layer4.0.conv1.weight"])
     assert report.missing == () and report.unexpected == ()
+
+
+def test_weights_of_separate_filters_are_refused_by_a_tied_model() -> None:
+    separate = tiny("psmg", share_convs=False)
+    with pytest.raises(RuntimeError, match="shares its branch convolutions"):
+        tiny("psmg").load_state_dict(separate.state_dict())
+
+
+def test_fractional_or_boolean_split_point_is_a_config_error() -> None:
+    for bad in (2.0, True):
+        with pytest.raises(ConfigError, match=r"model\.specific_stages"):
+            tiny("psmg", specific_stages=bad)
 
 
 # ----- the models ---------------------------------------------------------------------------------
 def test_psmg_defaults_and_multi_granularity_outputs() -> None:
     model = tiny("psmg")
     assert (model.config.specific_stages, model.config.share_convs, model.parts) == (2, True, (4, 2))
-    out = model(*batch())
-    assert len(out.part_feats) == 6 and len(out.part_logits) == 6 and out.extras == {}
     images, modality = batch()
-    plain_stripe = model.backbone(model.preprocess(images), modality)[:, :, :2]  # first of 4 stripes
-    assert not torch.allclose(out.part_feats[0], model.part_heads[0].pool(plain_stripe))  # embedded first
+    out = model(images, modality)
+    assert len(out.part_feats) == 6 and len(out.part_logits) == 6 and out.extras == {}
+    with torch.no_grad():
+        fmap = model.backbone(model.preprocess(images), modality)
+        fine, medium = (embed(fmap) for embed in model.embeddings)
+        expected = [model.part_heads[0].pool(fine[:, :, :2]), model.part_heads[5].pool(medium[:, :, 4:])]
+    torch.testing.assert_close(out.part_feats[0], expected[0])  # first of 4 stripes, embedded map
+    torch.testing.assert_close(out.part_feats[5], expected[1])  # second of 2 stripes
+    assert not torch.allclose(out.part_feats[0], model.part_heads[0].pool(fmap[:, :, :2]))
 
 
 @pytest.mark.parametrize("name", ["psmg", "mpanet"])
@@ -205,6 +232,25 @@ def test_mutual_mean_is_the_two_cross_entropies_when_the_classifiers_agree() -> 
     )
 
 
+def test_metric_losses_stay_float32_under_autocast() -> None:
+    """Nearly aligned centres: half-precision products would cancel to the distance floor."""
+    feats = torch.randn(8, 64, generator=torch.Generator().manual_seed(2))
+    feats[4:] = feats[:4] + 1e-3 * torch.randn(4, 64)  # infrared = visible + a little noise
+    labels, modality = torch.tensor([0, 1, 2, 3] * 2), torch.tensor([0] * 4 + [1] * 4)
+    losses = {
+        "hetero": lambda f: HeteroCenterTripletLoss(margin=2.0)(f, labels, modality),
+        "alignment": lambda f: CenterAlignmentLoss()(f, labels, modality),
+        "cluster": lambda f: CenterClusterLoss(margin=2.0)(f, labels),
+        "diversity": lambda f: PatternDiversityLoss()(f.abs().view(8, 4, 4, 4)),
+    }
+    for name, loss in losses.items():
+        exact = loss(feats)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = loss(feats)
+        assert under_autocast.dtype == torch.float32, name
+        torch.testing.assert_close(under_autocast, exact, rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_pattern_diversity_is_zero_for_disjoint_and_one_for_identical_patterns() -> None:
     disjoint = torch.zeros(2, 2, 4, 2)
     disjoint[:, 0, :2], disjoint[:, 1, 2:] = 1.0, 1.0
@@ -217,6 +263,10 @@ def test_pattern_diversity_is_zero_for_disjoint_and_one_for_identical_patterns()
 def _criterion(name: str, **loss: object):
     config = TrainConfig.from_dict({"model": {"name": name}, "loss": loss})
     return build_criterion(config, 8, tiny(name))
+
+
+def test_config_and_criterion_know_the_same_model_losses() -> None:
+    assert set(MODEL_LOSS_WEIGHTS) == set(MODEL_LOSSES)
 
 
 def test_each_model_gets_its_own_losses_by_default() -> None:
@@ -286,5 +336,8 @@ def test_every_shipped_config_builds_its_model_and_criterion(path: Path) -> None
         small.model["name"], 8, with_pretrained=False, **{k: v for k, v in small.model.items() if k != "name"}
     )
     criterion = build_criterion(small, 8, model)
-    own = {"psmg": {"center_alignment", "hetero_triplet"}, "mpanet": {"mutual_mean", "center_cluster"}}
+    own = {
+        "psmg": {"center_alignment", "hetero_triplet"},
+        "mpanet": {"mutual_mean", "center_cluster", "pattern_diversity"},
+    }
     assert own.get(model.config.name, set()) <= set(criterion.extra_weights)

@@ -15,6 +15,9 @@ visible and K infrared images of every identity in each batch), optionally per m
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -48,6 +51,17 @@ def _unit(feats: Tensor) -> Tensor:
     return F.normalize(feats.float(), dim=1)
 
 
+def float32(forward: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """Run a loss's forward with autocast off: centres and distances of nearby features need float32."""
+
+    @functools.wraps(forward)
+    def wrapper(self: nn.Module, feats: Tensor, *args: Tensor) -> Tensor:
+        with torch.autocast(device_type=feats.device.type, enabled=False):
+            return forward(self, feats.float(), *args)
+
+    return wrapper
+
+
 def _pull(feats: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     centres, inverse = identity_centres(feats, labels)
     return (feats - centres[inverse]).pow(2).sum(1).mean(), centres
@@ -62,6 +76,7 @@ def _check_margin(name: str, margin: float) -> None:
 class CenterAlignmentLoss(nn.Module):
     """PSMG's center alignment: pull features to identity centres and align the modality centres."""
 
+    @float32
     def forward(self, feats: Tensor, labels: Tensor, modality: Tensor) -> Tensor:
         unit = _unit(feats)
         pull, _ = _pull(unit, labels)
@@ -83,6 +98,7 @@ class HeteroCenterTripletLoss(nn.Module):
         _check_margin("hetero_margin", margin)
         self.margin = float(margin)
 
+    @float32
     def forward(self, feats: Tensor, labels: Tensor, modality: Tensor) -> Tensor:
         pairs, _ = modality_centres(_unit(feats), labels, modality)
         if len(pairs) < 2:  # needs another identity for a negative
@@ -110,6 +126,7 @@ class CenterClusterLoss(nn.Module):
         _check_margin("center_margin", margin)
         self.margin = float(margin)
 
+    @float32
     def forward(self, feats: Tensor, labels: Tensor) -> Tensor:
         pull, centres = _pull(_unit(feats), labels)
         count = len(centres)

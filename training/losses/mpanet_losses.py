@@ -50,7 +50,8 @@ class PatternDiversityLoss(nn.Module):
         count = maps.shape[1]
         if count < 2:
             return maps.new_zeros((), dtype=torch.float32)
-        flat = F.normalize(maps.float().flatten(2), dim=2)
-        gram = flat @ flat.transpose(1, 2)
+        with torch.autocast(device_type=maps.device.type, enabled=False):  # float32 products
+            flat = F.normalize(maps.float().flatten(2), dim=2)
+            gram = flat @ flat.transpose(1, 2)
         off_diagonal = ~torch.eye(count, dtype=torch.bool, device=maps.device)
         return gram[:, off_diagonal].mean()

@@ -12,10 +12,16 @@ from .registry import LOSSES
 
 
 def pairwise_distance(x: Tensor) -> Tensor:
-    """Euclidean distances `[N, N]` between rows, with a floor so the gradient at 0 stays finite."""
-    squared = x.pow(2).sum(1)
-    d2 = squared[:, None] + squared[None, :] - 2.0 * x @ x.t()
-    return d2.clamp(min=1e-12).sqrt()
+    """Euclidean distances `[N, N]` between rows, with a floor so the gradient at 0 stays finite.
+
+    Always float32, also under autocast: the expansion `‖a‖² + ‖b‖² − 2ab` cancels catastrophically in
+    half precision for nearby rows (exactly the pairs the metric losses care about).
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        squared = x.pow(2).sum(1)
+        d2 = squared[:, None] + squared[None, :] - 2.0 * x @ x.t()
+        return d2.clamp(min=1e-12).sqrt()
 
 
 @LOSSES.register("triplet")

@@ -14,6 +14,8 @@ backbone by name whatever the split point (see `vireid.training.pretrained`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -160,9 +162,27 @@ class TwoStreamResNet(nn.Module):
     def _tie_branch_convs(self) -> None:
         """Make the infrared branch use the visible branch's convolution weights (one Parameter each)."""
         visible = dict(self.visible_stem.named_modules())
+        self._tied = []
         for name, module in self.infrared_stem.named_modules():
             if isinstance(module, nn.Conv2d):
                 module.weight = visible[name].weight
+                self._tied.append(f"{name}.weight")
+        self._register_load_state_dict_pre_hook(self._refuse_untied_weights)
+
+    def _refuse_untied_weights(
+        self, state: dict, prefix: str, _meta: Any, _strict: bool, *errors: list
+    ) -> None:
+        """A state dict whose two branches hold different filters cannot load into tied branches:
+        one set would silently replace the other. Reported through `load_state_dict`'s errors."""
+        for key in self._tied:
+            pair = state.get(f"{prefix}visible_stem.{key}"), state.get(f"{prefix}infrared_stem.{key}")
+            if pair[0] is not None and pair[1] is not None and not torch.equal(pair[0], pair[1]):
+                errors[-1].append(
+                    f"{prefix}visible_stem.{key} and {prefix}infrared_stem.{key} differ, but this backbone "
+                    "shares its branch convolutions (share_convs: true); the weights come from a model "
+                    "trained with share_convs: false: build it with that setting"
+                )
+                return
 
     def stems(self, x: Tensor, modality: Tensor) -> Tensor:
         """Run each sample through its modality's branch (the stem and any modality-specific stages).

@@ -66,7 +66,10 @@ class ModelConfig:
             raise ConfigError(f"model.gem_p must be ≥ 1 (1 = average pooling), got {self.gem_p!r}")
         if not isinstance(self.reduction, int) or self.reduction < 1:
             raise ConfigError(f"model.reduction must be a positive integer, got {self.reduction!r}")
-        if self.specific_stages is not None and self.specific_stages not in (1, 2, 3, 4):
+        stages = self.specific_stages
+        if stages is not None and (
+            isinstance(stages, bool) or not isinstance(stages, int) or stages not in (1, 2, 3, 4)
+        ):
             raise ConfigError(
                 f"model.specific_stages must be 1 (stem only), 2, 3 or 4, got {self.specific_stages!r}"
             )

@@ -55,17 +55,18 @@ class ModalityAlleviation(nn.Module):
 
 class PatternAlignment(nn.Module):
     """K pattern maps `A_k = σ(conv1x1(x))_k`; returns the re-weighted global map, the K pattern feature
-    maps `x ⊙ A_k` and the maps themselves `[N, K, H, W]`."""
+    maps `x ⊙ A_k` (only with `features`: training) and the maps themselves `[N, K, H, W]`."""
 
     def __init__(self, channels: int, patterns: int) -> None:
         super().__init__()
         self.patterns = patterns
         self.predict = nn.Conv2d(channels, patterns, 1)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+    def forward(self, x: Tensor, features: bool = True) -> tuple[Tensor, list[Tensor], Tensor]:
         maps = torch.sigmoid(self.predict(x))
         weighted = x * (1 + maps.mean(dim=1, keepdim=True))
-        return weighted, [x * maps[:, k : k + 1] for k in range(self.patterns)], maps
+        pattern_feats = [x * maps[:, k : k + 1] for k in range(self.patterns)] if features else []
+        return weighted, pattern_feats, maps
 
 
 @MODELS.register("mpanet")
@@ -106,7 +107,7 @@ class MPANet(ReIDModel):
 
     def refine(self, fmap: Tensor) -> tuple[Tensor, list[Tensor], dict[str, Tensor]]:
         """Alleviate, then re-weight by the patterns; pattern maps and features for training."""
-        weighted, pattern_feats, maps = self.pattern(self.alleviation(fmap))
+        weighted, pattern_feats, maps = self.pattern(self.alleviation(fmap), features=self.training)
         if not self.training:
             return weighted, [], {}
         return weighted, pattern_feats, {"pattern_maps": maps}
