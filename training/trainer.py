@@ -204,6 +204,7 @@ class Trainer:
         rng = np.random.default_rng([self.cfg.run.seed, epoch, self.rank, 7])
         self.net.train()
         totals: dict[str, float] = {}
+        counts: dict[str, int] = {}
         seen, started = 0, time.monotonic()
         batches = progress(
             self.sampler.epoch(epoch), desc=f"epoch {epoch}", total=len(self.sampler), enabled=self._chatty
@@ -213,11 +214,12 @@ class Trainer:
             losses = self._train_step(batch, rng)
             for key, value in losses.items():
                 totals[key] = totals.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
             seen += len(batch.indices)
             self.step += 1
             if self.rank == 0 and self.step % self.cfg.run.log_every == 0:
                 self._log({"event": "step", "epoch": epoch, "step": self.step, "lr": self._lr(), **losses})
-        stats = {key: value / len(self.sampler) for key, value in totals.items()}
+        stats = {key: value if key in _COUNTED else value / counts[key] for key, value in totals.items()}
         stats["images_per_s"] = seen / max(time.monotonic() - started, 1e-9)
         stats["lr"] = self._lr()
         return stats
@@ -243,7 +245,22 @@ class Trainer:
         self.scaler.update()
         if hasattr(self.criterion, "after_step"):
             self.criterion.after_step()
-        return {"loss": float(loss.detach()), "grad_norm": float(grad_norm), **_floats(parts)}
+        return {"loss": float(loss.detach()), **self._grad_record(float(grad_norm)), **_floats(parts)}
+
+    def _grad_record(self, grad_norm: float) -> dict[str, float]:
+        """The step's gradient norm, or, when it is not finite, a count of such steps (JSON has no inf).
+
+        Under AMP an overflowing step is expected now and then: GradScaler skips it and lowers its scale.
+        Without AMP it means the run is diverging, which is worth a warning.
+        """
+        if math.isfinite(grad_norm):
+            return {"grad_norm": grad_norm}
+        if self._amp:
+            return {"amp_skipped_steps": 1.0}
+        log.warning(
+            "step %d: gradient norm is %s; lower optim.lr or set optim.grad_clip", self.step, grad_norm
+        )
+        return {"nonfinite_grad_steps": 1.0}
 
     def _set_lr(self, epoch_progress: float) -> None:
         factor = lr_factor(epoch_progress, self.cfg)
@@ -300,6 +317,9 @@ class Trainer:
         if record.get("event") == "epoch":
             shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float) and k != "time"}
             log.info("epoch %d %s", record["epoch"], shown)
+
+
+_COUNTED = ("amp_skipped_steps", "nonfinite_grad_steps")  # epoch stats sum these; the rest are means
 
 
 def _floats(parts: dict[str, Any]) -> dict[str, float]:

@@ -216,3 +216,15 @@ def test_each_torchrun_process_takes_its_local_rank_gpu_with_cuda_set_device_fak
     assert chosen == [torch.device("cuda", 1)] * 2
     assert _rank_device(torch.device("cuda"), world=1) == torch.device("cuda")  # single process: as asked
     assert _rank_device(torch.device("cpu"), world=2) == torch.device("cpu")
+
+
+def test_non_finite_gradient_norms_are_counted_not_logged_as_infinity(caplog) -> None:
+    from types import SimpleNamespace
+
+    from vireid.training.trainer import Trainer
+
+    amp, plain = SimpleNamespace(_amp=True, step=3), SimpleNamespace(_amp=False, step=4)
+    assert Trainer._grad_record(amp, 2.5) == {"grad_norm": 2.5}
+    assert Trainer._grad_record(amp, float("inf")) == {"amp_skipped_steps": 1.0}  # GradScaler skips it
+    assert Trainer._grad_record(plain, float("nan")) == {"nonfinite_grad_steps": 1.0}
+    assert "step 4: gradient norm is nan" in caplog.text
