@@ -8,16 +8,21 @@ that deployment uses (`ArtifactEmbedder`), so a score difference is the artifact
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vireid.errors import ConfigError
 from vireid.modality import Modality
 
 from .data.protocols import ProtocolResult, run_protocol
 from .images import load_resized
+
+log = logging.getLogger("vireid.evaluate")
 
 
 class TorchEmbedder:
@@ -85,12 +90,66 @@ def is_checkpoint(path: str | Path) -> bool:
     return Path(path).suffix.lower() in CHECKPOINT_SUFFIXES
 
 
+def regdb_training_split(checkpoint: str | Path) -> int | None:
+    """The RegDB split a checkpoint was trained on (its `train_config`), or None (not RegDB, or unknown).
+
+    Reads only the checkpoint's JSON description, so it needs no torch.
+    """
+    from .checkpoint import paths_for
+
+    try:
+        meta = json.loads(paths_for(checkpoint)[1].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    data = (meta.get("train_config") or {}).get("data") or {}
+    return int(data.get("regdb_trial", 1)) if data.get("dataset") == "regdb" else None
+
+
+def regdb_splits(models: Sequence[str | Path], split: int | None, trials: int | None) -> list[int] | int:
+    """The RegDB splits to evaluate `models` on, refusing combinations that would test on trained ids.
+
+    RegDB's ten splits share identities: split k's test identities are other splits' training
+    identities. A model trained on split k is therefore only cleanly evaluated on split k (the
+    literature trains ten models and averages them). `split` picks one split; `trials` averages splits
+    1..trials, allowed only for models whose training split is unknown (exported artifacts).
+
+    Raises:
+        ConfigError: a checkpoint trained on RegDB would be evaluated on another split.
+    """
+    trained = {str(m): s for m in models if is_checkpoint(m) and (s := regdb_training_split(m)) is not None}
+    if split is not None and trials is not None:
+        raise ConfigError("give --split (one RegDB split) or --trials (splits 1..N), not both")
+    wanted = [split] if split is not None else None
+    if wanted is None and trained:
+        if trials is not None and trials > 1:
+            wanted = list(range(1, trials + 1))
+        else:
+            wanted = sorted(set(trained.values()))[:1]
+            log.info("RegDB: evaluating split %d, the split the checkpoint was trained on", wanted[0])
+    for model, own in trained.items():
+        if wanted is not None and wanted != [own]:
+            raise ConfigError(
+                f"{model} was trained on RegDB split {own}; the test identities of split(s) "
+                f"{[s for s in wanted if s != own]} include identities it trained on, so the numbers would "
+                f"be inflated. Evaluate with --split {own} (to report 10 splits, train one model per split "
+                "and average them)"
+            )
+    if wanted is not None:
+        return wanted
+    if trials is None:
+        log.warning(
+            "RegDB: averaging splits 1..10 with a model whose training split is unknown; a model trained on "
+            "one split has seen the other splits' test identities: pass --split N for its own split"
+        )
+    return trials or 10
+
+
 def evaluate_any(
     model: str | Path,
     data_root: str | Path,
     protocol: str,
     shots: int = 1,
-    trials: int = 10,
+    trials: int | Sequence[int] = 10,
     batch_size: int = 64,
     device: str = "auto",
     reverse: bool = False,
@@ -115,7 +174,7 @@ def evaluate_model(
     data_root: str | Path,
     protocol: str,
     shots: int = 1,
-    trials: int = 10,
+    trials: int | Sequence[int] = 10,
     batch_size: int = 64,
     device: str = "cpu",
     reverse: bool = False,
@@ -142,7 +201,7 @@ def evaluate_checkpoint(
     data_root: str | Path,
     protocol: str,
     shots: int = 1,
-    trials: int = 10,
+    trials: int | Sequence[int] = 10,
     batch_size: int = 64,
     device: str = "auto",
     reverse: bool = False,

@@ -276,15 +276,16 @@ class Trainer:
         return self.rank == 0 and every > 0 and (epoch % every == 0 or epoch == self.cfg.optim.epochs)
 
     def _validate(self, epoch: int) -> dict[str, float]:
-        protocol = self.cfg.data.val_protocol
-        if self.cfg.data.dataset == "regdb" and not protocol.startswith("regdb"):
-            protocol = "regdb-v2t"
+        protocol, trials = self.cfg.data.val_protocol, self.cfg.data.val_trials
+        if self.cfg.data.dataset == "regdb":
+            protocol = protocol if protocol.startswith("regdb") else "regdb-v2t"
+            trials = [self.cfg.data.regdb_trial]  # other splits' test ids are this split's training ids
         result = evaluate_model(
             self.model,
             self.input_size,
             self.data_root,
             protocol,
-            trials=self.cfg.data.val_trials,
+            trials=trials,
             batch_size=self.cfg.run.eval_batch,
             device=str(self.device),
         )

@@ -27,7 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--protocol", default="sysu-all", choices=PROTOCOLS, help="evaluation protocol")
     parser.add_argument("--shots", type=int, default=1, choices=(1, 10), help="SYSU gallery shots")
-    parser.add_argument("--trials", type=int, default=10, help="SYSU trials / RegDB splits to average")
+    parser.add_argument(
+        "--trials", type=int, help="SYSU: trials to average (default 10); RegDB: average splits 1..N"
+    )
+    parser.add_argument(
+        "--split",
+        type=int,
+        help="RegDB: evaluate this split only (default: the split a RegDB checkpoint was trained on; a model "
+        "is refused on the other splits, whose test identities it trained on)",
+    )
     parser.add_argument("--batch", type=int, default=64, help="embedding batch size")
     parser.add_argument(
         "--device",
@@ -59,13 +67,14 @@ def run(args: argparse.Namespace) -> int:
 
     if any(is_checkpoint(p) for p in models):
         require("torch", "train", "vireid evaluate on a checkpoint")
+    trials = _trials(args, models)
     directions = (False, True) if args.both_directions else (False,)
     results: dict[str, dict[bool, Any]] = {}
     for path in models:
         results[path] = {}
         for reverse in directions:
             result = evaluate_any(
-                path, args.data, args.protocol, args.shots, args.trials, args.batch, args.device, reverse
+                path, args.data, args.protocol, args.shots, trials, args.batch, args.device, reverse
             )
             results[path][reverse] = result
             print(f"{path}:\n{result.table()}\n")
@@ -85,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
         plot_cmc(curves, args.plot)
         print(f"CMC curve: {args.plot}")
     return 0
+
+
+def _trials(args: argparse.Namespace, models: list[str]) -> int | list[int]:
+    """SYSU trials, or the RegDB splits that do not test a checkpoint on identities it trained on."""
+    from vireid.errors import ConfigError
+    from vireid.training.evaluate import regdb_splits
+
+    if args.protocol.startswith("regdb"):
+        return regdb_splits(models, args.split, args.trials)
+    if args.split is not None:
+        raise ConfigError("--split selects a RegDB split; SYSU protocols average --trials random galleries")
+    return 10 if args.trials is None else args.trials
 
 
 def _summary(by_direction: dict[bool, Any]) -> dict[str, Any]:
