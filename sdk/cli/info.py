@@ -24,7 +24,52 @@ def run(args: argparse.Namespace) -> int:
     print(f"input          images uint8 [N, {h}, {w}, 3] {card.color_order}, modality int32 [N]")
     print(f"modalities     {', '.join(str(m) for m in card.modalities)}")
     print(f"embedding      {card.embedding_dim}-d, L2-normalised: {card.normalized}")
-    print(f"threshold      {card.match_threshold} (false-match rate {card.match_threshold_fmr})")
+    if card.match_threshold is None:
+        print("threshold      none recorded (vireid export calibrates one; see docs/concepts.md)")
+    else:
+        print(f"threshold      {card.match_threshold} (false-match rate {card.match_threshold_fmr})")
     print(f"embedding id   {card.embedding_space()}")
+    for label, value in _optional_lines(card):
+        print(f"{label:14s} {value}")
     print(f"vireid         {card.vireid_version}, card schema {card.schema_version}")
     return 0
+
+
+def _optional_lines(card: ModelCard) -> list[tuple[str, str]]:
+    """The card's fields that only some artifacts carry (architecture, engine, calibration, sources)."""
+    config = dict(card.model_config)
+    lines = []
+    if config.get("backbone"):
+        extras = ", ".join(
+            f"{k} {config[k]}" for k in ("parts", "specific_stages", "patterns") if config.get(k)
+        )
+        lines.append(("architecture", f"{config['backbone']}" + (f" ({extras})" if extras else "")))
+    if card.opset is not None:
+        lines.append(("opset", str(card.opset)))
+    if card.profile is not None:
+        lines.append(
+            ("batch profile", f"min {card.profile.min}, opt {card.profile.opt}, max {card.profile.max}")
+        )
+    if card.tensorrt_version:
+        gpu = f"{card.gpu_name or '?'} (compute capability {card.compute_capability or '?'})"
+        lines.append(("tensorrt", f"{card.tensorrt_version}, built for {gpu}"))
+    if card.calibration:
+        cal = dict(card.calibration)
+        visible = 100 * float(cal.get("visible_fraction", 0))
+        kept = len(cal.get("kept_float") or ())
+        lines.append(
+            (
+                "int8 calib.",
+                f"{cal.get('method')}, {cal.get('images')} {cal.get('split')} images, "
+                f"{visible:.0f}% visible / {100 - visible:.0f}% infrared, {kept} nodes kept in float",
+            )
+        )
+    if card.match_threshold_data:
+        lines.append(
+            ("threshold data", ", ".join(f"{k} {v}" for k, v in dict(card.match_threshold_data).items()))
+        )
+    if card.source_checkpoint_sha256:
+        lines.append(("checkpoint", f"sha256 {card.source_checkpoint_sha256[:16]}…"))
+    if card.engine_sha256:
+        lines.append(("engine", f"sha256 {card.engine_sha256[:16]}…"))
+    return lines

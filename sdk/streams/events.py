@@ -127,6 +127,10 @@ class TrackEnded(TrackEvent):
     duration: float = 0.0
     embeddings: int = 0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "score", _score(self.score, "TrackEnded.score"))
+
 
 @dataclass(frozen=True)
 class SourceChanged(Event):

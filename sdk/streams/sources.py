@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..choices import Choice
 from ..errors import InputSpecError, StreamError
 from ..modality import Modality
 from ..thermal import ThermalScaling
@@ -53,11 +54,19 @@ class SourceKind(str, enum.Enum):
     GSTREAMER = "gstreamer"
 
 
-class Policy(str, enum.Enum):
+class Policy(Choice):
     """What a source does with frames the pipeline has not taken yet."""
 
     LATEST = "latest"
     EVERY = "every"
+
+    @classmethod
+    def label(cls) -> str:
+        return "source policy"
+
+    @classmethod
+    def error_type(cls) -> type[InputSpecError]:
+        return InputSpecError
 
 
 class SourceState(str, enum.Enum):
@@ -209,7 +218,8 @@ class VideoSource:
         self.modality = Modality.parse(modality)
         self.camera = str(camera) if camera is not None else str(self.modality)
         is_file = self.kind in (SourceKind.FILE, SourceKind.IMAGES)
-        self.policy = Policy(policy) if policy is not None else (Policy.EVERY if is_file else Policy.LATEST)
+        default = Policy.EVERY if is_file else Policy.LATEST
+        self.policy = Policy.parse(policy) if policy is not None else default
         self.realtime = bool(realtime)
         self.reconnect = (not is_file) if reconnect is None else bool(reconnect)
         if not (0 < backoff[0] <= backoff[1]):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vireid import __version__
+from vireid import Precision, __version__
 from vireid.cli.main import COMMANDS, main
 
 
@@ -49,3 +49,11 @@ def test_info_prints_card(tmp_path: Path) -> None:
     done = run_cli("info", str(path))
     assert done.returncode == 0, done.stderr
     assert "mspac (fp32)" in done.stdout and "[N, 288, 144, 3] RGB" in done.stdout
+    int8 = make_card().replace(
+        model_config={"backbone": "resnet50", "parts": [4, 2], "specific_stages": 2},
+        precision=Precision.INT8,
+        calibration={"method": "entropy", "images": 512, "split": "train", "visible_fraction": 1.0},
+    )
+    done = run_cli("info", str(write_onnx(tmp_path / "q.onnx", {CARD_KEY: int8.to_json()})))
+    assert "resnet50 (parts [4, 2], specific_stages 2)" in done.stdout
+    assert "entropy, 512 train images, 100% visible / 0% infrared" in done.stdout

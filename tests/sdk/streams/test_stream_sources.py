@@ -211,6 +211,11 @@ def test_bad_settings_are_refused() -> None:
         VideoSource("0", "visible", backoff=(2.0, 1.0))
     with pytest.raises(InputSpecError, match="buffer"):
         VideoSource("0", "visible", buffer=0)
+    with pytest.raises(
+        InputSpecError, match="unknown source policy 'newest'; expected one of: latest, every"
+    ):
+        VideoSource("0", "visible", policy="newest")
+    assert VideoSource("0", "visible", policy="EVERY").policy is Policy.EVERY
 
 
 class Fake16BitCapture(FakeCapture):

@@ -1,0 +1,34 @@
+"""Event dataclasses validate and normalise what they carry: scores are finite cosines, rounded."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from vireid import InputSpecError, Modality
+from vireid.streams.events import CrossModalMatch, Identified, TrackEnded
+
+TRACK = {"time": 1.0, "camera": "ir-1", "modality": "infrared", "track_id": 7, "frame": 3}
+
+
+@pytest.mark.parametrize("event", [Identified, TrackEnded])
+def test_scores_are_rounded_to_four_places(event) -> None:
+    made = event(**TRACK, name="alice", score=0.123456789)
+    assert made.score == 0.1235 and made.modality is Modality.INFRARED
+
+
+@pytest.mark.parametrize("score", [math.nan, math.inf, 1.5, -2.0])
+@pytest.mark.parametrize("event", [Identified, TrackEnded])
+def test_impossible_scores_are_refused(event, score: float) -> None:
+    with pytest.raises(InputSpecError, match=rf"{event.__name__}\.score"):
+        event(**TRACK, name="alice", score=score)
+
+
+def test_identified_needs_a_name_and_matches_round_their_score() -> None:
+    with pytest.raises(InputSpecError, match=r"Identified\.name"):
+        Identified(**TRACK, name="", score=0.5)
+    match = CrossModalMatch(
+        time=1.0, visible_camera="v", visible_track=1, infrared_camera="i", infrared_track=2, score=0.987654
+    )
+    assert match.score == 0.9877
