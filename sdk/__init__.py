@@ -11,6 +11,7 @@ from .backends import Backend, open_backend
 from .card import BatchProfile, ModelCard, Precision
 from .embedder import Embedder
 from .embeddings import Embeddings
+from .enrollment import EnrollReport, enroll_images
 from .errors import (
     ArtifactError,
     CardError,
@@ -50,6 +51,7 @@ __all__ = [
     "DeviceError",
     "Embedder",
     "Embeddings",
+    "EnrollReport",
     "Frame",
     "Gallery",
     "GalleryError",
@@ -73,6 +75,7 @@ __all__ = [
     "VideoSource",
     "VireidError",
     "__version__",
+    "enroll_images",
     "open_backend",
     "preprocess_boxes",
     "preprocess_crops",

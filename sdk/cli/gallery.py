@@ -18,9 +18,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-_SHOW_BAD = 20
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid gallery ACTION`."""
@@ -43,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     enroll = sub.add_parser("enroll", parents=[where, model], help="embed person crops and enrol them")
     enroll.add_argument("inputs", nargs="+", type=Path, help="crop images and/or folders of crops")
     enroll.add_argument("--name", required=True, help="identity name (added to it when already enrolled)")
+    enroll.add_argument(
+        "--replace",
+        action="store_true",
+        help="re-enrol: replace the identity's embeddings by these, in one transaction",
+    )
     enroll.add_argument("--modality", required=True, help="visible (rgb) or infrared (ir, thermal)")
     enroll.add_argument("--camera", help="camera label to tag the crops with")
     enroll.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="identity metadata")
@@ -201,6 +203,7 @@ def _import(args: argparse.Namespace) -> int:
 
 # ----- actions with a model -----------------------------------------------------------------------
 def _enroll(args: argparse.Namespace) -> int:
+    from vireid.enrollment import collect_images, describe_problems, embed_files
     from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
     from vireid.modality import Modality
@@ -219,6 +222,8 @@ def _enroll(args: argparse.Namespace) -> int:
             if gallery is not None:
                 gallery.close()
             raise
+    if bad:
+        print(f"skipped {len(bad)} unreadable images:\n{describe_problems(bad)}", file=sys.stderr)
     if not used:
         raise InputSpecError(f"none of the {len(files)} images could be read; nothing was enrolled")
     gallery = gallery or Gallery(
@@ -233,13 +238,16 @@ def _enroll(args: argparse.Namespace) -> int:
             sources=[str(p) for p in used],
             metadata=metadata,
             embedding_space=space,
+            replace=args.replace,
         )
     skipped = f"; skipped {len(bad)} unreadable images" if bad else ""
-    print(f"enrolled {len(ids)} {modality} embeddings of {args.name!r} into {args.gallery}{skipped}")
+    verb = "re-enrolled" if args.replace else "enrolled"
+    print(f"{verb} {len(ids)} {modality} embeddings of {args.name!r} into {args.gallery}{skipped}")
     return 0
 
 
 def _search(args: argparse.Namespace) -> int:
+    from vireid.enrollment import collect_images, describe_problems, embed_files
     from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
     from vireid.modality import Modality
@@ -251,7 +259,9 @@ def _search(args: argparse.Namespace) -> int:
         _embedder(args) as embedder,
         Gallery.open(args.gallery, str(embedder.embedding_space), key_file=args.key_file) as gallery,
     ):
-        vectors, used, _ = embed_files(embedder, files, modality, args.batch, args.skip_bad)
+        vectors, used, bad = embed_files(embedder, files, modality, args.batch, args.skip_bad)
+        if bad:
+            print(f"skipped {len(bad)} unreadable images:\n{describe_problems(bad)}", file=sys.stderr)
         if not used:
             raise InputSpecError(f"none of the {len(files)} query images could be read")
         find = gallery.search if args.embeddings else gallery.search_identities
@@ -275,79 +285,6 @@ def _print_matches(path: Path, matches: Sequence[Any], as_json: bool) -> None:
 
 
 # ----- helpers ------------------------------------------------------------------------------------
-def collect_images(inputs: Sequence[Path]) -> list[Path]:
-    """Files as given plus the image files directly inside given folders (sorted).
-
-    Raises:
-        InputSpecError: an input does not exist, or nothing was found.
-    """
-    from vireid.errors import InputSpecError
-
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            files += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.exists():
-            files.append(item)
-        else:
-            raise InputSpecError(f"{item}: no such file or folder; expected crop images or folders of them")
-    if not files:
-        raise InputSpecError(
-            f"no images found in {[str(i) for i in inputs]}; "
-            f"expected files ending in {', '.join(IMAGE_SUFFIXES)}"
-        )
-    return files
-
-
-def embed_files(
-    embedder: Any, files: Sequence[Path], modality: Any, batch: int, skip_bad: bool
-) -> tuple[Any, list[Path], list[tuple[Path, str]]]:
-    """Read and embed images batch by batch, with a progress bar.
-
-    Returns:
-        `(vectors [M, D], files embedded, (file, problem) of unreadable ones)`.
-
-    Raises:
-        InputSpecError: some images are unreadable and `skip_bad` is false (lists them); nothing is kept.
-    """
-    import numpy as np
-
-    from vireid.errors import InputSpecError
-    from vireid.imageio import read_image
-    from vireid.progress import progress
-
-    if batch < 1:
-        raise InputSpecError(f"--batch must be a positive integer, got {batch}")
-    chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
-    vectors, used, bad = [], [], []
-    for chunk in progress(chunks, desc="embedding", total=len(chunks)):
-        images = []
-        for path in chunk:
-            try:
-                images.append(read_image(path))
-                used.append(path)
-            except InputSpecError as exc:
-                bad.append((path, str(exc)))
-        if images and (skip_bad or not bad):
-            vectors.append(np.asarray(embedder.embed(images, modality).vectors, dtype=np.float32))
-    if bad:
-        _report_bad(bad, skip_bad)
-    return (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)), used, bad
-
-
-def _report_bad(bad: list[tuple[Path, str]], skip_bad: bool) -> None:
-    from vireid.errors import InputSpecError
-
-    listing = "\n".join(f"  {problem}" for _, problem in bad[:_SHOW_BAD])
-    more = f"\n  ... and {len(bad) - _SHOW_BAD} more" if len(bad) > _SHOW_BAD else ""
-    if not skip_bad:
-        raise InputSpecError(
-            f"{len(bad)} images cannot be read (nothing was written):\n{listing}{more}\n"
-            "Fix or remove them, or pass --skip-bad to leave them out."
-        )
-    print(f"skipped {len(bad)} unreadable images:\n{listing}{more}", file=sys.stderr)
-
-
 @contextmanager
 def _embedder(args: argparse.Namespace) -> Iterator[Any]:
     """The `Embedder` of `--model` (ONNX Runtime / TensorRT load only here), closed afterwards."""

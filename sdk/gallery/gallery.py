@@ -178,6 +178,7 @@ class Gallery:
         sources: str | Path | Sequence[Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         embedding_space: str | None = None,
+        replace: bool = False,
     ) -> np.ndarray:
         """Add N vectors to an identity (created when new) in one transaction: all of them or none.
 
@@ -193,6 +194,8 @@ class Gallery:
             sources: where the crops came from (file paths, stream URLs).
             metadata: JSON-serialisable mapping; when given, replaces the identity's metadata.
             embedding_space: fingerprint of the model that produced `vectors`, checked when given.
+            replace: re-enrol: the identity's existing embeddings are deleted in the same transaction
+                that stores these, so readers see either the old set or the new one, never neither.
 
         Returns:
             int64 `[N]` ids of the new embeddings.
@@ -219,7 +222,8 @@ class Gallery:
         )
         stored_metadata = _json_object(metadata, name)
         with self._guard("enroll"):
-            return self._store.enroll_many([(name, stored_metadata, batch)])[0]
+            existing = "replace" if replace else "add"
+            return self._store.enroll_many([(name, stored_metadata, batch)], existing=existing)[0]
 
     def remove(self, name: str) -> int:
         """Delete an identity and all its embeddings; returns how many embeddings were deleted.

@@ -204,14 +204,14 @@ class GalleryStore:
 
         Args:
             items: `(name, metadata or None, batch)`; metadata, when given, replaces the stored one.
-            existing: what to do with a name already enrolled: `add` its vectors, `skip` the item or
-                raise (`error`).
+            existing: what to do with a name already enrolled: `add` its vectors, `replace` its
+                embeddings by these (in this same transaction), `skip` the item or raise (`error`).
 
         Returns:
             The new embedding ids of each item (empty for a skipped one).
         """
         out = []
-        with self.write(structural=False) as conn:
+        with self.write(structural=existing == "replace") as conn:
             for name, metadata, batch in items:
                 identity_id = self._identity_id(name)
                 if identity_id is not None and existing == "skip":
@@ -222,6 +222,8 @@ class GalleryStore:
                         f"{self.path}: identity {name!r} is already enrolled; remove or rename it first, "
                         "or choose another conflict policy (merge / skip)."
                     )
+                if identity_id is not None and existing == "replace":
+                    self._delete_embeddings_of(conn, identity_id)
                 identity_id = self._upsert_identity(conn, identity_id, name, metadata)
                 out.append(self._insert_rows(conn, identity_id, batch))
         return out
@@ -272,13 +274,17 @@ class GalleryStore:
         """Delete an identity and its embeddings; returns how many embeddings went."""
         with self.write(structural=True) as conn:
             identity_id = self._require_identity(name)
-            conn.execute(
-                "DELETE FROM vectors WHERE embedding_id IN (SELECT id FROM embeddings WHERE identity_id = ?)",
-                (identity_id,),
-            )
-            removed = conn.execute("DELETE FROM embeddings WHERE identity_id = ?", (identity_id,)).rowcount
+            removed = self._delete_embeddings_of(conn, identity_id)
             conn.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
-        return int(removed)
+        return removed
+
+    @staticmethod
+    def _delete_embeddings_of(conn: sqlite3.Connection, identity_id: int) -> int:
+        conn.execute(
+            "DELETE FROM vectors WHERE embedding_id IN (SELECT id FROM embeddings WHERE identity_id = ?)",
+            (identity_id,),
+        )
+        return int(conn.execute("DELETE FROM embeddings WHERE identity_id = ?", (identity_id,)).rowcount)
 
     @_translated
     def remove_embeddings(self, ids: Sequence[int]) -> int:
