@@ -16,7 +16,6 @@ import torch.nn.functional as F  # noqa: E402
 from vireid.errors import ConfigError  # noqa: E402
 from vireid.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from vireid.training.config import MODEL_LOSS_WEIGHTS, TrainConfig  # noqa: E402
-from vireid.training.data.synth import SysuConfig, generate_sysu  # noqa: E402
 from vireid.training.evaluate import evaluate_checkpoint  # noqa: E402
 from vireid.training.factory import build_criterion  # noqa: E402
 from vireid.training.losses import (  # noqa: E402
@@ -301,14 +300,6 @@ def test_full_criterion_backpropagates_to_every_trained_parameter(name: str) -> 
 
 
 # ----- training smoke test per model --------------------------------------------------------------
-@pytest.fixture(scope="module")
-def sysu(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sysu")
-    config = SysuConfig(ids=12, seed=3, images_per_camera=2, test_ids=4, val_ids=1, camera_gap=0.0)
-    generate_sysu(root, config, workers=1, show_progress=False)
-    return root
-
-
 @pytest.mark.parametrize("name", sorted(set(MODELS.names()) - {"mspac", "baseline"}))
 def test_each_seed_model_trains_and_evaluates(name: str, sysu: Path, tmp_path: Path) -> None:
     config = TrainConfig.from_dict(

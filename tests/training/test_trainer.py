@@ -39,14 +39,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def sysu(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sysu")
-    config = SysuConfig(ids=12, seed=3, images_per_camera=2, test_ids=4, val_ids=1, camera_gap=0.0)
-    generate_sysu(root, config, workers=1, show_progress=False)
-    return root
-
-
 def _config(**overrides: object) -> TrainConfig:
     return TrainConfig.from_dict(TINY).with_overrides(overrides)
 
