@@ -38,15 +38,16 @@ from .artifact import read_checked, save_onnx, set_card, timed
 log = logging.getLogger("vireid.export")
 
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
-BACKBONE_OPS = ("Add", "MaxPool", "Relu")
-"""Also quantised inside the backbone: residual additions, ReLUs and the stem's pooling, so a whole ResNet
-block stays in int8 (QLinearConv with the ReLU folded in, QLinearAdd) instead of dequantising around
-every activation; measured on the full-size model this cut DequantizeLinear time from 17.8 to 2.8 ms per
-batch of 8."""
+BACKBONE_OPS = ("Add", "MaxPool", "Relu", "Mul")
+"""Also quantised inside the backbone: residual additions, ReLUs, the stem's pooling and the per-sample
+stem selection (`visible·w + infrared·(1 − w)`), so a whole ResNet block stays in int8 (QLinearConv with
+the ReLU folded in, QLinearAdd, QLinearMul) instead of dequantising around every activation; measured on
+the full-size model this cut DequantizeLinear time from 17.8 to 2.8 ms per batch of 8, and quantising the
+selection removed the layout transposes around the stems' output."""
 
 
 def quantizable_nodes(model: Any) -> list[str]:
-    """Conv/MatMul/Gemm anywhere, plus residual Add and MaxPool inside the backbone."""
+    """Conv/MatMul/Gemm anywhere, plus `BACKBONE_OPS` inside the backbone."""
     return [
         n.name
         for n in model.graph.node
