@@ -164,6 +164,8 @@ class CudaPython(CudaRuntime):
         )
 
     def stream_handle(self) -> int:
+        if isinstance(self.stream, int):  # bindings that hand out plain integer handles
+            return self.stream
         try:  # int(cudaStream_t) is deprecated since cuda-bindings 13
             from cuda.bindings.utils import get_cuda_native_handle
         except ImportError:

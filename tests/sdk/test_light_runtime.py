@@ -14,6 +14,7 @@ HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "torchvision")
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys
+preloaded = [m for m in HEAVY if m in sys.modules]  # some images import torch at interpreter start
 import vireid
 names = ["vireid"]
 for info in pkgutil.walk_packages(vireid.__path__, "vireid."):
@@ -21,8 +22,8 @@ for info in pkgutil.walk_packages(vireid.__path__, "vireid."):
         continue
     names.append(info.name)
     importlib.import_module(info.name)
-heavy = [m for m in HEAVY if m in sys.modules]
-print(json.dumps({"modules": names, "heavy": heavy}))
+heavy = [m for m in HEAVY if m in sys.modules and m not in preloaded]
+print(json.dumps({"modules": names, "heavy": heavy, "preloaded": preloaded}))
 """
 
 

@@ -113,7 +113,8 @@ def test_explicit_cuda_without_a_gpu_is_refused() -> None:
 def test_distributed_data_parallel_on_gloo_with_two_processes(sysu: Path, tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY))  # JSON is YAML
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     command = [
         sys.executable,
         "-m",
