@@ -26,6 +26,7 @@ def cli(module, argv: list[str]) -> int:
 
 
 def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tmp_path, capsys) -> None:
+    pytest.importorskip("tritonclient", reason="the triton step checks its config with it (dev extra)")
     out = tmp_path / "out"
     argv = [str(tiny_checkpoint), "--to", "onnx,fp16,triton", "--out", str(out), "--name", "m"]
     argv += [
@@ -60,6 +61,7 @@ def test_engine_step_without_tensorrt_prints_trtexec(monkeypatch, tiny_fp16, tmp
 
 
 def test_engine_and_triton_steps_with_fake_tensorrt(monkeypatch, tiny_fp16, tmp_path, capsys) -> None:
+    pytest.importorskip("tritonclient", reason="the triton step checks its config with it (dev extra)")
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
     for name, module in fake.cuda_modules(fake.FakeCudart()).items():
         monkeypatch.setitem(sys.modules, name, module)
