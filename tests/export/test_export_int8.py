@@ -19,7 +19,13 @@ from vireid.card import Precision
 from vireid.cli.main import main
 from vireid.errors import ConfigError, DatasetError
 from vireid.export import to_engine
-from vireid.export.int8 import Int8Options, calibration_set, candidate_groups, to_int8
+from vireid.export.int8 import (
+    Int8Options,
+    calibration_set,
+    candidate_groups,
+    quantizable_nodes,
+    to_int8,
+)
 from vireid.training.evaluate import evaluate_any
 
 
@@ -66,6 +72,21 @@ def test_leakage_guard_refuses_test_identities_in_the_training_list(tiny_sysu: P
     (leaky / "exp" / "train_id.txt").write_text(f"{train},{test}\n")  # test ids listed as training ids
     with pytest.raises(DatasetError, match="test identities"):
         calibration_set(leaky, (128, 64), images=200, visible_fraction=0.5)
+
+
+def test_backbone_output_stays_float_and_is_dequantised_once(tiny_onnx: Path, tiny_int8: Path) -> None:
+    """The map the cascade reads is made by a float node, so ONNX Runtime cannot hand each of its
+    consumers a private DequantizeLinear; every other backbone Add/ReLU is quantised."""
+    source = onnx.load(str(tiny_onnx))
+    cascade_inputs = {i for n in source.graph.node if n.name.startswith("/cascade/") for i in n.input}
+    (exit_node,) = [n for n in source.graph.node if "/backbone/" in n.name and set(n.output) & cascade_inputs]
+    quantised = set(quantizable_nodes(source))
+    assert exit_node.name not in quantised
+    inner = {n.name for n in source.graph.node if "/backbone/" in n.name and n.op_type in ("Add", "Relu")}
+    assert inner - {exit_node.name} <= quantised
+    int8 = onnx.load(str(tiny_int8))
+    consumers = [n.op_type for n in int8.graph.node if exit_node.output[0] in n.input]
+    assert consumers and "QuantizeLinear" not in consumers
 
 
 def test_sensitivity_candidates_cover_stems_and_attention(tiny_onnx: Path) -> None:

@@ -96,7 +96,7 @@ def test_build_from_stored_config_resolves_default_parts():
 
 
 # ----- part-aware attention ---------------------------------------------------------------------------
-@pytest.mark.parametrize("shape", [(2, 32, 3, 9), (1, 32, 1, 5), (3, 32, 18, 9)])
+@pytest.mark.parametrize("shape", [(2, 3, 9, 32), (1, 1, 5, 32), (3, 18, 9, 32)])
 def test_attention_keeps_shape(shape):
     attention = PartAwareAttention(32, reduction=16)
     assert attention(torch.rand(shape)).shape == shape
@@ -105,21 +105,25 @@ def test_attention_keeps_shape(shape):
 def test_attention_matches_the_formula():
     torch.manual_seed(0)
     attention = PartAwareAttention(8, reduction=4)
-    x = torch.rand(2, 8, 3, 5)
+    x = torch.rand(2, 8, 3, 5)  # the formula in [N, C, h, w]; the module takes channels-last
     ch = torch.sigmoid(attention.channel.mlp(x.mean((2, 3)) + x.amax((2, 3))))[:, :, None, None]
     x1 = x * ch
     stats = torch.cat([x1.mean(1, keepdim=True), x1.amax(1, keepdim=True)], 1)
     x2 = x1 * torch.sigmoid(torch.nn.functional.conv2d(stats, attention.spatial.conv.weight, padding=3))
-    torch.testing.assert_close(attention.attend(x), x2)
-    torch.testing.assert_close(attention(x), x + x2)  # gate="mask": x_o ⊗ (1 + CH ⊗ SP)
+
+    def nhwc(t):
+        return t.permute(0, 2, 3, 1)
+
+    torch.testing.assert_close(attention.attend(nhwc(x)), nhwc(x2))
+    torch.testing.assert_close(attention(nhwc(x)), nhwc(x + x2))  # gate="mask": x_o ⊗ (1 + CH ⊗ SP)
     attention.gate = "feature"
-    torch.testing.assert_close(attention(x), x + x * x2)  # the literal x_o + x_o ⊗ x''
+    torch.testing.assert_close(attention(nhwc(x)), nhwc(x + x * x2))  # the literal x_o + x_o ⊗ x''
 
 
 @pytest.mark.parametrize("gate", ["mask", "feature"])
 def test_attention_never_erases_the_trunk(gate):
     attention = PartAwareAttention(16, reduction=4, gate=gate)
-    x = torch.rand(2, 16, 3, 4)
+    x = torch.rand(2, 3, 4, 16)  # channels-last
     with torch.no_grad():
         attention.channel.mlp[2].bias.fill_(-1e4)  # CH → 0, so x'' → 0
     torch.testing.assert_close(attention(x), x)
@@ -153,6 +157,37 @@ def test_every_ablation_part_set_builds_and_runs(parts):
     model.eval()
     embeddings = model(images(3), modalities(1, 0, 1))
     assert embeddings.shape == (3, 128) and embeddings.dtype == torch.float32
+
+
+def test_channels_last_cascade_equals_the_stripe_by_stripe_definition():
+    """The cascade runs channels-last (for ONNX Runtime's NHWC int8 convolutions); the maps and the
+    pooled features must be those of the plain `[N, C, H, W]` definition."""
+    model = tiny().eval()
+    fmap = torch.rand(2, 128, 9, 5)
+    x, part_maps = fmap, []
+    for count, attentions in zip(model.cascade.parts, model.cascade.stages, strict=True):
+        attended = [
+            attn(stripe.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            for attn, stripe in zip(attentions, split_rows(x, count), strict=True)
+        ]
+        part_maps += attended if count > 1 else []
+        x = torch.cat(attended, dim=2)
+    got, got_parts = model.cascade(fmap)
+    torch.testing.assert_close(got, x.permute(0, 2, 3, 1))
+    assert len(got_parts) == len(part_maps) == 9
+    for mine, reference in zip(got_parts, part_maps, strict=True):
+        torch.testing.assert_close(mine, reference.permute(0, 2, 3, 1))
+    pool = model.head.pool
+    torch.testing.assert_close(pool(got, channels_last=True), pool(x))
+
+
+def test_preprocessing_is_imagenet_normalisation_in_nchw():
+    model = tiny()
+    batch = images(2)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+    expected = (batch.permute(0, 3, 1, 2).float() - mean) / std
+    torch.testing.assert_close(model.preprocess(batch), expected)
 
 
 @pytest.mark.parametrize("size", [(128, 64), (144, 72), (160, 80)])

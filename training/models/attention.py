@@ -13,6 +13,9 @@ For a part feature `x_o` (`[N, C, h, w]`):
 randomly initialised ResNet-50 from ~11 to ~7·10^5 (measured, see docs/model.md). The default
 gate="mask" therefore reads the formula as residual-attention gating `x = x_o ⊗ (1 + M) = x_o + x''`:
 the attention re-weights the trunk by a factor in (1, 2) and never erases it. Both are selectable.
+
+The modules compute on channels-last `[N, h, w, C]` parts, the MSPAC cascade's layout (see
+`PartCascade`).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
-        return torch.sigmoid(self.mlp(pooled))[:, :, None, None]
+        """`[N, h, w, C]` (channels last) → the `[N, 1, 1, C]` channel weights."""
+        pooled = x.mean(dim=(1, 2)) + x.amax(dim=(1, 2))
+        return torch.sigmoid(self.mlp(pooled))[:, None, None, :]
 
 
 class SpatialAttention(nn.Module):
@@ -51,8 +55,9 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        stats = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return torch.sigmoid(self.conv(stats))
+        """`[N, h, w, C]` (channels last) → the `[N, h, w, 1]` spatial weights."""
+        stats = torch.stack([x.mean(dim=3), x.amax(dim=3)], dim=1)
+        return torch.sigmoid(self.conv(stats)).permute(0, 2, 3, 1)
 
 
 GATES = ("mask", "feature")
@@ -81,11 +86,12 @@ class PartAwareAttention(nn.Module):
         self.spatial = SpatialAttention()
 
     def attend(self, x: Tensor) -> Tensor:
-        """The attended feature `x'' = x' ⊗ SP(x')` with `x' = x ⊗ CH(x)`."""
+        """The attended feature `x'' = x' ⊗ SP(x')` with `x' = x ⊗ CH(x)`, for `[N, h, w, C]`."""
         x1 = x * self.channel(x)
         return x1 * self.spatial(x1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The gated part, for a channels-last `[N, h, w, C]` part (the cascade's layout)."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             attended = self.attend(x)
@@ -113,6 +119,9 @@ def static_size(x: Tensor, dim: int) -> int:
         return int(x.shape[dim])
 
 
-def split_rows(x: Tensor, parts: int) -> list[Tensor]:
-    """Split `[N, C, H, W]` into `parts` horizontal stripes (see `part_bounds`); needs H ≥ parts."""
-    return [x[:, :, top:bottom] for top, bottom in part_bounds(static_size(x, 2), parts)]
+def split_rows(x: Tensor, parts: int, dim: int = 2) -> list[Tensor]:
+    """Split a map into `parts` horizontal stripes (see `part_bounds`) along its row axis `dim` (2 for
+    `[N, C, H, W]`, 1 for channels-last `[N, H, W, C]`); needs H ≥ parts."""
+    if parts == 1:
+        return [x]  # no Slice node in the exported graph (a full-height copy)
+    return [x.narrow(dim, top, bottom - top) for top, bottom in part_bounds(static_size(x, dim), parts)]

@@ -23,10 +23,12 @@ class GeM(nn.Module):
         self.p = nn.Parameter(torch.full((1,), float(p)))
         self.eps = eps
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, channels_last: bool = False) -> Tensor:
+        """`[N, C, H, W]` (or `[N, H, W, C]` with `channels_last`) → `[N, C]`."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             p = self.p.float().clamp(min=1.0)
-            return x.float().clamp(min=self.eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+            spatial = (1, 2) if channels_last else (2, 3)
+            return x.float().clamp(min=self.eps).pow(p).mean(dim=spatial).pow(1.0 / p)
 
 
 class BNNeck(nn.BatchNorm1d):
@@ -56,12 +58,14 @@ class EmbeddingHead(nn.Module):
         self.classifier = nn.Linear(channels, num_classes, bias=False)
         nn.init.normal_(self.classifier.weight, std=0.001)
 
-    def forward(self, fmap: Tensor, logits: bool = True) -> tuple[Tensor, ...]:
+    def forward(self, fmap: Tensor, logits: bool = True, channels_last: bool = False) -> tuple[Tensor, ...]:
         """Pooled feature and post-BN feature (each `[N, C]`), plus identity logits if `logits`.
+
+        `fmap` is `[N, C, H, W]`, or `[N, H, W, C]` with `channels_last`.
 
         Called as a module in both modes so exported node names carry the `/head/pool/…` scope (handy
         for keeping GeM and the BN-neck in float32 when converting to FP16).
         """
-        feat = self.pool(fmap)
+        feat = self.pool(fmap, channels_last)
         bn_feat = self.bnneck(feat)
         return (feat, bn_feat, self.classifier(bn_feat)) if logits else (feat, bn_feat)
