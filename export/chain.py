@@ -134,6 +134,8 @@ def export_chain(
     wanted = parse_steps(steps)
     out.mkdir(parents=True, exist_ok=True)
     chain = _Chain(out, opt, emit)
+    if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):
+        emit(warning)
     name = opt.name or source.name.split(".")[0]
     onnx_path, fp16_path = _onnx_stage(chain, source, wanted, name)
     if "fp16" in wanted:
@@ -158,6 +160,37 @@ def export_chain(
         chain.result.artifacts["triton"] = model.directory
         emit(f"triton: wrote {model.config} ({model.platform}, max_batch_size {model.max_batch_size})")
     return chain.result
+
+
+def seen_calibration_identities(source: Path, calibrate_dir: Path) -> str | None:
+    """A warning when a checkpoint trained on the val identities of the folder it is calibrated on.
+
+    With `data.val_split: test` (the reference code's way) training uses the train *and* val
+    identities, so a threshold fitted on those val pairs comes from identities the model has seen and
+    reads optimistic false-match rates. None when the checkpoint held them out, trained elsewhere, or
+    the source is not a checkpoint.
+    """
+    import json
+
+    from vireid.training.checkpoint import paths_for
+
+    if source.suffix.lower() not in (".safetensors", ".json"):
+        return None
+    meta_file = paths_for(source)[1]
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    data = meta.get("train_config", {}).get("data", {})
+    root = meta.get("data", {}).get("root")
+    if data.get("val_split", "test") == "val" or root is None:
+        return None
+    if Path(root).resolve() != Path(calibrate_dir).resolve():
+        return None
+    return (
+        f"calibrate: warning: {source.name} trained on the val identities of {calibrate_dir} "
+        "(data.val_split: test), so the threshold is fitted on identities the model has seen and its "
+        "false-match rate is optimistic; train with data.val_split: val, or calibrate on other data"
+    )
 
 
 def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tuple[Path, Path | None]:

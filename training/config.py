@@ -27,14 +27,19 @@ MODEL_LOSS_WEIGHTS = (
 )
 
 
+VAL_SPLITS = ("test", "val")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset layout to read and how to validate during training."""
 
     dataset: str = "sysu"  # sysu | regdb
     regdb_trial: int = 1
-    val_protocol: str = "sysu-all"  # protocol of the periodic validation on the folder's test ids
+    val_protocol: str = "sysu-all"  # protocol of the periodic validation
     val_trials: int = 1
+    val_split: str = "test"  # test: train on train+val ids, validate on test ids (the reference code);
+    # val (SYSU): train on the train ids only, validate on the held-out val ids, so `best` never sees test
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,13 @@ def _validate(cfg: TrainConfig) -> None:
     _check(cfg.data.dataset in ("sysu", "regdb"), "data.dataset", "'sysu' or 'regdb'", cfg.data.dataset)
     _check(1 <= cfg.data.regdb_trial <= 10, "data.regdb_trial", "in 1..10", cfg.data.regdb_trial)
     _check(cfg.data.val_trials >= 1, "data.val_trials", ">= 1", cfg.data.val_trials)
+    _check(cfg.data.val_split in VAL_SPLITS, "data.val_split", f"one of {VAL_SPLITS}", cfg.data.val_split)
+    _check(
+        cfg.data.val_split == "test" or cfg.data.dataset == "sysu",
+        "data.val_split",
+        "test for RegDB (its splits have no val identities)",
+        cfg.data.val_split,
+    )
     _check(cfg.sampler.num_ids >= 2, "sampler.num_ids", ">= 2", cfg.sampler.num_ids)
     _check(cfg.sampler.num_instances >= 1, "sampler.num_instances", ">= 1", cfg.sampler.num_instances)
     iters = cfg.sampler.iters_per_epoch

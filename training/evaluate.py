@@ -178,10 +178,14 @@ def evaluate_model(
     batch_size: int = 64,
     device: str = "cpu",
     reverse: bool = False,
+    split: str = "test",
 ) -> ProtocolResult:
-    """Run a protocol on a dataset folder with an in-memory PyTorch model."""
+    """Run a protocol on a dataset folder with an in-memory PyTorch model (`split="val"`: on the
+    SYSU val identities, for validation during training)."""
     embedder = TorchEmbedder(model, input_size, batch_size, device)
-    return run_protocol(embedder, data_root, protocol, shots=shots, trials=trials, reverse=reverse)
+    return run_protocol(
+        embedder, data_root, protocol, shots=shots, trials=trials, reverse=reverse, split=split
+    )
 
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[Any, tuple[int, int]]:

@@ -42,7 +42,7 @@ class TrainResult:
     last: Path
     best: Path | None
     epochs_run: int
-    best_metrics: dict[str, float] = field(default_factory=dict)
+    best_metrics: dict[str, float | int | str] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -113,7 +113,7 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
         self.start_epoch, self.step, self.best_score = 1, 0, -math.inf
-        self.best_metrics: dict[str, float] = {}
+        self.best_metrics: dict[str, float | int | str] = {}
         if resume:
             self._resume()
         self.net = self._wrap_ddp()
@@ -132,7 +132,7 @@ class Trainer:
         from .data.sysu import SysuMM01
 
         if self.cfg.data.dataset == "sysu":
-            images = SysuMM01(self.data_root).train_set()
+            images = SysuMM01(self.data_root).train_set(with_val=self.cfg.data.val_split != "val")
         else:
             images = RegDB(self.data_root).train_set(self.cfg.data.regdb_trial)
         classes = np.unique(images.pids)
@@ -180,6 +180,11 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+            if self.cfg.run.eval_every > 0 and self.cfg.data.val_split == "test":
+                log.info(
+                    "validating on the test identities, as the reference code does: `best` is chosen on "
+                    "them; data.val_split: val (SYSU) validates on held-out val identities instead"
+                )
         for epoch in range(self.start_epoch, self.cfg.optim.epochs + 1):
             stats = self._train_epoch(epoch)
             if self._should_validate(epoch):
@@ -288,11 +293,13 @@ class Trainer:
             trials=trials,
             batch_size=self.cfg.run.eval_batch,
             device=str(self.device),
+            split=self.cfg.data.val_split,
         )
         metrics = {f"val_{k}": v for k, v in result.mean().items()}
         score = metrics["val_R1"] + metrics["val_mAP"]
         if score > self.best_score:
-            self.best_score, self.best_metrics = score, {**result.mean(), "epoch": epoch}
+            split = self.cfg.data.val_split
+            self.best_score, self.best_metrics = score, {**result.mean(), "epoch": epoch, "split": split}
             self._save("best", epoch)
         return metrics
 

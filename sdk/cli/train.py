@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s -> {result.run_dir}")
     print(f"last checkpoint: {result.last}")
     if result.best:
-        best = ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items() if k != "epoch")
-        print(f"best checkpoint: {result.best} (epoch {result.best_metrics.get('epoch')}: {best})")
+        metrics = result.best_metrics
+        best = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "split"))
+        where = f"on the {metrics['split']} identities" if "split" in metrics else ""
+        print(f"best checkpoint: {result.best} (epoch {metrics.get('epoch')} {where}: {best})")
     return 0

@@ -54,6 +54,27 @@ def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tm
     assert set(result["artifacts"]) == {"onnx", "fp16", "triton"} and result["seconds"]["onnx"] > 0
 
 
+@pytest.mark.parametrize(
+    ("val_split", "same_folder", "warned"),
+    [("test", True, True), (None, True, True), ("val", True, False), ("test", False, False)],
+)
+def test_calibrating_on_val_identities_the_checkpoint_trained_on_is_flagged(
+    tmp_path, val_split, same_folder, warned
+) -> None:
+    from vireid.export.chain import seen_calibration_identities
+
+    data, other = tmp_path / "sysu", tmp_path / "other"
+    data.mkdir(), other.mkdir()
+    train_config = {"data": {"dataset": "sysu"} | ({"val_split": val_split} if val_split else {})}
+    meta = {"train_config": train_config, "data": {"dataset": "sysu", "root": str(data)}}
+    (tmp_path / "run.json").write_text(json.dumps(meta))
+    warning = seen_calibration_identities(tmp_path / "run.safetensors", data if same_folder else other)
+    assert (warning is not None) == warned
+    if warned:
+        assert "trained on the val identities" in warning and "data.val_split: val" in warning
+    assert seen_calibration_identities(tmp_path / "run.onnx", data) is None  # no training record
+
+
 def test_engine_step_without_tensorrt_prints_trtexec(monkeypatch, tiny_fp16, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(MissingDependencyError, match=r"(?s)vireid\[tensorrt\].*trtexec --onnx="):

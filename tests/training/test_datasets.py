@@ -142,6 +142,26 @@ def test_protocol_runner_with_perfect_matcher(tmp_path: Path) -> None:
     assert "R1" in result.table() and "100.00" in result.table()
 
 
+def test_protocol_runner_on_the_val_identities_for_validation(tmp_path: Path) -> None:
+    root = make_sysu(tmp_path / "sysu", train=(1, 2), val=(3, 4), test=(5, 6, 7, 8))
+    seen: set[int] = set()
+
+    def recording(paths, modality):
+        seen.update(int(Path(p).parent.name) for p in paths)
+        return _oracle(paths, modality)
+
+    result = run_protocol(recording, root, "sysu-all", trials=2, split="val")
+    assert seen == {3, 4} and result.mean()["R1"] == 1.0
+    assert set(SysuMM01(root).train_set(with_val=False).pids.tolist()) == {1, 2}
+    assert set(SysuMM01(root).train_set().pids.tolist()) == {1, 2, 3, 4}
+    from vireid import ConfigError
+
+    with pytest.raises(ConfigError, match="RegDB protocols run on a split's test identities"):
+        run_protocol(_oracle, make_regdb(tmp_path / "regdb"), "regdb-v2t", trials=1, split="val")
+    with pytest.raises(DatasetError, match="test or val identities, not 'train'"):
+        run_protocol(_oracle, root, "sysu-all", trials=1, split="train")
+
+
 def test_protocol_runner_with_random_matcher_and_bad_names(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
 

@@ -64,6 +64,13 @@ def test_training_writes_checkpoints_logs_and_the_data_fingerprint(sysu: Path, t
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["backbone"] == "resnet_tiny"
 
 
+def test_val_split_holds_the_val_identities_out_of_training(sysu: Path, tmp_path: Path) -> None:
+    result = train(_config(**{"data.val_split": "val", "optim.epochs": 1}), sysu, tmp_path / "run")
+    meta = json.loads(result.best.with_suffix(".json").read_text())
+    assert meta["data"]["identities"] == 7  # 12 ids - 4 test - 1 val
+    assert meta["metrics"]["best"]["split"] == "val"
+
+
 def test_data_fingerprint_ignores_where_the_folder_lives(sysu: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -38,6 +38,8 @@ def test_config_round_trip_and_overrides(tmp_path: Path) -> None:
         ({"optim": {"milestones": [50, 20]}}, "optim.milestones must be increasing"),
         ({"model": {"backbone": "resnet50"}}, "model must be a mapping with 'name'"),
         ({"optim": 3}, "optim. must be a mapping|optim must be a mapping"),
+        ({"data": {"val_split": "train"}}, "data.val_split must be one of"),
+        ({"data": {"dataset": "regdb", "val_split": "val"}}, "data.val_split must be test for RegDB"),
     ],
 )
 def test_config_errors_name_the_key(data: dict, message: str) -> None:

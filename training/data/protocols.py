@@ -173,8 +173,12 @@ def run_protocol(
     trials: int | Sequence[int] = 10,
     max_rank: int = 20,
     reverse: bool = False,
+    split: str = "test",
 ) -> ProtocolResult:
     """Evaluate an embedding function on a dataset folder with a standard protocol.
+
+    `split="val"` runs a SYSU protocol on the val identities instead of the test ones (validation
+    during training with `data.val_split: val`); RegDB has no val identities.
 
     `reverse=True` runs the protocol the other way round: for SYSU, each trial's visible gallery images
     become the queries and the infrared query set the gallery (camera 3 removed for camera-2 queries);
@@ -182,12 +186,14 @@ def run_protocol(
     model or a quantisation can favour or hurt independently of infrared→visible.
     """
     protocol = Protocol.parse(protocol)
+    if split != "test" and not protocol.is_sysu:
+        raise ConfigError(f"RegDB protocols run on a split's test identities; got split {split!r}")
     if reverse and not protocol.is_sysu:
         return run_protocol(embed, root, protocol.reversed() or protocol, shots, trials, max_rank)
     trial_ids = _trial_list(trials, protocol)
     cache = _EmbeddingCache(embed)
     if protocol.is_sysu:
-        results = _run_sysu(cache, SysuMM01(root), protocol, shots, trial_ids, max_rank, reverse)
+        results = _run_sysu(cache, SysuMM01(root), protocol, shots, trial_ids, max_rank, reverse, split)
     else:
         if shots != 1:
             raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
@@ -208,10 +214,11 @@ def _run_sysu(
     trials: list[int],
     max_rank: int,
     reverse: bool = False,
+    split: str = "test",
 ) -> list[TrialResult]:
     mode = "all" if protocol is Protocol.SYSU_ALL else "indoor"
-    infrared = data.query(mode)
-    galleries = [data.gallery(mode, trial, shots) for trial in trials]
+    infrared = data.query(mode, split)
+    galleries = [data.gallery(mode, trial, shots, split) for trial in trials]
     cache.warm(ImageSet.concat([infrared, *galleries]))
     ir_feats = cache.features(infrared)
     results = []

@@ -92,24 +92,35 @@ class SysuMM01:
         rows = [(path, pid, cam) for pid in sorted(pids) for cam in cameras for path in self._files(cam, pid)]
         return _image_set(rows)
 
-    def train_set(self) -> ImageSet:
-        """Every image of the train and val identities (the reference trains on both), original ids."""
-        pids = sorted(set(self._ids["train"]) | set(self._ids["val"]))
+    def train_set(self, with_val: bool = True) -> ImageSet:
+        """Every image of the train and val identities (the reference trains on both), original ids;
+        `with_val=False` leaves the val identities out (they are then a held-out validation set)."""
+        pids = sorted(set(self._ids["train"]) | (set(self._ids["val"]) if with_val else set()))
         images = self._collect(pids, tuple(sorted(CAMERA_MODALITY)))
         if len(images) == 0:
             raise DatasetError(self.root, "no training images found for the ids in exp/train_id.txt")
         return images
 
-    def query(self, mode: SearchMode | str = SearchMode.ALL) -> ImageSet:
-        """Every infrared (cam3, cam6) image of the test identities, in both search modes."""
+    def _eval_ids(self, split: str) -> list[int]:
+        if split not in ("test", "val"):
+            raise DatasetError(self.root, f"the protocol runs on the test or val identities, not {split!r}")
+        return self._ids[split]
+
+    def query(self, mode: SearchMode | str = SearchMode.ALL, split: str = "test") -> ImageSet:
+        """Every infrared (cam3, cam6) image of the `split` (test or val) identities, in both modes."""
         SearchMode(mode)
-        images = self._collect(self._ids["test"], INFRARED_CAMERAS)
+        images = self._collect(self._eval_ids(split), INFRARED_CAMERAS)
         if len(images) == 0:
-            raise DatasetError(self.root, "no infrared test images under cam3/ or cam6/ for exp/test_id.txt")
+            raise DatasetError(
+                self.root, f"no infrared {split} images under cam3/ or cam6/ for exp/{split}_id.txt"
+            )
         return images
 
-    def gallery(self, mode: SearchMode | str = SearchMode.ALL, trial: int = 0, shots: int = 1) -> ImageSet:
-        """The visible gallery of one trial, sampled exactly as the reference protocol does.
+    def gallery(
+        self, mode: SearchMode | str = SearchMode.ALL, trial: int = 0, shots: int = 1, split: str = "test"
+    ) -> ImageSet:
+        """The visible gallery of one trial, sampled exactly as the reference protocol does (from the
+        `split` identities: test, or val for validation during training).
 
         Single-shot: `random.seed(trial)` then one `random.choice` per (id, camera) with images.
         Multi-shot (`shots=10`): 10 images per (id, camera) from `numpy.random.RandomState(trial)`,
@@ -122,7 +133,7 @@ class SysuMM01:
         random.seed(trial)
         rng = np.random.RandomState(trial)
         rows = []
-        for pid in sorted(self._ids["test"], key=lambda i: f"{i:04d}"):
+        for pid in sorted(self._eval_ids(split), key=lambda i: f"{i:04d}"):
             for cam in mode.gallery_cameras:
                 files = self._files(cam, pid)
                 if not files:
