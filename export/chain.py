@@ -53,6 +53,7 @@ class ChainOptions:
     batch: tuple[int, int, int] = (1, 8, 32)
     workspace: int = 1 << 30
     timing_cache: Path | None = None
+    dla_core: int | None = None
     calibrate: Path | None = None
     fmr: float = 1e-3
     triton_name: str | None = None
@@ -125,7 +126,7 @@ def export_chain(
             `int8` needs `options.int8_data`).
         out_dir: folder for the artifacts (`NAME.onnx`, `NAME.fp16.onnx`, `NAME.int8.onnx`,
             `NAME[.fp16].engine`, `triton/`).
-        options: `ChainOptions` (name, opset, engine profile/workspace/timing cache, calibration data
+        options: `ChainOptions` (name, opset, engine profile/workspace/timing cache/DLA core, calibration data
             and false-match rate, Triton name/max batch, synthetic gallery size, verification on/off).
         emit: where progress lines and parity reports go (default `print`).
     """
@@ -241,7 +242,14 @@ def _engine_stage(chain: _Chain, onnx_path: Path) -> Path:
     cache = opt.timing_cache or chain.out / "timing.cache"
     path = chain.timed_step(
         "engine",
-        lambda: to_engine(onnx_path, engine, batch=opt.batch, workspace=opt.workspace, timing_cache=cache),
+        lambda: to_engine(
+            onnx_path,
+            engine,
+            batch=opt.batch,
+            workspace=opt.workspace,
+            timing_cache=cache,
+            dla_core=opt.dla_core,
+        ),
     )
     chain.check("engine", onnx_path, path, "auto")  # auto: the ONNX on CUDA (or CPU), the engine on TensorRT
     chain.calibrate("engine", path, "auto")

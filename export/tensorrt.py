@@ -14,6 +14,11 @@ read before and written after each build, and precision taken from the ONNX file
   on TensorRT 10/11 (11 removed implicit calibrators and the INT8 flag), `BuilderFlag.INT8` + `FP16` on
   8.x. No `IInt8Calibrator` is used.
 
+`dla_core=k` (Jetson AGX Orin / Orin NX) builds for Deep Learning Accelerator core k with GPU
+fallback for layers DLA cannot run: FP16 or INT8 files only, a fixed batch (profile min = opt = max,
+DLA has no dynamic shapes), not on TensorRT 11.0–11.4.0 (no DLA there). The card records the core and
+the engine backend sets `runtime.DLA_core` before deserialising.
+
 `tensorrt` is imported when a build starts. Without it, `MissingDependencyError` names the `tensorrt`
 extra and carries the equivalent `trtexec` command line; `attach_card` then writes the card for the
 engine `trtexec` builds.
@@ -72,11 +77,13 @@ def trtexec_command(
     precision: str | Precision | None = None,
     workspace: int = DEFAULT_WORKSPACE,
     timing_cache: str | Path | None = None,
+    dla_core: int | None = None,
 ) -> str:
     """The `trtexec` command line (TensorRT 10/11) that builds the same engine as `to_engine`."""
     card = ModelCard.from_onnx(onnx_path)
     profile = _profile(batch)
     wanted = _precision(card, precision, major=None)
+    _check_dla_request(dla_core, wanted, profile)
     out = Path(out) if out is not None else engine_path_for(onnx_path)
     shapes = {
         flag: ",".join(_shape(card, name, n) for name in card.input_names)
@@ -97,7 +104,45 @@ def trtexec_command(
         args.append("--fp16")  # TensorRT <= 10 only
     else:
         args.append("--noTF32")
+    if dla_core is not None:
+        args += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def _check_dla_request(dla_core: int | None, precision: Precision, profile: BatchProfile) -> None:
+    """Refuse DLA builds DLA cannot run, before any TensorRT work (see the module docstring)."""
+    if dla_core is None:
+        return
+    if not isinstance(dla_core, int) or isinstance(dla_core, bool) or dla_core < 0:
+        raise ConfigError(f"dla_core must be a DLA core index (0, 1, ...), got {dla_core!r}")
+    if precision is Precision.FP32:
+        raise ConfigError(
+            "DLA runs FP16 or INT8 only: build from the .fp16.onnx or .int8.onnx "
+            "(`vireid export CHECKPOINT --to fp16,engine --dla-core K`)"
+        )
+    if not profile.min == profile.opt == profile.max:
+        raise ConfigError(
+            f"DLA has no dynamic shapes, got the batch profile {profile.min},{profile.opt},{profile.max}: "
+            "pass one fixed batch, e.g. --batch 8,8,8 (the backend pads smaller batches, splits larger ones)"
+        )
+
+
+def _refuse_unavailable_dla(trt: Any, builder: Any, dla_core: int) -> None:
+    problem = _dla_problem(str(trt.__version__), int(builder.num_DLA_cores), dla_core)
+    if problem:
+        raise DeviceError(f"{problem}; build for the GPU (no --dla-core) instead")
+
+
+def _dla_problem(version: str, available: int, dla_core: int) -> str | None:
+    """Why this TensorRT / device cannot build for DLA core `dla_core`, or None."""
+    parts = [int(p) for p in str(version).split(".")[:3] if p.isdigit()]
+    release = tuple(parts + [0] * (3 - len(parts)))
+    if release[0] == 11 and release < (11, 4, 1):
+        return f"TensorRT {version} has no DLA support (removed in 11.0, restored in 11.4.1 on AGX Orin)"
+    if dla_core >= available:
+        cores = f"cores 0..{available - 1}" if available else "no DLA cores"
+        return f"DLA core {dla_core} requested, but this device has {cores}"
+    return None
 
 
 def _precision(card: ModelCard, requested: str | Precision | None, major: int | None) -> Precision:
@@ -135,6 +180,7 @@ def attach_card(
     tensorrt_version: str | None = None,
     gpu_name: str | None = None,
     compute_capability: str | None = None,
+    dla_core: int | None = None,
 ) -> Path:
     """Write `<engine>.json` for an engine built outside vireid (e.g. by `trtexec`) from `onnx_path`.
 
@@ -144,12 +190,15 @@ def attach_card(
     card = ModelCard.from_onnx(onnx_path)
     if not Path(engine_path).is_file():
         raise ArtifactError(f"{engine_path}: no such engine file; build it first (see trtexec_command)")
+    wanted, profile = _precision(card, precision, major=None), _profile(batch)
+    _check_dla_request(dla_core, wanted, profile)
     engine_card = card.replace(
-        precision=_precision(card, precision, major=None),
-        profile=_profile(batch),
+        precision=wanted,
+        profile=profile,
         tensorrt_version=tensorrt_version,
         gpu_name=gpu_name,
         compute_capability=compute_capability,
+        dla_core=dla_core,
     )
     return engine_card.write_sidecar(engine_path)
 
@@ -255,6 +304,7 @@ class _Settings:
     profile: BatchProfile
     workspace: int
     tf32: bool
+    dla_core: int | None = None
 
 
 def _configure(trt: Any, builder: Any, network: Any, onnx_path: Path, settings: _Settings) -> Any:
@@ -275,7 +325,21 @@ def _configure(trt: Any, builder: Any, network: Any, onnx_path: Path, settings: 
     if precision is Precision.FP32 and not settings.tf32 and hasattr(flag, "TF32"):
         config.clear_flag(flag.TF32)
     _add_profile(builder, config, network, card, settings.profile)
+    if settings.dla_core is not None:
+        _target_dla(trt, config, network, settings.dla_core)
     return config
+
+
+def _target_dla(trt: Any, config: Any, network: Any, core: int) -> None:
+    """Put the layers DLA can run on DLA core `core`; the rest fall back to the GPU."""
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    on_dla = sum(bool(config.can_run_on_DLA(layer)) for layer in layers)
+    log.info(
+        "TensorRT: %d of %d layers can run on DLA core %d, the rest on the GPU", on_dla, len(layers), core
+    )
 
 
 def _load_timing_cache(config: Any, path: Path | None) -> Any:
@@ -322,6 +386,7 @@ def to_engine(
     timing_cache: str | Path | None = None,
     device_id: int = 0,
     tf32: bool = False,
+    dla_core: int | None = None,
 ) -> Path:
     """Build a TensorRT engine from an exported ONNX file and write its `<engine>.json` card.
 
@@ -335,6 +400,8 @@ def to_engine(
             make later builds on the same GPU and TensorRT version much faster.
         device_id: CUDA device to build on (engines are specific to its type).
         tf32: allow TF32 kernels in an FP32 engine (off by default so FP32 means FP32).
+        dla_core: build for this DLA core (Jetson) with GPU fallback; needs an FP16/INT8 file and a
+            fixed batch (`batch=(8, 8, 8)`). None (default) builds for the GPU.
 
     Returns:
         The engine path. The sidecar card records the engine's SHA-256, TensorRT version, GPU name,
@@ -352,17 +419,28 @@ def to_engine(
     card = ModelCard.from_onnx(onnx_path)
     profile = _profile(batch)
     cache_path = Path(timing_cache) if timing_cache is not None else None
+    _check_dla_request(dla_core, _precision(card, precision, major=None), profile)
     trt = _import_tensorrt(
-        onnx_path, out, batch=profile, precision=precision, workspace=workspace, timing_cache=cache_path
+        onnx_path,
+        out,
+        batch=profile,
+        precision=precision,
+        workspace=workspace,
+        timing_cache=cache_path,
+        dla_core=dla_core,
     )
     major = _major(trt)
-    settings = _Settings(card, _precision(card, precision, major), major, profile, workspace, tf32)
+    settings = _Settings(card, _precision(card, precision, major), major, profile, workspace, tf32, dla_core)
     from vireid.backends.trt_engine import make_logger
 
     cuda, gpu_name, capability = _gpu(device_id)
     try:
         logger = make_logger(trt)
         builder = _make_builder(trt, logger)
+        if dla_core is not None and (
+            problem := _dla_problem(trt.__version__, builder.num_DLA_cores, dla_core)
+        ):
+            raise DeviceError(f"{problem}; build for the GPU (no --dla-core) instead")
         strongly_typed = card.precision in (Precision.FP16, Precision.INT8)
         network, _parser = _parse(trt, builder, logger, onnx_path, _network_flags(trt, major, strongly_typed))
         config = _configure(trt, builder, network, onnx_path, settings)
@@ -383,6 +461,7 @@ def to_engine(
         tensorrt_version=str(trt.__version__),
         gpu_name=gpu_name,
         compute_capability=capability,
+        dla_core=dla_core,
     )
     engine_card.write_sidecar(out)
     return out

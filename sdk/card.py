@@ -22,6 +22,7 @@ from .errors import CardError
 from .modality import Modality
 
 SCHEMA_VERSION = 1
+_WRITTEN_WHEN_SET = frozenset({"dla_core"})
 CARD_KEY = "vireid.card"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -85,6 +86,7 @@ class ModelCard:
     tensorrt_version: str | None = None
     gpu_name: str | None = None
     compute_capability: str | None = None
+    dla_core: int | None = None  # engines built for a Jetson DLA core; None = GPU (written only when set)
     source_checkpoint_sha256: str | None = None
     engine_sha256: str | None = None
     # Recommended cosine threshold, calibrated at export for a target false-match rate (`..._fmr`) on
@@ -124,6 +126,10 @@ class ModelCard:
             value = getattr(self, name)
             if value is not None and not _SHA256.match(str(value)):
                 problems.append(f"{name} must be 64 lowercase hex digits, got {value!r}")
+        if self.dla_core is not None and (
+            not isinstance(self.dla_core, int) or isinstance(self.dla_core, bool) or self.dla_core < 0
+        ):
+            problems.append(f"dla_core must be a non-negative integer or null, got {self.dla_core!r}")
         if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
             problems.append(f"match_threshold is a cosine in [-1, 1], got {self.match_threshold}")
         for name in ("match_threshold_fmr", "match_threshold_fmr_achieved"):
@@ -168,6 +174,8 @@ class ModelCard:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name in _WRITTEN_WHEN_SET:
+                continue  # so cards without it stay readable by vireid versions that predate the key
             if isinstance(value, Precision):
                 value = value.value
             elif f.name == "modalities":

@@ -73,6 +73,8 @@ class TensorRTBackend(Backend):
                 raise te.refuse_incompatible(self.path, problem)
         self._logger = te.make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
+        if self.card.dla_core is not None:
+            self._runtime.DLA_core = self.card.dla_core  # the core the engine was built for
         self._engine = te.deserialize(trt, self._runtime, self._logger, self.path)
         self.tensors = te.tensor_table(trt, self._engine)
         problems = te.contract_problems(self.tensors, self.card)
@@ -84,7 +86,8 @@ class TensorRTBackend(Backend):
         self.profile = te.engine_profile(self._engine, self.card, self.path)
         self._context = self._engine.create_execution_context()
         self._allocate()
-        self.providers = (f"TensorRT {trt.__version__}", f"{gpu} (sm {capability})", self._cuda.name)
+        dla = () if self.card.dla_core is None else (f"DLA core {self.card.dla_core} + GPU fallback",)
+        self.providers = (f"TensorRT {trt.__version__}", f"{gpu} (sm {capability})", *dla, self._cuda.name)
 
     def _row_shape(self, name: str) -> tuple[int, ...]:
         """Shape of one batch item of tensor `name` (the output's `D` comes from the card)."""

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=_batch, default=(1, 8, 32), help="engine profile MIN,OPT,MAX")
     parser.add_argument("--workspace", type=int, default=1024, help="TensorRT workspace in MiB")
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default OUT/timing.cache)")
+    parser.add_argument(
+        "--dla-core",
+        type=int,
+        metavar="K",
+        help="engine: build for Jetson DLA core K with GPU fallback (FP16/INT8, fixed --batch N,N,N)",
+    )
     parser.add_argument("--calibrate", type=Path, metavar="DIR", help="SYSU-layout folder for the threshold")
     parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate for the threshold")
     parser.add_argument("--triton-name", help="Triton model name (default: the artifact stem)")
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         workspace=args.workspace << 20,
         timing_cache=args.timing_cache,
+        dla_core=args.dla_core,
         calibrate=args.calibrate,
         fmr=args.fmr,
         triton_name=args.triton_name,
@@ -127,14 +134,19 @@ def _engine_helpers(args: argparse.Namespace) -> int:
     from vireid.export.tensorrt import attach_card, trtexec_command
 
     if args.attach:
-        sidecar = attach_card(args.attach, args.source, batch=args.batch)
+        sidecar = attach_card(args.attach, args.source, batch=args.batch, dla_core=args.dla_core)
         print(f"wrote {sidecar}")
         return 0
     engine = args.out / (Path(args.source).name.removesuffix(".onnx") + ".engine")
     cache = args.timing_cache or args.out / "timing.cache"
     print(
         trtexec_command(
-            args.source, engine, batch=args.batch, workspace=args.workspace << 20, timing_cache=cache
+            args.source,
+            engine,
+            batch=args.batch,
+            workspace=args.workspace << 20,
+            timing_cache=cache,
+            dla_core=args.dla_core,
         )
     )
     return 0

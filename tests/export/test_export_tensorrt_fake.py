@@ -203,3 +203,73 @@ def test_attach_card_for_an_engine_built_elsewhere(tiny_fp16, tmp_path) -> None:
     assert card.profile == BatchProfile(1, 8, 32) and card.precision is Precision.FP16
     with pytest.raises(ArtifactError, match="no such engine"):
         attach_card(tmp_path / "missing.engine", tiny_fp16)
+
+
+# ----- DLA (Jetson): FAKE module, builder settings and card only --------------------------------------
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0", "11.4.1"])
+def test_dla_build_targets_the_core_with_gpu_fallback_and_the_backend_loads_it_there(
+    trt_env, tiny_fp16, tmp_path, monkeypatch, version
+) -> None:
+    trt = trt_env(version)
+    monkeypatch.setattr(trt.Builder, "num_DLA_cores", 2)
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
+    build = build_spec(engine)["build"]
+    assert build["device_type"] == "DLA" and build["dla_core"] == 1 and "GPU_FALLBACK" in build["flags"]
+    card = ModelCard.from_engine(engine)
+    assert card.dla_core == 1 and json.loads(ModelCard.sidecar_path(engine).read_text())["dla_core"] == 1
+    with TensorRTBackend(engine, device="tensorrt") as backend:
+        assert backend._engine.runtime_dla_core == 1
+        assert any("DLA core 1" in p for p in backend.providers)
+        assert backend.infer(np.zeros((3, 128, 64, 3), np.uint8), np.zeros(3, np.int32)).shape == (3, 128)
+
+
+def test_gpu_engines_leave_dla_alone(trt_env, tiny_fp16, tmp_path) -> None:
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine")
+    assert build_spec(engine)["build"]["device_type"] == "GPU"
+    assert "dla_core" not in json.loads(ModelCard.sidecar_path(engine).read_text())  # older readers
+    with TensorRTBackend(engine, device="tensorrt") as backend:
+        assert backend._engine.runtime_dla_core == -1
+
+
+@pytest.mark.parametrize(
+    ("source", "batch", "core", "message"),
+    [
+        ("fp32", (4, 4, 4), 0, "DLA runs FP16 or INT8 only"),
+        ("fp16", (1, 8, 32), 0, "DLA has no dynamic shapes"),
+        ("fp16", (4, 4, 4), -1, "dla_core must be a DLA core index"),
+    ],
+)
+def test_dla_requests_dla_cannot_run_are_config_errors_before_tensorrt(
+    trt_env, tiny_onnx, tiny_fp16, tmp_path, source, batch, core, message
+) -> None:
+    onnx_path = tiny_onnx if source == "fp32" else tiny_fp16
+    with pytest.raises(ConfigError, match=message):
+        to_engine(onnx_path, tmp_path / "m.engine", batch=batch, dla_core=core)
+    with pytest.raises(ConfigError, match=message):
+        trtexec_command(onnx_path, batch=batch, dla_core=core)
+    assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "cores", "message"),
+    [
+        ("10.3.0", 0, "this device has no DLA cores"),
+        ("10.3.0", 1, r"DLA core 1 requested, but this device has cores 0\.\.0"),
+        ("11.4.0", 2, "TensorRT 11.4.0 has no DLA support"),
+    ],
+)
+def test_dla_the_device_or_tensorrt_lacks_is_a_device_error(
+    trt_env, tiny_fp16, tmp_path, monkeypatch, version, cores, message
+) -> None:
+    trt = trt_env(version)
+    monkeypatch.setattr(trt.Builder, "num_DLA_cores", cores)
+    with pytest.raises(DeviceError, match=message):
+        to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
+
+
+def test_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None:
+    command = trtexec_command(tiny_fp16, batch=(8, 8, 8), dla_core=0)
+    assert "--useDLACore=0" in command and "--allowGPUFallback" in command
+    engine = fake.write_engine(tmp_path / "dla.engine", fake.engine_spec(128, 64, 128, profile=(8, 8, 8)))
+    attach_card(engine, tiny_fp16, batch=(8, 8, 8), dla_core=0)
+    assert ModelCard.from_engine(engine).dla_core == 0

@@ -138,6 +138,7 @@ class FakeEngine:
         self.tensors = {t["name"]: t for t in spec["tensors"]}
         self.profile = spec["profile"]
         self.contexts: list[FakeContext] = []
+        self.runtime_dla_core = -1
 
     @property
     def num_io_tensors(self) -> int:
@@ -166,11 +167,17 @@ class FakeEngine:
         return self.contexts[-1]
 
 
+class DeviceType(enum.IntEnum):
+    GPU = 0
+    DLA = 1
+
+
 class Runtime:
     version = VERSION
 
     def __init__(self, logger: ILogger) -> None:
         self.logger = logger
+        self.DLA_core = -1  # TensorRT's default: no DLA core chosen
 
     def deserialize_cuda_engine(self, data: bytes) -> FakeEngine | None:
         if not data.startswith(MAGIC):
@@ -188,7 +195,9 @@ class Runtime:
                 f"version {self.version} got {spec['version']}, please rebuild.",
             )
             return None
-        return FakeEngine(spec)
+        engine = FakeEngine(spec)
+        engine.runtime_dla_core = self.DLA_core  # what the runtime had set when it deserialised
+        return engine
 
 
 def nptype(dtype: DataType) -> type:
@@ -350,6 +359,11 @@ class BuilderConfig:
         self.profiles: list[OptimizationProfile] = []
         self.cache: TimingCache | None = None
         self.cache_reused = False
+        self.default_device_type = DeviceType.GPU
+        self.DLA_core = -1
+
+    def can_run_on_DLA(self, layer: FakeLayer) -> bool:
+        return layer.type != "ReduceL2"  # something must fall back, as on a real DLA
 
     def set_flag(self, flag: Any) -> None:
         self.flags.add(flag.name)
@@ -390,6 +404,7 @@ class Builder:
 
     trt: Any = None
     fail_build = False
+    num_DLA_cores = 0  # a desktop GPU; tests set 2 for an AGX Orin
 
     def __init__(self, logger: ILogger) -> None:
         if not self.trt.cuda_ok:
@@ -459,6 +474,8 @@ class Builder:
                 "shapes": {name: [list(s) for s in value] for name, value in shapes.items()},
                 "pinned_fp32": [layer.name for layer in network.layers if layer.precision is DataType.FLOAT],
                 "timing_cache_reused": config.cache_reused,
+                "device_type": DeviceType(config.default_device_type).name,
+                "dla_core": config.DLA_core,
             },
         }
         return MAGIC + json.dumps(spec).encode()
@@ -473,7 +490,9 @@ def _flag_enums(major: int) -> tuple[type[enum.IntEnum], type[enum.IntEnum]]:
     else:
         network = {"STRONGLY_TYPED": 1}
     builder = (
-        {"TF32": 7} if major >= 11 else {"FP16": 0, "INT8": 1, "TF32": 7, "OBEY_PRECISION_CONSTRAINTS": 11}
+        {"GPU_FALLBACK": 3, "TF32": 7}
+        if major >= 11
+        else {"FP16": 0, "INT8": 1, "GPU_FALLBACK": 3, "TF32": 7, "OBEY_PRECISION_CONSTRAINTS": 11}
     )
     return (
         enum.IntEnum("NetworkDefinitionCreationFlag", network),  # type: ignore[return-value]
@@ -487,7 +506,7 @@ def tensorrt_module(version: str = VERSION, cuda_ok: bool = True) -> types.Modul
     module.__version__ = version
     module.major = int(version.split(".")[0])  # type: ignore[attr-defined]
     module.cuda_ok = cuda_ok  # type: ignore[attr-defined]
-    for obj in (DataType, TensorIOMode, ILogger, nptype, MemoryPoolType, OnnxParser):
+    for obj in (DataType, TensorIOMode, ILogger, nptype, MemoryPoolType, OnnxParser, DeviceType):
         setattr(module, obj.__name__, obj)
     module.Runtime = type("Runtime", (Runtime,), {"version": version})  # type: ignore[attr-defined]
     module.Builder = type("Builder", (Builder,), {"trt": module})  # type: ignore[attr-defined]

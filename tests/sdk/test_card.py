@@ -116,6 +116,8 @@ def test_newer_schema_asks_for_upgrade() -> None:
         ({"match_threshold_fmr_achieved": -0.1}, "match_threshold_fmr_achieved"),
         ({"profile": {"min": 4, "opt": 2, "max": 8}}, r"min <= opt <= max"),
         ({"model_name": ""}, "model_name"),
+        ({"dla_core": -1}, "dla_core must be a non-negative integer"),
+        ({"dla_core": True}, "dla_core must be a non-negative integer"),
     ],
 )
 def test_validation_errors_state_expected_and_actual(changes: dict, message: str) -> None:
