@@ -37,6 +37,7 @@ _EXPORTS = {
     "Calibration": "calibrate",
     "export_chain": "chain",
     "ChainResult": "chain",
+    "ChainOptions": "chain",
 }
 
 __all__ = sorted(_EXPORTS)

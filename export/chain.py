@@ -133,6 +133,8 @@ def export_chain(
     source, out = Path(source), Path(out_dir)
     opt = options or ChainOptions()
     wanted = parse_steps(steps)
+    if opt.dla_core is not None:
+        _check_dla_plan(source, wanted, opt)
     out.mkdir(parents=True, exist_ok=True)
     chain = _Chain(out, opt, emit)
     if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):
@@ -147,11 +149,10 @@ def export_chain(
         fp16_path = chain.timed_step("fp16", lambda: to_fp16(onnx_path, out / f"{name}.fp16.onnx"))
         chain.check("fp16", onnx_path, fp16_path, "cpu")
         chain.calibrate("fp16", fp16_path, "cpu")
-    if "int8" in wanted:
-        _int8_stage(chain, onnx_path, name)
+    int8_path = _int8_stage(chain, onnx_path, name) if "int8" in wanted else None
     final = fp16_path or onnx_path
     if "engine" in wanted:
-        final = _engine_stage(chain, final)
+        final = _engine_stage(chain, int8_path or final)
     if "triton" in wanted:
         from .triton import to_triton
 
@@ -163,13 +164,36 @@ def export_chain(
     return chain.result
 
 
+def _engine_precision(source: Path, wanted: list[str]) -> Precision:
+    """Precision of the file the engine step will build from: INT8 > FP16 > the source's own."""
+    if "int8" in wanted:
+        return Precision.INT8
+    if "fp16" in wanted:
+        return Precision.FP16
+    return ModelCard.from_onnx(source).precision if source.suffix.lower() == ".onnx" else Precision.FP32
+
+
+def _check_dla_plan(source: Path, wanted: list[str], opt: ChainOptions) -> None:
+    """Refuse a `--dla-core` chain that cannot end in a DLA engine, before its first step runs."""
+    from .tensorrt import batch_profile, check_dla_request
+
+    if "engine" not in wanted:
+        raise ConfigError("--dla-core applies to the engine step: add engine to --to")
+    if "triton" in wanted:
+        raise ConfigError(
+            "Triton's TensorRT backend does not select a DLA core: drop triton from --to, or --dla-core"
+        )
+    check_dla_request(opt.dla_core, _engine_precision(source, wanted), batch_profile(opt.batch))
+
+
 def seen_calibration_identities(source: Path, calibrate_dir: Path) -> str | None:
-    """A warning when a checkpoint trained on the val identities of the folder it is calibrated on.
+    """A warning when a checkpoint trained on the val identities of the data it is calibrated on.
 
     With `data.val_split: test` (the reference code's way) training uses the train *and* val
     identities, so a threshold fitted on those val pairs comes from identities the model has seen and
-    reads optimistic false-match rates. None when the checkpoint held them out, trained elsewhere, or
-    the source is not a checkpoint.
+    reads optimistic false-match rates. The data is recognised by content (the checkpoint's training
+    fingerprint, which ignores where the folder lives). None when the checkpoint held the val ids out,
+    trained on other data, or the source is not a checkpoint (artifact cards carry no training record).
     """
     import json
 
@@ -181,17 +205,29 @@ def seen_calibration_identities(source: Path, calibrate_dir: Path) -> str | None
     if not meta_file.is_file():
         return None
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    data = meta.get("train_config", {}).get("data", {})
-    root = meta.get("data", {}).get("root")
-    if data.get("val_split", "test") == "val" or root is None:
+    trained = meta.get("data", {})
+    split = meta.get("train_config", {}).get("data", {}).get("val_split", "test")
+    if split == "val" or trained.get("dataset") != "sysu" or "sha256" not in trained:
         return None
-    if Path(root).resolve() != Path(calibrate_dir).resolve():
+    if _sysu_training_fingerprint(calibrate_dir) != trained["sha256"]:
         return None
     return (
         f"calibrate: warning: {source.name} trained on the val identities of {calibrate_dir} "
         "(data.val_split: test), so the threshold is fitted on identities the model has seen and its "
         "false-match rate is optimistic; train with data.val_split: val, or calibrate on other data"
     )
+
+
+def _sysu_training_fingerprint(root: Path) -> str | None:
+    """The fingerprint a `val_split: test` run on `root` records (train + val ids), or None."""
+    from vireid.errors import DatasetError
+    from vireid.training.data.sysu import SysuMM01
+    from vireid.training.factory import data_fingerprint
+
+    try:
+        return data_fingerprint("sysu", root, SysuMM01(root).train_set(with_val=True))["sha256"]
+    except DatasetError:
+        return None  # not a SYSU folder: the calibration step itself says what is wrong
 
 
 def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tuple[Path, Path | None]:

@@ -16,7 +16,8 @@ read before and written after each build, and precision taken from the ONNX file
 
 `dla_core=k` (Jetson AGX Orin / Orin NX) builds for Deep Learning Accelerator core k with GPU
 fallback for layers DLA cannot run: FP16 or INT8 files only, a fixed batch (profile min = opt = max,
-DLA has no dynamic shapes), not on TensorRT 11.0–11.4.0 (no DLA there). The card records the core and
+DLA has no dynamic shapes), not on TensorRT 10.8–11.4.0 (no Jetson DLA there: 10.7 is the last 10.x
+with it, 11.4.1 restores it on AGX Orin). The card records the core and
 the engine backend sets `runtime.DLA_core` before deserialising.
 
 `tensorrt` is imported when a build starts. Without it, `MissingDependencyError` names the `tensorrt`
@@ -49,7 +50,7 @@ def engine_path_for(onnx_path: str | Path) -> Path:
     return onnx_path.with_name(onnx_path.stem + ".engine")
 
 
-def _profile(batch: Sequence[int] | BatchProfile) -> BatchProfile:
+def batch_profile(batch: Sequence[int] | BatchProfile) -> BatchProfile:
     if isinstance(batch, BatchProfile):
         return batch
     values = tuple(batch)
@@ -81,9 +82,9 @@ def trtexec_command(
 ) -> str:
     """The `trtexec` command line (TensorRT 10/11) that builds the same engine as `to_engine`."""
     card = ModelCard.from_onnx(onnx_path)
-    profile = _profile(batch)
+    profile = batch_profile(batch)
     wanted = _precision(card, precision, major=None)
-    _check_dla_request(dla_core, wanted, profile)
+    check_dla_request(dla_core, wanted, profile)
     out = Path(out) if out is not None else engine_path_for(onnx_path)
     shapes = {
         flag: ",".join(_shape(card, name, n) for name in card.input_names)
@@ -109,8 +110,12 @@ def trtexec_command(
     return " ".join(shlex.quote(a) for a in args)
 
 
-def _check_dla_request(dla_core: int | None, precision: Precision, profile: BatchProfile) -> None:
-    """Refuse DLA builds DLA cannot run, before any TensorRT work (see the module docstring)."""
+def check_dla_request(dla_core: int | None, precision: Precision, profile: BatchProfile) -> None:
+    """Refuse DLA builds DLA cannot run, before any TensorRT work (see the module docstring).
+
+    Raises:
+        ConfigError: a negative core, an FP32 engine, or a batch profile that is not fixed.
+    """
     if dla_core is None:
         return
     if not isinstance(dla_core, int) or isinstance(dla_core, bool) or dla_core < 0:
@@ -137,8 +142,11 @@ def _dla_problem(version: str, available: int, dla_core: int) -> str | None:
     """Why this TensorRT / device cannot build for DLA core `dla_core`, or None."""
     parts = [int(p) for p in str(version).split(".")[:3] if p.isdigit()]
     release = tuple(parts + [0] * (3 - len(parts)))
-    if release[0] == 11 and release < (11, 4, 1):
-        return f"TensorRT {version} has no DLA support (removed in 11.0, restored in 11.4.1 on AGX Orin)"
+    if (10, 8, 0) <= release < (11, 4, 1):
+        return (
+            f"TensorRT {version} has no DLA support on Jetson (10.7 is the last 10.x with DLA; "
+            "11.4.1 restores it on AGX Orin with JetPack >= 7.2.2)"
+        )
     if dla_core >= available:
         cores = f"cores 0..{available - 1}" if available else "no DLA cores"
         return f"DLA core {dla_core} requested, but this device has {cores}"
@@ -190,8 +198,8 @@ def attach_card(
     card = ModelCard.from_onnx(onnx_path)
     if not Path(engine_path).is_file():
         raise ArtifactError(f"{engine_path}: no such engine file; build it first (see trtexec_command)")
-    wanted, profile = _precision(card, precision, major=None), _profile(batch)
-    _check_dla_request(dla_core, wanted, profile)
+    wanted, profile = _precision(card, precision, major=None), batch_profile(batch)
+    check_dla_request(dla_core, wanted, profile)
     engine_card = card.replace(
         precision=wanted,
         profile=profile,
@@ -417,9 +425,9 @@ def to_engine(
     onnx_path = Path(onnx_path)
     out = Path(out) if out is not None else engine_path_for(onnx_path)
     card = ModelCard.from_onnx(onnx_path)
-    profile = _profile(batch)
+    profile = batch_profile(batch)
     cache_path = Path(timing_cache) if timing_cache is not None else None
-    _check_dla_request(dla_core, _precision(card, precision, major=None), profile)
+    check_dla_request(dla_core, _precision(card, precision, major=None), profile)
     trt = _import_tensorrt(
         onnx_path,
         out,
@@ -437,10 +445,8 @@ def to_engine(
     try:
         logger = make_logger(trt)
         builder = _make_builder(trt, logger)
-        if dla_core is not None and (
-            problem := _dla_problem(trt.__version__, builder.num_DLA_cores, dla_core)
-        ):
-            raise DeviceError(f"{problem}; build for the GPU (no --dla-core) instead")
+        if dla_core is not None:
+            _refuse_unavailable_dla(trt, builder, dla_core)
         strongly_typed = card.precision in (Precision.FP16, Precision.INT8)
         network, _parser = _parse(trt, builder, logger, onnx_path, _network_flags(trt, major, strongly_typed))
         config = _configure(trt, builder, network, onnx_path, settings)

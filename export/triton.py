@@ -60,6 +60,11 @@ def _max_batch(card: ModelCard, platform: str, max_batch: int | None) -> int:
     if platform == "tensorrt_plan":
         if profile is None:
             raise ArtifactError("the engine's card has no batch profile; rebuild it with vireid")
+        if card.dla_core is not None:
+            raise ConfigError(
+                f"the engine was built for DLA core {card.dla_core}, which Triton's TensorRT backend "
+                "does not select; serve a GPU engine (export without --dla-core) or the ONNX"
+            )
         if profile.min != 1:
             raise ConfigError(
                 f"Triton sends batches from 1 up to max_batch_size, but the engine's profile starts at "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import ArtifactError, InputSpecError, require
+from ..errors import ArtifactError, DeviceError, InputSpecError, require
 from . import trt_engine as te
 from .base import Backend
 from .cuda import PURPOSE, load_cuda
@@ -74,7 +74,7 @@ class TensorRTBackend(Backend):
         self._logger = te.make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         if self.card.dla_core is not None:
-            self._runtime.DLA_core = self.card.dla_core  # the core the engine was built for
+            self._use_dla_core(self.card.dla_core)
         self._engine = te.deserialize(trt, self._runtime, self._logger, self.path)
         self.tensors = te.tensor_table(trt, self._engine)
         problems = te.contract_problems(self.tensors, self.card)
@@ -88,6 +88,17 @@ class TensorRTBackend(Backend):
         self._allocate()
         dla = () if self.card.dla_core is None else (f"DLA core {self.card.dla_core} + GPU fallback",)
         self.providers = (f"TensorRT {trt.__version__}", f"{gpu} (sm {capability})", *dla, self._cuda.name)
+
+    def _use_dla_core(self, core: int) -> None:
+        """Load the engine on the DLA core it was built for, refusing a device without that core."""
+        available = int(self._runtime.num_DLA_cores)
+        if core >= available:
+            raise DeviceError(
+                f"{self.path} was built for DLA core {core}, but this device has "
+                f"{f'cores 0..{available - 1}' if available else 'no DLA cores'}; rebuild it with "
+                "`vireid export ... --dla-core K` for a core it has, or without --dla-core for the GPU"
+            )
+        self._runtime.DLA_core = core
 
     def _row_shape(self, name: str) -> tuple[int, ...]:
         """Shape of one batch item of tensor `name` (the output's `D` comes from the card)."""

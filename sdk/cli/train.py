@@ -62,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
     if result.best:
         metrics = result.best_metrics
         best = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "split"))
-        where = f"on the {metrics['split']} identities" if "split" in metrics else ""
-        print(f"best checkpoint: {result.best} (epoch {metrics.get('epoch')} {where}: {best})")
+        where = f" on the {metrics['split']} identities" if "split" in metrics else ""
+        print(f"best checkpoint: {result.best} (epoch {metrics.get('epoch')}{where}: {best})")
     return 0

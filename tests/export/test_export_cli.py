@@ -55,24 +55,42 @@ def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tm
 
 
 @pytest.mark.parametrize(
-    ("val_split", "same_folder", "warned"),
+    ("val_split", "same_data", "warned"),
     [("test", True, True), (None, True, True), ("val", True, False), ("test", False, False)],
 )
 def test_calibrating_on_val_identities_the_checkpoint_trained_on_is_flagged(
-    tmp_path, val_split, same_folder, warned
+    tiny_sysu, tmp_path, val_split, same_data, warned
 ) -> None:
-    from vireid.export.chain import seen_calibration_identities
+    import shutil
 
-    data, other = tmp_path / "sysu", tmp_path / "other"
-    data.mkdir(), other.mkdir()
+    from vireid.export.chain import seen_calibration_identities
+    from vireid.training.data.sysu import SysuMM01
+    from vireid.training.factory import data_fingerprint
+
+    trained = data_fingerprint("sysu", tiny_sysu, SysuMM01(tiny_sysu).train_set())
+    moved = shutil.copytree(tiny_sysu, tmp_path / "moved")  # recognised by content, not by path
     train_config = {"data": {"dataset": "sysu"} | ({"val_split": val_split} if val_split else {})}
-    meta = {"train_config": train_config, "data": {"dataset": "sysu", "root": str(data)}}
+    meta = {"train_config": train_config, "data": trained | ({} if same_data else {"sha256": "0" * 64})}
     (tmp_path / "run.json").write_text(json.dumps(meta))
-    warning = seen_calibration_identities(tmp_path / "run.safetensors", data if same_folder else other)
+    warning = seen_calibration_identities(tmp_path / "run.safetensors", moved)
     assert (warning is not None) == warned
     if warned:
         assert "trained on the val identities" in warning and "data.val_split: val" in warning
-    assert seen_calibration_identities(tmp_path / "run.onnx", data) is None  # no training record
+    assert seen_calibration_identities(tmp_path / "run.onnx", moved) is None  # no training record
+    assert seen_calibration_identities(tmp_path / "run.safetensors", tmp_path / "nothing") is None
+
+
+def test_dla_chain_is_refused_before_any_step_runs(tiny_checkpoint, tmp_path) -> None:
+    for to, batch, message in [
+        ("onnx,fp16", "4,4,4", "add engine to --to"),
+        ("onnx,fp16,engine,triton", "4,4,4", "does not select a DLA core"),
+        ("onnx,engine", "4,4,4", "DLA runs FP16 or INT8 only"),
+        ("onnx,fp16,engine", "1,8,32", "DLA has no dynamic shapes"),
+    ]:
+        argv = [str(tiny_checkpoint), "--to", to, "--out", str(tmp_path / "out"), "--batch", batch]
+        with pytest.raises(ConfigError, match=message):
+            cli(export_cmd, [*argv, "--dla-core", "0"])
+        assert not (tmp_path / "out").exists()  # nothing was exported first
 
 
 def test_engine_step_without_tensorrt_prints_trtexec(monkeypatch, tiny_fp16, tmp_path) -> None:

@@ -154,3 +154,18 @@ def test_int8_engine_from_the_qdq_file_with_the_fake_tensorrt_module(
     assert ModelCard.from_engine(engine).precision is Precision.INT8
     with pytest.raises(ConfigError, match="INT8 QDQ ONNX"):
         to_engine(tiny_onnx, tmp_path / "x.engine", precision="int8")
+
+
+def test_export_chain_int8_engine_is_built_from_the_qdq_file_with_the_fake_tensorrt_module(
+    monkeypatch, tiny_onnx: Path, tiny_sysu: Path, tmp_path: Path
+) -> None:
+    from vireid.export import ChainOptions, export_chain
+
+    for name, module in fake.cuda_modules(fake.FakeCudart()).items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
+    int8 = Int8Options(images=12, probe=4, sensitivity=False)
+    options = ChainOptions(int8_data=tiny_sysu, int8=int8, verify=False)
+    result = export_chain(tiny_onnx, "int8,engine", tmp_path, options, emit=lambda line: None)
+    assert result.artifacts["engine"] == tmp_path / "tiny.int8.engine"
+    assert ModelCard.from_engine(result.artifacts["engine"]).precision is Precision.INT8

@@ -206,13 +206,21 @@ def test_attach_card_for_an_engine_built_elsewhere(tiny_fp16, tmp_path) -> None:
 
 
 # ----- DLA (Jetson): FAKE module, builder settings and card only --------------------------------------
-@pytest.mark.parametrize("version", ["8.6.1", "10.3.0", "11.4.1"])
+def orin(monkeypatch: pytest.MonkeyPatch, trt, cores: int = 2) -> None:
+    """Make the FAKE module's builder and runtime report `cores` DLA cores (AGX Orin: 2)."""
+    monkeypatch.setattr(trt.Builder, "num_DLA_cores", cores)
+    monkeypatch.setattr(trt.Runtime, "num_DLA_cores", cores)
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0", "10.7.0", "11.4.1"])
 def test_dla_build_targets_the_core_with_gpu_fallback_and_the_backend_loads_it_there(
-    trt_env, tiny_fp16, tmp_path, monkeypatch, version
+    trt_env, tiny_fp16, tmp_path, monkeypatch, caplog, version
 ) -> None:
-    trt = trt_env(version)
-    monkeypatch.setattr(trt.Builder, "num_DLA_cores", 2)
-    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
+    orin(monkeypatch, trt_env(version))
+    with caplog.at_level("INFO", logger="vireid.export"):
+        engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
+    layers = len(onnx.load(str(tiny_fp16)).graph.node)  # the fake refuses only ReduceL2
+    assert f"{layers - 1} of {layers} layers can run on DLA core 1" in caplog.text
     build = build_spec(engine)["build"]
     assert build["device_type"] == "DLA" and build["dla_core"] == 1 and "GPU_FALLBACK" in build["flags"]
     card = ModelCard.from_engine(engine)
@@ -255,16 +263,27 @@ def test_dla_requests_dla_cannot_run_are_config_errors_before_tensorrt(
     [
         ("10.3.0", 0, "this device has no DLA cores"),
         ("10.3.0", 1, r"DLA core 1 requested, but this device has cores 0\.\.0"),
+        ("10.8.0", 2, "TensorRT 10.8.0 has no DLA support"),
         ("11.4.0", 2, "TensorRT 11.4.0 has no DLA support"),
     ],
 )
 def test_dla_the_device_or_tensorrt_lacks_is_a_device_error(
     trt_env, tiny_fp16, tmp_path, monkeypatch, version, cores, message
 ) -> None:
-    trt = trt_env(version)
-    monkeypatch.setattr(trt.Builder, "num_DLA_cores", cores)
+    orin(monkeypatch, trt_env(version), cores)
     with pytest.raises(DeviceError, match=message):
         to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
+
+
+def test_a_dla_engine_on_a_device_without_that_core_is_refused_by_name(
+    trt_env, tiny_fp16, tmp_path, monkeypatch
+) -> None:
+    trt = trt_env()
+    orin(monkeypatch, trt)
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
+    monkeypatch.setattr(trt.Runtime, "num_DLA_cores", 0)  # the same engine copied to a desktop GPU
+    with pytest.raises(DeviceError, match="built for DLA core 1, but this device has no DLA cores"):
+        TensorRTBackend(engine, device="tensorrt")
 
 
 def test_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None:
@@ -273,3 +292,12 @@ def test_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None:
     engine = fake.write_engine(tmp_path / "dla.engine", fake.engine_spec(128, 64, 128, profile=(8, 8, 8)))
     attach_card(engine, tiny_fp16, batch=(8, 8, 8), dla_core=0)
     assert ModelCard.from_engine(engine).dla_core == 0
+
+
+def test_triton_refuses_a_dla_engine(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+    from vireid.export import to_triton
+
+    orin(monkeypatch, trt_env())
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 1, 1), dla_core=0)
+    with pytest.raises(ConfigError, match="built for DLA core 0"):
+        to_triton(engine, tmp_path / "triton", "m")

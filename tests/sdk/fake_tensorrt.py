@@ -174,6 +174,7 @@ class DeviceType(enum.IntEnum):
 
 class Runtime:
     version = VERSION
+    num_DLA_cores = 0  # a desktop GPU; tests set 2 for an AGX Orin
 
     def __init__(self, logger: ILogger) -> None:
         self.logger = logger
