@@ -17,6 +17,7 @@ the calibration set's fingerprint, size, balance, method and the layers kept in 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -378,31 +379,49 @@ def _quantize(
         CalibrationMethod.ENTROPY: quant.CalibrationMethod.Entropy,
         CalibrationMethod.PERCENTILE: quant.CalibrationMethod.Percentile,
     }[options.method]
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(
-        max(level, logging.WARNING)
-    )  # the quantiser logs every bias copy at INFO on the root logger
     try:
-        quant.quantize_static(
-            str(source),
-            str(target),
-            _Reader(calib, card.input_names),
-            quant_format=quant.QuantFormat.QDQ,
-            op_types_to_quantize=[*QUANTIZED_OPS, *BACKBONE_OPS],
-            nodes_to_quantize=nodes,
-            per_channel=True,
-            activation_type=quant.QuantType.QUInt8,
-            weight_type=quant.QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
-            calibrate_method=method,
-            calibration_cache_path=str(cache),
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
+        with _quiet_quantiser():
+            quant.quantize_static(
+                str(source),
+                str(target),
+                _Reader(calib, card.input_names),
+                quant_format=quant.QuantFormat.QDQ,
+                op_types_to_quantize=[*QUANTIZED_OPS, *BACKBONE_OPS],
+                nodes_to_quantize=nodes,
+                per_channel=True,
+                activation_type=quant.QuantType.QUInt8,
+                weight_type=quant.QuantType.QInt8,
+                nodes_to_exclude=list(exclude),
+                calibrate_method=method,
+                calibration_cache_path=str(cache),
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
     except Exception as exc:  # onnxruntime raises plain exceptions from deep inside the quantiser
         raise ArtifactError(
             f"{source}: ONNX Runtime could not quantise the model: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+@contextlib.contextmanager
+def _quiet_quantiser() -> Iterator[None]:
+    """Silence the quantiser's root-logger chatter for the call: every bias copy at INFO, and its advice
+    to pre-process the model (shape inference and folding, which `to_onnx` already did with onnxslim)
+    at WARNING, once per quantisation, i.e. a dozen times per sensitivity pass."""
+    root = logging.getLogger()
+    level = root.level
+    advice = _DropAdvice()
+    root.setLevel(max(level, logging.WARNING))
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
+        root.setLevel(level)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _embed(path: Path, data: CalibrationSet, card: ModelCard) -> np.ndarray:

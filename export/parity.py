@@ -40,20 +40,30 @@ class Thresholds:
     min_top1: float
     max_batch_delta: float
     max_norm_error: float = 1e-3
+    tie: float | None = None  # scores this close count as a tie in top-1 agreement; None: 1 - min_cosine
+
+    @property
+    def tie_tolerance(self) -> float:
+        """How far apart two reference scores may be and still swap places without counting as an error."""
+        return 1.0 - self.min_cosine if self.tie is None else self.tie
 
     @classmethod
     def for_precision(cls, precision: Precision | str) -> Thresholds:
-        """Defaults: fp32 cos ≥ 0.99999, fp16 ≥ 0.999, int8 ≥ 0.97; top-1 agreement ≥ 0.99 (int8 0.90)."""
+        """Defaults: fp32 cos ≥ 0.99999, fp16 ≥ 0.999, int8 ≥ 0.95; top-1 agreement ≥ 0.99 (int8 0.90),
+        ties within 1e-5, 1e-2 and 0.03."""
         return _DEFAULTS[Precision.parse(precision)]
 
 
 _DEFAULTS = {
     Precision.FP32: Thresholds(min_cosine=0.99999, min_top1=0.99, max_batch_delta=1e-5),
-    Precision.FP16: Thresholds(min_cosine=0.999, min_top1=0.99, max_batch_delta=1e-3),
-    # INT8: set from the trained demo model, whose INT8 export stays within 1 point of FP32 in R1 and mAP
-    # in both directions while its parity gallery shows min cosine 0.977 and top-1 agreement 0.906
-    # (docs/export.md). Protocol accuracy (`vireid evaluate --reference`) is the check that matters.
-    Precision.INT8: Thresholds(min_cosine=0.97, min_top1=0.90, max_batch_delta=1e-2),
+    # FP16 rounding moves the trained demo model's scores by up to 3e-3 (cosines stay >= 0.9999), so
+    # gallery items scored within 1e-2 of each other may swap places without anything being wrong.
+    Precision.FP16: Thresholds(min_cosine=0.999, min_top1=0.99, max_batch_delta=1e-3, tie=1e-2),
+    # INT8: set from the trained demo models, whose INT8 exports stay within 1 point of FP32 in R1 and
+    # mAP in both directions while their parity galleries show min cosine 0.977 (2026-11-29 model) and
+    # 0.959 (2026-11-30 model); a visible-only calibration of the latter drops to 0.59 (docs/export.md).
+    # Protocol accuracy (`vireid evaluate --reference`) is the check that matters.
+    Precision.INT8: Thresholds(min_cosine=0.95, min_top1=0.90, max_batch_delta=1e-2, tie=0.03),
 }
 
 
@@ -97,7 +107,7 @@ class ParityReport:
             f"  max abs error          {self.max_abs_error:.3e}",
             f"  top-1 / top-5 agree    {self.top1_agreement:.4f} / {self.top5_agreement:.4f}   "
             f"({self.queries} cross-modal queries; top-1 >= {t.min_top1}, "
-            f"ties within {1 - t.min_cosine:.0e})",
+            f"ties within {t.tie_tolerance:.0e})",
             f"  unit-norm error        {self.max_norm_error:.2e}   (<= {t.max_norm_error})",
             f"  alone vs batch of {BATCH_PROBE}   {batch}   (<= {t.max_batch_delta})",
             "  result                 " + ("PASS" if self.passed else "FAIL: " + "; ".join(self.failures)),
@@ -228,7 +238,7 @@ def retrieval_agreement(
     Infrared rows query the visible rows and vice versa; with one modality only, every row queries all
     the others. Top-1 is tie-aware: the candidate's first pick agrees when the reference scores it within
     `tie` of the reference's own first pick (near-ties swap places under the precision's rounding without
-    any retrieval being wrong; `verify` passes the precision's cosine tolerance, 1 - min_cosine).
+    any retrieval being wrong; `verify` passes the precision's `Thresholds.tie_tolerance`).
     """
     infrared, visible = modality != 0, modality == 0
     if infrared.any() and visible.any():
@@ -335,7 +345,7 @@ def _report(
     limits: Thresholds,
 ) -> ParityReport:
     cosine, max_abs, norm_error, failures = _compare(ref, cand, cand_label)
-    top1, top5, queries = retrieval_agreement(ref, np.nan_to_num(cand), modality, tie=1.0 - limits.min_cosine)
+    top1, top5, queries = retrieval_agreement(ref, np.nan_to_num(cand), modality, tie=limits.tie_tolerance)
     if cosine.min() < limits.min_cosine:
         failures.append(f"min cosine {cosine.min():.8f} < {limits.min_cosine}")
     if top1 < limits.min_top1:

@@ -1,7 +1,8 @@
 """Training-time image augmentation on uint8 RGB arrays (numpy/OpenCV, seeded generator).
 
-Pad + random crop, horizontal flip, random erasing, and for visible images optional channel exchange
-or greyscale (which pushes the model towards cues the infrared camera also sees).
+Pad + random crop, horizontal flip, random erasing; for visible images optional channel exchange,
+greyscale or lower resolution; for both modalities an optional random intensity remap. All but the
+first three push the model towards cues the other camera also sees.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def augment(image: np.ndarray, modality: int, cfg: AugmentConfig, rng: np.random
             out = np.repeat(grey.astype(np.uint8)[:, :, None], 3, axis=2)
         if cfg.lowres and rng.random() < cfg.lowres:
             out = _lower_resolution(np.ascontiguousarray(out), float(rng.uniform(0.4, 0.8)))
+    if cfg.intensity_remap and rng.random() < cfg.intensity_remap:
+        out = _remap_intensity(np.ascontiguousarray(out), rng)
     if rng.random() < cfg.erasing:
         out = _erase(np.ascontiguousarray(out), rng)
     return np.ascontiguousarray(out)
@@ -39,6 +42,20 @@ def _lower_resolution(image: np.ndarray, factor: float) -> np.ndarray:
         image, (max(4, round(w * factor)), max(8, round(h * factor))), interpolation=cv2.INTER_AREA
     )
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+_REMAP_KNOTS = 5  # 3 (smoother) and 3-9 at random (harsher) both trained worse models (docs/results.md)
+
+
+def _remap_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grey levels through a random piecewise-linear curve: regions and edges stay, brightness order goes.
+
+    A garment's visible brightness and its thermal brightness are unrelated, so only where the edges
+    lie is shared by the two modalities; a random curve makes brightness useless to the model.
+    """
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    lut = np.interp(np.arange(256), np.linspace(0, 255, _REMAP_KNOTS), rng.uniform(0, 255, _REMAP_KNOTS))
+    return np.repeat(lut.astype(np.uint8)[grey][:, :, None], 3, axis=2)
 
 
 def _pad_crop(image: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:

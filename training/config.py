@@ -61,6 +61,7 @@ class AugmentConfig:
     channel_exchange: float = 0.0  # visible images: replace RGB by one random channel
     grayscale: float = 0.0  # visible images: convert to grey (3 equal channels)
     lowres: float = 0.0  # visible images: down-sample by 0.4-0.8 and back, like a thermal sensor
+    intensity_remap: float = 0.0  # both modalities: grey through a random curve (brightness order lost)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def _validate(cfg: TrainConfig) -> None:
     _check(cfg.sampler.num_instances >= 1, "sampler.num_instances", ">= 1", cfg.sampler.num_instances)
     iters = cfg.sampler.iters_per_epoch
     _check(iters is None or iters >= 1, "sampler.iters_per_epoch", ">= 1 or null", iters)
-    for name in ("flip", "erasing", "channel_exchange", "grayscale", "lowres"):
+    for name in ("flip", "erasing", "channel_exchange", "grayscale", "lowres", "intensity_remap"):
         value = getattr(cfg.augment, name)
         _check(0.0 <= value <= 1.0, f"augment.{name}", "a probability in [0, 1]", value)
     _check(cfg.augment.pad >= 0, "augment.pad", ">= 0", cfg.augment.pad)

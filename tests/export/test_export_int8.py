@@ -5,6 +5,7 @@ INT8 engines from the QDQ file with the FAKE tensorrt module (builder flags only
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -52,6 +53,20 @@ def test_visible_only_calibration_is_reported_as_such(
     record = ModelCard.from_onnx(result.path).calibration
     assert record["visible_fraction"] == 1.0 and record["infrared_fraction"] == 0.0
     assert record["kept_float"] == [] and result.sensitivity.keys() == {"all"}
+
+
+def test_quantiser_chatter_is_silenced_and_the_root_logger_restored(
+    tiny_onnx: Path, tiny_sysu: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = logging.getLogger()
+    options = Int8Options(images=8, probe=4, sensitivity=False)
+    with caplog.at_level(logging.DEBUG):
+        to_int8(tiny_onnx, tmp_path / "quiet.int8.onnx", data=tiny_sysu, options=options)
+        assert root.level == logging.DEBUG and not root.filters  # restored after the quantiser ran
+    root_records = [r for r in caplog.records if r.name == "root"]
+    assert not [r for r in root_records if "pre-processing" in r.getMessage()]
+    assert not [r for r in root_records if r.levelno < logging.WARNING]
+    assert any(r.name == "vireid.export" for r in caplog.records)  # our own progress still logs
 
 
 def test_calibration_draws_only_training_identities_in_the_stated_balance(tiny_sysu: Path) -> None:

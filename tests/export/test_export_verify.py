@@ -170,3 +170,13 @@ def test_top1_agreement_forgives_near_ties_within_the_score_error_but_not_real_s
     wrong = unit([[1.0, 0.0], [0.2, 1.0], [1.0, 0.05]])  # candidate ranks the other item first
     top1, _, queries = retrieval_agreement(reference, wrong, modality, tie=1e-2)
     assert queries == 3 and top1 == 2 / 3  # the infrared query disagrees; each visible query has one item
+
+
+def test_precision_tie_tolerances_scale_with_the_rounding_each_precision_allows() -> None:
+    # FP16 moves scores by ~1e-3..3e-3 on a trained model: a swap between items 5e-3 apart is a tie
+    # at FP16 but an error at FP32; an explicit `tie` wins over the 1 - min_cosine default.
+    fp32, fp16, int8 = (Thresholds.for_precision(p) for p in ("fp32", "fp16", "int8"))
+    assert fp32.tie_tolerance == pytest.approx(1e-5) and int8.tie_tolerance == pytest.approx(0.03)
+    assert fp16.tie_tolerance == 1e-2
+    assert fp32.tie_tolerance < 5e-3 < fp16.tie_tolerance
+    assert Thresholds(0.9, 0.5, 1e-3).tie_tolerance == pytest.approx(0.1)

@@ -121,6 +121,23 @@ def test_lowres_blurs_visible_images_only() -> None:
     assert np.array_equal(infrared, stripes)
 
 
+def test_intensity_remap_keeps_regions_but_not_brightness_order() -> None:
+    # Two flat regions, dark above bright: the remapped image keeps the boundary (each region stays
+    # flat) but across draws the darker region sometimes comes out brighter.
+    image = np.zeros((32, 16, 3), np.uint8)
+    image[:16], image[16:] = (40, 60, 80), (200, 180, 160)
+    cfg = AugmentConfig(pad=0, flip=0.0, erasing=0.0, intensity_remap=1.0)
+    rng = np.random.default_rng(3)
+    flipped = 0
+    for modality in (0, 1) * 10:
+        out = augment(image, modality, cfg, rng)
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert np.array_equal(out[..., 0], out[..., 2])  # grey: no colour survives
+        assert len(np.unique(out[:16])) == 1 and len(np.unique(out[16:])) == 1
+        flipped += int(out[0, 0, 0] > out[-1, 0, 0])
+    assert 0 < flipped < 20
+
+
 def test_checkpoint_round_trip_with_optimizer(tmp_path: Path) -> None:
     model = torch.nn.Linear(4, 3)
     optim = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
