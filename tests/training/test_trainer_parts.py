@@ -34,6 +34,7 @@ def test_config_round_trip_and_overrides(tmp_path: Path) -> None:
         ({"loss": {"mecen": {"exp": "yes"}}}, "loss.mecen.exp must be bool"),
         ({"sampler": {"num_ids": 1}}, "sampler.num_ids must be >= 2"),
         ({"augment": {"flip": 1.5}}, "augment.flip must be a probability"),
+        ({"augment": {"intensity_remap": -0.1}}, "augment.intensity_remap must be a probability"),
         ({"data": {"dataset": "market"}}, "data.dataset must be 'sysu' or 'regdb'"),
         ({"optim": {"milestones": [50, 20]}}, "optim.milestones must be increasing"),
         ({"model": {"backbone": "resnet50"}}, "model must be a mapping with 'name'"),
