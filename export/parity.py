@@ -61,7 +61,7 @@ _DEFAULTS = {
     Precision.FP16: Thresholds(min_cosine=0.999, min_top1=0.99, max_batch_delta=1e-3, tie=1e-2),
     # INT8: set from the trained demo models, whose INT8 exports stay within 1 point of FP32 in R1 and
     # mAP in both directions while their parity galleries show min cosine 0.977 (2026-11-29 model) and
-    # 0.959 (2026-11-30 model); a visible-only calibration of the latter drops to 0.59 (docs/export.md).
+    # 0.959 (2026-11-30 models); visible-only calibrations of those fall to 0.45-0.59 (docs/export.md).
     # Protocol accuracy (`vireid evaluate --reference`) is the check that matters.
     Precision.INT8: Thresholds(min_cosine=0.95, min_top1=0.90, max_batch_delta=1e-2, tie=0.03),
 }
