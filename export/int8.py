@@ -404,11 +404,13 @@ def _quantize(
 
 @contextlib.contextmanager
 def _quiet_quantiser() -> Iterator[None]:
-    """Silence the quantiser's root-logger chatter for the call: every bias copy at INFO, and its advice
+    """Silence the quantiser's root-logger messages for the call: every bias copy at INFO, and its advice
     to pre-process the model (shape inference and folding, which `to_onnx` already did with onnxslim)
-    at WARNING, once per quantisation, i.e. a dozen times per sensitivity pass."""
+    at WARNING, once per quantisation, i.e. a dozen times per sensitivity pass. The root logger is left
+    as it was, including the stderr handler that `logging.warning` installs on an unconfigured root.
+    (The entropy and percentile calibrators also `print` progress; that output is not filtered.)"""
     root = logging.getLogger()
-    level = root.level
+    level, handlers = root.level, root.handlers[:]
     advice = _DropAdvice()
     root.setLevel(max(level, logging.WARNING))
     root.addFilter(advice)
@@ -417,6 +419,7 @@ def _quiet_quantiser() -> Iterator[None]:
     finally:
         root.removeFilter(advice)
         root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 class _DropAdvice(logging.Filter):

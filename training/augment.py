@@ -48,7 +48,7 @@ _REMAP_KNOTS = 5  # 3 (smoother) and 3-9 at random (harsher) both trained worse 
 
 
 def _remap_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Grey levels through a random piecewise-linear curve: regions and edges stay, brightness order goes.
+    """Grey levels through a random piecewise-linear curve: brightness order goes, regions mostly stay.
 
     A garment's visible brightness and its thermal brightness are unrelated, so only where the edges
     lie is shared by the two modalities; a random curve makes brightness useless to the model.

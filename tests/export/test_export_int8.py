@@ -69,6 +69,20 @@ def test_quantiser_chatter_is_silenced_and_the_root_logger_restored(
     assert any(r.name == "vireid.export" for r in caplog.records)  # our own progress still logs
 
 
+def test_quiet_quantiser_leaves_an_unconfigured_root_logger_unconfigured() -> None:
+    from vireid.export.int8 import _quiet_quantiser
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = []
+    try:
+        with _quiet_quantiser():
+            logging.warning("as the quantiser does")  # installs a stderr handler on a bare root logger
+        assert root.handlers == []
+    finally:
+        root.handlers[:] = saved
+
+
 def test_calibration_draws_only_training_identities_in_the_stated_balance(tiny_sysu: Path) -> None:
     from vireid.training.data.sysu import SysuMM01
 

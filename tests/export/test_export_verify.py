@@ -180,3 +180,24 @@ def test_precision_tie_tolerances_scale_with_the_rounding_each_precision_allows(
     assert fp16.tie_tolerance == 1e-2
     assert fp32.tie_tolerance < 5e-3 < fp16.tie_tolerance
     assert Thresholds(0.9, 0.5, 1e-3).tie_tolerance == pytest.approx(0.1)
+
+
+def test_fp16_report_forgives_a_rounding_sized_swap_but_fails_a_real_one() -> None:
+    from vireid.export.parity import _report
+
+    def unit(rows):
+        rows = np.asarray(rows, np.float64)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def swapped_report(gap: float):
+        # One infrared query, two visible items the reference scores `gap` apart; the candidate swaps them.
+        a, b = np.array([1.0, 0.0]), np.array([np.cos(0.5), np.sin(0.5)])
+        second = np.array([np.cos(0.5 + gap / np.sin(0.5)), np.sin(0.5 + gap / np.sin(0.5))])
+        reference = unit([a, b, second])
+        candidate = unit([a, second, b])
+        modality = np.array([1, 0, 0])
+        return _report("ref", "cand", reference, candidate, modality, None, Thresholds.for_precision("fp16"))
+
+    near, far = swapped_report(5e-3), swapped_report(2e-2)
+    assert near.top1_agreement == 1.0
+    assert far.top1_agreement < 1.0 and any("top-1" in f for f in far.failures)

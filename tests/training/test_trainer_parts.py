@@ -127,7 +127,7 @@ def test_intensity_remap_keeps_regions_but_not_brightness_order() -> None:
     # flat) but across draws the darker region sometimes comes out brighter.
     image = np.zeros((32, 16, 3), np.uint8)
     image[:16], image[16:] = (40, 60, 80), (200, 180, 160)
-    cfg = AugmentConfig(pad=0, flip=0.0, erasing=0.0, intensity_remap=1.0)
+    cfg = AugmentConfig(pad=0, flip=0.5, erasing=0.0, intensity_remap=1.0)  # flips: non-contiguous input
     rng = np.random.default_rng(3)
     flipped = 0
     for modality in (0, 1) * 10:
