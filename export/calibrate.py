@@ -6,6 +6,11 @@ genuine pair, different identity = impostor pair. The threshold is the lowest co
 `fmr × impostors` impostor pairs still score at or above it; the card records the target, the rate
 achieved on these pairs, the true-match rate there and what the pairs were. With P impostor pairs the
 smallest measurable rate is 1/P: the card's pair count says how far to trust a tiny target.
+
+Pairs within one modality (visible × visible, infrared × infrared, each unordered pair once) score
+higher than cross-modal ones, so the same false-match rate needs a higher threshold there: each
+modality gets its own, written to the card's `match_threshold_within` and used for same-modality
+matches (a visible camera searched against a visible gallery).
 """
 
 from __future__ import annotations
@@ -19,14 +24,26 @@ import numpy as np
 
 from vireid.card import ModelCard
 from vireid.errors import ConfigError, DatasetError
+from vireid.modality import Modality
 
 from .artifact import timed
 from .parity import EmbedFn
 
 
 @dataclass(frozen=True)
+class WithinThreshold:
+    """The threshold for pairs within one modality at the calibration's false-match rate."""
+
+    threshold: float
+    fmr_achieved: float
+    tmr: float
+    genuine_pairs: int
+    impostor_pairs: int
+
+
+@dataclass(frozen=True)
 class Calibration:
-    """A calibrated threshold and how it was obtained."""
+    """A calibrated cross-modal threshold (and per-modality ones) and how they were obtained."""
 
     threshold: float
     fmr_target: float
@@ -35,28 +52,46 @@ class Calibration:
     genuine_pairs: int
     impostor_pairs: int
     data: dict[str, Any] = field(default_factory=dict)
+    within: dict[str, WithinThreshold] = field(default_factory=dict)
 
     def apply(self, card: ModelCard) -> ModelCard:
         """`card` with the threshold, target and achieved false-match rates and the pair description."""
+        within = {
+            name: {
+                "fmr_achieved": w.fmr_achieved,
+                "true_match_rate": w.tmr,
+                "genuine_pairs": w.genuine_pairs,
+                "impostor_pairs": w.impostor_pairs,
+            }
+            for name, w in self.within.items()
+        }
         return card.replace(
             match_threshold=self.threshold,
             match_threshold_fmr=self.fmr_target,
             match_threshold_fmr_achieved=self.fmr_achieved,
+            match_threshold_within={name: w.threshold for name, w in self.within.items()} or None,
             match_threshold_data={
                 **self.data,
                 "genuine_pairs": self.genuine_pairs,
                 "impostor_pairs": self.impostor_pairs,
                 "true_match_rate": self.tmr,
                 "precision": card.precision.value,
+                **({"within": within} if within else {}),
             },
         )
 
     def __str__(self) -> str:
-        return (
+        lines = [
             f"threshold {self.threshold:.4f} for false-match rate {self.fmr_target:g}: achieved "
             f"{self.fmr_achieved:.2e}, true-match rate {self.tmr:.4f} "
             f"({self.genuine_pairs} genuine / {self.impostor_pairs} impostor cross-modal pairs)"
-        )
+        ]
+        lines += [
+            f"within {name}: threshold {w.threshold:.4f}, achieved {w.fmr_achieved:.2e}, true-match rate "
+            f"{w.tmr:.4f} ({w.genuine_pairs} genuine / {w.impostor_pairs} impostor pairs)"
+            for name, w in self.within.items()
+        ]
+        return "\n".join(lines)
 
 
 def threshold_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> tuple[float, float, float]:
@@ -128,6 +163,31 @@ def cross_modal_scores(
     return scores[same], scores[~same]
 
 
+def within_modality_scores(
+    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, which: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine scores of every unordered pair of `which`-modality images, split into `(genuine, impostor)`."""
+    rows = np.flatnonzero(modality == which)
+    vectors = emb[rows].astype(np.float64)
+    upper = np.triu_indices(len(rows), 1)
+    scores = (vectors @ vectors.T)[upper]
+    same = (pids[rows][:, None] == pids[rows][None, :])[upper]
+    return scores[same], scores[~same]
+
+
+def calibrate_within(
+    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, fmr: float
+) -> dict[str, WithinThreshold]:
+    """Per-modality thresholds at `fmr`; a modality with fewer than two identities is left out."""
+    out: dict[str, WithinThreshold] = {}
+    for which in Modality:
+        genuine, impostor = within_modality_scores(emb, modality, pids, int(which))
+        if impostor.size:
+            threshold, achieved, tmr = threshold_at_fmr(genuine, impostor, fmr)
+            out[str(which)] = WithinThreshold(threshold, achieved, tmr, len(genuine), len(impostor))
+    return out
+
+
 def calibrate_threshold(
     embed: EmbedFn,
     data_root: str | Path,
@@ -154,4 +214,5 @@ def calibrate_threshold(
         emb = np.asarray(embed(images, modality))
         genuine, impostor = cross_modal_scores(emb, modality, pids)
         threshold, achieved, tmr = threshold_at_fmr(genuine, impostor, fmr)
-    return Calibration(threshold, fmr, achieved, tmr, len(genuine), len(impostor), description)
+        within = calibrate_within(emb, modality, pids, fmr)
+    return Calibration(threshold, fmr, achieved, tmr, len(genuine), len(impostor), description, within)

@@ -22,7 +22,7 @@ from .errors import CardError
 from .modality import Modality
 
 SCHEMA_VERSION = 1
-_WRITTEN_WHEN_SET = frozenset({"dla_core"})
+_WRITTEN_WHEN_SET = frozenset({"dla_core", "match_threshold_within"})
 CARD_KEY = "vireid.card"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -55,6 +55,23 @@ class BatchProfile:
                 f"batch profile must satisfy 1 <= min <= opt <= max, got "
                 f"min={self.min} opt={self.opt} max={self.max}"
             )
+
+
+def _within_problems(within: Mapping[str, float] | None) -> list[str]:
+    if within is None:
+        return []
+    if not isinstance(within, Mapping):
+        return [f"match_threshold_within must map modality to threshold, got {within!r}"]
+    names = [str(m) for m in Modality]
+    problems = [
+        f"match_threshold_within: unknown modality {k!r} (one of {names})" for k in within if k not in names
+    ]
+    problems += [
+        f"match_threshold_within[{k!r}] is a cosine in [-1, 1], got {v!r}"
+        for k, v in within.items()
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 <= v <= 1.0
+    ]
+    return problems
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -92,6 +109,9 @@ class ModelCard:
     # Recommended cosine threshold, calibrated at export for a target false-match rate (`..._fmr`) on
     # cross-modal validation pairs; `..._fmr_achieved` is the rate measured there, `..._data` says on what.
     match_threshold: float | None = None
+    # The same false-match rate for pairs within one modality, per modality (`{"visible": t, ...}`):
+    # same-modality pairs score higher, so the cross-modal threshold would let far more impostors through.
+    match_threshold_within: Mapping[str, float] | None = None
     match_threshold_fmr: float | None = None
     match_threshold_fmr_achieved: float | None = None
     match_threshold_data: Mapping[str, Any] | None = None
@@ -132,6 +152,7 @@ class ModelCard:
             problems.append(f"dla_core must be a non-negative integer or null, got {self.dla_core!r}")
         if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
             problems.append(f"match_threshold is a cosine in [-1, 1], got {self.match_threshold}")
+        problems.extend(_within_problems(self.match_threshold_within))
         for name in ("match_threshold_fmr", "match_threshold_fmr_achieved"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -142,6 +163,18 @@ class ModelCard:
             raise CardError("invalid model card: " + "; ".join(problems))
 
     # ----- identity ---------------------------------------------------------------------------
+    def threshold_for(self, query: Modality | str, entry: Modality | str) -> float | None:
+        """The calibrated threshold for comparing a `query` embedding with an `entry` one.
+
+        Cross-modal pairs use `match_threshold`; same-modality pairs use `match_threshold_within` for that
+        modality, or None when the card has none (cards exported before vireid calibrated them).
+        """
+        query, entry = Modality.parse(query), Modality.parse(entry)
+        if query is not entry:
+            return self.match_threshold
+        within = self.match_threshold_within or {}
+        return within.get(str(query))
+
     @property
     def input_size(self) -> tuple[int, int]:
         """Input `(height, width)` in pixels."""

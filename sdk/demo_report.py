@@ -86,7 +86,17 @@ def _parity(results: DemoResults, report: Report) -> None:
             f"{calibration.tmr:.3f}, from {calibration.genuine_pairs} genuine and "
             f"{calibration.impostor_pairs} "
             "impostor cross-modal pairs of the held-out set's validation identities."
+            + _within_sentence(calibration)
         )
+
+
+def _within_sentence(calibration: Any) -> str:
+    if not calibration.within:
+        return ""
+    parts = [
+        f"{name} {w.threshold:.3f} (true-match rate {w.tmr:.3f})" for name, w in calibration.within.items()
+    ]
+    return " Same-modality matches use their own thresholds at that rate: " + ", ".join(parts) + "."
 
 
 def _latency(results: DemoResults, report: Report) -> None:

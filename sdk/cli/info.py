@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
         print("threshold      none recorded (vireid export calibrates one; see docs/concepts.md)")
     else:
         print(f"threshold      {card.match_threshold} (false-match rate {card.match_threshold_fmr})")
+    if card.match_threshold_within:
+        within = ", ".join(f"{k} {v:.4f}" for k, v in dict(card.match_threshold_within).items())
+        print(f"same modality  {within} (same false-match rate)")
     print(f"embedding id   {card.embedding_space()}")
     for label, value in _optional_lines(card):
         print(f"{label:14s} {value}")
@@ -66,7 +69,10 @@ def _optional_lines(card: ModelCard) -> list[tuple[str, str]]:
         )
     if card.match_threshold_data:
         lines.append(
-            ("threshold data", ", ".join(f"{k} {v}" for k, v in dict(card.match_threshold_data).items()))
+            (
+                "threshold data",
+                ", ".join(f"{k} {v}" for k, v in dict(card.match_threshold_data).items() if k != "within"),
+            )
         )
     if card.source_checkpoint_sha256:
         lines.append(("checkpoint", f"sha256 {card.source_checkpoint_sha256[:16]}…"))

@@ -43,7 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default="motion", choices=("motion", "yolo"), help="person detector")
     parser.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
     parser.add_argument("--detector-conf", type=float, default=0.25, help="YOLO confidence threshold")
-    parser.add_argument("--threshold", type=float, help="match threshold (default: the model card's)")
+    parser.add_argument(
+        "--threshold", type=float, help="gallery match threshold, other modality (default: the card's)"
+    )
+    parser.add_argument(
+        "--within-threshold", type=float, help="gallery match threshold, same modality (default: the card's)"
+    )
     parser.add_argument("--cross-threshold", type=float, help="visible-infrared track threshold")
     parser.add_argument("--embed-every", type=int, default=10, help="frames between embeddings of a track")
     parser.add_argument("--policy", choices=("latest", "every"), help="frame policy for every source")
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         detector=args.detector,
         detector_options=_detector_options(args),
         threshold=args.threshold,
+        within_threshold=args.within_threshold,
         cross_threshold=args.cross_threshold,
         embed_every=args.embed_every,
     )

@@ -19,7 +19,11 @@ class PipelineConfig:
         detector: registered detector name (`motion`, `yolo`, `boxes`), used when no detector object
             is given to the pipeline.
         detector_options: keyword arguments for that detector (e.g. `{"model": "yolo.onnx"}`).
-        threshold: gallery match threshold; None: the model card's `match_threshold`.
+        threshold: gallery match threshold for identities enrolled in the other modality; None: the model
+            card's `match_threshold`.
+        within_threshold: gallery match threshold for identities matched through the track's own
+            modality; None: the card's `match_threshold_within` (per modality), or `threshold` for a
+            card exported before vireid calibrated them.
         cross_threshold: visible ↔ infrared track threshold; None: `threshold`.
         embed_every: frames between two embeddings of a track.
         min_quality: crops below this quality are not embedded.
@@ -34,6 +38,7 @@ class PipelineConfig:
     detector: str = "motion"
     detector_options: Mapping[str, Any] = field(default_factory=dict)
     threshold: float | None = None
+    within_threshold: float | None = None
     cross_threshold: float | None = None
     embed_every: int = 10
     min_quality: float = 0.1

@@ -6,7 +6,11 @@ track's embeddings (renormalised to unit length), and after each new embedding:
 
 - searches the `Gallery` for the best identities; a track gets a name when the same identity is best
   and at or above the threshold on `confirm` consecutive updates, and changes name only when another
-  identity beats the current one by `margin` on `confirm` consecutive updates (so names don't flicker);
+  identity beats the current one by `margin` on `confirm` consecutive updates (so names don't flicker).
+  The threshold depends on the pair: `threshold` when the enrolled embedding is of the other modality,
+  `within_threshold[modality]` when it is of the track's own (same-modality pairs score higher, so the
+  same false-match rate needs a higher threshold); identities are ranked by how far their score clears
+  the threshold of its pair;
 - compares it with the tracks of the other modality seen in the last `cross_window` seconds (live or
   ended); a pair that is each other's best match (mutual nearest neighbours) at or above the
   cross-modal threshold, confirmed the same way, is reported once.
@@ -18,7 +22,7 @@ the vectors back through `update`.
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +79,33 @@ class TrackRecord:
 
 
 @dataclass(frozen=True)
+class _Score:
+    """An identity's cosine score for a track and how far it clears the threshold of its pair."""
+
+    score: float
+    excess: float
+
+
+def _excess_of(score: _Score | None) -> float:
+    """Excess of the current name (absent from this search: as far below any threshold as possible)."""
+    return score.excess if score is not None else -3.0
+
+
+def _within_thresholds(
+    within: Mapping[Modality | str, float] | float | None, threshold: float
+) -> dict[Modality, float]:
+    out = {m: threshold for m in Modality}
+    if isinstance(within, (int, float)):
+        out = {m: float(within) for m in Modality}
+    elif within is not None:
+        out.update({Modality.parse(k): float(v) for k, v in within.items()})
+    for modality, value in out.items():
+        if not -1.0 <= value <= 1.0:
+            raise InputSpecError(f"within threshold of {modality} is a cosine in [-1, 1], got {value}")
+    return out
+
+
+@dataclass(frozen=True)
 class CropRequest:
     """A crop the matcher wants embedded: the frame it is in, its box, quality and priority."""
 
@@ -89,8 +120,11 @@ class Matcher:
     """Turns tracks into identities and cross-modal matches (see the module docstring).
 
     Args:
-        threshold: cosine similarity at or above which a gallery identity is accepted (the model card's
-            `match_threshold` unless the caller overrides it).
+        threshold: cosine similarity at or above which a gallery identity enrolled in the other modality
+            is accepted (the model card's `match_threshold` unless the caller overrides it).
+        within_threshold: the same for identities matched through embeddings of the track's own
+            modality, per modality (the card's `match_threshold_within`) or one value for both; None, or
+            a modality missing from it: `threshold`.
         cross_threshold: the same for visible ↔ infrared track pairs (default: `threshold`).
         gallery: a `vireid.Gallery` to identify against, or None (cross-modal matching only).
         gallery_modality: `any` (every enrolled embedding) or `other` (only the other modality's).
@@ -108,6 +142,7 @@ class Matcher:
         self,
         threshold: float,
         *,
+        within_threshold: Mapping[Modality | str, float] | float | None = None,
         cross_threshold: float | None = None,
         gallery: Any = None,
         gallery_modality: str = "any",
@@ -127,6 +162,7 @@ class Matcher:
         if embed_every < 1 or confirm < 1 or top_k < 1 or min_samples < 1:
             raise InputSpecError("embed_every, confirm, top_k and min_samples must be at least 1")
         self.threshold = float(threshold)
+        self.within_threshold = _within_thresholds(within_threshold, self.threshold)
         self.cross_threshold = float(threshold if cross_threshold is None else cross_threshold)
         self.gallery, self.gallery_modality = gallery, gallery_modality
         self.embed_every, self.min_quality, self.improve = (
@@ -258,30 +294,42 @@ class Matcher:
             if not group:
                 continue
             queries = np.stack([r.embedding for r in group])  # type: ignore[misc]
-            filter_ = modality.other if self.gallery_modality == "other" else None
-            results = self.gallery.search_identities(queries, k=self.top_k, modality=filter_)
-            for record, matches in zip(group, results, strict=True):
-                scores = {m.identity: m.score for m in matches}
+            for record, scores in zip(group, self._gallery_scores(queries, modality), strict=True):
                 event = self._decide_name(record, scores, times[record.key])
                 if event is not None:
                     events.append(event)
         return events
 
-    def _decide_name(self, record: TrackRecord, scores: dict[str, float], now: float) -> Identified | None:
-        best = max(scores, key=scores.__getitem__) if scores else None
+    def _gallery_scores(self, queries: np.ndarray, modality: Modality) -> list[dict[str, _Score]]:
+        """Per query, the best score of each identity among the top ones and its threshold's excess."""
+        entries = [modality.other] if self.gallery_modality == "other" else list(Modality)
+        out: list[dict[str, _Score]] = [{} for _ in range(len(queries))]
+        for entry in entries:
+            threshold = self.threshold if entry is not modality else self.within_threshold[modality]
+            results = self.gallery.search_identities(queries, k=self.top_k, modality=entry)
+            for scores, matches in zip(out, results, strict=True):
+                for m in matches:
+                    excess = m.score - threshold
+                    if m.identity not in scores or excess > scores[m.identity].excess:
+                        scores[m.identity] = _Score(m.score, excess)
+        return out
+
+    def _decide_name(self, record: TrackRecord, scores: dict[str, _Score], now: float) -> Identified | None:
+        best = max(scores, key=lambda name: scores[name].excess) if scores else None
+        current = scores.get(record.name) if record.name is not None else None
         if record.name is not None:
-            record.score = scores.get(record.name, -1.0)
-        if best is None or scores[best] < self.threshold or best == record.name:
+            record.score = current.score if current else -1.0
+        if best is None or scores[best].excess < 0.0 or best == record.name:
             record.candidate, record.candidate_hits = None, 0
             return None
-        if record.name is not None and scores[best] < record.score + self.margin:
+        if record.name is not None and scores[best].excess < _excess_of(current) + self.margin:
             record.candidate, record.candidate_hits = None, 0
             return None
         record.candidate_hits = record.candidate_hits + 1 if record.candidate == best else 1
         record.candidate = best
         if record.candidate_hits < self.confirm:
             return None
-        previous, record.name, record.score = record.name, best, scores[best]
+        previous, record.name, record.score = record.name, best, scores[best].score
         record.candidate, record.candidate_hits = None, 0
         return Identified(
             now,
@@ -290,7 +338,7 @@ class Matcher:
             record.track_id,
             record.last_frame,
             best,
-            scores[best],
+            scores[best].score,
             previous,
         )
 

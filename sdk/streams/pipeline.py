@@ -139,6 +139,7 @@ class Pipeline:
             )
         return Matcher(
             threshold,
+            within_threshold=self._within_threshold(),
             cross_threshold=cfg.cross_threshold,
             gallery=self.gallery,
             gallery_modality=cfg.gallery_modality,
@@ -148,6 +149,19 @@ class Pipeline:
             confirm=cfg.confirm,
             cross_window=cfg.cross_window,
         )
+
+    def _within_threshold(self) -> Any:
+        if self.config.within_threshold is not None:
+            return self.config.within_threshold
+        within = self.embedder.card.match_threshold_within
+        if within is None and self.gallery is not None and self.config.gallery_modality == "any":
+            log.warning(
+                "model %s has no same-modality thresholds in its card (exported before vireid calibrated "
+                "them): same-modality gallery matches use the cross-modal threshold, which lets more "
+                "impostors through; re-export with --calibrate or pass within_threshold (--within-threshold)",
+                self.embedder.card.model_name,
+            )
+        return within
 
     @property
     def sources(self) -> list[VideoSource]:

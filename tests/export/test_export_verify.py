@@ -11,7 +11,7 @@ import pytest
 from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard
 from vireid.backends import open_backend
 from vireid.export import Thresholds, calibrate_threshold, synthetic_gallery, verify
-from vireid.export.calibrate import cross_modal_scores, threshold_at_fmr
+from vireid.export.calibrate import cross_modal_scores, threshold_at_fmr, within_modality_scores
 from vireid.export.parity import Side, retrieval_agreement
 
 SIZE = (32, 16)
@@ -133,6 +133,15 @@ def test_cross_modal_pairs_only() -> None:
     assert len(genuine) == 2 and len(impostor) == 2  # 2 visible x 2 infrared
 
 
+def test_within_modality_pairs_each_unordered_pair_once() -> None:
+    # visible: ids 1, 1, 2 (rows 0, 1, 4); infrared rows 2, 3 are left out
+    emb = np.array([[1, 0], [0.6, 0.8], [0, 1], [1, 0], [0.8, 0.6]], np.float32)
+    modality, pids = np.array([0, 0, 1, 1, 0]), np.array([1, 1, 1, 2, 2])
+    genuine, impostor = within_modality_scores(emb, modality, pids, 0)
+    np.testing.assert_allclose(genuine, [0.6], atol=1e-6)  # rows 0-1
+    np.testing.assert_allclose(sorted(impostor), [0.8, 0.96], atol=1e-6)  # rows 0-4, 1-4
+
+
 def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path, tiny_sysu: Path) -> None:
     with open_backend(tiny_onnx, device="cpu") as backend:
         calibration = calibrate_threshold(backend.infer, tiny_sysu, backend.card.input_size, fmr=0.01)
@@ -145,6 +154,12 @@ def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path
     assert again.match_threshold_fmr_achieved == calibration.fmr_achieved
     assert again.match_threshold_data["impostor_pairs"] == calibration.impostor_pairs
     assert "threshold" in str(calibration)
+    assert set(calibration.within) == {"visible", "infrared"}
+    for name, within in calibration.within.items():
+        assert within.fmr_achieved <= 0.01 and within.impostor_pairs > within.genuine_pairs > 0
+        assert again.match_threshold_within[name] == within.threshold
+        assert again.match_threshold_data["within"][name]["impostor_pairs"] == within.impostor_pairs
+        assert f"within {name}: threshold" in str(calibration)
 
 
 def test_calibration_data_errors(tmp_path: Path, tiny_sysu: Path) -> None:

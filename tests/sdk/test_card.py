@@ -118,6 +118,9 @@ def test_newer_schema_asks_for_upgrade() -> None:
         ({"model_name": ""}, "model_name"),
         ({"dla_core": -1}, "dla_core must be a non-negative integer"),
         ({"dla_core": True}, "dla_core must be a non-negative integer"),
+        ({"match_threshold_within": {"thermal": 0.7}}, "unknown modality 'thermal'"),
+        ({"match_threshold_within": {"visible": 1.2}}, r"match_threshold_within\['visible'\] is a cosine"),
+        ({"match_threshold_within": [0.7]}, "must map modality to threshold"),
     ],
 )
 def test_validation_errors_state_expected_and_actual(changes: dict, message: str) -> None:
@@ -131,6 +134,16 @@ def test_card_without_newer_optional_fields_still_loads() -> None:
         del data[key]
     card = ModelCard.from_dict(data)
     assert card.match_threshold_fmr_achieved is None and card.match_threshold_data is None
+
+
+def test_thresholds_per_pair_and_the_within_key_written_only_when_set() -> None:
+    card = make_card(match_threshold_within={"visible": 0.71, "infrared": 0.69})
+    assert card.threshold_for("visible", "infrared") == card.threshold_for("ir", "rgb") == 0.42
+    assert card.threshold_for("visible", "visible") == 0.71 and card.threshold_for(1, 1) == 0.69
+    assert ModelCard.from_json(card.to_json()).match_threshold_within == {"visible": 0.71, "infrared": 0.69}
+    old = make_card()
+    assert "match_threshold_within" not in old.to_dict()  # older vireid versions still read the card
+    assert old.threshold_for("visible", "visible") is None
 
 
 def test_unknown_keys_and_bad_json_are_refused() -> None:

@@ -97,6 +97,44 @@ def test_gallery_modality_other_searches_only_the_other_modality(gallery) -> Non
     assert not [e for e in feed(m2, frame("vis", "visible", 0), 1, E[0]) if isinstance(e, Identified)]
 
 
+def named(m: Matcher, camera: str, modality: str, vector, frames: int = 2) -> list[str]:
+    return [
+        e.name
+        for i in range(frames)
+        for e in feed(m, frame(camera, modality, i), 1, vector)
+        if isinstance(e, Identified)
+    ]
+
+
+def test_same_modality_matches_use_their_own_threshold(gallery) -> None:
+    # cosine 0.8 to alice's visible embedding: clears the cross-modal 0.5, not the visible 0.9
+    vector = 0.8 * E[0] + 0.6 * E[2]
+    within = {"visible": 0.9, "infrared": 0.95}
+    assert named(Matcher(0.5, within_threshold=within, gallery=gallery), "ir", "ir", vector) == ["alice"]
+    assert named(Matcher(0.5, within_threshold=within, gallery=gallery), "vis", "visible", vector) == []
+    assert named(Matcher(0.5, within_threshold=0.75, gallery=gallery), "vis", "visible", vector) == ["alice"]
+    assert named(Matcher(0.5, gallery=gallery), "vis", "visible", vector) == ["alice"]  # none: threshold
+    with pytest.raises(InputSpecError, match="within threshold"):
+        Matcher(0.5, within_threshold={"visible": 1.5})
+
+
+def test_identities_rank_by_how_far_they_clear_their_pairs_threshold() -> None:
+    # For a visible track: carol (enrolled in infrared) scores 0.7, clearing the cross-modal 0.5 by 0.2;
+    # dave (enrolled in visible) scores higher, 0.85, but clears the same-modality 0.8 by only 0.05.
+    def at(cosine: float) -> np.ndarray:
+        return (cosine * E[0] + np.sqrt(1 - cosine**2) * E[1])[None]
+
+    with Gallery(":memory:", embedding_space="test", dim=DIM) as g:
+        g.enroll("carol", at(0.7), "infrared")
+        g.enroll("dave", at(0.85), "visible")
+        m = Matcher(0.5, within_threshold=0.8, gallery=g, confirm=1)
+        events = [e for e in feed(m, frame("vis", "visible", 0), 1, E[0]) if isinstance(e, Identified)]
+        m_raw = Matcher(0.5, gallery=g, confirm=1)  # one threshold for both: the higher score wins
+        raw = [e.name for e in feed(m_raw, frame("vis", "visible", 0), 1, E[0]) if isinstance(e, Identified)]
+    assert [(e.name, round(e.score, 3)) for e in events] == [("carol", 0.7)]  # the raw score is reported
+    assert raw == ["dave"]
+
+
 def test_track_embedding_is_quality_weighted() -> None:
     m = Matcher(0.5)
     feed(m, frame("vis", "visible", 0), 1, E[0], quality=0.9)

@@ -219,6 +219,31 @@ def test_configuration_errors(tmp_path: Path, scene: Path, embedder: Embedder) -
         Pipeline([f"visible={tmp_path / 'missing.mp4'}"], embedder).run(handle_signals=False)
 
 
+def test_same_modality_thresholds_come_from_the_card_unless_overridden(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def matcher_of(card, config: PipelineConfig | None = None):
+        model = build_contract_model(tmp_path / "m.onnx", height=64, width=32, card=card)
+        with Embedder(model, "cpu") as embedder:
+            gallery = Gallery(tmp_path / "g.db", embedding_space=embedder.embedding_space, dim=16)
+            pipeline = Pipeline(["visible=a.mp4"], embedder, gallery=gallery, config=config)
+            pipeline.stop()
+            gallery.close()
+        (tmp_path / "g.db").unlink()
+        return pipeline.matcher
+
+    within = {"visible": 0.8, "infrared": 0.75}
+    matcher = matcher_of(contract_card(64, 32, match_threshold_within=within))
+    assert matcher.threshold == 0.5 and {str(k): v for k, v in matcher.within_threshold.items()} == within
+    config = PipelineConfig(threshold=0.4, within_threshold=0.9)
+    matcher = matcher_of(contract_card(64, 32, match_threshold_within=within), config)
+    assert matcher.threshold == 0.4 and set(matcher.within_threshold.values()) == {0.9}
+    with caplog.at_level("WARNING", logger="vireid"):
+        matcher = matcher_of(contract_card(64, 32))  # exported before same-modality calibration
+    assert set(matcher.within_threshold.values()) == {0.5}
+    assert "no same-modality thresholds" in caplog.text
+
+
 def test_snapshot_sink_keeps_spaced_named_frames_up_to_its_limit(tmp_path: Path) -> None:
     from vireid.modality import Modality
     from vireid.streams import Detections, FrameResult, SnapshotSink, TrackView
