@@ -2,15 +2,19 @@
 
 Both libraries are wrapped behind one small interface (`CudaRuntime`): device query, one stream,
 device and pinned host allocations that the wrapper owns and frees in `release()`, async copies and a
-synchronise. Nothing is imported at module level; `load_cuda()` picks cuda-python
-(`cuda.bindings.runtime`, or the older `cuda.cudart`), then pycuda, else raises
-`MissingDependencyError` naming the `tensorrt` extra.
+synchronise. CUDA's current device (runtime API) and current context (driver API, pycuda) belong to a
+thread, so every call after `open()` runs inside `current()`, which makes them current on the calling
+thread: a backend opened on one thread can then run on another (the pipeline embeds on its own).
+Nothing is imported at module level; `load_cuda()` picks cuda-python (`cuda.bindings.runtime`, or the
+older `cuda.cudart`), then pycuda, else raises `MissingDependencyError` naming the `tensorrt` extra.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,6 +63,17 @@ class CudaRuntime:
         """
         raise NotImplementedError
 
+    @property
+    def opened(self) -> bool:
+        """Whether `open()` succeeded and `release()` has not run yet."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Make the opened device (and context) current on the calling thread for the block."""
+        raise NotImplementedError
+        yield
+
     def alloc_device(self, nbytes: int) -> int:
         """Device memory of `nbytes`; returns its address."""
         raise NotImplementedError
@@ -106,6 +121,7 @@ class CudaPython(CudaRuntime):
 
     def __init__(self, cudart: Any) -> None:
         self.cudart = cudart
+        self.device_id = 0
         self.stream: Any = None
         self._device: list[int] = []
         self._pinned: list[int] = []
@@ -132,11 +148,27 @@ class CudaPython(CudaRuntime):
         count = int(count or 0) if ok else 0  # without a driver the count is None, not 0
         if not count or device_id >= count:
             raise _no_gpu(device_id, count, "" if ok else self.error_name(err))
+        self.device_id = device_id
         self.check(self.cudart.cudaSetDevice(device_id), "cudaSetDevice")
         props = self.check(self.cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
         self.stream = self.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
         return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
+
+    @property
+    def opened(self) -> bool:
+        return self.stream is not None
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        previous = int(self.check(self.cudart.cudaGetDevice(), "cudaGetDevice"))
+        if previous != self.device_id:
+            self.check(self.cudart.cudaSetDevice(self.device_id), "cudaSetDevice")
+        try:
+            yield
+        finally:
+            if previous != self.device_id:
+                self.cudart.cudaSetDevice(previous)
 
     def alloc_device(self, nbytes: int) -> int:
         ptr = int(self.check(self.cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
@@ -186,7 +218,8 @@ class CudaPython(CudaRuntime):
 
 
 class PyCuda(CudaRuntime):
-    """pycuda driver API (Jetson images that ship it). Uses the device's primary context."""
+    """pycuda driver API (Jetson images that ship it). Uses the device's primary context, pushed on the
+    calling thread only for the duration of each `current()` block."""
 
     name = "pycuda"
 
@@ -207,10 +240,23 @@ class PyCuda(CudaRuntime):
             raise _no_gpu(device_id, count, "")
         device = drv.Device(device_id)
         self.context = device.retain_primary_context()
-        self.context.push()
-        self.stream = drv.Stream()
+        with self.current():
+            self.stream = drv.Stream()
         major, minor = device.compute_capability()
         return str(device.name()), f"{major}.{minor}"
+
+    @property
+    def opened(self) -> bool:
+        return self.context is not None
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        context = self.context  # release() clears the attribute inside a block
+        context.push()
+        try:
+            yield
+        finally:
+            context.pop()
 
     def alloc_device(self, nbytes: int) -> int:
         allocation = self.driver.mem_alloc(nbytes)
@@ -233,9 +279,10 @@ class PyCuda(CudaRuntime):
         self.stream.synchronize()
 
     def release(self) -> None:
-        while self._device:
-            self._device.pop().free()
-        self.stream = None
-        if self.context is not None:
-            self.context.pop()
-            self.context = None
+        if self.context is None:
+            return
+        with self.current():
+            while self._device:
+                self._device.pop().free()
+            self.stream = None
+        self.context = None

@@ -10,6 +10,7 @@ shapes, copies host → device, runs `execute_async_v3` and copies the embedding
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -67,6 +68,10 @@ class TensorRTBackend(Backend):
     # ----- opening ------------------------------------------------------------------------------
     def _open(self, trt: Any, device_id: int, check_compatibility: bool) -> None:
         gpu, capability = self._cuda.open(device_id)
+        with self._cuda.current():
+            self._load(trt, gpu, capability, check_compatibility)
+
+    def _load(self, trt: Any, gpu: str, capability: str, check_compatibility: bool) -> None:
         if check_compatibility:
             problem = te.compatibility_problem(self.card, trt.__version__, gpu, capability)
             if problem:
@@ -125,6 +130,10 @@ class TensorRTBackend(Backend):
         return super().allocate_images(n)
 
     def _infer(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        with self._cuda.current():  # the calling thread may not be the one that opened the engine
+            return self._run(images, modality)
+
+    def _run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         n = len(images)
         clock = _StageClock(self._cuda if self.record_stages else None)
         for name, array in zip(self.card.input_names, (images, modality), strict=True):
@@ -158,12 +167,13 @@ class TensorRTBackend(Backend):
         return result  # a view of the pinned buffer; the base class copies it out under its lock
 
     def _release(self) -> None:
-        self._context = None  # context before engine before runtime, as TensorRT requires
-        self._engine = None
-        self._runtime = None
-        self._host = {}
-        self._device = {}
-        self._cuda.release()
+        with self._cuda.current() if self._cuda.opened else contextlib.nullcontext():
+            self._context = None  # context before engine before runtime, as TensorRT requires
+            self._engine = None
+            self._runtime = None
+            self._host = {}
+            self._device = {}
+            self._cuda.release()
 
 
 class _StageClock:

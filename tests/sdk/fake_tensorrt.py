@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import json
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -536,6 +537,11 @@ class FakeCudart(types.ModuleType):
         self.memory: dict[int, Any] = {}
         self.calls: dict[str, list] = {}
         self.freed: list[int] = []
+        self.thread = threading.local()  # like CUDA: the current device belongs to a thread (default 0)
+        self.copy_devices: list[int] = []  # the calling thread's current device at each copy
+
+    def cudaGetDevice(self) -> tuple:
+        return (self.cudaError_t.cudaSuccess, getattr(self.thread, "device", 0))
 
     def _log(self, name: str, *args: Any) -> None:
         self.calls.setdefault(name, []).append(args)
@@ -556,6 +562,7 @@ class FakeCudart(types.ModuleType):
         return (self.cudaError_t.cudaSuccess, self.cudaError_t(err).name.encode())
 
     def cudaSetDevice(self, device: int) -> tuple:
+        self.thread.device = device
         return (self.cudaError_t.cudaSuccess,)
 
     def cudaGetDeviceProperties(self, device: int) -> tuple:
@@ -591,6 +598,7 @@ class FakeCudart(types.ModuleType):
     def cudaMemcpyAsync(self, dst: int, src: int, nbytes: int, kind: Any, stream: int) -> tuple:
         assert dst not in self.freed and src not in self.freed
         self._log("cudaMemcpyAsync", kind, nbytes)
+        self.copy_devices.append(getattr(self.thread, "device", 0))
         ctypes.memmove(dst, src, nbytes)
         return (self.cudaError_t.cudaSuccess,)
 
@@ -610,29 +618,43 @@ def cuda_modules(cudart: FakeCudart) -> dict[str, types.ModuleType]:
 
 # ----- pycuda -------------------------------------------------------------------------------------
 def pycuda_driver(devices: int = 1) -> types.ModuleType:
-    """A `pycuda.driver` look-alike (primary context, pagelocked arrays, async copies)."""
+    """A `pycuda.driver` look-alike (primary context, pagelocked arrays, async copies).
+
+    Like CUDA's driver API, each thread has its own stack of current contexts, and every call that
+    needs a context raises `Error` on a thread where none is current.
+    """
     drv = types.ModuleType("pycuda.driver")
     drv.memory = {}  # type: ignore[attr-defined]
     drv.events = []  # type: ignore[attr-defined]
+    local = threading.local()
 
     class Error(Exception):
         pass
 
+    def needs_context(what: str) -> None:
+        if not getattr(local, "stack", None):
+            raise Error(f"{what} failed: invalid device context (none is current on this thread)")
+
     class Allocation:
         def __init__(self, nbytes: int) -> None:
+            needs_context("cuMemAlloc")
             self.buffer = ctypes.create_string_buffer(nbytes)
 
         def __int__(self) -> int:
             return ctypes.addressof(self.buffer)
 
         def free(self) -> None:
+            needs_context("cuMemFree")
             drv.events.append("free")
 
     class Context:
         def push(self) -> None:
+            local.stack = [*getattr(local, "stack", []), self]
             drv.events.append("push")
 
         def pop(self) -> None:
+            needs_context("cuCtxPopCurrent")
+            local.stack = local.stack[:-1]
             drv.events.append("pop")
 
     class Device:
@@ -655,13 +677,25 @@ def pycuda_driver(devices: int = 1) -> types.ModuleType:
     class Stream:
         handle = 99
 
+        def __init__(self) -> None:
+            needs_context("cuStreamCreate")
+
         def synchronize(self) -> None:
+            needs_context("cuStreamSynchronize")
             drv.events.append("sync")
+
+    def copy(dst: int, src: int, nbytes: int) -> None:
+        needs_context("cuMemcpyAsync")
+        ctypes.memmove(dst, src, nbytes)
+
+    def pagelocked_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        needs_context("cuMemHostAlloc")
+        return np.empty(shape, dtype)
 
     drv.Error, drv.Device, drv.Stream = Error, Device, Stream  # type: ignore[attr-defined]
     drv.init = lambda: None  # type: ignore[attr-defined]
     drv.mem_alloc = Allocation  # type: ignore[attr-defined]
-    drv.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)  # type: ignore[attr-defined]
-    drv.memcpy_htod_async = lambda dst, src, stream: ctypes.memmove(int(dst), src.ctypes.data, src.nbytes)  # type: ignore[attr-defined]
-    drv.memcpy_dtoh_async = lambda dst, src, stream: ctypes.memmove(dst.ctypes.data, int(src), dst.nbytes)  # type: ignore[attr-defined]
+    drv.pagelocked_empty = pagelocked_empty  # type: ignore[attr-defined]
+    drv.memcpy_htod_async = lambda dst, src, stream: copy(int(dst), src.ctypes.data, src.nbytes)  # type: ignore[attr-defined]
+    drv.memcpy_dtoh_async = lambda dst, src, stream: copy(dst.ctypes.data, int(src), dst.nbytes)  # type: ignore[attr-defined]
     return drv

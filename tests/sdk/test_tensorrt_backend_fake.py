@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 
 import fake_tensorrt as fake
@@ -241,13 +242,58 @@ def test_fake_missing_runtime_names_the_tensorrt_extra(cudart, tmp_path, monkeyp
     assert info.value.module == ("tensorrt" if missing == ["tensorrt"] else "cuda-python")
 
 
-def test_fake_pycuda_is_used_when_cuda_python_is_missing(tmp_path, monkeypatch) -> None:
+def on_another_thread(function):
+    """Run `function` on a new thread (as the pipeline embeds); returns its result or raises its error."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["result"] = function()
+        except BaseException as exc:  # handed back to the test thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]
+
+
+def test_fake_cudart_engine_opened_on_one_thread_runs_on_another_on_its_device(cudart, tmp_path) -> None:
+    cudart.devices = 2
+    images, codes = sample(2)
+    with open_backend(make_engine(tmp_path), "tensorrt", device_id=1) as backend:
+        result = on_another_thread(lambda: backend.infer(images, codes))  # that thread starts on device 0
+    np.testing.assert_allclose(result, fake.fake_engine_function(images, codes, D), atol=1e-6)
+    assert cudart.copy_devices and set(cudart.copy_devices) == {1}
+    assert cudart.cudaGetDevice()[1] == 1  # the opening thread keeps the device it selected
+
+
+def test_fake_pycuda_engine_opened_on_one_thread_runs_and_closes_on_another(tmp_path, monkeypatch) -> None:
+    driver = use_fake_pycuda(monkeypatch)
+    path = make_engine(tmp_path, card=engine_card(compute_capability="8.7"))
+    images, codes = sample(3)
+    backend = open_backend(path, "tensorrt")
+    result = on_another_thread(lambda: backend.infer(images, codes))
+    np.testing.assert_allclose(result, fake.fake_engine_function(images, codes, D), atol=1e-6)
+    on_another_thread(backend.close)
+    assert driver.events.count("free") == 3
+    assert driver.events.count("push") == driver.events.count("pop")  # no context left current anywhere
+
+
+def use_fake_pycuda(monkeypatch):
     driver = fake.pycuda_driver()
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
     for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "pycuda", type(sys)("pycuda"))
     monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    return driver
+
+
+def test_fake_pycuda_is_used_when_cuda_python_is_missing(tmp_path, monkeypatch) -> None:
+    driver = use_fake_pycuda(monkeypatch)
     path = make_engine(tmp_path, card=engine_card(compute_capability="8.7"))
     images, codes = sample(3)
     with open_backend(path, "tensorrt") as backend:
