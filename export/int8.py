@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import re
 import tempfile
@@ -408,18 +409,23 @@ def _quiet_quantiser() -> Iterator[None]:
     to pre-process the model (shape inference and folding, which `to_onnx` already did with onnxslim)
     at WARNING, once per quantisation, i.e. a dozen times per sensitivity pass. The root logger is left
     as it was, including the stderr handler that `logging.warning` installs on an unconfigured root.
-    (The entropy and percentile calibrators also `print` progress; that output is not filtered.)"""
+    The entropy and percentile calibrators `print` their progress ("Number of tensors : ..."): that goes
+    to this module's DEBUG log instead of the terminal."""
     root = logging.getLogger()
     level, handlers = root.level, root.handlers[:]
     advice = _DropAdvice()
+    printed = io.StringIO()
     root.setLevel(max(level, logging.WARNING))
     root.addFilter(advice)
     try:
-        yield
+        with contextlib.redirect_stdout(printed):
+            yield
     finally:
         root.removeFilter(advice)
         root.setLevel(level)
         root.handlers[:] = handlers
+        for line in printed.getvalue().splitlines():
+            log.debug("onnxruntime quantiser: %s", line)
 
 
 class _DropAdvice(logging.Filter):

@@ -69,6 +69,16 @@ def test_quantiser_chatter_is_silenced_and_the_root_logger_restored(
     assert any(r.name == "vireid.export" for r in caplog.records)  # our own progress still logs
 
 
+def test_entropy_calibrators_progress_prints_go_to_the_debug_log(
+    tiny_onnx: Path, tiny_sysu: Path, tmp_path: Path, capsys, caplog: pytest.LogCaptureFixture
+) -> None:
+    options = Int8Options(images=8, probe=4, sensitivity=False, method="entropy")
+    with caplog.at_level(logging.DEBUG, logger="vireid.export"):
+        to_int8(tiny_onnx, tmp_path / "entropy.int8.onnx", data=tiny_sysu, options=options)
+    assert "Number of tensors" not in capsys.readouterr().out
+    assert any("Number of tensors" in r.getMessage() for r in caplog.records if r.name == "vireid.export")
+
+
 def test_quiet_quantiser_leaves_an_unconfigured_root_logger_unconfigured() -> None:
     from vireid.export.int8 import _quiet_quantiser
 
