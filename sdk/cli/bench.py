@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pipe.add_argument("--detector", choices=DETECTORS, default="motion", help="gt = ground-truth boxes")
     pipe.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
     pipe.add_argument("--threshold", type=float, help="match threshold (default: the model card's)")
+    pipe.add_argument(
+        "--identity-score", choices=["centroid", "max"], default="centroid", help="how identities are scored"
+    )
     pipe.add_argument("--embed-every", type=int, default=10, help="re-embed a track every N frames")
     pipe.add_argument("--enroll-seconds", type=float, default=60.0, help="enrol from the first S seconds")
     pipe.add_argument("--events", type=Path, help="also write the events here (JSON Lines)")
@@ -133,6 +136,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         detector=args.detector,
         detector_model=args.detector_model,
         threshold=args.threshold,
+        identity_score=args.identity_score,
         embed_every=args.embed_every,
         enroll_seconds=args.enroll_seconds,
         mode=args.mode,

@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--modality", required=True, help="modality of the query crops")
     search.add_argument("-k", type=int, default=5, help="results per query (default 5)")
     search.add_argument("--embeddings", action="store_true", help="rank single embeddings, not identities")
+    search.add_argument(
+        "--score",
+        choices=["max", "centroid"],
+        default="max",
+        help="identity score: best embedding (max, default) or unit mean of its embeddings (centroid)",
+    )
     search.add_argument("--match-modality", help="only match gallery embeddings of this modality")
     search.add_argument("--camera", action="append", help="only match embeddings of this camera (repeatable)")
     search.add_argument("--json", action="store_true", help="one JSON object per query image")
@@ -264,8 +270,12 @@ def _search(args: argparse.Namespace) -> int:
             print(f"skipped {len(bad)} unreadable images:\n{describe_problems(bad)}", file=sys.stderr)
         if not used:
             raise InputSpecError(f"none of the {len(files)} query images could be read")
-        find = gallery.search if args.embeddings else gallery.search_identities
-        results = find(vectors, k=args.k, modality=match_modality, camera=args.camera)
+        if args.embeddings:
+            results = gallery.search(vectors, k=args.k, modality=match_modality, camera=args.camera)
+        else:
+            results = gallery.search_identities(
+                vectors, k=args.k, modality=match_modality, camera=args.camera, score=args.score
+            )
     for path, matches in zip(used, results, strict=True):
         _print_matches(path, matches, args.json)
     return 0

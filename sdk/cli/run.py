@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--within-threshold", type=float, help="gallery match threshold, same modality (default: the card's)"
     )
     parser.add_argument("--cross-threshold", type=float, help="visible-infrared track threshold")
+    parser.add_argument(
+        "--identity-score",
+        choices=["centroid", "max"],
+        default="centroid",
+        help="score an identity by the unit mean of its embeddings (centroid, default) or its best one",
+    )
     parser.add_argument("--embed-every", type=int, default=10, help="frames between embeddings of a track")
     parser.add_argument("--policy", choices=("latest", "every"), help="frame policy for every source")
     parser.add_argument(
@@ -126,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         detector_options=_detector_options(args),
         threshold=args.threshold,
         within_threshold=args.within_threshold,
+        identity_score=args.identity_score,
         cross_threshold=args.cross_threshold,
         embed_every=args.embed_every,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .gallery import BACKENDS, Gallery
 from .schema import SCHEMA_VERSION, GalleryMeta
-from .types import GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
+from .types import GalleryInfo, IdentityEmbeddings, IdentityInfo, IdentityScore, Match
 
 __all__ = [
     "BACKENDS",
@@ -18,5 +18,6 @@ __all__ = [
     "GalleryMeta",
     "IdentityEmbeddings",
     "IdentityInfo",
+    "IdentityScore",
     "Match",
 ]

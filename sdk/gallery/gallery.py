@@ -16,9 +16,9 @@ from ..modality import Modality
 from ..retention import cutoff
 from . import inputs
 from .crypto import resolve_key
-from .index import NumpyBackend, RowTable, SearchBackend
+from .index import NumpyBackend, RowTable, SearchBackend, top_centroids
 from .store import GalleryStore, sqlite_errors
-from .types import GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
+from .types import GalleryInfo, IdentityEmbeddings, IdentityInfo, IdentityScore, Match
 
 BACKENDS = ("numpy", "faiss")
 
@@ -348,13 +348,21 @@ class Gallery:
         modality: Modality | str | int | None = None,
         camera: str | int | Sequence[Any] | None = None,
         identities: Sequence[str] | str | None = None,
+        score: IdentityScore | str = IdentityScore.MAX,
     ) -> list[list[Match]]:
         """The `k` best identities of each query, each with its best-matching embedding.
 
-        Same arguments as `search`; every identity appears at most once per query, scored by the
-        highest cosine over its embeddings that pass the filters. This is the re-identification answer.
+        Same arguments as `search`; every identity appears at most once per query. This is the
+        re-identification answer.
+
+        Args:
+            score: `max` (default): the highest cosine over the identity's embeddings that pass the
+                filters. `centroid`: the cosine to the unit mean of those embeddings (steadier for
+                identities enrolled from many images; see `IdentityScore`). Either way the match
+                names the identity's closest embedding.
         """
-        return self._search("search identities", queries, k, modality, camera, identities)
+        action = f"search identities ({IdentityScore.parse(score).value})"
+        return self._search(action, queries, k, modality, camera, identities)
 
     def _search(
         self,
@@ -376,7 +384,11 @@ class Gallery:
         with self._guard(action):
             self._table.sync(self._store)
             mask = self._table.mask(modality, cameras, self._identity_ids(names))
-            find = self._backend.top_groups if action == "search identities" else self._backend.top_rows
+            find = {
+                "search": self._backend.top_rows,
+                "search identities (max)": self._backend.top_groups,
+                "search identities (centroid)": top_centroids,
+            }[action]
             scores, rows = find(self._table, unit, k, mask)
             return self._table.matches(scores, rows)
 

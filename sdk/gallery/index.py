@@ -24,6 +24,7 @@ from .types import Match
 
 _GROWTH = 1.5
 _SUBSET_FRACTION = 0.25  # below this share of selected rows, gather them instead of masking scores
+_CENTROID_CACHE = 8  # filters whose centroids are kept (a matcher uses one per modality)
 _BLOCK_BYTES = 8 << 20  # rows of the matrix multiplied per BLAS call: a block stays in cache
 
 
@@ -48,6 +49,40 @@ class Groups:
         return self.order[self.starts[group] : end]
 
 
+@dataclass(frozen=True)
+class Centroids:
+    """Unit mean vector of each identity's selected rows; `rows` are the table rows, `groups` group them."""
+
+    vectors: np.ndarray
+    rows: np.ndarray
+    groups: Groups
+
+    @classmethod
+    def of(cls, table: RowTable, mask: np.ndarray | None) -> Centroids:
+        rows = np.arange(table.n) if mask is None else np.flatnonzero(mask)
+        groups = Groups.of(table.identity_ids[rows])
+        if len(rows) == 0:
+            return cls(np.zeros((0, table.dim), np.float32), rows, groups)
+        sums = np.add.reduceat(table.vectors[rows[groups.order]], groups.starts, axis=0, dtype=np.float64)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        vectors = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+        return cls(vectors, rows, groups)
+
+
+def top_centroids(
+    table: RowTable, queries: np.ndarray, k: int, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`[Q, k]` identities by cosine to their centroid (descending) and, per result, the identity's
+    closest row (so a `Match` still names one stored embedding); row -1 / score -inf pad."""
+    cents = table.centroids(mask)
+    top, chosen = top_k(blocked_scores(queries, cents.vectors), k)
+    rows = np.full(chosen.shape, -1, dtype=np.int64)
+    for q, g in zip(*np.nonzero(np.isfinite(top)), strict=True):
+        members = cents.rows[cents.groups.members(int(chosen[q, g]))]
+        rows[q, g] = members[np.argmax(table.vectors[members] @ queries[q])]
+    return top, rows
+
+
 class RowTable:
     """Vectors and tags of every stored embedding, row-aligned, synchronised from a `GalleryStore`."""
 
@@ -65,6 +100,7 @@ class RowTable:
         self.counters = (-1, -1)
         self.compactions = 0  # bumped whenever rows move or vanish (backends rebuild then)
         self._groups: Groups | None = None
+        self._centroids: dict[bytes, Centroids] = {}
 
     @property
     def vectors(self) -> np.ndarray:
@@ -86,6 +122,7 @@ class RowTable:
                 self.names = {r[0]: r[1] for r in store.identity_rows(conn)}
             self.counters = counters
         self._groups = None
+        self._centroids = {}
         return True
 
     def _reconcile(self, store: GalleryStore, conn: sqlite3.Connection) -> None:
@@ -163,6 +200,16 @@ class RowTable:
         if self._groups is None:
             self._groups = Groups.of(self.identity_ids)
         return self._groups
+
+    def centroids(self, mask: np.ndarray | None) -> Centroids:
+        """Each identity's unit mean over the rows `mask` selects (cached until the next change)."""
+        key = b"" if mask is None else np.packbits(mask).tobytes()
+        found = self._centroids.get(key)
+        if found is None:
+            if len(self._centroids) >= _CENTROID_CACHE:
+                self._centroids.pop(next(iter(self._centroids)))
+            found = self._centroids[key] = Centroids.of(self, mask)
+        return found
 
     def matches(self, scores: np.ndarray, rows: np.ndarray) -> list[list[Match]]:
         """Typed results from `[Q, k]` scores and row positions (row -1 marks "no result")."""

@@ -31,6 +31,7 @@ class PipelineConfig:
         confirm: consecutive agreeing updates before a name or partner is set.
         cross_window: seconds an ended track stays matchable across modalities.
         gallery_modality: `any` or `other` (search only the other modality's enrolled embeddings).
+        identity_score: `max` or `centroid`: how an identity is scored from its enrolled embeddings.
         max_crops: most crops embedded per round (the rest wait for the next round).
         tracker: keyword arguments for `ByteTracker` (e.g. `{"track_buffer": 30}`).
     """
@@ -46,6 +47,7 @@ class PipelineConfig:
     confirm: int = 2
     cross_window: float = 120.0
     gallery_modality: str = "any"
+    identity_score: str = "centroid"
     max_crops: int = 32
     tracker: Mapping[str, Any] = field(default_factory=dict)
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputSpecError
+from ..gallery.types import IdentityScore
 from ..modality import Modality
 from .events import CrossModalMatch, Event, Identified, TrackEnded, TrackStarted
 from .frame import Frame
@@ -128,6 +129,8 @@ class Matcher:
         cross_threshold: the same for visible ↔ infrared track pairs (default: `threshold`).
         gallery: a `vireid.Gallery` to identify against, or None (cross-modal matching only).
         gallery_modality: `any` (every enrolled embedding) or `other` (only the other modality's).
+        identity_score: how an identity is scored from its enrolled embeddings of one modality:
+            `centroid` (cosine to their unit mean) or `max` (best single embedding); see `IdentityScore`.
         embed_every: frames between two embeddings of one track.
         min_quality: crops below this quality are never embedded.
         improve: a crop whose quality beats the track's best by this fraction is embedded at once.
@@ -146,6 +149,7 @@ class Matcher:
         cross_threshold: float | None = None,
         gallery: Any = None,
         gallery_modality: str = "any",
+        identity_score: str = "centroid",
         embed_every: int = 10,
         min_quality: float = 0.1,
         improve: float = 0.2,
@@ -165,6 +169,7 @@ class Matcher:
         self.within_threshold = _within_thresholds(within_threshold, self.threshold)
         self.cross_threshold = float(threshold if cross_threshold is None else cross_threshold)
         self.gallery, self.gallery_modality = gallery, gallery_modality
+        self.identity_score = IdentityScore.parse(identity_score)
         self.embed_every, self.min_quality, self.improve = (
             int(embed_every),
             float(min_quality),
@@ -306,7 +311,9 @@ class Matcher:
         out: list[dict[str, _Score]] = [{} for _ in range(len(queries))]
         for entry in entries:
             threshold = self.threshold if entry is not modality else self.within_threshold[modality]
-            results = self.gallery.search_identities(queries, k=self.top_k, modality=entry)
+            results = self.gallery.search_identities(
+                queries, k=self.top_k, modality=entry, score=self.identity_score
+            )
             for scores, matches in zip(out, results, strict=True):
                 for m in matches:
                     excess = m.score - threshold

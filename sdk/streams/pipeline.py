@@ -143,6 +143,7 @@ class Pipeline:
             cross_threshold=cfg.cross_threshold,
             gallery=self.gallery,
             gallery_modality=cfg.gallery_modality,
+            identity_score=cfg.identity_score,
             embed_every=cfg.embed_every,
             min_quality=cfg.min_quality,
             margin=cfg.margin,

@@ -144,6 +144,53 @@ def test_search_and_identity_aggregation_match_brute_force(tmp_path: Path, seed:
             assert [(m.identity, m.embedding_id) for m in identities[q]] == [(n, v[1]) for n, v in expected]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_centroid_identity_score_matches_a_brute_force_unit_mean(tmp_path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with Gallery(tmp_path / "g.db", embedding_space=SPACE, dim=DIM) as g:
+        for i in range(20):
+            g.enroll(f"id{i:02d}", unit(rng, int(rng.integers(1, 6))), ["visible", "ir"][i % 3 == 0])
+        queries = unit(rng, 4)
+        for modality in (None, "visible", "ir"):
+            expected_names, centroids, members = [], [], []
+            for info in g.identities():
+                stored = g.embeddings(info.name)
+                keep = stored.modalities == int(Modality.parse(modality)) if modality else None
+                vectors = stored.vectors[keep] if keep is not None else stored.vectors
+                ids = np.asarray(stored.ids)[keep] if keep is not None else np.asarray(stored.ids)
+                if len(vectors):
+                    mean = vectors.sum(axis=0)
+                    expected_names.append(info.name)
+                    centroids.append(mean / np.linalg.norm(mean))
+                    members.append((vectors, ids))
+            found = g.search_identities(queries, k=5, modality=modality, score="centroid")
+            scores = queries @ np.stack(centroids).T
+            for q, matches in enumerate(found):
+                order = np.argsort(-scores[q], kind="stable")[:5]
+                assert [m.identity for m in matches] == [expected_names[i] for i in order]
+                np.testing.assert_allclose([m.score for m in matches], scores[q, order], atol=1e-5)
+                for m, i in zip(matches, order, strict=True):  # the match names the closest member
+                    vectors, ids = members[i]
+                    assert m.embedding_id == ids[np.argmax(vectors @ queries[q])]
+
+
+def test_centroid_and_max_rank_an_identity_enrolled_from_many_images_differently(gallery: Gallery) -> None:
+    # "crowd" has one image that happens to lie close to the query among many that do not;
+    # "steady" has two images that are all moderately close.
+    query = np.eye(DIM, dtype=np.float32)[0]
+    crowd = np.eye(DIM, dtype=np.float32)[[0, 1, 2, 3, 4]]
+    crowd[0] = query * 0.95 + np.eye(DIM, dtype=np.float32)[5] * np.sqrt(1 - 0.95**2)
+    steady = np.stack([0.8 * query + 0.6 * np.eye(DIM, dtype=np.float32)[i] for i in (6, 7)])
+    gallery.enroll("crowd", crowd, "visible")
+    gallery.enroll("steady", steady, "visible")
+    assert [m.identity for m in gallery.search_identities(query, k=2)[0]] == ["crowd", "steady"]
+    by_centroid = gallery.search_identities(query, k=2, score="centroid")[0]
+    assert [m.identity for m in by_centroid] == ["steady", "crowd"]
+    np.testing.assert_allclose(by_centroid[0].score, 0.8 / np.sqrt(0.64 + 0.18), atol=1e-5)
+    with pytest.raises(InputSpecError, match="unknown identity score 'mean'; expected one of: max, centroid"):
+        gallery.search_identities(query, score="mean")
+
+
 def test_per_identity_search_returns_each_identity_once_with_its_best_score(gallery: Gallery, rng) -> None:
     query = unit(rng, 1)[0]
     near = np.stack([query + 0.01 * rng.standard_normal(DIM) for _ in range(5)])

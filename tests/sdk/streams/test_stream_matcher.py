@@ -135,6 +135,20 @@ def test_identities_rank_by_how_far_they_clear_their_pairs_threshold() -> None:
     assert raw == ["dave"]
 
 
+def test_identities_are_scored_by_their_centroid_unless_max_is_asked_for() -> None:
+    # "crowd" has one image at cosine 0.95 to the track among four unrelated ones (centroid 0.42);
+    # "steady" has two images at 0.8 (centroid 0.88).
+    crowd = E[[0, 1, 2, 3, 4]].copy()
+    crowd[0] = 0.95 * E[0] + np.sqrt(1 - 0.95**2) * E[5]
+    with Gallery(":memory:", embedding_space="test", dim=DIM) as g:
+        g.enroll("crowd", crowd, "visible")
+        g.enroll("steady", np.stack([0.8 * E[0] + 0.6 * E[i] for i in (6, 7)]), "visible")
+        assert named(Matcher(0.5, gallery=g), "ir", "ir", E[0]) == ["steady"]
+        assert named(Matcher(0.5, gallery=g, identity_score="max"), "ir", "ir", E[0]) == ["crowd"]
+        with pytest.raises(InputSpecError, match="expected one of: max, centroid"):
+            Matcher(0.5, gallery=g, identity_score="median")
+
+
 def test_track_embedding_is_quality_weighted() -> None:
     m = Matcher(0.5)
     feed(m, frame("vis", "visible", 0), 1, E[0], quality=0.9)
