@@ -2,11 +2,14 @@
 
 Usage:
     python tools/ablation.py --data TRAIN_DIR --heldout HELDOUT_DIR --out runs/ablation [--epochs N]
-        [--only NAME]...
+        [--seeds 0,1,2] [--only NAME]...
 
 Every variant trains `configs/demo_cpu.yaml` with its overrides for the same number of epochs and
-steps, then is evaluated on the held-out folder (SYSU all-search, single-shot, 10 trials). Results go
-to OUT/ablation.json and a Markdown table on stdout. Finished variants are reused on re-runs.
+steps, once per training seed, then is evaluated on the held-out folder (SYSU all-search, single-shot,
+10 trials). The table gives each metric's mean ± standard deviation over seeds: two runs of one recipe
+differ by about a point of R1, so a difference smaller than that spread says nothing. With one seed the
+± is over the 10 gallery trials only (how much the gallery draw moves the number, not the training).
+Results go to OUT/ablation.json and a Markdown table on stdout. Finished runs are reused on re-runs.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from vireid.training.config import TrainConfig
 from vireid.training.evaluate import evaluate_checkpoint
@@ -38,21 +43,43 @@ VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
-def run_variant(name: str, overrides: dict[str, object], args: argparse.Namespace) -> dict[str, float]:
-    """Train (or reuse) one variant and evaluate it on the held-out folder."""
-    folder = args.out / name.replace(" ", "_").replace("{", "").replace("}", "").replace(",", "-")
+METRICS = ("R1", "R10", "mAP", "mINP")
+
+
+def run_once(name: str, overrides: dict[str, object], seed: int, args: argparse.Namespace) -> dict:
+    """Train (or reuse) one variant with one seed; its held-out means and trial stds."""
+    slug = name.replace(" ", "_").replace("{", "").replace("}", "").replace(",", "-")
+    folder = args.out / (slug if seed == 0 else f"{slug}_seed{seed}")  # seed 0 keeps the old folders
     result_file = folder / "heldout.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
     config = TrainConfig.from_yaml(REPO / "configs" / "demo_cpu.yaml").with_overrides(
-        {**overrides, "optim.epochs": args.epochs, "run.eval_every": 0, "run.progress": False}
+        {
+            **overrides,
+            "optim.epochs": args.epochs,
+            "run.seed": seed,
+            "run.eval_every": 0,
+            "run.progress": False,
+        }
     )
     started = time.monotonic()
     trained = train(config, args.data, folder)
     table = evaluate_checkpoint(trained.last, args.heldout, "sysu-all", trials=10, device="cpu")
-    means = {**table.mean(), "train_s": time.monotonic() - started}
-    result_file.write_text(json.dumps(means, indent=2))
-    return means
+    result = {**table.mean(), "trial_std": table.std(), "train_s": time.monotonic() - started}
+    result_file.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean over seeds and the spread: std over seeds, or over trials when there is one seed."""
+    out: dict = {"seeds": len(runs), "spread": "seeds" if len(runs) > 1 else "trials"}
+    for key in METRICS:
+        values = np.array([r[key] for r in runs])
+        trial_std = runs[0].get("trial_std", {}).get(key, float("nan"))  # older results lack it
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std(ddof=1)) if len(runs) > 1 else float(trial_std)
+    out["train_s"] = float(np.mean([r["train_s"] for r in runs]))
+    return out
 
 
 def main() -> None:
@@ -61,21 +88,28 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0)")
     parser.add_argument("--only", action="append", default=[], help="a variant name (repeatable)")
     args = parser.parse_args()
     unknown = sorted(set(args.only) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {args.seeds!r}")
     wanted = [n for n in VARIANTS if not args.only or n in args.only]
     results = {}
     for name in wanted:
         group, overrides = VARIANTS[name]
-        results[name] = {"group": group, **run_variant(name, overrides, args)}
+        results[name] = {"group": group, **summarise([run_once(name, overrides, s, args) for s in seeds])}
         print(f"{name}: R1 {results[name]['R1']:.4f} mAP {results[name]['mAP']:.4f}", flush=True)
     (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
-    print("\n| variant | group | R1 | R10 | mAP | mINP |\n|---|---|---|---|---|---|")
+    spread = "seeds" if len(seeds) > 1 else "the 10 gallery trials (one training seed)"
+    print(f"\npercent, mean ± std over {spread}")
+    print("| variant | group | R1 | R10 | mAP | mINP |\n|---|---|---|---|---|---|")
     for name, r in results.items():
-        cells = " | ".join(f"{r[k]:.4f}" for k in ("R1", "R10", "mAP", "mINP"))
+        cells = " | ".join(f"{100 * r[k]:.2f} ± {100 * r[k + '_std']:.2f}" for k in METRICS)
         print(f"| {name} | {r['group']} | {cells} |")
 
 
