@@ -164,15 +164,25 @@ def cross_modal_scores(
 
 
 def within_modality_scores(
-    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, which: int
+    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, which: int, block: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine scores of every unordered pair of `which`-modality images, split into `(genuine, impostor)`."""
+    """Cosine scores of every unordered pair of `which`-modality images, split into `(genuine, impostor)`.
+
+    Genuine pairs include two images of one camera, so the true-match rate they give is optimistic for
+    matching across cameras; the threshold depends on the impostor pairs only. Rows are scored in
+    blocks, so memory grows with the pairs kept, not with a full N × N matrix.
+    """
     rows = np.flatnonzero(modality == which)
-    vectors = emb[rows].astype(np.float64)
-    upper = np.triu_indices(len(rows), 1)
-    scores = (vectors @ vectors.T)[upper]
-    same = (pids[rows][:, None] == pids[rows][None, :])[upper]
-    return scores[same], scores[~same]
+    vectors, labels = emb[rows].astype(np.float64), pids[rows]
+    genuine, impostor = [], []
+    for start in range(0, len(rows), block):
+        scores = vectors[start : start + block] @ vectors.T
+        later = np.arange(len(rows))[None, :] > np.arange(start, start + len(scores))[:, None]
+        same = labels[start : start + block, None] == labels[None, :]
+        genuine.append(scores[later & same])
+        impostor.append(scores[later & ~same])
+    empty = np.zeros(0)
+    return np.concatenate([empty, *genuine]), np.concatenate([empty, *impostor])
 
 
 def calibrate_within(

@@ -410,7 +410,8 @@ def _quiet_quantiser() -> Iterator[None]:
     at WARNING, once per quantisation, i.e. a dozen times per sensitivity pass. The root logger is left
     as it was, including the stderr handler that `logging.warning` installs on an unconfigured root.
     The entropy and percentile calibrators `print` their progress ("Number of tensors : ..."): that goes
-    to this module's DEBUG log instead of the terminal."""
+    to this module's DEBUG log instead of the terminal. `sys.stdout` is swapped for the whole process
+    during the call, so another thread's prints in that time land in the same log."""
     root = logging.getLogger()
     level, handlers = root.level, root.handlers[:]
     advice = _DropAdvice()

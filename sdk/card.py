@@ -57,6 +57,11 @@ class BatchProfile:
             )
 
 
+def _within_names(within: Mapping[Any, float]) -> dict[Any, float]:
+    """`Modality` keys as the card's words (`Modality.VISIBLE` → "visible"); other keys stay as given."""
+    return {str(k) if isinstance(k, Modality) else k: v for k, v in within.items()}
+
+
 def _within_problems(within: Mapping[str, float] | None) -> list[str]:
     if within is None:
         return []
@@ -126,6 +131,8 @@ class ModelCard:
         set_(self, "input_names", tuple(self.input_names))
         if isinstance(self.profile, Mapping):
             set_(self, "profile", BatchProfile(**self.profile))
+        if isinstance(self.match_threshold_within, Mapping):
+            set_(self, "match_threshold_within", _within_names(self.match_threshold_within))
         self._validate()
 
     def _validate(self) -> None:
@@ -167,7 +174,8 @@ class ModelCard:
         """The calibrated threshold for comparing a `query` embedding with an `entry` one.
 
         Cross-modal pairs use `match_threshold`; same-modality pairs use `match_threshold_within` for that
-        modality, or None when the card has none (cards exported before vireid calibrated them).
+        modality, or None when the card has none (cards exported before vireid calibrated them; the
+        pipeline then falls back to the cross-modal threshold and warns).
         """
         query, entry = Modality.parse(query), Modality.parse(entry)
         if query is not entry:

@@ -68,11 +68,9 @@ class CudaRuntime:
         """Whether `open()` succeeded and `release()` has not run yet."""
         raise NotImplementedError
 
-    @contextlib.contextmanager
-    def current(self) -> Iterator[None]:
-        """Make the opened device (and context) current on the calling thread for the block."""
+    def current(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which the opened device (and context) is current on the calling thread."""
         raise NotImplementedError
-        yield
 
     def alloc_device(self, nbytes: int) -> int:
         """Device memory of `nbytes`; returns its address."""
@@ -252,6 +250,8 @@ class PyCuda(CudaRuntime):
     @contextlib.contextmanager
     def current(self) -> Iterator[None]:
         context = self.context  # release() clears the attribute inside a block
+        if context is None:
+            raise DeviceError("the CUDA context was released: the engine is closed; open it again")
         context.push()
         try:
             yield

@@ -48,6 +48,7 @@ class PipelineBenchConfig:
         detector: `motion`, `yolo` (needs `detector_model`) or `gt` (ground-truth boxes).
         detector_model: YOLO-format `.onnx` for `detector="yolo"`.
         threshold: match threshold (None: the model card's).
+        within_threshold: same-modality match threshold (None: the model card's).
         identity_score: `max` or `centroid` (see `vireid.IdentityScore`).
         embed_every: re-embed a track every this many frames.
         enroll_seconds: the visible camera's first seconds the gallery is enrolled from.
@@ -61,6 +62,7 @@ class PipelineBenchConfig:
     detector: str = "motion"
     detector_model: Path | None = None
     threshold: float | None = None
+    within_threshold: float | None = None
     identity_score: str = "centroid"
     embed_every: int = 10
     enroll_seconds: float = 60.0
@@ -253,6 +255,7 @@ def run_scene(
         detector=config.detector if config.detector != "gt" else "motion",
         detector_options=options,
         threshold=config.threshold,
+        within_threshold=config.within_threshold,
         identity_score=config.identity_score,
         embed_every=config.embed_every,
     )

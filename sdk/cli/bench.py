@@ -75,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pipe.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
     pipe.add_argument("--threshold", type=float, help="match threshold (default: the model card's)")
     pipe.add_argument(
+        "--within-threshold", type=float, help="same-modality match threshold (default: the model card's)"
+    )
+    pipe.add_argument(
         "--identity-score", choices=["centroid", "max"], default="centroid", help="how identities are scored"
     )
     pipe.add_argument("--embed-every", type=int, default=10, help="re-embed a track every N frames")
@@ -137,6 +140,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         detector_model=args.detector_model,
         threshold=args.threshold,
         identity_score=args.identity_score,
+        within_threshold=args.within_threshold,
         embed_every=args.embed_every,
         enroll_seconds=args.enroll_seconds,
         mode=args.mode,

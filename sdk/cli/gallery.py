@@ -69,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--score",
         choices=["max", "centroid"],
         default="max",
-        help="identity score: best embedding (max, default) or unit mean of its embeddings (centroid)",
+        help="identity score: best embedding (max, default) or unit mean of its embeddings (centroid, "
+        "what `vireid run` uses); not with --embeddings",
     )
     search.add_argument("--match-modality", help="only match gallery embeddings of this modality")
     search.add_argument("--camera", action="append", help="only match embeddings of this camera (repeatable)")
@@ -258,6 +259,8 @@ def _search(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
     from vireid.modality import Modality
 
+    if args.embeddings and args.score != "max":
+        raise InputSpecError("--score ranks identities and --embeddings ranks single embeddings: pick one")
     modality = Modality.parse(args.modality)
     match_modality = None if args.match_modality is None else Modality.parse(args.match_modality)
     files = collect_images(args.images)

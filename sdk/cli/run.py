@@ -44,12 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
     parser.add_argument("--detector-conf", type=float, default=0.25, help="YOLO confidence threshold")
     parser.add_argument(
-        "--threshold", type=float, help="gallery match threshold, other modality (default: the card's)"
+        "--threshold",
+        type=float,
+        help="gallery match threshold for the other modality's enrolled images (default: the card's); "
+        "also the default of --cross-threshold",
     )
     parser.add_argument(
-        "--within-threshold", type=float, help="gallery match threshold, same modality (default: the card's)"
+        "--within-threshold",
+        type=float,
+        help="gallery match threshold for the same modality's enrolled images (default: the card's, "
+        "else --threshold)",
     )
-    parser.add_argument("--cross-threshold", type=float, help="visible-infrared track threshold")
+    parser.add_argument(
+        "--cross-threshold",
+        type=float,
+        help="visible-infrared track pairing threshold (default: --threshold)",
+    )
     parser.add_argument(
         "--identity-score",
         choices=["centroid", "max"],

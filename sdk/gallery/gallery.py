@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -338,7 +338,7 @@ class Gallery:
             InputSpecError: bad queries or k.
             GalleryError: queries from another embedding space, or an unknown identity name.
         """
-        return self._search("search", queries, k, modality, camera, identities)
+        return self._search("search", self._backend.top_rows, queries, k, modality, camera, identities)
 
     def search_identities(
         self,
@@ -359,14 +359,18 @@ class Gallery:
             score: `max` (default): the highest cosine over the identity's embeddings that pass the
                 filters. `centroid`: the cosine to the unit mean of those embeddings (steadier for
                 identities enrolled from many images; see `IdentityScore`). Either way the match
-                names the identity's closest embedding.
+                names the identity's closest embedding. Centroids are computed exactly with numpy
+                whatever the backend (there is one per identity) and cached until the gallery changes.
         """
-        action = f"search identities ({IdentityScore.parse(score).value})"
-        return self._search(action, queries, k, modality, camera, identities)
+        if IdentityScore.parse(score) is IdentityScore.CENTROID:
+            return self._search("search identities", top_centroids, queries, k, modality, camera, identities)
+        finder = self._backend.top_groups
+        return self._search("search identities", finder, queries, k, modality, camera, identities)
 
     def _search(
         self,
         action: str,
+        find: Callable[[RowTable, np.ndarray, int, np.ndarray | None], tuple[np.ndarray, np.ndarray]],
         queries: Any,
         k: int,
         modality: Modality | str | int | None,
@@ -384,11 +388,6 @@ class Gallery:
         with self._guard(action):
             self._table.sync(self._store)
             mask = self._table.mask(modality, cameras, self._identity_ids(names))
-            find = {
-                "search": self._backend.top_rows,
-                "search identities (max)": self._backend.top_groups,
-                "search identities (centroid)": top_centroids,
-            }[action]
             scores, rows = find(self._table, unit, k, mask)
             return self._table.matches(scores, rows)
 

@@ -22,8 +22,8 @@ class PipelineConfig:
         threshold: gallery match threshold for identities enrolled in the other modality; None: the model
             card's `match_threshold`.
         within_threshold: gallery match threshold for identities matched through the track's own
-            modality; None: the card's `match_threshold_within` (per modality), or `threshold` for a
-            card exported before vireid calibrated them.
+            modality, one value or per modality (`{"visible": 0.7}`); None: the card's
+            `match_threshold_within`, and `threshold` for a modality the card has none for.
         cross_threshold: visible ↔ infrared track threshold; None: `threshold`.
         embed_every: frames between two embeddings of a track.
         min_quality: crops below this quality are not embedded.
@@ -39,7 +39,7 @@ class PipelineConfig:
     detector: str = "motion"
     detector_options: Mapping[str, Any] = field(default_factory=dict)
     threshold: float | None = None
-    within_threshold: float | None = None
+    within_threshold: float | Mapping[str, float] | None = None
     cross_threshold: float | None = None
     embed_every: int = 10
     min_quality: float = 0.1

@@ -22,6 +22,7 @@ the vectors back through `update`.
 from __future__ import annotations
 
 import collections
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,15 +96,24 @@ def _excess_of(score: _Score | None) -> float:
 def _within_thresholds(
     within: Mapping[Modality | str, float] | float | None, threshold: float
 ) -> dict[Modality, float]:
+    """The same-modality threshold of each modality: `within` (one value or per modality), else
+    `threshold` for the modalities it does not name."""
     out = {m: threshold for m in Modality}
-    if isinstance(within, (int, float)):
+    if isinstance(within, numbers.Real) and not isinstance(within, bool):
         out = {m: float(within) for m in Modality}
+    elif isinstance(within, Mapping):
+        out.update({Modality.parse(k): _cosine(v, f"within threshold of {k}") for k, v in within.items()})
     elif within is not None:
-        out.update({Modality.parse(k): float(v) for k, v in within.items()})
+        raise InputSpecError(f"within_threshold is a cosine or {{modality: cosine}}, got {within!r}")
     for modality, value in out.items():
-        if not -1.0 <= value <= 1.0:
-            raise InputSpecError(f"within threshold of {modality} is a cosine in [-1, 1], got {value}")
+        _cosine(value, f"within threshold of {modality}")
     return out
+
+
+def _cosine(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not -1.0 <= float(value) <= 1.0:
+        raise InputSpecError(f"{what} is a cosine in [-1, 1], got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -149,7 +159,7 @@ class Matcher:
         cross_threshold: float | None = None,
         gallery: Any = None,
         gallery_modality: str = "any",
-        identity_score: str = "centroid",
+        identity_score: IdentityScore | str = IdentityScore.CENTROID,
         embed_every: int = 10,
         min_quality: float = 0.1,
         improve: float = 0.2,

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,18 +151,24 @@ class Pipeline:
             cross_window=cfg.cross_window,
         )
 
-    def _within_threshold(self) -> Any:
+    def _within_threshold(self) -> Mapping[str, float] | float:
+        """The config's same-modality threshold, else the card's per modality; a modality the card
+        has none for is left out (the matcher then uses the cross-modal threshold), with a warning."""
         if self.config.within_threshold is not None:
             return self.config.within_threshold
-        within = self.embedder.card.match_threshold_within
-        if within is None and self.gallery is not None and self.config.gallery_modality == "any":
+        card = self.embedder.card
+        found = {str(m): card.threshold_for(m, m) for m in card.modalities}
+        missing = [name for name, value in found.items() if value is None]
+        if missing and self.gallery is not None and self.config.gallery_modality == "any":
             log.warning(
-                "model %s has no same-modality thresholds in its card (exported before vireid calibrated "
-                "them): same-modality gallery matches use the cross-modal threshold, which lets more "
-                "impostors through; re-export with --calibrate or pass within_threshold (--within-threshold)",
-                self.embedder.card.model_name,
+                "model %s has no same-modality threshold for %s in its card (exported before vireid "
+                "calibrated them, or too few identities): those matches use the cross-modal threshold, "
+                "which lets more impostors through; re-export with --calibrate or pass within_threshold "
+                "(--within-threshold)",
+                card.model_name,
+                " and ".join(missing),
             )
-        return within
+        return {name: value for name, value in found.items() if value is not None}
 
     @property
     def sources(self) -> list[VideoSource]:

@@ -140,6 +140,13 @@ def test_within_modality_pairs_each_unordered_pair_once() -> None:
     genuine, impostor = within_modality_scores(emb, modality, pids, 0)
     np.testing.assert_allclose(genuine, [0.6], atol=1e-6)  # rows 0-1
     np.testing.assert_allclose(sorted(impostor), [0.8, 0.96], atol=1e-6)  # rows 0-4, 1-4
+    rng = np.random.default_rng(0)
+    emb, pids = rng.standard_normal((40, 4)), rng.integers(0, 5, 40)
+    whole = within_modality_scores(emb, np.zeros(40, int), pids, 0)
+    blocks = within_modality_scores(emb, np.zeros(40, int), pids, 0, block=7)  # same pairs, by blocks
+    for a, b in zip(whole, blocks, strict=True):
+        np.testing.assert_allclose(np.sort(a), np.sort(b))
+    assert len(whole[0]) + len(whole[1]) == 40 * 39 // 2
 
 
 def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path, tiny_sysu: Path) -> None:

@@ -141,6 +141,9 @@ def test_thresholds_per_pair_and_the_within_key_written_only_when_set() -> None:
     assert card.threshold_for("visible", "infrared") == card.threshold_for("ir", "rgb") == 0.42
     assert card.threshold_for("visible", "visible") == 0.71 and card.threshold_for(1, 1) == 0.69
     assert ModelCard.from_json(card.to_json()).match_threshold_within == {"visible": 0.71, "infrared": 0.69}
+    assert make_card(match_threshold_within={Modality.VISIBLE: 0.7}).match_threshold_within == {
+        "visible": 0.7
+    }
     old = make_card()
     assert "match_threshold_within" not in old.to_dict()  # older vireid versions still read the card
     assert old.threshold_for("visible", "visible") is None

@@ -174,6 +174,25 @@ def test_centroid_identity_score_matches_a_brute_force_unit_mean(tmp_path: Path,
                     assert m.embedding_id == ids[np.argmax(vectors @ queries[q])]
 
 
+def test_centroids_follow_enrolment_and_removal_and_an_empty_filter_finds_nothing(gallery: Gallery) -> None:
+    query = np.eye(DIM, dtype=np.float32)[0]
+    gallery.enroll("a", np.eye(DIM, dtype=np.float32)[[0, 1]], "visible")
+    gallery.enroll("b", np.eye(DIM, dtype=np.float32)[[2]], "visible")
+
+    def centroid_score() -> float:
+        return gallery.search_identities(query, k=1, score="centroid", identities="a")[0][0].score
+
+    assert centroid_score() == pytest.approx(1 / np.sqrt(2))
+    gallery.enroll("a", np.eye(DIM, dtype=np.float32)[[0]], "visible")  # (2, 1) / sqrt(5)
+    assert centroid_score() == pytest.approx(2 / np.sqrt(5))
+    first = gallery.embeddings("a").ids[1]  # the e1 image
+    gallery.remove_embeddings([int(first)])
+    assert centroid_score() == pytest.approx(1.0)
+    gallery.remove("a")
+    assert [m.identity for m in gallery.search_identities(query, k=5, score="centroid")[0]] == ["b"]
+    assert gallery.search_identities(query, k=5, score="centroid", modality="ir") == [[]]
+
+
 def test_centroid_and_max_rank_an_identity_enrolled_from_many_images_differently(gallery: Gallery) -> None:
     # "crowd" has one image that happens to lie close to the query among many that do not;
     # "steady" has two images that are all moderately close.

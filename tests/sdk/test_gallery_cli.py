@@ -206,6 +206,17 @@ def test_enroll_and_search_with_the_real_embedder_and_contract_model(tmp_path: P
         1, abs=1e-5
     )
     assert {m["identity"] for m in result["matches"]} == {"red", "green", "blue"}
+    assert vireid(*enroll, "rgb", "--name", "red", crops[1]) == 0  # red: two images now
+    capsys.readouterr()
+    assert vireid(*query, "--modality", "rgb", "--score", "centroid", crops[0]) == 0
+    (result,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    red = next(m for m in result["matches"] if m["identity"] == "red")
+    with Gallery.open(db) as g:
+        mean = g.embeddings("red").vectors.sum(axis=0)
+        first = g.embeddings("red").vectors[0]
+    assert red["score"] == pytest.approx(float(first @ mean / np.linalg.norm(mean)), abs=1e-5)
+    assert vireid(*query, "--modality", "rgb", "--score", "centroid", "--embeddings", crops[0]) == 1
+    assert "pick one" in capsys.readouterr().err
     with Gallery.open(db) as g, Embedder(model, device="cpu") as embedder:
         assert g.embedding_space == embedder.embedding_space == contract_card().embedding_space()
         assert g.dim == embedder.dim

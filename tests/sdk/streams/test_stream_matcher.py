@@ -114,8 +114,15 @@ def test_same_modality_matches_use_their_own_threshold(gallery) -> None:
     assert named(Matcher(0.5, within_threshold=within, gallery=gallery), "vis", "visible", vector) == []
     assert named(Matcher(0.5, within_threshold=0.75, gallery=gallery), "vis", "visible", vector) == ["alice"]
     assert named(Matcher(0.5, gallery=gallery), "vis", "visible", vector) == ["alice"]  # none: threshold
-    with pytest.raises(InputSpecError, match="within threshold"):
-        Matcher(0.5, within_threshold={"visible": 1.5})
+    assert named(Matcher(0.5, within_threshold=np.float32(0.75), gallery=gallery), "v", "visible", vector)
+    for bad, message in [
+        ({"visible": 1.5}, "within threshold of visible is a cosine"),
+        ({"visible": "x"}, "within threshold of visible is a cosine"),
+        ({"thermal-ish": 0.7}, "unknown modality"),
+        ("0.8", "within_threshold is a cosine or"),
+    ]:
+        with pytest.raises(InputSpecError, match=message):
+            Matcher(0.5, within_threshold=bad)
 
 
 def test_identities_rank_by_how_far_they_clear_their_pairs_threshold() -> None:

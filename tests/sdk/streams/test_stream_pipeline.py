@@ -241,7 +241,12 @@ def test_same_modality_thresholds_come_from_the_card_unless_overridden(
     with caplog.at_level("WARNING", logger="vireid"):
         matcher = matcher_of(contract_card(64, 32))  # exported before same-modality calibration
     assert set(matcher.within_threshold.values()) == {0.5}
-    assert "no same-modality thresholds" in caplog.text
+    assert "no same-modality threshold for visible and infrared" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vireid"):
+        matcher = matcher_of(contract_card(64, 32, match_threshold_within={"visible": 0.8}))
+    assert {str(k): v for k, v in matcher.within_threshold.items()} == {"visible": 0.8, "infrared": 0.5}
+    assert "no same-modality threshold for infrared" in caplog.text
 
 
 def test_snapshot_sink_keeps_spaced_named_frames_up_to_its_limit(tmp_path: Path) -> None:
