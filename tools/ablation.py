@@ -5,11 +5,12 @@ Usage:
         [--seeds 0,1,2] [--only NAME]...
 
 Every variant trains `configs/demo_cpu.yaml` with its overrides for the same number of epochs and
-steps, once per training seed, then is evaluated on the held-out folder (SYSU all-search, single-shot,
-10 trials). The table gives each metric's mean ± standard deviation over seeds: two runs of one recipe
-differ by about a point of R1, so a difference smaller than that spread says nothing. With one seed the
-± is over the 10 gallery trials only (how much the gallery draw moves the number, not the training).
-Results go to OUT/ablation.json and a Markdown table on stdout. Finished runs are reused on re-runs.
+steps (the learning-rate steps moved to the same fractions of that budget), once per training seed,
+then is evaluated on the held-out folder (SYSU all-search, single-shot, 10 trials). The table gives
+each metric's mean ± standard deviation over seeds: two runs of one recipe differ by about a point of
+R1, so a difference smaller than that spread says nothing. With one seed the ± is over the 10 gallery
+trials only (how much the gallery draw moves the number, not the training). Results go to
+OUT/ablation.json and a Markdown table on stdout. Finished runs are reused on re-runs.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ def run_once(name: str, overrides: dict[str, object], seed: int, args: argparse.
     result_file = folder / "heldout.json"
     if result_file.is_file():
         return json.loads(result_file.read_text())
-    config = TrainConfig.from_yaml(REPO / "configs" / "demo_cpu.yaml").with_overrides(
+    base = TrainConfig.from_yaml(REPO / "configs" / "demo_cpu.yaml")
+    config = base.with_overrides(
         {
             **overrides,
             "optim.epochs": args.epochs,
+            "optim.milestones": scaled_milestones(base.optim.milestones, base.optim.epochs, args.epochs),
             "run.seed": seed,
             "run.eval_every": 0,
             "run.progress": False,
@@ -68,6 +71,11 @@ def run_once(name: str, overrides: dict[str, object], seed: int, args: argparse.
     result = {**table.mean(), "trial_std": table.std(), "train_s": time.monotonic() - started}
     result_file.write_text(json.dumps(result, indent=2))
     return result
+
+
+def scaled_milestones(milestones: tuple[int, ...], epochs: int, budget: int) -> list[int]:
+    """The learning-rate steps moved to the same fractions of a shorter (or longer) budget."""
+    return sorted({min(budget, max(1, round(m * budget / epochs))) for m in milestones})
 
 
 def summarise(runs: list[dict]) -> dict:
