@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,6 +348,8 @@ def _result(
         cameras=cameras,
         cross_modal={
             "matches": cross.matches,
+            "correct": cross.correct,
+            "people_matched": cross.people_matched,
             "precision": cross.precision,
             "recall": cross.recall,
             "people_in_both": cross.people_both,
@@ -372,6 +374,59 @@ def _result(
             "seconds": truth.num_frames / truth.fps,
         },
     )
+
+
+_COUNTS = (
+    "identified_tracks",
+    "correct_tracks",
+    "gt_tracks_identified",
+    "enrolled_gt_tracks",
+    "enrolled_gt_tracks_identified",
+)
+
+
+def pipeline_totals(results: Sequence[PipelineBenchResult]) -> dict[str, Any]:
+    """Identification and cross-modal counts summed over several scenes, with the rates recomputed from
+    the sums: one scene holds a handful of tracks, so one track moves a rate by a quarter."""
+    out: dict[str, Any] = {"scenes": len(results)}
+    for cam in CAMERAS:
+        idents = [r.cameras[cam]["identification"] for r in results]
+        sums = {key: sum(int(i[key] or 0) for i in idents) for key in _COUNTS}
+        sums["gt_tracks"] = sum(r.cameras[cam]["gt_tracks"] for r in results)
+        sums["precision"] = _rate(sums["correct_tracks"], sums["identified_tracks"])
+        sums["recall"] = _rate(sums["gt_tracks_identified"], sums["gt_tracks"])
+        sums["recall_enrolled"] = _rate(sums["enrolled_gt_tracks_identified"], sums["enrolled_gt_tracks"])
+        sums["id_switches"] = sum(r.cameras[cam]["id_switches"] for r in results)
+        out[cam] = sums
+    cross = {k: sum(r.cross_modal[k] for r in results) for k in ("matches", "correct", "people_matched")}
+    cross["people_in_both"] = sum(r.cross_modal["people_in_both"] for r in results)
+    cross["precision"] = _rate(cross["correct"], cross["matches"])
+    cross["recall"] = _rate(cross["people_matched"], cross["people_in_both"])
+    out["cross_modal"] = cross
+    return out
+
+
+def totals_summary(totals: Mapping[str, Any]) -> str:
+    """`pipeline_totals` as terminal lines."""
+    lines = [f"total over {totals['scenes']} scenes:"]
+    for cam in CAMERAS:
+        t = totals[cam]
+        lines.append(
+            f"[{cam}] identification precision {t['precision']:.3f} ({t['correct_tracks']}/"
+            f"{t['identified_tracks']} tracks), of the enrolled people {t['recall_enrolled']:.3f} "
+            f"({t['enrolled_gt_tracks_identified']}/{t['enrolled_gt_tracks']}), all people {t['recall']:.3f} "
+            f"({t['gt_tracks_identified']}/{t['gt_tracks']}), ID switches {t['id_switches']}"
+        )
+    x = totals["cross_modal"]
+    lines.append(
+        f"cross-modal matches {x['matches']}: precision {x['precision']:.3f}, recall {x['recall']:.3f} "
+        f"({x['people_matched']}/{x['people_in_both']} people)"
+    )
+    return "\n".join(lines)
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

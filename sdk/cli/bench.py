@@ -1,7 +1,7 @@
 """Measure latency and throughput of a model on every runtime, or the stream pipeline end to end.
 
   vireid bench MODEL [--backend ort-cpu,torch] [--batch 1,8,32] [--precision fp32,fp16] [--json F] [--plot F]
-  vireid bench pipeline MODEL [--scene FOLDER] [--mode fast|realtime] [--json F]
+  vireid bench pipeline MODEL [--scene FOLDER ...] [--mode fast|realtime] [--json F]
 
 MODEL is a checkpoint (.safetensors; needs torch for the `torch` row and the export extra for the ONNX
 rows), an exported .onnx (its .fp16.onnx sibling is used for fp16 rows when present), a TensorRT
@@ -66,7 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     runtime.add_argument("--plot", type=Path, help="write a throughput / latency chart (PNG) here")
     pipe = parser.add_argument_group("pipeline benchmark (vireid bench pipeline MODEL)")
-    pipe.add_argument("--scene", type=Path, help="folder from `vireid synth scene` (default: generate 30 s)")
+    pipe.add_argument(
+        "--scene",
+        type=Path,
+        action="append",
+        help="folder from `vireid synth scene` (default: generate 30 s); repeat it to add the scenes up",
+    )
     pipe.add_argument("--device", default="cpu", help="auto, cpu, cuda or tensorrt (default cpu)")
     pipe.add_argument(
         "--mode", choices=MODES, default="fast", help="fast: every frame; realtime: replay at fps"
@@ -133,8 +138,11 @@ def _runtime(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from ..bench.pipeline import PipelineBenchConfig, bench_pipeline
+    from ..bench.pipeline import PipelineBenchConfig, bench_pipeline, pipeline_totals, totals_summary
 
+    scenes = args.scene or []
+    if len(scenes) > 1 and args.events:
+        raise ConfigError("--events takes one --scene (each scene's events would overwrite the last's)")
     config = PipelineBenchConfig(
         detector=args.detector,
         detector_model=args.detector_model,
@@ -147,12 +155,25 @@ def _pipeline(args: argparse.Namespace) -> int:
         events=args.events,
     )
     with tempfile.TemporaryDirectory(prefix="vireid-scene-") as tmp:
-        scene = args.scene or _generate_scene(Path(tmp))
-        result = bench_pipeline(
-            args.model, scene, config, device=args.device, threads=args.threads, log=lambda m: print(f"  {m}")
-        )
-    print(result.summary())
-    _write_json(args.json, result.to_dict())
+        results = []
+        for scene in scenes or [_generate_scene(Path(tmp))]:
+            results.append(
+                bench_pipeline(
+                    args.model,
+                    scene,
+                    config,
+                    device=args.device,
+                    threads=args.threads,
+                    log=lambda m: print(f"  {m}"),
+                )
+            )
+            print(results[-1].summary())
+    if len(results) == 1:
+        _write_json(args.json, results[0].to_dict())
+        return 0
+    totals = pipeline_totals(results)
+    print(totals_summary(totals))
+    _write_json(args.json, {"scenes": [r.to_dict() for r in results], "total": totals})
     return 0
 
 

@@ -39,6 +39,29 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
         assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
 
 
+def test_bench_pipeline_adds_several_scenes_up(
+    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = getattr(request.config, "cache", None)
+    scene = cached_scene(Path(cache.mkdir("vireid-synth-scene-8s")) if cache else tmp_path / "scene")
+    model = build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
+    base = ["bench", "pipeline", str(model), "--scene", str(scene), "--scene", str(scene), "--threads", "1"]
+    assert main([*base, "--enroll-seconds", "8", "--json", str(tmp_path / "two.json")]) == 0
+    assert "total over 2 scenes" in capsys.readouterr().out
+    report = json.loads((tmp_path / "two.json").read_text())
+    first, total = report["scenes"][0], report["total"]
+    assert len(report["scenes"]) == 2 and total["scenes"] == 2
+    for cam in ("visible", "infrared"):
+        assert total[cam]["gt_tracks"] == sum(s[cam]["gt_tracks"] for s in report["scenes"]) > 0
+        counted = [s[cam]["identification"]["identified_tracks"] for s in report["scenes"]]
+        assert total[cam]["identified_tracks"] == sum(counted)
+        correct = sum(s[cam]["identification"]["correct_tracks"] for s in report["scenes"])
+        assert total[cam]["precision"] == (correct / sum(counted) if sum(counted) else 0.0)
+    assert total["cross_modal"]["people_in_both"] == 2 * first["cross_modal"]["people_in_both"]
+    assert main([*base, "--events", str(tmp_path / "e.jsonl")]) == 1
+    assert "--events takes one --scene" in capsys.readouterr().err
+
+
 def test_bench_pipeline_oracle_scores_its_own_ground_truth(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
