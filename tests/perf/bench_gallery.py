@@ -87,6 +87,12 @@ def bench_search(
             rows.append(
                 (f"[{backend}] {label}, {args.queries} queries, top-{args.k}", _ms(timed(fn, args.repeat)))
             )
+        centroid = lambda: g.search_identities(queries, k=args.k, modality="ir", score="centroid")  # noqa: E731
+        (first,) = timed(centroid)
+        rows.append(
+            (f"[{backend}] search_identities, centroid, modality filter: first", f"{first * 1e3:.0f} ms")
+        )
+        rows.append((f"[{backend}] same, centroids cached", _ms(timed(centroid, args.repeat))))
         new = iter(unit(rng, args.repeat, args.dim))
 
         def enrol_then_search() -> None:
