@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import TypeVar
 
-from .errors import ConfigError, VireidError
+from .errors import ConfigError, InputSpecError, VireidError
 
 C = TypeVar("C", bound="Choice")
 
@@ -35,3 +35,11 @@ class Choice(str, enum.Enum):
         except ValueError:
             options = ", ".join(member.value for member in cls)
             raise cls.error_type()(f"unknown {cls.label()} {value!r}; expected one of: {options}") from None
+
+
+class InputChoice(Choice):
+    """An option given with the data of a call (not a configuration file): a miss is an `InputSpecError`."""
+
+    @classmethod
+    def error_type(cls) -> type[VireidError]:
+        return InputSpecError

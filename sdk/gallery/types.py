@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from ..choices import Choice
+from ..choices import InputChoice
 from ..errors import InputSpecError
 from ..modality import Modality
 
 _SCORE_SLACK = 1e-3  # float32 dot products of unit vectors may stray just past ±1
 
 
-class IdentityScore(Choice):
+class IdentityScore(InputChoice):
     """How `search_identities` scores an identity from its stored embeddings.
 
     `max`: the best cosine over its embeddings. `centroid`: the cosine to the unit mean of its
@@ -33,10 +33,6 @@ class IdentityScore(Choice):
     @classmethod
     def label(cls) -> str:
         return "identity score"
-
-    @classmethod
-    def error_type(cls) -> type[InputSpecError]:
-        return InputSpecError
 
 
 @dataclass(frozen=True)

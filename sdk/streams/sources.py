@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..choices import Choice
+from ..choices import InputChoice
 from ..errors import InputSpecError, StreamError
 from ..modality import Modality
 from ..thermal import ThermalScaling
@@ -54,7 +54,7 @@ class SourceKind(str, enum.Enum):
     GSTREAMER = "gstreamer"
 
 
-class Policy(Choice):
+class Policy(InputChoice):
     """What a source does with frames the pipeline has not taken yet."""
 
     LATEST = "latest"
@@ -63,10 +63,6 @@ class Policy(Choice):
     @classmethod
     def label(cls) -> str:
         return "source policy"
-
-    @classmethod
-    def error_type(cls) -> type[InputSpecError]:
-        return InputSpecError
 
 
 class SourceState(str, enum.Enum):

@@ -19,12 +19,17 @@ from scene_cache import cached_scene  # noqa: E402
 from vireid.cli.main import main  # noqa: E402
 
 
+def scene_and_model(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
+    """The cached 8 s scene and a contract model sized for it."""
+    cache = getattr(request.config, "cache", None)
+    scene = cached_scene(Path(cache.mkdir("vireid-synth-scene-8s")) if cache else tmp_path / "scene")
+    return scene, build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
+
+
 def test_bench_pipeline_cli_reports_on_a_small_scene(
     request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cache = getattr(request.config, "cache", None)
-    scene = cached_scene(Path(cache.mkdir("vireid-synth-scene-8s")) if cache else tmp_path / "scene")
-    model = build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
+    scene, model = scene_and_model(request, tmp_path)
     base = ["bench", "pipeline", str(model), "--scene", str(scene), "--threads", "1", "--enroll-seconds", "8"]
     assert main([*base, "--json", str(tmp_path / "model.json")]) == 0
     out = capsys.readouterr().out
@@ -42,9 +47,7 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
 def test_bench_pipeline_adds_several_scenes_up(
     request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cache = getattr(request.config, "cache", None)
-    scene = cached_scene(Path(cache.mkdir("vireid-synth-scene-8s")) if cache else tmp_path / "scene")
-    model = build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
+    scene, model = scene_and_model(request, tmp_path)
     base = ["bench", "pipeline", str(model), "--scene", str(scene), "--scene", str(scene), "--threads", "1"]
     assert main([*base, "--enroll-seconds", "8", "--json", str(tmp_path / "two.json")]) == 0
     assert "total over 2 scenes" in capsys.readouterr().out
@@ -67,9 +70,7 @@ def test_bench_pipeline_oracle_scores_its_own_ground_truth(
 ) -> None:
     from vireid.bench.pipeline import PipelineBenchConfig, bench_pipeline
 
-    cache = getattr(request.config, "cache", None)
-    scene = cached_scene(Path(cache.mkdir("vireid-synth-scene-8s")) if cache else tmp_path / "scene")
-    model = build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
+    scene, model = scene_and_model(request, tmp_path)
     config = PipelineBenchConfig(detector="gt", oracle=0.2, enroll_seconds=8)
     result = bench_pipeline(model, scene, config, threads=1).to_dict()
     assert result["infrared"]["identification"]["precision"] >= 0.9
