@@ -110,6 +110,7 @@ class OptimConfig:
     warmup_epochs: int = 10
     milestones: tuple[int, ...] = (20, 50)
     gamma: float = 0.1
+    schedule: str = "step"  # step: ×gamma at each milestone; cosine: half a cosine from warm-up to the end
     grad_clip: float | None = None
 
 
@@ -257,6 +258,9 @@ def _validate(cfg: TrainConfig) -> None:
     _check(cfg.optim.backbone_lr > 0, "optim.backbone_lr", "> 0", cfg.optim.backbone_lr)
     _check(cfg.optim.epochs >= 1, "optim.epochs", ">= 1", cfg.optim.epochs)
     _check(cfg.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0", cfg.optim.warmup_epochs)
+    _check(
+        cfg.optim.schedule in ("step", "cosine"), "optim.schedule", "'step' or 'cosine'", cfg.optim.schedule
+    )
     ms = list(cfg.optim.milestones)
     _check(ms == sorted(ms), "optim.milestones", "increasing epochs", ms)
     _check(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)", cfg.loss.label_smoothing)

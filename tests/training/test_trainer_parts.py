@@ -65,6 +65,16 @@ def test_lr_schedule_warms_up_then_steps() -> None:
     assert lr_factor(20.0, cfg) == pytest.approx(0.1) and lr_factor(60, cfg) == pytest.approx(0.01)
 
 
+def test_cosine_schedule_warms_up_then_falls_to_zero_at_the_last_epoch() -> None:
+    cfg = TrainConfig.from_dict({"optim": {"warmup_epochs": 1, "epochs": 41, "schedule": "cosine"}})
+    assert lr_factor(0.5, cfg) == pytest.approx(0.5)  # warm-up as for steps
+    assert lr_factor(1.0, cfg) == 1.0 and lr_factor(21.0, cfg) == pytest.approx(0.5)
+    assert lr_factor(41.0, cfg) == pytest.approx(0.0, abs=1e-12)
+    assert lr_factor(50.0, cfg) == lr_factor(41.0, cfg)
+    with pytest.raises(ConfigError, match=r"optim\.schedule"):
+        TrainConfig.from_dict({"optim": {"schedule": "linear"}})
+
+
 def _labels(num_ids: int = 6) -> tuple[np.ndarray, np.ndarray]:
     labels = np.repeat(np.arange(num_ids), 5)
     modalities = np.tile([0, 0, 0, 1, 1], num_ids)
