@@ -261,6 +261,11 @@ def _validate(cfg: TrainConfig) -> None:
     _check(
         cfg.optim.schedule in ("step", "cosine"), "optim.schedule", "'step' or 'cosine'", cfg.optim.schedule
     )
+    if cfg.optim.schedule == "cosine":
+        warmup, epochs = cfg.optim.warmup_epochs, cfg.optim.epochs
+        _check(
+            warmup < epochs, "optim.warmup_epochs", f"< optim.epochs ({epochs}) for a cosine schedule", warmup
+        )
     ms = list(cfg.optim.milestones)
     _check(ms == sorted(ms), "optim.milestones", "increasing epochs", ms)
     _check(0 <= cfg.loss.label_smoothing < 1, "loss.label_smoothing", "in [0, 1)", cfg.loss.label_smoothing)

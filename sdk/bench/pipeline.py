@@ -387,7 +387,13 @@ _COUNTS = (
 
 def pipeline_totals(results: Sequence[PipelineBenchResult]) -> dict[str, Any]:
     """Identification and cross-modal counts summed over several scenes, with the rates recomputed from
-    the sums: one scene holds a handful of tracks, so one track moves a rate by a quarter."""
+    the sums: one scene holds a handful of tracks, so one track moves a rate by a quarter.
+
+    Raises:
+        InputSpecError: no results.
+    """
+    if not results:
+        raise InputSpecError("pipeline_totals needs at least one scene's result")
     out: dict[str, Any] = {"scenes": len(results)}
     for cam in CAMERAS:
         idents = [r.cameras[cam]["identification"] for r in results]

@@ -138,11 +138,19 @@ def _runtime(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from ..bench.pipeline import PipelineBenchConfig, bench_pipeline, pipeline_totals, totals_summary
+    from ..bench.pipeline import (
+        PipelineBenchConfig,
+        bench_pipeline,
+        load_scene,
+        pipeline_totals,
+        totals_summary,
+    )
 
     scenes = args.scene or []
+    for scene in scenes:
+        load_scene(scene)  # every folder checked before the first one runs for minutes
     if len(scenes) > 1 and args.events:
-        raise ConfigError("--events takes one --scene (each scene's events would overwrite the last's)")
+        raise InputSpecError("--events takes one --scene (each scene's events would overwrite the last's)")
     config = PipelineBenchConfig(
         detector=args.detector,
         detector_model=args.detector_model,

@@ -65,6 +65,36 @@ def test_bench_pipeline_adds_several_scenes_up(
     assert "--events takes one --scene" in capsys.readouterr().err
 
 
+def test_pipeline_totals_sum_counts_and_recompute_rates_with_empty_denominators() -> None:
+    from types import SimpleNamespace
+
+    from vireid.bench.pipeline import pipeline_totals
+    from vireid.errors import InputSpecError
+
+    def result(identified: int, correct: int, gt: int, enrolled: int, found: int, matches: int, right: int):
+        ident = {
+            "identified_tracks": identified,
+            "correct_tracks": correct,
+            "gt_tracks_identified": found,
+            "enrolled_gt_tracks": enrolled,
+            "enrolled_gt_tracks_identified": found,
+        }
+        camera = {"identification": ident, "gt_tracks": gt, "id_switches": 1}
+        cross = {"matches": matches, "correct": right, "people_matched": right, "people_in_both": gt}
+        return SimpleNamespace(cameras={"visible": camera, "infrared": camera}, cross_modal=cross)
+
+    totals = pipeline_totals([result(4, 3, 8, 4, 3, 4, 3), result(0, 0, 6, 2, 0, 0, 0)])
+    ir = totals["infrared"]
+    counts = (ir["identified_tracks"], ir["correct_tracks"], ir["gt_tracks"], ir["id_switches"])
+    assert counts == (4, 3, 14, 2)
+    assert ir["precision"] == 3 / 4 and ir["recall"] == 3 / 14 and ir["recall_enrolled"] == 3 / 6
+    assert totals["cross_modal"]["precision"] == 3 / 4 and totals["cross_modal"]["recall"] == 3 / 14
+    empty = pipeline_totals([result(0, 0, 0, 0, 0, 0, 0)])
+    assert empty["infrared"]["precision"] == empty["infrared"]["recall_enrolled"] == 0.0
+    with pytest.raises(InputSpecError, match="at least one"):
+        pipeline_totals([])
+
+
 def test_bench_pipeline_oracle_scores_its_own_ground_truth(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -34,7 +34,7 @@ def run(r1: float, trial_std: float = 0.01) -> dict:
 def test_learning_rate_steps_keep_their_place_in_a_shorter_budget(ablation) -> None:
     assert ablation.scaled_milestones((30, 37), 40, 16) == [12, 15]
     assert ablation.scaled_milestones((30, 37), 40, 40) == [30, 37]
-    assert ablation.scaled_milestones((30, 37), 40, 2) == [2]  # merged, never past the end
+    assert ablation.scaled_milestones((30, 37), 40, 2) == [1, 1]  # both kept, before the last epoch
 
 
 def test_several_seeds_report_the_spread_over_seeds(ablation) -> None:

@@ -73,6 +73,8 @@ def test_cosine_schedule_warms_up_then_falls_to_zero_at_the_last_epoch() -> None
     assert lr_factor(50.0, cfg) == lr_factor(41.0, cfg)
     with pytest.raises(ConfigError, match=r"optim\.schedule"):
         TrainConfig.from_dict({"optim": {"schedule": "linear"}})
+    with pytest.raises(ConfigError, match=r"optim\.warmup_epochs"):  # all warm-up, no decay
+        TrainConfig.from_dict({"optim": {"schedule": "cosine", "epochs": 3, "warmup_epochs": 5}})
 
 
 def _labels(num_ids: int = 6) -> tuple[np.ndarray, np.ndarray]:
