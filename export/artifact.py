@@ -148,3 +148,21 @@ def update_card(path: str | Path, card: ModelCard) -> Path:
     model = load_onnx(path)
     set_card(model, card)
     return save_onnx(model, path)
+
+
+def averaging_matmuls(model: Any) -> set[str]:
+    """Names of the MatMul nodes that only average: a constant `[1, K]` row of 1/K times a `[N, K, C]`
+    map (the models' spatial means, written as a product because ONNX Runtime runs it far faster than
+    a `ReduceMean` over a channels-last map's middle axes). They are reductions, not learned weights:
+    INT8 leaves them unquantised and FP16 keeps them in float32, like every other summing reduction."""
+    numpy_helper = _onnx().numpy_helper
+    initializers = {i.name: i for i in model.graph.initializer}
+    names = set()
+    for node in model.graph.node:
+        weights = initializers.get(node.input[0]) if node.op_type == "MatMul" else None
+        if weights is None or len(weights.dims) != 2 or weights.dims[0] != 1:
+            continue
+        row = numpy_helper.to_array(weights).astype("float64")
+        if abs(float(row.min()) - 1.0 / row.size) < 1e-6 and abs(float(row.max()) - 1.0 / row.size) < 1e-6:
+            names.add(node.name)
+    return names

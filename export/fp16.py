@@ -6,8 +6,9 @@ FP16 weights and compute everywhere except:
   pixel arithmetic stays exact and the graph still takes uint8;
 - the head and everything after it (GeM `x^p` and mean, BN-neck, the final L2 norm, found from the
   `/head/` name scope): `x^3` and the sum of squares over D channels overflow 65504 easily;
-- every reduction that sums (`ReduceMean`, `ReduceSum`, `ReduceL2`, …), every `Pow` and
-  `LpNormalization`, wherever they sit (the attention's channel mean, for instance);
+- every reduction that sums (`ReduceMean`, `ReduceSum`, `ReduceL2`, …, and the averaging `MatMul`s
+  that compute spatial means), every `Pow` and `LpNormalization`, wherever they sit (the attention's
+  channel mean, for instance);
 - with `gate: feature` the whole part cascade (its activations are quadratic in the trunk);
 - nodes matching extra regexes passed as `keep_fp32`.
 
@@ -29,7 +30,17 @@ import numpy as np
 from vireid.card import Precision
 from vireid.errors import ArtifactError, require
 
-from .artifact import FLOAT, FLOAT16, check_contract, log, read_checked, save_onnx, set_card, timed
+from .artifact import (
+    FLOAT,
+    FLOAT16,
+    averaging_matmuls,
+    check_contract,
+    log,
+    read_checked,
+    save_onnx,
+    set_card,
+    timed,
+)
 
 #: Ops kept in float32 wherever they appear (they accumulate or exponentiate).
 FP32_OPS = frozenset(
@@ -97,7 +108,7 @@ def fp32_node_names(model: Any, keep_fp32: Sequence[str] = (), tail_scope: str =
     tail = _downstream([n for n in nodes if tail_re.search(n.name)], consumers, frozenset())
     patterns = [re.compile(p) for p in keep_fp32]
     extra = {n.name for n in nodes if n.op_type in FP32_OPS or any(p.search(n.name) for p in patterns)}
-    return front | tail | extra
+    return front | tail | extra | averaging_matmuls(model)
 
 
 def _tensor_types(model: Any) -> dict[str, int]:

@@ -35,7 +35,7 @@ from vireid.choices import Choice
 from vireid.errors import ArtifactError, ConfigError, DatasetError, require
 from vireid.modality import Modality
 
-from .artifact import read_checked, save_onnx, set_card, timed
+from .artifact import averaging_matmuls, read_checked, save_onnx, set_card, timed
 
 log = logging.getLogger("vireid.export")
 
@@ -49,7 +49,8 @@ selection removed the layout transposes around the stems' output."""
 
 
 def quantizable_nodes(model: Any) -> list[str]:
-    """Conv/MatMul/Gemm anywhere, plus `BACKBONE_OPS` inside the backbone except its output node.
+    """Conv/MatMul/Gemm anywhere except the averaging MatMuls (spatial means, see `averaging_matmuls`),
+    plus `BACKBONE_OPS` inside the backbone except its output node.
 
     The backbone's output map feeds float ops (the part cascade, GeM). Left quantised, ONNX Runtime
     moves its DequantizeLinear past the stripe split and gives every consumer its own copy: four
@@ -58,10 +59,12 @@ def quantizable_nodes(model: Any) -> list[str]:
     """
     backbone = {n.name for n in model.graph.node if "/backbone/" in n.name}
     exits = _exit_nodes(model, backbone)
+    means = averaging_matmuls(model)
     return [
         n.name
         for n in model.graph.node
         if n.name
+        and n.name not in means
         and (
             n.op_type in QUANTIZED_OPS
             or (n.name in backbone and n.name not in exits and n.op_type in BACKBONE_OPS)
@@ -253,7 +256,8 @@ class _Reader:
 def candidate_groups(model: Any) -> dict[str, list[str]]:
     """Node groups the sensitivity pass may keep in float, in graph order: the first Conv of each
     modality stem, each cascade stage's part-attention modules, and any MatMul/Gemm outside them."""
-    nodes = [n for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name]
+    quantised = set(quantizable_nodes(model))
+    nodes = [n for n in model.graph.node if n.op_type in QUANTIZED_OPS and n.name in quantised]
     groups: dict[str, list[str]] = {}
     for node in nodes:
         stem = re.search(r"/([^/]*_stem)/", node.name)

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from vireid import ArtifactError, CardError, ModelCard, Precision
 from vireid.export import to_fp16, to_onnx, verify
+from vireid.export.artifact import averaging_matmuls
 from vireid.export.fp16 import convert_model, fp32_node_names
 
 
@@ -52,6 +53,16 @@ def test_weights_and_compute_are_fp16_but_fragile_parts_stay_fp32(tiny_fp16: Pat
     first = next(n for n in model.graph.node if n.input and n.input[0] == "images")
     assert types[first.output[0]] in (TensorProto.UINT8, TensorProto.FLOAT)  # the input path is not FP16
     assert onnx.checker.check_model(model, full_check=True) is None
+
+
+def test_spatial_means_stay_fp32(tiny_onnx: Path, tiny_fp16: Path) -> None:
+    """The averaging MatMuls sum like ReduceMean does, so they stay float32 like it."""
+    means = averaging_matmuls(onnx.load(str(tiny_onnx)))
+    model = onnx.load(tiny_fp16)
+    types = value_types(model)
+    kept = [n for n in model.graph.node if n.name in means]
+    assert means and len(kept) == len(means)
+    assert all(types[t] == TensorProto.FLOAT for n in kept for t in [*n.input, *n.output])
 
 
 def test_fp16_parity_with_fp32(tiny_onnx: Path, tiny_fp16: Path) -> None:

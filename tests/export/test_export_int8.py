@@ -20,6 +20,7 @@ from vireid.card import Precision
 from vireid.cli.main import main
 from vireid.errors import ConfigError, DatasetError
 from vireid.export import to_engine
+from vireid.export.artifact import averaging_matmuls
 from vireid.export.int8 import (
     Int8Options,
     calibration_set,
@@ -126,6 +127,21 @@ def test_backbone_output_stays_float_and_is_dequantised_once(tiny_onnx: Path, ti
     int8 = onnx.load(str(tiny_int8))
     consumers = [n.op_type for n in int8.graph.node if exit_node.output[0] in n.input]
     assert consumers and "QuantizeLinear" not in consumers
+
+
+def test_spatial_means_stay_float(tiny_onnx: Path, tiny_int8: Path) -> None:
+    """The averaging MatMuls (one per channel attention, one in GeM) are reductions: never quantised."""
+    source = onnx.load(str(tiny_onnx))
+    means = averaging_matmuls(source)
+    parts = ModelCard.from_onnx(tiny_onnx).model_config["parts"]
+    assert len(means) == sum(parts) + 1
+    assert not means & set(quantizable_nodes(source))
+    assert not any(means & set(nodes) for nodes in candidate_groups(source).values())
+    int8 = onnx.load(str(tiny_int8))
+    float_constants = {i.name for i in int8.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    kept = [n for n in int8.graph.node if n.name in means]
+    assert len(kept) == len(means) and all(n.op_type == "MatMul" for n in kept)
+    assert all(n.input[0] in float_constants for n in kept)  # the 1/K row itself, not a dequantised copy
 
 
 def test_sensitivity_candidates_cover_stems_and_attention(tiny_onnx: Path) -> None:

@@ -25,6 +25,7 @@ from vireid.training.models import (
     part_bounds,
     split_rows,
 )
+from vireid.training.models.attention import spatial_max, spatial_mean
 from vireid.training.pretrained import load_pretrained, torchvision_key
 
 TINY = {"backbone": "resnet_tiny", "input_size": (144, 72)}
@@ -118,6 +119,20 @@ def test_attention_matches_the_formula():
     torch.testing.assert_close(attention(nhwc(x)), nhwc(x + x2))  # gate="mask": x_o ⊗ (1 + CH ⊗ SP)
     attention.gate = "feature"
     torch.testing.assert_close(attention(nhwc(x)), nhwc(x + x * x2))  # the literal x_o + x_o ⊗ x''
+
+
+def test_spatial_mean_and_max_equal_the_reductions_they_stand_for():
+    """The product-form mean and the two-step max (faster in ONNX Runtime) compute the same values and
+    gradients as one reduction over the rows and columns of a channels-last map."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4, 8, requires_grad=True)
+    reference = x.detach().clone().requires_grad_(True)
+    torch.testing.assert_close(spatial_mean(x), reference.mean(dim=(1, 2)))
+    assert torch.equal(spatial_max(x), reference.amax(dim=(1, 2)))
+    weights = torch.randn(3, 8)
+    ((spatial_mean(x) + spatial_max(x)) * weights).sum().backward()
+    ((reference.mean(dim=(1, 2)) + reference.amax(dim=(1, 2))) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, reference.grad)
 
 
 @pytest.mark.parametrize("gate", ["mask", "feature"])

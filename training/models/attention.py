@@ -43,7 +43,7 @@ class ChannelAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """`[N, h, w, C]` (channels last) → the `[N, 1, 1, C]` channel weights."""
-        pooled = x.mean(dim=(1, 2)) + x.amax(dim=(1, 2))
+        pooled = spatial_mean(x) + spatial_max(x)
         return torch.sigmoid(self.mlp(pooled))[:, None, None, :]
 
 
@@ -58,6 +58,27 @@ class SpatialAttention(nn.Module):
         """`[N, h, w, C]` (channels last) → the `[N, h, w, 1]` spatial weights."""
         stats = torch.stack([x.mean(dim=3), x.amax(dim=3)], dim=1)
         return torch.sigmoid(self.conv(stats)).permute(0, 2, 3, 1)
+
+
+def spatial_mean(x: Tensor) -> Tensor:
+    """Mean over the rows and columns of a channels-last `[N, h, w, C]` map → `[N, C]`.
+
+    Computed as one matrix product with a constant averaging row: ONNX Runtime's `ReduceMean` over the
+    middle axes of a channels-last map runs ~20x slower at batch 1 (0.31 ms against 0.014 ms on an
+    18x9x2048 map, 2 cores) and no faster at batch 32.
+    """
+    rows, cols = static_size(x, 1), static_size(x, 2)
+    weights = torch.full((1, rows * cols), 1.0 / (rows * cols), dtype=x.dtype, device=x.device)
+    return torch.matmul(weights, x.flatten(1, 2)).squeeze(1)
+
+
+def spatial_max(x: Tensor) -> Tensor:
+    """Max over the rows and columns of a channels-last `[N, h, w, C]` map → `[N, C]`.
+
+    Columns first, then rows: the same values as one reduction over both, but ONNX Runtime runs the two
+    single-axis reductions 3-13x faster than one over two middle axes (batch 32 and 1, 18x9x2048 map).
+    """
+    return x.amax(dim=2).amax(dim=1)
 
 
 GATES = ("mask", "feature")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .attention import spatial_mean
+
 
 class GeM(nn.Module):
     """Generalised-mean pooling `(mean(clamp(x, eps)^p))^(1/p)` over H×W with a learnable p.
@@ -27,8 +29,9 @@ class GeM(nn.Module):
         """`[N, C, H, W]` (or `[N, H, W, C]` with `channels_last`) → `[N, C]`."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             p = self.p.float().clamp(min=1.0)
-            spatial = (1, 2) if channels_last else (2, 3)
-            return x.float().clamp(min=self.eps).pow(p).mean(dim=spatial).pow(1.0 / p)
+            powered = x.float().clamp(min=self.eps).pow(p)
+            mean = spatial_mean(powered) if channels_last else powered.mean(dim=(2, 3))
+            return mean.pow(1.0 / p)
 
 
 class BNNeck(nn.BatchNorm1d):
