@@ -42,7 +42,7 @@ class TorchEmbedder:
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
-                mods = torch.from_numpy(np.ascontiguousarray(modalities[start : start + self.batch_size]))
+                mods = torch.tensor(modalities[start : start + self.batch_size])  # copied: a read-only view
                 out.append(self.model(batch.to(self.device), mods.to(self.device)).float().cpu().numpy())
         self.model.train(was_training)
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -1,4 +1,4 @@
-"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import.
+"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import, purge.
 
 Examples:
   vireid gallery enroll --gallery g.db --model m.onnx --name alice --modality visible crops/alice/
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", "-m", type=Path, required=True, help="model artifact (.onnx or .engine)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    model.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
     model.add_argument("--batch", type=int, default=32, help="images per embedding batch")
     model.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable images (listed) instead of failing"
