@@ -1,11 +1,12 @@
-"""Latency and throughput of one model on every runtime, in one process (`vireid bench MODEL`).
+"""Latency and throughput of a model on every runtime, in one process (`vireid bench MODEL [MODEL ...]`).
 
 Every configuration (backend × precision × batch) is opened first, then timed in interleaved rounds so
 that a noisy neighbour or a CPU clock change hits every row alike and the ratios stay fair. Per row:
 latency p50/p90/p99, throughput, a per-stage split (preprocessing of raw crops, host→device, inference,
 device→host, where the runtime lets them be separated), memory, and the cosine of its embeddings to the
 reference row (FP32 ONNX Runtime on CPU, else torch). Backends that cannot run here are listed as
-skipped with the reason, never silently dropped.
+skipped with the reason, never silently dropped. Several models (`compare_models`) share the same
+interleaved rounds, so the ratios between models are fair too.
 
 `torch` (eager PyTorch, the reference users compare against) needs the `train` extra and a checkpoint
 or `random:BACKBONE` model; everything else needs only the runtime. ONNX files a row needs but that do
@@ -494,8 +495,21 @@ class _Config:
     precision: str
     batch: int
     runner: Runner
+    images: np.ndarray
+    modality: np.ndarray
     times: list[float] = field(default_factory=list)
     stages: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Opened:
+    """One model of a run: its card, the runners that opened and the configurations that could not."""
+
+    source: ModelSource
+    card: ModelCard
+    runners: dict[tuple[str, str], Runner]
+    skipped: list[Skipped]
+    configs: list[_Config] = field(default_factory=list)
 
 
 def run_bench(
@@ -508,50 +522,141 @@ def run_bench(
     `model` is what `vireid bench` takes (see `ModelSource.parse`), or a `ModelSource` naming a
     checkpoint and its already exported ONNX files together (the demo does this to skip re-exporting).
     """
+    return compare_models([model], config, log)[0]
+
+
+def compare_models(
+    models: Sequence[str | Path | ModelSource],
+    config: BenchConfig | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[BenchReport]:
+    """`run_bench` for several models in one run: every configuration of every model is timed in the
+    same interleaved rounds, so ratios between models are as fair as those between runtimes (two
+    separate runs would each meet the machine in another state). One report per model, in order."""
+    if not models:
+        raise InputSpecError("compare_models needs at least one model")
     config = config or BenchConfig()
-    owned = not isinstance(model, ModelSource)
-    source = ModelSource.parse(model) if owned else model
+    sources: list[ModelSource] = []
     try:
-        return _bench(source, config, log)
+        for model in models:
+            sources.append(ModelSource.parse(model) if not isinstance(model, ModelSource) else model)
+        return _bench(sources, config, log)
     finally:
-        if owned:  # a caller's ModelSource keeps its exported files until the caller cleans it up
-            source.cleanup()
+        for model, source in zip(models, sources, strict=False):
+            if not isinstance(model, ModelSource):  # a caller's ModelSource keeps its exported files
+                source.cleanup()
 
 
-def _bench(source: ModelSource, config: BenchConfig, log: Callable[[str], None]) -> BenchReport:
+def _bench(sources: list[ModelSource], config: BenchConfig, log: Callable[[str], None]) -> list[BenchReport]:
+    opened: list[_Opened] = []
+    try:
+        for source in sources:
+            prefix = f"{source.spec}: " if len(sources) > 1 else ""
+            opened.append(_open(source, config, lambda m, p=prefix: log(p + m)))
+        results = []
+        for model in opened:
+            images, modality = _inputs(model.card, max(config.batches))
+            model.configs = [
+                _Config(b, p, n, runner, images[:n], modality[:n])
+                for (b, p), runner in model.runners.items()
+                for n in sorted(config.batches)
+            ]
+            results.append(_cosines(model.runners, (images, modality)))
+        _time_all([c for model in opened for c in model.configs], config, log)
+        return [_report(model, cosines, config) for model, cosines in zip(opened, results, strict=True)]
+    finally:
+        for model in opened:
+            for runner in model.runners.values():
+                runner.close()
+
+
+def _open(source: ModelSource, config: BenchConfig, log: Callable[[str], None]) -> _Opened:
     card = source.card(log)
-    runners: dict[tuple[str, str], Runner] = {}
-    skipped: list[Skipped] = []
-    for backend in config.backends:
-        for precision in config.precisions:
-            try:
-                runners[(backend, precision)] = open_runner(source, backend, precision, config, log)
-                log(f"opened {backend} {precision}")
-            except (VireidError, ImportError, OSError) as exc:
-                skipped.append(Skipped(backend, precision, _reason(exc, source.workdir)))
+    opened = _Opened(source, card, {}, [])
     try:
-        inputs = _inputs(card, max(config.batches))
-        configs = [
-            _Config(b, p, n, runner) for (b, p), runner in runners.items() for n in sorted(config.batches)
-        ]
-        cosines, reference = _cosines(runners, inputs)
-        preprocess = {n: _preprocess_ms(card, n, config.crop_scale) for n in config.batches}
-        _time_all(configs, inputs, config, log)
-        rows = [_row(c, preprocess[c.batch], cosines.get((c.backend, c.precision))) for c in configs]
-    finally:
-        for runner in runners.values():
+        for backend in config.backends:
+            for precision in config.precisions:
+                try:
+                    runner = open_runner(source, backend, precision, config, log)
+                    opened.runners[(backend, precision)] = runner
+                    log(f"opened {backend} {precision}")
+                except (VireidError, ImportError, OSError) as exc:
+                    opened.skipped.append(Skipped(backend, precision, _reason(exc, source.workdir)))
+    except BaseException:
+        for runner in opened.runners.values():
             runner.close()
+        raise
+    return opened
+
+
+def _report(
+    model: _Opened,
+    cosines: tuple[dict[tuple[str, str], float], tuple[str, str] | None],
+    config: BenchConfig,
+) -> BenchReport:
+    by_runner, reference = cosines
+    preprocess = {n: _preprocess_ms(model.card, n, config.crop_scale) for n in config.batches}
+    rows = [_row(c, preprocess[c.batch], by_runner.get((c.backend, c.precision))) for c in model.configs]
     return BenchReport(
-        model=source.spec,
-        input_size=card.input_size,
-        embedding_dim=card.embedding_dim,
+        model=model.source.spec,
+        input_size=model.card.input_size,
+        embedding_dim=model.card.embedding_dim,
         rows=rows,
-        skipped=skipped,
+        skipped=model.skipped,
         reference=" ".join(reference) if reference else None,
         environment=environment(),
         config=config,
         peak_rss_mb=_proc_status_mb("VmHWM"),
     )
+
+
+def comparison(reports: Sequence[BenchReport]) -> list[dict[str, Any]]:
+    """Per configuration that ran for every model: each model's throughput (images/s) and its ratio
+    to the first model's, in the first report's row order."""
+    out = []
+    for row in reports[0].rows:
+        rows = [report.row(row.backend, row.precision, row.batch) for report in reports]
+        if all(r is not None for r in rows):
+            out.append(
+                {
+                    "backend": row.backend,
+                    "precision": row.precision,
+                    "batch": row.batch,
+                    "throughput": [r.throughput for r in rows],  # type: ignore[union-attr]
+                    "ratio_to_first": [r.throughput / row.throughput for r in rows],  # type: ignore[union-attr]
+                }
+            )
+    return out
+
+
+def model_names(reports: Sequence[BenchReport]) -> list[str]:
+    """Short labels for the reports' models: file names, with as many parent folders as it takes to
+    tell them apart (`a/last.onnx`, `b/last.onnx`)."""
+    specs = [report.model for report in reports]
+    for depth in range(1, max(len(Path(spec).parts) for spec in specs) + 1):
+        names = ["/".join(Path(spec).parts[-depth:]) for spec in specs]
+        if len(set(names)) == len(names):
+            return names
+    return specs
+
+
+def comparison_table(reports: Sequence[BenchReport]) -> str:
+    """The terminal table of `comparison`: images/s per model and, after the first, × the first's."""
+    names = model_names(reports)
+    width = max(16, *(len(n) for n in names))
+    lines = [
+        f"throughput per model (images/s; × = relative to {names[0]}), same interleaved rounds:",
+        f"{'backend':9s} {'prec':4s} {'batch':>5s} " + " ".join(f"{n:>{width}s}" for n in names),
+    ]
+    for entry in comparison(reports):
+        cells = [f"{entry['throughput'][0]:{width}.1f}"] + [
+            f"{f'{t:.1f} {r:.2f}x':>{width}s}"
+            for t, r in zip(entry["throughput"][1:], entry["ratio_to_first"][1:], strict=True)
+        ]
+        lines.append(f"{entry['backend']:9s} {entry['precision']:4s} {entry['batch']:5d} " + " ".join(cells))
+    if len(lines) == 2:
+        lines.append("(no configuration ran for every model)")
+    return "\n".join(lines)
 
 
 def _reason(exc: BaseException, workdir: Path | None = None) -> str:
@@ -603,24 +708,17 @@ def _preprocess_ms(card: ModelCard, batch: int, scale: float, repeats: int = 5) 
     return 1e3 * float(np.median(times))
 
 
-def _time_all(
-    configs: list[_Config],
-    inputs: tuple[np.ndarray, np.ndarray],
-    config: BenchConfig,
-    log: Callable[[str], None],
-) -> None:
+def _time_all(configs: list[_Config], config: BenchConfig, log: Callable[[str], None]) -> None:
     for c in configs:  # warm-up, and the per-call time that sizes a `seconds` budget
-        images, modality = inputs[0][: c.batch], inputs[1][: c.batch]
         for _ in range(config.warmup):
-            c.runner.run(images, modality)
-    per_round = _calls_per_round(configs, inputs, config)
+            c.runner.run(c.images, c.modality)
+    per_round = _calls_per_round(configs, config)
     for round_index in range(config.rounds):
         for c, calls in zip(configs, per_round, strict=True):
-            images, modality = inputs[0][: c.batch], inputs[1][: c.batch]
             time.sleep(SETTLE_S)  # let the previous runtime's spinning worker threads park
             for _ in range(calls):
                 start = time.perf_counter()
-                c.runner.run(images, modality)
+                c.runner.run(c.images, c.modality)
                 c.times.append(time.perf_counter() - start)
                 stages = c.runner.last_stages()
                 if stages:
@@ -628,15 +726,13 @@ def _time_all(
         log(f"round {round_index + 1}/{config.rounds} done")
 
 
-def _calls_per_round(
-    configs: list[_Config], inputs: tuple[np.ndarray, np.ndarray], config: BenchConfig
-) -> list[int]:
+def _calls_per_round(configs: list[_Config], config: BenchConfig) -> list[int]:
     if config.iters is not None:
         return [max(1, -(-config.iters // config.rounds)) for _ in configs]
     counts = []
     for c in configs:
         start = time.perf_counter()
-        c.runner.run(inputs[0][: c.batch], inputs[1][: c.batch])
+        c.runner.run(c.images, c.modality)
         one = max(time.perf_counter() - start, 1e-6)
         counts.append(max(1, round(config.seconds / config.rounds / one)))
     return counts

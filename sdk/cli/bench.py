@@ -1,6 +1,7 @@
 """Measure latency and throughput of a model on every runtime, or the stream pipeline end to end.
 
-  vireid bench MODEL [--backend ort-cpu,torch] [--batch 1,8,32] [--precision fp32,fp16] [--json F] [--plot F]
+  vireid bench MODEL [MODEL ...] [--backend ort-cpu,torch] [--batch 1,8,32] [--precision fp32,fp16]
+               [--json F] [--plot F]
   vireid bench pipeline MODEL [--scene FOLDER ...] [--mode fast|realtime] [--json F]
 
 MODEL is a checkpoint (.safetensors; needs torch for the `torch` row and the export extra for the ONNX
@@ -8,9 +9,11 @@ rows), an exported .onnx (its .fp16.onnx sibling is used for fp16 rows when pres
 .engine, or random:[MODEL/]BACKBONE[@HxW] (e.g. random:resnet50@288x144, an untrained mspac, or
 random:psmg/resnet50@288x144: for speed only).
 All configurations run in one process, timed in interleaved rounds so the ratios are fair; backends that
-cannot run here are listed as skipped with the reason. `bench pipeline` enrols a gallery from a synthetic
-scene's visible camera, runs both cameras through the pipeline and scores the result against the scene's
-ground truth (fps, real-time factor, frame-to-result latency, identification precision/recall).
+cannot run here are listed as skipped with the reason. With several MODELs every configuration of every
+model shares those rounds, and a last table gives each model's throughput relative to the first's.
+`bench pipeline` enrols a gallery from a synthetic scene's visible camera, runs both cameras through the
+pipeline and scores the result against the scene's ground truth (fps, real-time factor, frame-to-result
+latency, identification precision/recall).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError, InputSpecError
@@ -40,7 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("target", metavar="MODEL", help="model to time, or the word `pipeline`")
-    parser.add_argument("model", nargs="?", metavar="PIPELINE_MODEL", help="(bench pipeline) the model")
+    parser.add_argument(
+        "models",
+        nargs="*",
+        metavar="MORE",
+        help="more models timed in the same run (after `pipeline`: its model)",
+    )
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     runtime = parser.add_argument_group("model benchmark")
@@ -93,18 +102,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the model or the pipeline benchmark."""
     if args.target == "pipeline":
-        if not args.model:
-            raise InputSpecError("vireid bench pipeline needs a MODEL: vireid bench pipeline model.onnx")
-        return _pipeline(args)
-    if args.model:
-        raise InputSpecError(
-            f"unexpected second argument {args.model!r}; did you mean `vireid bench pipeline`?"
-        )
-    return _runtime(args)
+        if len(args.models) != 1:
+            raise InputSpecError(
+                "vireid bench pipeline takes one MODEL: vireid bench pipeline model.onnx "
+                f"(got {len(args.models)})"
+            )
+        return _pipeline(args, args.models[0])
+    return _runtime(args, [args.target, *args.models])
 
 
-def _runtime(args: argparse.Namespace) -> int:
-    from ..bench.runtime import BenchConfig, run_bench
+def _runtime(args: argparse.Namespace, models: list[str]) -> int:
+    from ..bench.runtime import BenchConfig, compare_models, comparison, comparison_table, model_names
 
     config = BenchConfig(
         backends=tuple(args.backend),
@@ -116,28 +124,38 @@ def _runtime(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         threads=args.threads,
     )
-    report = run_bench(args.target, config, log=lambda m: print(f"  {m}", flush=True))
-    env = report.environment
-    print(
-        f"\nvireid bench: {report.model} ({report.input_size[0]}x{report.input_size[1]}, "
-        f"{report.embedding_dim}-d) on {env['cpu']} ({env['cores']} cores)"
-        + (f", GPU {env['gpu']}" if env.get("gpu") else "")
-    )
-    print(report.table())
-    print(f"peak RSS {report.peak_rss_mb:.0f} MB (the whole run)")
-    _write_json(args.json, report.to_dict())
-    if args.plot:
+    reports = compare_models(models, config, log=lambda m: print(f"  {m}", flush=True))
+    for report in reports:
+        env = report.environment
+        print(
+            f"\nvireid bench: {report.model} ({report.input_size[0]}x{report.input_size[1]}, "
+            f"{report.embedding_dim}-d) on {env['cpu']} ({env['cores']} cores)"
+            + (f", GPU {env['gpu']}" if env.get("gpu") else "")
+        )
+        print(report.table())
+    if len(reports) > 1:
+        print("\n" + comparison_table(reports))
+    print(f"peak RSS {reports[-1].peak_rss_mb:.0f} MB (the whole run)")
+    if len(reports) == 1:
+        _write_json(args.json, reports[0].to_dict())
+    else:
+        _write_json(args.json, {"models": [r.to_dict() for r in reports], "comparison": comparison(reports)})
+    names = model_names(reports)
+    rows = [
+        replace(row, backend=f"{name} {row.backend}") if len(reports) > 1 else row
+        for report, name in zip(reports, names, strict=True)
+        for row in report.rows
+    ]
+    if args.plot and rows:
         from ..plots import plot_bench
 
-        if report.rows:
-            title = f"vireid bench: {Path(report.model).name}"
-            print(f"chart: {plot_bench(report.rows, args.plot, title=title)}")
-    if not report.rows:
+        print(f"chart: {plot_bench(rows, args.plot, title='vireid bench: ' + ', '.join(names))}")
+    if not rows:
         raise ConfigError("no configuration could run here; see the skipped reasons above")
     return 0
 
 
-def _pipeline(args: argparse.Namespace) -> int:
+def _pipeline(args: argparse.Namespace, model: str) -> int:
     from ..bench.pipeline import (
         PipelineBenchConfig,
         bench_pipeline,
@@ -167,7 +185,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         for scene in scenes or [_generate_scene(Path(tmp))]:
             results.append(
                 bench_pipeline(
-                    args.model,
+                    model,
                     scene,
                     config,
                     device=args.device,

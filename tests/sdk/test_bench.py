@@ -19,7 +19,7 @@ from contract_model import build_contract_model, contract_card
 
 from vireid import ConfigError, InputSpecError
 from vireid.bench import BenchConfig, run_bench
-from vireid.bench.runtime import ModelSource
+from vireid.bench.runtime import ModelSource, compare_models, comparison, model_names
 from vireid.cli.main import main
 
 ROW_KEYS = {
@@ -84,6 +84,75 @@ def test_bench_interleaves_configurations_in_rounds(tmp_path: Path, monkeypatch)
     run_bench(model, config)
     timed = order[1:]  # the first call is the cosine probe (up to 8 images)
     assert timed == [1, 2, 1, 2, 1, 2]  # one call per configuration per round, alternating
+
+
+def two_models(tmp_path: Path) -> tuple[Path, Path]:
+    """The same contract model saved as `a/m.onnx` and `b/m.onnx` (names that need their folder)."""
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    return build_contract_model(tmp_path / "a" / "m.onnx"), build_contract_model(tmp_path / "b" / "m.onnx")
+
+
+def test_compare_models_times_every_model_in_the_same_rounds(tmp_path: Path, monkeypatch) -> None:
+    first, second = two_models(tmp_path)
+    order: list[tuple[str, int]] = []
+    from vireid.bench import runtime
+
+    original_init, original_run = runtime.BackendRunner.__init__, runtime.BackendRunner.run
+
+    def init(self, path, device, **options):
+        original_init(self, path, device, **options)
+        self.folder = path.parent.name
+
+    def spy(self, images, modality):
+        order.append((self.folder, len(images)))
+        return original_run(self, images, modality)
+
+    monkeypatch.setattr(runtime.BackendRunner, "__init__", init)
+    monkeypatch.setattr(runtime.BackendRunner, "run", spy)
+    config = BenchConfig(
+        backends=("ort-cpu",), precisions=("fp32",), batches=(1, 2), iters=2, rounds=2, warmup=0
+    )
+    reports = compare_models([first, second], config)
+    assert [r.model for r in reports] == [str(first), str(second)]
+    assert order[:2] == [("a", 2), ("b", 2)]  # the cosine probe of each model (up to 8 images)
+    one_round = [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert order[2:] == one_round * 2  # every model's configurations in every round, in turn
+    assert model_names(reports) == ["a/m.onnx", "b/m.onnx"]
+    table = comparison(reports)
+    assert [(e["backend"], e["batch"]) for e in table] == [("ort-cpu", 1), ("ort-cpu", 2)]
+    for entry, batch in zip(table, (1, 2), strict=True):
+        rows = [r.row("ort-cpu", "fp32", batch) for r in reports]
+        assert entry["throughput"] == [row.throughput for row in rows]
+        assert entry["ratio_to_first"] == pytest.approx([1.0, rows[1].throughput / rows[0].throughput])
+
+
+def test_bench_cli_compares_models_and_writes_one_json_and_chart(tmp_path: Path, capsys) -> None:
+    first, second = two_models(tmp_path)
+    out_json, out_png = tmp_path / "cmp.json", tmp_path / "cmp.png"
+    argv = [
+        "bench", str(first), str(second), "--backend", "ort-cpu", "--precision", "fp32", "--batch", "1",
+        "--iters", "2", "--rounds", "1", "--json", str(out_json), "--plot", str(out_png),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "relative to a/m.onnx" in text and "b/m.onnx" in text
+    data = json.loads(out_json.read_text())
+    assert [m["model"] for m in data["models"]] == [str(first), str(second)]
+    for model in data["models"]:
+        (row,) = model["rows"]
+        check_row(row)
+    (entry,) = data["comparison"]
+    assert entry["ratio_to_first"][0] == 1.0 and len(entry["throughput"]) == 2
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_pipeline_takes_exactly_one_model(tmp_path: Path, capsys) -> None:
+    model = build_contract_model(tmp_path / "m.onnx")
+    assert main(["bench", "pipeline"]) == 1
+    assert "takes one MODEL" in capsys.readouterr().err
+    assert main(["bench", "pipeline", str(model), str(model)]) == 1
+    assert "takes one MODEL" in capsys.readouterr().err
 
 
 def test_bench_torch_and_fp16_rows_from_a_random_model_through_the_cli(tmp_path: Path, capsys) -> None:
