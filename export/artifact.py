@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vireid.card import CARD_KEY, ModelCard
 from vireid.errors import ArtifactError, CardError, require
 
@@ -154,15 +156,19 @@ def averaging_matmuls(model: Any) -> set[str]:
     """Names of the MatMul nodes that only average: a constant `[1, K]` row of 1/K times a `[N, K, C]`
     map (the models' spatial means, written as a product because ONNX Runtime runs it far faster than
     a `ReduceMean` over a channels-last map's middle axes). They are reductions, not learned weights:
-    INT8 leaves them unquantised and FP16 keeps them in float32, like every other summing reduction."""
+    INT8 leaves them unquantised and FP16 keeps them in float32, like every other summing reduction.
+    The row may be an initializer (after simplification) or a `Constant` node (a raw export)."""
     numpy_helper = _onnx().numpy_helper
-    initializers = {i.name: i for i in model.graph.initializer}
+    constants = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = node.attribute[0].t
     names = set()
     for node in model.graph.node:
-        weights = initializers.get(node.input[0]) if node.op_type == "MatMul" else None
-        if weights is None or len(weights.dims) != 2 or weights.dims[0] != 1:
+        row = constants.get(node.input[0]) if node.op_type == "MatMul" else None
+        if row is None or len(row.dims) != 2 or row.dims[0] != 1:
             continue
-        row = numpy_helper.to_array(weights).astype("float64")
-        if abs(float(row.min()) - 1.0 / row.size) < 1e-6 and abs(float(row.max()) - 1.0 / row.size) < 1e-6:
+        values = numpy_helper.to_array(row).astype("float64")
+        if np.allclose(values, 1.0 / values.size, rtol=1e-3, atol=0.0):  # 1e-3: a float16 row too
             names.add(node.name)
     return names

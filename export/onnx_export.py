@@ -129,12 +129,23 @@ def to_onnx(
         proto = onnx.load_model_from_string(_trace(model, opset))
     if simplify:
         proto = _simplify(proto)
+    else:
+        _pin_embedding_dim(proto, card.embedding_dim)
     with timed("ONNX check"):
         onnx.checker.check_model(proto, full_check=True)
     check_contract(proto, card, out)
     proto.producer_name, proto.doc_string = "vireid", f"vireid {card.model_name} embedding model"
     set_card(proto, card)
     return save_onnx(proto, out)
+
+
+def _pin_embedding_dim(proto: Any, dim: int) -> None:
+    """Write the static embedding width into the output's shape: the tracer names it symbolically
+    (`Divembeddings_dim_1`) where the L2 normalisation divides, and only simplification resolves it."""
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if output.name == "embeddings" and len(dims) == 2 and not dims[1].dim_value:
+            dims[1].dim_value = dim
 
 
 def _simplify(proto: Any) -> Any:

@@ -18,6 +18,8 @@ from .runtime import (
     Stages,
     compare_models,
     comparison,
+    comparison_table,
+    model_names,
     run_bench,
 )
 
@@ -31,5 +33,7 @@ __all__ = [
     "Stages",
     "compare_models",
     "comparison",
+    "comparison_table",
+    "model_names",
     "run_bench",
 ]

@@ -16,6 +16,7 @@ temporary folder with `vireid.export` when it is installed, else the row is skip
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import platform
@@ -499,6 +500,7 @@ class _Config:
     modality: np.ndarray
     times: list[float] = field(default_factory=list)
     stages: list[dict[str, float]] = field(default_factory=list)
+    rss_mb: float = 0.0
 
 
 @dataclass
@@ -544,7 +546,8 @@ def compare_models(
     finally:
         for model, source in zip(models, sources, strict=False):
             if not isinstance(model, ModelSource):  # a caller's ModelSource keeps its exported files
-                source.cleanup()
+                with contextlib.suppress(OSError):  # one undeletable temp folder must not hide the rest
+                    source.cleanup()
 
 
 def _bench(sources: list[ModelSource], config: BenchConfig, log: Callable[[str], None]) -> list[BenchReport]:
@@ -631,13 +634,23 @@ def comparison(reports: Sequence[BenchReport]) -> list[dict[str, Any]]:
 
 def model_names(reports: Sequence[BenchReport]) -> list[str]:
     """Short labels for the reports' models: file names, with as many parent folders as it takes to
-    tell them apart (`a/last.onnx`, `b/last.onnx`)."""
+    tell them apart (`a/last.onnx`, `b/last.onnx`); `random:` specs whole; a repeated model numbered."""
     specs = [report.model for report in reports]
-    for depth in range(1, max(len(Path(spec).parts) for spec in specs) + 1):
-        names = ["/".join(Path(spec).parts[-depth:]) for spec in specs]
-        if len(set(names)) == len(names):
-            return names
-    return specs
+    depth_needed = max((len(Path(s).parts) for s in specs if not s.startswith(RANDOM_PREFIX)), default=1)
+    for depth in range(1, depth_needed + 1):
+        names = [_tail(spec, depth) for spec in specs]
+        if len(set(names)) == len(set(specs)):
+            break
+    repeats = collections.Counter(names)
+    seen: collections.Counter[str] = collections.Counter()
+    for index, name in enumerate(names):
+        seen[name] += 1
+        names[index] = f"{name} #{seen[name]}" if repeats[name] > 1 else name
+    return names
+
+
+def _tail(spec: str, depth: int) -> str:
+    return spec if spec.startswith(RANDOM_PREFIX) else str(Path(*Path(spec).parts[-depth:]))
 
 
 def comparison_table(reports: Sequence[BenchReport]) -> str:
@@ -723,6 +736,7 @@ def _time_all(configs: list[_Config], config: BenchConfig, log: Callable[[str], 
                 stages = c.runner.last_stages()
                 if stages:
                     c.stages.append(stages)
+            c.rss_mb = _proc_status_mb("VmRSS")  # resident memory right after this configuration ran
         log(f"round {round_index + 1}/{config.rounds} done")
 
 
@@ -763,7 +777,7 @@ def _row(c: _Config, preprocess_ms: float, cosine: float | None) -> BenchRow:
         mean_ms=mean,
         throughput=c.batch / (mean / 1e3),
         stages=stages,
-        rss_mb=_proc_status_mb("VmRSS"),
+        rss_mb=c.rss_mb,
         gpu_memory_mb=_gpu_memory_used_mb() if c.runner.device != "cpu" else None,
         cosine_to_reference=cosine,
     )

@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "models",
         nargs="*",
-        metavar="MORE",
-        help="more models timed in the same run (after `pipeline`: its model)",
+        metavar="MODEL",
+        help="more models timed in the same run, all before the options (after `pipeline`: its model)",
     )
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
@@ -150,8 +150,10 @@ def _runtime(args: argparse.Namespace, models: list[str]) -> int:
         from ..plots import plot_bench
 
         print(f"chart: {plot_bench(rows, args.plot, title='vireid bench: ' + ', '.join(names))}")
-    if not rows:
-        raise ConfigError("no configuration could run here; see the skipped reasons above")
+    idle = [name for report, name in zip(reports, names, strict=True) if not report.rows]
+    if idle:
+        which = f" of {', '.join(idle)}" if len(reports) > 1 else ""
+        raise ConfigError(f"no configuration{which} could run here; see the skipped reasons above")
     return 0
 
 

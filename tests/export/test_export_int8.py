@@ -19,7 +19,7 @@ from vireid.bench import BenchConfig, run_bench
 from vireid.card import Precision
 from vireid.cli.main import main
 from vireid.errors import ConfigError, DatasetError
-from vireid.export import to_engine
+from vireid.export import to_engine, to_onnx
 from vireid.export.artifact import averaging_matmuls
 from vireid.export.int8 import (
     Int8Options,
@@ -142,6 +142,27 @@ def test_spatial_means_stay_float(tiny_onnx: Path, tiny_int8: Path) -> None:
     kept = [n for n in int8.graph.node if n.name in means]
     assert len(kept) == len(means) and all(n.op_type == "MatMul" for n in kept)
     assert all(n.input[0] in float_constants for n in kept)  # the 1/K row itself, not a dequantised copy
+
+
+def test_spatial_means_are_found_before_simplification_and_in_float16(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A raw export (no onnxslim; it still follows the contract) keeps the 1/K rows as Constant
+    nodes; a float16 row equals 1/K only to ~1e-3; a row of other values is no average."""
+    raw = onnx.load(str(to_onnx(tiny_checkpoint, tmp_path / "raw.onnx", simplify=False)))
+    parts = ModelCard.from_onnx(tmp_path / "raw.onnx").model_config["parts"]
+    means = averaging_matmuls(raw)
+    assert len(means) == sum(parts) + 1
+    rows = {n.input[0] for n in raw.graph.node if n.name in means}
+    constants = [n for n in raw.graph.node if n.op_type == "Constant" and n.output[0] in rows]
+    assert constants
+    for node in constants:
+        value = onnx.numpy_helper.to_array(node.attribute[0].t)
+        node.attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(value.astype("float16")))
+    assert averaging_matmuls(raw) == means
+    value = onnx.numpy_helper.to_array(constants[0].attribute[0].t).astype("float32")
+    constants[0].attribute[0].t.CopyFrom(onnx.numpy_helper.from_array(2.0 * value))
+    assert len(averaging_matmuls(raw)) < len(means)
 
 
 def test_sensitivity_candidates_cover_stems_and_attention(tiny_onnx: Path) -> None:

@@ -119,6 +119,8 @@ def test_compare_models_times_every_model_in_the_same_rounds(tmp_path: Path, mon
     one_round = [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
     assert order[2:] == one_round * 2  # every model's configurations in every round, in turn
     assert model_names(reports) == ["a/m.onnx", "b/m.onnx"]
+    assert model_names([reports[0], reports[0]]) == ["m.onnx #1", "m.onnx #2"]
+    assert all(r.rss_mb > 0 for report in reports for r in report.rows)
     table = comparison(reports)
     assert [(e["backend"], e["batch"]) for e in table] == [("ort-cpu", 1), ("ort-cpu", 2)]
     for entry, batch in zip(table, (1, 2), strict=True):

@@ -122,8 +122,9 @@ def test_attention_matches_the_formula():
 
 
 def test_spatial_mean_and_max_equal_the_reductions_they_stand_for():
-    """The product-form mean and the two-step max (faster in ONNX Runtime) compute the same values and
-    gradients as one reduction over the rows and columns of a channels-last map."""
+    """The product-form mean and the two-step max (faster in ONNX Runtime) compute the same values and,
+    without ties for the maximum (random normal values), the same gradients as one reduction over the
+    rows and columns of a channels-last map."""
     torch.manual_seed(0)
     x = torch.randn(3, 5, 4, 8, requires_grad=True)
     reference = x.detach().clone().requires_grad_(True)
