@@ -565,7 +565,7 @@ def _bench(sources: list[ModelSource], config: BenchConfig, log: Callable[[str],
                 for n in sorted(config.batches)
             ]
             results.append(_cosines(model.runners, (images, modality)))
-        _time_all([c for model in opened for c in model.configs], config, log)
+        _time_all([model.configs for model in opened], config, log)
         return [_report(model, cosines, config) for model, cosines in zip(opened, results, strict=True)]
     finally:
         for model in opened:
@@ -721,13 +721,19 @@ def _preprocess_ms(card: ModelCard, batch: int, scale: float, repeats: int = 5) 
     return 1e3 * float(np.median(times))
 
 
-def _time_all(configs: list[_Config], config: BenchConfig, log: Callable[[str], None]) -> None:
+def _time_all(groups: list[list[_Config]], config: BenchConfig, log: Callable[[str], None]) -> None:
+    """Time every configuration, one model's group after the other in each round; with several models
+    every other round takes them in reverse order, so a steady drift of the machine (warming up,
+    throttling) does not always land on the same model."""
+    configs = [c for group in groups for c in group]
     for c in configs:  # warm-up, and the per-call time that sizes a `seconds` budget
         for _ in range(config.warmup):
             c.runner.run(c.images, c.modality)
-    per_round = _calls_per_round(configs, config)
+    calls_of = {id(c): calls for c, calls in zip(configs, _calls_per_round(configs, config), strict=True)}
     for round_index in range(config.rounds):
-        for c, calls in zip(configs, per_round, strict=True):
+        ordered = groups if round_index % 2 == 0 else groups[::-1]
+        for c in (c for group in ordered for c in group):
+            calls = calls_of[id(c)]
             time.sleep(SETTLE_S)  # let the previous runtime's spinning worker threads park
             for _ in range(calls):
                 start = time.perf_counter()
