@@ -185,6 +185,17 @@ class Trainer:
                     "validating on the test identities, as the reference code does: `best` is chosen on "
                     "them; data.val_split: val (SYSU) validates on held-out val identities instead"
                 )
+            opt = self.cfg.optim
+            if opt.warmup_epochs >= opt.epochs:
+                log.warning(
+                    "optim.warmup_epochs (%d) >= optim.epochs (%d): the whole run is warm-up and the "
+                    "learning rate never reaches optim.lr (it ends at %.0f%% of it); fine for a smoke test, "
+                    "else set --set optim.warmup_epochs=N with N < %d",
+                    opt.warmup_epochs,
+                    opt.epochs,
+                    100.0 * lr_factor(float(opt.epochs), self.cfg),
+                    opt.epochs,
+                )
         for epoch in range(self.start_epoch, self.cfg.optim.epochs + 1):
             stats = self._train_epoch(epoch)
             if self._should_validate(epoch):

@@ -5,6 +5,7 @@ DistributedDataParallel on gloo with two processes, the train/evaluate CLI.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -69,6 +70,18 @@ def test_val_split_holds_the_val_identities_out_of_training(sysu: Path, tmp_path
     meta = json.loads(result.best.with_suffix(".json").read_text())
     assert meta["data"]["identities"] == 7  # 12 ids - 4 test - 1 val
     assert meta["metrics"]["best"]["split"] == "val"
+
+
+def test_a_run_that_is_all_warm_up_says_so(sysu: Path, tmp_path: Path, caplog) -> None:
+    config = _config(**{"optim.epochs": 1, "optim.warmup_epochs": 4, "run.eval_every": 0})
+    with caplog.at_level(logging.WARNING, logger="vireid.train"):
+        train(config, sysu, tmp_path / "run")
+    (message,) = [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()]
+    assert "optim.warmup_epochs (4) >= optim.epochs (1)" in message and "ends at 25%" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vireid.train"):
+        train(_config(**{"run.eval_every": 0}), sysu, tmp_path / "run2")  # 1 warm-up epoch of 2
+    assert not [r for r in caplog.records if "warm-up" in r.getMessage()]
 
 
 def test_data_fingerprint_ignores_where_the_folder_lives(sysu: Path, tmp_path: Path) -> None:
