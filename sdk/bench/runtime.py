@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class BenchConfig:
         rounds: the timed calls are split into this many interleaved rounds over all configurations.
         threads: CPU threads for ONNX Runtime and torch (None: physical cores).
         crop_scale: raw crops for the preprocessing stage are this much larger than the model input.
+        streams: concurrent copies of every configuration, each with `threads // streams` threads
+            (throughput mode: several requests in flight, as a server with one worker per core runs);
+            a row's latency is then one call's and its throughput that of all copies together.
     """
 
     backends: tuple[str, ...] = BACKENDS
@@ -70,6 +73,7 @@ class BenchConfig:
     rounds: int = 3
     threads: int | None = None
     crop_scale: float = 1.4
+    streams: int = 1
 
     def __post_init__(self) -> None:
         _check_subset("backend", self.backends, BACKENDS)
@@ -85,6 +89,8 @@ class BenchConfig:
             )
         if self.iters is None and not self.seconds > 0:
             raise ConfigError(f"seconds must be > 0, got {self.seconds}")
+        if isinstance(self.streams, bool) or not isinstance(self.streams, int) or self.streams < 1:
+            raise ConfigError(f"streams must be a positive integer, got {self.streams!r}")
 
 
 def _check_subset(what: str, values: Sequence[str], options: Sequence[str]) -> None:
@@ -131,6 +137,7 @@ class BenchRow:
     rss_mb: float
     gpu_memory_mb: float | None
     cosine_to_reference: float | None
+    streams: int = 1
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,11 @@ class BenchReport:
             lines.append(f"{s.backend:9s} {s.precision:4s} skipped: {reason}")
         if self.reference:
             lines.append(f"cos ref: lowest cosine to the {self.reference} embeddings of the same images")
+        if self.config.streams > 1:
+            lines.append(
+                f"streams: every configuration ran as {self.config.streams} concurrent copies; "
+                "latency is one call's, img/s that of all copies together"
+            )
         return "\n".join(lines)
 
 
@@ -464,10 +476,50 @@ class TorchRunner(Runner):
             self.torch.cuda.empty_cache()
 
 
+class StreamsRunner(Runner):
+    """Several copies of one configuration, each call run on all of them at once (one thread each)."""
+
+    def __init__(self, runners: list[Runner]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.runners = runners
+        first = runners[0]
+        self.device, self.providers, self.stage_note = first.device, first.providers, first.stage_note
+        self._pool = ThreadPoolExecutor(len(runners), thread_name_prefix="vireid-bench-stream")
+
+    def run(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        calls = [self._pool.submit(r.run, images, modality) for r in self.runners]
+        outputs = [call.result() for call in calls]  # every copy finishes before the call counts as done
+        return outputs[0]
+
+    def last_stages(self) -> dict[str, float]:
+        return self.runners[0].last_stages()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        for runner in self.runners:
+            runner.close()
+
+
 def open_runner(
     source: ModelSource, backend: str, precision: str, config: BenchConfig, log: Callable[[str], None]
 ) -> Runner:
-    """Open one backend × precision, or raise with the reason it cannot run here."""
+    """Open one backend × precision (`config.streams` copies of it), or raise with the reason it
+    cannot run here."""
+    if config.streams > 1:
+        from ..backends.ort_config import default_threads
+
+        threads = max(1, (config.threads or default_threads()) // config.streams)
+        each = replace(config, streams=1, threads=threads)
+        runners: list[Runner] = []
+        try:
+            for _ in range(config.streams):
+                runners.append(open_runner(source, backend, precision, each, log))
+        except BaseException:
+            for runner in runners:
+                runner.close()
+            raise
+        return StreamsRunner(runners)
     threads = {"threads": config.threads} if config.threads else {}
     if backend == "torch":
         return TorchRunner(source.torch_model(), precision, config.threads)
@@ -599,7 +651,10 @@ def _report(
 ) -> BenchReport:
     by_runner, reference = cosines
     preprocess = {n: _preprocess_ms(model.card, n, config.crop_scale) for n in config.batches}
-    rows = [_row(c, preprocess[c.batch], by_runner.get((c.backend, c.precision))) for c in model.configs]
+    rows = [
+        _row(c, preprocess[c.batch], by_runner.get((c.backend, c.precision)), config.streams)
+        for c in model.configs
+    ]
     return BenchReport(
         model=model.source.spec,
         input_size=model.card.input_size,
@@ -758,7 +813,7 @@ def _calls_per_round(configs: list[_Config], config: BenchConfig) -> list[int]:
     return counts
 
 
-def _row(c: _Config, preprocess_ms: float, cosine: float | None) -> BenchRow:
+def _row(c: _Config, preprocess_ms: float, cosine: float | None, streams: int = 1) -> BenchRow:
     ms = 1e3 * np.asarray(c.times)
     p50, p90, p99 = (float(v) for v in np.percentile(ms, [50, 90, 99]))
     mean = float(ms.mean())
@@ -781,11 +836,12 @@ def _row(c: _Config, preprocess_ms: float, cosine: float | None) -> BenchRow:
         p90_ms=p90,
         p99_ms=p99,
         mean_ms=mean,
-        throughput=c.batch / (mean / 1e3),
+        throughput=streams * c.batch / (mean / 1e3),
         stages=stages,
         rss_mb=c.rss_mb,
         gpu_memory_mb=_gpu_memory_used_mb() if c.runner.device != "cpu" else None,
         cosine_to_reference=cosine,
+        streams=streams,
     )
 
 

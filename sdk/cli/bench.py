@@ -73,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=3.0, help="timed seconds per configuration (default 3)"
     )
     runtime.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    runtime.add_argument(
+        "--streams",
+        type=int,
+        default=1,
+        help="concurrent copies of each configuration, threads split among them (throughput mode; default 1)",
+    )
     runtime.add_argument("--plot", type=Path, help="write a throughput / latency chart (PNG) here")
     pipe = parser.add_argument_group("pipeline benchmark (vireid bench pipeline MODEL)")
     pipe.add_argument(
@@ -123,6 +129,7 @@ def _runtime(args: argparse.Namespace, models: list[str]) -> int:
         seconds=args.seconds,
         rounds=args.rounds,
         threads=args.threads,
+        streams=args.streams,
     )
     reports = compare_models(models, config, log=lambda m: print(f"  {m}", flush=True))
     for report in reports:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import fake_tensorrt as fake
@@ -24,14 +26,14 @@ from vireid.cli.main import main
 
 ROW_KEYS = {
     "backend", "precision", "batch", "device", "providers", "iterations", "p50_ms", "p90_ms", "p99_ms",
-    "mean_ms", "throughput", "stages", "rss_mb", "gpu_memory_mb", "cosine_to_reference",
+    "mean_ms", "throughput", "stages", "rss_mb", "gpu_memory_mb", "cosine_to_reference", "streams",
 }  # fmt: skip
 
 
 def check_row(row: dict) -> None:
     assert set(row) == ROW_KEYS
     assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
-    assert row["throughput"] == pytest.approx(row["batch"] / (row["mean_ms"] / 1e3))
+    assert row["throughput"] == pytest.approx(row["streams"] * row["batch"] / (row["mean_ms"] / 1e3))
     assert set(row["stages"]) == {"preprocess", "h2d", "infer", "d2h", "note"}
     assert row["stages"]["preprocess"] > 0 and row["stages"]["infer"] > 0 and row["rss_mb"] > 0
 
@@ -148,6 +150,43 @@ def test_bench_cli_compares_models_and_writes_one_json_and_chart(tmp_path: Path,
     (entry,) = data["comparison"]
     assert entry["ratio_to_first"][0] == 1.0 and len(entry["throughput"]) == 2
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_streams_run_concurrent_copies_with_the_threads_split(tmp_path: Path, monkeypatch, capsys) -> None:
+    model = build_contract_model(tmp_path / "m.onnx")
+    opened: list[int | None] = []
+    active, most = [0], [0]
+    from vireid.bench import runtime
+
+    original_init, original_run = runtime.BackendRunner.__init__, runtime.BackendRunner.run
+
+    def init(self, path, device, **options):
+        opened.append(options.get("threads"))
+        original_init(self, path, device, **options)
+
+    def run(self, images, modality):
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.01)  # long enough for the other copy's call to start meanwhile
+            return original_run(self, images, modality)
+        finally:
+            active[0] -= 1
+
+    monkeypatch.setattr(runtime.BackendRunner, "__init__", init)
+    monkeypatch.setattr(runtime.BackendRunner, "run", run)
+    config = BenchConfig(
+        backends=("ort-cpu",), precisions=("fp32",), batches=(2,), iters=4, rounds=1, threads=2, streams=2
+    )
+    report = run_bench(model, config)
+    assert opened == [1, 1]  # two copies, one thread each
+    assert most[0] == 2  # both copies ran at once
+    (row,) = report.rows
+    check_row(asdict(row))
+    assert row.streams == 2 and row.throughput == pytest.approx(2 * 2 / (row.mean_ms / 1e3))
+    assert "2 concurrent copies" in report.table()
+    with pytest.raises(ConfigError, match="streams must be a positive integer"):
+        BenchConfig(streams=0)
 
 
 def test_bench_pipeline_takes_exactly_one_model(tmp_path: Path, capsys) -> None:
