@@ -17,9 +17,7 @@ the calibration set's fingerprint, size, balance, method and the layers kept in 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import logging
 import re
 import tempfile
@@ -36,6 +34,7 @@ from vireid.errors import ArtifactError, ConfigError, DatasetError, require
 from vireid.modality import Modality
 
 from .artifact import averaging_matmuls, read_checked, save_onnx, set_card, timed
+from .quiet import quiet_quantiser
 
 log = logging.getLogger("vireid.export")
 
@@ -385,7 +384,7 @@ def _quantize(
         CalibrationMethod.PERCENTILE: quant.CalibrationMethod.Percentile,
     }[options.method]
     try:
-        with _quiet_quantiser():
+        with quiet_quantiser():
             quant.quantize_static(
                 str(source),
                 str(target),
@@ -405,37 +404,6 @@ def _quantize(
         raise ArtifactError(
             f"{source}: ONNX Runtime could not quantise the model: {type(exc).__name__}: {exc}"
         ) from exc
-
-
-@contextlib.contextmanager
-def _quiet_quantiser() -> Iterator[None]:
-    """Silence the quantiser's root-logger messages for the call: every bias copy at INFO, and its advice
-    to pre-process the model (shape inference and folding, which `to_onnx` already did with onnxslim)
-    at WARNING, once per quantisation, i.e. a dozen times per sensitivity pass. The root logger is left
-    as it was, including the stderr handler that `logging.warning` installs on an unconfigured root.
-    The entropy and percentile calibrators `print` their progress ("Number of tensors : ..."): that goes
-    to this module's DEBUG log instead of the terminal. `sys.stdout` is swapped for the whole process
-    during the call, so another thread's prints in that time land in the same log."""
-    root = logging.getLogger()
-    level, handlers = root.level, root.handlers[:]
-    advice = _DropAdvice()
-    printed = io.StringIO()
-    root.setLevel(max(level, logging.WARNING))
-    root.addFilter(advice)
-    try:
-        with contextlib.redirect_stdout(printed):
-            yield
-    finally:
-        root.removeFilter(advice)
-        root.setLevel(level)
-        root.handlers[:] = handlers
-        for line in printed.getvalue().splitlines():
-            log.debug("onnxruntime quantiser: %s", line)
-
-
-class _DropAdvice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _embed(path: Path, data: CalibrationSet, card: ModelCard) -> np.ndarray:

@@ -81,13 +81,13 @@ def test_entropy_calibrators_progress_prints_go_to_the_debug_log(
 
 
 def test_quiet_quantiser_leaves_an_unconfigured_root_logger_unconfigured() -> None:
-    from vireid.export.int8 import _quiet_quantiser
+    from vireid.export.quiet import quiet_quantiser
 
     root = logging.getLogger()
     saved = root.handlers[:]
     root.handlers[:] = []
     try:
-        with _quiet_quantiser():
+        with quiet_quantiser():
             logging.warning("as the quantiser does")  # installs a stderr handler on a bare root logger
         assert root.handlers == []
     finally:
