@@ -16,7 +16,7 @@ import io
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 log = logging.getLogger("vireid.export")
@@ -24,6 +24,8 @@ log = logging.getLogger("vireid.export")
 _ADVICE = "pre-processing before quantization"
 _lock = threading.Lock()
 _router: _ThreadRoutedStdout | None = None
+_stand_in: logging.Handler | None = None  # the root logger's temporary handler, shared by concurrent calls
+_stand_in_users = 0
 
 
 class _ThreadRoutedStdout:
@@ -38,6 +40,10 @@ class _ThreadRoutedStdout:
         buffer = self.captures.get(threading.get_ident())
         return (buffer if buffer is not None else self.stream).write(text)
 
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
     def flush(self) -> None:
         self.stream.flush()
 
@@ -50,62 +56,94 @@ def capture_thread_stdout() -> Iterator[io.StringIO]:
     """Collect what the calling thread prints during the block; other threads print as usual.
 
     One router serves every thread that captures at the same time; the last one out puts the original
-    stream back, unless someone else replaced `sys.stdout` meanwhile (then theirs stays).
+    stream back, unless someone else replaced `sys.stdout` meanwhile (then theirs stays). A capture
+    nested in another in the same thread collects its own block and hands back to the outer one. With
+    no `sys.stdout` at all (pythonw, a detached service) prints go nowhere anyway: nothing is routed.
     """
     global _router
     buffer, ident = io.StringIO(), threading.get_ident()
     with _lock:
-        if _router is None or sys.stdout is not _router:
-            _router = _ThreadRoutedStdout(sys.stdout)
-            sys.stdout = _router  # type: ignore[assignment]
-        router = _router
-        router.captures[ident] = buffer
+        if sys.stdout is None:
+            router = None
+        else:
+            if _router is None or sys.stdout is not _router:
+                _router = _ThreadRoutedStdout(sys.stdout)
+                sys.stdout = _router  # type: ignore[assignment]
+            router = _router
+            outer = router.captures.get(ident)
+            router.captures[ident] = buffer
     try:
         yield buffer
     finally:
-        with _lock:
-            router.captures.pop(ident, None)
-            if not router.captures and sys.stdout is router:
-                sys.stdout = router.stream
-                _router = None
+        if router is not None:
+            with _lock:
+                if outer is not None:
+                    router.captures[ident] = outer
+                else:
+                    router.captures.pop(ident, None)
+                if not router.captures and sys.stdout is router:
+                    sys.stdout = router.stream
+                    _router = None
 
 
 class _QuietThread(logging.Filter):
-    """Drops the calling thread's root-logger records below WARNING, and its pre-processing advice."""
+    """Drops the calling thread's root-logger records below WARNING, and its pre-processing advice.
+
+    A logger's filters run in the thread that logs, so the current thread identifies the record's
+    origin even when `logging.logThreads` is off.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.ident = threading.get_ident()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.thread != self.ident:
+        if threading.get_ident() != self.ident:
             return True
         return record.levelno >= logging.WARNING and _ADVICE not in record.getMessage()
 
 
 @contextlib.contextmanager
-def quiet_quantiser() -> Iterator[None]:
-    """Run the block with the quantiser's chatter silenced (see the module docstring).
+def _root_stand_in() -> Iterator[None]:
+    """Give a root logger without handlers one for the block: `logging.lastResort` (same threshold and
+    stream as when there is none), shared by concurrent calls and removed by the last one out.
 
-    The root logger keeps its level. If it has no handler, `logging.lastResort` stands in as one for
-    the call: the module-level `logging.info()` the quantiser uses would otherwise install a stderr
-    handler for good (`basicConfig`), and other threads' warnings still reach stderr as they would
-    have without it.
+    Without it the quantiser's module-level `logging.info()` would run `basicConfig()` and install a
+    stderr handler for good. The price: another thread's `logging.basicConfig()` during the block
+    sees a handler and does nothing.
     """
+    global _stand_in, _stand_in_users
+    root = logging.getLogger()
+    with _lock:
+        if _stand_in_users == 0 and not root.handlers:
+            _stand_in = logging.lastResort or logging.NullHandler()
+            root.addHandler(_stand_in)
+        if _stand_in is not None:
+            _stand_in_users += 1
+        counted = _stand_in is not None
+    try:
+        yield
+    finally:
+        if counted:
+            with _lock:
+                _stand_in_users -= 1
+                if _stand_in_users == 0 and _stand_in is not None:
+                    root.removeHandler(_stand_in)
+                    _stand_in = None
+
+
+@contextlib.contextmanager
+def quiet_quantiser() -> Iterator[None]:
+    """Run the block with the quantiser's chatter silenced (see the module docstring); the root logger
+    keeps its level, and gets a handler for the block only if it has none (`_root_stand_in`)."""
     root = logging.getLogger()
     quiet = _QuietThread()
-    stand_in = None
-    if not root.handlers:
-        stand_in = logging.lastResort or logging.NullHandler()
-        root.addHandler(stand_in)
     root.addFilter(quiet)
     printed = io.StringIO()
     try:
-        with capture_thread_stdout() as printed:
+        with _root_stand_in(), capture_thread_stdout() as printed:
             yield
     finally:
         root.removeFilter(quiet)
-        if stand_in is not None:
-            root.removeHandler(stand_in)
         for line in printed.getvalue().splitlines():
             log.debug("onnxruntime quantiser: %s", line)
