@@ -130,7 +130,14 @@ def test_explicit_cuda_without_a_gpu_is_refused() -> None:
         resolve_device("cuda")
 
 
-def test_distributed_data_parallel_on_gloo_with_two_processes(sysu: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["--set", "loss.pid=0"]],
+    ids=["every-parameter-used", "part-heads-unused"],  # loss.pid=0 leaves the part heads without gradients
+)
+def test_distributed_data_parallel_on_gloo_with_two_processes(
+    sysu: Path, tmp_path: Path, overrides: list[str]
+) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(TINY))  # JSON is YAML
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
@@ -154,6 +161,7 @@ def test_distributed_data_parallel_on_gloo_with_two_processes(sysu: Path, tmp_pa
         str(tmp_path / "ddp"),
         "--set",
         "run.threads=1",
+        *overrides,
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
