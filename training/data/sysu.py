@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,8 @@ class SysuMM01:
             return []
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
-    def _collect(self, pids: list[int], cameras: tuple[int, ...]) -> ImageSet:
+    def collect(self, pids: Sequence[int], cameras: Sequence[int]) -> ImageSet:
+        """Every image of the identities `pids` in the cameras `cameras` (by id, then camera)."""
         rows = [(path, pid, cam) for pid in sorted(pids) for cam in cameras for path in self._files(cam, pid)]
         return _image_set(rows)
 
@@ -96,7 +98,7 @@ class SysuMM01:
         """Every image of the train and val identities (the reference trains on both), original ids;
         `with_val=False` leaves the val identities out (they are then a held-out validation set)."""
         pids = sorted(set(self._ids["train"]) | (set(self._ids["val"]) if with_val else set()))
-        images = self._collect(pids, tuple(sorted(CAMERA_MODALITY)))
+        images = self.collect(pids, tuple(sorted(CAMERA_MODALITY)))
         if len(images) == 0:
             raise DatasetError(self.root, "no training images found for the ids in exp/train_id.txt")
         return images
@@ -109,7 +111,7 @@ class SysuMM01:
     def query(self, mode: SearchMode | str = SearchMode.ALL, split: str = "test") -> ImageSet:
         """Every infrared (cam3, cam6) image of the `split` (test or val) identities, in both modes."""
         SearchMode(mode)
-        images = self._collect(self._eval_ids(split), INFRARED_CAMERAS)
+        images = self.collect(self._eval_ids(split), INFRARED_CAMERAS)
         if len(images) == 0:
             raise DatasetError(
                 self.root, f"no infrared {split} images under cam3/ or cam6/ for exp/{split}_id.txt"
