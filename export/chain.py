@@ -135,6 +135,8 @@ def export_chain(
     wanted = parse_steps(steps)
     if opt.dla_core is not None:
         _check_dla_plan(source, wanted, opt)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; the output (--out) of an export is a folder for its artifacts")
     out.mkdir(parents=True, exist_ok=True)
     chain = _Chain(out, opt, emit)
     if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):

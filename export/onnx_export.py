@@ -69,6 +69,17 @@ def card_for(model: Any, opset: int, source_sha256: str | None) -> ModelCard:
     )
 
 
+def _newest_opset(onnx: Any) -> int:
+    """The newest opset both the installed onnx and torch's TorchScript exporter (used by `_trace`) know."""
+    newest = int(onnx.defs.onnx_opset_version())
+    try:
+        from torch.onnx import _constants  # private, hence the fallback to onnx's own limit
+
+        return min(newest, int(_constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET))
+    except (ImportError, AttributeError):
+        return newest
+
+
 def _trace(model: Any, opset: int) -> bytes:
     import torch
 
@@ -120,9 +131,13 @@ def to_onnx(
             f"batch={batch!r}: exported ONNX files always have a dynamic batch (the I/O contract); fix a "
             "batch size in the TensorRT profile instead: to_engine(..., batch=(b, b, b))"
         )
-    if not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ConfigError(f"opset must be an integer >= {MIN_OPSET} (default {DEFAULT_OPSET}), got {opset!r}")
     onnx = require("onnx", "export", "Exporting to ONNX")
+    newest = _newest_opset(onnx)
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ConfigError(
+            f"opset must be an integer from {MIN_OPSET} to {newest} (the newest this torch and onnx "
+            f"export; default {DEFAULT_OPSET}), got {opset!r}"
+        )
     model, sha = load_for_export(checkpoint)
     card = card_for(model, opset, sha)
     with timed(f"ONNX export of {card.model_name}/{card.model_config.get('backbone')} (opset {opset})"):

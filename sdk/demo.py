@@ -119,11 +119,7 @@ def train(paths: DemoPaths, quiet: bool, config_file: Path = DEMO_CONFIG) -> Pat
     else:
         if (paths.run / "last.json").exists():
             print(f"   {paths.run} holds another training; starting over")
-            for name in ("last", "best"):
-                for suffix in (".json", ".safetensors"):
-                    (paths.run / f"{name}{suffix}").unlink(missing_ok=True)
-            (paths.run / "metrics.jsonl").unlink(missing_ok=True)
-        result = run_training(config, paths.train_data, paths.run)
+        result = run_training(config, paths.train_data, paths.run, overwrite=True)
         print(f"   trained {result.epochs_run} epochs in {result.seconds:.0f} s")
     _done(started)
     return paths.run / "last.safetensors"

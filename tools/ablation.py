@@ -70,7 +70,7 @@ def run_once(name: str, overrides: dict[str, object], seed: int, args: argparse.
             return done
         print(f"{folder}: trained with another config (or by an older version of this tool); retraining")
     started = time.monotonic()
-    trained = train(config, args.data, folder)
+    trained = train(config, args.data, folder, overwrite=True)  # a finished run of another config
     table = evaluate_checkpoint(trained.last, args.heldout, "sysu-all", trials=10, device="cpu")
     result = {
         **table.mean(),

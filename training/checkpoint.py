@@ -137,6 +137,12 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         raise ArtifactError(f"{desc}: not a vireid checkpoint description (format={meta.get('format')!r})")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise ArtifactError(f"{desc}: checkpoint format {meta['format_version']} is newer; upgrade vireid")
+    missing = [key for key in ("model_config", "num_classes") if key not in meta]
+    if missing:
+        raise ArtifactError(
+            f"{desc}: checkpoint description lacks {', '.join(missing)}; it was edited or cut short: "
+            "restore it from the run folder (vireid writes it next to the .safetensors)"
+        )
     try:
         tensors = safetensors_torch.load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt files

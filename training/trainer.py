@@ -88,10 +88,16 @@ class Trainer:
     """One training run; build with `Trainer(config, data_root, out_dir)` then call `fit()`."""
 
     def __init__(
-        self, config: TrainConfig, data_root: str | Path, out_dir: str | Path, resume: bool = False
+        self,
+        config: TrainConfig,
+        data_root: str | Path,
+        out_dir: str | Path,
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         self.cfg, self.data_root, self.out_dir = config, Path(data_root), Path(out_dir)
         self.rank, self.world = _distributed()
+        _claim_run_folder(self.out_dir, resume, overwrite, self.rank)
         self.device = _rank_device(resolve_device(config.run.device), self.world)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
@@ -349,7 +355,38 @@ def _floats(parts: dict[str, Any]) -> dict[str, float]:
 
 
 def train(
-    config: TrainConfig, data_root: str | Path, out_dir: str | Path, resume: bool = False
+    config: TrainConfig,
+    data_root: str | Path,
+    out_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train a model as configured; the public entry point (`vireid.training.train`)."""
-    return Trainer(config, data_root, out_dir, resume=resume).fit()
+    """Train a model as configured; the public entry point (`vireid.training.train`).
+
+    `out_dir` must not hold another run unless `resume` (continue it) or `overwrite` (replace its
+    checkpoints and log) says what to do with it.
+    """
+    return Trainer(config, data_root, out_dir, resume=resume, overwrite=overwrite).fit()
+
+
+_RUN_FILES = ("last.safetensors", "last.json", "best.safetensors", "best.json", "metrics.jsonl")
+
+
+def _claim_run_folder(out_dir: Path, resume: bool, overwrite: bool, rank: int) -> None:
+    """Refuse to train into a file or over another run's checkpoints by accident.
+
+    Raises:
+        ConfigError: `out_dir` is a file, or holds a run and neither `resume` nor `overwrite` is set.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: is a file; the run folder (--out) must be a folder")
+    if resume or not (out_dir / "last.json").exists():
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"{out_dir}: already holds a training run (last.json); pass --resume (resume=True) to continue "
+            "it, --overwrite (overwrite=True) to replace it, or choose another --out"
+        )
+    if rank == 0:
+        for name in _RUN_FILES:
+            (out_dir / name).unlink(missing_ok=True)

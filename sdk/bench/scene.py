@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetError
 from ..streams.assignment import assign, iou_matrix
 
 
@@ -47,9 +48,26 @@ class SceneTruth:
 
     @classmethod
     def load(cls, scene: str | Path) -> SceneTruth:
-        data = json.loads((Path(scene) / "gt.json").read_text(encoding="utf-8"))
-        cameras = {name: cam["frames"] for name, cam in data["cameras"].items()}
-        return cls(float(data["fps"]), data["width"], data["height"], data["num_frames"], cameras)
+        """Read `SCENE/gt.json`.
+
+        Raises:
+            DatasetError: the file is missing, not JSON, or not a scene's ground truth.
+        """
+        path = Path(scene) / "gt.json"
+        fix = "; regenerate the scene with `vireid synth scene`"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(path, f"scene ground truth not readable ({exc}){fix}") from None
+        try:
+            cameras = {str(name): list(cam["frames"]) for name, cam in data["cameras"].items()}
+            return cls(
+                float(data["fps"]), int(data["width"]), int(data["height"]), int(data["num_frames"]), cameras
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DatasetError(
+                path, f"not a scene ground truth (fps, width, height, num_frames, cameras; {exc!r}){fix}"
+            ) from None
 
     def objects(self, camera: str, frame: int) -> list[dict[str, Any]]:
         frames = self.cameras[camera]

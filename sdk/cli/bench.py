@@ -23,8 +23,10 @@ import json
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, InputSpecError
+from .argtypes import output_file, positive_int
 
 
 def _csv(kind: type = str):
@@ -50,33 +52,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="more models timed in the same run, all before the options (after `pipeline`: its model)",
     )
-    parser.add_argument("--json", type=Path, help="write the report as JSON here")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    parser.add_argument("--json", type=output_file, help="write the report as JSON here")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: physical cores)")
     runtime = parser.add_argument_group("model benchmark")
     runtime.add_argument(
         "--backend",
         type=_csv(),
-        default=BACKENDS,
         help=f"comma-separated (default all): {','.join(BACKENDS)}",
     )
-    runtime.add_argument("--batch", type=_csv(int), default=(1, 8, 32), help="batch sizes (default 1,8,32)")
+    runtime.add_argument("--batch", type=_csv(int), help="batch sizes (default 1,8,32)")
     runtime.add_argument(
         "--precision",
         type=_csv(),
-        default=PRECISIONS,
         help=f"comma-separated (default {','.join(PRECISIONS)})",
     )
-    runtime.add_argument("--warmup", type=int, default=2, help="untimed calls per configuration (default 2)")
+    runtime.add_argument("--warmup", type=int, help="untimed calls per configuration (default 2)")
     budget = runtime.add_mutually_exclusive_group()
     budget.add_argument("--iters", type=int, help="timed calls per configuration")
-    budget.add_argument(
-        "--seconds", type=float, default=3.0, help="timed seconds per configuration (default 3)"
-    )
-    runtime.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    budget.add_argument("--seconds", type=float, help="timed seconds per configuration (default 3)")
+    runtime.add_argument("--rounds", type=int, help="interleaved timing rounds (default 3)")
     runtime.add_argument(
         "--streams",
         type=int,
-        default=1,
         help="concurrent copies of each configuration, threads split among them (throughput mode; default 1)",
     )
     runtime.add_argument("--plot", type=Path, help="write a throughput / latency chart (PNG) here")
@@ -87,26 +84,83 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="folder from `vireid synth scene` (default: generate 30 s); repeat it to add the scenes up",
     )
-    pipe.add_argument("--device", default="cpu", help="auto, cpu, cuda or tensorrt (default cpu)")
+    pipe.add_argument("--device", help="auto, cpu, cuda or tensorrt (default cpu)")
+    pipe.add_argument("--mode", choices=MODES, help="fast: every frame; realtime: replay at fps")
     pipe.add_argument(
-        "--mode", choices=MODES, default="fast", help="fast: every frame; realtime: replay at fps"
+        "--detector", choices=DETECTORS, help="motion (default), yolo, or gt = ground-truth boxes"
     )
-    pipe.add_argument("--detector", choices=DETECTORS, default="motion", help="gt = ground-truth boxes")
     pipe.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
     pipe.add_argument("--threshold", type=float, help="match threshold (default: the model card's)")
     pipe.add_argument(
         "--within-threshold", type=float, help="same-modality match threshold (default: the model card's)"
     )
     pipe.add_argument(
-        "--identity-score", choices=["centroid", "max"], default="centroid", help="how identities are scored"
+        "--identity-score", choices=["centroid", "max"], help="how identities are scored (default centroid)"
     )
-    pipe.add_argument("--embed-every", type=int, default=10, help="re-embed a track every N frames")
-    pipe.add_argument("--enroll-seconds", type=float, default=60.0, help="enrol from the first S seconds")
+    pipe.add_argument("--embed-every", type=positive_int, help="re-embed a track every N frames (default 10)")
+    pipe.add_argument("--enroll-seconds", type=float, help="enrol from the first S seconds (default 60)")
     pipe.add_argument("--events", type=Path, help="also write the events here (JSON Lines)")
+
+
+# Options of one benchmark with their defaults: given to the other, they are refused, not ignored.
+_RUNTIME_DEFAULTS: dict[str, Any] = {
+    "backend": None,  # filled from the runtime registry
+    "batch": (1, 8, 32),
+    "precision": None,
+    "warmup": 2,
+    "iters": None,
+    "seconds": 3.0,  # --iters, when given, takes precedence
+    "rounds": 3,
+    "streams": 1,
+    "plot": None,
+}
+_PIPELINE_DEFAULTS: dict[str, Any] = {
+    "scene": None,
+    "device": "cpu",
+    "mode": "fast",
+    "detector": "motion",
+    "detector_model": None,
+    "threshold": None,
+    "within_threshold": None,
+    "identity_score": "centroid",
+    "embed_every": 10,
+    "enroll_seconds": 60.0,
+    "events": None,
+}
+
+
+def _only_for(args: argparse.Namespace, defaults: dict[str, Any], benchmark: str, hint: str) -> None:
+    """Refuse options that belong to the other benchmark, then fill this one's defaults."""
+    given = [name for name in defaults if getattr(args, name) is not None]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise InputSpecError(f"{flags}: not an option of {benchmark}; {hint}")
+
+
+def _fill(args: argparse.Namespace, defaults: dict[str, Any]) -> None:
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the model or the pipeline benchmark."""
+    from ..bench.runtime import BACKENDS, PRECISIONS
+
+    if args.target == "pipeline":
+        _only_for(
+            args, _RUNTIME_DEFAULTS, "`vireid bench pipeline`", "they time a model: vireid bench MODEL ..."
+        )
+        _fill(args, _PIPELINE_DEFAULTS)
+    else:
+        _only_for(
+            args,
+            _PIPELINE_DEFAULTS,
+            "a model benchmark",
+            "they belong to `vireid bench pipeline MODEL`; a model runs on a device through --backend "
+            "(e.g. ort-cuda, tensorrt)",
+        )
+        _fill(args, {**_RUNTIME_DEFAULTS, "backend": BACKENDS, "precision": PRECISIONS})
     if args.target == "pipeline":
         if len(args.models) != 1:
             raise InputSpecError(

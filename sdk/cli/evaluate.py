@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .argtypes import output_file, positive_int
+
 PROTOCOLS = ("sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v")
 DELTA_KEYS = ("R1", "mAP", "mINP")
 
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="RegDB: evaluate this split only (default: the split a RegDB checkpoint was trained on; a model "
         "is refused on the other splits, whose test identities it trained on)",
     )
-    parser.add_argument("--batch", type=int, default=64, help="embedding batch size")
+    parser.add_argument("--batch", type=positive_int, default=64, help="embedding batch size")
     parser.add_argument(
         "--device",
         default="auto",
@@ -44,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reference", help="second model to compare with (checkpoint or artifact)")
     parser.add_argument("--both-directions", action="store_true", help="also evaluate the reverse direction")
-    parser.add_argument("--json", type=Path, help="write the result as JSON here")
+    parser.add_argument("--json", type=output_file, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, help="write the CMC curve as a PNG here")
 
 

@@ -16,6 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .argtypes import output_file, positive_int
+
 
 def _batch(text: str) -> tuple[int, int, int]:
     try:
@@ -63,9 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--int8-no-sensitivity", action="store_true", help="quantise every layer, no sensitivity pass"
     )
-    parser.add_argument("--identities", type=int, default=32, help="people in the parity gallery")
+    parser.add_argument("--identities", type=positive_int, default=32, help="people in the parity gallery")
     parser.add_argument("--no-verify", action="store_true", help="skip the parity checks")
-    parser.add_argument("--json", type=Path, help="write artifacts, reports and timings as JSON here")
+    parser.add_argument("--json", type=output_file, help="write artifacts, reports and timings as JSON here")
     parser.add_argument(
         "--trtexec", action="store_true", help="print the trtexec command for SOURCE (.onnx) and exit"
     )

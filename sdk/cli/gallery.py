@@ -18,6 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .argtypes import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid gallery ACTION`."""
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", "-m", type=Path, required=True, help="model artifact (.onnx or .engine)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
-    model.add_argument("--batch", type=int, default=32, help="images per embedding batch")
+    model.add_argument("--batch", type=positive_int, default=32, help="images per embedding batch")
     model.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable images (listed) instead of failing"
     )
@@ -90,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
     export.add_argument("--out", type=Path, required=True, help="output .npz file")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     export.add_argument(
         "--allow-biometric-export",
         action="store_true",
@@ -191,7 +194,7 @@ def _export(args: argparse.Namespace) -> int:
 
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         info = gallery.info()
-        gallery.export_npz(args.out)
+        gallery.export_npz(args.out, overwrite=args.overwrite)
     print(f"exported {info.num_identities} identities, {info.num_embeddings} embeddings to {args.out}")
     return 0
 

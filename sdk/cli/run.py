@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .argtypes import positive_float, positive_int, unit_interval
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid run`."""
@@ -34,15 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", type=Path, required=True, help="re-id model (.onnx or .engine)")
     parser.add_argument("--gallery", "-g", type=Path, help="gallery of enrolled identities (.db, must exist)")
     parser.add_argument("--events", type=Path, help="write events here as JSON Lines")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--append", action="store_true", help="add to an existing --events file")
+    existing.add_argument("--overwrite", action="store_true", help="replace an existing --events file")
     parser.add_argument(
         "--video-out", type=Path, metavar="DIR", help="write annotated videos (one per camera)"
     )
     parser.add_argument("--show", action="store_true", help="show annotated frames (needs an OpenCV GUI)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: physical cores)")
+    parser.add_argument(
+        "--threads", type=positive_int, help="ONNX Runtime CPU threads (default: physical cores)"
+    )
     parser.add_argument("--detector", default="motion", choices=("motion", "yolo"), help="person detector")
     parser.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
-    parser.add_argument("--detector-conf", type=float, default=0.25, help="YOLO confidence threshold")
+    parser.add_argument(
+        "--detector-conf", type=unit_interval, default=0.25, help="YOLO confidence threshold, 0..1"
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -66,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="centroid",
         help="score an identity by the unit mean of its embeddings (centroid, default) or its best one",
     )
-    parser.add_argument("--embed-every", type=int, default=10, help="frames between embeddings of a track")
+    parser.add_argument(
+        "--embed-every", type=positive_int, default=10, help="frames between embeddings of a track"
+    )
     parser.add_argument("--policy", choices=("latest", "every"), help="frame policy for every source")
     parser.add_argument(
         "--thermal",
@@ -75,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "percentile:LOW:HIGH (default percentile:1:99)",
     )
     parser.add_argument("--fast", action="store_true", help="files: process as fast as possible")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no status line")
 
 
@@ -95,7 +106,7 @@ def _sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
 
     sinks: list[Any] = []
     if args.events:
-        sinks.append(JsonlSink(args.events))
+        sinks.append(JsonlSink(args.events, append=args.append))
     if args.video_out:
         sinks.append(VideoSink(args.video_out))
     if args.show:
@@ -127,10 +138,33 @@ class _Status:
             print(file=sys.stderr)
 
 
+def _check_events_file(args: argparse.Namespace) -> None:
+    """Refuse an `--events` path whose file would be lost: the gallery, the model, a video being read,
+    or an earlier run's events (unless `--append` or `--overwrite` says what to do with them)."""
+    from ..errors import ConfigError
+
+    target = args.events
+    if target is None:
+        return
+    if target.is_dir():
+        raise ConfigError(f"--events {target}: is a folder; give a file path, e.g. {target / 'events.jsonl'}")
+    if not target.exists():
+        return
+    inputs = [args.gallery, args.model] + [Path(text.partition("=")[2]) for text in args.source]
+    if any(p is not None and p.exists() and p.resolve() == target.resolve() for p in inputs):
+        raise ConfigError(f"--events {target}: is one of this run's inputs; write the events to another file")
+    if target.stat().st_size and not (args.append or args.overwrite):
+        raise ConfigError(
+            f"--events {target}: holds events of an earlier run; pass --append to add to them, --overwrite "
+            "to replace them, or choose another file"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the pipeline from the arguments and run it until the sources end or Ctrl-C."""
     from ..streams import Pipeline, PipelineConfig, parse_source
 
+    _check_events_file(args)
     options: dict[str, Any] = {"realtime": not args.fast}
     if args.policy:
         options["policy"] = args.policy
@@ -164,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
     if pipeline.interrupted:
         print("vireid run: interrupted; tracks ended and outputs flushed", file=sys.stderr)
         return 130
+    if not any(camera.processed for camera in stats.cameras.values()):
+        print("vireid run: error: no source delivered a frame (see the messages above)", file=sys.stderr)
+        return 1
     return 0
 
 

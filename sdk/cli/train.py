@@ -10,15 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 
+from .argtypes import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid train`."""
     parser.add_argument("--config", required=True, help="training YAML, e.g. configs/demo_cpu.yaml")
     parser.add_argument("--data", required=True, help="dataset folder (SYSU-MM01 or RegDB layout)")
     parser.add_argument("--out", default="runs/train", help="run folder for checkpoints and logs")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.* exactly")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue from OUT/last.* exactly")
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in OUT (checkpoints and log)"
+    )
     parser.add_argument("--device", help="override run.device: auto, cpu, cuda, cuda:N")
-    parser.add_argument("--epochs", type=int, help="override optim.epochs")
+    parser.add_argument("--epochs", type=positive_int, help="override optim.epochs")
     parser.add_argument(
         "--set",
         action="append",
@@ -42,7 +48,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
             out[key] = raw
     if args.device:
         out["run.device"] = args.device
-    if args.epochs:
+    if args.epochs is not None:
         out["optim.epochs"] = args.epochs
     return out
 
@@ -56,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from vireid.training.trainer import train
 
     config = TrainConfig.from_yaml(args.config).with_overrides(_overrides(args))
-    result = train(config, args.data, args.out, resume=args.resume)
+    result = train(config, args.data, args.out, resume=args.resume, overwrite=args.overwrite)
     print(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s -> {result.run_dir}")
     print(f"last checkpoint: {result.last}")
     if result.best:

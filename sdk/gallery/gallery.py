@@ -404,12 +404,27 @@ class Gallery:
         return list(found.values())
 
     # ----- transfer -------------------------------------------------------------------------------
-    def export_npz(self, path: str | Path) -> Path:
-        """Write every identity and embedding to one `.npz` (numeric/string arrays + JSON manifest)."""
+    def export_npz(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write every identity and embedding to one `.npz` (numeric/string arrays + JSON manifest).
+
+        Raises:
+            GalleryError: `path` does not end in `.npz`, is this gallery's own file, or exists and
+                `overwrite` is false (an export must never replace a gallery, a model or an older
+                export by accident).
+        """
         from .transfer import export_npz
 
+        target = Path(path)
+        if target.suffix.lower() != ".npz":
+            raise GalleryError(f"{target}: an export is a .npz file; name it e.g. {target.with_suffix('.npz')}")
+        if target.exists() and target.resolve() == Path(self.path).resolve():
+            raise GalleryError(f"{target}: is the gallery being exported; choose another path")
+        if target.exists() and not overwrite:
+            raise GalleryError(
+                f"{target}: exists; choose another path, or pass overwrite=True (CLI: --overwrite) to replace it"
+            )
         with self._guard("export"):
-            return export_npz(self._store, Path(path))
+            return export_npz(self._store, target)
 
     def import_npz(self, path: str | Path, on_conflict: str = "error") -> int:
         """Add the identities of an exported `.npz` in one transaction; returns embeddings added.

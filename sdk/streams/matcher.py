@@ -178,6 +178,10 @@ class Matcher:
         self.threshold = float(threshold)
         self.within_threshold = _within_thresholds(within_threshold, self.threshold)
         self.cross_threshold = float(threshold if cross_threshold is None else cross_threshold)
+        if not -1.0 <= self.cross_threshold <= 1.0:  # also refuses NaN, which would pair every track
+            raise InputSpecError(
+                f"cross_threshold (CLI: --cross-threshold) is a cosine similarity in [-1, 1], got {cross_threshold}"
+            )
         self.gallery, self.gallery_modality = gallery, gallery_modality
         self.identity_score = IdentityScore.parse(identity_score)
         self.embed_every, self.min_quality, self.improve = (

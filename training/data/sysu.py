@@ -145,6 +145,11 @@ class SysuMM01:
                 else:
                     picks = rng.choice(len(files), MULTI_SHOT, replace=len(files) < MULTI_SHOT)
                     rows.extend((files[i], pid, cam) for i in picks)
+        if not rows:
+            folders = ", ".join(f"cam{c}/" for c in mode.gallery_cameras)
+            raise DatasetError(
+                self.root, f"no visible {split} images under {folders} for the ids in exp/{split}_id.txt"
+            )
         return _image_set(rows)
 
 

@@ -1,0 +1,134 @@
+"""Bad command-line input gets a clear error before any work, and loses nothing (from a CLI audit):
+numbers out of range, output paths that would destroy a gallery, a model or an earlier log, options of
+the other benchmark, malformed scene ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_gallery import DIM, SPACE, unit
+
+from vireid import GalleryError
+from vireid.cli.main import main
+from vireid.errors import DatasetError, InputSpecError
+from vireid.gallery import Gallery
+
+
+def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Run the CLI expecting argparse to refuse the arguments (exit 2); returns its message."""
+    with pytest.raises(SystemExit) as stop:
+        main(list(argv))
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["evaluate", "m.onnx", "--data", "d", "--batch", "0"], "--batch: must be a positive integer, got 0"),
+        (["run", "-s", "visible=v.mp4", "-m", "m.onnx", "--threads", "0"], "--threads: must be a positive"),
+        (
+            ["run", "-s", "visible=v.mp4", "-m", "m.onnx", "--duration", "-1"],
+            "--duration: must be a positive",
+        ),
+        (
+            ["run", "-s", "visible=v.mp4", "-m", "m.onnx", "--detector-conf", "5"],
+            "must be a number in [0, 1]",
+        ),
+        (
+            ["run", "-s", "visible=v.mp4", "-m", "m.onnx", "--detector-conf", "nan"],
+            "must be a number in [0, 1]",
+        ),
+        (["train", "--config", "c.yaml", "--data", "d", "--epochs", "0"], "--epochs: must be a positive"),
+        (["verify", "m.onnx", "--identities", "0"], "--identities: must be a positive integer"),
+        (["bench", "m.onnx", "--threads", "-1"], "--threads: must be a positive integer, got -1"),
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(capsys, argv: list[str], expected: str) -> None:
+    assert expected in usage_error(capsys, *argv)
+
+
+def test_a_json_report_path_that_is_a_folder_is_refused_before_the_work(capsys, tmp_path: Path) -> None:
+    message = usage_error(capsys, "evaluate", "m.onnx", "--data", "d", "--json", str(tmp_path))
+    assert "is a folder; give a file path" in message
+
+
+def test_the_other_benchmarks_options_are_refused_not_ignored(capsys, tmp_path: Path) -> None:
+    assert main(["bench", str(tmp_path / "m.onnx"), "--device", "cuda"]) == 1
+    assert "--device: not an option of a model benchmark" in capsys.readouterr().err
+    assert main(["bench", "pipeline", str(tmp_path / "m.onnx"), "--batch", "1"]) == 1
+    assert "--batch: not an option of `vireid bench pipeline`" in capsys.readouterr().err
+
+
+# ----- gallery export --------------------------------------------------------------------------------
+@pytest.fixture
+def enrolled(tmp_path: Path) -> Path:
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as gallery:
+        gallery.enroll("alice", unit(np.random.default_rng(0), 2), "ir")
+    return path
+
+
+def test_an_export_never_replaces_the_gallery_a_model_or_an_older_export(enrolled: Path) -> None:
+    model = enrolled.with_name("model.onnx")
+    model.write_bytes(b"weights")
+    old = enrolled.with_name("old.npz")
+    old.write_bytes(b"an earlier export")
+    with Gallery.open(enrolled) as gallery:
+        with pytest.raises(GalleryError, match=r"an export is a \.npz file"):
+            gallery.export_npz(enrolled)
+        with pytest.raises(GalleryError, match=r"an export is a \.npz file"):
+            gallery.export_npz(model)
+        with pytest.raises(GalleryError, match="exists; choose another path, or pass overwrite=True"):
+            gallery.export_npz(old)
+        assert old.read_bytes() == b"an earlier export" and model.read_bytes() == b"weights"
+        gallery.export_npz(old, overwrite=True)
+    assert old.read_bytes()[:2] == b"PK"  # replaced on request, by a real export
+    with Gallery.open(enrolled) as gallery:
+        assert [i.name for i in gallery.identities()] == ["alice"]
+
+
+def test_gallery_export_cli_needs_overwrite_for_an_existing_file(enrolled: Path) -> None:
+    out = enrolled.with_name("g.npz")
+    argv = ["gallery", "export", "-g", str(enrolled), "--out", str(out), "--allow-biometric-export"]
+    assert main(argv) == 0
+    assert main(argv) == 1  # refused: exists
+    assert main([*argv, "--overwrite"]) == 0
+
+
+# ----- run --events ------------------------------------------------------------------------------------
+def test_run_refuses_an_events_file_that_is_an_input_or_an_earlier_log(enrolled: Path) -> None:
+    model = enrolled.with_name("m.onnx")
+    model.write_bytes(b"not read: the events path is checked first")
+    base = ["run", "-s", "visible=v.mp4", "-m", str(model), "-g", str(enrolled)]
+    before = enrolled.read_bytes()
+    assert main([*base, "--events", str(enrolled), "--overwrite"]) == 1  # the gallery itself
+    assert main([*base, "--events", str(model), "--overwrite"]) == 1
+    assert enrolled.read_bytes() == before and model.read_bytes().startswith(b"not read")
+    log = enrolled.with_name("events.jsonl")
+    log.write_text('{"kind": "track_started"}\n')
+    assert main([*base, "--events", str(log)]) == 1  # neither --append nor --overwrite
+    assert log.read_text() == '{"kind": "track_started"}\n'
+
+
+# ----- malformed inputs deeper down -----------------------------------------------------------------
+@pytest.mark.parametrize("content", ["{not json", "{}", "[]", json.dumps({"cameras": {"visible": 3}})])
+def test_a_malformed_scene_ground_truth_is_a_dataset_error(tmp_path: Path, content: str) -> None:
+    from vireid.bench.scene import SceneTruth
+
+    (tmp_path / "gt.json").write_text(content)
+    with pytest.raises(DatasetError, match=r"gt\.json: .*regenerate the scene with `vireid synth scene`"):
+        SceneTruth.load(tmp_path)
+
+
+def test_a_nan_cross_modal_threshold_is_refused() -> None:
+    from vireid.streams.matcher import Matcher
+
+    with pytest.raises(InputSpecError, match=r"cross_threshold .* in \[-1, 1\], got nan"):
+        Matcher(threshold=0.5, cross_threshold=math.nan)
+    with pytest.raises(InputSpecError, match="got 5"):
+        Matcher(threshold=0.5, cross_threshold=5.0)
