@@ -416,12 +416,15 @@ class Gallery:
 
         target = Path(path)
         if target.suffix.lower() != ".npz":
-            raise GalleryError(f"{target}: an export is a .npz file; name it e.g. {target.with_suffix('.npz')}")
+            raise GalleryError(
+                f"{target}: an export is a .npz file; name it e.g. {target.with_suffix('.npz')}"
+            )
         if target.exists() and target.resolve() == Path(self.path).resolve():
             raise GalleryError(f"{target}: is the gallery being exported; choose another path")
         if target.exists() and not overwrite:
             raise GalleryError(
-                f"{target}: exists; choose another path, or pass overwrite=True (CLI: --overwrite) to replace it"
+                f"{target}: exists; choose another path, or pass overwrite=True (CLI: --overwrite) to "
+                "replace it"
             )
         with self._guard("export"):
             return export_npz(self._store, target)

@@ -180,7 +180,8 @@ class Matcher:
         self.cross_threshold = float(threshold if cross_threshold is None else cross_threshold)
         if not -1.0 <= self.cross_threshold <= 1.0:  # also refuses NaN, which would pair every track
             raise InputSpecError(
-                f"cross_threshold (CLI: --cross-threshold) is a cosine similarity in [-1, 1], got {cross_threshold}"
+                "cross_threshold (CLI: --cross-threshold) is a cosine similarity in [-1, 1], got "
+                f"{cross_threshold}"
             )
         self.gallery, self.gallery_modality = gallery, gallery_modality
         self.identity_score = IdentityScore.parse(identity_score)
