@@ -18,7 +18,8 @@ def cutoff(older_than_days: float, now: float | None = None) -> float:
     if (
         isinstance(older_than_days, bool)
         or not isinstance(older_than_days, int | float)
-        or older_than_days <= 0
+        or not older_than_days > 0  # also NaN
+        or older_than_days == float("inf")
     ):
         raise InputSpecError(f"older_than_days must be a positive number of days, got {older_than_days!r}")
     return (time.time() if now is None else now) - DAY_S * float(older_than_days)

@@ -48,3 +48,25 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file path, e.g. {path / 'out.json'}")
     return path
+
+
+def rate(text: str) -> float:
+    """A rate strictly between 0 and 1 (e.g. a false-match rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def cosine(text: str) -> float:
+    """A cosine similarity in [-1, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a cosine in [-1, 1], got {text!r}") from None
+    if not -1.0 <= value <= 1.0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be a cosine in [-1, 1], got {text}")
+    return value

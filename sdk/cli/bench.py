@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="concurrent copies of each configuration, threads split among them (throughput mode; default 1)",
     )
-    runtime.add_argument("--plot", type=Path, help="write a throughput / latency chart (PNG) here")
+    runtime.add_argument("--plot", type=output_file, help="write a throughput / latency chart (PNG) here")
     pipe = parser.add_argument_group("pipeline benchmark (vireid bench pipeline MODEL)")
     pipe.add_argument(
         "--scene",

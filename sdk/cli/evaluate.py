@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", help="second model to compare with (checkpoint or artifact)")
     parser.add_argument("--both-directions", action="store_true", help="also evaluate the reverse direction")
     parser.add_argument("--json", type=output_file, help="write the result as JSON here")
-    parser.add_argument("--plot", type=Path, help="write the CMC curve as a PNG here")
+    parser.add_argument("--plot", type=output_file, help="write the CMC curve as a PNG here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
         from vireid.plots import plot_cmc
 
         curves = {f"{Path(p).name} {r[False].direction}": r[False].cmc for p, r in results.items()}
-        plot_cmc(curves, args.plot)
-        print(f"CMC curve: {args.plot}")
+        print(f"CMC curve: {plot_cmc(curves, args.plot)}")
     return 0
 
 

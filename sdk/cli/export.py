@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .argtypes import output_file, positive_int
+from .argtypes import output_file, positive_int, rate
 
 
 def _batch(text: str) -> tuple[int, int, int]:
@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="engine: build for Jetson DLA core K with GPU fallback (FP16/INT8, fixed --batch N,N,N)",
     )
     parser.add_argument("--calibrate", type=Path, metavar="DIR", help="SYSU-layout folder for the threshold")
-    parser.add_argument("--fmr", type=float, default=1e-3, help="false-match rate for the threshold")
+    parser.add_argument(
+        "--fmr", type=rate, help="false-match rate for the --calibrate threshold (default 0.001)"
+    )
     parser.add_argument("--triton-name", help="Triton model name (default: the artifact stem)")
     parser.add_argument("--triton-max-batch", type=int, help="Triton max_batch_size")
     parser.add_argument(
@@ -85,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.trtexec or args.attach:
         return _engine_helpers(args)
+    if args.fmr is not None and args.calibrate is None:
+        from vireid.errors import ConfigError
+
+        raise ConfigError(
+            "--fmr sets the false-match rate of the --calibrate threshold; give --calibrate DIR too"
+        )
     options = ChainOptions(
         name=args.name,
         opset=args.opset,
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         timing_cache=args.timing_cache,
         dla_core=args.dla_core,
         calibrate=args.calibrate,
-        fmr=args.fmr,
+        fmr=1e-3 if args.fmr is None else args.fmr,
         triton_name=args.triton_name,
         triton_max_batch=args.triton_max_batch,
         identities=args.identities,

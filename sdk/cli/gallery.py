@@ -157,8 +157,12 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace) -> int:
+    from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
 
+    unreadable = [str(p) for p in args.events if not p.is_file()]
+    if unreadable:  # checked first: a purge must not stop half-way, after the gallery's part
+        raise InputSpecError(f"--events {', '.join(unreadable)}: no such file; nothing was purged")
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
     print(
@@ -205,9 +209,21 @@ def _import(args: argparse.Namespace) -> int:
 
     manifest = read_manifest(args.file)
     space, dim = manifest.get("embedding_space"), manifest.get("dim")
-    with Gallery(args.gallery, embedding_space=space, dim=dim, key_file=args.key_file) as gallery:
-        added = gallery.import_npz(args.file, on_conflict=args.on_conflict)
-    print(f"imported {added} embeddings of {len(manifest['identities'])} identities into {args.gallery}")
+    created = not args.gallery.exists()
+    try:
+        with Gallery(args.gallery, embedding_space=space, dim=dim, key_file=args.key_file) as gallery:
+            before = gallery.info().num_identities
+            added = gallery.import_npz(args.file, on_conflict=args.on_conflict)
+            new = gallery.info().num_identities - before
+    except BaseException:
+        if created:  # a failed import into a new path leaves no empty gallery bound to its space behind
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{args.gallery}{suffix}").unlink(missing_ok=True)
+        raise
+    print(
+        f"imported {added} embeddings into {args.gallery}: {new} new identities "
+        f"({len(manifest['identities'])} in {args.file}, --on-conflict {args.on_conflict})"
+    )
     return 0
 
 
@@ -226,6 +242,13 @@ def _enroll(args: argparse.Namespace) -> int:
         gallery = (
             Gallery.open(args.gallery, space, key_file=args.key_file) if _exists(args.gallery) else None
         )  # fail before embedding
+        if args.replace and (gallery is None or args.name not in {i.name for i in gallery.identities()}):
+            if gallery is not None:
+                gallery.close()
+            raise InputSpecError(
+                f"--replace: {args.gallery} has no identity {args.name!r} to re-enrol (a typo would make a "
+                "new person); check `vireid gallery list`, or drop --replace to enrol a new identity"
+            )
         try:
             vectors, used, bad = embed_files(embedder, files, modality, args.batch, args.skip_bad)
         except BaseException:

@@ -46,6 +46,8 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
         (["train", "--config", "c.yaml", "--data", "d", "--epochs", "0"], "--epochs: must be a positive"),
         (["verify", "m.onnx", "--identities", "0"], "--identities: must be a positive integer"),
         (["bench", "m.onnx", "--threads", "-1"], "--threads: must be a positive integer, got -1"),
+        (["export", "c.safetensors", "--calibrate", "d", "--fmr", "2"], "--fmr: must be a number between 0"),
+        (["verify", "m.onnx", "--min-cosine", "2"], "--min-cosine: must be a cosine in [-1, 1], got 2"),
     ],
 )
 def test_numbers_out_of_range_are_usage_errors(capsys, argv: list[str], expected: str) -> None:
@@ -132,3 +134,8 @@ def test_a_nan_cross_modal_threshold_is_refused() -> None:
         Matcher(threshold=0.5, cross_threshold=math.nan)
     with pytest.raises(InputSpecError, match="got 5"):
         Matcher(threshold=0.5, cross_threshold=5.0)
+
+
+def test_fmr_without_calibrate_is_refused_rather_than_ignored(capsys, tmp_path: Path) -> None:
+    assert main(["export", str(tmp_path / "c.safetensors"), "--fmr", "0.01"]) == 1
+    assert "--fmr sets the false-match rate of the --calibrate threshold" in capsys.readouterr().err

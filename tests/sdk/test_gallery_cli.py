@@ -114,7 +114,7 @@ def test_export_then_import_into_a_new_gallery(db: Path, tmp_path: Path, capsys)
     assert out.stat().st_mode & 0o777 == 0o600
     new = tmp_path / "new.db"
     assert vireid("import", "--gallery", new, out) == 0
-    assert "imported 4 embeddings of 2 identities" in capsys.readouterr().out
+    assert f"imported 4 embeddings into {new}: 2 new identities" in capsys.readouterr().out
     with Gallery.open(new, SPACE) as g:
         assert [(i.name, i.num_embeddings) for i in g.identities()] == [("alice", 3), ("bob", 1)]
     assert vireid("import", "--gallery", new, out) == 1
@@ -232,3 +232,47 @@ def test_enroll_and_search_with_the_real_embedder_and_contract_model(tmp_path: P
         == 1
     )
     assert "re-enrol" in capsys.readouterr().err
+
+
+def test_replace_needs_an_enrolled_identity_with_fake_embedder_module(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "vireid.embedder", fake_embedder_module(calls=calls))
+    crops = write_crops(tmp_path / "alice", [(200, 10, 10)])
+    db, model = tmp_path / "g.db", tmp_path / "m.onnx"
+    assert vireid("enroll", "-g", db, "-m", model, "--name", "alice", "--modality", "rgb", *crops) == 0
+    calls.clear()
+    assert (
+        vireid("enroll", "-g", db, "-m", model, "--name", "alcie", "--modality", "rgb", "--replace", *crops)
+        == 1
+    )
+    assert "no identity 'alcie' to re-enrol" in capsys.readouterr().err
+    assert calls == []  # refused before embedding anything
+    with Gallery.open(db) as g:
+        assert [i.name for i in g.identities()] == ["alice"]
+
+
+def test_purge_checks_its_event_files_before_touching_the_gallery(db: Path, tmp_path: Path, capsys) -> None:
+    with Gallery.open(db) as g:
+        before = g.info().num_embeddings
+    assert vireid("purge", "-g", db, "--older-than-days", "1e-9", "--events", tmp_path / "missing.jsonl") == 1
+    assert "no such file; nothing was purged" in capsys.readouterr().err
+    with Gallery.open(db) as g:
+        assert g.info().num_embeddings == before
+    assert vireid("purge", "-g", db, "--older-than-days", "nan") == 1
+
+
+def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_path: Path, capsys) -> None:
+    export = tmp_path / "g.npz"
+    assert vireid("export", "-g", db, "--out", export, "--allow-biometric-export") == 0
+    arrays = dict(np.load(export))
+    arrays["vectors"] = arrays["vectors"][:, :-1]  # the manifest still reads; the vectors do not fit it
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **arrays)
+    fresh = tmp_path / "fresh.db"
+    assert vireid("import", "-g", fresh, broken) == 1
+    assert not fresh.exists()
+    assert vireid("import", "-g", fresh, export) == 0
+    assert vireid("import", "-g", fresh, export, "--on-conflict", "skip") == 0
+    assert "imported 0 embeddings" in capsys.readouterr().out.splitlines()[-1]
