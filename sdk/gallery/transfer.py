@@ -203,6 +203,10 @@ def _check_manifest(manifest: dict[str, Any], store: GalleryStore, path: Path) -
         )
 
 
+UNIT_TOLERANCE = 1e-3
+"""How far from 1 an exported vector's norm may be (float32 rounding is ~1e-7)."""
+
+
 def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], path: Path) -> None:
     n = len(arrays["vectors"])
     for name, dtype in ARRAYS.items():
@@ -214,9 +218,10 @@ def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], path:
             else array.shape == (n,)
         )
         if not ok_dtype or not shape_ok:
+            width = f" of {manifest.get('dim')} columns (the manifest's dim)" if name == "vectors" else ""
             raise GalleryError(
                 f"{path}: array {name!r} is {array.dtype} {array.shape}; "
-                f"expected {np.dtype(dtype)} with {n} rows"
+                f"expected {np.dtype(dtype)} with {n} rows{width}"
             )
     count = len(manifest["identities"])
     problems = []
@@ -228,6 +233,9 @@ def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], path:
         problems.append("non-finite timestamps")
     if (arrays["track_id"] < -1).any():
         problems.append("track ids below -1")
+    norms = np.linalg.norm(arrays["vectors"].astype(np.float64), axis=1)
+    if n and not (np.abs(norms - 1.0) <= UNIT_TOLERANCE).all():  # an export holds unit vectors only
+        problems.append(f"vectors that are not unit length (norms {norms.min():.4g} to {norms.max():.4g})")
     if problems:
         raise GalleryError(f"{path}: malformed export: {'; '.join(problems)}")
 

@@ -117,6 +117,8 @@ def test_import_refuses_object_arrays_path_traversal_and_foreign_members(
         ({"modality": np.array([5], np.int8)}, "modality"),
         ({"vectors": np.ones((1, DIM), np.float64)}, "'vectors'"),
         ({"timestamp": np.array([np.nan])}, "timestamps"),
+        ({"vectors": np.ones((1, DIM), np.float32)}, "not unit length"),  # scaled: foreign or corrupt
+        ({"vectors": np.ones((1, DIM + 1), np.float32)}, f"of {DIM} columns"),
     ],
 )
 def test_import_refuses_malformed_arrays(
