@@ -5,40 +5,33 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _number(
+    parse: Callable[[str], Any], accept: Callable[[Any], bool], expected: str
+) -> Callable[[str], Any]:
+    """A converter: `parse` the text, then `accept` the value (NaN fails every range check)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
+        return value
+
+    return convert
 
 
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (a probability or a detector confidence)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+unit_interval = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+rate = _number(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclusive)")
+cosine = _number(float, lambda v: -1.0 <= v <= 1.0, "a cosine in [-1, 1]")
 
 
 def output_file(text: str) -> Path:
@@ -48,25 +41,3 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file path, e.g. {path / 'out.json'}")
     return path
-
-
-def rate(text: str) -> float:
-    """A rate strictly between 0 and 1 (e.g. a false-match rate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
-    if not 0.0 < value < 1.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def cosine(text: str) -> float:
-    """A cosine similarity in [-1, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a cosine in [-1, 1], got {text!r}") from None
-    if not -1.0 <= value <= 1.0:  # also refuses NaN
-        raise argparse.ArgumentTypeError(f"must be a cosine in [-1, 1], got {text}")
-    return value

@@ -61,23 +61,11 @@ def test_the_probe_reads_a_linearly_coded_attribute_and_skips_hidden_rows() -> N
 
 
 def test_the_tool_reports_the_three_tables_for_a_trained_checkpoint(sysu: Path, tmp_path: Path) -> None:
-    from vireid.training.config import TrainConfig
+    from test_trainer import _config
+
     from vireid.training.trainer import train
 
-    config = TrainConfig.from_dict(
-        {
-            "model": {
-                "name": "mspac",
-                "backbone": "resnet_tiny",
-                "width": 8,
-                "input_size": [64, 32],
-                "parts": [2, 1],
-            },
-            "sampler": {"num_ids": 3, "num_instances": 2, "iters_per_epoch": 2},
-            "optim": {"epochs": 1, "warmup_epochs": 0, "milestones": [1]},
-            "run": {"device": "cpu", "eval_every": 0, "progress": False},
-        }
-    )
+    config = _config(**{"optim.epochs": 1, "run.eval_every": 0})
     run = train(config, sysu, tmp_path / "run")
     spec = importlib.util.spec_from_file_location("attribute_probe_tool", TOOL)
     tool = importlib.util.module_from_spec(spec)
