@@ -43,6 +43,8 @@ def load_onnx(path: str | Path) -> Any:
     """Load an ONNX file (weights included) or raise `ArtifactError` naming the file and the fix."""
     onnx = _onnx()
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder; pass the .onnx file inside it")
     if not path.is_file():
         raise ArtifactError(
             f"{path}: no such ONNX file; export one with `vireid export CHECKPOINT --to onnx`"

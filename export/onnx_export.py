@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid.card import ModelCard, Precision
-from vireid.errors import ArtifactError, ConfigError, require
+from vireid.errors import ConfigError, require
 
 from .artifact import check_contract, save_onnx, set_card, timed
 
@@ -33,22 +33,14 @@ def load_for_export(checkpoint: Any) -> tuple[Any, str | None]:
         ArtifactError: the checkpoint is missing, corrupt, or its weights do not fit its model config.
     """
     require("torch", "export", "Exporting a checkpoint to ONNX")
-    from vireid.training.checkpoint import Checkpoint, load_checkpoint
+    from vireid.training.checkpoint import Checkpoint, load_checkpoint, load_weights
     from vireid.training.models import ReIDModel, build_model_from_config
 
     if isinstance(checkpoint, ReIDModel):
         return checkpoint.eval(), None
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     model = build_model_from_config(ckpt.model_config, ckpt.num_classes)
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0:3]
-        raise ArtifactError(
-            f"{ckpt.path}: the weights do not fit the model its description names "
-            f"({ckpt.model_config.get('name')}, {ckpt.model_config.get('backbone')}): {' '.join(first)}. "
-            "The .safetensors and .json files of a checkpoint must come from the same save."
-        ) from None
+    load_weights(model, ckpt)
     return model.eval(), ckpt.sha256
 
 

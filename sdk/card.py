@@ -252,10 +252,21 @@ class ModelCard:
         unknown = sorted(set(data) - known)
         if unknown:
             raise CardError(f"{source}: unknown model card keys {unknown}; known keys: {sorted(known)}")
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise CardError(f"{source}: model card lacks {', '.join(missing)}; re-export the model")
         try:
             return cls(**dict(data))
-        except TypeError as exc:
-            raise CardError(f"{source}: incomplete model card ({exc})") from exc
+        except TypeError as exc:  # a field of the wrong JSON type met a comparison or a conversion
+            raise CardError(
+                f"{source}: a model card field has the wrong type ({exc}); re-export the model rather than "
+                "editing its card"
+            ) from exc
         except CardError as exc:
             raise CardError(f"{source}: {exc}") from exc
 

@@ -73,6 +73,8 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
         ArtifactError: the file is missing, empty or not a readable ONNX protobuf.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path}: is a folder; pass the path of an exported .onnx model inside it")
     if not path.is_file():
         raise ArtifactError(f"{path}: no such ONNX file; pass the path of an exported .onnx model")
     if path.stat().st_size == 0:

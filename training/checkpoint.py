@@ -9,6 +9,7 @@ step, metrics, number of classes, the data fingerprint and the optimizer's non-t
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -122,6 +123,10 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         ArtifactError: a file is missing, unreadable, or not a vireid checkpoint.
     """
     safetensors_torch = require("safetensors.torch", "train", "Loading a checkpoint")
+    if Path(path).is_dir():
+        raise ArtifactError(
+            f"{path}: is a folder; pass a checkpoint inside it, e.g. {Path(path) / 'last.safetensors'}"
+        )
     weights, desc = paths_for(path)
     for needed in (weights, desc):
         if not needed.is_file():
@@ -174,3 +179,34 @@ def _optimizer_state(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> dic
             idx, name = key[len(_OPTIM) :].split(".", 1)
             state.setdefault(int(idx), {})[name] = value
     return {"state": state, "param_groups": meta["optimizer_param_groups"]}
+
+
+def load_weights(model: Any, ckpt: Checkpoint, what: str = "the model its description names") -> None:
+    """Load `ckpt`'s weights into `model`.
+
+    Raises:
+        ArtifactError: they do not fit; the message counts the missing, unexpected and mis-shaped
+            tensors and names a few, instead of torch's list of every key.
+    """
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        config = ckpt.model_config
+        raise ArtifactError(
+            f"{ckpt.path}: the weights do not fit {what} ({config.get('name')}, {config.get('backbone')}): "
+            f"{_mismatch_summary(str(exc))}. The .safetensors and .json files of a checkpoint must come "
+            "from the same save, and a resumed run needs the config it was started with."
+        ) from None
+
+
+def _mismatch_summary(text: str) -> str:
+    parts = []
+    for label, noun in (("Missing key(s)", "missing"), ("Unexpected key(s)", "unexpected")):
+        found = re.search(re.escape(label) + r" in state_dict: (.*?)\.\s*(?:\n|$)", text)
+        if found:
+            keys = re.findall(r'"([^"]+)"', found.group(1))
+            parts.append(f"{len(keys)} {noun} tensors (e.g. {', '.join(keys[:3])})")
+    shapes = re.findall(r"size mismatch for ([^:]+):", text)
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape (e.g. {', '.join(shapes[:3])})")
+    return "; ".join(parts) or text.splitlines()[0][:300]

@@ -190,13 +190,13 @@ def evaluate_model(
 
 def load_model(checkpoint: str | Path, device: str = "cpu") -> tuple[Any, tuple[int, int]]:
     """Rebuild a checkpoint's model in eval mode on `device`; returns `(model, input_size)`."""
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, load_weights
     from .factory import input_size_of
     from .models.build import build_model_from_config
 
     ckpt = load_checkpoint(checkpoint)
     model = build_model_from_config(ckpt.model_config, ckpt.num_classes)
-    model.load_state_dict(ckpt.state_dict)
+    load_weights(model, ckpt)
     return model.to(device).eval(), input_size_of(ckpt.model_config)
 
 

@@ -22,7 +22,7 @@ from vireid.errors import ConfigError, DeviceError
 from vireid.progress import progress
 
 from .augment import augment
-from .checkpoint import load_checkpoint, paths_for, save_checkpoint
+from .checkpoint import load_checkpoint, load_weights, paths_for, save_checkpoint
 from .config import TrainConfig
 from .data.imageset import ImageSet
 from .evaluate import evaluate_model
@@ -173,7 +173,7 @@ class Trainer:
         if not last.is_file():
             raise ConfigError(f"--resume: no checkpoint at {last}; start without --resume")
         ckpt = load_checkpoint(last, with_optimizer=True)
-        self.model.load_state_dict(ckpt.state_dict)
+        load_weights(self.model, ckpt, "the model this config builds")
         self.criterion.load_state_dict(ckpt.criterion_state)
         if ckpt.optimizer_state is not None:
             self.optimizer.load_state_dict(ckpt.optimizer_state)

@@ -88,6 +88,8 @@ def format_for(path: str | Path) -> BackendFormat:
     Raises:
         ArtifactError: no backend opens files with this suffix; the message lists the accepted ones.
     """
+    if Path(path).is_dir():
+        raise ArtifactError(f"{path}: is a folder; pass the model file inside it (.onnx or .engine)")
     suffix = Path(path).suffix.lower()
     for fmt in FORMATS.values():
         if suffix in fmt.suffixes:

@@ -458,11 +458,13 @@ def _create_private(path: Path) -> None:
 
 
 def _check_location(path: Path, create: bool, encrypted: bool = False) -> None:
+    if path.is_dir():
+        raise GalleryError(f"{path}: is a folder; a gallery is one SQLite file, e.g. {path / 'gallery.db'}")
     exists = path.is_file() and path.stat().st_size > 0
     if not exists and not create:
         raise GalleryError(
-            f"{path}: no gallery file here; create one with Gallery(path, embedding_space=..., dim=...) "
-            "or `vireid gallery enroll`."
+            f"{path}: no gallery file here; enrol someone to create it (`vireid gallery enroll`, or "
+            "Gallery(path, embedding_space=..., dim=...) in Python)."
         )
     if not path.parent.is_dir():
         raise GalleryError(f"{path}: folder {path.parent} does not exist; create it first.")

@@ -160,6 +160,16 @@ def test_unknown_keys_and_bad_json_are_refused() -> None:
         ModelCard.from_dict({"model_name": "x"})
 
 
+def test_a_card_missing_a_field_or_holding_a_wrong_type_says_which() -> None:
+    data = make_card().to_dict()
+    del data["embedding_dim"]
+    with pytest.raises(CardError, match="model card lacks embedding_dim; re-export"):
+        ModelCard.from_dict(data)
+    data = make_card().to_dict() | {"match_threshold": "high"}
+    with pytest.raises(CardError, match=r"wrong type|match_threshold"):
+        ModelCard.from_dict(data)
+
+
 def test_engine_sidecar_records_and_checks_hash(tmp_path: Path) -> None:
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"serialized plan bytes")

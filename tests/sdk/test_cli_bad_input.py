@@ -139,3 +139,12 @@ def test_a_nan_cross_modal_threshold_is_refused() -> None:
 def test_fmr_without_calibrate_is_refused_rather_than_ignored(capsys, tmp_path: Path) -> None:
     assert main(["export", str(tmp_path / "c.safetensors"), "--fmr", "0.01"]) == 1
     assert "--fmr sets the false-match rate of the --calibrate threshold" in capsys.readouterr().err
+
+
+def test_a_folder_where_a_file_belongs_is_named_as_such(capsys, tmp_path: Path) -> None:
+    folder = tmp_path / "models.onnx"
+    folder.mkdir()
+    assert main(["info", str(folder)]) == 1
+    assert "is a folder; pass the path of an exported .onnx model" in capsys.readouterr().err
+    assert main(["gallery", "list", "-g", str(folder)]) == 1
+    assert "is a folder; a gallery is one SQLite file" in capsys.readouterr().err
