@@ -28,6 +28,7 @@ def _number(
 
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 unit_interval = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 rate = _number(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclusive)")

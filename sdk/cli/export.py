@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .argtypes import output_file, positive_int, rate
+from .argtypes import at_least_two, output_file, positive_int, rate
 
 
 def _batch(text: str) -> tuple[int, int, int]:
@@ -60,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("minmax", "entropy", "percentile"),
         help="int8 calibration",
     )
-    parser.add_argument("--int8-images", type=int, default=128, help="int8 calibration images (default 128)")
+    parser.add_argument(
+        "--int8-images", type=at_least_two, default=128, help="int8 calibration images (default 128)"
+    )
     parser.add_argument(
         "--int8-visible", type=float, default=0.5, help="share of visible calibration images (default 0.5)"
     )

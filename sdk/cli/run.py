@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector", default="motion", choices=("motion", "yolo"), help="person detector")
     parser.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
     parser.add_argument(
-        "--detector-conf", type=unit_interval, default=0.25, help="YOLO confidence threshold, 0..1"
+        "--detector-conf", type=unit_interval, help="YOLO confidence threshold, 0..1 (default 0.25)"
     )
     parser.add_argument(
         "--threshold",
@@ -94,11 +94,24 @@ def _detector_options(args: argparse.Namespace) -> dict[str, Any]:
     from ..errors import ConfigError
 
     if args.detector != "yolo":
+        given = [
+            flag
+            for flag, value in (
+                ("--detector-model", args.detector_model),
+                ("--detector-conf", args.detector_conf),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)}: options of --detector yolo; the {args.detector} detector has none"
+            )
         return {}
     if args.detector_model is None:
         raise ConfigError("--detector yolo needs --detector-model PATH (a YOLO-format .onnx)")
     device = args.device if args.device in ("auto", "cpu", "cuda") else "cuda"
-    return {"model": str(args.detector_model), "conf": args.detector_conf, "device": device}
+    conf = 0.25 if args.detector_conf is None else args.detector_conf
+    return {"model": str(args.detector_model), "conf": conf, "device": device}
 
 
 def _sinks(args: argparse.Namespace, stop: Any) -> list[Any]:

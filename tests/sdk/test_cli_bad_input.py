@@ -148,3 +148,14 @@ def test_a_folder_where_a_file_belongs_is_named_as_such(capsys, tmp_path: Path) 
     assert "is a folder; pass the path of an exported .onnx model" in capsys.readouterr().err
     assert main(["gallery", "list", "-g", str(folder)]) == 1
     assert "is a folder; a gallery is one SQLite file" in capsys.readouterr().err
+
+
+def test_yolo_options_without_the_yolo_detector_are_refused(capsys, tmp_path: Path) -> None:
+    argv = ["run", "-s", f"visible={tmp_path / 'v.mp4'}", "-m", str(tmp_path / "m.onnx")]
+    assert main([*argv, "--detector-conf", "0.5"]) == 1
+    assert (
+        "--detector-conf: options of --detector yolo; the motion detector has none" in capsys.readouterr().err
+    )
+    assert "must be an integer >= 2, got 1" in usage_error(
+        capsys, "export", "c.safetensors", "--int8-images", "1"
+    )
