@@ -97,7 +97,7 @@ class Trainer:
     ) -> None:
         self.cfg, self.data_root, self.out_dir = config, Path(data_root), Path(out_dir)
         self.rank, self.world = _distributed()
-        _claim_run_folder(self.out_dir, resume, overwrite, self.rank)
+        self._replaces_run = _check_run_folder(self.out_dir, resume, overwrite)
         self.device = _rank_device(resolve_device(config.run.device), self.world)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
@@ -187,6 +187,10 @@ class Trainer:
         """Train from `start_epoch` to `optim.epochs`; returns where the checkpoints are."""
         started = time.monotonic()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0 and self._replaces_run:  # only now: a failed setup leaves the old run intact
+            for name in _RUN_FILES:
+                (self.out_dir / name).unlink(missing_ok=True)
+            self._replaces_run = False
         if self.rank == 0:
             (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
             if self.cfg.run.eval_every > 0 and self.cfg.data.val_split == "test":
@@ -372,21 +376,24 @@ def train(
 _RUN_FILES = ("last.safetensors", "last.json", "best.safetensors", "best.json", "metrics.jsonl")
 
 
-def _claim_run_folder(out_dir: Path, resume: bool, overwrite: bool, rank: int) -> None:
-    """Refuse to train into a file or over another run's checkpoints by accident.
+def _check_run_folder(out_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Refuse to train into a file or over another run by accident; True when an earlier run is to be
+    replaced (its files are removed by `fit`, once the new run has been set up).
 
     Raises:
-        ConfigError: `out_dir` is a file, or holds a run and neither `resume` nor `overwrite` is set.
+        ConfigError: `out_dir` is a file; it holds a run (any checkpoint or log) and neither `resume` nor
+            `overwrite` is set; or both are set.
     """
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite exclude each other: continue the run, or replace it")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: is a file; the run folder (--out) must be a folder")
-    if resume or not (out_dir / "last.json").exists():
-        return
+    found = [name for name in _RUN_FILES if (out_dir / name).exists()]
+    if resume or not found:
+        return False
     if not overwrite:
         raise ConfigError(
-            f"{out_dir}: already holds a training run (last.json); pass --resume (resume=True) to continue "
-            "it, --overwrite (overwrite=True) to replace it, or choose another --out"
+            f"{out_dir}: already holds a training run ({', '.join(found)}); pass --resume (resume=True) to "
+            "continue it, --overwrite (overwrite=True) to replace it, or choose another --out"
         )
-    if rank == 0:
-        for name in _RUN_FILES:
-            (out_dir / name).unlink(missing_ok=True)
+    return True

@@ -88,12 +88,12 @@ def format_for(path: str | Path) -> BackendFormat:
     Raises:
         ArtifactError: no backend opens files with this suffix; the message lists the accepted ones.
     """
-    if Path(path).is_dir():
-        raise ArtifactError(f"{path}: is a folder; pass the model file inside it (.onnx or .engine)")
     suffix = Path(path).suffix.lower()
     for fmt in FORMATS.values():
         if suffix in fmt.suffixes:
             return fmt
+    if Path(path).is_dir():
+        raise ArtifactError(f"{path}: is a folder; pass the model file inside it (.onnx or .engine)")
     raise ArtifactError(
         f"{path}: no backend opens '{suffix or '(no suffix)'}' files; accepted suffixes: "
         f"{', '.join(accepted_suffixes())}. Export the model with `vireid export`."

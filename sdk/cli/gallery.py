@@ -160,9 +160,11 @@ def _purge(args: argparse.Namespace) -> int:
     from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
 
-    unreadable = [str(p) for p in args.events if not p.is_file()]
-    if unreadable:  # checked first: a purge must not stop half-way, after the gallery's part
-        raise InputSpecError(f"--events {', '.join(unreadable)}: no such file; nothing was purged")
+    folders = [str(p) for p in args.events if p.is_dir()]
+    if folders:  # checked first: a purge must not stop half-way, after the gallery's part
+        raise InputSpecError(
+            f"--events {', '.join(folders)}: is a folder, not an events file; nothing was purged"
+        )
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
     print(
@@ -172,6 +174,9 @@ def _purge(args: argparse.Namespace) -> int:
     from vireid.streams.sinks import purge_events
 
     for events in args.events:
+        if not events.exists():  # not written yet, or rotated away: nothing of it to purge
+            print(f"no events file {events}: skipped", file=sys.stderr)
+            continue
         kept, removed = purge_events(events, args.older_than_days)
         print(f"purged {removed} events older than {args.older_than_days:g} days from {events} ({kept} kept)")
     return 0
@@ -205,21 +210,14 @@ def _export(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
-    from vireid.gallery.transfer import read_manifest
+    from vireid.gallery.transfer import check_npz
 
-    manifest = read_manifest(args.file)
+    manifest = check_npz(args.file)  # the whole file, before a new gallery is created for it
     space, dim = manifest.get("embedding_space"), manifest.get("dim")
-    created = not args.gallery.exists()
-    try:
-        with Gallery(args.gallery, embedding_space=space, dim=dim, key_file=args.key_file) as gallery:
-            before = gallery.info().num_identities
-            added = gallery.import_npz(args.file, on_conflict=args.on_conflict)
-            new = gallery.info().num_identities - before
-    except BaseException:
-        if created:  # a failed import into a new path leaves no empty gallery bound to its space behind
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{args.gallery}{suffix}").unlink(missing_ok=True)
-        raise
+    with Gallery(args.gallery, embedding_space=space, dim=dim, key_file=args.key_file) as gallery:
+        before = gallery.info().num_identities
+        added = gallery.import_npz(args.file, on_conflict=args.on_conflict)
+        new = gallery.info().num_identities - before
     print(
         f"imported {added} embeddings into {args.gallery}: {new} new identities "
         f"({len(manifest['identities'])} in {args.file}, --on-conflict {args.on_conflict})"

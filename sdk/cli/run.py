@@ -151,6 +151,14 @@ class _Status:
             print(file=sys.stderr)
 
 
+def _same_file(path: Path, target: Path) -> bool:
+    """Whether `path` names the existing file `target` (False for URLs, device indexes, pipelines)."""
+    try:
+        return path.is_file() and path.resolve() == target.resolve()
+    except OSError:  # e.g. a GStreamer pipeline longer than a file name may be
+        return False
+
+
 def _check_events_file(args: argparse.Namespace) -> None:
     """Refuse an `--events` path whose file would be lost: the gallery, the model, a video being read,
     or an earlier run's events (unless `--append` or `--overwrite` says what to do with them)."""
@@ -158,13 +166,17 @@ def _check_events_file(args: argparse.Namespace) -> None:
 
     target = args.events
     if target is None:
+        if args.append or args.overwrite:
+            raise ConfigError(
+                "--append and --overwrite say what to do with an existing --events file; give --events"
+            )
         return
     if target.is_dir():
         raise ConfigError(f"--events {target}: is a folder; give a file path, e.g. {target / 'events.jsonl'}")
     if not target.exists():
         return
     inputs = [args.gallery, args.model] + [Path(text.partition("=")[2]) for text in args.source]
-    if any(p is not None and p.exists() and p.resolve() == target.resolve() for p in inputs):
+    if any(_same_file(p, target) for p in inputs if p is not None):
         raise ConfigError(f"--events {target}: is one of this run's inputs; write the events to another file")
     if target.stat().st_size and not (args.append or args.overwrite):
         raise ConfigError(

@@ -136,6 +136,19 @@ def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return manifest, loaded
 
 
+def check_npz(path: Path) -> dict[str, Any]:
+    """Validate everything of an export that does not depend on the target gallery (members, arrays,
+    unit vectors, identity entries); returns its manifest. Lets a caller refuse a bad file before it
+    creates a gallery for it.
+
+    Raises:
+        GalleryError: the file is not a safe, well-formed vireid export.
+    """
+    manifest, arrays = read_npz(path)
+    _items(manifest, arrays, path)
+    return manifest
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest of an export (embedding space, dim, identities) without loading its arrays.
 

@@ -159,3 +159,14 @@ def test_yolo_options_without_the_yolo_detector_are_refused(capsys, tmp_path: Pa
     assert "must be an integer >= 2, got 1" in usage_error(
         capsys, "export", "c.safetensors", "--int8-images", "1"
     )
+
+
+def test_events_options_need_events_and_a_long_pipeline_source_is_no_file(capsys, tmp_path: Path) -> None:
+    model = str(tmp_path / "missing.onnx")
+    assert main(["run", "-s", "visible=v.mp4", "-m", model, "--append"]) == 1
+    assert "give --events" in capsys.readouterr().err
+    log = tmp_path / "events.jsonl"
+    log.write_text("{}\n")
+    pipeline = "visible=videotestsrc " + "! videoconvert " * 30 + "! appsink"  # > 255 characters, no '/'
+    assert main(["run", "-s", pipeline, "-m", model, "--events", str(log), "--append"]) == 1
+    assert "missing.onnx" in capsys.readouterr().err  # got past the events check without an OSError

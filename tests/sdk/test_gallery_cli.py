@@ -256,11 +256,16 @@ def test_replace_needs_an_enrolled_identity_with_fake_embedder_module(
 def test_purge_checks_its_event_files_before_touching_the_gallery(db: Path, tmp_path: Path, capsys) -> None:
     with Gallery.open(db) as g:
         before = g.info().num_embeddings
-    assert vireid("purge", "-g", db, "--older-than-days", "1e-9", "--events", tmp_path / "missing.jsonl") == 1
-    assert "no such file; nothing was purged" in capsys.readouterr().err
+    assert vireid("purge", "-g", db, "--older-than-days", "1e-9", "--events", tmp_path) == 1
+    assert "is a folder, not an events file; nothing was purged" in capsys.readouterr().err
     with Gallery.open(db) as g:
         assert g.info().num_embeddings == before
     assert vireid("purge", "-g", db, "--older-than-days", "nan") == 1
+    # an events file not written yet (or rotated away) does not stop the gallery's retention
+    assert vireid("purge", "-g", db, "--older-than-days", "1e-9", "--events", tmp_path / "none.jsonl") == 0
+    assert "no events file" in capsys.readouterr().err
+    with Gallery.open(db) as g:
+        assert g.info().num_embeddings == 0
 
 
 def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_path: Path, capsys) -> None:

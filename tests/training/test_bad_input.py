@@ -65,3 +65,22 @@ def test_a_dataset_without_visible_gallery_images_is_a_dataset_error(sysu: Path,
         (copy / cam).mkdir()
     with pytest.raises(DatasetError, match="no visible test images under cam1/, cam2/, cam4/, cam5/"):
         SysuMM01(copy).gallery()
+
+
+def test_overwrite_removes_the_old_run_only_once_the_new_one_is_set_up(sysu: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = train(_config(**{"optim.epochs": 1, "run.eval_every": 0}), sysu, run)
+    before = first.last.read_bytes()
+    with pytest.raises(DatasetError):
+        train(_config(), tmp_path / "no-such-data", run, overwrite=True)  # fails while setting up
+    assert first.last.read_bytes() == before  # the old run survives a failed replacement
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train(_config(), sysu, run, resume=True, overwrite=True)
+
+
+def test_a_folder_with_only_a_best_checkpoint_or_a_log_holds_a_run(sysu: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"event": "epoch", "epoch": 1}\n')
+    with pytest.raises(ConfigError, match=r"already holds a training run \(metrics\.jsonl\)"):
+        train(_config(), sysu, run)
