@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vireid.backends.trt_engine import other_format
 from vireid.card import BatchProfile, ModelCard, Precision
 from vireid.errors import ArtifactError, ConfigError, DeviceError, MissingDependencyError
 
@@ -198,6 +199,12 @@ def attach_card(
     card = ModelCard.from_onnx(onnx_path)
     if not Path(engine_path).is_file():
         raise ArtifactError(f"{engine_path}: no such engine file; build it first (see trtexec_command)")
+    kind = other_format(Path(engine_path))
+    if kind is not None:
+        raise ArtifactError(
+            f"{engine_path}: this is {kind}, not a TensorRT engine; give the file trtexec wrote with "
+            f"--saveEngine (see trtexec_command)"
+        )
     wanted, profile = _precision(card, precision, major=None), batch_profile(batch)
     check_dla_request(dla_core, wanted, profile)
     engine_card = card.replace(

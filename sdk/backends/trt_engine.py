@@ -80,6 +80,48 @@ def refuse_incompatible(path: Path, problem: str) -> ArtifactError:
     )
 
 
+# Leading bytes of the files most often given where an engine belongs, and what they are.
+_SIGNATURES = (
+    (b"PK\x03\x04", "a ZIP archive (an .npz or a PyTorch .pt file)"),
+    (b"SQLite format 3\x00", "an SQLite database (a gallery?)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+)
+
+
+def _looks_like_onnx(head: bytes) -> bool:
+    """An ONNX ModelProto opens with its small ir_version (field 1) and then another of its fields."""
+    next_fields = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42}  # producer, version, domain, ..., graph, opset
+    return len(head) > 2 and head[0] == 0x08 and 1 <= head[1] <= 20 and head[2] in next_fields
+
+
+def other_format(path: Path) -> str | None:
+    """What `path` is when it is recognisably not a TensorRT engine (None: it may be one).
+
+    An engine (plan) is an opaque binary blob that only TensorRT can validate, so this only catches the
+    usual mix-ups before a card is written for them: an empty file, an ONNX model, a checkpoint, a
+    gallery, an image, a text file (a card, a config).
+    """
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if not head:
+        return "empty"
+    for magic, kind in _SIGNATURES:
+        if head.startswith(magic):
+            return kind
+    if head[8:10] == b'{"':
+        return "a safetensors file (a checkpoint)"
+    if _looks_like_onnx(head):
+        return "an ONNX model (the engine is built from it)"
+    if b"\x00" not in head:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return "a text file"
+    return None
+
+
 def deserialize(trt: Any, runtime: Any, logger: Any, path: Path) -> Any:
     """Deserialize an engine file; None from TensorRT becomes an `ArtifactError` quoting its log."""
     engine = runtime.deserialize_cuda_engine(path.read_bytes())

@@ -28,9 +28,12 @@ def _number(
 
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+seed = _number(int, lambda v: 0 <= v < 2**32, "a seed in [0, 2**32)")
 at_least_two = _number(int, lambda v: v >= 2, "an integer >= 2")
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 unit_interval = _number(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+non_negative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 rate = _number(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclusive)")
 cosine = _number(float, lambda v: -1.0 <= v <= 1.0, "a cosine in [-1, 1]")
 
@@ -42,3 +45,15 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file path, e.g. {path / 'out.json'}")
     return path
+
+
+def csv_of(convert: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
+    """A comma-separated list whose items each pass `convert` (`1,8,32`)."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        items = tuple(convert(v.strip()) for v in text.split(",") if v.strip())
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return items
+
+    return parse

@@ -26,17 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, InputSpecError
-from .argtypes import output_file, positive_int
-
-
-def _csv(kind: type = str):
-    def parse(text: str) -> tuple:
-        try:
-            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
-
-    return parse
+from .argtypes import cosine, csv_of, non_negative_int, output_file, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,23 +47,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runtime = parser.add_argument_group("model benchmark")
     runtime.add_argument(
         "--backend",
-        type=_csv(),
+        type=csv_of(str),
         help=f"comma-separated (default all): {','.join(BACKENDS)}",
     )
-    runtime.add_argument("--batch", type=_csv(int), help="batch sizes (default 1,8,32)")
+    runtime.add_argument("--batch", type=csv_of(positive_int), help="batch sizes (default 1,8,32)")
     runtime.add_argument(
         "--precision",
-        type=_csv(),
+        type=csv_of(str),
         help=f"comma-separated (default {','.join(PRECISIONS)})",
     )
-    runtime.add_argument("--warmup", type=int, help="untimed calls per configuration (default 2)")
+    runtime.add_argument(
+        "--warmup", type=non_negative_int, help="untimed calls per configuration (default 2)"
+    )
     budget = runtime.add_mutually_exclusive_group()
-    budget.add_argument("--iters", type=int, help="timed calls per configuration")
-    budget.add_argument("--seconds", type=float, help="timed seconds per configuration (default 3)")
-    runtime.add_argument("--rounds", type=int, help="interleaved timing rounds (default 3)")
+    budget.add_argument("--iters", type=positive_int, help="timed calls per configuration")
+    budget.add_argument("--seconds", type=positive_float, help="timed seconds per configuration (default 3)")
+    runtime.add_argument("--rounds", type=positive_int, help="interleaved timing rounds (default 3)")
     runtime.add_argument(
         "--streams",
-        type=int,
+        type=positive_int,
         help="concurrent copies of each configuration, threads split among them (throughput mode; default 1)",
     )
     runtime.add_argument("--plot", type=output_file, help="write a throughput / latency chart (PNG) here")
@@ -90,15 +82,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--detector", choices=DETECTORS, help="motion (default), yolo, or gt = ground-truth boxes"
     )
     pipe.add_argument("--detector-model", type=Path, help="YOLO-format .onnx for --detector yolo")
-    pipe.add_argument("--threshold", type=float, help="match threshold (default: the model card's)")
+    pipe.add_argument("--threshold", type=cosine, help="match threshold (default: the model card's)")
     pipe.add_argument(
-        "--within-threshold", type=float, help="same-modality match threshold (default: the model card's)"
+        "--within-threshold", type=cosine, help="same-modality match threshold (default: the model card's)"
     )
     pipe.add_argument(
         "--identity-score", choices=["centroid", "max"], help="how identities are scored (default centroid)"
     )
     pipe.add_argument("--embed-every", type=positive_int, help="re-embed a track every N frames (default 10)")
-    pipe.add_argument("--enroll-seconds", type=float, help="enrol from the first S seconds (default 60)")
+    pipe.add_argument(
+        "--enroll-seconds", type=positive_float, help="enrol from the first S seconds (default 60)"
+    )
     pipe.add_argument("--events", type=Path, help="also write the events here (JSON Lines)")
 
 

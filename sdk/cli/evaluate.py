@@ -30,11 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", default="sysu-all", choices=PROTOCOLS, help="evaluation protocol")
     parser.add_argument("--shots", type=int, default=1, choices=(1, 10), help="SYSU gallery shots")
     parser.add_argument(
-        "--trials", type=int, help="SYSU: trials to average (default 10); RegDB: average splits 1..N"
+        "--trials", type=positive_int, help="SYSU: trials to average (default 10); RegDB: average splits 1..N"
     )
     parser.add_argument(
         "--split",
-        type=int,
+        type=positive_int,
         help="RegDB: evaluate this split only (default: the split a RegDB checkpoint was trained on; a model "
         "is refused on the other splits, whose test identities it trained on)",
     )

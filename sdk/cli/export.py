@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .argtypes import at_least_two, output_file, positive_int, rate
+from .argtypes import at_least_two, non_negative_int, output_file, positive_int, rate, unit_interval
 
 
 def _batch(text: str) -> tuple[int, int, int]:
@@ -37,11 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="artifact file stem (default: the source's)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 parses on TensorRT 8.5+)")
     parser.add_argument("--batch", type=_batch, default=(1, 8, 32), help="engine profile MIN,OPT,MAX")
-    parser.add_argument("--workspace", type=int, default=1024, help="TensorRT workspace in MiB")
+    parser.add_argument("--workspace", type=positive_int, default=1024, help="TensorRT workspace in MiB")
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default OUT/timing.cache)")
     parser.add_argument(
         "--dla-core",
-        type=int,
+        type=non_negative_int,
         metavar="K",
         help="engine: build for Jetson DLA core K with GPU fallback (FP16/INT8, fixed --batch N,N,N)",
     )
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fmr", type=rate, help="false-match rate for the --calibrate threshold (default 0.001)"
     )
     parser.add_argument("--triton-name", help="Triton model name (default: the artifact stem)")
-    parser.add_argument("--triton-max-batch", type=int, help="Triton max_batch_size")
+    parser.add_argument("--triton-max-batch", type=positive_int, help="Triton max_batch_size")
     parser.add_argument(
         "--int8-data", type=Path, metavar="DIR", help="int8: dataset whose training images calibrate"
     )
@@ -64,7 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--int8-images", type=at_least_two, default=128, help="int8 calibration images (default 128)"
     )
     parser.add_argument(
-        "--int8-visible", type=float, default=0.5, help="share of visible calibration images (default 0.5)"
+        "--int8-visible",
+        type=unit_interval,
+        default=0.5,
+        help="share of visible calibration images (default 0.5)",
     )
     parser.add_argument(
         "--int8-no-sensitivity", action="store_true", help="quantise every layer, no sensitivity pass"

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .argtypes import positive_int
+from .argtypes import positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     search.add_argument("images", nargs="+", type=Path, help="query crop images and/or folders")
     search.add_argument("--modality", required=True, help="modality of the query crops")
-    search.add_argument("-k", type=int, default=5, help="results per query (default 5)")
+    search.add_argument("-k", type=positive_int, default=5, help="results per query (default 5)")
     search.add_argument("--embeddings", action="store_true", help="rank single embeddings, not identities")
     search.add_argument(
         "--score",
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--json", action="store_true", help="one JSON object per query image")
 
     purge = sub.add_parser("purge", parents=[where], help="retention: delete embeddings older than N days")
-    purge.add_argument("--older-than-days", type=float, required=True, help="age limit in days")
+    purge.add_argument("--older-than-days", type=positive_float, required=True, help="age limit in days")
     purge.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
     purge.add_argument(
         "--events",
@@ -292,6 +292,7 @@ def _search(args: argparse.Namespace) -> int:
         _embedder(args) as embedder,
         Gallery.open(args.gallery, str(embedder.embedding_space), key_file=args.key_file) as gallery,
     ):
+        _check_cameras(gallery, args.camera)
         vectors, used, bad = embed_files(embedder, files, modality, args.batch, args.skip_bad)
         if bad:
             print(f"skipped {len(bad)} unreadable images:\n{describe_problems(bad)}", file=sys.stderr)
@@ -306,6 +307,20 @@ def _search(args: argparse.Namespace) -> int:
     for path, matches in zip(used, results, strict=True):
         _print_matches(path, matches, args.json)
     return 0
+
+
+def _check_cameras(gallery: Any, wanted: list[str] | None) -> None:
+    """A --camera that no embedding is tagged with is most likely a typo: say so instead of '(no match)'."""
+    from vireid.errors import InputSpecError
+
+    known = gallery.cameras()
+    unknown = [c for c in wanted or () if c not in known]
+    if unknown:
+        listed = ", ".join(known) if known else "none: no embedding is tagged with a camera"
+        raise InputSpecError(
+            f"{gallery.path}: no embedding is tagged with camera {', '.join(map(repr, unknown))}; "
+            f"its cameras: {listed}"
+        )
 
 
 def _print_matches(path: Path, matches: Sequence[Any], as_json: bool) -> None:

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .argtypes import positive_float, positive_int, unit_interval
+from .argtypes import cosine, positive_float, positive_int, unit_interval
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,19 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=cosine,
         help="gallery match threshold for the other modality's enrolled images (default: the card's); "
         "also the default of --cross-threshold",
     )
     parser.add_argument(
         "--within-threshold",
-        type=float,
+        type=cosine,
         help="gallery match threshold for the same modality's enrolled images (default: the card's, "
         "else --threshold)",
     )
     parser.add_argument(
         "--cross-threshold",
-        type=float,
+        type=cosine,
         help="visible-infrared track pairing threshold (default: --threshold)",
     )
     parser.add_argument(

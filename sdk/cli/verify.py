@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..card import ModelCard
-from .argtypes import cosine, output_file, positive_int
+from .argtypes import cosine, output_file, positive_int, seed, unit_interval
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("candidate", help="side under test: artifact (or checkpoint)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt (for artifacts)")
     parser.add_argument("--identities", type=positive_int, default=32, help="people in the synthetic gallery")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic gallery seed")
+    parser.add_argument("--seed", type=seed, default=0, help="synthetic gallery seed")
     parser.add_argument("--min-cosine", type=cosine, help="override the minimum cosine threshold")
-    parser.add_argument("--min-top1", type=float, help="override the top-1 agreement threshold")
+    parser.add_argument("--min-top1", type=unit_interval, help="override the top-1 agreement threshold")
     parser.add_argument("--no-batch-check", action="store_true", help="skip the alone-vs-batch check")
     parser.add_argument("--json", type=output_file, help="also write the report as JSON here")
 

@@ -59,7 +59,24 @@ def connect(path: str, key: str, timeout: float) -> Any:
     conn = dbapi.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     quoted = key.replace("'", "''")
     conn.execute(f"PRAGMA key = '{quoted}'")
+    try:
+        _check_key(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _check_key(conn: Any) -> None:
+    """Read the first page now, with SQLCipher's own log off: a wrong key then raises the error the store
+    translates, without SQLCipher also printing its 'ERROR CORE ... hmac check failed' lines on stderr.
+    (The log level is process-wide, so the previous one is restored.)"""
+    (level,) = conn.execute("PRAGMA cipher_log_level").fetchone()
+    conn.execute("PRAGMA cipher_log_level = NONE")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.execute(f"PRAGMA cipher_log_level = {level}")
 
 
 def database_errors() -> tuple[type[BaseException], ...]:

@@ -283,6 +283,11 @@ class Gallery:
         with self._guard("read embeddings"):
             return self._store.identity_embeddings(inputs.check_name(name))
 
+    def cameras(self) -> list[str]:
+        """The camera labels the stored embeddings are tagged with, sorted (untagged ones aside)."""
+        with self._guard("list cameras"):
+            return self._store.cameras()
+
     def info(self) -> GalleryInfo:
         """What the file holds and what it is bound to."""
         with self._guard("read info"):

@@ -358,6 +358,15 @@ class GalleryStore:
         return int(identities), int(embeddings)
 
     @_translated
+    def cameras(self) -> list[str]:
+        """The distinct camera labels of the stored embeddings, sorted."""
+        with self.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT camera FROM embeddings WHERE camera IS NOT NULL ORDER BY camera"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    @_translated
     def list_identities(self) -> list[IdentityInfo]:
         """Every identity, sorted by name, with counts per modality."""
         rows = self._conn.execute(

@@ -205,6 +205,25 @@ def test_attach_card_for_an_engine_built_elsewhere(tiny_fp16, tmp_path) -> None:
         attach_card(tmp_path / "missing.engine", tiny_fp16)
 
 
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"", "empty"),
+        (b"hello", "a text file"),
+        (b"PK\x03\x04 rest of an npz", "a ZIP archive"),
+        (b"SQLite format 3\x00 pages", "an SQLite database"),
+        (b'\x10\x00\x00\x00\x00\x00\x00\x00{"w": 1}', "a safetensors file"),
+        (None, "an ONNX model"),  # the ONNX file itself, renamed
+    ],
+)
+def test_attach_refuses_files_that_are_plainly_not_engines(tiny_fp16, tmp_path, content, kind) -> None:
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(tiny_fp16.read_bytes() if content is None else content)
+    with pytest.raises(ArtifactError, match=f"this is {kind}.*not a TensorRT engine"):
+        attach_card(engine, tiny_fp16)
+    assert not (tmp_path / "m.engine.json").exists()
+
+
 # ----- DLA (Jetson): FAKE module, builder settings and card only --------------------------------------
 def orin(monkeypatch: pytest.MonkeyPatch, trt, cores: int = 2) -> None:
     """Make the FAKE module's builder and runtime report `cores` DLA cores (AGX Orin: 2)."""

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-MAGIC = b"FAKE-TRT-PLAN\n"
+MAGIC = b"FAKE-TRT-PLAN\x00\n"  # binary, like a real plan
 VERSION = "10.3.0"
 
 

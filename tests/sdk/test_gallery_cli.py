@@ -147,6 +147,10 @@ def test_enroll_and_search_with_fake_embedder_module(tmp_path: Path, monkeypatch
     assert vireid(*query, crops[0], "--match-modality", "ir") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("crop0.png:") and [line.split()[1] for line in lines[1:]] == ["bob"]
+    assert vireid(*query, crops[0], "--camera", "2", "-k", 5) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]] == ["alice"]
+    assert vireid(*query, crops[0], "--camera", "3") == 1  # a typo'd camera is refused, not "(no match)"
+    assert "no embedding is tagged with camera '3'; its cameras: 2" in capsys.readouterr().err
     with Gallery.open(db) as g:
         stored = g.embeddings("alice")
         assert stored.sources == tuple(str(p) for p in crops) and g.identities()[0].metadata == {"badge": "7"}
@@ -260,7 +264,9 @@ def test_purge_checks_its_event_files_before_touching_the_gallery(db: Path, tmp_
     assert "is a folder, not an events file; nothing was purged" in capsys.readouterr().err
     with Gallery.open(db) as g:
         assert g.info().num_embeddings == before
-    assert vireid("purge", "-g", db, "--older-than-days", "nan") == 1
+    with pytest.raises(SystemExit) as usage:  # refused by argparse, before the gallery is opened
+        vireid("purge", "-g", db, "--older-than-days", "nan")
+    assert usage.value.code == 2
     # an events file not written yet (or rotated away) does not stop the gallery's retention
     assert vireid("purge", "-g", db, "--older-than-days", "1e-9", "--events", tmp_path / "none.jsonl") == 0
     assert "no events file" in capsys.readouterr().err

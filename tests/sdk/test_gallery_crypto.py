@@ -38,7 +38,7 @@ def test_encrypted_gallery_round_trip_and_nothing_readable_on_disk(tmp_path: Pat
         assert gallery.search(VECS[:1], k=1)[0][0].identity == "alice-smith"
 
 
-def test_missing_or_wrong_key_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+def test_missing_or_wrong_key_is_a_clear_error(tmp_path: Path, monkeypatch, capfd) -> None:
     db = tmp_path / "secure.db"
     with Gallery(db, embedding_space="space-x", dim=8, key_file=key_file(tmp_path)) as gallery:
         gallery.enroll("bob", VECS[:1], "infrared")
@@ -49,6 +49,7 @@ def test_missing_or_wrong_key_is_a_clear_error(tmp_path: Path, monkeypatch) -> N
     wrong.mkdir()
     with pytest.raises(GalleryError, match="cannot be decrypted; the key is wrong"):
         Gallery.open(db, key_file=key_file(wrong, "not the key"))
+    assert "ERROR CORE" not in capfd.readouterr().err  # SQLCipher's own log (C stderr) stays quiet
     monkeypatch.setenv("VIREID_GALLERY_KEY", "correct horse battery staple")
     with Gallery.open(db) as gallery:  # the environment supplies the key (how `vireid run` gets it)
         assert [i.name for i in gallery.identities()] == ["bob"]

@@ -63,6 +63,17 @@ def test_sysu_query_and_train_sets(tmp_path: Path) -> None:
     assert set(train.modalities) == {0, 1}
 
 
+def test_test_ids_without_infrared_images_are_reported_not_silently_dropped(tmp_path: Path, caplog) -> None:
+    root = make_sysu(tmp_path / "sysu")
+    (root / "exp" / "test_id.txt").write_text("5,6,7,8,42\n")  # 42 has no folder at all
+    with caplog.at_level("WARNING", logger="vireid.data"):
+        query = SysuMM01(root).query()
+    assert 42 not in query.pids
+    assert (
+        "1 of the 5 ids in exp/test_id.txt have no infrared image under cam3/ or cam6/ (0042)" in caplog.text
+    )
+
+
 def test_sysu_multi_shot_draws_ten_per_camera_reproducibly(tmp_path: Path) -> None:
     data = SysuMM01(make_sysu(tmp_path / "sysu"))
     first, again = data.gallery("all", 3, shots=10), data.gallery("all", 3, shots=10)

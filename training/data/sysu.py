@@ -10,6 +10,7 @@ file list per visible camera (single-shot), visiting ids in sorted order and cam
 from __future__ import annotations
 
 import enum
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from vireid.errors import DatasetError
 from vireid.modality import Modality
 
 from .imageset import ImageSet
+
+log = logging.getLogger("vireid.data")
 
 VISIBLE_CAMERAS = (1, 2, 4, 5)
 INDOOR_VISIBLE_CAMERAS = (1, 2)
@@ -111,11 +114,13 @@ class SysuMM01:
     def query(self, mode: SearchMode | str = SearchMode.ALL, split: str = "test") -> ImageSet:
         """Every infrared (cam3, cam6) image of the `split` (test or val) identities, in both modes."""
         SearchMode(mode)
-        images = self.collect(self._eval_ids(split), INFRARED_CAMERAS)
+        pids = self._eval_ids(split)
+        images = self.collect(pids, INFRARED_CAMERAS)
         if len(images) == 0:
             raise DatasetError(
                 self.root, f"no infrared {split} images under cam3/ or cam6/ for exp/{split}_id.txt"
             )
+        _warn_missing(self.root, split, sorted(set(pids) - set(images.pids.tolist())), len(pids))
         return images
 
     def gallery(
@@ -151,6 +156,21 @@ class SysuMM01:
                 self.root, f"no visible {split} images under {folders} for the ids in exp/{split}_id.txt"
             )
         return _image_set(rows)
+
+
+def _warn_missing(root: Path, split: str, missing: list[int], listed: int) -> None:
+    """Ids listed for a split but without a single infrared image would silently shrink the protocol."""
+    if missing:
+        shown = ", ".join(f"{pid:04d}" for pid in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        log.warning(
+            "%s: %d of the %d ids in exp/%s_id.txt have no infrared image under cam3/ or cam6/ (%s); "
+            "they are left out of the queries",
+            root,
+            len(missing),
+            listed,
+            split,
+            shown,
+        )
 
 
 def _image_set(rows: list[tuple[Path, int, int]]) -> ImageSet:
