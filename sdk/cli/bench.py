@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     pipe.add_argument("--embed-every", type=positive_int, help="re-embed a track every N frames (default 10)")
     pipe.add_argument(
-        "--enroll-seconds", type=positive_float, help="enrol from the first S seconds (default 60)"
+        "--enroll-seconds",
+        type=positive_float,
+        help="enrol from the first S seconds (default 60, or the first half of a shorter scene)",
     )
     pipe.add_argument("--events", type=Path, help="also write the events here (JSON Lines)")
 
@@ -118,7 +120,7 @@ _PIPELINE_DEFAULTS: dict[str, Any] = {
     "within_threshold": None,
     "identity_score": "centroid",
     "embed_every": 10,
-    "enroll_seconds": 60.0,
+    "enroll_seconds": None,  # the first minute, or the first half of a shorter scene
     "events": None,
 }
 
@@ -226,25 +228,25 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
         load_scene(scene)  # every folder checked before the first one runs for minutes
     if len(scenes) > 1 and args.events:
         raise InputSpecError("--events takes one --scene (each scene's events would overwrite the last's)")
-    config = PipelineBenchConfig(
+    settings = dict(
         detector=args.detector,
         detector_model=args.detector_model,
         threshold=args.threshold,
         identity_score=args.identity_score,
         within_threshold=args.within_threshold,
         embed_every=args.embed_every,
-        enroll_seconds=args.enroll_seconds,
         mode=args.mode,
         events=args.events,
     )
     with tempfile.TemporaryDirectory(prefix="vireid-scene-") as tmp:
         results = []
         for scene in scenes or [_generate_scene(Path(tmp))]:
+            enroll = _enroll_seconds(args.enroll_seconds, load_scene(scene))
             results.append(
                 bench_pipeline(
                     model,
                     scene,
-                    config,
+                    PipelineBenchConfig(enroll_seconds=enroll, **settings),
                     device=args.device,
                     threads=args.threads,
                     log=lambda m: print(f"  {m}"),
@@ -260,11 +262,19 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
     return 0
 
 
-def _generate_scene(folder: Path) -> Path:
-    from ..errors import require
+def _enroll_seconds(given: float | None, truth: Any) -> float:
+    """--enroll-seconds, else the first minute, or the first half of a shorter scene: the visible
+    camera's identification is scored on what follows, so enrolling from all of it would score the
+    gallery's own images."""
+    from ..bench.pipeline import DEFAULT_ENROLL_SECONDS
 
-    require("torch", "train", "Generating a synthetic scene for `vireid bench pipeline` (or pass --scene)")
-    from vireid.training.data.synth import SceneConfig, generate_scene
+    if given is not None:
+        return given
+    return min(DEFAULT_ENROLL_SECONDS, truth.num_frames / truth.fps / 2)
+
+
+def _generate_scene(folder: Path) -> Path:
+    from vireid.training.data.synth import SceneConfig, generate_scene  # numpy and OpenCV only
 
     print(f"  generating a 30 s two-camera synthetic scene in {folder} (pass --scene to reuse one)")
     generate_scene(folder, SceneConfig(seconds=30.0, seed=0), show_progress=True)

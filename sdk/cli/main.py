@@ -26,11 +26,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("vireid.cli.train", "train a cross-modal re-id model from a YAML config (needs torch)"),
     "evaluate": (
         "vireid.cli.evaluate",
-        "evaluate a checkpoint on sysu-all, sysu-indoor, regdb-v2t or regdb-t2v (needs torch)",
+        "evaluate a checkpoint or artifact on sysu-all, sysu-indoor, regdb-v2t or regdb-t2v",
     ),
     "export": (
         "vireid.cli.export",
-        "export a checkpoint: ONNX, FP16, TensorRT engine, Triton repo; each step verified",
+        "export a checkpoint: ONNX, FP16, INT8, TensorRT engine, Triton repo; each step verified",
     ),
     "verify": (
         "vireid.cli.verify",
@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "gallery": (
         "vireid.cli.gallery",
-        "manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import",
+        "manage a gallery of enrolled people: enroll, list, remove, rename, search, purge, export, import",
     ),
 }
 

@@ -42,6 +42,10 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
     for cam in ("visible", "infrared"):
         latency = report["latency_ms"][cam]
         assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
+    assert report["enrolled"]["from_first_seconds"] == 8
+    # without --enroll-seconds a scene shorter than two minutes is enrolled from its first half
+    assert main([*base[:-2], "--json", str(tmp_path / "half.json")]) == 0
+    assert json.loads((tmp_path / "half.json").read_text())["enrolled"]["from_first_seconds"] == 4.0
 
 
 def test_bench_pipeline_adds_several_scenes_up(
