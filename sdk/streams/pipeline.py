@@ -23,6 +23,7 @@ import numpy as np
 from ..embedder import Embedder
 from ..errors import ConfigError, InputSpecError, VireidError
 from ..preprocess import crop_box
+from .appearance import colour_signatures
 from .config import PipelineConfig, check_cameras, check_modalities
 from .detect import Detector, make_detector
 from .detect.base import Detections
@@ -353,7 +354,8 @@ class Pipeline:
         with self.timer.time("detect"):
             detections = cam.detector.detect(frame.image, frame)
         with self.timer.time("track"):
-            update = cam.tracker.update(detections, frame.index, frame.size)
+            signatures = colour_signatures(frame.image, detections.boxes) if cam.tracker.appearance else None
+            update = cam.tracker.update(detections, frame.index, frame.size, signatures)
         return detections, update
 
     def _embed_and_match(self, requests: list[CropRequest]) -> list[Event]:

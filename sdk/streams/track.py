@@ -70,22 +70,46 @@ class TrackUpdate:
 class _State:
     """Internal per-track state."""
 
-    __slots__ = ("cov", "det_box", "end_frame", "hits", "mean", "score", "start_frame", "state", "track_id")
+    __slots__ = (
+        "cov",
+        "det_box",
+        "end_frame",
+        "feature",
+        "hits",
+        "mean",
+        "score",
+        "start_frame",
+        "state",
+        "track_id",
+    )
 
-    def __init__(self, det_box: np.ndarray, score: float, frame: int, kf: KalmanFilter) -> None:
+    def __init__(
+        self, det_box: np.ndarray, score: float, frame: int, kf: KalmanFilter, feature: np.ndarray | None
+    ) -> None:
         self.mean, self.cov = kf.initiate(xyxy_to_xyah(det_box))
-        self.det_box, self.score = det_box, score
+        self.det_box, self.score, self.feature = det_box, score, feature
         self.start_frame = self.end_frame = frame
         self.hits, self.track_id, self.state = 1, 0, TrackState.NEW
 
     def box(self) -> np.ndarray:
         return xyah_to_xyxy(self.mean)
 
-    def correct(self, det_box: np.ndarray, score: float, frame: int, kf: KalmanFilter) -> None:
+    def correct(
+        self, det_box: np.ndarray, score: float, frame: int, kf: KalmanFilter, feature: np.ndarray | None
+    ) -> None:
         self.mean, self.cov = kf.update(self.mean, self.cov, xyxy_to_xyah(det_box))
         self.det_box, self.score, self.end_frame = det_box, score, frame
         self.hits += 1
         self.state = TrackState.TRACKED
+        if feature is not None:
+            self.feature = feature if self.feature is None else _smoothed(self.feature, feature)
+
+
+def _smoothed(track: np.ndarray, new: np.ndarray, keep: float = 0.9) -> np.ndarray:
+    """The track's appearance as a moving average of its boxes' (BoT-SORT keeps 0.9 of the old one)."""
+    mixed = keep * track + (1.0 - keep) * new
+    norm = float(np.linalg.norm(mixed))
+    return mixed / norm if norm > 0 else mixed
 
 
 class ByteTracker:
@@ -100,6 +124,9 @@ class ByteTracker:
         new_match_iou: unconfirmed (one-frame) tracks: smallest IoU to be confirmed.
         track_buffer: frames a lost track is kept before it ends.
         fuse_score: weight first-stage IoU by the detection score (ByteTrack's default outside MOT20).
+        appearance: weight of the appearance distance (1 - cosine of the boxes' signatures, see
+            `vireid.streams.appearance`) added to the IoU distance, when `update` is given signatures.
+            It only ranks the pairs the IoU gates allow: it decides who is who when boxes overlap.
     """
 
     def __init__(
@@ -113,14 +140,18 @@ class ByteTracker:
         new_match_iou: float = 0.3,
         track_buffer: int = 30,
         fuse_score: bool = True,
+        appearance: float = 1.5,
     ) -> None:
         if not 0 <= low <= high <= 1:
             raise InputSpecError(f"need 0 <= low <= high <= 1, got low={low} high={high}")
         if track_buffer < 0:
             raise InputSpecError(f"track_buffer must be >= 0 frames, got {track_buffer}")
+        if not appearance >= 0:
+            raise InputSpecError(f"appearance must be a weight >= 0, got {appearance}")
         self.high, self.low, self.new_track = high, low, new_track
         self.match_iou, self.low_match_iou, self.new_match_iou = match_iou, low_match_iou, new_match_iou
         self.track_buffer, self.fuse_score = int(track_buffer), bool(fuse_score)
+        self.appearance = float(appearance)
         self.kf = KalmanFilter()
         self.frame = -1
         self.max_skip = 10
@@ -135,7 +166,11 @@ class ByteTracker:
         return [t.track_id for t in self._tracked + self._lost if t.track_id]
 
     def update(
-        self, detections: Detections, frame: int | None = None, size: tuple[int, int] | None = None
+        self,
+        detections: Detections,
+        frame: int | None = None,
+        size: tuple[int, int] | None = None,
+        features: np.ndarray | None = None,
     ) -> TrackUpdate:
         """Advance one frame with its detections.
 
@@ -145,11 +180,14 @@ class ByteTracker:
                 source) predicts the tracks over the skipped frames, at most `max_skip`.
             size: the frame's (height, width); when given, a lost track predicted to have left the frame
                 (more than half of its box outside) ends at once instead of waiting `track_buffer` frames.
+            features: `[K, D]` unit appearance signatures of the boxes (`colour_signatures`), or None
+                for IoU alone.
         """
         previous = self.frame
         self.frame = self.frame + 1 if frame is None else int(frame)
         steps = 1 if previous < 0 else min(max(self.frame - previous, 1), self.max_skip)
         boxes, scores = detections.boxes.astype(np.float64), detections.scores.astype(np.float64)
+        feats = _checked_features(features, len(boxes))
         high = scores >= self.high
         low = (scores >= self.low) & ~high
         confirmed = [t for t in self._tracked if t.state is TrackState.TRACKED and t.track_id]
@@ -159,30 +197,32 @@ class ByteTracker:
         started: list[int] = []
 
         # Stage 1: high-score boxes with confirmed and lost tracks.
-        hb, hs = boxes[high], scores[high]
-        matches, rest_tracks, rest_high = self._match(pool, hb, hs, self.match_iou, self.fuse_score)
+        hb, hs, hf = boxes[high], scores[high], _rows(feats, high)
+        matches, rest_tracks, rest_high = self._match(pool, hb, hs, hf, self.match_iou, self.fuse_score)
         for ti, di in matches:
-            self._correct(pool[ti], hb[di], hs[di], started)
+            self._correct(pool[ti], hb[di], hs[di], _row(hf, di), started)
         # Stage 2: low-score boxes with the still unmatched tracks that were tracked (not lost).
         remaining = [pool[i] for i in rest_tracks if pool[i].state is TrackState.TRACKED]
-        lb, ls = boxes[low], scores[low]
-        matches, rest_low_tracks, _ = self._match(remaining, lb, ls, self.low_match_iou, False)
+        lb, ls, lf = boxes[low], scores[low], _rows(feats, low)
+        matches, rest_low_tracks, _ = self._match(remaining, lb, ls, lf, self.low_match_iou, False)
         for ti, di in matches:
-            self._correct(remaining[ti], lb[di], ls[di], started)
+            self._correct(remaining[ti], lb[di], ls[di], _row(lf, di), started)
         for i in rest_low_tracks:
             remaining[i].state = TrackState.LOST
         # Unconfirmed tracks with the high-score boxes left over.
-        hb, hs = hb[rest_high], hs[rest_high]
-        matches, rest_new, rest_high = self._match(unconfirmed, hb, hs, self.new_match_iou, self.fuse_score)
+        hb, hs, hf = hb[rest_high], hs[rest_high], _rows(hf, rest_high)
+        matches, rest_new, rest_high = self._match(
+            unconfirmed, hb, hs, hf, self.new_match_iou, self.fuse_score
+        )
         for ti, di in matches:
-            self._correct(unconfirmed[ti], hb[di], hs[di], started)
+            self._correct(unconfirmed[ti], hb[di], hs[di], _row(hf, di), started)
         for i in rest_new:
             unconfirmed[i].state = TrackState.REMOVED
         # Births.
         births = []
         for di in rest_high:
             if hs[di] >= self.new_track:
-                track = _State(hb[di].copy(), float(hs[di]), self.frame, self.kf)
+                track = _State(hb[di].copy(), float(hs[di]), self.frame, self.kf, _row(hf, di))
                 if self._first:
                     self._confirm(track, started)
                 births.append(track)
@@ -222,19 +262,44 @@ class ByteTracker:
         for t, m, c in zip(tracks, means, covs, strict=True):
             t.mean, t.cov = m, c
 
-    @staticmethod
     def _match(
-        tracks: list[_State], boxes: np.ndarray, scores: np.ndarray, min_iou: float, fuse: bool
+        self,
+        tracks: list[_State],
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        features: np.ndarray | None,
+        min_iou: float,
+        fuse: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not tracks or not len(boxes):
             return np.zeros((0, 2), np.int64), np.arange(len(tracks)), np.arange(len(boxes))
         similarity = iou_matrix(np.stack([t.box() for t in tracks]), boxes)
         if fuse:
             similarity = similarity * scores[None, :]
-        return assign(1.0 - similarity, 1.0 - min_iou)
+        distance = self._appearance_distance(tracks, features)
+        if distance is None:
+            return assign(1.0 - similarity, 1.0 - min_iou)
+        # The IoU gate decides which pairs may match; appearance ranks them (a pair the gate allows
+        # always costs less than leaving its track and its box unmatched).
+        cost = np.where(similarity > min_iou, 1.0 - similarity + self.appearance * distance, _GATED)
+        return assign(cost, 1.0 - min_iou + self.appearance + 1e-9)
 
-    def _correct(self, track: _State, box: np.ndarray, score: float, started: list[int]) -> None:
-        track.correct(box.copy(), float(score), self.frame, self.kf)
+    def _appearance_distance(self, tracks: list[_State], features: np.ndarray | None) -> np.ndarray | None:
+        """1 - cosine between tracks' and boxes' signatures (0 where a track has none yet)."""
+        if features is None or self.appearance == 0:
+            return None
+        known = [t.feature is not None for t in tracks]
+        if not any(known):
+            return None
+        mine = np.stack([t.feature if t.feature is not None else np.zeros(features.shape[1]) for t in tracks])
+        distance = 1.0 - np.clip(mine @ features.T, 0.0, 1.0)
+        distance[~np.asarray(known)] = 0.0
+        return distance
+
+    def _correct(
+        self, track: _State, box: np.ndarray, score: float, feature: np.ndarray | None, started: list[int]
+    ) -> None:
+        track.correct(box.copy(), float(score), self.frame, self.kf, feature)
         if not track.track_id:
             self._confirm(track, started)
 
@@ -259,6 +324,28 @@ class ByteTracker:
         ended += [t.track_id for t in dropped if t.track_id]
         self._tracked, self._lost = tracked, lost
         return [i for i in ended if i]
+
+
+_GATED = 1e6  # cost of a pair outside the IoU gate: never matched
+
+
+def _checked_features(features: np.ndarray | None, count: int) -> np.ndarray | None:
+    if features is None:
+        return None
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) != count:
+        raise InputSpecError(
+            f"features must be [{count}, D], one row per detection; got shape {features.shape}"
+        )
+    return features
+
+
+def _rows(features: np.ndarray | None, which: np.ndarray) -> np.ndarray | None:
+    return None if features is None else features[which]
+
+
+def _row(features: np.ndarray | None, index: int) -> np.ndarray | None:
+    return None if features is None else features[index].copy()
 
 
 def _outside(box: np.ndarray, size: tuple[int, int]) -> float:

@@ -133,6 +133,47 @@ def test_finish_returns_live_tracks_and_bad_settings_are_refused() -> None:
         ByteTracker(low=0.6, high=0.5)
 
 
+def test_appearance_decides_who_is_who_when_a_box_fits_two_tracks() -> None:
+    """A box exactly on A's prediction but dressed like B (A hidden behind B): IoU alone hands it to A's
+    track, the colour signature to B's; the IoU gate still decides which tracks may take it at all."""
+    dress = {"A": np.eye(4)[0], "B": np.eye(4)[1]}
+    a, b = [100, 100, 150, 250], [115, 100, 165, 250]  # IoU 0.54
+    ids = {}
+    for appearance in (0.0, 0.5):
+        tracker = ByteTracker(appearance=appearance)
+        for _ in range(5):
+            first = tracker.update(_det(a, b), features=np.stack([dress["A"], dress["B"]]))
+        owner = {tuple(t.det_box.astype(int)): t.track_id for t in first.tracks}
+        crossing = tracker.update(_det(a), features=dress["B"][None])
+        ids[appearance] = crossing.tracks[0].track_id
+        assert ids[appearance] in (owner[tuple(a)], owner[tuple(b)])
+    assert ids[0.0] == owner[tuple(a)] and ids[0.5] == owner[tuple(b)]
+    far = ByteTracker()
+    far.update(_det(a), features=dress["A"][None])
+    far.update(_det(a), features=dress["A"][None])
+    moved = far.update(_det([400, 100, 450, 250]), features=dress["A"][None])  # same dress, no overlap
+    assert moved.tracks == [] and moved.started == []  # a new (unconfirmed) track, not A teleported
+    with pytest.raises(InputSpecError, match=r"features must be \[1, D\]"):
+        far.update(_det(a), features=np.zeros((2, 4)))
+
+
+def test_colour_signatures_compare_clothes_not_backgrounds() -> None:
+    from vireid.streams.appearance import SIGNATURE_DIM, colour_signatures
+
+    frame = np.full((200, 300, 3), 90, np.uint8)
+    frame[:, :, 0] = (np.arange(300) % 256).astype(np.uint8)[None, :]  # a varied background
+    boxes = np.array([[10, 20, 60, 180], [110, 20, 160, 180], [210, 20, 260, 180], [5, 5, 6, 6]], np.float32)
+    for x, colour in ((10, (0, 0, 200)), (110, (0, 0, 210)), (210, (200, 0, 0))):  # red, red, blue
+        frame[20:180, x + 8 : x + 42] = colour  # the inner 60 % of the box and a little more
+    sig = colour_signatures(frame, boxes)
+    assert sig.shape == (4, SIGNATURE_DIM) and sig.dtype == np.float32
+    assert np.allclose(np.linalg.norm(sig[:3], axis=1), 1.0) and not sig[3].any()  # too small: no signature
+    assert sig[0] @ sig[1] > 0.9 > sig[0] @ sig[2]
+    grey = colour_signatures(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), boxes[:3])
+    hue_part = np.r_[0:32, 40:72]  # no hue on an infrared (grey) frame: brightness histograms only
+    assert np.allclose(np.linalg.norm(grey, axis=1), 1.0) and not grey[:, hue_part].any()
+
+
 def test_tracker_on_a_generated_scene(scene: Path) -> None:
     """Motion detector + tracker vs ground truth: most people covered, few identity switches."""
     truth = SceneTruth.load(scene)
