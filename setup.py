@@ -7,7 +7,12 @@ file only enumerates the sub-packages so new folders are picked up without editi
 
 from setuptools import find_packages, setup
 
-ROOTS = {"vireid": "sdk", "vireid.training": "training", "vireid.export": "export"}
+ROOTS = {
+    "vireid": "sdk",
+    "vireid.training": "training",
+    "vireid.export": "export",
+    "vireid.training.configs": "configs",  # the YAML configs, shipped as package data
+}
 
 
 def _packages() -> list[str]:

@@ -80,6 +80,24 @@ class Calibration:
             },
         )
 
+    def warnings(self) -> list[str]:
+        """What makes this threshold untrustworthy: too few impostor pairs to measure the target rate,
+        or no genuine pair above it (a threshold no true match reaches is no threshold at all)."""
+        out = []
+        if self.impostor_pairs * self.fmr_target < 1:
+            out.append(
+                f"{self.impostor_pairs} impostor pairs cannot measure a false-match rate of "
+                f"{self.fmr_target:g} (the smallest they resolve is {1 / self.impostor_pairs:.1e}): the "
+                "threshold only clears every impostor seen. Calibrate on a folder with more validation "
+                f"identities, or raise --fmr to at least {1 / self.impostor_pairs:.1e}"
+            )
+        if self.tmr == 0:
+            out.append(
+                "no genuine pair reaches the threshold (true-match rate 0): the model does not separate "
+                "these identities; check the model and the folder before deploying this threshold"
+            )
+        return out
+
     def __str__(self) -> str:
         lines = [
             f"threshold {self.threshold:.4f} for false-match rate {self.fmr_target:g}: achieved "

@@ -109,6 +109,8 @@ class _Chain:
             card.write_sidecar(path)
         self.result.calibrations[step] = calibration
         self.emit(f"{step}: {calibration}")
+        for warning in calibration.warnings():
+            self.emit(f"{step}: warning: {warning}")
 
 
 def export_chain(
@@ -133,6 +135,7 @@ def export_chain(
     source, out = Path(source), Path(out_dir)
     opt = options or ChainOptions()
     wanted = parse_steps(steps)
+    _check_data_folders(wanted, opt)
     if opt.dla_core is not None:
         _check_dla_plan(source, wanted, opt)
     if out.exists() and not out.is_dir():
@@ -164,6 +167,21 @@ def export_chain(
         chain.result.artifacts["triton"] = model.directory
         emit(f"triton: wrote {model.config} ({model.platform}, max_batch_size {model.max_batch_size})")
     return chain.result
+
+
+def _check_data_folders(wanted: list[str], opt: ChainOptions) -> None:
+    """The folders later steps read, checked before the first step spends minutes."""
+    if "int8" in wanted and opt.int8_data is None:
+        raise ConfigError(
+            "the int8 step needs calibration images: pass --int8-data DIR (a SYSU-MM01 or RegDB folder; "
+            "its training identities are used, never its test identities)"
+        )
+    for flag, folder in (
+        ("--int8-data", opt.int8_data if "int8" in wanted else None),
+        ("--calibrate", opt.calibrate),
+    ):
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(f"{flag} {folder}: no such folder; give a SYSU-MM01 or RegDB dataset folder")
 
 
 def _engine_precision(source: Path, wanted: list[str]) -> Precision:
@@ -253,11 +271,6 @@ def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:
     """INT8 QDQ from the FP32 ONNX, calibrated on `int8_data`'s training images, checked against FP32."""
     from .int8 import to_int8
 
-    if chain.opt.int8_data is None:
-        raise ConfigError(
-            "the int8 step needs calibration images: pass --int8-data DIR (a SYSU-MM01 or RegDB folder; "
-            "its training identities are used, never its test identities)"
-        )
     start = time.perf_counter()
     result = to_int8(
         onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=chain.opt.int8

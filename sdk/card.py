@@ -18,7 +18,7 @@ from typing import Any
 
 from ._version import __version__
 from .choices import Choice
-from .errors import CardError
+from .errors import ArtifactError, CardError
 from .modality import Modality
 
 SCHEMA_VERSION = 1
@@ -77,6 +77,9 @@ def _within_problems(within: Mapping[str, float] | None) -> list[str]:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1.0 <= v <= 1.0
     ]
     return problems
+
+
+_CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -337,4 +340,9 @@ class ModelCard:
         path = Path(path)
         if path.suffix.lower() == ".onnx":
             return cls.from_onnx(path)
+        if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+            raise ArtifactError(
+                f"{path}: a training checkpoint, not an exported model; cards belong to .onnx files and "
+                f"TensorRT engines. Export it first: vireid export {path}"
+            )
         return cls.from_engine(path)

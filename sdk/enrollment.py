@@ -59,8 +59,10 @@ def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
             raise InputSpecError(f"{item}: no such file or folder; expected crop images or folders of them")
     if not files:
         suffixes = ", ".join(IMAGE_SUFFIXES)
+        nested = [str(d) for i in map(Path, inputs) if i.is_dir() for d in sorted(i.iterdir()) if d.is_dir()]
+        hint = f"; it holds folders ({', '.join(nested[:3])}...): give one person's folder" if nested else ""
         raise InputSpecError(
-            f"no images found in {[str(i) for i in inputs]}; expected files ending in {suffixes}"
+            f"no images found in {', '.join(map(str, inputs))}; expected files ending in {suffixes}{hint}"
         )
     return files
 

@@ -21,6 +21,7 @@ def plot_cmc(curves: Mapping[str, np.ndarray], out: str | Path, title: str = "CM
             ranks, 100 * np.asarray(cmc), marker="o", markersize=3, label=f"{label} (R1 {100 * cmc[0]:.1f})"
         )
     ax.set_xlabel("rank")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # ranks are whole numbers
     ax.set_ylabel("matching rate (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)

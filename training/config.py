@@ -7,6 +7,7 @@ Every section is a frozen dataclass; an unknown key, a wrong type or an out-of-r
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import types
 import typing
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from vireid.errors import ConfigError
+
+log = logging.getLogger("vireid.train")
 
 OPTIMIZERS = ("sgd", "adamw")
 MODEL_LOSS_WEIGHTS = (
@@ -158,9 +161,7 @@ class TrainConfig:
         from vireid.errors import require
 
         yaml = require("yaml", "train", "Reading a training config")
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found; see configs/ for examples")
+        path = _locate(Path(path))
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
@@ -187,6 +188,31 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+def bundled_configs() -> dict[str, Path]:
+    """The configs shipped with vireid (the repository's `configs/`), by name without `.yaml`."""
+    from importlib.resources import files
+
+    folder = Path(str(files("vireid.training.configs")))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def _locate(path: Path) -> Path:
+    """`path` itself, else the bundled config it names (`demo_cpu`, `demo_cpu.yaml` or
+    `configs/demo_cpu.yaml` as the docs write it, from any folder)."""
+    if path.is_file():
+        return path
+    bundled = bundled_configs()
+    names_a_bundled = len(path.parts) == 1 or (len(path.parts) == 2 and path.parts[0] == "configs")
+    stem = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if names_a_bundled and stem in bundled:
+        log.info("config %s: using the one shipped with vireid, %s", path, bundled[stem])
+        return bundled[stem]
+    raise ConfigError(
+        f"{path}: config file not found; give a YAML file or the name of a bundled config: "
+        f"{', '.join(bundled) or '(none installed)'}"
+    )
 
 
 def _build(cls: type, data: Any, prefix: str, source: str) -> Any:

@@ -201,13 +201,13 @@ class Trainer:
             opt = self.cfg.optim
             if opt.warmup_epochs >= opt.epochs:
                 log.warning(
-                    "optim.warmup_epochs (%d) >= optim.epochs (%d): the whole run is warm-up and the "
-                    "learning rate never reaches optim.lr (it ends at %.0f%% of it); fine for a smoke test, "
-                    "else set --set optim.warmup_epochs=N with N < %d",
+                    "optim.warmup_epochs (%d) >= optim.epochs (%d): the whole run is warm-up, no epoch "
+                    "trains at optim.lr (the rate ends at %.0f%% of it); fine for a smoke test, else e.g. "
+                    "--set optim.warmup_epochs=%d",
                     opt.warmup_epochs,
                     opt.epochs,
                     100.0 * lr_factor(float(opt.epochs), self.cfg),
-                    opt.epochs,
+                    max(0, opt.epochs - 1) if opt.epochs < 4 else opt.epochs // 4,
                 )
         for epoch in range(self.start_epoch, self.cfg.optim.epochs + 1):
             stats = self._train_epoch(epoch)

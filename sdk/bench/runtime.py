@@ -196,9 +196,12 @@ class BenchReport:
                 f"{r.throughput:8.1f} {s.preprocess:8.2f} {_opt(s.h2d, 6)} {s.infer:8.2f} {_opt(s.d2h, 6)} "
                 f"{r.rss_mb:7.0f} {_opt(r.cosine_to_reference, 8, 5)}"
             )
+        grouped: dict[tuple[str, str], list[str]] = {}  # one line per backend and reason
         for s in self.skipped:
-            reason = s.reason if len(s.reason) <= 160 else s.reason[:157] + "..."
-            lines.append(f"{s.backend:9s} {s.precision:4s} skipped: {reason}")
+            grouped.setdefault((s.backend, s.reason), []).append(s.precision)
+        for (backend, reason), precisions in grouped.items():
+            reason = reason if len(reason) <= 200 else reason[:197] + "..."
+            lines.append(f"{backend:9s} {','.join(precisions)} skipped: {reason}")
         if self.reference:
             lines.append(f"cos ref: lowest cosine to the {self.reference} embeddings of the same images")
         if self.config.streams > 1:

@@ -1,10 +1,12 @@
-"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, export, import, purge.
+"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, purge, export, import.
 
 Examples:
   vireid gallery enroll --gallery g.db --model m.onnx --name alice --modality visible crops/alice/
   vireid gallery search --gallery g.db --model m.onnx --modality ir query.png -k 5
   vireid gallery list --gallery g.db
-  vireid gallery export --gallery g.db --out g.npz ; vireid gallery import --gallery new.db g.npz
+  vireid gallery export --gallery g.db --out g.npz --allow-biometric-export
+  vireid gallery import --gallery new.db g.npz
+  vireid gallery purge --gallery g.db --older-than-days 30
 """
 
 from __future__ import annotations
@@ -304,8 +306,12 @@ def _search(args: argparse.Namespace) -> int:
             results = gallery.search_identities(
                 vectors, k=args.k, modality=match_modality, camera=args.camera, score=args.score
             )
+    card = getattr(embedder, "card", None)
+    accepts = _acceptance(card, modality)
+    if card is not None and card.match_threshold is not None and not args.json:
+        print(f"'match': score at or above the model card's threshold for the pair ({_thresholds(card)})")
     for path, matches in zip(used, results, strict=True):
-        _print_matches(path, matches, args.json)
+        _print_matches(path, matches, args.json, accepts)
     return 0
 
 
@@ -315,17 +321,43 @@ def _check_cameras(gallery: Any, wanted: list[str] | None) -> None:
 
     known = gallery.cameras()
     unknown = [c for c in wanted or () if c not in known]
+    if unknown and not known:
+        raise InputSpecError(
+            f"{gallery.path}: --camera {', '.join(map(repr, unknown))} matches nothing: no embedding is "
+            "tagged with a camera (enroll --camera NAME tags them)"
+        )
     if unknown:
-        listed = ", ".join(known) if known else "none: no embedding is tagged with a camera"
         raise InputSpecError(
             f"{gallery.path}: no embedding is tagged with camera {', '.join(map(repr, unknown))}; "
-            f"its cameras: {listed}"
+            f"its cameras: {', '.join(known)}"
         )
 
 
-def _print_matches(path: Path, matches: Sequence[Any], as_json: bool) -> None:
+def _acceptance(card: Any, query: Any) -> Callable[[Any], bool | None]:
+    """Whether a match clears the card's threshold for its pair of modalities, the cross-modal one where
+    the card has no same-modality threshold, as the pipeline does (None: the card has no threshold)."""
+
+    def accepts(match: Any) -> bool | None:
+        if card is None:
+            return None
+        threshold = card.threshold_for(query, match.modality)
+        threshold = card.match_threshold if threshold is None else threshold
+        return None if threshold is None else bool(match.score >= threshold)
+
+    return accepts
+
+
+def _thresholds(card: Any) -> str:
+    within = dict(card.match_threshold_within or {})
+    parts = [f"cross-modal {card.match_threshold:.3f}"] + [f"{k} {v:.3f}" for k, v in within.items()]
+    return ", ".join(parts)
+
+
+def _print_matches(
+    path: Path, matches: Sequence[Any], as_json: bool, accepts: Callable[[Any], bool | None]
+) -> None:
     if as_json:
-        rows = [asdict(m) | {"modality": str(m.modality)} for m in matches]
+        rows = [asdict(m) | {"modality": str(m.modality), "match": accepts(m)} for m in matches]
         print(json.dumps({"image": str(path), "matches": rows}))
         return
     print(f"{path}:")
@@ -333,7 +365,9 @@ def _print_matches(path: Path, matches: Sequence[Any], as_json: bool) -> None:
         print("  (no match)")
     for rank, m in enumerate(matches, 1):
         camera = f"camera {m.camera}" if m.camera is not None else ""
-        print(f"  {rank:>2}. {m.identity:<20} {m.score:7.4f}  {m.modality!s:<8} {camera} #{m.embedding_id}")
+        mark = "  match" if accepts(m) else ""
+        where = f"{m.modality!s:<8} {camera} #{m.embedding_id}"
+        print(f"  {rank:>2}. {m.identity:<20} {m.score:7.4f}  {where}{mark}")
 
 
 # ----- helpers ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if card.match_threshold is None:
         print("threshold      none recorded (vireid export calibrates one; see docs/concepts.md)")
     else:
-        print(f"threshold      {card.match_threshold} (false-match rate {card.match_threshold_fmr})")
+        print(f"threshold      {card.match_threshold:.4f} (false-match rate {card.match_threshold_fmr})")
     if card.match_threshold_within:
         within = ", ".join(f"{k} {v:.4f}" for k, v in dict(card.match_threshold_within).items())
         print(f"same modality  {within} (same false-match rate)")

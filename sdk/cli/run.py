@@ -15,6 +15,7 @@ Ctrl-C stops cleanly: every track is ended and every output flushed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,8 +189,10 @@ def _check_events_file(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the pipeline from the arguments and run it until the sources end or Ctrl-C."""
     from ..streams import Pipeline, PipelineConfig, parse_source
+    from ..streams.config import check_cameras
 
     _check_events_file(args)
+    created_events = bool(args.events) and not args.events.exists()
     options: dict[str, Any] = {"realtime": not args.fast}
     if args.policy:
         options["policy"] = args.policy
@@ -205,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
         cross_threshold=args.cross_threshold,
         embed_every=args.embed_every,
     )
+    check_cameras(sources)
+    for source in sources:
+        source.check_file()  # before the model loads (Pipeline.step callers pass sources they never open)
     backend_options = {"threads": args.threads} if args.threads else {}
     status = _Status(args.quiet)
     pipeline = Pipeline(
@@ -215,8 +221,13 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         pipeline.stop()
         raise
+    if args.gallery is None:
+        print("vireid run: no --gallery: tracks are linked across cameras but never named", file=sys.stderr)
     try:
         stats = pipeline.run(args.duration, on_status=status, status_every=status.every)
+    except BaseException:
+        _discard_if_empty(args.events, created_events)
+        raise
     finally:
         status.done()
     _summary(stats, args)
@@ -224,9 +235,23 @@ def run(args: argparse.Namespace) -> int:
         print("vireid run: interrupted; tracks ended and outputs flushed", file=sys.stderr)
         return 130
     if not any(camera.processed for camera in stats.cameras.values()):
+        _discard_if_empty(args.events, created_events)
         print("vireid run: error: no source delivered a frame (see the messages above)", file=sys.stderr)
         return 1
     return 0
+
+
+def _discard_if_empty(events: Path | None, created: bool) -> None:
+    """Remove an events file this run created when it holds nothing but source-state records (a run
+    that failed to start): kept, it would make the corrected rerun ask for --append or --overwrite."""
+    if not created or events is None or not events.is_file():
+        return
+    try:
+        records = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return
+    if all(r.get("event") == "source" for r in records):
+        events.unlink(missing_ok=True)
 
 
 def _summary(stats: Any, args: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """Train a cross-modal ReID model on a SYSU-MM01 or RegDB folder (needs the `train` extra: torch).
 
-Writes NAME/last.{safetensors,json}, NAME/best.{safetensors,json} (by validation R1 + mAP),
+Writes NAME/last.{safetensors,json}, NAME/best.{safetensors,json} (by validation R1 + mAP, when
+run.eval_every > 0; the demo config validates only after training, with `vireid evaluate`),
 NAME/metrics.jsonl and NAME/config.json. Multi-GPU: launch with
 `torchrun --nproc_per_node N -m vireid.cli.main train ...`.
 """
@@ -15,7 +16,12 @@ from .argtypes import positive_int
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid train`."""
-    parser.add_argument("--config", required=True, help="training YAML, e.g. configs/demo_cpu.yaml")
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="training YAML, or the name of a config shipped with vireid: demo_cpu, mspac_sysu, "
+        "mspac_regdb, psmg_sysu, mpanet_sysu",
+    )
     parser.add_argument("--data", required=True, help="dataset folder (SYSU-MM01 or RegDB layout)")
     parser.add_argument("--out", default="runs/train", help="run folder for checkpoints and logs")
     existing = parser.add_mutually_exclusive_group()
@@ -70,4 +76,6 @@ def run(args: argparse.Namespace) -> int:
         best = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k not in ("epoch", "split"))
         where = f" on the {metrics['split']} identities" if "split" in metrics else ""
         print(f"best checkpoint: {result.best} (epoch {metrics.get('epoch')}{where}: {best})")
+    elif config.run.eval_every == 0:
+        print("no best checkpoint: run.eval_every is 0 (no validation during training); evaluate `last`")
     return 0

@@ -352,7 +352,17 @@ class VideoSource:
             return frame
 
     # ----- reader thread ------------------------------------------------------------------------
-    def _check_and_open(self) -> Any:
+    def check_file(self) -> None:
+        """For a file source, fail now if the file is missing or a folder (before a model is loaded or
+        an output written); network, device and GStreamer sources are only known once opened.
+
+        Raises:
+            StreamError: naming the camera, the path and what to give instead.
+        """
+        if self.kind in (SourceKind.FILE, SourceKind.IMAGES):
+            self._file_path()
+
+    def _file_path(self) -> Path:
         path = Path(self.uri.removeprefix("file://"))
         if self.kind is SourceKind.IMAGES:
             path = next((Path(str(path) % i) for i in (0, 1) if Path(str(path) % i).is_file()), path)
@@ -363,6 +373,10 @@ class VideoSource:
             )
         if path.is_dir():
             raise StreamError(f"camera {self.camera}: {str(path)!r} is a folder; give a video file")
+        return path
+
+    def _check_and_open(self) -> Any:
+        path = self._file_path()
         cap = self._opener(self.uri, self.kind, self.open_timeout, self.read_timeout)
         if not cap.isOpened():
             cap.release()

@@ -47,6 +47,10 @@ def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tm
         card = ModelCard.from_onnx(out / name)
         assert card.match_threshold is not None and card.match_threshold_fmr == 0.01
         assert card.match_threshold_data["precision"] == card.precision.value
+        impostors = card.match_threshold_data["impostor_pairs"]
+        step = "fp16" if "fp16" in name else "onnx"
+        warned = f"{step}: warning: {impostors} impostor pairs cannot measure" in printed
+        assert warned == (impostors * 0.01 < 1)  # warned exactly when the pairs cannot resolve 1 %
     config = parse_config((out / "triton" / "m" / "config.pbtxt").read_text())
     assert config.platform == "onnxruntime_onnx" and (out / "triton" / "m" / "1" / "model.onnx").is_file()
     result = json.loads((out / "r.json").read_text())
@@ -140,11 +144,24 @@ def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
         (["--to", "onnx,tflite"], ConfigError, "onnx, fp16, int8, engine, triton"),
         (["--to", "onnx"], ConfigError, "already ONNX"),
         (["--to", "fp16"], ConfigError, "already FP16"),
+        (["--to", "int8"], ConfigError, "int8 step needs calibration images: pass --int8-data"),
+        (
+            ["--to", "int8", "--int8-data", "/nonexistent/sysu"],
+            ConfigError,
+            "--int8-data /nonexistent/sysu: no",
+        ),
+        (
+            ["--to", "triton", "--calibrate", "/nonexistent/sysu"],
+            ConfigError,
+            "--calibrate /nonexistent/sysu: no",
+        ),
     ],
 )
 def test_export_argument_errors(tiny_fp16, tmp_path, argv, error, match) -> None:
+    out = tmp_path / "out"
     with pytest.raises(error, match=match):
-        cli(export_cmd, [str(tiny_fp16), "--out", str(tmp_path), *argv])
+        cli(export_cmd, [str(tiny_fp16), "--out", str(out), *argv])
+    assert not out.exists() or not any(out.iterdir())  # refused before the first step wrote anything
     with pytest.raises(SystemExit):
         cli(export_cmd, [str(tiny_fp16), "--batch", "1,2"])
 

@@ -169,6 +169,17 @@ def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path
         assert f"within {name}: threshold" in str(calibration)
 
 
+def test_a_calibration_that_cannot_be_trusted_says_why() -> None:
+    from vireid.export.calibrate import Calibration
+
+    fine = Calibration(0.5, 1e-3, 9e-4, 0.3, genuine_pairs=2048, impostor_pairs=38848)
+    assert fine.warnings() == []
+    tiny = Calibration(0.95, 1e-3, 0.0, 0.0, genuine_pairs=171, impostor_pairs=324)
+    few, blind = tiny.warnings()
+    assert "324 impostor pairs cannot measure a false-match rate of 0.001" in few and "3.1e-03" in few
+    assert "true-match rate 0" in blind
+
+
 def test_calibration_data_errors(tmp_path: Path, tiny_sysu: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         calibrate_threshold(embed, tmp_path / "nothing", SIZE)

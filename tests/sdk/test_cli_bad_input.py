@@ -168,6 +168,14 @@ def test_a_folder_where_a_file_belongs_is_named_as_such(capsys, tmp_path: Path) 
     assert "is a folder; a gallery is one SQLite file" in capsys.readouterr().err
 
 
+def test_info_on_a_checkpoint_says_to_export_it(capsys, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "last.safetensors"
+    checkpoint.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    assert main(["info", str(checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "a training checkpoint, not an exported model" in err and f"vireid export {checkpoint}" in err
+
+
 def test_yolo_options_without_the_yolo_detector_are_refused(capsys, tmp_path: Path) -> None:
     argv = ["run", "-s", f"visible={tmp_path / 'v.mp4'}", "-m", str(tmp_path / "m.onnx")]
     assert main([*argv, "--detector-conf", "0.5"]) == 1

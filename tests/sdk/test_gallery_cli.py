@@ -210,6 +210,8 @@ def test_enroll_and_search_with_the_real_embedder_and_contract_model(tmp_path: P
         1, abs=1e-5
     )
     assert {m["identity"] for m in result["matches"]} == {"red", "green", "blue"}
+    # the card's threshold (0.5 for every pair here) says which scores are matches
+    assert all(m["match"] == (m["score"] >= 0.5) for m in result["matches"]) and result["matches"][0]["match"]
     assert vireid(*enroll, "rgb", "--name", "red", crops[1]) == 0  # red: two images now
     capsys.readouterr()
     assert vireid(*query, "--modality", "rgb", "--score", "centroid", crops[0]) == 0

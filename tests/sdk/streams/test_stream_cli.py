@@ -71,11 +71,42 @@ def test_run_processes_files_and_writes_events_and_videos(
     ],
 )
 def test_run_errors_are_one_line_messages(
-    vireid, contract_model: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+    vireid,
+    scene: Path,
+    contract_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
 ) -> None:
+    extra = [
+        e.replace("a.mp4", str(scene / "visible.mp4")).replace("b.mp4", str(scene / "infrared.mp4"))
+        for e in extra
+    ]
     assert vireid(["run", "--model", str(contract_model), "--device", "cpu", *extra]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vireid run: error:") and message in err
+
+
+def test_a_run_that_cannot_start_leaves_no_events_file_behind(
+    vireid, contract_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Otherwise the corrected rerun would be refused ("holds events of an earlier run")."""
+    events = tmp_path / "ev.jsonl"
+    undecodable = tmp_path / "broken.mp4"
+    undecodable.write_bytes(os.urandom(256))
+    for source in (tmp_path / "missing.mp4", undecodable):
+        argv = [
+            "run",
+            "--source",
+            f"visible={source}",
+            "--model",
+            str(contract_model),
+            "--events",
+            str(events),
+        ]
+        assert vireid([*argv, "--device", "cpu"]) == 1
+        assert "vireid run: error: camera visible:" in capsys.readouterr().err
+        assert not events.exists()
 
 
 def test_show_without_a_gui_says_what_to_install(
