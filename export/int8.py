@@ -343,7 +343,7 @@ def to_int8(
     )
     set_card(quantized, int8_card)
     save_onnx(quantized, out)
-    log.info("INT8: %s, %d nodes kept in float, probe cosine %s", out.name, len(final_exclude), cos)
+    log.debug("INT8: %s, %d nodes kept in float, probe cosine %s", out.name, len(final_exclude), cos)
     return result
 
 

@@ -369,5 +369,5 @@ def _report(
         thresholds=limits,
         failures=tuple(failures),
     )
-    log.info("parity %s vs %s: %s", cand_label, ref_label, "pass" if report else "FAIL")
+    log.debug("parity %s vs %s: %s", cand_label, ref_label, "pass" if report else "FAIL")
     return report

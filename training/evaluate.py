@@ -8,9 +8,10 @@ that deployment uses (`ArtifactEmbedder`), so a score difference is the artifact
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from vireid.errors import ConfigError
 from vireid.modality import Modality
 
-from .data.protocols import ProtocolResult, run_protocol
+from .data.protocols import EmbedFn, ProtocolResult, run_protocol
 from .images import load_resized
 
 log = logging.getLogger("vireid.evaluate")
@@ -159,13 +160,58 @@ def evaluate_any(
     `device` for artifacts is a runtime device (`auto`, `cpu`, `cuda`, `tensorrt`); for checkpoints a
     torch device (`auto`, `cpu`, `cuda`, `cuda:N`).
     """
+    results = evaluate_directions(model, data_root, protocol, shots, trials, batch_size, device, (reverse,))
+    return results[reverse]
+
+
+def evaluate_directions(
+    model: str | Path,
+    data_root: str | Path,
+    protocol: str,
+    shots: int = 1,
+    trials: int | Sequence[int] = 10,
+    batch_size: int = 64,
+    device: str = "auto",
+    directions: Sequence[bool] = (False, True),
+) -> dict[bool, ProtocolResult]:
+    """`evaluate_any` in each direction (`reverse` False, True) with the model loaded once and every
+    image embedded once: both directions use the same query and gallery images."""
+    with _embedder_for(model, device, batch_size) as embed:
+        once = _EmbedOnce(embed)
+        return {
+            reverse: run_protocol(once, data_root, protocol, shots=shots, trials=trials, reverse=reverse)
+            for reverse in directions
+        }
+
+
+@contextlib.contextmanager
+def _embedder_for(model: str | Path, device: str, batch_size: int) -> Iterator[EmbedFn]:
     if is_checkpoint(model):
-        return evaluate_checkpoint(model, data_root, protocol, shots, trials, batch_size, device, reverse)
+        from .trainer import resolve_device
+
+        resolved = str(resolve_device(device))
+        net, input_size = load_model(model, resolved)
+        yield TorchEmbedder(net, input_size, batch_size, resolved)
+        return
     embedder = ArtifactEmbedder(model, device, batch_size)
     try:
-        return run_protocol(embedder, data_root, protocol, shots=shots, trials=trials, reverse=reverse)
+        yield embedder
     finally:
         embedder.close()
+
+
+class _EmbedOnce:
+    """An `EmbedFn` that remembers each (path, modality)'s vector, so a second protocol run reuses it."""
+
+    def __init__(self, embed: EmbedFn) -> None:
+        self._embed, self._seen = embed, {}
+
+    def __call__(self, paths: Sequence[Path], modality: Modality) -> np.ndarray:
+        todo = [p for p in dict.fromkeys(paths) if (p, int(modality)) not in self._seen]
+        if todo:
+            vectors = np.asarray(self._embed(todo, modality), np.float32)
+            self._seen.update({(p, int(modality)): v for p, v in zip(todo, vectors, strict=True)})
+        return np.stack([self._seen[(p, int(modality))] for p in paths])
 
 
 def evaluate_model(

@@ -65,20 +65,18 @@ def run(args: argparse.Namespace) -> int:
             raise InputSpecError(
                 f"{path}: no such file; pass a checkpoint (.safetensors) or an artifact (.onnx, .engine)"
             )
-    from vireid.training.evaluate import evaluate_any, is_checkpoint
+    from vireid.training.evaluate import evaluate_directions, is_checkpoint
 
     if any(is_checkpoint(p) for p in models):
         require("torch", "train", "vireid evaluate on a checkpoint")
     trials = _trials(args, models)
     directions = (False, True) if args.both_directions else (False,)
     results: dict[str, dict[bool, Any]] = {}
-    for path in models:
-        results[path] = {}
-        for reverse in directions:
-            result = evaluate_any(
-                path, args.data, args.protocol, args.shots, trials, args.batch, args.device, reverse
-            )
-            results[path][reverse] = result
+    for path in models:  # one model load per file; both directions share its embeddings
+        results[path] = evaluate_directions(
+            path, args.data, args.protocol, args.shots, trials, args.batch, args.device, directions
+        )
+        for result in results[path].values():
             print(f"{path}:\n{result.table()}\n")
     output: dict[str, Any] = {"model": _summary(results[model])}
     if args.reference:

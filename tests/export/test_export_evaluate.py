@@ -30,6 +30,34 @@ def test_onnx_scores_like_its_checkpoint_in_both_directions(
     assert backward.trials[0].num_gallery == forward.trials[0].num_query
 
 
+def _recording(kind: type, embedded: list[tuple[Path, int]]):
+    original = kind.__call__
+
+    def call(self, paths, modality):
+        embedded.extend((p, int(modality)) for p in paths)
+        return original(self, paths, modality)
+
+    return call
+
+
+def test_both_directions_share_one_model_load_and_embed_each_image_once(
+    tiny_checkpoint: Path, tiny_onnx: Path, tiny_sysu: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vireid.training import evaluate as evaluation
+
+    for model, kind in (
+        (tiny_onnx, evaluation.ArtifactEmbedder),
+        (tiny_checkpoint, evaluation.TorchEmbedder),
+    ):
+        embedded: list[tuple[Path, int]] = []
+        monkeypatch.setattr(kind, "__call__", _recording(kind, embedded))
+        both = evaluation.evaluate_directions(model, tiny_sysu, "sysu-all", trials=2, device="cpu")
+        assert embedded and len(embedded) == len(set(embedded))  # nothing embedded twice
+        for reverse in (False, True):
+            alone = evaluate_any(model, tiny_sysu, "sysu-all", trials=2, device="cpu", reverse=reverse)
+            assert both[reverse].direction == alone.direction and both[reverse].mean() == alone.mean()
+
+
 def test_evaluate_cli_compares_an_fp16_artifact_with_its_checkpoint(
     tiny_checkpoint: Path,
     tiny_fp16: Path,
