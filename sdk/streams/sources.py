@@ -443,9 +443,12 @@ class VideoSource:
         return None
 
     def _wait_backoff(self, attempt: int) -> None:
+        self._stop.wait(self._backoff_delay(attempt))
+
+    def _backoff_delay(self, attempt: int) -> float:
+        """Seconds before reconnection attempt `attempt` + 1: doubling from the first, capped, +0–25 %."""
         first, longest = self.backoff
-        delay = min(longest, first * 2**attempt) * (1.0 + 0.25 * self._rng.random())
-        self._stop.wait(delay)
+        return min(longest, first * 2**attempt) * (1.0 + 0.25 * self._rng.random())
 
     def _read_until_end(self, cap: Any) -> bool:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
