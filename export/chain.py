@@ -145,6 +145,14 @@ def export_chain(
     if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):
         emit(warning)
     name = opt.name or source.name.split(".")[0]
+    if _is_engine(source):  # built elsewhere (trtexec + --attach): only a Triton entry can follow
+        if wanted != ["triton"]:
+            raise ConfigError(
+                f"{source} is a TensorRT engine; the only step from an engine is triton (--to triton). "
+                "The other steps start from a checkpoint or an .onnx"
+            )
+        _triton_stage(chain, source, name)
+        return chain.result
     onnx_path, fp16_path = _onnx_stage(chain, source, wanted, name)
     if "fp16" in wanted:
         if fp16_path is not None:
@@ -159,14 +167,25 @@ def export_chain(
     if "engine" in wanted:
         final = _engine_stage(chain, int8_path or final)
     if "triton" in wanted:
-        from .triton import to_triton
-
-        model = to_triton(
-            final, out / "triton", opt.triton_name or name.replace(" ", "_"), opt.triton_max_batch
-        )
-        chain.result.artifacts["triton"] = model.directory
-        emit(f"triton: wrote {model.config} ({model.platform}, max_batch_size {model.max_batch_size})")
+        _triton_stage(chain, final, name)
     return chain.result
+
+
+def _is_engine(path: Path) -> bool:
+    from vireid.backends.registry import FORMATS
+
+    return path.suffix.lower() in FORMATS["tensorrt"].suffixes
+
+
+def _triton_stage(chain: _Chain, artifact: Path, name: str) -> None:
+    from .triton import to_triton
+
+    opt = chain.opt
+    model = to_triton(
+        artifact, chain.out / "triton", opt.triton_name or name.replace(" ", "_"), opt.triton_max_batch
+    )
+    chain.result.artifacts["triton"] = model.directory
+    chain.emit(f"triton: wrote {model.config} ({model.platform}, max_batch_size {model.max_batch_size})")
 
 
 def _check_data_folders(wanted: list[str], opt: ChainOptions) -> None:

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from vireid.card import ModelCard
+from vireid.card import TRITON_CARD, ModelCard
 from vireid.errors import ArtifactError, ConfigError, MissingDependencyError
 
 from .artifact import log
@@ -185,7 +185,7 @@ def to_triton(
         shutil.rmtree(version_dir)
     version_dir.mkdir(parents=True)
     shutil.copyfile(artifact, version_dir / filename)
-    (model_dir / "vireid_card.json").write_text(card.to_json() + "\n", encoding="utf-8")
+    (model_dir / TRITON_CARD).write_text(card.to_json() + "\n", encoding="utf-8")
     config = model_dir / "config.pbtxt"
     config.write_text(text, encoding="utf-8")
     return TritonModel(model_dir, config, version_dir / filename, platform, max_batch)

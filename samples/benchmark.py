@@ -9,7 +9,7 @@ MODEL is an exported `.onnx` (its `.fp16.onnx` sibling is used when present), a 
 checkpoint (`.safetensors`, for the PyTorch row) or `random:BACKBONE[@HxW]` for an untrained model.
 
     python samples/benchmark.py demo/models/demo.onnx                      # after `make demo`
-    python samples/benchmark.py models/model.onnx --backends ort-cpu --batches 1,8 --json bench.json
+    python samples/benchmark.py models/model.onnx --backend ort-cpu --batch 1,8 --json bench.json
 
 With an `.onnx` or `.engine` this needs the runtime only (`pip install 'vireid[onnx]'`); a checkpoint,
 `random:...` or a missing FP16 file (converted on the fly) needs the `export` extra.
@@ -28,18 +28,18 @@ from vireid.bench import BACKENDS, PRECISIONS, BenchConfig, run_bench
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model.onnx, model.engine, checkpoint.safetensors or random:BACKBONE")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="default: %(default)s")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="default: %(default)s")
-    parser.add_argument("--batches", default="1,8,32", help="batch sizes (default: %(default)s)")
+    parser.add_argument("--backend", default=",".join(BACKENDS), help="default: %(default)s")
+    parser.add_argument("--precision", default=",".join(PRECISIONS), help="default: %(default)s")
+    parser.add_argument("--batch", default="1,8,32", help="batch sizes (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per row (default 3)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
 
     config = BenchConfig(
-        backends=tuple(args.backends.split(",")),
-        precisions=tuple(args.precisions.split(",")),
-        batches=tuple(int(b) for b in args.batches.split(",")),
+        backends=tuple(args.backend.split(",")),
+        precisions=tuple(args.precision.split(",")),
+        batches=tuple(int(b) for b in args.batch.split(",")),
         seconds=args.seconds,
         threads=args.threads,
     )

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         vireid.Embedder(args.model, device=args.device) as embedder,
         vireid.Gallery(args.gallery, embedder.embedding_space, embedder.dim) as gallery,
     ):
-        print(f"model {embedder.card.model_name} on {embedder.device}, match threshold {embedder.threshold}")
+        shown = "none" if embedder.threshold is None else f"{embedder.threshold:.4f}"
+        print(f"model {embedder.card.model_name} on {embedder.device}, match threshold {shown}")
         for person in people:
             enroll(gallery, embedder, crops_of(args.data, person, VISIBLE_CAMERAS, args.per_person), person)
         info = gallery.info()
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         found = "  ".join(f"{m.identity} {m.score:.3f}{mark}" for m, mark in marked)
         print(f"{file.relative_to(args.data)} (person {person}) -> {found}")
     if threshold is not None:
-        print(f"(* = score >= {threshold:g}, the model's match threshold: the same person)")
+        print(f"(* = score >= {threshold:.4f}, the model's match threshold: the same person)")
     print(f"rank-1: {correct}/{len(people)} infrared queries matched their own identity first")
     return 0
 

@@ -79,6 +79,7 @@ def _within_problems(within: Mapping[str, float] | None) -> list[str]:
     return problems
 
 
+TRITON_CARD = "vireid_card.json"  # the card's file in a Triton model folder (`vireid export --to triton`)
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 
 
@@ -336,8 +337,11 @@ class ModelCard:
 
     @classmethod
     def from_artifact(cls, path: str | Path) -> ModelCard:
-        """Read the card of any artifact: `.onnx` from metadata, anything else from its sidecar."""
+        """Read the card of any artifact: `.onnx` from metadata, a Triton model folder from its
+        `vireid_card.json`, anything else from its sidecar."""
         path = Path(path)
+        if path.is_dir() and (path / TRITON_CARD).is_file():
+            return cls.from_json((path / TRITON_CARD).read_text(encoding="utf-8"), str(path / TRITON_CARD))
         if path.suffix.lower() == ".onnx":
             return cls.from_onnx(path)
         if path.suffix.lower() in _CHECKPOINT_SUFFIXES:

@@ -127,6 +127,11 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         raise ArtifactError(
             f"{path}: is a folder; pass a checkpoint inside it, e.g. {Path(path) / 'last.safetensors'}"
         )
+    if Path(path).suffix.lower() not in ("", ".safetensors", ".json"):
+        raise ArtifactError(
+            f"{path}: not a training checkpoint (a pair NAME.safetensors + NAME.json); this command needs "
+            "the checkpoint the model was trained into (e.g. runs/demo/last.safetensors)"
+        )
     weights, desc = paths_for(path)
     for needed in (weights, desc):
         if not needed.is_file():

@@ -77,7 +77,9 @@ class PipelineBenchConfig:
         if self.detector not in DETECTORS:
             raise ConfigError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
         if self.detector == "yolo" and self.detector_model is None:
-            raise ConfigError("detector 'yolo' needs detector_model (a YOLO-format .onnx file)")
+            raise ConfigError(
+                "detector 'yolo' needs detector_model (--detector-model): a YOLO-format .onnx file"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.enroll_seconds <= 0 or self.enroll_step < 1 or self.embed_every < 1 or self.min_frames < 1:
@@ -492,9 +494,11 @@ def _summary_lines(result: PipelineBenchResult) -> list[str]:
         if result.elapsed_s
         else "-"
     )
+    frames = ", ".join(f"{cam} {n}" for cam, n in result.frames.items())
+    dropped = ", ".join(f"{cam} {n}" for cam, n in result.dropped.items())
     lines.append(
-        f"real-time factor {result.realtime_factor:.2f}x ({result.config.mode}), frames {result.frames}, "
-        f"processed fps per source: {fps}, dropped {result.dropped}"
+        f"real-time factor {result.realtime_factor:.2f}x ({result.config.mode}), frames {frames}, "
+        f"processed fps per source: {fps}, dropped {dropped}"
     )
     for cam, lat in result.latency_ms.items():
         if lat["p50"] is not None:

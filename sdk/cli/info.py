@@ -1,4 +1,5 @@
-"""Print the model card of an exported artifact (.onnx, or an engine with its .json sidecar)."""
+"""Print the model card of an exported artifact (.onnx, an engine with its .json sidecar, or a Triton model
+folder with its vireid_card.json)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ..card import ModelCard
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid info`."""
-    parser.add_argument("artifact", help="path of an .onnx file or a TensorRT .engine")
+    parser.add_argument("artifact", help="an .onnx file, a TensorRT .engine or a Triton model folder")
     parser.add_argument("--json", action="store_true", help="print the card as JSON")
 
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"modalities     {', '.join(str(m) for m in card.modalities)}")
     print(f"embedding      {card.embedding_dim}-d, L2-normalised: {card.normalized}")
     if card.match_threshold is None:
-        print("threshold      none recorded (vireid export calibrates one; see docs/concepts.md)")
+        print("threshold      none recorded (`vireid export ... --calibrate DIR` records one)")
     else:
         print(f"threshold      {card.match_threshold:.4f} (false-match rate {card.match_threshold_fmr})")
     if card.match_threshold_within:

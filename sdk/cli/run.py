@@ -267,3 +267,5 @@ def _summary(stats: Any, args: argparse.Namespace) -> None:
             print(f"vireid run: camera {source.camera} failed: {source.error}", file=sys.stderr)
     if args.events:
         print(f"vireid run: events in {args.events}", file=sys.stderr)
+    if args.video_out:
+        print(f"vireid run: annotated videos in {args.video_out}", file=sys.stderr)

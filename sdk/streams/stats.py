@@ -123,7 +123,8 @@ class PipelineStats:
             state = "" if source.state.value == "live" else f" {source.state.value}"
             parts.append(f"{source.camera} {fps:4.1f} fps{state}")
         tracks = sum(c.active_tracks for c in self.cameras.values())
-        parts.append(f"tracks {tracks} named {self.identified}")
+        started = self.events.get("track_started", 0)
+        parts.append(f"tracks {tracks} now ({started} in all), named {self.identified} now")
         stage_text = " ".join(
             f"{n} {self.stages[n].mean_ms:.1f}" for n in ("detect", "embed", "step") if n in self.stages
         )

@@ -10,7 +10,7 @@ import sys
 import fake_tensorrt as fake
 import pytest
 
-from vireid import ConfigError, MissingDependencyError, ModelCard, VireidError
+from vireid import ArtifactError, ConfigError, MissingDependencyError, ModelCard, VireidError
 from vireid.cli import export as export_cmd
 from vireid.cli import verify as verify_cmd
 from vireid.export.triton import parse_config
@@ -51,6 +51,7 @@ def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tm
         step = "fp16" if "fp16" in name else "onnx"
         warned = f"{step}: warning: {impostors} impostor pairs cannot measure" in printed
         assert warned == (impostors * 0.01 < 1)  # warned exactly when the pairs cannot resolve 1 %
+    assert ModelCard.from_artifact(out / "triton" / "m") == ModelCard.from_onnx(out / "m.fp16.onnx")  # info
     config = parse_config((out / "triton" / "m" / "config.pbtxt").read_text())
     assert config.platform == "onnxruntime_onnx" and (out / "triton" / "m" / "1" / "model.onnx").is_file()
     result = json.loads((out / "r.json").read_text())
@@ -136,6 +137,13 @@ def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
     )
     assert cli(export_cmd, [str(tiny_fp16), "--attach", str(engine), "--batch", "1,4,16"]) == 0
     assert ModelCard.from_engine(engine).profile.max == 16
+    # an engine built elsewhere can go on into a Triton repository, and nowhere else
+    assert cli(export_cmd, [str(engine), "--to", "triton", "--out", str(tmp_path / "t")]) == 0
+    assert "tensorrt_plan" in (tmp_path / "t" / "triton" / "tiny" / "config.pbtxt").read_text()
+    with pytest.raises(ConfigError, match="the only step from an engine is triton"):
+        cli(export_cmd, [str(engine), "--to", "fp16", "--out", str(tmp_path / "t2")])
+    with pytest.raises(ArtifactError, match="not a training checkpoint"):
+        cli(export_cmd, [str(engine.with_suffix(".bin")), "--out", str(tmp_path / "t3")])
 
 
 @pytest.mark.parametrize(

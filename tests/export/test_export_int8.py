@@ -111,8 +111,21 @@ def test_leakage_guard_refuses_test_identities_in_the_training_list(tiny_sysu: P
     train = (leaky / "exp" / "train_id.txt").read_text().strip()
     test = (leaky / "exp" / "test_id.txt").read_text().strip()
     (leaky / "exp" / "train_id.txt").write_text(f"{train},{test}\n")  # test ids listed as training ids
-    with pytest.raises(DatasetError, match="test identities"):
+    with pytest.raises(DatasetError, match=r"identities are in both train_id\.txt and test_id\.txt"):
         calibration_set(leaky, (128, 64), images=200, visible_fraction=0.5)
+
+
+def test_leakage_guard_refuses_a_regdb_split_whose_lists_share_people(tmp_path: Path) -> None:
+    """SYSU-MM01 split lists are checked when the folder is read; RegDB's index files by this guard."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+    from layouts import make_regdb
+
+    root = make_regdb(tmp_path / "regdb")
+    shared = (root / "idx" / "test_visible_1.txt").read_text().splitlines()[0]  # a test person's image
+    with (root / "idx" / "train_visible_1.txt").open("a") as index:
+        index.write(shared + "\n")
+    with pytest.raises(DatasetError, match="calibration would use test identities"):
+        calibration_set(root, (32, 16), images=40, visible_fraction=1.0)
 
 
 def test_backbone_output_stays_float_and_is_dequantised_once(tiny_onnx: Path, tiny_int8: Path) -> None:

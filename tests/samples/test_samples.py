@@ -103,7 +103,7 @@ def test_export_and_verify(tmp_path: Path) -> None:
 
 def test_benchmark(data: dict[str, Path], tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    args = [data["model"], "--backends", "ort-cpu,torch", "--precisions", "fp32", "--batches", "1,4"]
+    args = [data["model"], "--backend", "ort-cpu,torch", "--precision", "fp32", "--batch", "1,4"]
     out = run_sample("benchmark.py", *args, "--seconds", 0.1, "--json", report, cwd=tmp_path)
     assert "input 32x16, 16-d" in out
     assert re.search(r"^ort-cpu\s+fp32\s+1\s+\d", out, re.M) and re.search(

@@ -57,3 +57,14 @@ def test_info_prints_card(tmp_path: Path) -> None:
     done = run_cli("info", str(write_onnx(tmp_path / "q.onnx", {CARD_KEY: int8.to_json()})))
     assert "resnet50 (parts [4, 2], specific_stages 2)" in done.stdout
     assert "entropy, 512 train images, 100% visible / 0% infrared" in done.stdout
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vireid info m.onnx | head -1`: the pipe closes under the command; no traceback, exit 0."""
+    from vireid.cli import info
+
+    def write_into_a_closed_pipe(args: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(info, "run", write_into_a_closed_pipe)
+    assert main(["info", "m.onnx"]) == 0

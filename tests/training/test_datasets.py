@@ -90,6 +90,11 @@ def test_sysu_multi_shot_draws_ten_per_camera_reproducibly(tmp_path: Path) -> No
         (lambda r: (r / "exp" / "test_id.txt").unlink(), "identity list is missing"),
         (lambda r: (r / "exp" / "train_id.txt").write_text("one;two\n"), "comma-separated integer ids"),
         (lambda r: (r / "exp" / "val_id.txt").write_text(""), "comma-separated integer ids"),
+        (
+            lambda r: (r / "exp" / "val_id.txt").write_text("4,5\n"),
+            r"1 identity is in both val_id.txt and test_id.txt \(5\)",
+        ),
+        (lambda r: (r / "exp" / "test_id.txt").write_text("5,6\n7,8\n"), "ids after the first line"),
     ],
 )
 def test_sysu_bad_layout_names_path_and_expected_layout(tmp_path: Path, damage, message: str) -> None:
@@ -98,6 +103,19 @@ def test_sysu_bad_layout_names_path_and_expected_layout(tmp_path: Path, damage, 
     with pytest.raises(DatasetError, match=message) as info:
         SysuMM01(root)
     assert str(root) in str(info.value) and "Expected layout" in str(info.value)
+
+
+def test_a_folder_of_the_other_layout_or_unpadded_ids_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="looks like a RegDB folder"):
+        SysuMM01(make_regdb(tmp_path / "regdb"))
+    with pytest.raises(DatasetError, match="looks like a SYSU-MM01 folder"):
+        RegDB(make_sysu(tmp_path / "sysu"))
+    root = make_sysu(tmp_path / "unpadded")
+    for cam in range(1, 7):
+        for folder in (root / f"cam{cam}").iterdir():
+            folder.rename(folder.with_name(str(int(folder.name))))
+    with pytest.raises(DatasetError, match=r"four digits \(cam1/0001\), found cam1/1"):
+        SysuMM01(root).train_set()
 
 
 def test_missing_dataset_folder(tmp_path: Path) -> None:

@@ -36,7 +36,14 @@ class RegDB:
             raise DatasetError(self.root, "RegDB folder does not exist", EXPECTED_LAYOUT)
         missing = [name for name in ("Visible", "Thermal", "idx") if not (self.root / name).is_dir()]
         if missing:
-            raise DatasetError(self.root, f"folders missing: {', '.join(missing)}", EXPECTED_LAYOUT)
+            sysu = all((self.root / f"cam{c}").is_dir() for c in (1, 3))
+            hint = (
+                "; this looks like a SYSU-MM01 folder (cam1..cam6): use a SYSU protocol "
+                "(--protocol sysu-all) or train with data.dataset: sysu"
+                if sysu
+                else ""
+            )
+            raise DatasetError(self.root, f"folders missing: {', '.join(missing)}{hint}", EXPECTED_LAYOUT)
 
     def split(self, trial: int, part: str, modality: Modality | str) -> ImageSet:
         """Images of split `trial` (1..10), `part` train/test, one modality, as listed in `idx/`."""

@@ -58,12 +58,32 @@ def read_id_file(path: Path) -> list[int]:
         raise DatasetError(path, "identity list is missing", EXPECTED_LAYOUT)
     lines = path.read_text(encoding="utf-8").splitlines()
     try:
-        return [int(token) for token in lines[0].split(",") if token.strip()]
+        ids = [int(token) for token in lines[0].split(",") if token.strip()]
     except (ValueError, IndexError):
         first = lines[0][:60] if lines else "<empty file>"
         raise DatasetError(
             path, f"expected comma-separated integer ids on the first line, got {first!r}", EXPECTED_LAYOUT
         ) from None
+    if any(line.strip() for line in lines[1:]):  # the reference reads the first line only
+        raise DatasetError(
+            path, "ids after the first line would be ignored; put every id on the first line", EXPECTED_LAYOUT
+        )
+    return ids
+
+
+def _check_disjoint(root: Path, ids: dict[str, list[int]]) -> None:
+    """Train, val and test identities must not overlap (test identities are never trained on)."""
+    for first, second in (("train", "test"), ("val", "test"), ("train", "val")):
+        shared = sorted(set(ids[first]) & set(ids[second]))
+        if shared:
+            shown = ", ".join(map(str, shared[:8])) + (", ..." if len(shared) > 8 else "")
+            raise DatasetError(
+                root / "exp",
+                f"{len(shared)} {'identity is' if len(shared) == 1 else 'identities are'} in both "
+                f"{first}_id.txt and {second}_id.txt ({shown}); "
+                "each identity belongs to one split",
+                EXPECTED_LAYOUT,
+            )
 
 
 class SysuMM01:
@@ -75,10 +95,20 @@ class SysuMM01:
             raise DatasetError(self.root, "SYSU-MM01 folder does not exist", EXPECTED_LAYOUT)
         missing = [f"cam{c}" for c in sorted(CAMERA_MODALITY) if not (self.root / f"cam{c}").is_dir()]
         if missing:
-            raise DatasetError(self.root, f"camera folders missing: {', '.join(missing)}", EXPECTED_LAYOUT)
+            regdb = all((self.root / name).is_dir() for name in ("Visible", "Thermal"))
+            hint = (
+                "; this looks like a RegDB folder (Visible/, Thermal/): use a RegDB protocol "
+                "(--protocol regdb-v2t) or train with data.dataset: regdb"
+                if regdb
+                else ""
+            )
+            raise DatasetError(
+                self.root, f"camera folders missing: {', '.join(missing)}{hint}", EXPECTED_LAYOUT
+            )
         self._ids = {
             split: read_id_file(self.root / "exp" / f"{split}_id.txt") for split in ("train", "val", "test")
         }
+        _check_disjoint(self.root, self._ids)
 
     def ids(self, split: str) -> list[int]:
         """Identity ids of `train`, `val` or `test` as listed in `exp/`."""
@@ -103,8 +133,19 @@ class SysuMM01:
         pids = sorted(set(self._ids["train"]) | (set(self._ids["val"]) if with_val else set()))
         images = self.collect(pids, tuple(sorted(CAMERA_MODALITY)))
         if len(images) == 0:
-            raise DatasetError(self.root, "no training images found for the ids in exp/train_id.txt")
+            raise DatasetError(
+                self.root,
+                "no training images found for the ids in exp/train_id.txt" + self._unpadded_hint(pids),
+            )
         return images
+
+    def _unpadded_hint(self, pids: Sequence[int]) -> str:
+        """The usual cause of ids without images: folders named `1` instead of `0001`."""
+        for pid in list(pids)[:20]:
+            for cam in sorted(CAMERA_MODALITY):
+                if (self.root / f"cam{cam}" / str(pid)).is_dir():
+                    return f"; identity folders have four digits (cam{cam}/{pid:04d}), found cam{cam}/{pid}"
+        return ""
 
     def _eval_ids(self, split: str) -> list[int]:
         if split not in ("test", "val"):
@@ -118,7 +159,9 @@ class SysuMM01:
         images = self.collect(pids, INFRARED_CAMERAS)
         if len(images) == 0:
             raise DatasetError(
-                self.root, f"no infrared {split} images under cam3/ or cam6/ for exp/{split}_id.txt"
+                self.root,
+                f"no infrared {split} images under cam3/ or cam6/ for exp/{split}_id.txt"
+                + self._unpadded_hint(pids),
             )
         _warn_missing(self.root, split, sorted(set(pids) - set(images.pids.tolist())), len(pids))
         return images
