@@ -198,9 +198,8 @@ class BenchReport:
             )
         grouped: dict[tuple[str, str], list[str]] = {}  # one line per backend and reason
         for s in self.skipped:
-            grouped.setdefault((s.backend, s.reason), []).append(s.precision)
+            grouped.setdefault((s.backend, _short_reason(s.reason)), []).append(s.precision)
         for (backend, reason), precisions in grouped.items():
-            reason = reason if len(reason) <= 200 else reason[:197] + "..."
             lines.append(f"{backend:9s} {','.join(precisions)} skipped: {reason}")
         if self.reference:
             lines.append(f"cos ref: lowest cosine to the {self.reference} embeddings of the same images")
@@ -728,6 +727,16 @@ def comparison_table(reports: Sequence[BenchReport]) -> str:
     if len(lines) == 2:
         lines.append("(no configuration ran for every model)")
     return "\n".join(lines)
+
+
+def _short_reason(reason: str, limit: int = 160) -> str:
+    """A skip reason for the table: without the file it names (the row says which) and only its first
+    sentence, cut at a word; the JSON report keeps the whole text."""
+    reason = re.sub(r"^\S+\.(?:onnx|engine|plan|trt|safetensors|json): ", "", reason)
+    first = reason.split(". ")[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _reason(exc: BaseException, workdir: Path | None = None) -> str:

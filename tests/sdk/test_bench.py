@@ -309,3 +309,12 @@ def torch_cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
+
+
+def test_skip_reasons_in_the_table_drop_the_file_and_keep_the_first_sentence() -> None:
+    from vireid.bench.runtime import _short_reason
+
+    reason = "models/m.fp16.onnx: device='cuda' needs the CUDA provider. Fix: pip install onnxruntime-gpu"
+    assert _short_reason(reason) == "device='cuda' needs the CUDA provider"
+    long = _short_reason("word " * 60)
+    assert long.endswith(" ...") and len(long) <= 164 and "wor ..." not in long
