@@ -10,6 +10,7 @@ half-replaced or empty.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from .errors import InputSpecError
-from .imageio import read_image
+from .imageio import has_colour, read_image
 from .modality import Modality
 from .progress import progress
+
+log = logging.getLogger("vireid")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 SHOWN_PROBLEMS = 20
@@ -82,6 +85,7 @@ def embed_files(
         raise InputSpecError(f"batch must be a positive integer, got {batch!r}")
     chunks = [files[i : i + batch] for i in range(0, len(files), batch)]
     vectors, used, bad = [], [], []
+    coloured = 0
     for chunk in progress(chunks, desc="embedding", total=len(chunks)):
         images = []
         for path in chunk:
@@ -90,6 +94,7 @@ def embed_files(
                 used.append(path)
             except InputSpecError as exc:
                 bad.append((path, str(exc)))
+        coloured += sum(has_colour(image) for image in images)
         if images and (skip_bad or not bad):
             vectors.append(np.asarray(embedder.embed(images, modality).vectors, dtype=np.float32))
     if bad and not skip_bad:
@@ -97,7 +102,26 @@ def embed_files(
             f"{len(bad)} images cannot be read (nothing was written):\n{describe_problems(bad)}\n"
             "Fix or remove them, or skip them (skip_bad=True / --skip-bad)."
         )
+    _check_modality(Modality.parse(modality), coloured, len(used))
     return (np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32)), used, bad
+
+
+def _check_modality(modality: Modality, coloured: int, total: int) -> None:
+    """Warn when the crops contradict their stated modality: most likely a wrong --modality."""
+    if not total:
+        return
+    if modality is Modality.INFRARED and coloured > total / 2:
+        log.warning(
+            "%d of %d crops given as infrared are in colour: are they visible-camera crops? "
+            "(a wrong modality sends them through the wrong stem)",
+            coloured,
+            total,
+        )
+    if modality is Modality.VISIBLE and coloured == 0 and total >= 3:
+        log.warning(
+            "all %d crops given as visible are grey: infrared crops? (fine for a visible camera at night)",
+            total,
+        )
 
 
 def describe_problems(bad: Sequence[tuple[Path, str]]) -> str:

@@ -29,3 +29,14 @@ def read_image(path: str | Path) -> np.ndarray:
         problem = "does not exist" if not path.exists() else "cannot be decoded as an image"
         raise InputSpecError(f"{path}: {problem}; expected a readable JPEG/PNG/BMP person crop")
     return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+
+COLOUR_SPREAD = 12.0  # mean max-min channel difference above which an image has colour (grey: ~0)
+
+
+def has_colour(image: np.ndarray) -> bool:
+    """Whether an RGB crop shows colour (a thermal or night camera's crop is grey in all three channels)."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        return False
+    small = image[::4, ::4].astype(np.int16)
+    return float((small.max(axis=2) - small.min(axis=2)).mean()) > COLOUR_SPREAD

@@ -22,6 +22,8 @@ import numpy as np
 
 from ..embedder import Embedder
 from ..errors import ConfigError, InputSpecError, VireidError
+from ..imageio import has_colour
+from ..modality import Modality
 from ..preprocess import crop_box
 from .appearance import colour_signatures
 from .config import PipelineConfig, check_cameras, check_modalities
@@ -46,6 +48,19 @@ class _Camera:
         self.source, self.detector, self.tracker = source, detector, tracker
         self.counter = CameraCounter()
         self.closed = False
+        self.colour_checked = False
+
+    def check_colour(self, frame: Frame) -> None:
+        """Once per camera: an infrared camera delivering colour frames is most likely mislabelled."""
+        if self.colour_checked:
+            return
+        self.colour_checked = True
+        if frame.modality is Modality.INFRARED and has_colour(frame.image):
+            log.warning(
+                "camera %s is declared infrared but its frames are in colour: a visible camera? "
+                "(check its --source MODALITY)",
+                frame.camera,
+            )
 
 
 class Pipeline:
@@ -334,6 +349,7 @@ class Pipeline:
                 raise InputSpecError(
                     f"frame from unknown camera {frame.camera!r}; cameras: {list(self._cameras)}"
                 )
+            cam.check_colour(frame)
             cam.counter.add(frame.pts, max(0.0, time.time() - frame.timestamp))
             detections, update = self._detect_track(cam, frame)
             events += self.matcher.observe(frame, update)

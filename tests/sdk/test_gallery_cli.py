@@ -289,3 +289,22 @@ def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_
     assert vireid("import", "-g", fresh, export) == 0
     assert vireid("import", "-g", fresh, export, "--on-conflict", "skip") == 0
     assert "imported 0 embeddings" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_crops_that_contradict_their_modality_are_flagged(tmp_path: Path, caplog) -> None:
+    from vireid.enrollment import embed_files
+
+    class ColourEmbedder:  # a fake embedder (named as such): only the warning is under test
+        def embed(self, images, modality):
+            return types.SimpleNamespace(vectors=np.stack([colour_vector(i) for i in images]))
+
+    colour = write_crops(tmp_path / "colour", [(200, 10, 10), (10, 200, 10), (10, 10, 200)])
+    grey = write_crops(tmp_path / "grey", [(90, 90, 90), (150, 150, 150), (30, 30, 30)])
+    cases = [(colour, "ir", "3 of 3 crops given as infrared are in colour"), (colour, "rgb", None),
+             (grey, "rgb", "all 3 crops given as visible are grey"), (grey, "ir", None)]  # fmt: skip
+    for files, modality, warning in cases:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="vireid"):
+            vectors, used, _ = embed_files(ColourEmbedder(), files, modality)
+        assert len(vectors) == len(used) == 3
+        assert (warning in caplog.text) if warning else "crops given as" not in caplog.text

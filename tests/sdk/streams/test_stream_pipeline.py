@@ -131,6 +131,26 @@ def test_motion_pipeline_writes_every_sink_and_ends_every_track(
     assert stats.realtime_factor > 0 and "visible" in stats.status_line()
 
 
+def test_an_infrared_camera_sending_colour_frames_is_flagged_once(embedder: Embedder, caplog) -> None:
+    cameras = [VideoSource("unused-a.mp4", "visible", "a"), VideoSource("unused-b.mp4", "infrared", "b")]
+    pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: []))
+    colour = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    grey = np.repeat(colour[:, :, :1], 3, axis=2)
+    with caplog.at_level("WARNING", logger="vireid"):
+        for i in range(3):
+            pipeline.step([Frame.of(colour, "visible", "a", i), Frame.of(colour, "infrared", "b", i)])
+    assert (
+        caplog.text.count("declared infrared but its frames are in colour") == 1 and "camera b" in caplog.text
+    )
+    caplog.clear()
+    quiet = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: []))
+    with caplog.at_level("WARNING", logger="vireid"):
+        quiet.step([Frame.of(grey, "visible", "a", 0), Frame.of(grey, "infrared", "b", 0)])
+    assert "in colour" not in caplog.text  # grey infrared frames, and grey visible ones (night) are fine
+    pipeline.stop()
+    quiet.stop()
+
+
 def test_step_drives_the_pipeline_with_caller_frames_and_boxes(embedder: Embedder) -> None:
     cameras = [VideoSource("unused-a.mp4", "visible", "a"), VideoSource("unused-b.mp4", "infrared", "b")]
     pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 120]]))
