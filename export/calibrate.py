@@ -91,7 +91,7 @@ class Calibration:
                 "threshold only clears every impostor seen. Calibrate on a folder with more validation "
                 f"identities, or raise --fmr to at least {1 / self.impostor_pairs:.1e}"
             )
-        if self.tmr == 0:
+        if not self.tmr > 0:  # 0, or NaN when there are no genuine pairs at all
             out.append(
                 "no genuine pair reaches the threshold (true-match rate 0): the model does not separate "
                 "these identities; check the model and the folder before deploying this threshold"

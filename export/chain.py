@@ -136,6 +136,8 @@ def export_chain(
     opt = options or ChainOptions()
     wanted = parse_steps(steps)
     _check_data_folders(wanted, opt)
+    if _is_engine(source):
+        _check_engine_source(source, wanted, opt)
     if opt.dla_core is not None:
         _check_dla_plan(source, wanted, opt)
     if out.exists() and not out.is_dir():
@@ -146,11 +148,6 @@ def export_chain(
         emit(warning)
     name = opt.name or source.name.split(".")[0]
     if _is_engine(source):  # built elsewhere (trtexec + --attach): only a Triton entry can follow
-        if wanted != ["triton"]:
-            raise ConfigError(
-                f"{source} is a TensorRT engine; the only step from an engine is triton (--to triton). "
-                "The other steps start from a checkpoint or an .onnx"
-            )
         _triton_stage(chain, source, name)
         return chain.result
     onnx_path, fp16_path = _onnx_stage(chain, source, wanted, name)
@@ -169,6 +166,20 @@ def export_chain(
     if "triton" in wanted:
         _triton_stage(chain, final, name)
     return chain.result
+
+
+def _check_engine_source(source: Path, wanted: list[str], opt: ChainOptions) -> None:
+    """An engine can only be packaged for Triton: refuse what would otherwise be skipped silently."""
+    if wanted != ["triton"]:
+        raise ConfigError(
+            f"{source} is a TensorRT engine; the only step from an engine is triton (--to triton). "
+            "The other steps start from a checkpoint or an .onnx"
+        )
+    if opt.calibrate is not None:
+        raise ConfigError(
+            f"--calibrate: {source} is an engine, which this machine may not run; calibrate the .onnx it "
+            "was built from (vireid export MODEL.onnx --calibrate DIR) and attach its card again"
+        )
 
 
 def _is_engine(path: Path) -> bool:

@@ -342,6 +342,11 @@ class ModelCard:
         path = Path(path)
         if path.is_dir() and (path / TRITON_CARD).is_file():
             return cls.from_json((path / TRITON_CARD).read_text(encoding="utf-8"), str(path / TRITON_CARD))
+        if path.is_dir():
+            raise ArtifactError(
+                f"{path}: is a folder without a {TRITON_CARD}; give an .onnx file, a TensorRT engine, or a "
+                f"Triton model folder (e.g. {path / 'NAME'} inside a repository written by vireid export)"
+            )
         if path.suffix.lower() == ".onnx":
             return cls.from_onnx(path)
         if path.suffix.lower() in _CHECKPOINT_SUFFIXES:

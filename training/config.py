@@ -194,7 +194,10 @@ def bundled_configs() -> dict[str, Path]:
     """The configs shipped with vireid (the repository's `configs/`), by name without `.yaml`."""
     from importlib.resources import files
 
-    folder = Path(str(files("vireid.training.configs")))
+    try:
+        folder = Path(str(files("vireid.training.configs")))
+    except ModuleNotFoundError:  # an install made before the configs were packaged
+        return {}
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 

@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vireid {__version__}")
     loudness = parser.add_mutually_exclusive_group()
     loudness.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    loudness.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    loudness.add_argument(  # not `quiet`: run and synth have a --quiet of their own
+        "-q", "--quiet", dest="log_quiet", action="store_true", help="log warnings and errors only"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if args.log_quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "command", None):
@@ -99,10 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that Python's flush at exit does not raise a second BrokenPipeError."""
+    if sys.stdout is not sys.__stdout__:  # a caller's own stream (tests, an embedding program): theirs
+        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (tests, embedding)
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor
         pass
 
 

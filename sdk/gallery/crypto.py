@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,20 @@ def connect(path: str, key: str, timeout: float) -> Any:
     return conn
 
 
+_LOG_LEVEL_LOCK = threading.Lock()  # SQLCipher's log level is process-wide
+
+
 def _check_key(conn: Any) -> None:
     """Read the first page now, with SQLCipher's own log off: a wrong key then raises the error the store
     translates, without SQLCipher also printing its 'ERROR CORE ... hmac check failed' lines on stderr.
     (The log level is process-wide, so the previous one is restored.)"""
-    (level,) = conn.execute("PRAGMA cipher_log_level").fetchone()
-    conn.execute("PRAGMA cipher_log_level = NONE")
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    finally:
-        conn.execute(f"PRAGMA cipher_log_level = {level}")
+    with _LOG_LEVEL_LOCK:  # two threads opening galleries must not leave the log off for good
+        (level,) = conn.execute("PRAGMA cipher_log_level").fetchone()
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.execute(f"PRAGMA cipher_log_level = {level}")
 
 
 def database_errors() -> tuple[type[BaseException], ...]:

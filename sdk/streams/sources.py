@@ -448,7 +448,7 @@ class VideoSource:
     def _backoff_delay(self, attempt: int) -> float:
         """Seconds before reconnection attempt `attempt` + 1: doubling from the first, capped, +0–25 %."""
         first, longest = self.backoff
-        return min(longest, first * 2**attempt) * (1.0 + 0.25 * self._rng.random())
+        return min(longest, first * 2 ** min(attempt, 32)) * (1.0 + 0.25 * self._rng.random())
 
     def _read_until_end(self, cap: Any) -> bool:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

@@ -124,9 +124,10 @@ class ByteTracker:
         new_match_iou: unconfirmed (one-frame) tracks: smallest IoU to be confirmed.
         track_buffer: frames a lost track is kept before it ends.
         fuse_score: weight first-stage IoU by the detection score (ByteTrack's default outside MOT20).
-        appearance: weight of the appearance distance (1 - cosine of the boxes' signatures, see
-            `vireid.streams.appearance`) added to the IoU distance, when `update` is given signatures.
-            It only ranks the pairs the IoU gates allow: it decides who is who when boxes overlap.
+        appearance: how much alike signatures (`vireid.streams.appearance`, when `update` is given them)
+            scale a pair's IoU margin over the gate: x(1 + appearance) for equal signatures, x1 for
+            opposite ones. It only re-ranks the pairs the IoU gates allow, and look-alikes everywhere
+            leave IoU's choice unchanged: it decides who is who when boxes overlap.
     """
 
     def __init__(
@@ -140,14 +141,14 @@ class ByteTracker:
         new_match_iou: float = 0.3,
         track_buffer: int = 30,
         fuse_score: bool = True,
-        appearance: float = 1.5,
+        appearance: float = 3.0,
     ) -> None:
         if not 0 <= low <= high <= 1:
             raise InputSpecError(f"need 0 <= low <= high <= 1, got low={low} high={high}")
         if track_buffer < 0:
             raise InputSpecError(f"track_buffer must be >= 0 frames, got {track_buffer}")
-        if not appearance >= 0:
-            raise InputSpecError(f"appearance must be a weight >= 0, got {appearance}")
+        if isinstance(appearance, bool) or not isinstance(appearance, (int, float)) or not appearance >= 0:
+            raise InputSpecError(f"appearance must be a number >= 0 (a weight), got {appearance!r}")
         self.high, self.low, self.new_track = high, low, new_track
         self.match_iou, self.low_match_iou, self.new_match_iou = match_iou, low_match_iou, new_match_iou
         self.track_buffer, self.fuse_score = int(track_buffer), bool(fuse_score)
@@ -279,10 +280,13 @@ class ByteTracker:
         distance = self._appearance_distance(tracks, features)
         if distance is None:
             return assign(1.0 - similarity, 1.0 - min_iou)
-        # The IoU gate decides which pairs may match; appearance ranks them (a pair the gate allows
-        # always costs less than leaving its track and its box unmatched).
-        cost = np.where(similarity > min_iou, 1.0 - similarity + self.appearance * distance, _GATED)
-        return assign(cost, 1.0 - min_iou + self.appearance + 1e-9)
+        # What a pair saves over leaving its track and box unmatched is its IoU margin over the gate,
+        # scaled up by how alike they look (x1 for opposite signatures, x(1 + appearance) for equal
+        # ones): with equal signatures everywhere the assignment is IoU's own, and a pair the gate
+        # refuses never matches, however alike.
+        limit = 1.0 - min_iou
+        saving = (similarity - min_iou) * (1.0 + self.appearance * (1.0 - distance))
+        return assign(np.where(similarity > min_iou, limit - saving, _GATED), limit)
 
     def _appearance_distance(self, tracks: list[_State], features: np.ndarray | None) -> np.ndarray | None:
         """1 - cosine between tracks' and boxes' signatures (0 where a track has none yet)."""
@@ -291,6 +295,12 @@ class ByteTracker:
         known = [t.feature is not None for t in tracks]
         if not any(known):
             return None
+        width = {t.feature.shape[0] for t in tracks if t.feature is not None}
+        if width != {features.shape[1]}:
+            raise InputSpecError(
+                f"features have {features.shape[1]} values per box, the tracks' {sorted(width)}: give every "
+                "frame's boxes signatures of one kind (colour_signatures)"
+            )
         mine = np.stack([t.feature if t.feature is not None else np.zeros(features.shape[1]) for t in tracks])
         distance = 1.0 - np.clip(mine @ features.T, 0.0, 1.0)
         distance[~np.asarray(known)] = 0.0

@@ -142,6 +142,12 @@ def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
     assert "tensorrt_plan" in (tmp_path / "t" / "triton" / "tiny" / "config.pbtxt").read_text()
     with pytest.raises(ConfigError, match="the only step from an engine is triton"):
         cli(export_cmd, [str(engine), "--to", "fp16", "--out", str(tmp_path / "t2")])
+    with pytest.raises(ConfigError, match=r"--calibrate: .* is an engine"):
+        cli(
+            export_cmd,
+            [str(engine), "--to", "triton", "--calibrate", str(tmp_path), "--out", str(tmp_path / "t2")],
+        )
+    assert not (tmp_path / "t2").exists()  # refused before anything was written
     with pytest.raises(ArtifactError, match="not a training checkpoint"):
         cli(export_cmd, [str(engine.with_suffix(".bin")), "--out", str(tmp_path / "t3")])
 

@@ -45,13 +45,28 @@ def test_both_directions_share_one_model_load_and_embed_each_image_once(
 ) -> None:
     from vireid.training import evaluate as evaluation
 
+    loads: list[str] = []
+    load_model, open_artifact = evaluation.load_model, evaluation.ArtifactEmbedder.__init__
+
+    def counted_load(*args, **kwargs):
+        loads.append("checkpoint")
+        return load_model(*args, **kwargs)
+
+    def counted_open(self, *args, **kwargs):
+        loads.append("artifact")
+        open_artifact(self, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "load_model", counted_load)
+    monkeypatch.setattr(evaluation.ArtifactEmbedder, "__init__", counted_open)
     for model, kind in (
         (tiny_onnx, evaluation.ArtifactEmbedder),
         (tiny_checkpoint, evaluation.TorchEmbedder),
     ):
         embedded: list[tuple[Path, int]] = []
         monkeypatch.setattr(kind, "__call__", _recording(kind, embedded))
+        loads.clear()
         both = evaluation.evaluate_directions(model, tiny_sysu, "sysu-all", trials=2, device="cpu")
+        assert len(loads) == 1  # one model load serves both directions
         assert embedded and len(embedded) == len(set(embedded))  # nothing embedded twice
         for reverse in (False, True):
             alone = evaluate_any(model, tiny_sysu, "sysu-all", trials=2, device="cpu", reverse=reverse)

@@ -68,3 +68,12 @@ def test_a_reader_that_leaves_early_is_not_an_error(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(info, "run", write_into_a_closed_pipe)
     assert main(["info", "m.onnx"]) == 0
+
+
+def test_the_global_quiet_flag_does_not_collide_with_a_commands_own() -> None:
+    from vireid.cli.main import build_parser
+
+    args = build_parser().parse_args(["-q", "run", "--source", "visible=a.mp4", "--model", "m.onnx"])
+    assert args.log_quiet and not args.quiet  # -q: warnings only; run's --quiet: no status line
+    args = build_parser().parse_args(["run", "--quiet", "--source", "visible=a.mp4", "--model", "m.onnx"])
+    assert args.quiet and not args.log_quiet

@@ -163,7 +163,7 @@ def test_a_folder_where_a_file_belongs_is_named_as_such(capsys, tmp_path: Path) 
     folder = tmp_path / "models.onnx"
     folder.mkdir()
     assert main(["info", str(folder)]) == 1
-    assert "is a folder; pass the path of an exported .onnx model" in capsys.readouterr().err
+    assert "is a folder without a vireid_card.json; give an .onnx file" in capsys.readouterr().err
     assert main(["gallery", "list", "-g", str(folder)]) == 1
     assert "is a folder; a gallery is one SQLite file" in capsys.readouterr().err
 

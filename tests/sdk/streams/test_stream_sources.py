@@ -176,6 +176,7 @@ def test_network_source_reconnects_with_backoff_and_survives_opener_errors() -> 
     assert live in states[4:] and states[-1] is SourceState.STOPPED
     # the waits asked for (not the wall clock, which a busy machine stretches): doubling, + 0-25 % jitter
     assert 0.02 <= delays[0] <= 0.025 and 0.04 <= delays[1] <= 0.05 and len(calls) >= 3
+    assert 0.08 <= src._backoff_delay(5000) <= 0.1  # hours of outage: capped, no float overflow
 
 
 def test_a_file_source_that_cannot_open_in_the_thread_fails_without_raising() -> None:

@@ -139,7 +139,7 @@ def test_appearance_decides_who_is_who_when_a_box_fits_two_tracks() -> None:
     dress = {"A": np.eye(4)[0], "B": np.eye(4)[1]}
     a, b = [100, 100, 150, 250], [115, 100, 165, 250]  # IoU 0.54
     ids = {}
-    for appearance in (0.0, 0.5):
+    for appearance in (0.0, 1.5):
         tracker = ByteTracker(appearance=appearance)
         for _ in range(5):
             first = tracker.update(_det(a, b), features=np.stack([dress["A"], dress["B"]]))
@@ -147,7 +147,7 @@ def test_appearance_decides_who_is_who_when_a_box_fits_two_tracks() -> None:
         crossing = tracker.update(_det(a), features=dress["B"][None])
         ids[appearance] = crossing.tracks[0].track_id
         assert ids[appearance] in (owner[tuple(a)], owner[tuple(b)])
-    assert ids[0.0] == owner[tuple(a)] and ids[0.5] == owner[tuple(b)]
+    assert ids[0.0] == owner[tuple(a)] and ids[1.5] == owner[tuple(b)]
     far = ByteTracker()
     far.update(_det(a), features=dress["A"][None])
     far.update(_det(a), features=dress["A"][None])
@@ -155,6 +155,25 @@ def test_appearance_decides_who_is_who_when_a_box_fits_two_tracks() -> None:
     assert moved.tracks == [] and moved.started == []  # a new (unconfirmed) track, not A teleported
     with pytest.raises(InputSpecError, match=r"features must be \[1, D\]"):
         far.update(_det(a), features=np.zeros((2, 4)))
+    with pytest.raises(InputSpecError, match="features have 3 values per box, the tracks' \\[4\\]"):
+        far.update(_det(a), features=np.ones((1, 3)) / np.sqrt(3))
+    for bad in (None, "1.5", -1.0, True):
+        with pytest.raises(InputSpecError, match="appearance must be a number >= 0"):
+            ByteTracker(appearance=bad)
+
+
+def test_look_alikes_are_assigned_as_iou_alone_would() -> None:
+    """Equal signatures carry no information, so they must not change IoU's choice: here a newcomer
+    appears beside A, and a bonus per match would hand A's track to the newcomer and B's to A (review)."""
+    same = np.eye(4)[0]
+    chosen = {}
+    for appearance in (0.0, 1.5):
+        tracker = ByteTracker(appearance=appearance)
+        for _ in range(4):
+            tracker.update(_det([0, 0, 100, 200], [60, 0, 160, 200]), features=np.stack([same, same]))
+        update = tracker.update(_det([5, 0, 105, 200], [-60, 0, 40, 200]), features=np.stack([same, same]))
+        chosen[appearance] = sorted((t.track_id, int(t.det_box[0])) for t in update.tracks)
+    assert chosen[1.5] == chosen[0.0] and (1, 5) in chosen[0.0]
 
 
 def test_colour_signatures_compare_clothes_not_backgrounds() -> None:
