@@ -266,6 +266,12 @@ def _check(condition: bool, key: str, expected: str, value: Any) -> None:
 def _validate(cfg: TrainConfig) -> None:
     _check(cfg.data.dataset in ("sysu", "regdb"), "data.dataset", "'sysu' or 'regdb'", cfg.data.dataset)
     _check(1 <= cfg.data.regdb_trial <= 10, "data.regdb_trial", "in 1..10", cfg.data.regdb_trial)
+    _check(
+        cfg.data.regdb_trial == 1 or cfg.data.dataset == "regdb",
+        "data.regdb_trial",
+        "left at 1 for SYSU-MM01 (it picks a RegDB split; set data.dataset: regdb)",
+        cfg.data.regdb_trial,
+    )
     _check(cfg.data.val_trials >= 1, "data.val_trials", ">= 1", cfg.data.val_trials)
     _check(cfg.data.val_split in VAL_SPLITS, "data.val_split", f"one of {VAL_SPLITS}", cfg.data.val_split)
     _check(

@@ -50,7 +50,7 @@ def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present (and says so); an explicit unavailable device raises."""
     if name == "auto":
         chosen = "cuda" if torch.cuda.is_available() else "cpu"
-        log.info("device auto -> %s", chosen)
+        logging.getLogger("vireid").info("device auto -> %s", chosen)  # training and evaluation alike
         return torch.device(chosen)
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError(f"device {name!r} was requested but torch sees no CUDA device; use --device cpu")

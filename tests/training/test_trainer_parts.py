@@ -41,6 +41,7 @@ def test_config_round_trip_and_overrides(tmp_path: Path) -> None:
         ({"optim": 3}, "optim. must be a mapping|optim must be a mapping"),
         ({"data": {"val_split": "train"}}, "data.val_split must be one of"),
         ({"data": {"dataset": "regdb", "val_split": "val"}}, "data.val_split must be test for RegDB"),
+        ({"data": {"dataset": "sysu", "regdb_trial": 3}}, "data.regdb_trial must be left at 1 for SYSU"),
     ],
 )
 def test_config_errors_name_the_key(data: dict, message: str) -> None:
