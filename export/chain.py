@@ -135,9 +135,9 @@ def export_chain(
     source, out = Path(source), Path(out_dir)
     opt = options or ChainOptions()
     wanted = parse_steps(steps)
-    _check_data_folders(wanted, opt)
     if _is_engine(source):
         _check_engine_source(source, wanted, opt)
+    _check_data_folders(wanted, opt)
     if opt.dla_core is not None:
         _check_dla_plan(source, wanted, opt)
     if out.exists() and not out.is_dir():

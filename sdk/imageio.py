@@ -38,5 +38,5 @@ def has_colour(image: np.ndarray) -> bool:
     """Whether an RGB crop shows colour (a thermal or night camera's crop is grey in all three channels)."""
     if image.ndim != 3 or image.shape[2] < 3:
         return False
-    small = image[::4, ::4].astype(np.int16)
+    small = image[::4, ::4, :3].astype(np.int16)  # an alpha channel is not colour
     return float((small.max(axis=2) - small.min(axis=2)).mean()) > COLOUR_SPREAD

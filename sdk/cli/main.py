@@ -87,16 +87,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a reader that left shows here, inside the try, not at exit
+        return code
     except VireidError as exc:
         print(f"vireid {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"vireid {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `vireid info m.onnx | head`: the reader left, nothing is wrong
-        _silence_stdout()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # another pipe (a socket, a subprocess) broke: a real error
+        _silence_stdout()  # `vireid info m.onnx | head`: the reader left, nothing is wrong
         return 0
+
+
+def _stdout_closed() -> bool:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
 
 
 def _silence_stdout() -> None:

@@ -57,8 +57,9 @@ class _Camera:
         self.colour_checked = True
         if frame.modality is Modality.INFRARED and has_colour(frame.image):
             log.warning(
-                "camera %s is declared infrared but its frames are in colour: a visible camera? "
-                "(check its --source MODALITY)",
+                "camera %s is declared infrared but its frames are in colour: a visible camera (check its "
+                "--source MODALITY), or a thermal camera with a false-colour palette (set it to white-hot "
+                "grey: the models are trained on grey thermal images)",
                 frame.camera,
             )
 

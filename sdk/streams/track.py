@@ -14,6 +14,7 @@ against hand-made sequences and generated scenes.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -147,8 +148,9 @@ class ByteTracker:
             raise InputSpecError(f"need 0 <= low <= high <= 1, got low={low} high={high}")
         if track_buffer < 0:
             raise InputSpecError(f"track_buffer must be >= 0 frames, got {track_buffer}")
-        if isinstance(appearance, bool) or not isinstance(appearance, (int, float)) or not appearance >= 0:
-            raise InputSpecError(f"appearance must be a number >= 0 (a weight), got {appearance!r}")
+        weight_ok = isinstance(appearance, (int, float)) and not isinstance(appearance, bool)
+        if not (weight_ok and math.isfinite(appearance) and appearance >= 0):
+            raise InputSpecError(f"appearance must be a finite number >= 0 (a weight), got {appearance!r}")
         self.high, self.low, self.new_track = high, low, new_track
         self.match_iou, self.low_match_iou, self.new_match_iou = match_iou, low_match_iou, new_match_iou
         self.track_buffer, self.fuse_score = int(track_buffer), bool(fuse_score)
@@ -184,11 +186,11 @@ class ByteTracker:
             features: `[K, D]` unit appearance signatures of the boxes (`colour_signatures`), or None
                 for IoU alone.
         """
+        boxes, scores = detections.boxes.astype(np.float64), detections.scores.astype(np.float64)
+        feats = self._checked_features(features, len(boxes))  # before anything changes
         previous = self.frame
         self.frame = self.frame + 1 if frame is None else int(frame)
         steps = 1 if previous < 0 else min(max(self.frame - previous, 1), self.max_skip)
-        boxes, scores = detections.boxes.astype(np.float64), detections.scores.astype(np.float64)
-        feats = _checked_features(features, len(boxes))
         high = scores >= self.high
         low = (scores >= self.low) & ~high
         confirmed = [t for t in self._tracked if t.state is TrackState.TRACKED and t.track_id]
@@ -288,22 +290,34 @@ class ByteTracker:
         saving = (similarity - min_iou) * (1.0 + self.appearance * (1.0 - distance))
         return assign(np.where(similarity > min_iou, limit - saving, _GATED), limit)
 
+    def _checked_features(self, features: np.ndarray | None, count: int) -> np.ndarray | None:
+        """`features` as float64 `[count, D]`, with the D of the signatures the tracks already hold."""
+        if features is None:
+            return None
+        features = np.asarray(features, np.float64)
+        if features.ndim != 2 or len(features) != count:
+            raise InputSpecError(
+                f"features must be [{count}, D], one row per detection; got shape {features.shape}"
+            )
+        width = {t.feature.shape[0] for t in self._tracked + self._lost if t.feature is not None}
+        if width and width != {features.shape[1]}:
+            raise InputSpecError(
+                f"features have {features.shape[1]} values per box, the tracks' {sorted(width)}: give every "
+                "frame's boxes signatures of one kind (colour_signatures)"
+            )
+        return features
+
     def _appearance_distance(self, tracks: list[_State], features: np.ndarray | None) -> np.ndarray | None:
-        """1 - cosine between tracks' and boxes' signatures (0 where a track has none yet)."""
+        """1 - cosine between tracks' and boxes' signatures (a track without one gets the others' mean)."""
         if features is None or self.appearance == 0:
             return None
         known = [t.feature is not None for t in tracks]
         if not any(known):
             return None
-        width = {t.feature.shape[0] for t in tracks if t.feature is not None}
-        if width != {features.shape[1]}:
-            raise InputSpecError(
-                f"features have {features.shape[1]} values per box, the tracks' {sorted(width)}: give every "
-                "frame's boxes signatures of one kind (colour_signatures)"
-            )
         mine = np.stack([t.feature if t.feature is not None else np.zeros(features.shape[1]) for t in tracks])
         distance = 1.0 - np.clip(mine @ features.T, 0.0, 1.0)
-        distance[~np.asarray(known)] = 0.0
+        unknown = ~np.asarray(known)
+        distance[unknown] = distance[~unknown].mean(axis=0)  # no signature yet: neither favoured nor not
         return distance
 
     def _correct(
@@ -337,17 +351,6 @@ class ByteTracker:
 
 
 _GATED = 1e6  # cost of a pair outside the IoU gate: never matched
-
-
-def _checked_features(features: np.ndarray | None, count: int) -> np.ndarray | None:
-    if features is None:
-        return None
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2 or len(features) != count:
-        raise InputSpecError(
-            f"features must be [{count}, D], one row per detection; got shape {features.shape}"
-        )
-    return features
 
 
 def _rows(features: np.ndarray | None, which: np.ndarray) -> np.ndarray | None:

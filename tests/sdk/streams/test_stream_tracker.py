@@ -157,9 +157,13 @@ def test_appearance_decides_who_is_who_when_a_box_fits_two_tracks() -> None:
         far.update(_det(a), features=np.zeros((2, 4)))
     with pytest.raises(InputSpecError, match="features have 3 values per box, the tracks' \\[4\\]"):
         far.update(_det(a), features=np.ones((1, 3)) / np.sqrt(3))
-    for bad in (None, "1.5", -1.0, True):
-        with pytest.raises(InputSpecError, match="appearance must be a number >= 0"):
+    for bad in (None, "1.5", -1.0, True, float("inf"), float("nan")):
+        with pytest.raises(InputSpecError, match="appearance must be a finite number >= 0"):
             ByteTracker(appearance=bad)
+    frame_before = far.frame
+    with pytest.raises(InputSpecError, match="features have 3 values per box"):
+        far.update(_det(a), features=np.ones((1, 3)) / np.sqrt(3))
+    assert far.frame == frame_before  # a refused frame changes nothing
 
 
 def test_look_alikes_are_assigned_as_iou_alone_would() -> None:
