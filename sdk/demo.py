@@ -13,8 +13,9 @@
              pipeline, score identification against the ground truth, save annotated frames
 7. report    `report.md` and `report.html` in `--out` with every table and figure
 
-Data, training and the gallery are reused when a previous run left them in `--out` with the same
-inputs, so a second `make demo` re-measures in about a minute. The stages need the `train` extra
+Data and training are reused when a previous run left them in `--out` with the same inputs (a
+synthetic set of an older generator version is regenerated, and a model trained on other data is
+retrained), so a second `make demo` re-measures in about a minute. The stages need the `train` extra
 (torch); `make demo` installs it.
 """
 
@@ -91,34 +92,57 @@ def synth(
     started = _stage("synth: SYSU-style training set (seed 0), held-out set (seed 1), two-camera scene")
     for root, seed in ((paths.train_data, TRAIN_SEED), (paths.heldout_data, HELDOUT_SEED)):
         config = SysuConfig(seed=seed) if ids is None else SysuConfig(seed=seed, ids=ids)
-        result = generate_sysu(root, config, show_progress=not quiet)
+        result = generate_sysu(root, config, overwrite=_outdated(root), show_progress=not quiet)
         print(f"   {root}: {result.files} files{' (reused)' if result.reused else ''}")
-    scene = generate_scene(paths.scene, SceneConfig(seconds=scene_seconds, seed=0), show_progress=not quiet)
+    scene = generate_scene(
+        paths.scene,
+        SceneConfig(seconds=scene_seconds, seed=0),
+        overwrite=_outdated(paths.scene),
+        show_progress=not quiet,
+    )
     print(f"   {paths.scene}: {scene_seconds:g} s, 2 cameras{' (reused)' if scene.reused else ''}")
     _done(started)
 
 
-def _trained(run: Path, config: dict) -> bool:
-    """True when `run` holds a finished training of exactly this config."""
+def _outdated(root: Path) -> bool:
+    """True when `root` holds a finished synthetic set of an older generator version, which the demo,
+    owning the folder, regenerates (the generator's own policy would refuse it)."""
+    from vireid.training.data.synth import GENERATOR_VERSION
+    from vireid.training.data.synth.writer import older_version
+
+    old = older_version(root)
+    if old is not None:
+        print(f"   {root}: made by generator version {old}; regenerating with {GENERATOR_VERSION}")
+    return old is not None
+
+
+def _trained(run: Path, config: dict, data: dict) -> bool:
+    """True when `run` holds a finished training of exactly this config on exactly this data."""
     try:
         meta = json.loads((run / "last.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return meta.get("train_config") == config and meta.get("epoch") == config["optim"]["epochs"]
+    return (
+        meta.get("train_config") == config
+        and meta.get("epoch") == config["optim"]["epochs"]
+        and meta.get("data", {}).get("sha256") == data["sha256"]
+    )
 
 
 def train(paths: DemoPaths, quiet: bool, config_file: Path = DEMO_CONFIG) -> Path:
-    """Train the demo model (or reuse a finished run of the same config); returns its last checkpoint."""
+    """Train the demo model (or reuse a finished run of the same config on the same data); returns its
+    last checkpoint."""
     from vireid.training.config import TrainConfig
+    from vireid.training.factory import training_fingerprint
     from vireid.training.trainer import train as run_training
 
     config = TrainConfig.from_yaml(config_file).with_overrides({"run.progress": not quiet})
     started = _stage(f"train: {config_file} on {paths.train_data}")
-    if _trained(paths.run, config.to_dict()):
+    if _trained(paths.run, config.to_dict(), training_fingerprint(config, paths.train_data)):
         print(f"   {paths.run} already holds this training; reusing it")
     else:
         if (paths.run / "last.json").exists():
-            print(f"   {paths.run} holds another training; starting over")
+            print(f"   {paths.run} holds a training of another config or other data; starting over")
         result = run_training(config, paths.train_data, paths.run, overwrite=True)
         print(f"   trained {result.epochs_run} epochs in {result.seconds:.0f} s")
     _done(started)

@@ -1,5 +1,5 @@
 """Building what a training run needs from its `TrainConfig`: the model, the criterion, the input size,
-and the fingerprint of the data a checkpoint was trained on.
+the training images, and the fingerprint of the data a checkpoint was trained on.
 """
 
 from __future__ import annotations
@@ -61,6 +61,22 @@ def input_size_of(model_config: Mapping[str, Any]) -> tuple[int, int]:
     """(H, W) the model is trained and evaluated at."""
     height, width = ModelConfig.from_dict(model_config).input_size
     return int(height), int(width)
+
+
+def training_images(config: TrainConfig, root: str | Path) -> ImageSet:
+    """The images `config` trains on in the dataset folder `root` (its split, trial and val setting)."""
+    from .data.regdb import RegDB
+    from .data.sysu import SysuMM01
+
+    if config.data.dataset == "sysu":
+        return SysuMM01(root).train_set(with_val=config.data.val_split != "val")
+    return RegDB(root).train_set(config.data.regdb_trial)
+
+
+def training_fingerprint(config: TrainConfig, root: str | Path) -> dict[str, Any]:
+    """`data_fingerprint` of what `config` would train on in `root`: compare it with a checkpoint's
+    `data` to tell whether the checkpoint was trained on this folder's current content."""
+    return data_fingerprint(config.data.dataset, root, training_images(config, root))
 
 
 def data_fingerprint(dataset: str, root: str | Path, images: ImageSet) -> dict[str, Any]:

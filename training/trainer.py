@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, load_weights, paths_for, save_checkpoin
 from .config import TrainConfig
 from .data.imageset import ImageSet
 from .evaluate import evaluate_model
-from .factory import build_criterion, build_model, data_fingerprint, input_size_of
+from .factory import build_criterion, build_model, data_fingerprint, input_size_of, training_images
 from .images import ImageStore
 from .sampler import CrossModalIdentitySampler
 from .schedule import lr_factor
@@ -137,13 +137,7 @@ class Trainer:
         return self.cfg.run.amp and self.device.type == "cuda"
 
     def _load_train_set(self) -> tuple[ImageSet, np.ndarray, int]:
-        from .data.regdb import RegDB
-        from .data.sysu import SysuMM01
-
-        if self.cfg.data.dataset == "sysu":
-            images = SysuMM01(self.data_root).train_set(with_val=self.cfg.data.val_split != "val")
-        else:
-            images = RegDB(self.data_root).train_set(self.cfg.data.regdb_trial)
+        images = training_images(self.cfg, self.data_root)
         classes = np.unique(images.pids)
         return images, np.searchsorted(classes, images.pids), len(classes)
 

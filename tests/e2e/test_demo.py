@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from vireid.demo import main
+from vireid.training.data.synth import GENERATOR_VERSION
 
 TINY = {
     "model": {
@@ -68,6 +69,18 @@ def test_demo_runs_every_stage_then_reuses_its_work(
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "(reused)" in second and "already holds this training" in second
+    # A set of an older generator version is regenerated; a model trained on other data is retrained.
+    heldout_meta = demo / "data" / "sysu-heldout" / "meta.json"
+    heldout_meta.write_text(json.dumps({**json.loads(heldout_meta.read_text()), "version": "0"}))
+    train_data = demo / "data" / "sysu-train"
+    trained_id = int((train_data / "exp" / "train_id.txt").read_text().split(",")[0])
+    with next(train_data.glob(f"cam*/{trained_id:04d}/*.jpg")).open("ab") as image:
+        image.write(b"\0")  # same files, other content: the fingerprint's sizes change
+    assert main(args) == 0
+    third = capsys.readouterr().out
+    assert f"made by generator version 0; regenerating with {GENERATOR_VERSION}" in third
+    assert json.loads(heldout_meta.read_text())["version"] == GENERATOR_VERSION
+    assert "holds a training of another config or other data" in third and "trained 1 epochs" in third
 
 
 def test_demo_names_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 
 from vireid.errors import ConfigError
 
-GENERATOR_VERSION = "1"
-"""Bumped whenever the same settings would render different bytes."""
+GENERATOR_VERSION = "2"
+"""Bumped whenever the same settings would render different bytes (2: hats, bags and patterns show in
+infrared)."""
 
 MAX_DIFFICULTY = 3.0
 

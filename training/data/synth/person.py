@@ -124,7 +124,7 @@ class Garment:
         colour: main RGB colour.
         alt_colour: second RGB colour of the pattern.
         pattern: texture kind.
-        period: pattern period as a fraction of body height.
+        period: pattern period as a fraction of body height (coarse enough to show in infrared).
         thickness: 0 thin, 1 medium, 2 thick.
     """
 
@@ -152,7 +152,7 @@ class Identity:
         top, bottom, outer: garments (outer is unused when `coat` is NONE).
         skin, hair_colour, hat_colour, bag_colour, shoe_colour: visible-only colours.
         bag_side: +1 or -1, which side a shoulder bag or handbag hangs on.
-        bag_warmth: thermal brightness of the bag (a cool object).
+        bag_warmth: thermal brightness of the bag (a cool object, below walls and clothing).
     """
 
     pid: int
@@ -205,7 +205,7 @@ def _garment(rng: np.random.Generator, pattern_weights: tuple[float, ...]) -> Ga
     while sum(abs(a - b) for a, b in zip(alt, colour, strict=True)) < 120:  # patterns must show
         alt = _colour(rng, CLOTHING_COLOURS)
     pattern = Pattern(_pick(rng, Pattern, pattern_weights))
-    return Garment(colour, alt, pattern, float(rng.uniform(0.035, 0.07)), int(rng.integers(3)))
+    return Garment(colour, alt, pattern, float(rng.uniform(0.055, 0.1)), int(rng.integers(3)))
 
 
 def sample_identity(seed: int, pid: int) -> Identity:
@@ -238,5 +238,5 @@ def sample_identity(seed: int, pid: int) -> Identity:
         bag_colour=_colour(rng, CLOTHING_COLOURS),
         shoe_colour=_colour(rng, CLOTHING_COLOURS[:4] + CLOTHING_COLOURS[7:9]),
         bag_side=1 if rng.random() < 0.5 else -1,
-        bag_warmth=float(rng.uniform(0.22, 0.42)),
+        bag_warmth=float(rng.uniform(0.1, 0.24)),
     )

@@ -2,9 +2,11 @@
 
 The visible renderer colours parts by the identity's clothing colours and patterns, shades them, and
 applies the camera's white balance, exposure, tone curve, haze, blur and noise. The infrared renderer
-ignores colour: parts get apparent temperatures (skin hot, hair and thick fabric cooler, bags near
-ambient, patterns as emissivity steps), edges cool off, and the image goes through a low-resolution,
-blurred, noisy sensor with automatic gain. Its output is one channel: no hue at all.
+ignores colour: parts get apparent temperatures (skin hot, hair and thick fabric cooler, hats and bags
+cool, patterns as emissivity steps), edges cool off, and the image goes through a low-resolution,
+blurred, noisy sensor with automatic gain. Its output is one channel: no hue at all. Hats, bags and
+patterns are given enough thermal contrast to survive that sensor: they carry identity in both
+modalities.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from vireid.modality import Modality
 
 from .body import NUM_PARTS, Part, Placement, Pose, draw_person
 from .cameras import Camera, backdrop_window
-from .person import Garment, Identity, Pattern
+from .person import Garment, Hat, Identity, Pattern
 
 PERSON_EXTENT = 1.045  # head top to shoe sole, in units of the body height
-_PATTERN_STEP = 0.11  # apparent-temperature drop of a pattern's second fabric
+# A hat insulates the head: a cap shows cooler than hair (0.5), a knitted beanie cooler still.
+_HAT_WARMTH = {Hat.NONE: 0.5, Hat.CAP: 0.3, Hat.BEANIE: 0.22}
+_PATTERN_STEP = 0.2  # apparent-temperature drop of a pattern's second fabric
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def _thermal_luts(
     base[Part.BOTTOM] = identity.bottom.warmth
     base[Part.OUTER] = identity.outer.warmth * 0.8
     base[Part.SHOES] = 0.3
-    base[Part.HAT] = 0.45
+    base[Part.HAT] = _HAT_WARMTH[identity.hat]
     base[Part.BAG] = identity.bag_warmth
     if occluder is not None:
         base[Part.OCCLUDER] = occluder.temperature

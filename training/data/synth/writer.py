@@ -53,6 +53,17 @@ def read_meta(root: Path) -> dict[str, Any] | None:
         return None
 
 
+def older_version(root: Path) -> str | None:
+    """The generator version of the synthetic set in `root` when it is not the current one (a folder
+    its owner may regenerate with `overwrite=True`); None for the current version or no synthetic set."""
+    from .config import GENERATOR_VERSION
+
+    meta = read_meta(Path(root)) or {}
+    if meta.get("generator") != "vireid.synth" or meta.get("version") == GENERATOR_VERSION:
+        return None
+    return str(meta.get("version"))
+
+
 def reused_result(root: Path) -> SynthResult:
     """The result of a call that found its dataset already in place."""
     meta = read_meta(root) or {}
