@@ -11,10 +11,18 @@ Pairs within one modality (visible × visible, infrared × infrared, each unorde
 higher than cross-modal ones, so the same false-match rate needs a higher threshold there: each
 modality gets its own, written to the card's `match_threshold_within` and used for same-modality
 matches (a visible camera searched against a visible gallery).
+
+The stream pipeline does not compare single images: it compares a track's mean embedding with an
+enrolled identity's centroid, and means of impostors score higher than single impostor images. The
+calibration therefore also simulates that comparison (means of a few infrared images of a validation
+identity against centroids of a few visible images of every identity) and records, in the card's
+`match_threshold_data["track_means"]`, the false-match rate the threshold gives there and the threshold
+that would give the target; a warning says when the two differ much.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +37,12 @@ from vireid.modality import Modality
 from .artifact import timed
 from .parity import EmbedFn
 
+# Simulated pipeline comparisons: a track's mean of 5 embeddings (about 50 frames at the pipeline's
+# default embed_every 10) against an identity enrolled from 5 crops, 20 random draws per identity.
+TRACK_IMAGES, CENTROID_IMAGES, TRACK_DRAWS = 5, 5, 20
+# How far above the target the track-mean false-match rate may be before export warns.
+TRACK_MEAN_TOLERANCE = 2.0
+
 
 @dataclass(frozen=True)
 class WithinThreshold:
@@ -39,6 +53,33 @@ class WithinThreshold:
     tmr: float
     genuine_pairs: int
     impostor_pairs: int
+
+
+@dataclass(frozen=True)
+class TrackMeanCheck:
+    """The cross-modal threshold tried on simulated pipeline comparisons: unit means of `track_images`
+    infrared images of an identity against unit centroids of `centroid_images` visible images of each
+    identity (`draws` random draws per identity).
+
+    Attributes:
+        fmr_at_threshold: false-match rate of those comparisons at the calibrated threshold.
+        tmr_at_threshold: true-match rate there.
+        threshold_for_target: the threshold that gives the target false-match rate on them.
+        tmr_for_target: the true-match rate at that threshold.
+    """
+
+    track_images: int
+    centroid_images: int
+    draws: int
+    fmr_at_threshold: float
+    tmr_at_threshold: float
+    threshold_for_target: float
+    tmr_for_target: float
+    genuine_pairs: int
+    impostor_pairs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -53,6 +94,7 @@ class Calibration:
     impostor_pairs: int
     data: dict[str, Any] = field(default_factory=dict)
     within: dict[str, WithinThreshold] = field(default_factory=dict)
+    track_means: TrackMeanCheck | None = None
 
     def apply(self, card: ModelCard) -> ModelCard:
         """`card` with the threshold, target and achieved false-match rates and the pair description."""
@@ -77,6 +119,7 @@ class Calibration:
                 "true_match_rate": self.tmr,
                 "precision": card.precision.value,
                 **({"within": within} if within else {}),
+                **({"track_means": self.track_means.to_dict()} if self.track_means else {}),
             },
         )
 
@@ -96,6 +139,17 @@ class Calibration:
                 "no genuine pair reaches the threshold (true-match rate 0): the model does not separate "
                 "these identities; check the model and the folder before deploying this threshold"
             )
+        track = self.track_means
+        if track is not None and track.fmr_at_threshold > TRACK_MEAN_TOLERANCE * self.fmr_target:
+            out.append(
+                f"the stream pipeline compares track means with enrolment centroids; there this threshold "
+                f"gives a false-match rate of {track.fmr_at_threshold:.1e}, "
+                f"{track.fmr_at_threshold / self.fmr_target:.1f}x the target (simulated: "
+                f"{track.track_images} infrared images against {track.centroid_images}-image visible "
+                f"centroids). `vireid run --threshold {track.threshold_for_target:.3f}` keeps the target "
+                f"there, naming fewer people (true-match rate {track.tmr_at_threshold:.2f} -> "
+                f"{track.tmr_for_target:.2f})"
+            )
         return out
 
     def __str__(self) -> str:
@@ -109,6 +163,14 @@ class Calibration:
             f"{w.tmr:.4f} ({w.genuine_pairs} genuine / {w.impostor_pairs} impostor pairs)"
             for name, w in self.within.items()
         ]
+        if self.track_means is not None:
+            t = self.track_means
+            lines.append(
+                f"track means ({t.track_images} infrared images vs {t.centroid_images}-image visible "
+                f"centroids): false-match rate {t.fmr_at_threshold:.2e} at this threshold, "
+                f"{t.threshold_for_target:.4f} for {self.fmr_target:g} ({t.genuine_pairs} genuine / "
+                f"{t.impostor_pairs} impostor comparisons)"
+            )
         return "\n".join(lines)
 
 
@@ -203,6 +265,69 @@ def within_modality_scores(
     return np.concatenate([empty, *genuine]), np.concatenate([empty, *impostor])
 
 
+def track_mean_scores(
+    emb: np.ndarray,
+    modality: np.ndarray,
+    pids: np.ndarray,
+    track_images: int = TRACK_IMAGES,
+    centroid_images: int = CENTROID_IMAGES,
+    draws: int = TRACK_DRAWS,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`(genuine, impostor)` cosines of simulated pipeline comparisons: per draw, every identity with
+    images in both modalities gets a track (unit mean of `track_images` random infrared images, fewer
+    when it has fewer) and a centroid (the same of `centroid_images` visible images); every track is
+    scored against every centroid."""
+    rng = np.random.default_rng(seed)
+    vectors = emb.astype(np.float64)
+    rows = {
+        (pid, which): np.flatnonzero((pids == pid) & (modality == which))
+        for pid in np.unique(pids)
+        for which in (0, 1)
+    }
+    both = [pid for pid in np.unique(pids) if len(rows[(pid, 0)]) and len(rows[(pid, 1)])]
+    genuine, impostor = [], []
+    for _ in range(draws):
+        tracks = _unit_means(vectors, [rows[(pid, 1)] for pid in both], track_images, rng)
+        centroids = _unit_means(vectors, [rows[(pid, 0)] for pid in both], centroid_images, rng)
+        scores = tracks @ centroids.T
+        same = np.eye(len(both), dtype=bool)
+        genuine.append(scores[same])
+        impostor.append(scores[~same])
+    empty = np.zeros(0)
+    return np.concatenate([empty, *genuine]), np.concatenate([empty, *impostor])
+
+
+def _unit_means(
+    vectors: np.ndarray, groups: list[np.ndarray], size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Per group, the unit-length mean of `size` of its rows drawn without replacement (all, if fewer)."""
+    means = np.stack([vectors[rng.choice(g, min(size, len(g)), replace=False)].mean(0) for g in groups])
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
+def check_track_means(
+    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, threshold: float, fmr: float
+) -> TrackMeanCheck | None:
+    """The calibrated cross-modal `threshold` tried on simulated track-mean comparisons (None when fewer
+    than two identities have images in both modalities)."""
+    genuine, impostor = track_mean_scores(emb, modality, pids)
+    if impostor.size == 0:
+        return None
+    for_target, _, tmr_for_target = threshold_at_fmr(genuine, impostor, fmr)
+    return TrackMeanCheck(
+        track_images=TRACK_IMAGES,
+        centroid_images=CENTROID_IMAGES,
+        draws=TRACK_DRAWS,
+        fmr_at_threshold=float(np.mean(impostor >= threshold)),
+        tmr_at_threshold=float(np.mean(genuine >= threshold)) if genuine.size else float("nan"),
+        threshold_for_target=for_target,
+        tmr_for_target=tmr_for_target,
+        genuine_pairs=len(genuine),
+        impostor_pairs=len(impostor),
+    )
+
+
 def calibrate_within(
     emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, fmr: float
 ) -> dict[str, WithinThreshold]:
@@ -243,4 +368,7 @@ def calibrate_threshold(
         genuine, impostor = cross_modal_scores(emb, modality, pids)
         threshold, achieved, tmr = threshold_at_fmr(genuine, impostor, fmr)
         within = calibrate_within(emb, modality, pids, fmr)
-    return Calibration(threshold, fmr, achieved, tmr, len(genuine), len(impostor), description, within)
+        track_means = check_track_means(emb, modality, pids, threshold, fmr)
+    return Calibration(
+        threshold, fmr, achieved, tmr, len(genuine), len(impostor), description, within, track_means
+    )

@@ -14,9 +14,9 @@
 7. report    `report.md` and `report.html` in `--out` with every table and figure
 
 Data and training are reused when a previous run left them in `--out` with the same inputs (a
-synthetic set of an older generator version is regenerated, and a model trained on other data is
-retrained), so a second `make demo` re-measures in about a minute. The stages need the `train` extra
-(torch); `make demo` installs it.
+synthetic set of other settings, of another generator version or left unfinished is regenerated, and a
+model trained on other data is retrained), so a second `make demo` re-measures in about a minute. The
+stages need the `train` extra (torch); `make demo` installs it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,28 +92,29 @@ def synth(
     started = _stage("synth: SYSU-style training set (seed 0), held-out set (seed 1), two-camera scene")
     for root, seed in ((paths.train_data, TRAIN_SEED), (paths.heldout_data, HELDOUT_SEED)):
         config = SysuConfig(seed=seed) if ids is None else SysuConfig(seed=seed, ids=ids)
-        result = generate_sysu(root, config, overwrite=_outdated(root), show_progress=not quiet)
+        result = _generate(generate_sysu, root, config, quiet)
         print(f"   {root}: {result.files} files{' (reused)' if result.reused else ''}")
-    scene = generate_scene(
-        paths.scene,
-        SceneConfig(seconds=scene_seconds, seed=0),
-        overwrite=_outdated(paths.scene),
-        show_progress=not quiet,
-    )
+    scene = _generate(generate_scene, paths.scene, SceneConfig(seconds=scene_seconds, seed=0), quiet)
     print(f"   {paths.scene}: {scene_seconds:g} s, 2 cameras{' (reused)' if scene.reused else ''}")
     _done(started)
 
 
-def _outdated(root: Path) -> bool:
-    """True when `root` holds a finished synthetic set of an older generator version, which the demo,
-    owning the folder, regenerates (the generator's own policy would refuse it)."""
-    from vireid.training.data.synth import GENERATOR_VERSION
-    from vireid.training.data.synth.writer import older_version
+def _generate(make: Callable[..., Any], root: Path, config: Any, quiet: bool) -> Any:
+    """`make(root, config)`; when `root`, one of the demo's own folders, holds another synthetic set
+    (other settings, another generator version) or an unfinished one, it is regenerated, which removes
+    only what the generator writes. A symlinked folder is never regenerated (it may be yours)."""
+    from vireid.errors import DatasetError
+    from vireid.training.data.synth.writer import other_version
 
-    old = older_version(root)
-    if old is not None:
-        print(f"   {root}: made by generator version {old}; regenerating with {GENERATOR_VERSION}")
-    return old is not None
+    try:
+        return make(root, config, show_progress=not quiet)
+    except DatasetError:
+        if root.is_symlink() or not root.is_dir():
+            raise
+    version = other_version(root)
+    why = f"made by generator version {version}" if version else "holds another or an unfinished set"
+    print(f"   {root}: {why}; regenerating it")
+    return make(root, config, overwrite=True, show_progress=not quiet)
 
 
 def _trained(run: Path, config: dict, data: dict) -> bool:
@@ -122,10 +123,12 @@ def _trained(run: Path, config: dict, data: dict) -> bool:
         meta = json.loads((run / "last.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    recorded = meta.get("data") if isinstance(meta, dict) else None
     return (
-        meta.get("train_config") == config
+        isinstance(recorded, dict)
+        and meta.get("train_config") == config
         and meta.get("epoch") == config["optim"]["epochs"]
-        and meta.get("data", {}).get("sha256") == data["sha256"]
+        and recorded.get("sha256") == data["sha256"]
     )
 
 

@@ -32,11 +32,27 @@ def run(args: argparse.Namespace) -> int:
     if card.match_threshold_within:
         within = ", ".join(f"{k} {v:.4f}" for k, v in dict(card.match_threshold_within).items())
         print(f"same modality  {within} (same false-match rate)")
+    track_means = _track_means_line(card)
+    if track_means:
+        print(f"track means    {track_means}")
     print(f"embedding id   {card.embedding_space()}")
     for label, value in _optional_lines(card):
         print(f"{label:14s} {value}")
     print(f"vireid         {card.vireid_version}, card schema {card.schema_version}")
     return 0
+
+
+def _track_means_line(card: ModelCard) -> str | None:
+    """What the threshold gives when track means meet enrolment centroids (recorded at calibration)."""
+    track = (card.match_threshold_data or {}).get("track_means")
+    try:
+        return (
+            f"false-match rate {track['fmr_at_threshold']:.1e} at the threshold "
+            f"({track['track_images']} infrared images vs {track['centroid_images']}-image visible "
+            f"centroids); {track['threshold_for_target']:.4f} keeps {card.match_threshold_fmr}"
+        )
+    except (KeyError, TypeError, ValueError):  # absent (older cards) or not ours
+        return None
 
 
 def _optional_lines(card: ModelCard) -> list[tuple[str, str]]:
@@ -72,7 +88,11 @@ def _optional_lines(card: ModelCard) -> list[tuple[str, str]]:
         lines.append(
             (
                 "threshold data",
-                ", ".join(f"{k} {v}" for k, v in dict(card.match_threshold_data).items() if k != "within"),
+                ", ".join(
+                    f"{k} {v}"
+                    for k, v in dict(card.match_threshold_data).items()
+                    if k not in ("within", "track_means")
+                ),
             )
         )
     if card.source_checkpoint_sha256:

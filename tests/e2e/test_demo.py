@@ -69,17 +69,18 @@ def test_demo_runs_every_stage_then_reuses_its_work(
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "(reused)" in second and "already holds this training" in second
-    # A set of an older generator version is regenerated; a model trained on other data is retrained.
+    # The demo regenerates its own data folders when they hold another generator version, other
+    # settings (here --ids) or an unfinished run (no meta.json yet), and retrains on changed data.
     heldout_meta = demo / "data" / "sysu-heldout" / "meta.json"
     heldout_meta.write_text(json.dumps({**json.loads(heldout_meta.read_text()), "version": "0"}))
-    train_data = demo / "data" / "sysu-train"
-    trained_id = int((train_data / "exp" / "train_id.txt").read_text().split(",")[0])
-    with next(train_data.glob(f"cam*/{trained_id:04d}/*.jpg")).open("ab") as image:
-        image.write(b"\0")  # same files, other content: the fingerprint's sizes change
-    assert main(args) == 0
+    (demo / "data" / "scene" / "meta.json").unlink()
+    assert main([("27" if arg == "24" else arg) for arg in args]) == 0
     third = capsys.readouterr().out
-    assert f"made by generator version 0; regenerating with {GENERATOR_VERSION}" in third
+    assert "sysu-heldout: made by generator version 0; regenerating it" in third
+    assert "sysu-train: holds another or an unfinished set; regenerating it" in third
+    assert "scene: holds another or an unfinished set; regenerating it" in third
     assert json.loads(heldout_meta.read_text())["version"] == GENERATOR_VERSION
+    assert json.loads(heldout_meta.read_text())["ids"] == 27
     assert "holds a training of another config or other data" in third and "trained 1 epochs" in third
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ import pytest
 from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard
 from vireid.backends import open_backend
 from vireid.export import Thresholds, calibrate_threshold, synthetic_gallery, verify
-from vireid.export.calibrate import cross_modal_scores, threshold_at_fmr, within_modality_scores
+from vireid.export.calibrate import (
+    Calibration,
+    TrackMeanCheck,
+    check_track_means,
+    cross_modal_scores,
+    threshold_at_fmr,
+    track_mean_scores,
+    within_modality_scores,
+)
 from vireid.export.parity import Side, retrieval_agreement
 
 SIZE = (32, 16)
@@ -149,6 +158,54 @@ def test_within_modality_pairs_each_unordered_pair_once() -> None:
     assert len(whole[0]) + len(whole[1]) == 40 * 39 // 2
 
 
+def _identities(n_ids: int, per_modality: int, noise: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """Unit embeddings of `n_ids` identities, half visible and half infrared: a direction all people
+    share (as trained embeddings do) plus one of their own, plus Gaussian noise per image."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.standard_normal(32) + rng.standard_normal((n_ids, 32))
+    pids = np.repeat(np.arange(n_ids), 2 * per_modality)
+    modality = np.tile(np.repeat([0, 1], per_modality), n_ids)
+    emb = prototypes[pids] + noise * rng.standard_normal((len(pids), 32))
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True), modality, pids
+
+
+def test_track_mean_scores_pair_every_track_with_every_centroid() -> None:
+    emb, modality, pids = _identities(6, 8, noise=1.0)
+    genuine, impostor = track_mean_scores(emb, modality, pids, track_images=3, centroid_images=2, draws=4)
+    assert len(genuine) == 4 * 6 and len(impostor) == 4 * 6 * 5
+    assert np.all(np.abs(genuine) <= 1 + 1e-9) and genuine.mean() > impostor.mean()
+    # an identity without infrared images has no track and no centroid: left out of both sides
+    keep = ~((pids == 5) & (modality == 1))
+    genuine, impostor = track_mean_scores(emb[keep], modality[keep], pids[keep], draws=2)
+    assert len(genuine) == 2 * 5 and len(impostor) == 2 * 5 * 4
+
+
+def test_track_means_score_impostors_higher_than_single_images_and_the_check_says_so() -> None:
+    """Means cancel the per-image noise, so two people's means are as alike as their prototypes, which
+    share a direction: the single-image threshold lets more impostors through, the reason the check
+    exists."""
+    emb, modality, pids = _identities(40, 10, noise=1.5)
+    genuine, impostor = cross_modal_scores(emb, modality, pids)
+    threshold, achieved, _ = threshold_at_fmr(genuine, impostor, 1e-2)
+    check = check_track_means(emb, modality, pids, threshold, 1e-2)
+    assert isinstance(check, TrackMeanCheck) and check.impostor_pairs == 20 * 40 * 39
+    assert check.fmr_at_threshold > 2 * achieved and check.threshold_for_target > threshold
+    assert check.tmr_at_threshold > 0.5  # and genuine means clear it more often too
+    one_identity = pids == 0
+    assert check_track_means(emb[one_identity], modality[one_identity], pids[one_identity], 0.5, 1e-2) is None
+
+
+def test_a_high_track_mean_false_match_rate_is_reported_with_the_threshold_that_keeps_the_target() -> None:
+    check = TrackMeanCheck(5, 5, 20, 6.3e-3, 0.55, 0.7012, 0.31, genuine_pairs=400, impostor_pairs=7600)
+    calibration = Calibration(0.575, 1e-3, 9.8e-4, 0.15, 2048, 38848, track_means=check)
+    (warning,) = calibration.warnings()
+    assert "6.3e-03, 6.3x the target" in warning and "--threshold 0.701" in warning
+    assert "true-match rate 0.55 -> 0.31" in warning
+    assert "track means (5 infrared images vs 5-image visible centroids)" in str(calibration)
+    close = replace(calibration, track_means=replace(check, fmr_at_threshold=2e-3))
+    assert close.warnings() == []
+
+
 def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path, tiny_sysu: Path) -> None:
     with open_backend(tiny_onnx, device="cpu") as backend:
         calibration = calibrate_threshold(backend.infer, tiny_sysu, backend.card.input_size, fmr=0.01)
@@ -167,11 +224,11 @@ def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path
         assert again.match_threshold_within[name] == within.threshold
         assert again.match_threshold_data["within"][name]["impostor_pairs"] == within.impostor_pairs
         assert f"within {name}: threshold" in str(calibration)
+    assert calibration.track_means is not None
+    assert again.match_threshold_data["track_means"] == calibration.track_means.to_dict()
 
 
 def test_a_calibration_that_cannot_be_trusted_says_why() -> None:
-    from vireid.export.calibrate import Calibration
-
     fine = Calibration(0.5, 1e-3, 9e-4, 0.3, genuine_pairs=2048, impostor_pairs=38848)
     assert fine.warnings() == []
     tiny = Calibration(0.95, 1e-3, 0.0, 0.0, genuine_pairs=171, impostor_pairs=324)

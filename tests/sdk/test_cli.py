@@ -57,6 +57,24 @@ def test_info_prints_card(tmp_path: Path) -> None:
     done = run_cli("info", str(write_onnx(tmp_path / "q.onnx", {CARD_KEY: int8.to_json()})))
     assert "resnet50 (parts [4, 2], specific_stages 2)" in done.stdout
     assert "entropy, 512 train images, 100% visible / 0% infrared" in done.stdout
+    track = {
+        "fmr_at_threshold": 6.3e-3,
+        "track_images": 5,
+        "centroid_images": 5,
+        "threshold_for_target": 0.7012,
+    }
+    calibrated = make_card().replace(
+        match_threshold=0.575,
+        match_threshold_fmr=1e-3,
+        match_threshold_data={"impostor_pairs": 38848, "track_means": track},
+    )
+    done = run_cli("info", str(write_onnx(tmp_path / "c.onnx", {CARD_KEY: calibrated.to_json()})))
+    assert "track means    false-match rate 6.3e-03 at the threshold" in done.stdout
+    assert "0.7012 keeps 0.001" in done.stdout and "impostor_pairs 38848" in done.stdout
+    assert "'track_images'" not in done.stdout  # not repeated raw on the threshold data line
+    odd = calibrated.replace(match_threshold_data={"track_means": {"fmr_at_threshold": "?"}})
+    done = run_cli("info", str(write_onnx(tmp_path / "o.onnx", {CARD_KEY: odd.to_json()})))
+    assert done.returncode == 0 and "track means" not in done.stdout  # a card not written by us
 
 
 def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ import numpy as np
 from vireid.errors import ConfigError, DatasetError, VireidError
 from vireid.progress import progress
 
+from .config import GENERATOR_VERSION
+
 META_FILE = "meta.json"
 JPEG_QUALITY = 92
 T = TypeVar("T")
@@ -53,15 +55,14 @@ def read_meta(root: Path) -> dict[str, Any] | None:
         return None
 
 
-def older_version(root: Path) -> str | None:
-    """The generator version of the synthetic set in `root` when it is not the current one (a folder
-    its owner may regenerate with `overwrite=True`); None for the current version or no synthetic set."""
-    from .config import GENERATOR_VERSION
-
+def other_version(root: Path) -> str | None:
+    """The generator version of the synthetic set in `root` when it is not this generator's (older or
+    newer; a folder its owner may regenerate with `overwrite=True`); None for this version or when
+    `root` holds no synthetic set."""
     meta = read_meta(Path(root)) or {}
     if meta.get("generator") != "vireid.synth" or meta.get("version") == GENERATOR_VERSION:
         return None
-    return str(meta.get("version"))
+    return str(meta.get("version", "unknown"))
 
 
 def reused_result(root: Path) -> SynthResult:
