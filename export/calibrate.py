@@ -61,16 +61,21 @@ class TrackMeanCheck:
     infrared images of an identity against unit centroids of `centroid_images` visible images of each
     identity (`draws` random draws per identity).
 
+    The draws reuse each identity's few calibration images, so the comparisons are far from
+    independent: the figures are estimates, not measurements at the pair count's resolution.
+
     Attributes:
+        identities: validation identities with images in both modalities.
         fmr_at_threshold: false-match rate of those comparisons at the calibrated threshold.
         tmr_at_threshold: true-match rate there.
-        threshold_for_target: the threshold that gives the target false-match rate on them.
+        threshold_for_target: the lowest threshold that gives the target false-match rate on them.
         tmr_for_target: the true-match rate at that threshold.
     """
 
     track_images: int
     centroid_images: int
     draws: int
+    identities: int
     fmr_at_threshold: float
     tmr_at_threshold: float
     threshold_for_target: float
@@ -80,6 +85,11 @@ class TrackMeanCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def suggested_threshold(self) -> float:
+        """`threshold_for_target` rounded up to 3 decimals (rounding down could let an impostor back)."""
+        return math.ceil(self.threshold_for_target * 1000 - 1e-9) / 1000
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,9 @@ class Calibration:
 
     def warnings(self) -> list[str]:
         """What makes this threshold untrustworthy: too few impostor pairs to measure the target rate,
-        or no genuine pair above it (a threshold no true match reaches is no threshold at all)."""
+        no genuine pair above it (a threshold no true match reaches is no threshold at all), or a
+        false-match rate well above the target where the stream pipeline uses it (track means against
+        enrolment centroids)."""
         out = []
         if self.impostor_pairs * self.fmr_target < 1:
             out.append(
@@ -141,15 +153,7 @@ class Calibration:
             )
         track = self.track_means
         if track is not None and track.fmr_at_threshold > TRACK_MEAN_TOLERANCE * self.fmr_target:
-            out.append(
-                f"the stream pipeline compares track means with enrolment centroids; there this threshold "
-                f"gives a false-match rate of {track.fmr_at_threshold:.1e}, "
-                f"{track.fmr_at_threshold / self.fmr_target:.1f}x the target (simulated: "
-                f"{track.track_images} infrared images against {track.centroid_images}-image visible "
-                f"centroids). `vireid run --threshold {track.threshold_for_target:.3f}` keeps the target "
-                f"there, naming fewer people (true-match rate {track.tmr_at_threshold:.2f} -> "
-                f"{track.tmr_for_target:.2f})"
-            )
+            out.append(_track_mean_warning(track, self.fmr_target))
         return out
 
     def __str__(self) -> str:
@@ -168,10 +172,30 @@ class Calibration:
             lines.append(
                 f"track means ({t.track_images} infrared images vs {t.centroid_images}-image visible "
                 f"centroids): false-match rate {t.fmr_at_threshold:.2e} at this threshold, "
-                f"{t.threshold_for_target:.4f} for {self.fmr_target:g} ({t.genuine_pairs} genuine / "
+                f"{math.ceil(t.threshold_for_target * 1e4 - 1e-9) / 1e4:.4f} for {self.fmr_target:g} "
+                f"({t.genuine_pairs} genuine / "
                 f"{t.impostor_pairs} impostor comparisons)"
             )
         return "\n".join(lines)
+
+
+def _track_mean_warning(track: TrackMeanCheck, fmr: float) -> str:
+    simulated = (
+        f"simulated with means of {track.track_images} infrared images against {track.centroid_images}-"
+        f"image visible centroids of {track.identities} identities, an estimate"
+    )
+    warning = (
+        f"the stream pipeline compares track means with enrolment centroids, where this threshold gives "
+        f"a false-match rate of about {track.fmr_at_threshold:.1e}, {track.fmr_at_threshold / fmr:.1f}x "
+        f"the target ({simulated})"
+    )
+    if track.impostor_pairs * fmr < 1:
+        return f"{warning}; too few comparisons to say which threshold gives {fmr:g} there"
+    return (
+        f"{warning}. About {track.suggested_threshold:.3f} gives the target there: pass it as "
+        f"`vireid run --threshold` (it is also the default --cross-threshold), naming fewer people "
+        f"(true-match rate {track.tmr_at_threshold:.2f} -> {track.tmr_for_target:.2f})"
+    )
 
 
 def threshold_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> tuple[float, float, float]:
@@ -307,11 +331,11 @@ def _unit_means(
 
 
 def check_track_means(
-    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, threshold: float, fmr: float
+    emb: np.ndarray, modality: np.ndarray, pids: np.ndarray, threshold: float, fmr: float, seed: int = 0
 ) -> TrackMeanCheck | None:
     """The calibrated cross-modal `threshold` tried on simulated track-mean comparisons (None when fewer
     than two identities have images in both modalities)."""
-    genuine, impostor = track_mean_scores(emb, modality, pids)
+    genuine, impostor = track_mean_scores(emb, modality, pids, seed=seed)
     if impostor.size == 0:
         return None
     for_target, _, tmr_for_target = threshold_at_fmr(genuine, impostor, fmr)
@@ -319,6 +343,7 @@ def check_track_means(
         track_images=TRACK_IMAGES,
         centroid_images=CENTROID_IMAGES,
         draws=TRACK_DRAWS,
+        identities=round(len(genuine) / TRACK_DRAWS),
         fmr_at_threshold=float(np.mean(impostor >= threshold)),
         tmr_at_threshold=float(np.mean(genuine >= threshold)) if genuine.size else float("nan"),
         threshold_for_target=for_target,
@@ -368,7 +393,7 @@ def calibrate_threshold(
         genuine, impostor = cross_modal_scores(emb, modality, pids)
         threshold, achieved, tmr = threshold_at_fmr(genuine, impostor, fmr)
         within = calibrate_within(emb, modality, pids, fmr)
-        track_means = check_track_means(emb, modality, pids, threshold, fmr)
+        track_means = check_track_means(emb, modality, pids, threshold, fmr, seed)
     return Calibration(
         threshold, fmr, achieved, tmr, len(genuine), len(impostor), description, within, track_means
     )

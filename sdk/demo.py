@@ -100,21 +100,23 @@ def synth(
 
 
 def _generate(make: Callable[..., Any], root: Path, config: Any, quiet: bool) -> Any:
-    """`make(root, config)`; when `root`, one of the demo's own folders, holds another synthetic set
-    (other settings, another generator version) or an unfinished one, it is regenerated, which removes
-    only what the generator writes. A symlinked folder is never regenerated (it may be yours)."""
+    """`make(root, config)`; a finished synthetic set of other settings (another generator version,
+    another --ids) in `root`, one of the demo's own folders, is regenerated, which removes only what
+    the generator writes. A symlinked folder is never regenerated (it may be yours), and anything else
+    the generator refuses is reported with what to do."""
     from vireid.errors import DatasetError
-    from vireid.training.data.synth.writer import other_version
+    from vireid.training.data.synth.writer import other_settings, read_meta
 
+    differs = None if root.is_symlink() else other_settings(root, config.to_meta())
+    if differs:
+        print(f"   {root}: holds a synthetic set of other settings ({differs}); regenerating it")
     try:
-        return make(root, config, show_progress=not quiet)
-    except DatasetError:
-        if root.is_symlink() or not root.is_dir():
-            raise
-    version = other_version(root)
-    why = f"made by generator version {version}" if version else "holds another or an unfinished set"
-    print(f"   {root}: {why}; regenerating it")
-    return make(root, config, overwrite=True, show_progress=not quiet)
+        return make(root, config, overwrite=differs is not None, show_progress=not quiet)
+    except DatasetError as exc:
+        if root.is_dir() and read_meta(root) is None:  # other content, or an unfinished run
+            hint = "if an interrupted `make demo` left it, delete the folder and run `make demo` again"
+            raise DatasetError(root, f"{exc.problem}; {hint}") from None
+        raise
 
 
 def _trained(run: Path, config: dict, data: dict) -> bool:

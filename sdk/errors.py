@@ -51,7 +51,7 @@ class DatasetError(VireidError):
     """A dataset folder is missing or does not follow the expected layout."""
 
     def __init__(self, path: str | Path, problem: str, expected: str = "") -> None:
-        self.path = Path(path)
+        self.path, self.problem = Path(path), problem
         message = f"{self.path}: {problem}"
         if expected:
             message += f"\nExpected layout:\n{expected}"

@@ -4,6 +4,7 @@ folder with its vireid_card.json)."""
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..card import ModelCard
 
@@ -46,10 +47,11 @@ def _track_means_line(card: ModelCard) -> str | None:
     """What the threshold gives when track means meet enrolment centroids (recorded at calibration)."""
     track = (card.match_threshold_data or {}).get("track_means")
     try:
+        suggested = math.ceil(float(track["threshold_for_target"]) * 1e4 - 1e-9) / 1e4  # never round down
         return (
-            f"false-match rate {track['fmr_at_threshold']:.1e} at the threshold "
+            f"false-match rate about {track['fmr_at_threshold']:.1e} at the threshold "
             f"({track['track_images']} infrared images vs {track['centroid_images']}-image visible "
-            f"centroids); {track['threshold_for_target']:.4f} keeps {card.match_threshold_fmr}"
+            f"centroids, simulated); about {suggested:.4f} gives {card.match_threshold_fmr or 'the target'}"
         )
     except (KeyError, TypeError, ValueError):  # absent (older cards) or not ours
         return None

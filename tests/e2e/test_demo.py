@@ -69,19 +69,42 @@ def test_demo_runs_every_stage_then_reuses_its_work(
     assert main(args) == 0
     second = capsys.readouterr().out
     assert "(reused)" in second and "already holds this training" in second
-    # The demo regenerates its own data folders when they hold another generator version, other
-    # settings (here --ids) or an unfinished run (no meta.json yet), and retrains on changed data.
+    # The demo regenerates its own data folders when they hold another generator version or other
+    # settings (here --ids), and retrains when the training data changed under the same config.
     heldout_meta = demo / "data" / "sysu-heldout" / "meta.json"
     heldout_meta.write_text(json.dumps({**json.loads(heldout_meta.read_text()), "version": "0"}))
-    (demo / "data" / "scene" / "meta.json").unlink()
     assert main([("27" if arg == "24" else arg) for arg in args]) == 0
     third = capsys.readouterr().out
-    assert "sysu-heldout: made by generator version 0; regenerating it" in third
-    assert "sysu-train: holds another or an unfinished set; regenerating it" in third
-    assert "scene: holds another or an unfinished set; regenerating it" in third
+    assert (
+        f"sysu-heldout: holds a synthetic set of other settings (version='0' (asked '{GENERATOR_VERSION}')"
+        in third
+    )
+    assert "sysu-train: holds a synthetic set of other settings (ids=24 (asked 27)" in third
     assert json.loads(heldout_meta.read_text())["version"] == GENERATOR_VERSION
     assert json.loads(heldout_meta.read_text())["ids"] == 27
     assert "holds a training of another config or other data" in third and "trained 1 epochs" in third
+
+
+def test_demo_regenerates_only_finished_synthetic_sets_and_never_through_a_symlink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vireid import DatasetError
+    from vireid.demo import _generate
+    from vireid.training.data.synth import SysuConfig, generate_sysu
+
+    four, five = SysuConfig(ids=4, images_per_camera=1), SysuConfig(ids=5, images_per_camera=1)
+    own = tmp_path / "own"
+    generate_sysu(own, four, workers=1, show_progress=False)
+    assert not _generate(generate_sysu, own, five, quiet=True).reused
+    assert "(ids=4 (asked 5)); regenerating it" in capsys.readouterr().out
+    linked = tmp_path / "linked"
+    linked.symlink_to(own)
+    with pytest.raises(DatasetError, match=r"ids=5 \(asked 4\)"):
+        _generate(generate_sysu, linked, four, quiet=True)
+    (own / "meta.json").unlink()  # an interrupted run, or a real dataset: never removed unasked
+    with pytest.raises(DatasetError, match="delete the folder and run `make demo` again"):
+        _generate(generate_sysu, own, five, quiet=True)
+    assert (own / "cam1").is_dir()
 
 
 def test_demo_names_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -180,6 +180,19 @@ def test_track_mean_scores_pair_every_track_with_every_centroid() -> None:
     assert len(genuine) == 2 * 5 and len(impostor) == 2 * 5 * 4
 
 
+def test_tracks_are_infrared_means_and_centroids_visible_ones() -> None:
+    """Identity 0: every infrared image is c; its visible images are c ± w, which average to c. A track
+    of one infrared image against an 8-image visible centroid scores 1; swapped, it would score 0.71."""
+    c, w = np.eye(3)[0], np.eye(3)[1]
+    visible = [(c + sign * w) / np.sqrt(2) for sign in (1, -1) * 4]
+    other = np.random.default_rng(0).standard_normal((4, 3))
+    emb = np.vstack([*visible, c, c, *other])
+    modality = np.array([0] * 8 + [1, 1] + [0, 0, 1, 1])
+    pids = np.array([0] * 10 + [1] * 4)
+    genuine, _ = track_mean_scores(emb, modality, pids, track_images=1, centroid_images=8, draws=3)
+    np.testing.assert_allclose(genuine[::2], 1.0, atol=1e-9)  # identity 0 comes first in every draw
+
+
 def test_track_means_score_impostors_higher_than_single_images_and_the_check_says_so() -> None:
     """Means cancel the per-image noise, so two people's means are as alike as their prototypes, which
     share a direction: the single-image threshold lets more impostors through, the reason the check
@@ -189,6 +202,7 @@ def test_track_means_score_impostors_higher_than_single_images_and_the_check_say
     threshold, achieved, _ = threshold_at_fmr(genuine, impostor, 1e-2)
     check = check_track_means(emb, modality, pids, threshold, 1e-2)
     assert isinstance(check, TrackMeanCheck) and check.impostor_pairs == 20 * 40 * 39
+    assert check.identities == 40 and check_track_means(emb, modality, pids, threshold, 1e-2) == check
     assert check.fmr_at_threshold > 2 * achieved and check.threshold_for_target > threshold
     assert check.tmr_at_threshold > 0.5  # and genuine means clear it more often too
     one_identity = pids == 0
@@ -196,14 +210,18 @@ def test_track_means_score_impostors_higher_than_single_images_and_the_check_say
 
 
 def test_a_high_track_mean_false_match_rate_is_reported_with_the_threshold_that_keeps_the_target() -> None:
-    check = TrackMeanCheck(5, 5, 20, 6.3e-3, 0.55, 0.7012, 0.31, genuine_pairs=400, impostor_pairs=7600)
+    check = TrackMeanCheck(5, 5, 20, 20, 6.3e-3, 0.55, 0.7012, 0.31, genuine_pairs=400, impostor_pairs=7600)
     calibration = Calibration(0.575, 1e-3, 9.8e-4, 0.15, 2048, 38848, track_means=check)
     (warning,) = calibration.warnings()
-    assert "6.3e-03, 6.3x the target" in warning and "--threshold 0.701" in warning
-    assert "true-match rate 0.55 -> 0.31" in warning
+    assert "about 6.3e-03, 6.3x the target" in warning and "of 20 identities, an estimate" in warning
+    assert "About 0.702 gives the target there" in warning  # rounded up, never down
+    assert "`vireid run --threshold`" in warning and "true-match rate 0.55 -> 0.31" in warning
     assert "track means (5 infrared images vs 5-image visible centroids)" in str(calibration)
     close = replace(calibration, track_means=replace(check, fmr_at_threshold=2e-3))
     assert close.warnings() == []
+    few = replace(calibration, track_means=replace(check, impostor_pairs=240, genuine_pairs=80))
+    (warning,) = few.warnings()
+    assert "too few comparisons to say which threshold gives 0.001" in warning and "About" not in warning
 
 
 def test_calibration_on_validation_identities_goes_into_the_card(tiny_onnx: Path, tiny_sysu: Path) -> None:

@@ -61,7 +61,7 @@ def test_info_prints_card(tmp_path: Path) -> None:
         "fmr_at_threshold": 6.3e-3,
         "track_images": 5,
         "centroid_images": 5,
-        "threshold_for_target": 0.7012,
+        "threshold_for_target": 0.70111,  # shown rounded up
     }
     calibrated = make_card().replace(
         match_threshold=0.575,
@@ -69,8 +69,8 @@ def test_info_prints_card(tmp_path: Path) -> None:
         match_threshold_data={"impostor_pairs": 38848, "track_means": track},
     )
     done = run_cli("info", str(write_onnx(tmp_path / "c.onnx", {CARD_KEY: calibrated.to_json()})))
-    assert "track means    false-match rate 6.3e-03 at the threshold" in done.stdout
-    assert "0.7012 keeps 0.001" in done.stdout and "impostor_pairs 38848" in done.stdout
+    assert "track means    false-match rate about 6.3e-03 at the threshold" in done.stdout
+    assert "about 0.7012 gives 0.001" in done.stdout and "impostor_pairs 38848" in done.stdout
     assert "'track_images'" not in done.stdout  # not repeated raw on the threshold data line
     odd = calibrated.replace(match_threshold_data={"track_means": {"fmr_at_threshold": "?"}})
     done = run_cli("info", str(write_onnx(tmp_path / "o.onnx", {CARD_KEY: odd.to_json()})))

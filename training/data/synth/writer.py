@@ -25,8 +25,6 @@ import numpy as np
 from vireid.errors import ConfigError, DatasetError, VireidError
 from vireid.progress import progress
 
-from .config import GENERATOR_VERSION
-
 META_FILE = "meta.json"
 JPEG_QUALITY = 92
 T = TypeVar("T")
@@ -55,14 +53,15 @@ def read_meta(root: Path) -> dict[str, Any] | None:
         return None
 
 
-def other_version(root: Path) -> str | None:
-    """The generator version of the synthetic set in `root` when it is not this generator's (older or
-    newer; a folder its owner may regenerate with `overwrite=True`); None for this version or when
-    `root` holds no synthetic set."""
-    meta = read_meta(Path(root)) or {}
-    if meta.get("generator") != "vireid.synth" or meta.get("version") == GENERATOR_VERSION:
+def other_settings(root: Path, meta: dict[str, Any]) -> str | None:
+    """How the finished synthetic set in `root` differs from `meta` (`Config.to_meta()`), e.g.
+    "version='1' (asked '2')": a folder its owner may regenerate with `overwrite=True`. None when `root`
+    holds exactly that set, holds no finished synthetic set, or holds anything else."""
+    existing = read_meta(Path(root))
+    if not existing or existing.get("generator") != "vireid.synth" or not existing.get("complete"):
         return None
-    return str(meta.get("version", "unknown"))
+    diff = [f"{k}={existing.get(k)!r} (asked {v!r})" for k, v in meta.items() if existing.get(k) != v]
+    return ", ".join(diff) or None
 
 
 def reused_result(root: Path) -> SynthResult:
