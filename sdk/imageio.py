@@ -17,6 +17,9 @@ def read_image(path: str | Path) -> np.ndarray:
         InputSpecError: the file is missing or OpenCV cannot decode it.
     """
     path = Path(path)
+    if not path.is_file():  # checked first: OpenCV would print its own warning before ours
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise InputSpecError(f"{path}: {problem}; expected a readable JPEG/PNG/BMP person crop")
     try:
         data = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV will allocate
@@ -26,8 +29,9 @@ def read_image(path: str | Path) -> np.ndarray:
             "person crop of ordinary size"
         ) from None
     if data is None:
-        problem = "does not exist" if not path.exists() else "cannot be decoded as an image"
-        raise InputSpecError(f"{path}: {problem}; expected a readable JPEG/PNG/BMP person crop")
+        raise InputSpecError(
+            f"{path}: cannot be decoded as an image; expected a readable JPEG/PNG/BMP person crop"
+        )
     return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
 
 

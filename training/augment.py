@@ -44,7 +44,8 @@ def _lower_resolution(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-_REMAP_KNOTS = 5  # 3 (smoother) and 3-9 at random (harsher) both trained worse models (docs/results.md)
+# 3 knots (smoother) and 3-9 at random (harsher) both trained worse models (docs/results-history.md)
+_REMAP_KNOTS = 5
 
 
 def _remap_intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

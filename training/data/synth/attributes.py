@@ -9,7 +9,8 @@ rather than only counted (numpy only):
 - `probe_accuracy` fits a ridge-regression linear probe from embeddings to one attribute: whether the
   embeddings carry it at all, and whether a probe fitted on one modality reads it in the other.
 
-`tools/attribute_probe.py` runs both on a model and a held-out set; docs/results.md reports them.
+`tools/attribute_probe.py` runs both on a model and a held-out set; docs/results.md reports them
+(docs/results-history.md for generator version 1).
 """
 
 from __future__ import annotations

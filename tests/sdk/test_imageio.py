@@ -1,0 +1,41 @@
+"""`read_image`: colour order, grey replication, and clean errors without OpenCV's own warnings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vireid.errors import InputSpecError
+from vireid.imageio import has_colour, read_image
+
+
+def test_read_image_returns_rgb_and_replicates_grey(tmp_path: Path) -> None:
+    bgr = np.zeros((8, 4, 3), np.uint8)
+    bgr[..., 0] = 200  # blue in OpenCV's order
+    cv2.imwrite(str(tmp_path / "blue.png"), bgr)
+    cv2.imwrite(str(tmp_path / "grey.png"), np.full((8, 4), 77, np.uint8))
+    blue = read_image(tmp_path / "blue.png")
+    grey = read_image(tmp_path / "grey.png")
+    assert blue.shape == (8, 4, 3) and blue[0, 0].tolist() == [0, 0, 200]
+    assert grey.shape == (8, 4, 3) and (grey == 77).all()
+    assert has_colour(blue) and not has_colour(grey)
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda d: d / "missing.jpg", "does not exist"),
+        (lambda d: (d / "folder.jpg").mkdir() or d / "folder.jpg", "is a folder"),
+        (lambda d: (d / "text.jpg").write_text("not an image") and d / "text.jpg", "cannot be decoded"),
+    ],
+    ids=["missing", "folder", "not-an-image"],
+)
+def test_read_image_error_names_the_file_and_opencv_stays_quiet(tmp_path: Path, capfd, make, problem) -> None:
+    path = make(tmp_path)
+    with pytest.raises(InputSpecError, match=problem) as info:
+        read_image(path)
+    assert str(path) in str(info.value)
+    assert "imread" not in capfd.readouterr().err  # ours is the only message the user sees
