@@ -27,7 +27,9 @@ from .preprocess import (
     is_ready_batch,
     preprocess_boxes,
     preprocess_crops,
+    thermal_to_8bit,
 )
+from .thermal import ThermalScaling
 
 ModalityLike = Modality | str | int
 _SINGLE = (Modality, str, int, np.integer)
@@ -114,6 +116,7 @@ class Embedder:
         bgr: bool = False,
         camera_ids: Any = None,
         track_ids: Any = None,
+        thermal: ThermalScaling | str | None = None,
     ) -> Embeddings:
         """Embed person crops.
 
@@ -125,10 +128,13 @@ class Embedder:
             bgr: crops are in OpenCV's BGR order.
             camera_ids: optional camera id per crop (or one for all), kept on the result.
             track_ids: optional tracker id per crop (or one for all), kept on the result.
+            thermal: how uint16 (radiometric) thermal crops become 8-bit: a `ThermalScaling`,
+                `"window:LOW:HIGH"` (raw values) or `"percentile:LOW:HIGH"`; needed only for them.
 
         Raises:
-            InputSpecError: a crop, modality or tag does not fit; the message says which and why.
+            InputSpecError: a crop, modality, tag or scaling does not fit; the message says which and why.
         """
+        scaling = ThermalScaling.parse(thermal) if thermal is not None else None
         items = as_image_list(images)
         n = len(items)
         codes = self._modality_codes(modality, n)
@@ -137,11 +143,11 @@ class Embedder:
             vectors = self._run(n, lambda start, stop: items[start:stop], codes)
         else:
             for i, image in enumerate(items):
-                check_image(image, f"images[{i}]")
+                check_image(thermal_to_8bit(image, scaling), f"images[{i}]")
 
             def fill(start: int, stop: int) -> np.ndarray:
                 out = self.backend.allocate_images(stop - start)
-                return preprocess_crops(items[start:stop], size, bgr=bgr, out=out)
+                return preprocess_crops(items[start:stop], size, bgr=bgr, out=out, thermal=scaling)
 
             vectors = self._run(n, fill, codes)
         return self._result(vectors, codes, camera_ids, track_ids)
@@ -156,13 +162,15 @@ class Embedder:
         pad_value: int = 0,
         camera_ids: Any = None,
         track_ids: Any = None,
+        thermal: ThermalScaling | str | None = None,
     ) -> Embeddings:
         """Crop `boxes` (`[K, 4]` x1, y1, x2, y2 pixels) from one frame and embed them.
 
         Boxes leaving the frame are clipped and padded with `pad_value`; see `vireid.preprocess`.
-        Other arguments as in `embed`.
+        A uint16 thermal frame is scaled to 8 bits by `thermal` as a whole, before cropping. Other
+        arguments as in `embed`.
         """
-        frame = check_image(frame, "frame")
+        frame = check_image(thermal_to_8bit(frame, thermal), "frame")
         array = as_boxes(boxes)
         codes = self._modality_codes(modality, len(array))
 

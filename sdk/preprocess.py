@@ -205,11 +205,25 @@ def _to_8bit(image: Any, scaling: ThermalScaling | None) -> Any:
     return image
 
 
+def thermal_to_8bit(image: Any, thermal: ThermalScaling | str | None) -> Any:
+    """`image` with a uint16 thermal image scaled to 8 bits by `thermal` (anything else unchanged).
+
+    Raises:
+        InputSpecError: `thermal` is not a valid scaling.
+    """
+    return _to_8bit(image, ThermalScaling.parse(thermal) if thermal is not None else None)
+
+
+def _box_text(box: Sequence[float]) -> str:
+    """`(x1, y1, x2, y2)` as plain numbers for messages (numpy scalars would print their type)."""
+    return "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+
+
 def box_to_pixels(box: Sequence[float]) -> tuple[int, int, int, int]:
     """Whole-pixel `(x1, y1, x2, y2)` of a box: floor of the top-left, ceil of the bottom-right corner."""
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        raise InputSpecError(f"box coordinates must be finite numbers, got {tuple(box)}")
+        raise InputSpecError(f"box coordinates must be finite numbers, got {_box_text(box)}")
     return math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2)
 
 
@@ -224,11 +238,11 @@ def crop_box(frame: np.ndarray, box: Sequence[float], *, pad_value: int = 0) -> 
     x1, y1, x2, y2 = box_to_pixels(box)
     height, width = frame.shape[:2]
     if x2 <= x1 or y2 <= y1:
-        raise InputSpecError(f"box {tuple(box)} is empty; expected x1 < x2 and y1 < y2 (pixels, xyxy)")
+        raise InputSpecError(f"box {_box_text(box)} is empty; expected x1 < x2 and y1 < y2 (pixels, xyxy)")
     cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
     if cx2 <= cx1 or cy2 <= cy1:
         raise InputSpecError(
-            f"box {tuple(box)} lies entirely outside the {width}x{height} frame; expected xyxy pixel "
+            f"box {_box_text(box)} lies entirely outside the {width}x{height} frame; expected xyxy pixel "
             "coordinates that overlap the frame"
         )
     view = frame[cy1:cy2, cx1:cx2]
@@ -277,9 +291,7 @@ def preprocess_boxes(
     Raises:
         InputSpecError: bad frame, boxes, pad value or `out`.
     """
-    frame = check_image(
-        _to_8bit(frame, ThermalScaling.parse(thermal) if thermal is not None else None), "frame"
-    )
+    frame = check_image(thermal_to_8bit(frame, thermal), "frame")
     array = as_boxes(boxes)
     if not (isinstance(pad_value, (int, np.integer)) and 0 <= int(pad_value) <= 255):
         raise InputSpecError(f"pad_value must be an integer in 0..255, got {pad_value!r}")

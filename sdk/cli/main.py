@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import select
 import sys
 from collections.abc import Sequence
 
@@ -104,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (as opposed to some other pipe breaking)."""
+    try:
+        poller = select.poll()  # a pipe without a reader polls as an error, whatever is buffered
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        if any(events & select.POLLERR for _, events in poller.poll(0)):
+            return True
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or stdout without a descriptor
+        pass
     try:
         sys.stdout.flush()
     except BrokenPipeError:

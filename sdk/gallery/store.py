@@ -220,7 +220,7 @@ class GalleryStore:
                 if identity_id is not None and existing == "error":
                     raise GalleryError(
                         f"{self.path}: identity {name!r} is already enrolled; remove or rename it first, "
-                        "or choose another conflict policy (merge / skip)."
+                        "or import with on_conflict='merge' or 'skip' (CLI: --on-conflict merge|skip)."
                     )
                 if identity_id is not None and existing == "replace":
                     self._delete_embeddings_of(conn, identity_id)

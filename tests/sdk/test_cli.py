@@ -103,6 +103,37 @@ def test_a_reader_that_leaves_early_is_not_an_error(tmp_path: Path) -> None:
     assert "BrokenPipeError" not in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_reader_that_leaves_mid_output_is_not_an_error(tmp_path: Path) -> None:
+    """`vireid gallery list --json | head -1` on a large gallery: the pipe breaks in the middle of the
+    output (more than stdout's buffer), not at the final flush; still no traceback, exit 0."""
+    import os
+
+    import numpy as np
+
+    from vireid.embeddings import Embeddings
+    from vireid.gallery import Gallery
+
+    path = tmp_path / "big.db"
+    vectors = np.eye(8, dtype=np.float32)
+    with Gallery(path, embedding_space="space-x", dim=8) as gallery:
+        for i in range(300):  # about 24 kB of JSON lines, three times the buffer
+            gallery.enroll(f"person{i:05d}", Embeddings(vectors[i % 8 : i % 8 + 1], np.zeros(1, np.int8)))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "vireid.cli.main", "gallery", "list", "--json", "--gallery", str(path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_the_global_quiet_flag_does_not_collide_with_a_commands_own() -> None:
     from vireid.cli.main import build_parser
 

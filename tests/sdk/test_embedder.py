@@ -15,6 +15,7 @@ from vireid.backends import open_backend
 from vireid.embedder import Embedder
 from vireid.embeddings import Embeddings
 from vireid.preprocess import preprocess_boxes, preprocess_crops
+from vireid.thermal import ThermalScaling
 
 SIZE = (32, 16)
 
@@ -108,6 +109,32 @@ def test_embed_boxes_equals_embedding_the_crops(embedder: Embedder, rng) -> None
     np.testing.assert_allclose(emb.vectors, expected.vectors, atol=1e-6)
     assert emb.camera_ids.tolist() == [3, 3]
     assert len(embedder.embed_boxes(frame, np.zeros((0, 4)), "rgb")) == 0
+
+
+def test_uint16_thermal_crops_and_frames_take_the_scaling_the_error_names(embedder: Embedder, rng) -> None:
+    raw = [rng.integers(28000, 31000, (int(h), 30), dtype=np.uint16) for h in (60, 90)]
+    with pytest.raises(InputSpecError, match=r"images\[0\]: 16-bit .* pass thermal='window:LOW:HIGH'"):
+        embedder.embed(raw, "ir")
+    emb = embedder.embed(raw, "ir", thermal="window:27315:31315")
+    by_hand = [
+        np.clip((r.astype(np.float64) - 27315) / 4000 * 255, 0, 255).round().astype(np.uint8) for r in raw
+    ]
+    np.testing.assert_allclose(emb.vectors, embedder.embed(by_hand, "ir").vectors, atol=1e-6)
+    frame = rng.integers(28000, 31000, (120, 160), dtype=np.uint16)
+    boxes = [[10, 10, 40, 90], [100, 20, 150, 110]]
+    from_frame = embedder.embed_boxes(frame, boxes, "ir", thermal="percentile:1:99")
+    scaled = ThermalScaling.parse("percentile:1:99").to_uint8(frame)  # the whole frame, before cropping
+    np.testing.assert_allclose(
+        from_frame.vectors, embedder.embed_boxes(scaled, boxes, "ir").vectors, atol=1e-6
+    )
+    with pytest.raises(InputSpecError, match="thermal"):
+        embedder.embed(raw, "ir", thermal="window:5")
+
+
+def test_box_errors_print_plain_numbers(embedder: Embedder) -> None:
+    frame = np.zeros((40, 40, 3), np.uint8)
+    with pytest.raises(InputSpecError, match=r"boxes\[0\]: box \(5, 5, 5, 9.5\) is empty"):
+        embedder.embed_boxes(frame, np.array([[5.0, 5.0, 5.0, 9.5]]), "rgb")
 
 
 @pytest.mark.parametrize(

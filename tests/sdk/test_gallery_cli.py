@@ -118,7 +118,8 @@ def test_export_then_import_into_a_new_gallery(db: Path, tmp_path: Path, capsys)
     with Gallery.open(new, SPACE) as g:
         assert [(i.name, i.num_embeddings) for i in g.identities()] == [("alice", 3), ("bob", 1)]
     assert vireid("import", "--gallery", new, out) == 1
-    assert "already enrolled" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already enrolled" in err and "--on-conflict merge|skip" in err  # names the way out
     assert vireid("import", "--gallery", new, out, "--on-conflict", "merge") == 0
     other = tmp_path / "other.db"
     Gallery(other, "other-space", DIM).close()
