@@ -65,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
             raise InputSpecError(
                 f"{path}: no such file; pass a checkpoint (.safetensors) or an artifact (.onnx, .engine)"
             )
+    if not Path(args.data).is_dir():  # before any model is loaded
+        raise InputSpecError(
+            f"{args.data}: no such folder; --data takes a SYSU-MM01- or RegDB-layout dataset folder "
+            "(`vireid synth sysu --out DIR` makes a synthetic one)"
+        )
     from vireid.training.evaluate import evaluate_directions, is_checkpoint
 
     if any(is_checkpoint(p) for p in models):

@@ -34,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
     """Verify and print; 0 when within thresholds, 1 otherwise."""
     import dataclasses
 
+    from vireid.errors import InputSpecError
     from vireid.export.parity import Thresholds, verify
 
+    for path in (args.reference, args.candidate):  # both checked before either model is loaded
+        if not Path(path).is_file():
+            raise InputSpecError(
+                f"{path}: no such file; pass a checkpoint (.safetensors) or an artifact (.onnx, .engine)"
+            )
     thresholds = None
     if args.min_cosine is not None or args.min_top1 is not None:
         base = Thresholds.for_precision(_precision(args.candidate))

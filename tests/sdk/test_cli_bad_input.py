@@ -196,3 +196,13 @@ def test_events_options_need_events_and_a_long_pipeline_source_is_no_file(capsys
     pipeline = "visible=videotestsrc " + "! videoconvert " * 30 + "! appsink"  # > 255 characters, no '/'
     assert main(["run", "-s", pipeline, "-m", model, "--events", str(log), "--append"]) == 1
     assert "missing.onnx" in capsys.readouterr().err  # got past the events check without an OSError
+
+
+def test_missing_data_or_model_is_reported_before_any_model_is_loaded(tmp_path: Path, capsys) -> None:
+    """The first file is not a model at all: had it been loaded first, its error would come instead."""
+    garbage = tmp_path / "m.onnx"
+    garbage.write_bytes(b"not a model")
+    assert main(["evaluate", str(garbage), "--data", str(tmp_path / "nowhere")]) == 1
+    assert f"{tmp_path / 'nowhere'}: no such folder; --data takes a SYSU-MM01" in capsys.readouterr().err
+    assert main(["verify", str(garbage), str(tmp_path / "c.onnx")]) == 1
+    assert f"{tmp_path / 'c.onnx'}: no such file" in capsys.readouterr().err
