@@ -161,20 +161,24 @@ def _remove(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
+    from vireid.streams.sinks import events_file_problem, purge_events
 
+    # Checked first: a purge must not stop half-way, after the gallery's part.
     folders = [str(p) for p in args.events if p.is_dir()]
-    if folders:  # checked first: a purge must not stop half-way, after the gallery's part
+    if folders:
         raise InputSpecError(
             f"--events {', '.join(folders)}: is a folder, not an events file; nothing was purged"
         )
+    for events in args.events:
+        problem = events.exists() and events_file_problem(events)
+        if problem:
+            raise InputSpecError(f"--events {events}: {problem}; nothing was purged")
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
     print(
         f"purged {embeddings} embeddings older than {args.older_than_days:g} days and {identities} "
         f"identities left without any from {args.gallery}"
     )
-    from vireid.streams.sinks import purge_events
-
     for events in args.events:
         if not events.exists():  # not written yet, or rotated away: nothing of it to purge
             print(f"no events file {events}: skipped", file=sys.stderr)

@@ -164,6 +164,7 @@ def _check_events_file(args: argparse.Namespace) -> None:
     """Refuse an `--events` path whose file would be lost: the gallery, the model, a video being read,
     or an earlier run's events (unless `--append` or `--overwrite` says what to do with them)."""
     from ..errors import ConfigError
+    from ..streams.sinks import events_file_problem
 
     target = args.events
     if target is None:
@@ -179,6 +180,11 @@ def _check_events_file(args: argparse.Namespace) -> None:
     inputs = [args.gallery, args.model] + [Path(text.partition("=")[2]) for text in args.source]
     if any(_same_file(p, target) for p in inputs if p is not None):
         raise ConfigError(f"--events {target}: is one of this run's inputs; write the events to another file")
+    problem = events_file_problem(target)
+    if problem:
+        raise ConfigError(
+            f"--events {target}: {problem}; vireid neither appends to nor overwrites it: choose another file"
+        )
     if target.stat().st_size and not (args.append or args.overwrite):
         raise ConfigError(
             f"--events {target}: holds events of an earlier run; pass --append to add to them, --overwrite "

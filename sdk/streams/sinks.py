@@ -70,7 +70,8 @@ class JsonlSink(Sink):
     """Events as JSON Lines: one `event.to_dict()` object per line (UTF-8).
 
     Args:
-        path: file to write (parent folders are created).
+        path: file to write (parent folders are created); an existing file must be empty or hold
+            events (anything else is refused, never overwritten).
         append: add to an existing file instead of replacing it.
         flush_every: seconds between flushes to the OS; `close` flushes and fsyncs.
         kinds: only these event kinds (e.g. `{"identified"}`); default all.
@@ -85,6 +86,9 @@ class JsonlSink(Sink):
         kinds: Iterable[str] | None = None,
     ) -> None:
         self.path = Path(path)
+        problem = events_file_problem(self.path) if self.path.is_file() else None
+        if problem:  # a mistyped path (the gallery, a model) is refused, not truncated
+            raise StreamError(f"cannot write events to {self.path}: it {problem}; choose another file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
@@ -127,6 +131,9 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
     """
     limit = retention.cutoff(older_than_days, now)
     path = Path(path)
+    problem = events_file_problem(path)
+    if problem:
+        raise StreamError(f"{path}: {problem}; nothing was changed")
     tmp = path.with_name(path.name + ".tmp")
     kept = removed = 0
     try:
@@ -148,7 +155,37 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise StreamError(f"{path}: cannot purge events ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:  # text after a first line that was
+        tmp.unlink(missing_ok=True)
+        raise StreamError(f"{path}: not UTF-8 text at byte {exc.start}; nothing was changed") from None
     return kept, removed
+
+
+def events_file_problem(path: str | Path) -> str | None:
+    """Why an existing, non-empty file is not a JSON Lines events file, or None (it is one, or is empty).
+
+    Checked before anything appends to, overwrites or rewrites the file, so that a mistyped path (the
+    gallery, a model) is refused instead of destroyed.
+
+    Raises:
+        StreamError: the file cannot be read.
+    """
+    try:
+        with Path(path).open("rb") as file:
+            head = file.read(1 << 16)
+    except OSError as exc:
+        raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not head:
+        return None
+    if head.startswith(b"SQLite format 3\x00"):
+        return "is an SQLite database (a gallery?), not a JSON Lines events file"
+    try:
+        first = json.loads(head.split(b"\n", 1)[0].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "is not a JSON Lines events file (its first line is not JSON)"
+    if not isinstance(first, dict) or "event" not in first:
+        return 'is not a vireid events file (its first line has no "event" field)'
+    return None
 
 
 def _event_time(line: str) -> float:

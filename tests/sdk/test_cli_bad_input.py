@@ -130,9 +130,39 @@ def test_run_refuses_an_events_file_that_is_an_input_or_an_earlier_log(enrolled:
     assert main([*base, "--events", str(model), "--overwrite"]) == 1
     assert enrolled.read_bytes() == before and model.read_bytes().startswith(b"not read")
     log = enrolled.with_name("events.jsonl")
-    log.write_text('{"kind": "track_started"}\n')
+    log.write_text('{"event": "track_started"}\n')
     assert main([*base, "--events", str(log)]) == 1  # neither --append nor --overwrite
-    assert log.read_text() == '{"kind": "track_started"}\n'
+    assert log.read_text() == '{"event": "track_started"}\n'
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "is an SQLite database (a gallery?)"),  # a copy of the gallery, not this run's input
+        (b"\x00\x01binary", "its first line is not JSON"),
+        (b'{"name": "alice"}\n', 'has no "event" field'),
+    ],
+    ids=["gallery", "binary", "other-json"],
+)
+def test_run_and_purge_never_overwrite_a_file_that_is_not_an_events_log(
+    enrolled: Path, capsys, content: bytes | None, problem: str
+) -> None:
+    target = enrolled.with_name("not-events.db")
+    target.write_bytes(enrolled.read_bytes() if content is None else content)
+    before = target.read_bytes()
+    model = enrolled.with_name("m.onnx")
+    model.write_bytes(b"not read: the events path is checked first")
+    for flag in ("--overwrite", "--append"):
+        assert main(["run", "-s", "visible=v.mp4", "-m", str(model), "--events", str(target), flag]) == 1
+        assert problem in capsys.readouterr().err
+    purge = ["gallery", "purge", "-g", str(enrolled), "--older-than-days", "1e-9", "--events", str(target)]
+    with Gallery.open(enrolled) as gallery:
+        count = gallery.info().num_embeddings
+    assert main(purge) == 1
+    assert f"{problem}" in capsys.readouterr().err
+    assert target.read_bytes() == before
+    with Gallery.open(enrolled) as gallery:  # refused before the gallery's part ran
+        assert gallery.info().num_embeddings == count
 
 
 # ----- malformed inputs deeper down -----------------------------------------------------------------
@@ -192,7 +222,7 @@ def test_events_options_need_events_and_a_long_pipeline_source_is_no_file(capsys
     assert main(["run", "-s", "visible=v.mp4", "-m", model, "--append"]) == 1
     assert "give --events" in capsys.readouterr().err
     log = tmp_path / "events.jsonl"
-    log.write_text("{}\n")
+    log.write_text('{"event": "track_started"}\n')
     pipeline = "visible=videotestsrc " + "! videoconvert " * 30 + "! appsink"  # > 255 characters, no '/'
     assert main(["run", "-s", pipeline, "-m", model, "--events", str(log), "--append"]) == 1
     assert "missing.onnx" in capsys.readouterr().err  # got past the events check without an OSError

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from vireid import InputSpecError, Modality
-from vireid.streams.events import CrossModalMatch, Identified, TrackEnded
+from vireid.errors import StreamError
+from vireid.streams.events import CrossModalMatch, Identified, TrackEnded, TrackStarted
+from vireid.streams.sinks import JsonlSink
 
 TRACK = {"time": 1.0, "camera": "ir-1", "modality": "infrared", "track_id": 7, "frame": 3}
 
@@ -32,3 +36,18 @@ def test_identified_needs_a_name_and_matches_round_their_score() -> None:
         time=1.0, visible_camera="v", visible_track=1, infrared_camera="i", infrared_track=2, score=0.987654
     )
     assert match.score == 0.9877
+
+
+def test_jsonl_sink_appends_to_events_but_refuses_any_other_file(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    for append, track in ((False, 1), (True, 2)):
+        sink = JsonlSink(log, append=append)
+        sink.on_event(TrackStarted(time=1.0, camera="gate", modality="visible", track_id=track, frame=3))
+        sink.close()
+    assert [json.loads(line)["track_id"] for line in log.read_text().splitlines()] == [1, 2]
+    other = tmp_path / "gallery.db"
+    other.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    for append in (False, True):
+        with pytest.raises(StreamError, match="is an SQLite database"):
+            JsonlSink(other, append=append)
+    assert other.read_bytes() == b"SQLite format 3\x00" + bytes(100)
