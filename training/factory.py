@@ -27,6 +27,27 @@ def build_model(model_config: Mapping[str, Any], num_classes: int) -> ReIDModel:
     return build_model_from_config(model_config, num_classes, with_pretrained=True)
 
 
+def check_model_config(model_config: Mapping[str, Any]) -> None:
+    """Fail now on a model config that cannot build: wrong name, backbone or option, missing weights file.
+
+    The model is built on PyTorch's meta device (no memory, no weights), so the check costs nothing
+    and runs before a trainer lists and decodes its images.
+
+    Raises:
+        ConfigError: the config does not build (the message names the key and the options).
+        ArtifactError: `model.pretrained` names no file.
+    """
+    import torch
+
+    with torch.device("meta"):
+        build_model_from_config(model_config, 2, with_pretrained=False)
+    pretrained = ModelConfig.from_dict(model_config).pretrained
+    if pretrained:
+        from .pretrained import check_pretrained_file
+
+        check_pretrained_file(pretrained)
+
+
 def build_criterion(config: TrainConfig, num_classes: int, model: ReIDModel) -> ReIDCriterion:
     """The weighted training losses of `config.loss`, sized for the model's embedding.
 

@@ -50,15 +50,21 @@ class PretrainedReport:
     ignored: tuple[str, ...]
 
 
+def check_pretrained_file(path: str | Path) -> Path:
+    """`path` as a `Path` when it names a file; else `ArtifactError` saying where the weights come from."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: pretrained weights file not found; {_HOW_TO_GET}")
+    return path
+
+
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """Read a state dict from `.safetensors` or a `torch.save` file (`weights_only=True`).
 
     A `{"state_dict": …}` / `{"model": …}` wrapper and a DataParallel `module.` prefix are undone.
     Raises `ArtifactError` when the file is missing, unreadable or holds something other than tensors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"{path}: pretrained weights file not found; {_HOW_TO_GET}")
+    path = check_pretrained_file(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[2]
 
 from vireid.cli.main import main as cli  # noqa: E402
-from vireid.errors import ConfigError, DeviceError  # noqa: E402
+from vireid.errors import ArtifactError, ConfigError, DeviceError  # noqa: E402
 from vireid.training.checkpoint import load_checkpoint  # noqa: E402
 from vireid.training.config import TrainConfig  # noqa: E402
 from vireid.training.data.synth import SysuConfig, generate_sysu  # noqa: E402
@@ -249,3 +249,21 @@ def test_non_finite_gradient_norms_are_counted_not_logged_as_infinity(caplog) ->
     assert Trainer._grad_record(amp, float("inf")) == {"amp_skipped_steps": 1.0}  # GradScaler skips it
     assert Trainer._grad_record(plain, float("nan")) == {"nonfinite_grad_steps": 1.0}
     assert "step 4: gradient norm is nan" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error", "message"),
+    [
+        ("backbone", "resnet51", ConfigError, "unknown backbone 'resnet51'; available backbones"),
+        ("name", "mspacx", ConfigError, "unknown model 'mspacx'; available models"),
+        ("pretrained", "/nowhere/resnet50.pth", ArtifactError, "pretrained weights file not found"),
+    ],
+)
+def test_a_model_config_that_cannot_build_fails_before_the_data_is_read(
+    tmp_path: Path, key: str, value: str, error: type, message: str
+) -> None:
+    """The data folder does not exist either: had the images been listed first, that error would come."""
+    config = TrainConfig.from_dict({"model": {"name": "mspac", "backbone": "resnet_tiny", key: value}})
+    with pytest.raises(error, match=message):
+        Trainer(config, tmp_path / "no-data", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
