@@ -18,6 +18,7 @@ embeddings that know who is in each box (isolates detector and tracker).
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,7 +53,9 @@ class PipelineBenchConfig:
         within_threshold: same-modality match threshold (None: the model card's).
         identity_score: `max` or `centroid` (see `vireid.IdentityScore`).
         embed_every: re-embed a track every this many frames.
-        enroll_seconds: the visible camera's first seconds the gallery is enrolled from.
+        enroll_seconds: the visible camera's first seconds the gallery is enrolled from (None: the
+            first minute, or the first half of a scene shorter than two minutes, so that the visible
+            camera is scored on frames the gallery was not enrolled from; `enrollment_seconds`).
         enroll_step: enrol every this many frames.
         mode: `fast` (every frame, as fast as possible) or `realtime` (replay at the frame rate).
         oracle: ground-truth embeddings with this noise instead of the model (None: the model).
@@ -66,7 +69,7 @@ class PipelineBenchConfig:
     within_threshold: float | None = None
     identity_score: str = "centroid"
     embed_every: int = 10
-    enroll_seconds: float = DEFAULT_ENROLL_SECONDS
+    enroll_seconds: float | None = None
     enroll_step: int = 5
     mode: str = "fast"
     oracle: float | None = None
@@ -82,7 +85,8 @@ class PipelineBenchConfig:
             )
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.enroll_seconds <= 0 or self.enroll_step < 1 or self.embed_every < 1 or self.min_frames < 1:
+        bad_seconds = self.enroll_seconds is not None and self.enroll_seconds <= 0
+        if bad_seconds or self.enroll_step < 1 or self.embed_every < 1 or self.min_frames < 1:
             raise ConfigError(
                 "enroll_seconds must be > 0 and enroll_step, embed_every, min_frames >= 1; got "
                 f"{self.enroll_seconds}, {self.enroll_step}, {self.embed_every}, {self.min_frames}"
@@ -174,6 +178,15 @@ def enrollment_crops(
     return crops, pids
 
 
+def enrollment_seconds(config: PipelineBenchConfig, truth: SceneTruth) -> float:
+    """`config.enroll_seconds`, else the first minute, or the first half of a scene shorter than two:
+    the visible camera's identification is scored on what follows, so enrolling from all of it would
+    score the gallery's own images."""
+    if config.enroll_seconds is not None:
+        return config.enroll_seconds
+    return min(DEFAULT_ENROLL_SECONDS, truth.num_frames / truth.fps / 2)
+
+
 def enroll_scene_gallery(
     scene: Path,
     truth: SceneTruth,
@@ -183,10 +196,11 @@ def enroll_scene_gallery(
     oracle: Oracle | None = None,
 ) -> Gallery:
     """A gallery of every person seen (≥ 90% visible) in the visible camera's first seconds."""
-    crops, pids = enrollment_crops(scene, truth, config.enroll_seconds, config.enroll_step)
+    seconds = enrollment_seconds(config, truth)
+    crops, pids = enrollment_crops(scene, truth, seconds, config.enroll_step)
     if not crops:
         raise InputSpecError(
-            f"{scene}/visible.mp4: no person at least 90% visible in the first {config.enroll_seconds} s to "
+            f"{scene}/visible.mp4: no person at least 90% visible in the first {seconds:g} s to "
             "enrol; raise enroll_seconds (--enroll-seconds) or generate a longer scene"
         )
     if oracle is not None:
@@ -288,6 +302,7 @@ def bench_pipeline(
     config = config or PipelineBenchConfig()
     scene = Path(scene)
     truth = load_scene(scene)
+    config = dataclasses.replace(config, enroll_seconds=enrollment_seconds(config, truth))
     options = {"threads": threads} if threads else {}
     with Embedder(model, device, **options) as embedder:
         oracle = Oracle(truth, 128, noise=config.oracle) if config.oracle is not None else None

@@ -228,30 +228,22 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
         load_scene(scene)  # every folder checked before the first one runs for minutes
     if len(scenes) > 1 and args.events:
         raise InputSpecError("--events takes one --scene (each scene's events would overwrite the last's)")
-    settings = dict(
+    config = PipelineBenchConfig(  # checked here, before a scene is generated or a model loaded
         detector=args.detector,
         detector_model=args.detector_model,
         threshold=args.threshold,
         identity_score=args.identity_score,
         within_threshold=args.within_threshold,
         embed_every=args.embed_every,
+        enroll_seconds=args.enroll_seconds,
         mode=args.mode,
         events=args.events,
     )
     with tempfile.TemporaryDirectory(prefix="vireid-scene-") as tmp:
         results = []
         for scene in scenes or [_generate_scene(Path(tmp))]:
-            enroll = _enroll_seconds(args.enroll_seconds, load_scene(scene))
-            results.append(
-                bench_pipeline(
-                    model,
-                    scene,
-                    PipelineBenchConfig(enroll_seconds=enroll, **settings),
-                    device=args.device,
-                    threads=args.threads,
-                    log=lambda m: print(f"  {m}"),
-                )
-            )
+            run = bench_pipeline(model, scene, config, device=args.device, threads=args.threads, log=_indent)
+            results.append(run)
             print(results[-1].summary())
     if len(results) == 1:
         _write_json(args.json, results[0].to_dict())
@@ -262,15 +254,8 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
     return 0
 
 
-def _enroll_seconds(given: float | None, truth: Any) -> float:
-    """--enroll-seconds, else the first minute, or the first half of a shorter scene: the visible
-    camera's identification is scored on what follows, so enrolling from all of it would score the
-    gallery's own images."""
-    from ..bench.pipeline import DEFAULT_ENROLL_SECONDS
-
-    if given is not None:
-        return given
-    return min(DEFAULT_ENROLL_SECONDS, truth.num_frames / truth.fps / 2)
+def _indent(message: str) -> None:
+    print(f"  {message}")
 
 
 def _generate_scene(folder: Path) -> Path:

@@ -116,3 +116,22 @@ def test_bench_pipeline_refuses_a_folder_without_ground_truth(tmp_path: Path, ca
     assert main(["bench", "pipeline", str(model), "--scene", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "not a synthetic scene" in err and "gt.json" in err and "vireid synth scene" in err
+
+
+def test_python_callers_get_the_same_enrolment_rule_as_the_cli(
+    request: pytest.FixtureRequest, tmp_path
+) -> None:
+    """The first minute, or the first half of a shorter scene, also without the CLI."""
+    from vireid.bench.pipeline import PipelineBenchConfig, enrollment_seconds, load_scene
+
+    scene, _ = scene_and_model(request, tmp_path)
+    truth = load_scene(scene)
+    assert enrollment_seconds(PipelineBenchConfig(), truth) == truth.num_frames / truth.fps / 2 == 4.0
+    assert enrollment_seconds(PipelineBenchConfig(enroll_seconds=3), truth) == 3
+
+
+def test_bench_pipeline_settings_are_checked_before_a_scene_is_generated(tmp_path: Path, capsys) -> None:
+    model = build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
+    assert main(["bench", "pipeline", str(model), "--detector", "yolo"]) == 1
+    out, err = capsys.readouterr()
+    assert "needs detector_model (--detector-model)" in err and "generating" not in out
