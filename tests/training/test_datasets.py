@@ -116,6 +116,11 @@ def test_a_folder_of_the_other_layout_or_unpadded_ids_is_named_as_such(tmp_path:
             folder.rename(folder.with_name(str(int(folder.name))))
     with pytest.raises(DatasetError, match=r"four digits \(cam1/0001\), found cam1/1"):
         SysuMM01(root).train_set()
+    one = make_sysu(tmp_path / "one-unpadded")  # one folder renamed: its images must not just go missing
+    pid = SysuMM01(one).ids("test")[0]
+    (one / "cam3" / f"{pid:04d}").rename(one / "cam3" / str(pid))
+    with pytest.raises(DatasetError, match=rf"four digits \(cam3/{pid:04d}\), found cam3/{pid}; rename"):
+        SysuMM01(one).query()
 
 
 def test_missing_dataset_folder(tmp_path: Path) -> None:

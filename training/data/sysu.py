@@ -119,6 +119,12 @@ class SysuMM01:
     def _files(self, cam: int, pid: int) -> list[Path]:
         folder = self.root / f"cam{cam}" / f"{pid:04d}"
         if not folder.is_dir():
+            if str(pid) != f"{pid:04d}" and (self.root / f"cam{cam}" / str(pid)).is_dir():
+                raise DatasetError(  # its images would silently be left out
+                    self.root,
+                    f"identity folders have four digits (cam{cam}/{pid:04d}), found cam{cam}/{pid}; "
+                    "rename the folders",
+                )
             return []
         return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
