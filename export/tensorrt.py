@@ -198,12 +198,15 @@ def attach_card(
     """
     card = ModelCard.from_onnx(onnx_path)
     if not Path(engine_path).is_file():
-        raise ArtifactError(f"{engine_path}: no such engine file; build it first (see trtexec_command)")
+        raise ArtifactError(
+            f"{engine_path}: no such engine file; build it first with the trtexec line that "
+            "`vireid export SOURCE --trtexec` prints (trtexec_command in Python)"
+        )
     kind = other_format(Path(engine_path))
     if kind is not None:
         raise ArtifactError(
             f"{engine_path}: this is {kind}, not a TensorRT engine; give the file trtexec wrote with "
-            f"--saveEngine (see trtexec_command)"
+            f"--saveEngine (`vireid export SOURCE --trtexec` prints the line)"
         )
     wanted, profile = _precision(card, precision, major=None), batch_profile(batch)
     check_dla_request(dla_core, wanted, profile)

@@ -176,7 +176,10 @@ class TrainConfig:
             *parents, leaf = dotted.split(".")
             for key in parents:
                 if not isinstance(node.get(key), dict):
-                    raise ConfigError(f"override {dotted!r}: {key!r} is not a config section")
+                    sections = ", ".join(k for k, v in node.items() if isinstance(v, dict))
+                    raise ConfigError(
+                        f"override {dotted!r}: {key!r} is not a config section; sections here: {sections}"
+                    )
                 node = node[key]
             node[leaf] = value
         return TrainConfig.from_dict(data, source="overrides")

@@ -33,7 +33,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="nuisance scale: 0 easy (front/back views, no occlusion, clean sensors) .. 3; default 1",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace what the folder holds")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: available CPUs)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes (default: available CPUs, at most 8)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

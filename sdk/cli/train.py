@@ -1,8 +1,8 @@
 """Train a cross-modal ReID model on a SYSU-MM01 or RegDB folder (needs the `train` extra: torch).
 
-Writes NAME/last.{safetensors,json}, NAME/best.{safetensors,json} (by validation R1 + mAP, when
+Writes OUT/last.{safetensors,json}, OUT/best.{safetensors,json} (by validation R1 + mAP, when
 run.eval_every > 0; the demo config validates only after training, with `vireid evaluate`),
-NAME/metrics.jsonl and NAME/config.json. Multi-GPU: launch with
+OUT/metrics.jsonl and OUT/config.json (OUT: --out, default runs/train). Multi-GPU: launch with
 `torchrun --nproc_per_node N -m vireid.cli.main train ...`.
 """
 

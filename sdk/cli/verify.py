@@ -4,7 +4,8 @@ REFERENCE and CANDIDATE are artifacts (.onnx, .engine) or checkpoints (.safetens
 torch). Both embed the same synthetic cross-modal gallery (each person seen by a visible and an
 infrared camera); the report gives per-embedding cosine min/mean, max abs error, top-1/top-5 retrieval
 agreement, unit-norm error and alone-vs-batch consistency. Thresholds follow the candidate's precision
-(fp32: cosine >= 0.99999, fp16: >= 0.999; top-1 agreement >= 0.99) unless overridden.
+(fp32: cosine >= 0.99999, fp16: >= 0.999, int8: >= 0.95; top-1 agreement >= 0.99, int8: >= 0.90) unless
+overridden.
 """
 
 from __future__ import annotations
