@@ -317,6 +317,19 @@ def test_folder_policy_reuse_refuse_overwrite(tmp_path: Path) -> None:
     assert json.loads((root / "meta.json").read_text())["ids"] == 4
 
 
+def test_a_set_of_another_kind_is_refused_even_with_overwrite(tmp_path: Path) -> None:
+    """--overwrite removes only the generator's own folders of the asked kind: a RegDB set written over a
+    SYSU one would leave both layouts mixed in one folder."""
+    generate("sysu", tmp_path, workers=1, show_progress=False, ids=3, images_per_camera=1)
+    before = digest(tmp_path)
+    for overwrite in (False, True):
+        with pytest.raises(
+            DatasetError, match="holds a synthetic sysu dataset; write the regdb set to another"
+        ):
+            generate("regdb", tmp_path, workers=1, overwrite=overwrite, show_progress=False, ids=3)
+    assert digest(tmp_path) == before
+
+
 def test_a_set_of_another_generator_version_is_refused_and_its_difference_named(tmp_path: Path) -> None:
     small = SysuConfig(ids=4, images_per_camera=1)
     generate_sysu(tmp_path, small, workers=1, show_progress=False)

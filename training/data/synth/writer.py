@@ -99,6 +99,13 @@ def prepare_out_dir(root: Path, meta: dict[str, Any], owned: Sequence[str], over
         raise DatasetError(root, "exists and is not a folder; choose a folder for --out")
     if root.is_dir() and any(root.iterdir()):
         existing = read_meta(root)
+        kind = (existing or {}).get("kind")
+        if kind and meta.get("kind") and kind != meta["kind"]:  # --overwrite would leave a mixed folder
+            raise DatasetError(
+                root,
+                f"holds a synthetic {kind} dataset; write the {meta['kind']} set to another folder "
+                f"(--overwrite replaces only a set of the same kind)",
+            )
         if not overwrite and existing is not None and existing.get("complete") and _same(existing, meta):
             return True
         if not overwrite:
