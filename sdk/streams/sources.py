@@ -550,5 +550,8 @@ def parse_source(text: str, **options: Any) -> VideoSource:
             "infrared@roof=rtsp://host/stream"
         )
     word, _, camera = head.partition("@")
-    modality = Modality.parse(word)
+    try:
+        modality = Modality.parse(word)
+    except InputSpecError as exc:
+        raise InputSpecError(f"--source {redact(text)!r}: {exc}") from None
     return VideoSource(address, modality, camera or None, **options)
