@@ -134,8 +134,9 @@ class Embedder:
         Raises:
             InputSpecError: a crop, modality, tag or scaling does not fit; the message says which and why.
         """
-        scaling = ThermalScaling.parse(thermal) if thermal is not None else None
         items = as_image_list(images)
+        if thermal is not None:
+            items = _scale_thermal(items, ThermalScaling.parse(thermal))
         n = len(items)
         codes = self._modality_codes(modality, n)
         size = self.card.input_size
@@ -143,11 +144,11 @@ class Embedder:
             vectors = self._run(n, lambda start, stop: items[start:stop], codes)
         else:
             for i, image in enumerate(items):
-                check_image(thermal_to_8bit(image, scaling), f"images[{i}]")
+                check_image(image, f"images[{i}]")
 
             def fill(start: int, stop: int) -> np.ndarray:
                 out = self.backend.allocate_images(stop - start)
-                return preprocess_crops(items[start:stop], size, bgr=bgr, out=out, thermal=scaling)
+                return preprocess_crops(items[start:stop], size, bgr=bgr, out=out)
 
             vectors = self._run(n, fill, codes)
         return self._result(vectors, codes, camera_ids, track_ids)
@@ -229,6 +230,19 @@ class Embedder:
             track_ids=track_ids,
             embedding_space=self._space,
         )
+
+
+def _scale_thermal(items: Any, scaling: ThermalScaling) -> Any:
+    """`items` with every uint16 crop scaled to 8 bits once (unchanged, without a copy, when none is)."""
+    if not any(isinstance(image, np.ndarray) and image.dtype == np.uint16 for image in items):
+        return items
+    scaled = []
+    for i, image in enumerate(items):
+        try:
+            scaled.append(thermal_to_8bit(image, scaling))
+        except InputSpecError as exc:
+            raise InputSpecError(f"images[{i}]: {exc}") from None
+    return scaled
 
 
 def _plain(value: Any) -> Any:

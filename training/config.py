@@ -175,6 +175,8 @@ class TrainConfig:
             node = data
             *parents, leaf = dotted.split(".")
             for key in parents:
+                if key in node and not isinstance(node[key], dict):
+                    raise ConfigError(f"override {dotted!r}: {key!r} is a value, not a config section")
                 if not isinstance(node.get(key), dict):
                     sections = ", ".join(k for k, v in node.items() if isinstance(v, dict))
                     raise ConfigError(

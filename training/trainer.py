@@ -29,7 +29,7 @@ from .evaluate import evaluate_model
 from .factory import (
     build_criterion,
     build_model,
-    check_model_config,
+    check_training_config,
     data_fingerprint,
     input_size_of,
     training_images,
@@ -109,7 +109,7 @@ class Trainer:
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
-        check_model_config(config.model)  # before the images are listed and decoded
+        check_training_config(config)  # before the images are listed and decoded
         self.train_set, self.labels, self.num_classes = self._load_train_set()
         self.input_size = input_size_of(config.model)
         self.store = ImageStore(self.train_set.paths, self.input_size, show_progress=self._chatty)

@@ -54,8 +54,8 @@ class PipelineBenchConfig:
         identity_score: `max` or `centroid` (see `vireid.IdentityScore`).
         embed_every: re-embed a track every this many frames.
         enroll_seconds: the visible camera's first seconds the gallery is enrolled from (None: the
-            first minute, or the first half of a scene shorter than two minutes, so that the visible
-            camera is scored on frames the gallery was not enrolled from; `enrollment_seconds`).
+            first minute, or the first half of a scene shorter than two minutes, so that at least half
+            of the visible video was not enrolled from; `enrollment_seconds`).
         enroll_step: enrol every this many frames.
         mode: `fast` (every frame, as fast as possible) or `realtime` (replay at the frame rate).
         oracle: ground-truth embeddings with this noise instead of the model (None: the model).
@@ -179,9 +179,11 @@ def enrollment_crops(
 
 
 def enrollment_seconds(config: PipelineBenchConfig, truth: SceneTruth) -> float:
-    """`config.enroll_seconds`, else the first minute, or the first half of a scene shorter than two:
-    the visible camera's identification is scored on what follows, so enrolling from all of it would
-    score the gallery's own images."""
+    """`config.enroll_seconds`, else the first minute, or the first half of a scene shorter than two.
+
+    The visible camera's identification is scored over its whole video, enrolment window included, so
+    enrolling from all of it would score nothing but the gallery's own images; the infrared camera's
+    never saw enrolment."""
     if config.enroll_seconds is not None:
         return config.enroll_seconds
     return min(DEFAULT_ENROLL_SECONDS, truth.num_frames / truth.fps / 2)

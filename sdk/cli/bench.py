@@ -222,12 +222,16 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
         pipeline_totals,
         totals_summary,
     )
+    from ..streams.sinks import events_file_problem
 
     scenes = args.scene or []
     for scene in scenes:
         load_scene(scene)  # every folder checked before the first one runs for minutes
     if len(scenes) > 1 and args.events:
         raise InputSpecError("--events takes one --scene (each scene's events would overwrite the last's)")
+    problem = args.events and events_file_problem(args.events)
+    if problem:
+        raise InputSpecError(f"--events {args.events}: {problem}; choose another file")
     config = PipelineBenchConfig(  # checked here, before a scene is generated or a model loaded
         detector=args.detector,
         detector_model=args.detector_model,

@@ -170,7 +170,7 @@ def _purge(args: argparse.Namespace) -> int:
             f"--events {', '.join(folders)}: is a folder, not an events file; nothing was purged"
         )
     for events in args.events:
-        problem = events.exists() and events_file_problem(events)
+        problem = events_file_problem(events, whole=True)  # the gallery's part must not run for nothing
         if problem:
             raise InputSpecError(f"--events {events}: {problem}; nothing was purged")
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:

@@ -107,9 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _stdout_closed() -> bool:
     """Whether stdout is a pipe whose reader has gone (as opposed to some other pipe breaking)."""
     try:
-        poller = select.poll()  # a pipe without a reader polls as an error, whatever is buffered
+        poller = select.poll()  # a pipe without a reader polls as an error or hang-up, whatever is buffered
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-        if any(events & select.POLLERR for _, events in poller.poll(0)):
+        if any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0)):  # Linux | BSD
             return True
     except (AttributeError, OSError, ValueError):  # no poll (Windows) or stdout without a descriptor
         pass

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -86,7 +87,7 @@ class JsonlSink(Sink):
         kinds: Iterable[str] | None = None,
     ) -> None:
         self.path = Path(path)
-        problem = events_file_problem(self.path) if self.path.is_file() else None
+        problem = events_file_problem(self.path)
         if problem:  # a mistyped path (the gallery, a model) is refused, not truncated
             raise StreamError(f"cannot write events to {self.path}: it {problem}; choose another file")
         try:
@@ -131,7 +132,7 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
     """
     limit = retention.cutoff(older_than_days, now)
     path = Path(path)
-    problem = events_file_problem(path)
+    problem = events_file_problem(path, whole=True)
     if problem:
         raise StreamError(f"{path}: {problem}; nothing was changed")
     tmp = path.with_name(path.name + ".tmp")
@@ -155,36 +156,61 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise StreamError(f"{path}: cannot purge events ({exc.strerror or exc})") from exc
-    except UnicodeDecodeError as exc:  # text after a first line that was
+    except UnicodeDecodeError:  # the file changed since it was checked
         tmp.unlink(missing_ok=True)
-        raise StreamError(f"{path}: not UTF-8 text at byte {exc.start}; nothing was changed") from None
+        raise StreamError(f"{path}: not UTF-8 text; nothing was changed") from None
     return kept, removed
 
 
-def events_file_problem(path: str | Path) -> str | None:
-    """Why an existing, non-empty file is not a JSON Lines events file, or None (it is one, or is empty).
+def events_file_problem(path: str | Path, *, whole: bool = False) -> str | None:
+    """Why an existing file is not a JSON Lines events file, or None (it is one, holds only blank lines,
+    or is not a regular file: a FIFO or `/dev/stdout` is the caller's business and is never read here).
 
     Checked before anything appends to, overwrites or rewrites the file, so that a mistyped path (the
-    gallery, a model) is refused instead of destroyed.
+    gallery, a model) is refused instead of destroyed. The first non-blank line decides (a UTF-8 byte
+    order mark is allowed); `whole=True` also checks that the rest is UTF-8 text, for callers that
+    rewrite the file and must not stop half-way.
 
     Raises:
         StreamError: the file cannot be read.
     """
+    path = Path(path)
+    if not path.is_file():
+        return None
     try:
-        with Path(path).open("rb") as file:
+        with path.open("rb") as file:
             head = file.read(1 << 16)
+            if head.startswith(b"SQLite format 3\x00"):
+                return "is an SQLite database (a gallery?), not a JSON Lines events file"
+            problem = _first_line_problem(head.removeprefix(b"\xef\xbb\xbf"))
+            if problem or not whole:
+                return problem
+            file.seek(0)
+            return _utf8_problem(file)
     except OSError as exc:
         raise StreamError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if not head:
+
+
+def _first_line_problem(head: bytes) -> str | None:
+    line = next((line for line in head.split(b"\n") if line.strip()), None)
+    if line is None:
         return None
-    if head.startswith(b"SQLite format 3\x00"):
-        return "is an SQLite database (a gallery?), not a JSON Lines events file"
     try:
-        first = json.loads(head.split(b"\n", 1)[0].decode("utf-8"))
+        first = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return "is not a JSON Lines events file (its first line is not JSON)"
     if not isinstance(first, dict) or "event" not in first:
         return 'is not a vireid events file (its first line has no "event" field)'
+    return None
+
+
+def _utf8_problem(file: Any) -> str | None:
+    """The first line of a binary file that is not UTF-8, as a problem, or None."""
+    for number, line in enumerate(file, start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"is not UTF-8 text at line {number} (an events file was expected)"
     return None
 
 

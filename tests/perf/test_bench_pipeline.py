@@ -124,10 +124,14 @@ def test_python_callers_get_the_same_enrolment_rule_as_the_cli(
     """The first minute, or the first half of a shorter scene, also without the CLI."""
     from vireid.bench.pipeline import PipelineBenchConfig, enrollment_seconds, load_scene
 
-    scene, _ = scene_and_model(request, tmp_path)
+    scene, model = scene_and_model(request, tmp_path)
     truth = load_scene(scene)
     assert enrollment_seconds(PipelineBenchConfig(), truth) == truth.num_frames / truth.fps / 2 == 4.0
     assert enrollment_seconds(PipelineBenchConfig(enroll_seconds=3), truth) == 3
+    from vireid.bench.pipeline import bench_pipeline
+
+    result = bench_pipeline(model, scene, PipelineBenchConfig(detector="gt", oracle=0.2), threads=1)
+    assert result.to_dict()["enrolled"]["from_first_seconds"] == 4.0
 
 
 def test_bench_pipeline_settings_are_checked_before_a_scene_is_generated(tmp_path: Path, capsys) -> None:

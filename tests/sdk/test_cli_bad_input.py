@@ -236,3 +236,19 @@ def test_missing_data_or_model_is_reported_before_any_model_is_loaded(tmp_path: 
     assert f"{tmp_path / 'nowhere'}: no such folder; --data takes a SYSU-MM01" in capsys.readouterr().err
     assert main(["verify", str(garbage), str(tmp_path / "c.onnx")]) == 1
     assert f"{tmp_path / 'c.onnx'}: no such file" in capsys.readouterr().err
+
+
+def test_purge_checks_every_line_of_its_events_files_before_the_gallery(enrolled: Path, capsys) -> None:
+    """A file whose first line is an event but which is not UTF-8 further down: refused before the gallery's
+    part runs, so the purge never stops half-way."""
+    log = enrolled.with_name("events.jsonl")
+    log.write_bytes(b'{"event": "track_started", "time": 1}\n' + b'{"event": "x", "time": 2, "n": "\xff"}\n')
+    with Gallery.open(enrolled) as gallery:
+        count = gallery.info().num_embeddings
+    assert (
+        main(["gallery", "purge", "-g", str(enrolled), "--older-than-days", "1e-9", "--events", str(log)])
+        == 1
+    )
+    assert "is not UTF-8 text at line 2" in capsys.readouterr().err
+    with Gallery.open(enrolled) as gallery:
+        assert gallery.info().num_embeddings == count

@@ -323,11 +323,13 @@ def test_a_set_of_another_kind_is_refused_even_with_overwrite(tmp_path: Path) ->
     generate("sysu", tmp_path, workers=1, show_progress=False, ids=3, images_per_camera=1)
     before = digest(tmp_path)
     for overwrite in (False, True):
-        with pytest.raises(
-            DatasetError, match="holds a synthetic sysu dataset; write the regdb set to another"
-        ):
+        with pytest.raises(DatasetError, match="holds a sysu dataset; write the regdb set to another folder"):
             generate("regdb", tmp_path, workers=1, overwrite=overwrite, show_progress=False, ids=3)
     assert digest(tmp_path) == before
+    (tmp_path / "meta.json").unlink()  # an interrupted run: meta.json is written last
+    with pytest.raises(DatasetError, match="holds a sysu dataset"):
+        generate("regdb", tmp_path, workers=1, overwrite=True, show_progress=False, ids=3)
+    assert not (tmp_path / "Visible").exists()
 
 
 def test_a_set_of_another_generator_version_is_refused_and_its_difference_named(tmp_path: Path) -> None:

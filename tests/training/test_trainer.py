@@ -252,18 +252,25 @@ def test_non_finite_gradient_norms_are_counted_not_logged_as_infinity(caplog) ->
 
 
 @pytest.mark.parametrize(
-    ("key", "value", "error", "message"),
+    ("change", "error", "message"),
     [
-        ("backbone", "resnet51", ConfigError, "unknown backbone 'resnet51'; available backbones"),
-        ("name", "mspacx", ConfigError, "unknown model 'mspacx'; available models"),
-        ("pretrained", "/nowhere/resnet50.pth", ArtifactError, "pretrained weights file not found"),
+        (
+            {"model": {"backbone": "resnet51"}},
+            ConfigError,
+            "unknown backbone 'resnet51'; available backbones",
+        ),
+        ({"model": {"name": "mspacx"}}, ConfigError, "unknown model 'mspacx'; available models"),
+        ({"model": {"pretrained": "/nowhere/r50.pth"}}, ArtifactError, "pretrained weights file not found"),
+        ({"loss": {"mutual_mean": 1.0}}, ConfigError, "loss.mutual_mean needs modality logits"),
     ],
+    ids=["backbone", "model", "weights", "loss"],
 )
-def test_a_model_config_that_cannot_build_fails_before_the_data_is_read(
-    tmp_path: Path, key: str, value: str, error: type, message: str
+def test_a_config_that_cannot_build_fails_before_the_data_is_read(
+    tmp_path: Path, change: dict, error: type, message: str
 ) -> None:
     """The data folder does not exist either: had the images been listed first, that error would come."""
-    config = TrainConfig.from_dict({"model": {"name": "mspac", "backbone": "resnet_tiny", key: value}})
+    model = {"name": "mspac", "backbone": "resnet_tiny", **change.get("model", {})}
+    config = TrainConfig.from_dict({"model": model, "loss": change.get("loss", {})})
     with pytest.raises(error, match=message):
         Trainer(config, tmp_path / "no-data", tmp_path / "run")
     assert not (tmp_path / "run").exists()

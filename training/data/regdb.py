@@ -14,6 +14,7 @@ from vireid.errors import DatasetError
 from vireid.modality import Modality
 
 from .imageset import ImageSet
+from .layouts import layout_of
 
 NUM_SPLITS = 10
 PARTS = ("train", "test")
@@ -36,7 +37,7 @@ class RegDB:
             raise DatasetError(self.root, "RegDB folder does not exist", EXPECTED_LAYOUT)
         missing = [name for name in ("Visible", "Thermal", "idx") if not (self.root / name).is_dir()]
         if missing:
-            sysu = all((self.root / f"cam{c}").is_dir() for c in (1, 3))
+            sysu = layout_of(self.root) == "sysu"
             hint = (
                 "; this looks like a SYSU-MM01 folder (cam1..cam6): use a SYSU protocol "
                 "(--protocol sysu-all) or train with data.dataset: sysu"

@@ -21,6 +21,7 @@ from vireid.errors import DatasetError
 from vireid.modality import Modality
 
 from .imageset import ImageSet
+from .layouts import layout_of
 
 log = logging.getLogger("vireid.data")
 
@@ -95,7 +96,7 @@ class SysuMM01:
             raise DatasetError(self.root, "SYSU-MM01 folder does not exist", EXPECTED_LAYOUT)
         missing = [f"cam{c}" for c in sorted(CAMERA_MODALITY) if not (self.root / f"cam{c}").is_dir()]
         if missing:
-            regdb = all((self.root / name).is_dir() for name in ("Visible", "Thermal"))
+            regdb = layout_of(self.root) == "regdb"
             hint = (
                 "; this looks like a RegDB folder (Visible/, Thermal/): use a RegDB protocol "
                 "(--protocol regdb-v2t) or train with data.dataset: regdb"

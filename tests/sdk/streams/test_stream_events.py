@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from vireid import InputSpecError, Modality
 from vireid.errors import StreamError
 from vireid.streams.events import CrossModalMatch, Identified, TrackEnded, TrackStarted
-from vireid.streams.sinks import JsonlSink
+from vireid.streams.sinks import JsonlSink, events_file_problem
 
 TRACK = {"time": 1.0, "camera": "ir-1", "modality": "infrared", "track_id": 7, "frame": 3}
 
@@ -51,3 +52,31 @@ def test_jsonl_sink_appends_to_events_but_refuses_any_other_file(tmp_path: Path)
         with pytest.raises(StreamError, match="is an SQLite database"):
             JsonlSink(other, append=append)
     assert other.read_bytes() == b"SQLite format 3\x00" + bytes(100)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\n\n", b"  \n", b'\xef\xbb\xbf{"event": "track_started"}\n', b'\n{"event": "track_ended"}\n'],
+    ids=["empty", "blank-lines", "whitespace", "byte-order-mark", "blank-first-line"],
+)
+def test_events_files_with_a_bom_or_blank_lines_are_events_files(tmp_path: Path, content: bytes) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(content)
+    assert events_file_problem(log, whole=True) is None
+
+
+def test_a_fifo_is_not_read_when_checking_an_events_path(tmp_path: Path) -> None:
+    """Reading a FIFO nobody writes to would block for ever (`--events` may name one on purpose)."""
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    assert events_file_problem(fifo) is None
+    assert events_file_problem(tmp_path / "missing.jsonl") is None
+
+
+def test_whole_file_check_names_the_line_that_is_not_utf8(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b'{"event": "track_started"}\n' * 3000 + b'{"event": "x", "name": "\xff"}\n')
+    assert events_file_problem(log) is None  # the first line is fine
+    assert (
+        events_file_problem(log, whole=True) == "is not UTF-8 text at line 3001 (an events file was expected)"
+    )

@@ -25,6 +25,8 @@ import numpy as np
 from vireid.errors import ConfigError, DatasetError, VireidError
 from vireid.progress import progress
 
+from ..layouts import layout_of
+
 META_FILE = "meta.json"
 JPEG_QUALITY = 92
 T = TypeVar("T")
@@ -99,13 +101,7 @@ def prepare_out_dir(root: Path, meta: dict[str, Any], owned: Sequence[str], over
         raise DatasetError(root, "exists and is not a folder; choose a folder for --out")
     if root.is_dir() and any(root.iterdir()):
         existing = read_meta(root)
-        kind = (existing or {}).get("kind")
-        if kind and meta.get("kind") and kind != meta["kind"]:  # --overwrite would leave a mixed folder
-            raise DatasetError(
-                root,
-                f"holds a synthetic {kind} dataset; write the {meta['kind']} set to another folder "
-                f"(--overwrite replaces only a set of the same kind)",
-            )
+        _refuse_another_kind(root, existing, meta)
         if not overwrite and existing is not None and existing.get("complete") and _same(existing, meta):
             return True
         if not overwrite:
@@ -114,6 +110,20 @@ def prepare_out_dir(root: Path, meta: dict[str, Any], owned: Sequence[str], over
             _remove(root / name)
     _check_writable(root)
     return False
+
+
+def _refuse_another_kind(root: Path, existing: dict[str, Any] | None, meta: dict[str, Any]) -> None:
+    """A folder holding another kind of dataset (finished, interrupted or real) is never written over:
+    --overwrite removes only the asked kind's own folders and would leave two layouts mixed."""
+    ours = existing is not None and existing.get("generator") == "vireid.synth"
+    kinds = {existing.get("kind") if ours else None, layout_of(root)} - {None, meta.get("kind")}
+    if kinds:
+        kind = sorted(kinds)[0]
+        raise DatasetError(
+            root,
+            f"holds a {kind} dataset; write the {meta.get('kind')} set to another folder, or delete this "
+            "one (--overwrite replaces only a set of the same kind)",
+        )
 
 
 def _same(existing: dict[str, Any], meta: dict[str, Any]) -> bool:
