@@ -354,4 +354,13 @@ class ModelCard:
                 f"{path}: a training checkpoint, not an exported model; cards belong to .onnx files and "
                 f"TensorRT engines. Export it first: vireid export {path}"
             )
+        if path.is_file():
+            from .backends.trt_engine import other_format  # light: tensorrt itself is imported lazily
+
+            kind = other_format(path)
+            if kind is not None:
+                raise ArtifactError(
+                    f"{path}: this is {kind}, not a model; give an .onnx file, a TensorRT engine (with its "
+                    ".json card beside it) or a Triton model folder"
+                )
         return cls.from_engine(path)

@@ -104,12 +104,19 @@ def summarise(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--heldout", type=Path, required=True)
-    parser.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--data", type=Path, required=True, help="SYSU-layout training set")
+    parser.add_argument("--heldout", type=Path, required=True, help="SYSU-layout set of unseen identities")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/ablation"), help="runs (default runs/ablation)"
+    )
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per run (default 8)")
     parser.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0)")
-    parser.add_argument("--only", action="append", default=[], help="a variant name (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="a variant (repeatable; default all): " + ", ".join(VARIANTS),
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.only) - set(VARIANTS))
     if unknown:

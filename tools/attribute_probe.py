@@ -5,7 +5,7 @@
 MODEL is a training checkpoint or an exported artifact (`.onnx`, ...); HELDOUT a set made by `vireid
 synth sysu` with a seed the model did not train on (its meta.json names the seed that decides every
 person's attributes). On the set's test identities it prints three Markdown tables (docs/results.md
-reports them):
+and docs/results-history.md report them):
 
 1. the oracle ladder: identity-level Rank-1 of a perfect reader of more and more attributes;
 2. the linear probe: per attribute, the accuracy of a ridge probe from the embeddings, fitted on half

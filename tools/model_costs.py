@@ -1,7 +1,8 @@
 """Size and compute of every registered model: deployed parameters, training parameters, GFLOPs.
 
 Usage:
-    python tools/model_costs.py [--backbone resnet50] [--size 288x144] [--json costs.json]
+    .venv/bin/python tools/model_costs.py [--backbone resnet50] [--width W] [--size 288x144]
+        [--json costs.json]
 
 "Deployed" counts the parameters the inference graph uses (what an exported file carries: the backbone,
 the model's refinement and the global GeM/BN-neck), measured by running one eval forward with hooks;
@@ -56,10 +57,10 @@ def costs(name: str, backbone: str, size: tuple[int, int], width: int | None) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--width", type=int, default=None)
-    parser.add_argument("--size", default="288x144", help="HxW")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--backbone", default="resnet50", help="backbone (default resnet50)")
+    parser.add_argument("--width", type=int, default=None, help="backbone width (default: the backbone's)")
+    parser.add_argument("--size", default="288x144", help="input HxW (default 288x144)")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     table = {name: costs(name, args.backbone, size, args.width) for name in MODELS.names()}  # type: ignore[arg-type]

@@ -65,12 +65,12 @@ def cosine_to_torch(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--heldout", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--trials", type=int, default=10)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (.safetensors)")
+    parser.add_argument("--train", type=Path, required=True, help="training set (INT8 calibration)")
+    parser.add_argument("--heldout", type=Path, required=True, help="held-out set (evaluation)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the artifacts and the table")
+    parser.add_argument("--trials", type=int, default=10, help="SYSU gallery trials (default 10)")
     args = parser.parse_args()
 
     rows = artifacts(args.checkpoint, args.train, args.out)

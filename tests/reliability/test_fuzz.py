@@ -4,7 +4,7 @@ Each property feeds generated bad (and occasionally valid) input and accepts exa
 valid result, or a `VireidError` subclass whose message names the file. Anything else (an exception
 from OpenCV, ONNX Runtime, SQLite, PyYAML or numpy, a hang, a changed input file) fails the test.
 
-The default suite runs 1,000 examples per entry point (about 10 s in all; `VIREID_FUZZ_EXAMPLES=N`
+The default suite runs 1,000 examples per entry point (10–20 s in all on 2 cores; `VIREID_FUZZ_EXAMPLES=N`
 changes it, `VIREID_FUZZ_REPORT=counts.json` writes the counts docs/reliability.md quotes). Examples are
 derandomised, so a failure found once is found again on every run.
 """

@@ -188,3 +188,15 @@ def test_embedding_space_ignores_precision_but_not_checkpoint() -> None:
     fp32 = make_card()
     assert fp32.embedding_space() == make_card(precision="int8").embedding_space()
     assert fp32.embedding_space() != make_card(source_checkpoint_sha256="b" * 64).embedding_space()
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [(b"SQLite format 3\x00" + bytes(200), "an SQLite database"), (b"model: mspac\n", "a text file")],
+    ids=["gallery", "yaml"],
+)
+def test_a_file_that_is_no_model_is_named_for_what_it_is(tmp_path: Path, content: bytes, kind: str) -> None:
+    path = tmp_path / "thing.db"
+    path.write_bytes(content)
+    with pytest.raises(ArtifactError, match=f"this is {kind}.*, not a model; give an .onnx file"):
+        ModelCard.from_artifact(path)
