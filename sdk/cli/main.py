@@ -14,6 +14,7 @@ import os
 import select
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .._version import __version__
 from ..errors import VireidError
@@ -50,9 +51,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Says where the global logging flags go when they are given after the command."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:") and set(message.split()) & set(_GLOBAL_FLAGS):
+            message += (
+                " (-v/--verbose and -q/--quiet are vireid's own: put them before the command, "
+                "e.g. vireid -v run ...)"
+            )
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vireid",
         description="Visible-infrared person re-identification: data, training, export, runtime.",
     )

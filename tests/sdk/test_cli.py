@@ -141,3 +141,10 @@ def test_the_global_quiet_flag_does_not_collide_with_a_commands_own() -> None:
     assert args.log_quiet and not args.quiet  # -q: warnings only; run's --quiet: no status line
     args = build_parser().parse_args(["run", "--quiet", "--source", "visible=a.mp4", "--model", "m.onnx"])
     assert args.quiet and not args.log_quiet
+
+
+def test_a_global_flag_after_the_command_says_where_it_goes(capsys) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["info", "-v", "m.onnx"])
+    assert usage.value.code == 2
+    assert "put them before the command, e.g. vireid -v run" in capsys.readouterr().err
