@@ -175,6 +175,11 @@ def _application_id(conn: sqlite3.Connection) -> int:
 
 def _checked_version(conn: sqlite3.Connection, path: str) -> int:
     version, app_id = _version(conn), _application_id(conn)
+    if version < 0:  # SQLite's user_version is a signed 32-bit header field: a damaged header
+        raise GalleryError(
+            f"{path}: the gallery's schema version reads {version}, which no vireid writes: the file's "
+            "header is damaged. Restore it from a backup or an export (vireid gallery import)."
+        )
     if version > SCHEMA_VERSION:
         raise GalleryError(
             f"{path}: gallery schema version {version} is newer than this vireid ({__version__}) "

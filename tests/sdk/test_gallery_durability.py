@@ -90,3 +90,18 @@ def test_sigkill_mid_enrolment_keeps_whole_enrolments_only(
             last.vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6
         )
         assert gallery.info().num_embeddings == sum(stored.values())
+
+
+def test_a_damaged_schema_version_in_the_header_is_a_gallery_error(tmp_path: Path) -> None:
+    """SQLite's user_version (header offset 60) is signed: a damaged byte can make it negative, which no
+    vireid writes (found by the fuzz test: it used to raise IndexError from the migration table)."""
+    from vireid.errors import GalleryError
+
+    path = tmp_path / "g.db"
+    with Gallery(path, embedding_space="space-x", dim=4) as gallery:
+        gallery.enroll("alice", np.eye(4, dtype=np.float32)[:1], "visible")
+    with path.open("r+b") as file:
+        file.seek(60)
+        file.write(b"\x80\x00\x00\x00")
+    with pytest.raises(GalleryError, match=r"schema version reads -2147483648.*header is damaged"):
+        Gallery.open(path)
