@@ -18,7 +18,7 @@ from typing import Any
 
 from ._version import __version__
 from .choices import Choice
-from .errors import ArtifactError, CardError
+from .errors import ArtifactError, CardError, InputSpecError
 from .modality import Modality
 
 SCHEMA_VERSION = 1
@@ -271,7 +271,7 @@ class ModelCard:
                 f"{source}: a model card field has the wrong type ({exc}); re-export the model rather than "
                 "editing its card"
             ) from exc
-        except CardError as exc:
+        except (CardError, InputSpecError) as exc:  # e.g. a modality name no vireid writes
             raise CardError(f"{source}: {exc}") from exc
 
     @classmethod

@@ -92,8 +92,7 @@ def _single_channel(image: Any) -> np.ndarray:
         raise InputSpecError(
             f"expected a uint16 thermal frame, got {getattr(image, 'dtype', type(image).__name__)}"
         )
-    if image.ndim == 3 and image.shape[2] == 1:
-        return image[:, :, 0]
-    if image.ndim != 2 or 0 in image.shape:
+    frame = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    if frame.ndim != 2 or 0 in frame.shape:  # checked after the channel is dropped: (0, 0, 1) is empty too
         raise InputSpecError(f"a 16-bit thermal frame must be HxW or HxWx1, got shape {image.shape}")
-    return image
+    return frame

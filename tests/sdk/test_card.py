@@ -200,3 +200,11 @@ def test_a_file_that_is_no_model_is_named_for_what_it_is(tmp_path: Path, content
     path.write_bytes(content)
     with pytest.raises(ArtifactError, match=f"this is {kind}.*, not a model; give an .onnx file"):
         ModelCard.from_artifact(path)
+
+
+def test_a_card_with_a_modality_no_vireid_writes_is_a_card_error_naming_its_source() -> None:
+    """Found by the fuzz test: the modality parser's own error used to escape without the file name."""
+    data = json.loads(make_card().to_json())
+    data["modalities"] = ["visible", " nfrared"]
+    with pytest.raises(CardError, match=r"^m\.onnx: unknown modality ' nfrared'"):
+        ModelCard.from_json(json.dumps(data), source="m.onnx")

@@ -200,3 +200,11 @@ def test_uint16_crops_scale_one_by_one() -> None:
     crops = [_radiometric_frame()[10:50, 15:25], _radiometric_frame()]
     batch = preprocess_crops(crops, (32, 16), thermal=ThermalScaling("window", 27315, 31315))
     assert batch.shape == (2, 32, 16, 3) and batch[0].min() == 230
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 1), (0, 5, 1), (5, 0), (4, 4, 2)])
+def test_empty_or_odd_uint16_frames_get_a_clear_error(shape: tuple[int, ...]) -> None:
+    """Found by the fuzz test: a (0, 0, 1) frame lost its channel before the emptiness check."""
+    for mode in ("percentile:1:99", "window:0:100"):
+        with pytest.raises(InputSpecError, match=r"16-bit thermal frame must be HxW or HxWx1, got shape"):
+            ThermalScaling.parse(mode).to_uint8(np.zeros(shape, np.uint16))
