@@ -193,7 +193,13 @@ class GalleryStore:
     def counters(self) -> tuple[int, int]:
         """`(generation, epoch)`: any commit changes the first; removals and renames the second."""
         values = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'epoch')"))
-        return int(values["generation"]), int(values["epoch"])
+        try:
+            return int(values["generation"]), int(values["epoch"])
+        except (KeyError, TypeError, ValueError):  # rows no vireid leaves out or writes so: a damaged file
+            raise GalleryError(
+                f"{self.path}: the gallery's meta table is damaged (generation/epoch counters: {values}); "
+                "restore the file from a backup or an export (vireid gallery import)"
+            ) from None
 
     # ----- writes ---------------------------------------------------------------------------------
     @_translated

@@ -105,3 +105,22 @@ def test_a_damaged_schema_version_in_the_header_is_a_gallery_error(tmp_path: Pat
         file.write(b"\x80\x00\x00\x00")
     with pytest.raises(GalleryError, match=r"schema version reads -2147483648.*header is damaged"):
         Gallery.open(path)
+
+
+@pytest.mark.parametrize(
+    "damage", ["DELETE FROM meta WHERE key = 'generation'", "UPDATE meta SET value = 'x' WHERE key = 'epoch'"]
+)
+def test_damaged_change_counters_are_a_gallery_error(tmp_path: Path, damage: str) -> None:
+    """Found by the fuzz test (20,000 examples): a corrupted meta key raised KeyError."""
+    from vireid.errors import GalleryError
+
+    path = tmp_path / "g.db"
+    with Gallery(path, embedding_space="space-x", dim=4) as gallery:
+        gallery.enroll("alice", np.eye(4, dtype=np.float32)[:1], "visible")
+    with sqlite3.connect(path) as conn:
+        conn.execute(damage)
+    with (
+        pytest.raises(GalleryError, match=r"meta table is damaged \(generation/epoch counters"),
+        Gallery.open(path) as gallery,
+    ):
+        gallery.search(np.eye(4, dtype=np.float32)[:1])
