@@ -3,7 +3,9 @@
 Public API:
     LOSSES.build(name, **kwargs)  names: identity, mecen, triplet, center_alignment, hetero_triplet,
                                   center_cluster, mutual_mean, pattern_diversity
-    ReIDCriterion(num_classes, feat_dim, gid, pid, label_smoothing, mecen, triplet, triplet_margin)
+    ReIDCriterion(num_classes, feat_dim, gid, pid, label_smoothing, mecen, triplet, triplet_margin,
+                  center_alignment, hetero_triplet, hetero_margin, center_cluster, center_margin,
+                  mutual_mean, pattern_diversity)
     ReIDCriterion.from_config(loss_config, num_classes, feat_dim)
 """
 

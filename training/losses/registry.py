@@ -1,4 +1,5 @@
-"""The loss registry (`LOSSES`): identity, mecen, triplet."""
+"""The loss registry (`LOSSES`): identity, mecen, triplet, center_alignment, hetero_triplet, center_cluster,
+mutual_mean, pattern_diversity (each module registers its own)."""
 
 from __future__ import annotations
 

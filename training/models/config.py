@@ -24,7 +24,8 @@ class ModelConfig:
         name: Model registry name (`mspac`, `baseline`, `psmg`, `mpanet`).
         backbone: Backbone registry name (`resnet50`, `resnet34`, `resnet18`, `resnet_tiny`).
         parts: Part counts of the cascade stages, finest first, e.g. (6, 3, 1). `None` takes the
-            model's default: (6, 3, 1) for `mspac`, () for `baseline` (no part heads).
+            model's default: (6, 3, 1) for `mspac`, () for `baseline` (no part heads), (4, 2) for
+            `psmg`; `mpanet` refuses it (its part features are patterns, `patterns`).
         last_stride: Stride of layer4 (1 or 2).
         width: Backbone base width (stem / layer1 channels); `None` = the backbone's standard width.
         input_size: (H, W) the model is trained and exported at.
@@ -86,7 +87,7 @@ class ModelConfig:
             raise ConfigError(
                 f"model.parts {list(self.parts)}: the {self.input_size[0]}-pixel-high input gives a "
                 f"{height}-row feature map, too few rows for {max(self.parts)} parts; use fewer parts, "
-                "a taller input_size or last_stride 1"
+                "a taller input_size" + (" or last_stride 1" if self.last_stride != 1 else "")
             )
 
     def feature_size(self) -> tuple[int, int]:
