@@ -275,9 +275,16 @@ class ModelSource:
                 from vireid.training.models.build import build_model
 
                 model, backbone, size = self.random_backbone
-                self._torch_model = build_model(
-                    model, 395, backbone=backbone, input_size=list(size), with_pretrained=False
-                ).eval()
+                try:
+                    built = build_model(
+                        model, 395, backbone=backbone, input_size=list(size), with_pretrained=False
+                    )
+                except ConfigError as exc:  # an unknown model or backbone name, a size it cannot take
+                    raise ConfigError(
+                        f"{self.spec}: {exc} (the form is random:[MODEL/]BACKBONE[@HxW], e.g. "
+                        "random:resnet50@288x144 or random:psmg/resnet50@288x144)"
+                    ) from None
+                self._torch_model = built.eval()
             elif self.checkpoint is not None:
                 from vireid.training.evaluate import load_model
 
@@ -313,8 +320,9 @@ class ModelSource:
         if precision == "fp32":
             from vireid.export import to_onnx
 
+            model = self.torch_model()  # a bad spec is reported before "exporting"
             log("exporting the model to ONNX for the ONNX Runtime rows")
-            self.onnx["fp32"] = to_onnx(self.torch_model(), workdir / "model.onnx")
+            self.onnx["fp32"] = to_onnx(model, workdir / "model.onnx")
         else:
             from vireid.export.fp16 import to_fp16
 

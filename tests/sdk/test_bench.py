@@ -302,6 +302,10 @@ def test_random_spec_names_any_registered_model() -> None:
     assert ModelSource.parse("random:resnet50").random_backbone == ("mspac", "resnet50", (288, 144))
     with pytest.raises(InputSpecError, match=r"random:\[MODEL/\]BACKBONE"):
         ModelSource.parse("random:/resnet50")
+    log: list[str] = []
+    with pytest.raises(ConfigError, match=r"^random:foo: unknown backbone 'foo'.*the form is random:"):
+        ModelSource.parse("random:foo").onnx_file("fp32", log.append)
+    assert log == []  # refused before "exporting the model to ONNX" is said
 
 
 def torch_cuda_available() -> bool:
