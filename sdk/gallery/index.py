@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import GalleryError
 from ..modality import Modality
 from .store import GalleryStore, RowColumns
 from .types import Match
@@ -132,10 +133,22 @@ class RowTable:
             else:
                 self._reconcile(store, conn)
                 self.names = {r[0]: r[1] for r in store.identity_rows(conn)}
+            self._check_owners(store)
             self.counters = counters
         self._groups = None
         self._centroids = {}
         return True
+
+    def _check_owners(self, store: GalleryStore) -> None:
+        """Every embedding belongs to a listed identity; vireid's transactions never leave one without."""
+        orphans = np.setdiff1d(self.identity_ids, np.fromiter(self.names, np.int64, len(self.names)))
+        if len(orphans):
+            self.counters = (-1, -1)  # nothing half-read is kept: the next call reads everything again
+            raise GalleryError(
+                f"{store.path}: the gallery is damaged: embeddings belong to identity ids "
+                f"{orphans[:5].tolist()} that its identities table lacks; restore the file from a backup or "
+                "an export (vireid gallery import)"
+            )
 
     def _reconcile(self, store: GalleryStore, conn: sqlite3.Connection) -> None:
         columns = store.row_columns(conn)

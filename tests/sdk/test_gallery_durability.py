@@ -124,3 +124,20 @@ def test_damaged_change_counters_are_a_gallery_error(tmp_path: Path, damage: str
         Gallery.open(path) as gallery,
     ):
         gallery.search(np.eye(4, dtype=np.float32)[:1])
+
+
+def test_embeddings_of_an_identity_the_table_lacks_are_a_gallery_error(tmp_path: Path) -> None:
+    """Found by the fuzz test (20,000 examples): a damaged identities row made search raise KeyError."""
+    from vireid.errors import GalleryError
+
+    path = tmp_path / "g.db"
+    with Gallery(path, embedding_space="space-x", dim=4) as gallery:
+        gallery.enroll("alice", np.eye(4, dtype=np.float32)[:2], "visible")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("UPDATE identities SET id = 7 WHERE name = 'alice'")
+    with (
+        pytest.raises(GalleryError, match=r"damaged: embeddings belong to identity ids \[1\]"),
+        Gallery.open(path) as gallery,
+    ):
+        gallery.search(np.eye(4, dtype=np.float32)[:1])
