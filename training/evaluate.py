@@ -9,6 +9,7 @@ that deployment uses (`ArtifactEmbedder`), so a score difference is the artifact
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 
 from vireid.errors import ConfigError
 from vireid.modality import Modality
+from vireid.rerank import Rerank
 
 from .data.protocols import EmbedFn, ProtocolResult, run_protocol
 from .images import load_resized
@@ -26,17 +28,47 @@ from .images import load_resized
 log = logging.getLogger("vireid.evaluate")
 
 
-class TorchEmbedder:
-    """Embeds image files with a PyTorch model in eval mode, in batches (an `EmbedFn`)."""
+class _ImageEmbedder:
+    """Embeds image files of one modality (an `EmbedFn`); `flip=True` averages each image's embedding
+    with its mirror image's (test-time augmentation, twice the inference)."""
 
-    def __init__(self, model: Any, input_size: tuple[int, int], batch_size: int = 64, device: str = "cpu"):
-        self.model, self.input_size, self.batch_size, self.device = model, input_size, batch_size, device
+    input_size: tuple[int, int]
+    flip: bool = False
+
+    def _infer(self, images: np.ndarray, modalities: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def embed_arrays(self, images: np.ndarray, modality: Modality | np.ndarray) -> np.ndarray:
         """Embed `uint8 [N, H, W, 3]` images; returns float32 `[N, D]`."""
+        modalities = np.ascontiguousarray(np.broadcast_to(np.asarray(modality, np.int32), (len(images),)))
+        vectors = self._infer(images, modalities)
+        if self.flip and len(images):
+            vectors = vectors + self._infer(np.ascontiguousarray(images[:, :, ::-1]), modalities)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+    def __call__(self, paths: Sequence[Path], modality: Modality) -> np.ndarray:
+        images = np.stack([load_resized(p, self.input_size) for p in paths])
+        return self.embed_arrays(images, modality)
+
+
+class TorchEmbedder(_ImageEmbedder):
+    """Embeds image files with a PyTorch model in eval mode, in batches (an `EmbedFn`)."""
+
+    def __init__(
+        self,
+        model: Any,
+        input_size: tuple[int, int],
+        batch_size: int = 64,
+        device: str = "cpu",
+        flip: bool = False,
+    ) -> None:
+        self.model, self.input_size, self.batch_size, self.device = model, input_size, batch_size, device
+        self.flip = flip
+
+    def _infer(self, images: np.ndarray, modalities: np.ndarray) -> np.ndarray:
         import torch
 
-        modalities = np.broadcast_to(np.asarray(modality, dtype=np.int32), (len(images),))
         was_training = self.model.training
         self.model.eval()
         out = []
@@ -48,24 +80,20 @@ class TorchEmbedder:
         self.model.train(was_training)
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
-    def __call__(self, paths: Sequence[Path], modality: Modality) -> np.ndarray:
-        images = np.stack([load_resized(p, self.input_size) for p in paths])
-        return self.embed_arrays(images, modality)
 
-
-class ArtifactEmbedder:
+class ArtifactEmbedder(_ImageEmbedder):
     """Embeds image files with an exported artifact through `vireid.open_backend` (an `EmbedFn`)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", batch_size: int = 64, **options: Any) -> None:
+    def __init__(
+        self, path: str | Path, device: str = "cpu", batch_size: int = 64, flip: bool = False, **options: Any
+    ) -> None:
         from vireid.backends import open_backend
 
         self.backend = open_backend(path, device, **options)
         self.input_size = self.backend.card.input_size
-        self.batch_size = batch_size
+        self.batch_size, self.flip = batch_size, flip
 
-    def embed_arrays(self, images: np.ndarray, modality: Modality | np.ndarray) -> np.ndarray:
-        """Embed `uint8 [N, H, W, 3]` images; returns float32 `[N, D]`."""
-        modalities = np.ascontiguousarray(np.broadcast_to(np.asarray(modality, np.int32), (len(images),)))
+    def _infer(self, images: np.ndarray, modalities: np.ndarray) -> np.ndarray:
         out = [
             self.backend.infer(
                 np.ascontiguousarray(images[i : i + self.batch_size]), modalities[i : i + self.batch_size]
@@ -73,10 +101,6 @@ class ArtifactEmbedder:
             for i in range(0, len(images), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.backend.card.embedding_dim), np.float32)
-
-    def __call__(self, paths: Sequence[Path], modality: Modality) -> np.ndarray:
-        images = np.stack([load_resized(p, self.input_size) for p in paths])
-        return self.embed_arrays(images, modality)
 
     def close(self) -> None:
         """Release the backend."""
@@ -154,13 +178,20 @@ def evaluate_any(
     batch_size: int = 64,
     device: str = "auto",
     reverse: bool = False,
+    *,
+    flip: bool = False,
+    rerank: Rerank | None = None,
 ) -> ProtocolResult:
     """Run a protocol with a checkpoint (PyTorch) or an artifact (`.onnx`, `.engine`; runtime backend).
 
     `device` for artifacts is a runtime device (`auto`, `cpu`, `cuda`, `tensorrt`); for checkpoints a
-    torch device (`auto`, `cpu`, `cuda`, `cuda:N`).
+    torch device (`auto`, `cpu`, `cuda`, `cuda:N`). `flip` averages each image's embedding with its
+    mirror image's; `rerank` ranks by k-reciprocal re-ranking (both test-time options the field reports
+    separately; the result records them).
     """
-    results = evaluate_directions(model, data_root, protocol, shots, trials, batch_size, device, (reverse,))
+    results = evaluate_directions(
+        model, data_root, protocol, shots, trials, batch_size, device, (reverse,), flip=flip, rerank=rerank
+    )
     return results[reverse]
 
 
@@ -173,27 +204,35 @@ def evaluate_directions(
     batch_size: int = 64,
     device: str = "auto",
     directions: Sequence[bool] = (False, True),
+    *,
+    flip: bool = False,
+    rerank: Rerank | None = None,
 ) -> dict[bool, ProtocolResult]:
     """`evaluate_any` in each direction (`reverse` False, True) with the model loaded once and every
     image embedded once: both directions use the same query and gallery images."""
-    with _embedder_for(model, device, batch_size) as embed:
+    with _embedder_for(model, device, batch_size, flip) as embed:
         once = _EmbedOnce(embed)
         return {
-            reverse: run_protocol(once, data_root, protocol, shots=shots, trials=trials, reverse=reverse)
+            reverse: dataclasses.replace(
+                run_protocol(
+                    once, data_root, protocol, shots=shots, trials=trials, reverse=reverse, rerank=rerank
+                ),
+                flip=flip,
+            )
             for reverse in directions
         }
 
 
 @contextlib.contextmanager
-def _embedder_for(model: str | Path, device: str, batch_size: int) -> Iterator[EmbedFn]:
+def _embedder_for(model: str | Path, device: str, batch_size: int, flip: bool) -> Iterator[EmbedFn]:
     if is_checkpoint(model):
         from .trainer import resolve_device
 
         resolved = str(resolve_device(device))
         net, input_size = load_model(model, resolved)
-        yield TorchEmbedder(net, input_size, batch_size, resolved)
+        yield TorchEmbedder(net, input_size, batch_size, resolved, flip)
         return
-    embedder = ArtifactEmbedder(model, device, batch_size)
+    embedder = ArtifactEmbedder(model, device, batch_size, flip)
     try:
         yield embedder
     finally:

@@ -113,3 +113,38 @@ def test_evaluating_an_onnx_artifact_never_imports_torch(tiny_onnx: Path, tiny_s
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[1:] == ["False", "False"], out
+
+
+def test_flip_makes_an_embedding_mirror_invariant(tiny_checkpoint: Path, tiny_onnx: Path) -> None:
+    import numpy as np
+
+    from vireid.training.evaluate import ArtifactEmbedder, TorchEmbedder, load_model
+
+    net, size = load_model(tiny_checkpoint)
+    images = np.random.default_rng(0).integers(0, 256, (3, *size, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    artifact = ArtifactEmbedder(tiny_onnx, "cpu")
+    for plain, flipped in (
+        (TorchEmbedder(net, size), TorchEmbedder(net, size, flip=True)),
+        (artifact, ArtifactEmbedder(tiny_onnx, "cpu", flip=True)),
+    ):
+        assert not np.allclose(plain.embed_arrays(images, 0), plain.embed_arrays(mirrored, 0), atol=1e-4)
+        both = flipped.embed_arrays(images, 0)
+        np.testing.assert_allclose(both, flipped.embed_arrays(mirrored, 0), atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(both, axis=1), 1.0, atol=1e-5)
+
+
+def test_evaluate_cli_test_time_options_are_applied_and_named(
+    tiny_onnx: Path, tiny_sysu: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", str(tiny_onnx), "--data", str(tiny_sysu), "--trials", "2", "--device", "cpu"]
+    plain = evaluate_any(tiny_onnx, tiny_sysu, "sysu-all", trials=2, device="cpu")
+    assert main([*argv, "--flip", "--rerank", "5,2,0.5", "--json", str(tmp_path / "r.json")]) == 0
+    title = "mirror-averaged embeddings, k-reciprocal re-ranking (k1 5, k2 2, λ 0.5)"
+    assert title in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["flip"] is True and report["rerank"] == {"k1": 5, "k2": 2, "weight": 0.5}
+    assert report["mean"] != plain.mean()
+    assert plain.to_dict()["flip"] is False and plain.to_dict()["rerank"] is None
+    assert main([*argv, "--rerank", "5,2"]) == 1
+    assert "K1,K2,WEIGHT such as 20,6,0.3; got '5,2'" in capsys.readouterr().err

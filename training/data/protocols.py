@@ -3,10 +3,13 @@
 `run_protocol(embed, root, protocol)` embeds every needed image once (the query set and the union of
 the trials' galleries), then scores each trial with `vireid.metrics`, and returns a `ProtocolResult`
 with per-trial metrics, mean and spread, printable in the paper's layout and JSON-serialisable.
+`rerank=Rerank()` scores each trial with k-reciprocal re-ranking (`vireid.rerank`) instead of the plain
+cosine distance; the result records it, as it records whether the embedder averaged mirror images.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from vireid.choices import Choice
 from vireid.errors import ConfigError
 from vireid.metrics import RankMetrics, cosine_distance, evaluate_regdb, evaluate_sysu
 from vireid.modality import Modality
+from vireid.rerank import Rerank, k_reciprocal_distance
 
 from .imageset import ImageSet
 from .regdb import NUM_SPLITS, RegDB
@@ -70,6 +74,9 @@ class ProtocolResult:
     trials: tuple[TrialResult, ...]
     cmc: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     reverse: bool = False
+    rerank: Rerank | None = None
+    flip: bool = False
+    """Embeddings averaged with the mirror image's (set by the evaluator that did it)."""
 
     @property
     def direction(self) -> str:
@@ -96,10 +103,15 @@ class ProtocolResult:
         mean, std = self.mean(), self.std()
         shot = "single-shot" if self.shots == 1 else f"multi-shot ({self.shots})"
         title = f"{self.protocol.value}{' reversed' if self.reverse else ''} ({self.direction}), {shot}, "
-        title += f"{len(self.trials)} trial(s)"
+        title += f"{len(self.trials)} trial(s)" + "".join(f", {note}" for note in self.test_time())
         head = "  ".join(f"{k:>13}" for k in METRIC_KEYS)
         body = "  ".join(f"{100 * mean[k]:6.2f} ± {100 * std[k]:4.2f}" for k in METRIC_KEYS)
         return f"{title}\n{head}\n{body}"
+
+    def test_time(self) -> list[str]:
+        """What the numbers include beyond a plain nearest-neighbour ranking (empty: nothing)."""
+        notes = ["mirror-averaged embeddings"] if self.flip else []
+        return notes + ([self.rerank.describe()] if self.rerank else [])
 
     def to_dict(self) -> dict:
         """JSON-serialisable summary (fractions), with the averaged CMC curve."""
@@ -109,6 +121,8 @@ class ProtocolResult:
             "reverse": self.reverse,
             "shots": self.shots,
             "num_trials": len(self.trials),
+            "flip": self.flip,
+            "rerank": None if self.rerank is None else dataclasses.asdict(self.rerank),
             "mean": self.mean(),
             "std": self.std(),
             "cmc": [float(x) for x in self.cmc],
@@ -174,6 +188,7 @@ def run_protocol(
     max_rank: int = 20,
     reverse: bool = False,
     split: str = "test",
+    rerank: Rerank | None = None,
 ) -> ProtocolResult:
     """Evaluate an embedding function on a dataset folder with a standard protocol.
 
@@ -184,22 +199,40 @@ def run_protocol(
     become the queries and the infrared query set the gallery (camera 3 removed for camera-2 queries);
     for RegDB, the other direction's protocol. It measures visible→infrared retrieval separately, which a
     model or a quantisation can favour or hurt independently of infrared→visible.
+
+    `rerank` ranks each trial by k-reciprocal re-ranking over its queries and gallery together.
     """
     protocol = Protocol.parse(protocol)
     if split != "test" and not protocol.is_sysu:
         raise ConfigError(f"RegDB protocols run on a split's test identities; got split {split!r}")
     if reverse and not protocol.is_sysu:
-        return run_protocol(embed, root, protocol.reversed() or protocol, shots, trials, max_rank)
+        return run_protocol(
+            embed, root, protocol.reversed() or protocol, shots, trials, max_rank, rerank=rerank
+        )
     trial_ids = _trial_list(trials, protocol)
     cache = _EmbeddingCache(embed)
     if protocol.is_sysu:
-        results = _run_sysu(cache, SysuMM01(root), protocol, shots, trial_ids, max_rank, reverse, split)
+        distance = _distance_fn(rerank)
+        results = _run_sysu(
+            cache, SysuMM01(root), protocol, shots, trial_ids, max_rank, distance, reverse, split
+        )
     else:
         if shots != 1:
             raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
-        results = _run_regdb(cache, RegDB(root), protocol, trial_ids, max_rank)
+        results = _run_regdb(cache, RegDB(root), protocol, trial_ids, max_rank, _distance_fn(rerank))
     cmc = np.mean([_pad(t.metrics.cmc, max_rank) for t in results], axis=0)
-    return ProtocolResult(protocol=protocol, shots=shots, trials=tuple(results), cmc=cmc, reverse=reverse)
+    return ProtocolResult(
+        protocol=protocol, shots=shots, trials=tuple(results), cmc=cmc, reverse=reverse, rerank=rerank
+    )
+
+
+DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _distance_fn(rerank: Rerank | None) -> DistanceFn:
+    if rerank is None:
+        return cosine_distance
+    return lambda queries, gallery: k_reciprocal_distance(queries, gallery, rerank)
 
 
 def _pad(cmc: np.ndarray, length: int) -> np.ndarray:
@@ -213,6 +246,7 @@ def _run_sysu(
     shots: int,
     trials: list[int],
     max_rank: int,
+    distance: DistanceFn,
     reverse: bool = False,
     split: str = "test",
 ) -> list[TrialResult]:
@@ -225,13 +259,13 @@ def _run_sysu(
     for trial, visible in zip(trials, galleries, strict=True):
         vis_feats = cache.features(visible)
         if reverse:
-            distmat = cosine_distance(vis_feats, ir_feats)
+            distmat = distance(vis_feats, ir_feats)
             metrics = evaluate_sysu(
                 distmat, visible.pids, infrared.pids, visible.camids, infrared.camids, max_rank, ((2, 3),)
             )
             results.append(TrialResult(trial, metrics, len(visible), len(infrared)))
         else:
-            distmat = cosine_distance(ir_feats, vis_feats)
+            distmat = distance(ir_feats, vis_feats)
             metrics = evaluate_sysu(
                 distmat, infrared.pids, visible.pids, infrared.camids, visible.camids, max_rank
             )
@@ -240,13 +274,18 @@ def _run_sysu(
 
 
 def _run_regdb(
-    cache: _EmbeddingCache, data: RegDB, protocol: Protocol, trials: list[int], max_rank: int
+    cache: _EmbeddingCache,
+    data: RegDB,
+    protocol: Protocol,
+    trials: list[int],
+    max_rank: int,
+    distance: DistanceFn,
 ) -> list[TrialResult]:
     q_mod = Modality.VISIBLE if protocol is Protocol.REGDB_V2T else Modality.INFRARED
     results = []
     for trial in trials:
         query, gallery = data.split(trial, "test", q_mod), data.split(trial, "test", q_mod.other)
-        distmat = cosine_distance(cache.features(query), cache.features(gallery))
+        distmat = distance(cache.features(query), cache.features(gallery))
         metrics = evaluate_regdb(distmat, query.pids, gallery.pids, max_rank)
         results.append(TrialResult(trial, metrics, len(query), len(gallery)))
     return results
