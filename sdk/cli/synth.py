@@ -103,6 +103,15 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
     return values
 
 
+def _in_flag_terms(message: str, fields: list[str]) -> str:
+    """The generator's message about a setting, naming the command-line flag that sets it."""
+    for field in fields:
+        if message.startswith(f"{field} "):
+            flag = "--size" if field in ("width", "height") else "--" + field.replace("_", "-")
+            return f"{flag}: {message}" if flag == "--size" else flag + message[len(field) :]
+    return message
+
+
 def _baselines(args: argparse.Namespace) -> int:
     import json
 
@@ -117,17 +126,22 @@ def run(args: argparse.Namespace) -> int:
     """Generate the data and print where it is (or, for `baselines`, print the matchers' scores)."""
     if args.kind == "baselines":
         return _baselines(args)
+    from vireid.errors import ConfigError
     from vireid.training.data import synth
 
     start = time.monotonic()
-    result = synth.generate(
-        args.kind,
-        args.out,
-        workers=args.workers,
-        overwrite=args.overwrite,
-        show_progress=not args.quiet,
-        **_settings(args),
-    )
+    settings = _settings(args)
+    try:
+        result = synth.generate(
+            args.kind,
+            args.out,
+            workers=args.workers,
+            overwrite=args.overwrite,
+            show_progress=not args.quiet,
+            **settings,
+        )
+    except ConfigError as exc:
+        raise ConfigError(_in_flag_terms(str(exc), [*settings, "workers"])) from None
     if result.reused:
         print(f"{result.root}: already holds this dataset ({result.files} files); nothing to do")
     else:

@@ -63,11 +63,13 @@ def test_synth_scene_with_size(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sysu", "--ids", "2"], "ids must be an integer >= 3"),
-        (["regdb", "--difficulty", "9"], "difficulty must be a number in [0, 3.0]"),
+        (["sysu", "--ids", "2"], "error: --ids must be an integer >= 3"),
+        (["sysu", "--images-per-camera", "0"], "error: --images-per-camera must be an integer >= 1"),
+        (["regdb", "--difficulty", "9"], "error: --difficulty must be a number in [0, 3.0]"),
         (["scene", "--size", "640"], "--size must look like 640x480"),
-        (["scene", "--size", "641x480"], "width and height must be even"),
-        (["sysu", "--workers", "0"], "workers must be an integer >= 1"),
+        (["scene", "--size", "641x480"], "error: --size: width and height must be even"),
+        (["scene", "--size", "100x480"], "error: --size: width must be an integer >= 160"),
+        (["sysu", "--workers", "0"], "error: --workers must be an integer >= 1"),
     ],
 )
 def test_synth_bad_options_exit_1_with_the_option_named(
