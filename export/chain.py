@@ -13,6 +13,7 @@ without PyTorch, to build the engine there).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -140,13 +141,14 @@ def export_chain(
     _check_data_folders(wanted, opt)
     if opt.dla_core is not None:
         _check_dla_plan(source, wanted, opt)
+    name = opt.name or artifact_stem(source)
+    _check_late_options(wanted, opt, name)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; the output (--out) of an export is a folder for its artifacts")
     out.mkdir(parents=True, exist_ok=True)
     chain = _Chain(out, opt, emit)
     if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):
         emit(warning)
-    name = opt.name or source.name.split(".")[0]
     if _is_engine(source):  # built elsewhere (trtexec + --attach): only a Triton entry can follow
         _triton_stage(chain, source, name)
         return chain.result
@@ -160,9 +162,9 @@ def export_chain(
         chain.check("fp16", onnx_path, fp16_path, "cpu")
         chain.calibrate("fp16", fp16_path, "cpu")
     int8_path = _int8_stage(chain, onnx_path, name) if "int8" in wanted else None
-    final = fp16_path or onnx_path
+    final = int8_path or fp16_path or onnx_path  # the most compressed file is what deploys
     if "engine" in wanted:
-        final = _engine_stage(chain, int8_path or final)
+        final = _engine_stage(chain, final)
     if "triton" in wanted:
         _triton_stage(chain, final, name)
     return chain.result
@@ -182,6 +184,28 @@ def _check_engine_source(source: Path, wanted: list[str], opt: ChainOptions) -> 
         )
 
 
+_MODEL_SUFFIXES = (".safetensors", ".json", ".onnx", ".engine", ".plan", ".trt")
+_PRECISION_TAGS = (".fp32", ".fp16", ".int8")
+
+
+def artifact_stem(source: Path) -> str:
+    """The name artifacts exported from `source` share: its file name without the format suffix and a
+    precision tag (`run/model.best.safetensors` -> `model.best`, `last.fp16.onnx` -> `last`)."""
+    name = source.name
+    for suffixes in (_MODEL_SUFFIXES, _PRECISION_TAGS):
+        for suffix in suffixes:
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    return name
+
+
+def triton_safe(name: str) -> str:
+    """A default Triton model name from an artifact name: characters Triton refuses become `_`."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    return "_" + safe if safe.startswith(".") else safe
+
+
 def _is_engine(path: Path) -> bool:
     from vireid.backends.registry import FORMATS
 
@@ -193,10 +217,22 @@ def _triton_stage(chain: _Chain, artifact: Path, name: str) -> None:
 
     opt = chain.opt
     model = to_triton(
-        artifact, chain.out / "triton", opt.triton_name or name.replace(" ", "_"), opt.triton_max_batch
+        artifact, chain.out / "triton", opt.triton_name or triton_safe(name), opt.triton_max_batch
     )
     chain.result.artifacts["triton"] = model.directory
     chain.emit(f"triton: wrote {model.config} ({model.platform}, max_batch_size {model.max_batch_size})")
+
+
+def _check_late_options(wanted: list[str], opt: ChainOptions, name: str) -> None:
+    """Options only the engine and Triton steps read, checked before the first step runs."""
+    if "engine" in wanted:
+        from .tensorrt import batch_profile
+
+        batch_profile(opt.batch)
+    if "triton" in wanted:
+        from .triton import check_model_name
+
+        check_model_name(opt.triton_name or triton_safe(name))
 
 
 def _check_data_folders(wanted: list[str], opt: ChainOptions) -> None:
@@ -206,12 +242,22 @@ def _check_data_folders(wanted: list[str], opt: ChainOptions) -> None:
             "the int8 step needs calibration images: pass --int8-data DIR (a SYSU-MM01 or RegDB folder; "
             "its training identities are used, never its test identities)"
         )
-    for flag, folder in (
-        ("--int8-data", opt.int8_data if "int8" in wanted else None),
-        ("--calibrate", opt.calibrate),
+    for flag, folder, kind in (
+        ("--int8-data", opt.int8_data if "int8" in wanted else None, "a SYSU-MM01 or RegDB dataset folder"),
+        ("--calibrate", opt.calibrate, "a SYSU-MM01-layout dataset folder"),
     ):
         if folder is not None and not Path(folder).is_dir():
-            raise ConfigError(f"{flag} {folder}: no such folder; give a SYSU-MM01 or RegDB dataset folder")
+            raise ConfigError(f"{flag} {folder}: no such folder; give {kind}")
+    if opt.calibrate is not None:
+        from vireid.training.data.layouts import layout_of
+
+        if (layout := layout_of(opt.calibrate)) != "sysu":
+            seen = " (it looks like RegDB, which has no val identities)" if layout == "regdb" else ""
+            raise ConfigError(
+                f"--calibrate {opt.calibrate}: threshold calibration reads the val identities of a "
+                f"SYSU-MM01-layout folder (cam1..cam6, exp/); this is not one{seen}. `vireid synth sysu "
+                "--out DIR` makes a synthetic one"
+            )
 
 
 def _engine_precision(source: Path, wanted: list[str]) -> Precision:

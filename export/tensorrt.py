@@ -221,18 +221,45 @@ def attach_card(
     return engine_card.write_sidecar(engine_path)
 
 
+def attach_command(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    batch: Sequence[int] | BatchProfile = DEFAULT_BATCH,
+    precision: str | Precision | None = None,
+    dla_core: int | None = None,
+) -> str:
+    """The `vireid export ... --attach` line that writes the card of an engine `trtexec_command` built
+    with the same settings (profile, precision, DLA core), so the card describes that engine."""
+    profile = batch_profile(batch)
+    args = ["vireid", "export", str(onnx_path), "--attach", str(engine_path)]
+    if (profile.min, profile.opt, profile.max) != DEFAULT_BATCH:
+        args.append(f"--batch={profile.min},{profile.opt},{profile.max}")
+    wanted = _precision(ModelCard.from_onnx(onnx_path), precision, major=None)
+    if precision is not None and wanted is not ModelCard.from_onnx(onnx_path).precision:
+        args.append(f"--precision={wanted.value}")
+    if dla_core is not None:
+        args.append(f"--dla-core={dla_core}")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _card_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {key: settings[key] for key in ("batch", "precision", "dla_core") if key in settings}
+
+
 def _import_tensorrt(onnx_path: Path, out: Path, **settings: Any) -> Any:
     try:
         import tensorrt as trt
     except ImportError:
         command = trtexec_command(onnx_path, out, **settings)
+        attach = attach_command(onnx_path, out, **_card_settings(settings))
         raise MissingDependencyError(
             "tensorrt",
             "tensorrt",
             PURPOSE,
             hint=(
                 "Or build the engine with NVIDIA's trtexec where TensorRT is installed:\n  "
-                f"{command}\nthen write its card: vireid export {onnx_path} --attach {out}"
+                f"{command}\nthen write its card: {attach}"
             ),
         ) from None
     return trt

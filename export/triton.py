@@ -155,8 +155,7 @@ def to_triton(
         A `TritonModel` naming what was written.
     """
     artifact = Path(artifact)
-    if not _NAME.match(name):
-        raise ConfigError(f"Triton model name {name!r} may hold only letters, digits, '_', '-' and '.'")
+    check_model_name(name)
     if not isinstance(version, int) or version < 1:
         raise ConfigError(f"version must be a positive integer, got {version!r}")
     platform, filename = _platform(artifact)
@@ -189,6 +188,19 @@ def to_triton(
     config = model_dir / "config.pbtxt"
     config.write_text(text, encoding="utf-8")
     return TritonModel(model_dir, config, version_dir / filename, platform, max_batch)
+
+
+def check_model_name(name: str) -> None:
+    """Refuse a Triton model name that is not a plain folder name of the repository.
+
+    Raises:
+        ConfigError: the name has other characters than letters, digits, `_`, `-`, `.`, or starts with `.`.
+    """
+    if not _NAME.match(name) or name.startswith("."):
+        raise ConfigError(
+            f"Triton model name {name!r} may hold only letters, digits, '_', '-' and '.', and may not "
+            "start with '.' (it names a folder of the model repository)"
+        )
 
 
 @lru_cache(maxsize=1)

@@ -49,11 +49,17 @@ class Checkpoint:
 
 
 def paths_for(stem: str | Path) -> tuple[Path, Path]:
-    """`(weights, description)` paths of a checkpoint given either file or the bare stem."""
+    """`(weights, description)` paths of a checkpoint given either file or the bare stem.
+
+    Only a final `.safetensors` / `.json` is taken off: `model.best.safetensors` is the checkpoint
+    `model.best`, never `model`.
+    """
     stem = Path(stem)
-    if stem.suffix in (".safetensors", ".json"):
-        stem = stem.with_suffix("")
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for suffix in (".safetensors", ".json"):
+        if stem.name.endswith(suffix) and len(stem.name) > len(suffix):
+            stem = stem.with_name(stem.name[: -len(suffix)])
+            break
+    return stem.with_name(f"{stem.name}.safetensors"), stem.with_name(f"{stem.name}.json")
 
 
 def save_checkpoint(

@@ -82,7 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attach",
         type=Path,
         metavar="ENGINE",
-        help="write the card of an engine built elsewhere (trtexec) from SOURCE (.onnx) with --batch",
+        help="write the card of an engine built elsewhere (trtexec) from SOURCE (.onnx) with --batch, "
+        "--precision and --dla-core as it was built",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16"),
+        help="--trtexec/--attach: the engine's precision when it differs from SOURCE's (an FP32 ONNX built "
+        "with trtexec --fp16 on TensorRT <= 10); default: SOURCE's own",
     )
 
 
@@ -146,22 +153,23 @@ def _int8_options(args: argparse.Namespace):
 
 
 def _engine_helpers(args: argparse.Namespace) -> int:
-    from vireid.export.tensorrt import attach_card, trtexec_command
+    from vireid.errors import InputSpecError
+    from vireid.export.tensorrt import attach_card, attach_command, trtexec_command
 
+    if Path(args.source).suffix.lower() != ".onnx":
+        flag = "--attach" if args.attach else "--trtexec"
+        raise InputSpecError(
+            f"{args.source}: {flag} takes the exported .onnx the engine is built from; export it first "
+            f"(vireid export {args.source} --to onnx,fp16 --out DIR) and pass DIR/NAME.fp16.onnx"
+        )
+    settings = {"batch": args.batch, "precision": args.precision, "dla_core": args.dla_core}
     if args.attach:
-        sidecar = attach_card(args.attach, args.source, batch=args.batch, dla_core=args.dla_core)
-        print(f"wrote {sidecar}")
+        print(f"wrote {attach_card(args.attach, args.source, **settings)}")
         return 0
+    args.out.mkdir(parents=True, exist_ok=True)  # trtexec fails only after the build when it cannot save
     engine = args.out / (Path(args.source).name.removesuffix(".onnx") + ".engine")
     cache = args.timing_cache or args.out / "timing.cache"
-    print(
-        trtexec_command(
-            args.source,
-            engine,
-            batch=args.batch,
-            workspace=args.workspace << 20,
-            timing_cache=cache,
-            dla_core=args.dla_core,
-        )
-    )
+    workspace = args.workspace << 20
+    print(trtexec_command(args.source, engine, workspace=workspace, timing_cache=cache, **settings))
+    print(f"# then write its card:\n{attach_command(args.source, engine, **settings)}")
     return 0

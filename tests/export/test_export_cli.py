@@ -10,7 +10,7 @@ import sys
 import fake_tensorrt as fake
 import pytest
 
-from vireid import ArtifactError, ConfigError, MissingDependencyError, ModelCard, VireidError
+from vireid import ArtifactError, ConfigError, InputSpecError, MissingDependencyError, ModelCard, VireidError
 from vireid.cli import export as export_cmd
 from vireid.cli import verify as verify_cmd
 from vireid.export.triton import parse_config
@@ -128,10 +128,13 @@ def test_engine_and_triton_steps_with_fake_tensorrt(monkeypatch, tiny_fp16, tmp_
 
 
 def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
-    assert cli(export_cmd, [str(tiny_fp16), "--trtexec", "--out", str(tmp_path), "--batch", "1,4,16"]) == 0
-    command = capsys.readouterr().out.strip()
+    out = tmp_path / "new"  # created, so that trtexec can save there after its build
+    assert cli(export_cmd, [str(tiny_fp16), "--trtexec", "--out", str(out), "--batch", "1,4,16"]) == 0
+    command, _, attach = capsys.readouterr().out.strip().splitlines()
     assert command.startswith("trtexec ") and "--maxShapes=images:16x128x64x3,modality:16" in command
-    assert f"--saveEngine={tmp_path / 'tiny.fp16.engine'}" in command
+    assert f"--saveEngine={out / 'tiny.fp16.engine'}" in command and out.is_dir()
+    # the card line repeats the profile, so the card describes the engine trtexec builds
+    assert attach == f"vireid export {tiny_fp16} --attach {out / 'tiny.fp16.engine'} --batch=1,4,16"
     engine = fake.write_engine(
         tmp_path / "tiny.fp16.engine", fake.engine_spec(128, 64, 128, profile=(1, 4, 16))
     )
@@ -150,6 +153,21 @@ def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
     assert not (tmp_path / "t2").exists()  # refused before anything was written
     with pytest.raises(ArtifactError, match="not a training checkpoint"):
         cli(export_cmd, [str(engine.with_suffix(".bin")), "--out", str(tmp_path / "t3")])
+
+
+def test_trtexec_and_attach_carry_an_fp16_build_of_an_fp32_onnx(tiny_onnx, tmp_path, capsys) -> None:
+    assert cli(export_cmd, [str(tiny_onnx), "--trtexec", "--precision", "fp16", "--out", str(tmp_path)]) == 0
+    command, _, attach = capsys.readouterr().out.strip().splitlines()
+    assert "--fp16" in command and attach.endswith("--precision=fp16")
+    engine = fake.write_engine(tmp_path / "tiny.engine", fake.engine_spec(128, 64, 128, profile=(1, 8, 32)))
+    assert cli(export_cmd, [str(tiny_onnx), "--attach", str(engine), "--precision", "fp16"]) == 0
+    assert ModelCard.from_engine(engine).precision.value == "fp16"
+
+
+def test_trtexec_and_attach_name_the_onnx_they_need(tiny_checkpoint, tmp_path) -> None:
+    for flag in (["--trtexec"], ["--attach", str(tmp_path / "x.engine")]):
+        with pytest.raises(InputSpecError, match=rf"{flag[0]} takes the exported .onnx"):
+            cli(export_cmd, [str(tiny_checkpoint), *flag, "--out", str(tmp_path)])
 
 
 @pytest.mark.parametrize(
@@ -206,3 +224,40 @@ def test_export_modules_import_nothing_heavy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_dotted_checkpoint_name_exports_that_checkpoint(tiny_checkpoint, tmp_path, capsys) -> None:
+    """`model.best.safetensors` next to `model.safetensors`: the export reads the file it was given and
+    names its artifacts after it (it once read `model.safetensors` and wrote `model.onnx`)."""
+    import hashlib
+    import shutil
+
+    from vireid.training.checkpoint import paths_for
+
+    for name in ("model", "model.best+ema"):
+        for path in paths_for(tiny_checkpoint):
+            shutil.copy(path, tmp_path / f"{name}{path.suffix}")
+    other = tmp_path / "model.safetensors"
+    other.write_bytes(other.read_bytes()[:-8] + b"\0" * 8)  # same shapes, other weights: another checkpoint
+    source = tmp_path / "model.best+ema.safetensors"
+    assert (
+        cli(export_cmd, [str(source), "--to", "onnx,triton", "--out", str(tmp_path / "out"), "--no-verify"])
+        == 0
+    )
+    card = ModelCard.from_onnx(tmp_path / "out" / "model.best+ema.onnx")
+    assert card.source_checkpoint_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert card.source_checkpoint_sha256 != hashlib.sha256(other.read_bytes()).hexdigest()
+    assert (tmp_path / "out" / "triton" / "model.best_ema" / "config.pbtxt").is_file()  # a Triton-safe name
+
+
+def test_late_step_options_are_checked_before_the_first_step(tiny_checkpoint, tiny_sysu, tmp_path) -> None:
+    out = tmp_path / "out"
+    cases = [
+        (["--to", "onnx,engine", "--batch", "8,4,2"], "batch"),
+        (["--to", "onnx,triton", "--triton-name", ".."], "may not start with '.'"),
+        (["--to", "onnx", "--calibrate", str(tmp_path)], "SYSU-MM01-layout folder"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            cli(export_cmd, [str(tiny_checkpoint), "--out", str(out), "--no-verify", *extra])
+        assert not out.exists()  # refused before anything was written

@@ -259,3 +259,14 @@ def test_export_chain_int8_engine_is_built_from_the_qdq_file_with_the_fake_tenso
     result = export_chain(tiny_onnx, "int8,engine", tmp_path, options, emit=lambda line: None)
     assert result.artifacts["engine"] == tmp_path / "tiny.int8.engine"
     assert ModelCard.from_engine(result.artifacts["engine"]).precision is Precision.INT8
+
+
+def test_int8_then_triton_packages_the_int8_model(tiny_onnx: Path, tiny_sysu: Path, tmp_path: Path) -> None:
+    from vireid.export import ChainOptions, export_chain
+
+    int8 = Int8Options(images=12, probe=4, sensitivity=False)
+    options = ChainOptions(int8_data=tiny_sysu, int8=int8, verify=False)
+    result = export_chain(tiny_onnx, "int8,triton", tmp_path, options, emit=lambda line: None)
+    packaged = result.artifacts["triton"] / "1" / "model.onnx"
+    assert packaged.read_bytes() == (tmp_path / "tiny.int8.onnx").read_bytes()
+    assert ModelCard.from_onnx(packaged).precision is Precision.INT8

@@ -142,6 +142,9 @@ def test_missing_tensorrt_names_the_extra_and_the_trtexec_command(monkeypatch, t
     assert "--maxShapes=images:32x128x64x3,modality:32" in message
     assert "--stronglyTyped" in message and f"--timingCacheFile={tmp_path / 'tc.bin'}" in message
     assert f"--attach {tmp_path / 'm.engine'}" in message
+    with pytest.raises(MissingDependencyError) as info:
+        to_engine(tiny_fp16, tmp_path / "m.engine", batch=(8, 8, 8))
+    assert f"--attach {tmp_path / 'm.engine'} --batch=8,8,8" in str(info.value)
 
 
 def test_trtexec_command_per_precision(tiny_onnx, tiny_fp16) -> None:
