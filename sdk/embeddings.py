@@ -120,7 +120,7 @@ def _take(array: np.ndarray | None, index: Any) -> np.ndarray | None:
 
 def _modalities(value: Any, n: int) -> np.ndarray:
     if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
-        array = value.astype(np.int8, copy=False)
+        array = value  # checked in its own dtype, narrowed at the end: 257 must not wrap to 1
     else:
         single = isinstance(value, (str, int, np.integer, Modality))
         values = [value] * n if single else list(value)
@@ -133,7 +133,7 @@ def _modalities(value: Any, n: int) -> np.ndarray:
             f"modalities must be 0 (visible) or 1 (infrared), got {array[bad[:5]].tolist()} at rows "
             f"{bad[:5].tolist()}"
         )
-    return array
+    return array.astype(np.int8, copy=False)
 
 
 def _tags(value: Any, n: int, name: str, integer_only: bool) -> np.ndarray | None:

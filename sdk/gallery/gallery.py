@@ -249,7 +249,8 @@ class Gallery:
         """Retention: delete every embedding recorded more than `older_than_days` ago, in one transaction.
 
         A gallery holds biometric data; keep it only as long as it is needed. Identities left with no
-        embedding are removed too unless `drop_empty=False` (their names and metadata then stay).
+        embedding by this purge are removed too unless `drop_empty=False` (their names and metadata then
+        stay); identities that held no embedding before it (kept empty on purpose) are left alone.
         Returns (embeddings, identities) deleted.
 
         Raises:
@@ -440,7 +441,8 @@ class Gallery:
         Args:
             path: a file written by `export_npz`.
             on_conflict: for a name already enrolled: `error` (nothing is imported), `merge` (add its
-                vectors to the existing identity) or `skip`.
+                vectors to the existing identity, whose metadata wins: the export adds only keys it
+                lacks) or `skip`.
 
         Raises:
             GalleryError: another embedding space or dimension, a malformed or unsafe file, or a

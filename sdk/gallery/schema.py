@@ -90,8 +90,20 @@ class GalleryMeta:
     schema_version: int
 
 
+NOT_SQLITE = (
+    "not a gallery database (the file does not start with the SQLite header; it is corrupt, encrypted, "
+    "or another kind of file). For an encrypted gallery give its key (key_file=..., --key-file, or "
+    "$VIREID_GALLERY_KEY); otherwise restore it from a backup or export, or pass a new path to create an "
+    "empty gallery."
+)
+
+
 def check_header(path: Path) -> None:
-    """Refuse a non-empty file that is not SQLite before sqlite3 sees it.
+    """Refuse a non-empty file that is not SQLite before sqlite3 sees it (SQLite would take a file of a
+    few bytes for a new database and write into it).
+
+    Call it only when this process has no connection open on the file: closing any descriptor of a file
+    drops every POSIX lock the process holds on it, those of a live SQLite connection included.
 
     Raises:
         GalleryError: the file's first bytes are not the SQLite header.
@@ -101,11 +113,22 @@ def check_header(path: Path) -> None:
     with path.open("rb") as fh:
         head = fh.read(len(SQLITE_HEADER))
     if head != SQLITE_HEADER:
+        raise GalleryError(f"{path}: {NOT_SQLITE}")
+
+
+def refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse another application's SQLite database with reads only, before anything writes to it.
+
+    Raises:
+        GalleryError: the file has another application id and holds tables or a schema version.
+    """
+    version, app_id = _version(conn), _application_id(conn)
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if app_id != APPLICATION_ID and (version or tables):
         raise GalleryError(
-            f"{path}: not a gallery database (the file does not start with the SQLite header; it is "
-            "corrupt, encrypted, or another kind of file). For an encrypted gallery give its key "
-            "(key_file=..., --key-file, or $VIREID_GALLERY_KEY); otherwise restore it from a backup or "
-            "export, or pass a new path to create an empty gallery."
+            f"{path}: SQLite database of another application (application_id={app_id:#x}, "
+            f"expected {APPLICATION_ID:#x}); it is not a vireid gallery and was not changed. Pass a new "
+            "path to create one."
         )
 
 
@@ -174,7 +197,8 @@ def _application_id(conn: sqlite3.Connection) -> int:
 
 
 def _checked_version(conn: sqlite3.Connection, path: str) -> int:
-    version, app_id = _version(conn), _application_id(conn)
+    refuse_foreign(conn, path)  # first: another application's user_version is not ours to interpret
+    version = _version(conn)
     if version < 0:  # SQLite's user_version is a signed 32-bit header field: a damaged header
         raise GalleryError(
             f"{path}: the gallery's schema version reads {version}, which no vireid writes: the file's "
@@ -184,12 +208,6 @@ def _checked_version(conn: sqlite3.Connection, path: str) -> int:
         raise GalleryError(
             f"{path}: gallery schema version {version} is newer than this vireid ({__version__}) "
             f"understands (up to {SCHEMA_VERSION}); upgrade vireid: pip install -U vireid"
-        )
-    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    if app_id != APPLICATION_ID and (version or tables):
-        raise GalleryError(
-            f"{path}: SQLite database of another application (application_id={app_id:#x}, "
-            f"expected {APPLICATION_ID:#x}); it is not a vireid gallery. Pass a new path to create one."
         )
     return version
 

@@ -12,10 +12,12 @@ encrypting codec plugs in there), and timestamps are indexed for a retention pol
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,7 +31,7 @@ import numpy as np
 from ..errors import GalleryError
 from . import crypto
 from .inputs import EmbeddingBatch
-from .schema import VECTOR_CODEC, GalleryMeta, check_header, migrate, read_meta
+from .schema import NOT_SQLITE, VECTOR_CODEC, GalleryMeta, check_header, migrate, read_meta, refuse_foreign
 from .types import IdentityEmbeddings, IdentityInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -101,6 +103,8 @@ def sqlite_errors(path: str, action: str, timeout: float, encrypted: bool = Fals
                 f"{path}: {action} failed: the gallery cannot be decrypted; the key is wrong, or the file is "
                 "not an encrypted gallery (open a plain gallery without a key)"
             ) from exc
+        if "not a database" in str(exc):
+            raise GalleryError(f"{path}: {NOT_SQLITE}") from exc
         raise GalleryError(
             f"{path}: {action} failed, the gallery database is corrupt or unreadable ({exc}). "
             "Restore it from a backup or an export (`vireid gallery import`), or use a new path."
@@ -124,8 +128,11 @@ class GalleryStore:
         self.path = str(path)
         self.timeout = float(timeout)
         self.encrypted = key is not None
+        self._open_key: tuple[int, int] | None = None
         if self.path != MEMORY:
             _check_location(Path(self.path), create, self.encrypted)
+            if not self.encrypted and not _OPEN_FILES.holds(Path(self.path)):
+                check_header(Path(self.path))  # an encrypted file has no readable header: the key decides
             _create_private(Path(self.path))
         with sqlite_errors(self.path, "open", self.timeout, self.encrypted):
             if key is not None:
@@ -134,15 +141,19 @@ class GalleryStore:
                 self._conn = sqlite3.connect(
                     self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
                 )
+            if self.path != MEMORY:
+                self._open_key = _OPEN_FILES.acquire(Path(self.path))
             try:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                refuse_foreign(self._conn, self.path)  # before WAL mode rewrites the file's header
                 self._configure(durable)
                 migrate(self._conn, self.path, embedding_space, dim)
                 self.meta: GalleryMeta = read_meta(self._conn, self.path)
             except BaseException:
-                self._conn.close()
+                self.close()
                 raise
         if self.meta.vector_codec != VECTOR_CODEC:
-            self._conn.close()
+            self.close()
             raise GalleryError(
                 f"{self.path}: vectors are stored with codec {self.meta.vector_codec!r}, which this "
                 f"vireid does not read (it reads {VECTOR_CODEC!r}); upgrade vireid."
@@ -151,7 +162,6 @@ class GalleryStore:
 
     def _configure(self, durable: bool) -> None:
         conn = self._conn
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -159,6 +169,8 @@ class GalleryStore:
     def close(self) -> None:
         """Close the connection (idempotent)."""
         self._conn.close()
+        _OPEN_FILES.release(self._open_key)
+        self._open_key = None
 
     # ----- transactions ---------------------------------------------------------------------------
     @contextmanager
@@ -210,8 +222,9 @@ class GalleryStore:
 
         Args:
             items: `(name, metadata or None, batch)`; metadata, when given, replaces the stored one.
-            existing: what to do with a name already enrolled: `add` its vectors, `replace` its
-                embeddings by these (in this same transaction), `skip` the item or raise (`error`).
+            existing: what to do with a name already enrolled: `add` its vectors, `merge` them (add,
+                keeping the stored metadata and taking from `metadata` only keys it lacks), `replace`
+                its embeddings by these (in this same transaction), `skip` the item or raise (`error`).
 
         Returns:
             The new embedding ids of each item (empty for a skipped one).
@@ -230,6 +243,9 @@ class GalleryStore:
                     )
                 if identity_id is not None and existing == "replace":
                     self._delete_embeddings_of(conn, identity_id)
+                if identity_id is not None and existing == "merge" and metadata is not None:
+                    stored = conn.execute("SELECT metadata FROM identities WHERE id = ?", (identity_id,))
+                    metadata = {**metadata, **json.loads(stored.fetchone()[0] or "{}")}
                 identity_id = self._upsert_identity(conn, identity_id, name, metadata)
                 out.append(self._insert_rows(conn, identity_id, batch))
         return out
@@ -309,14 +325,23 @@ class GalleryStore:
         """Delete embeddings with `timestamp < before` (and, with `drop_empty`, identities left with none)
         in one transaction; returns (embeddings, identities) deleted."""
         with self.write(structural=True) as conn:
+            touched = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT identity_id FROM embeddings WHERE timestamp < ?", (before,)
+                )
+            ]
             old = "SELECT id FROM embeddings WHERE timestamp < ?"
             conn.execute(f"DELETE FROM vectors WHERE embedding_id IN ({old})", (before,))
             embeddings = conn.execute("DELETE FROM embeddings WHERE timestamp < ?", (before,)).rowcount
             identities = 0
-            if drop_empty:
-                identities = conn.execute(
-                    "DELETE FROM identities WHERE id NOT IN (SELECT DISTINCT identity_id FROM embeddings)"
-                ).rowcount
+            if drop_empty:  # only identities this purge emptied: one kept empty on purpose stays
+                for identity_id in touched:
+                    identities += conn.execute(
+                        "DELETE FROM identities WHERE id = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM embeddings WHERE identity_id = ?)",
+                        (identity_id, identity_id),
+                    ).rowcount
         return embeddings, identities
 
     @_translated
@@ -459,6 +484,47 @@ class GalleryStore:
             )
 
 
+class _OpenFiles:
+    """Gallery files this process holds a connection on, by (device, inode): a second open of the same
+    file must not read its header from Python (closing that descriptor would drop the first
+    connection's locks; see `check_header`)."""
+
+    def __init__(self) -> None:
+        self._counts: collections.Counter[tuple[int, int]] = collections.Counter()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(path: Path) -> tuple[int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return (info.st_dev, info.st_ino)
+
+    def holds(self, path: Path) -> bool:
+        key = self.key(path)
+        with self._lock:
+            return key is not None and self._counts[key] > 0
+
+    def acquire(self, path: Path) -> tuple[int, int] | None:
+        key = self.key(path)
+        if key is not None:
+            with self._lock:
+                self._counts[key] += 1
+        return key
+
+    def release(self, key: tuple[int, int] | None) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._counts[key] -= 1
+            if self._counts[key] <= 0:
+                del self._counts[key]
+
+
+_OPEN_FILES = _OpenFiles()
+
+
 def _create_private(path: Path) -> None:
     """Create a new database file readable and writable by its owner only (mode 0600): a gallery holds
     biometric data. SQLite gives its `-wal` / `-shm` files the database file's mode. Existing files keep
@@ -485,5 +551,3 @@ def _check_location(path: Path, create: bool, encrypted: bool = False) -> None:
         raise GalleryError(f"{path}: folder {path.parent} does not exist; create it first.")
     if path.is_dir():
         raise GalleryError(f"{path}: is a folder; expected a gallery database file such as gallery.db")
-    if not encrypted:  # an encrypted file has no readable header; the key check happens on open
-        check_header(path)

@@ -48,7 +48,7 @@ ARRAYS = {
     "source": np.str_,
 }
 MEMBERS = {"manifest", *ARRAYS}
-CONFLICT_POLICIES = {"error": "error", "merge": "add", "skip": "skip"}
+CONFLICT_POLICIES = {"error": "error", "merge": "merge", "skip": "skip"}
 _MEMBER_NAME = re.compile(r"^[a-z_]+\.npy$")
 
 

@@ -210,6 +210,7 @@ def test_embeddings_mask_index_concat(rng) -> None:
         ),
         ({"modalities": [0]}, r"modalities must be \(2,\) int8 .*got \(1,\) int8"),
         ({"modalities": np.array([0, 3])}, r"0 \(visible\) or 1 \(infrared\), got \[3\] at rows \[1\]"),
+        ({"modalities": np.array([0, 257])}, r"got \[257\] at rows \[1\]"),  # not wrapped to int8 1
         ({"track_ids": [1.5, 2]}, r"track_ids must be \(2,\) int64"),
         ({"camera_ids": ["a"]}, r"camera_ids must be \(2,\)"),
     ],

@@ -485,6 +485,9 @@ def test_retention_purges_old_embeddings_and_emptied_identities_in_one_go(tmp_pa
         gallery.enroll("stale", vecs[3:4], "visible", timestamps=now - 90 * day)
         assert gallery.purge(30, drop_empty=False, now=now) == (1, 0)
         assert "stale" in {i.name for i in gallery.identities()}
+        # a later purge leaves an identity that was empty before it (kept on purpose, with its metadata)
+        assert gallery.purge(30, now=now) == (0, 0)
+        assert "stale" in {i.name for i in gallery.identities()}
         with pytest.raises(InputSpecError, match="positive number of days"):
             gallery.purge(0)
 
@@ -538,3 +541,14 @@ def test_gallery_purge_cli_also_purges_event_files(
     assert stat.S_IMODE(os.stat(events).st_mode) == 0o600
     with pytest.raises(InputSpecError, match="positive number of days"):
         purge_events(events, -1)
+
+
+@pytest.mark.parametrize("variable", ["VIREID_GALLERY_KEY", "VIREID_GALLERY_KEY_FILE"])
+def test_an_empty_key_variable_is_refused_not_taken_for_no_encryption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """`VIREID_GALLERY_KEY=$SECRET` with an unset secret used to create a plaintext gallery silently."""
+    monkeypatch.setenv(variable, " ")
+    with pytest.raises(GalleryError, match=rf"\${variable} is set but empty.*unset it"):
+        Gallery(tmp_path / "g.db", embedding_space="s", dim=4)
+    assert not (tmp_path / "g.db").exists()

@@ -51,7 +51,13 @@ def test_export_import_round_trip(tmp_path: Path, rng) -> None:
             b.import_npz(out)
         assert b.info().num_embeddings == 4  # nothing of the failed import was written
         assert b.import_npz(out, on_conflict="skip") == 0
-        assert b.import_npz(out, on_conflict="merge") == 4 and b.info().num_embeddings == 8
+        b.enroll("bob", unit(rng, 1), "ir", metadata={"badge": 99})
+        assert b.import_npz(out, on_conflict="merge") == 4 and b.info().num_embeddings == 9
+        # merge adds vectors; the gallery's metadata wins and the export only adds keys it lacks
+        assert {i.name: dict(i.metadata) for i in b.identities()} == {
+            "alice": {"k": [1]},
+            "bob": {"badge": 99},
+        }
 
 
 def test_import_refuses_other_embedding_space(tmp_path: Path, rng) -> None:
@@ -150,6 +156,51 @@ def test_other_process_commit_is_seen_by_next_search(tmp_path: Path, rng) -> Non
         assert (best.identity, best.camera, best.score) == ("from-child", "child", pytest.approx(1.0))
         g.enroll("b", unit(rng, 1), "ir")  # then own writes on top of the other process's
         assert {m.identity for m in g.search_identities(np.eye(DIM)[0], k=5)[0]} == {"a", "b", "from-child"}
+
+
+ENROL = """
+import sys, numpy as np
+from vireid.gallery import Gallery
+with Gallery(sys.argv[1]) as g:
+    if sys.argv[2] != "-":
+        g.enroll(sys.argv[2], np.eye(16, dtype=np.float32)[:1], "ir")
+    print(",".join(sorted(i.name for i in g.identities())))
+"""
+
+
+def _in_other_process(path: Path, name: str = "-") -> str:
+    done = subprocess.run([sys.executable, "-c", ENROL, str(path), name], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_second_open_in_one_process_loses_no_other_process_commit(tmp_path: Path, rng) -> None:
+    """Opening the gallery a second time in a process (a pipeline plus an admin call) must not drop
+    the first connection's file locks: with them gone, other processes reset the WAL under it and
+    committed enrolments vanished (a header check read the file with Python's open/close)."""
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as first:
+        first.enroll("alice", unit(rng, 1), "ir")
+        Gallery(path, SPACE, DIM).close()
+        _in_other_process(path, "bob")
+        first.enroll("carol", unit(rng, 1), "ir")
+        _in_other_process(path, "erin")
+        assert _in_other_process(path) == "alice,bob,carol,erin"
+    assert _in_other_process(path) == "alice,bob,carol,erin"
+
+
+def test_another_applications_database_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE people (name TEXT)")
+    raw.execute("PRAGMA user_version = 7")  # not ours to read as a gallery schema version
+    raw.commit()
+    raw.close()
+    before = path.read_bytes()
+    with pytest.raises(GalleryError, match=r"another application.*was not changed"):
+        Gallery(path, SPACE, DIM)
+    assert path.read_bytes() == before  # still in its rollback-journal mode: nothing was written
+    assert not Path(f"{path}-wal").exists()
 
 
 def test_reader_sees_committed_state_while_a_write_is_open(tmp_path: Path, rng) -> None:
