@@ -3,7 +3,7 @@
 Examples:
   vireid run --source visible=gate.mp4 --source infrared=gate-ir.mp4 --model m.onnx --gallery g.db \\
              --events events.jsonl --video-out annotated/
-  vireid run --source visible@gate=rtsp://10.0.0.5/stream1 --source ir@gate=rtsp://10.0.0.6/stream1 \\
+  vireid run --source visible@gate=rtsp://10.0.0.5/stream1 --source ir@gate-ir=rtsp://10.0.0.6/stream1 \\
              --model m.onnx --gallery g.db --events events.jsonl
   vireid run --source rgb=0 --source thermal=1 --model m.onnx --show
 
@@ -237,6 +237,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         status.done()
     _summary(stats, args)
+    if pipeline.dropped_sinks:
+        names = ", ".join(repr(sink) for sink in pipeline.dropped_sinks)
+        print(f"vireid run: error: output {names} failed during the run and is incomplete", file=sys.stderr)
+        return 1
     if pipeline.interrupted:
         print("vireid run: interrupted; tracks ended and outputs flushed", file=sys.stderr)
         return 130

@@ -49,6 +49,7 @@ class _Camera:
         self.counter = CameraCounter()
         self.closed = False
         self.colour_checked = False
+        self.size: tuple[int, int] | None = None
 
     def check_colour(self, frame: Frame) -> None:
         """Once per camera: an infrared camera delivering colour frames is most likely mislabelled."""
@@ -118,9 +119,10 @@ class Pipeline:
             self._close_owned()
             raise
         self.sinks: list[Sink] = list(sinks) + ([CallbackSink(on_event)] if on_event else [])
-        self._cameras = {
-            s.camera: _Camera(s, base.for_camera(), ByteTracker(**dict(self.config.tracker))) for s in built
-        }
+        self.dropped_sinks: list[Sink] = []
+        """Sinks that raised and were dropped (the log has why): their outputs are incomplete."""
+        self._base_detector = base
+        self._cameras = {s.camera: _Camera(s, base.for_camera(), self._new_tracker()) for s in built}
         self.timer = StageTimer()
         self._event_counts: collections.Counter[str] = collections.Counter()
         self._source_events: collections.deque[SourceChanged] = collections.deque()
@@ -214,7 +216,15 @@ class Pipeline:
         return self
 
     def stop(self) -> None:
-        """Stop sources and processing, end every live track, flush and close every sink (once)."""
+        """Stop sources and processing, end every live track, flush and close every sink (once).
+
+        Called from a sink or an event callback (the processing thread, which cannot wait for itself),
+        it only asks the loop to finish, as `request_stop()` does: `run()` then stops everything; after
+        `start()`, call `stop()` again from your own thread.
+        """
+        if self._thread is not None and threading.current_thread() is self._thread:
+            self.request_stop()
+            return
         if self._stopped:
             return
         self._stopped = True
@@ -287,9 +297,11 @@ class Pipeline:
                     on_status(self.stats())
                     next_status = now + status_every
         finally:
-            self.stop()
-            for signum, handler in restore.items():
-                signal.signal(signum, handler)
+            try:
+                self.stop()
+            finally:  # a sink raising on the last events must not leave our signal handlers installed
+                for signum, handler in restore.items():
+                    signal.signal(signum, handler)
         if self._error is not None:
             raise self._error
         return self.stats()
@@ -319,8 +331,11 @@ class Pipeline:
     def _loop(self) -> None:
         try:
             while not self._stopping.is_set():
+                # finished before polling: a camera whose last frame this poll takes closes next round,
+                # after that frame was processed (its tracks end after they were seen)
+                finished = self._finished_cameras()
                 frames = [f for cam in self._cameras.values() if (f := cam.source.poll()) is not None]
-                self._emit(self._drain_source_events() + self._close_finished())
+                self._emit(self._drain_source_events() + self._close_cameras(finished))
                 if frames:
                     self.step(frames)
                     continue
@@ -351,6 +366,9 @@ class Pipeline:
                     f"frame from unknown camera {frame.camera!r}; cameras: {list(self._cameras)}"
                 )
             cam.check_colour(frame)
+            if cam.size not in (None, frame.size):
+                events += self._restart_camera(cam, frame)
+            cam.size = frame.size
             cam.counter.add(frame.pts, max(0.0, time.time() - frame.timestamp))
             detections, update = self._detect_track(cam, frame)
             events += self.matcher.observe(frame, update)
@@ -366,6 +384,22 @@ class Pipeline:
                 self._frame_out(frame, detections, update)
         self.timer.add("step", time.perf_counter() - started)
         return events
+
+    def _new_tracker(self) -> ByteTracker:
+        return ByteTracker(**dict(self.config.tracker))
+
+    def _restart_camera(self, cam: _Camera, frame: Frame) -> list[Event]:
+        """A camera whose frame size changed (it reconnected with another stream profile): its tracks end
+        and its detector and tracker start afresh, the other cameras carry on."""
+        log.warning(
+            "camera %s: frame size changed from %s to %s; its tracks end and its detector restarts",
+            frame.camera,
+            cam.size,
+            frame.size,
+        )
+        cam.tracker.finish()
+        cam.detector, cam.tracker = self._base_detector.for_camera(), self._new_tracker()
+        return self.matcher.end_camera(frame.camera)
 
     def _detect_track(self, cam: _Camera, frame: Frame) -> tuple[Detections, TrackUpdate]:
         with self.timer.time("detect"):
@@ -432,17 +466,21 @@ class Pipeline:
         except Exception:
             log.exception("pipeline: sink %r failed in %s; it is dropped", sink, method)
             self.sinks.remove(sink)
+            self.dropped_sinks.append(sink)
             try:
                 sink.close()
             except Exception:
                 log.exception("pipeline: closing sink %r failed", sink)
 
-    def _close_finished(self) -> list[Event]:
-        """End the tracks of sources that have finished for good (file ended, failed)."""
+    def _finished_cameras(self) -> list[str]:
+        """Open cameras whose sources have finished for good (file ended, failed) with nothing buffered."""
+        return [camera for camera, cam in self._cameras.items() if not cam.closed and cam.source.finished]
+
+    def _close_cameras(self, cameras: Sequence[str]) -> list[Event]:
+        """End the tracks of these cameras."""
         events: list[Event] = []
-        for camera, cam in self._cameras.items():
-            if not cam.closed and cam.source.finished:
-                events += self._close_camera(camera)
+        for camera in cameras:
+            events += self._close_camera(camera)
         return events
 
     def _close_camera(self, camera: str) -> list[Event]:

@@ -1,8 +1,10 @@
 """Keep credentials out of everything vireid writes: logs, events, reports, exceptions, `repr`.
 
-Camera URLs often carry `user:password@` (RTSP, HTTP MJPEG). `redact(text)` replaces the user-info part
-of every URL in a text with `***`, so the host and path stay visible for debugging while the secret
-never leaves the process. Sources keep the real address only to open the stream.
+Camera URLs often carry `user:password@` (RTSP, HTTP MJPEG), and many IP cameras take credentials in
+the query instead (`?user=admin&pwd=...`, `&token=...`). `redact(text)` replaces the user-info part of
+every URL in a text, and the values of query parameters named like a credential, with `***`, so the
+host and path stay visible for debugging while the secret never leaves the process. Sources keep the
+real address only to open the stream.
 """
 
 from __future__ import annotations
@@ -12,11 +14,20 @@ import re
 _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]+)@")
 
 
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:pass|pwd|token|secret|auth|signature)[a-z0-9_.-]*|[a-z0-9_.-]*key"
+    r"|user|username|login|account|usr|u|p|sig|session|sessionid))=(?P<value>[^&#\s]*)",
+    re.IGNORECASE,
+)
+
+
 def redact(text: str) -> str:
-    """`text` with the `user[:password]@` of every URL replaced by `***@`."""
-    return _USERINFO.sub(r"\g<scheme>***@", str(text))
+    """`text` with the `user[:password]@` of every URL replaced by `***@`, and the values of
+    credential-like query parameters (`pwd=`, `password=`, `token=`, `user=`...) by `***`."""
+    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    return _SECRET_QUERY.sub(lambda m: f"{m['key']}=***" if m["value"] else m[0], text)
 
 
 def has_credentials(url: str) -> bool:
-    """True when `url` carries user-info (a user name or a password)."""
-    return bool(_USERINFO.search(str(url)))
+    """True when `url` carries user-info or a credential-like query parameter."""
+    return redact(str(url)) != str(url)

@@ -74,7 +74,9 @@ class JsonlSink(Sink):
         path: file to write (parent folders are created); an existing file must be empty or hold
             events (anything else is refused, never overwritten).
         append: add to an existing file instead of replacing it.
-        flush_every: seconds between flushes to the OS; `close` flushes and fsyncs.
+        flush_every: seconds between flushes to the OS (default 0: every line at once, so `tail -f`
+            and a killed process see every event; events come a few per second). Above 0, lines may
+            wait in the buffer until a later event or `close`, which flushes and fsyncs.
         kinds: only these event kinds (e.g. `{"identified"}`); default all.
     """
 
@@ -83,7 +85,7 @@ class JsonlSink(Sink):
         path: str | Path,
         *,
         append: bool = False,
-        flush_every: float = 1.0,
+        flush_every: float = 0.0,
         kinds: Iterable[str] | None = None,
     ) -> None:
         self.path = Path(path)
@@ -101,6 +103,9 @@ class JsonlSink(Sink):
         self.kinds = None if kinds is None else set(kinds)
         self._last_flush = 0.0
         self.lines = 0
+
+    def __repr__(self) -> str:
+        return f"JsonlSink({str(self.path)!r})"
 
     def on_event(self, event: Event) -> None:
         if self.kinds is not None and event.kind not in self.kinds:
@@ -295,6 +300,9 @@ class VideoSink(Sink):
         self.fps = float(fps)
         self._writers: dict[str, cv2.VideoWriter] = {}
         self.paths: dict[str, Path] = {}
+
+    def __repr__(self) -> str:
+        return f"VideoSink({str(self.folder)!r})"
 
     def on_frame(self, result: FrameResult) -> None:
         camera = result.frame.camera

@@ -151,8 +151,14 @@ class SourceStats:
 StateCallback = Callable[["VideoSource", SourceState, str], None]
 
 
-class _FrameTooLarge(Exception):
-    """A decoded frame above the source's `max_pixels` (ends the source)."""
+ASSUMED_FPS = 15.0
+"""Frame rate assumed for the timestamps of an image sequence or a file that tells neither its frame rate
+nor its positions (OpenCV reports -1 ms for image sequences)."""
+
+
+class _UnusableFrame(Exception):
+    """A decoded frame the source cannot deliver (above `max_pixels`, or in a layout it cannot convert):
+    reconnecting would deliver the same frames again, so it ends the source as failed."""
 
 
 MAX_PIXELS = 7680 * 4320
@@ -235,6 +241,7 @@ class VideoSource:
         self.on_state = on_state
         self.notify: Callable[[], None] | None = None  # set by a pipeline: "a frame is ready"
         self.fps: float | None = None  # nominal frame rate once opened, when the stream tells
+        self._live_start: float | None = None
         self._cond = threading.Condition()
         self._frames: collections.deque[Frame] = collections.deque()
         self._stop = threading.Event()
@@ -301,8 +308,12 @@ class VideoSource:
     @property
     def finished(self) -> bool:
         """True when the reader has ended or failed for good and every buffered frame was taken."""
+        if self._frames:
+            return False
+        if self._thread is not None and not self._thread.is_alive():
+            return True  # a reader that is gone delivers nothing more, whatever its last state said
         done = self._state in (SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED)
-        return done and not self._frames and (self._thread is None or not self._thread.is_alive())
+        return done and self._thread is None
 
     def stats(self) -> SourceStats:
         """Counters and the read rate over the last ~2 s."""
@@ -387,6 +398,16 @@ class VideoSource:
         return cap
 
     def _run(self, cap: Any) -> None:
+        """The reader thread: whatever happens, it ends in a final state that says why (a thread that
+        died with the camera still `live` would leave the pipeline waiting for it forever)."""
+        try:
+            self._read_with_reconnects(cap)
+        except BaseException as exc:
+            self._error = f"reader failed: {type(exc).__name__}: {redact(str(exc))}"
+            log.exception("camera %s: %s", self.camera, self._error)
+            self._set_state(SourceState.FAILED, self._error)
+
+    def _read_with_reconnects(self, cap: Any) -> None:
         attempt = 0
         first_open = True
         if cap is None:
@@ -405,10 +426,11 @@ class VideoSource:
             if not first_open:
                 self._reconnects += 1
             first_open, attempt = False, 0
+            self._error = None  # a new connection: earlier errors no longer describe it
             self._set_state(SourceState.LIVE, "reading")
             try:
                 got_any = self._read_until_end(cap)
-            except _FrameTooLarge as exc:  # reconnecting would deliver the same frames again
+            except _UnusableFrame as exc:  # reconnecting would deliver the same frames again
                 self._error = str(exc)
                 self._set_state(SourceState.FAILED, self._error)
                 return
@@ -418,12 +440,13 @@ class VideoSource:
             if self._stop.is_set():
                 return
             if not self.reconnect:
-                if got_any:
+                if got_any and self._error is None:
                     self._set_state(SourceState.ENDED, "end of stream")
-                else:
-                    self._set_state(SourceState.FAILED, "no frame could be decoded")
+                else:  # a file that could not be read to its end did not end cleanly
+                    self._error = self._error or "no frame could be decoded"
+                    self._set_state(SourceState.FAILED, self._error)
                 return
-            self._error = "stream stopped delivering frames"
+            self._error = self._error or "stream stopped delivering frames"
             self._set_state(SourceState.RECONNECTING, self._error)
             self._wait_backoff(0)
 
@@ -454,7 +477,7 @@ class VideoSource:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         fps = fps if 0.0 < fps < 1000.0 else 0.0
         self.fps = fps or self.fps
-        started, live_start = time.monotonic(), None
+        started = time.monotonic()
         count = 0
         while not self._stop.is_set():
             try:
@@ -465,22 +488,30 @@ class VideoSource:
             if not ok or image is None:
                 return count > 0
             if image.shape[0] * image.shape[1] > self.max_pixels:
-                raise _FrameTooLarge(
+                raise _UnusableFrame(
                     f"a {image.shape[1]}x{image.shape[0]} frame exceeds max_pixels={self.max_pixels}; "
                     "check the stream's resolution or raise VideoSource(max_pixels=...)"
                 )
             now = time.monotonic()
             if self.kind in (SourceKind.FILE, SourceKind.IMAGES):
                 index = self._read
-                pts = index / fps if fps else float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+                position = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+                pts = index / fps if fps else position if position > 0 else index / ASSUMED_FPS
                 if self.realtime and fps:
                     delay = started + pts - now
                     if delay > 0 and self._stop.wait(delay):
                         return True
-            else:
-                live_start = now if live_start is None else live_start
-                index, pts = self._read, now - live_start
-            self._deliver(Frame(self._as_uint8(image), self.camera, self.modality, index, time.time(), pts))
+            else:  # seconds since the stream's first frame, across reconnections
+                self._live_start = now if self._live_start is None else self._live_start
+                index, pts = self._read, now - self._live_start
+            try:
+                frame = Frame(self._as_uint8(image), self.camera, self.modality, index, time.time(), pts)
+            except Exception as exc:
+                raise _UnusableFrame(
+                    f"a frame of shape {image.shape} {image.dtype} cannot be converted to 8-bit grey or BGR "
+                    f"({type(exc).__name__}: {exc}); give a stream of 1-, 3- or 4-channel images"
+                ) from exc
+            self._deliver(frame)
             count += 1
         return count > 0
 
@@ -532,8 +563,10 @@ class VideoSource:
 
 
 def _other_depth_to_uint8(image: np.ndarray) -> np.ndarray:
-    """Frames that are neither uint8 nor single-channel uint16 (float, int32, multi-channel 16-bit)."""
-    return cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    """Frames that are neither uint8 nor single-channel uint16 (float, int32, multi-channel 16-bit):
+    stretched to 8 bits; a 4-channel (BGRA) frame loses its alpha."""
+    out = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR) if out.ndim == 3 and out.shape[2] == 4 else out
 
 
 def parse_source(text: str, **options: Any) -> VideoSource:

@@ -60,6 +60,15 @@ def test_run_processes_files_and_writes_events_and_videos(
     assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["infrared.mp4", "visible.mp4"]
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
+def test_run_exits_1_when_its_events_output_fails(
+    vireid, scene: Path, contract_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk under --events dropped the sink and the run still said 'events in FILE' and exit 0."""
+    assert vireid([*_scene_args(scene, contract_model), "--fast", "--quiet", "--events", "/dev/full"]) == 1
+    assert "output JsonlSink('/dev/full') failed during the run and is incomplete" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

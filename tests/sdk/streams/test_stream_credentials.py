@@ -33,6 +33,11 @@ SECRET = "s3cr3t-P4ss"
         ("rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"),
         ("mail me at a@b.c", "mail me at a@b.c"),
         ("/videos/2024@gate.mp4", "/videos/2024@gate.mp4"),
+        # credentials in the query, as many IP cameras take them
+        ("http://cam/video.cgi?user=admin&pwd=hunter2", "http://cam/video.cgi?user=***&pwd=***"),
+        ("http://cam/x?token=abc#t&Password=Q", "http://cam/x?token=***#t&Password=***"),
+        ("http://cam/snap?keyframe=1&api_key=zz", "http://cam/snap?keyframe=1&api_key=***"),
+        ("rtsp://cam/live?channel=1&subtype=0", "rtsp://cam/live?channel=1&subtype=0"),
     ],
 )
 def test_redact_replaces_user_info_of_every_url(text: str, expected: str) -> None:

@@ -178,6 +178,69 @@ def test_a_failing_sink_is_dropped_and_the_rest_keep_working(scene: Path, embedd
     )
     pipeline.run(handle_signals=False)
     assert len(frames) == 240 and len(pipeline.sinks) == 1
+    assert [type(sink).__name__ for sink in pipeline.dropped_sinks] == ["Broken"]  # reported, not silent
+
+
+def test_a_camera_changing_resolution_restarts_alone(embedder: Embedder) -> None:
+    """A camera that reconnects with another stream profile used to stop every camera (the motion
+    detector refused the new size); now its tracks end and its detector restarts."""
+    from vireid.streams.detect.motion import MotionDetector
+
+    cameras = [VideoSource("unused-a.mp4", "visible", "a"), VideoSource("unused-b.mp4", "infrared", "b")]
+    pipeline = Pipeline(cameras, embedder, detector=MotionDetector())
+    rng = np.random.default_rng(0)
+    small, large = (rng.integers(0, 255, (h, w), dtype=np.uint8) for h, w in ((120, 160), (240, 320)))
+    for i in range(3):
+        pipeline.step([Frame.of(small, "visible", "a", i), Frame.of(small, "infrared", "b", i)])
+    pipeline.step([Frame.of(large, "visible", "a", 3), Frame.of(small, "infrared", "b", 3)])
+    assert pipeline.stats().cameras["a"].processed == 4 and pipeline.stats().cameras["b"].processed == 4
+    pipeline.stop()
+
+
+def test_stop_from_an_event_callback_still_closes_every_output(
+    scene: Path, embedder: Embedder, tmp_path
+) -> None:
+    """`stop()` on the processing thread could not join itself: the error was swallowed, sinks were
+    never closed and started tracks never ended."""
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, TrackStarted):
+            pipeline.stop()
+
+    sink = JsonlSink(tmp_path / "events.jsonl")
+    pipeline = Pipeline(scene_sources(scene), embedder, sinks=[sink], on_event=on_event)
+    pipeline.run(handle_signals=False)
+    started = {(e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)}
+    ended = {(e.camera, e.track_id) for e in events if isinstance(e, TrackEnded)}
+    assert started and started == ended and not pipeline.dropped_sinks
+    assert sink._file.closed and len((tmp_path / "events.jsonl").read_text().splitlines()) == sink.lines
+
+
+def test_a_one_frame_file_ends_every_track_it_started(embedder: Embedder, tmp_path: Path) -> None:
+    """The camera of a file used to be closed in the round that polled its last frame, before that
+    frame was processed: a track started on it was never ended."""
+    image = np.zeros((160, 120, 3), np.uint8)
+    paths = []
+    for camera in ("a", "b"):
+        paths.append(tmp_path / f"{camera}.png")
+        cv2.imwrite(str(paths[-1]), image)
+
+    class SlowPoll(VideoSource):  # a busy loop: by the time it takes the frame, the reader has ended
+        def poll(self):
+            time.sleep(0.2)
+            return super().poll()
+
+    cameras = [SlowPoll(paths[0], "visible", "a"), SlowPoll(paths[1], "infrared", "b")]
+    events = []
+    pipeline = Pipeline(
+        cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 120]]), on_event=events.append
+    )
+    pipeline.run(handle_signals=False)
+    started = {(e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)}
+    ended = {(e.camera, e.track_id) for e in events if isinstance(e, TrackEnded)}
+    assert started == {("a", 1), ("b", 1)} and ended == started
 
 
 def _free_port() -> int:

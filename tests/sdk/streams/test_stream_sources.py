@@ -281,3 +281,63 @@ def test_a_16bit_image_sequence_from_the_scene_generator_plays_through_a_thermal
     grey = frames[0] if frames[0].ndim == 2 else frames[0][..., 0]
     # the same picture as the lossy 8-bit video (mp4v shifts levels a little; the 16-bit path is exact)
     assert np.corrcoef(grey.ravel().astype(float), first[..., 0].ravel().astype(float))[0, 1] > 0.98
+
+
+class ShapedCapture(FakeCapture):
+    """Delivers `frames` frames of one shape and dtype, then raises from read() if `then_raise`."""
+
+    def __init__(self, frames: int, shape: tuple[int, ...], dtype: type, then_raise: bool = False) -> None:
+        super().__init__(frames)
+        self.shape, self.dtype, self.then_raise = shape, dtype, then_raise
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.frames <= 0:
+            if self.then_raise:
+                raise RuntimeError("decoder exploded at packet 7")
+            return False, None
+        self.frames -= 1
+        return True, np.full(self.shape, 1000, self.dtype) if self.dtype is np.uint16 else np.zeros(
+            self.shape, self.dtype
+        )
+
+
+def _finish(src: VideoSource) -> list:
+    frames = []
+    src.start()
+    deadline = time.monotonic() + 5
+    while not src.finished and time.monotonic() < deadline:
+        if (frame := src.read(timeout=0.1)) is not None:
+            frames.append(frame)
+    return frames
+
+
+def test_a_frame_the_reader_cannot_convert_fails_the_source_instead_of_killing_its_thread() -> None:
+    """A 2-channel frame used to raise in the reader thread: the camera stayed `live`, `finished`
+    never came and a pipeline waited for it forever."""
+    src = VideoSource(
+        "0", "visible", opener=lambda *a: ShapedCapture(3, (24, 32, 2), np.uint8), reconnect=False
+    )
+    assert _finish(src) == [] and src.finished
+    assert src.state is SourceState.FAILED
+    assert "shape (24, 32, 2) uint8 cannot be converted" in (src.stats().error or "")
+
+
+def test_16bit_colour_frames_are_stretched_to_8bit_bgr() -> None:
+    src = VideoSource(
+        "0", "visible", opener=lambda *a: ShapedCapture(2, (24, 32, 4), np.uint16), reconnect=False,
+        policy="every",
+    )  # fmt: skip
+    frames = _finish(src)
+    assert len(frames) == 2 and frames[0].image.shape == (24, 32, 3) and frames[0].image.dtype == np.uint8
+    assert src.state is SourceState.ENDED
+
+
+def test_a_file_that_breaks_mid_way_fails_with_the_decoder_error() -> None:
+    src = VideoSource(
+        "0", "visible", opener=lambda *a: ShapedCapture(3, (24, 32, 3), np.uint8, then_raise=True),
+        reconnect=False, policy="every",
+    )  # fmt: skip
+    assert len(_finish(src)) == 3 and src.state is SourceState.FAILED
+    assert "decoder exploded at packet 7" in (src.stats().error or "")
+    empty = VideoSource("0", "visible", opener=lambda *a: ShapedCapture(0, (1,), np.uint8), reconnect=False)
+    assert _finish(empty) == [] and empty.stats().error == "no frame could be decoded"
