@@ -41,6 +41,8 @@ class Checkpoint:
     state_dict: dict[str, Any] = field(default_factory=dict, repr=False)
     criterion_state: dict[str, Any] = field(default_factory=dict, repr=False)
     optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
+    amp_scaler: dict[str, Any] = field(default_factory=dict, repr=False)
+    """The mixed-precision gradient scaler's state (CUDA AMP runs' `last` checkpoints), for resuming."""
 
     @property
     def sha256(self) -> str:
@@ -178,6 +180,7 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         state_dict=state,
         criterion_state=criterion,
         optimizer_state=optim,
+        amp_scaler=meta.get("amp_scaler") or {},
     )
 
 

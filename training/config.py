@@ -31,6 +31,8 @@ MODEL_LOSS_WEIGHTS = (
 
 
 VAL_SPLITS = ("test", "val")
+VAL_PROTOCOLS = {"sysu": ("sysu-all", "sysu-indoor"), "regdb": ("regdb-v2t", "regdb-t2v")}
+"""Protocols the periodic validation can run per dataset."""
 
 
 @dataclass(frozen=True)
@@ -255,12 +257,31 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in (int, float, bool, str) and type(value) is not hint:
-        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+        hint_text = ""
+        if hint is float and isinstance(value, str) and _is_number(value):  # YAML 1.1: 1e-3 is not a float
+            hint_text = f"; YAML reads {value} as text: write {_yaml_float(value)}"
+        raise ConfigError(
+            f"{source}: {key} must be {hint.__name__}, got {value!r} ({type(value).__name__}){hint_text}"
+        )
     if origin in (Mapping, dict) or hint is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
         return dict(value)
     return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _yaml_float(text: str) -> str:
+    """`1e-3` -> `1.0e-3`: the spelling YAML 1.1 (PyYAML) reads as a float."""
+    mantissa, sep, exponent = text.lower().partition("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}{sep}{exponent}"
 
 
 def _check(condition: bool, key: str, expected: str, value: Any) -> None:
@@ -330,7 +351,23 @@ def _validate(cfg: TrainConfig) -> None:
         "in (0, 2] (unit features)",
         cfg.loss.center_margin,
     )
+    gamma = cfg.optim.gamma
+    _check(gamma > 0, "optim.gamma", "> 0 (the learning rate's factor at each milestone)", gamma)
+    _check(cfg.optim.momentum >= 0, "optim.momentum", ">= 0", cfg.optim.momentum)
+    _check(cfg.optim.weight_decay >= 0, "optim.weight_decay", ">= 0", cfg.optim.weight_decay)
+    clip = cfg.optim.grad_clip
+    _check(clip is None or clip > 0, "optim.grad_clip", "> 0 or null (no clipping)", clip)
     _check(cfg.run.eval_every >= 0, "run.eval_every", ">= 0", cfg.run.eval_every)
+    _check(cfg.run.log_every >= 1, "run.log_every", ">= 1 (iterations)", cfg.run.log_every)
+    _check(cfg.run.eval_batch >= 1, "run.eval_batch", ">= 1", cfg.run.eval_batch)
+    _check(cfg.run.threads is None or cfg.run.threads >= 1, "run.threads", ">= 1 or null", cfg.run.threads)
+    protocols = VAL_PROTOCOLS.get(cfg.data.dataset, ())
+    _check(
+        not protocols or cfg.data.val_protocol in protocols,
+        "data.val_protocol",
+        f"one of {', '.join(protocols)} for data.dataset {cfg.data.dataset}",
+        cfg.data.val_protocol,
+    )
     _check(
         isinstance(cfg.model, Mapping) and "name" in cfg.model, "model", "a mapping with 'name'", cfg.model
     )

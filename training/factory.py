@@ -22,12 +22,13 @@ from .models.build import build_model_from_config
 from .models.config import ModelConfig
 
 
-def build_model(model_config: Mapping[str, Any], num_classes: int) -> ReIDModel:
-    """The configured model, with the local pretrained backbone loaded when `model.pretrained` is set."""
-    return build_model_from_config(model_config, num_classes, with_pretrained=True)
+def build_model(model_config: Mapping[str, Any], num_classes: int, with_pretrained: bool = True) -> ReIDModel:
+    """The configured model, with the local pretrained backbone loaded when `model.pretrained` is set
+    (and `with_pretrained`: a resumed run takes every weight from its checkpoint instead)."""
+    return build_model_from_config(model_config, num_classes, with_pretrained=with_pretrained)
 
 
-def check_training_config(config: TrainConfig) -> None:
+def check_training_config(config: TrainConfig, with_pretrained: bool = True) -> None:
     """Fail now on a config whose model or losses cannot be built, or whose weights file is missing.
 
     The model and its losses are built on PyTorch's meta device (no memory, no weights, no random
@@ -44,7 +45,7 @@ def check_training_config(config: TrainConfig) -> None:
         model = build_model_from_config(config.model, 2, with_pretrained=False)
         build_criterion(config, 2, model)
     pretrained = ModelConfig.from_dict(config.model).pretrained
-    if pretrained:
+    if pretrained and with_pretrained:
         from .pretrained import check_pretrained_file
 
         check_pretrained_file(pretrained)

@@ -109,7 +109,7 @@ class Trainer:
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
-        check_training_config(config)  # before the images are listed and decoded
+        check_training_config(config, with_pretrained=not resume)  # before the images are decoded
         self.train_set, self.labels, self.num_classes = self._load_train_set()
         self.input_size = input_size_of(config.model)
         self.store = ImageStore(self.train_set.paths, self.input_size, show_progress=self._chatty)
@@ -124,7 +124,7 @@ class Trainer:
         )
         # Channels-last weights: the images arrive NHWC, so every convolution then runs without
         # reordering its filters or activations (12 % faster steps on the 2-core CPU, demo config).
-        model = build_model(config.model, self.num_classes)
+        model = build_model(config.model, self.num_classes, with_pretrained=not resume)  # resume: ckpt
         self.model = model.to(self.device, memory_format=torch.channels_last)
         self.criterion = build_criterion(config, self.num_classes, self.model).to(self.device)
         self.optimizer = self._optimizer()
@@ -175,14 +175,35 @@ class Trainer:
         if not last.is_file():
             raise ConfigError(f"--resume: no checkpoint at {last}; start without --resume")
         ckpt = load_checkpoint(last, with_optimizer=True)
+        saved_optimizer = (ckpt.train_config.get("optim") or {}).get("name")
+        if saved_optimizer not in (None, self.cfg.optim.name):
+            raise ConfigError(
+                f"--resume: {last} was trained with optim.name={saved_optimizer}, this config says "
+                f"{self.cfg.optim.name}; its optimizer state cannot continue another optimizer. Resume with "
+                f"--set optim.name={saved_optimizer}, or start a new run (--out elsewhere)"
+            )
         load_weights(self.model, ckpt, "the model this config builds")
         self.criterion.load_state_dict(ckpt.criterion_state)
         if ckpt.optimizer_state is not None:
             self.optimizer.load_state_dict(ckpt.optimizer_state)
+            self._apply_optimizer_settings()  # the loaded state carries the old run's lr and decay
+        if ckpt.amp_scaler and self._amp:
+            self.scaler.load_state_dict(ckpt.amp_scaler)
         self.start_epoch, self.step = ckpt.epoch + 1, ckpt.step
         self.best_score = float(ckpt.metrics.get("best_score", -math.inf))
         self.best_metrics = dict(ckpt.metrics.get("best", {}))
         log.info("resumed from %s at epoch %d", last, ckpt.epoch)
+
+    def _apply_optimizer_settings(self) -> None:
+        """The config's learning rates, momentum and weight decay on the optimizer's groups (a resumed
+        run may change them: `--resume --set optim.lr=...` must train at that rate)."""
+        opt = self.cfg.optim
+        rates = [opt.lr, opt.backbone_lr]
+        for index, group in enumerate(self.optimizer.param_groups):
+            group["base_lr"] = group["lr"] = rates[min(index, 1)]
+            group["weight_decay"] = opt.weight_decay
+            if "momentum" in group:
+                group["momentum"] = opt.momentum
 
     # ----- loop -------------------------------------------------------------------------------------
     def fit(self, on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
@@ -269,6 +290,7 @@ class Trainer:
             loss, parts = self.criterion(output, y, mod)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self._average_criterion_grads()
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -277,6 +299,20 @@ class Trainer:
         if hasattr(self.criterion, "after_step"):
             self.criterion.after_step()
         return {"loss": float(loss.detach()), **self._grad_record(float(grad_norm)), **_floats(parts)}
+
+    def _average_criterion_grads(self) -> None:
+        """Under DDP, average the gradients of the loss's own parameters (MeCen's class centres) over
+        the processes, as DDP does for the model's: each process would otherwise move its centres
+        towards its own batches only, and the processes would optimise towards different centres."""
+        if self.world == 1:
+            return
+        for param in self.criterion.parameters():
+            if not param.requires_grad:
+                continue
+            if param.grad is None:  # every process must reduce the same tensors, in the same order
+                param.grad = torch.zeros_like(param)
+            torch.distributed.all_reduce(param.grad)
+            param.grad /= self.world
 
     def _grad_record(self, grad_norm: float) -> dict[str, float]:
         """The step's gradient norm, or, when it is not finite, a count of such steps (JSON has no inf).
@@ -309,7 +345,6 @@ class Trainer:
     def _validate(self, epoch: int) -> dict[str, float]:
         protocol, trials = self.cfg.data.val_protocol, self.cfg.data.val_trials
         if self.cfg.data.dataset == "regdb":
-            protocol = protocol if protocol.startswith("regdb") else "regdb-v2t"
             trials = [self.cfg.data.regdb_trial]  # other splits' test ids are this split's training ids
         result = evaluate_model(
             self.model,
@@ -340,6 +375,8 @@ class Trainer:
             "data": data_fingerprint(self.cfg.data.dataset, self.data_root, self.train_set),
         }
         optim = self.optimizer.state_dict() if name == "last" else None
+        if name == "last" and self._amp:  # its scale decides which steps overflow: resume needs it
+            meta["amp_scaler"] = self.scaler.state_dict()
         save_checkpoint(
             self.out_dir / name, self.model.state_dict(), meta, optim, self.criterion.state_dict()
         )
