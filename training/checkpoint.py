@@ -9,6 +9,7 @@ step, metrics, number of classes, the data fingerprint and the optimizer's non-t
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -99,7 +100,11 @@ def save_checkpoint(
     }
     tmp_w, tmp_d = weights.with_suffix(".safetensors.tmp"), desc.with_suffix(".json.tmp")
     safetensors_torch.save_file(tensors, str(tmp_w))
+    description["weights_sha256"] = sha256_file(tmp_w)  # ties the pair: see load_checkpoint
     tmp_d.write_text(json.dumps(description, indent=2, default=_json_default), encoding="utf-8")
+    for written in (tmp_w, tmp_d):  # on disk before the renames, so a power cut leaves one whole pair
+        with written.open("rb") as fh:
+            os.fsync(fh.fileno())
     tmp_w.replace(weights)
     tmp_d.replace(desc)
     return weights
@@ -165,6 +170,13 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         tensors = safetensors_torch.load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
         raise ArtifactError(f"{weights}: cannot read weights ({exc}); the file may be truncated") from None
+    recorded = meta.get("weights_sha256")
+    if recorded is not None and recorded != sha256_file(weights):
+        raise ArtifactError(
+            f"{weights}: these weights are not the ones {desc.name} describes (the two files come from "
+            "different saves: a save interrupted between its two renames, or a file copied over). Restore "
+            "the pair from a backup, or use the run's other checkpoint (best/last)"
+        )
     state = {k: v for k, v in tensors.items() if not k.startswith((_OPTIM, _CRITERION))}
     criterion = {k[len(_CRITERION) :]: v for k, v in tensors.items() if k.startswith(_CRITERION)}
     optim = _optimizer_state(tensors, meta) if with_optimizer else None

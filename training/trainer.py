@@ -190,6 +190,14 @@ class Trainer:
         if ckpt.amp_scaler and self._amp:
             self.scaler.load_state_dict(ckpt.amp_scaler)
         self.start_epoch, self.step = ckpt.epoch + 1, ckpt.step
+        if self.start_epoch > self.cfg.optim.epochs:
+            raise ConfigError(
+                f"--resume: {last} has trained {ckpt.epoch} epochs, this config stops at optim.epochs="
+                f"{self.cfg.optim.epochs}; nothing to do. Raise it to train further, e.g. --epochs "
+                f"{ckpt.epoch + 10}"
+            )
+        if self.rank == 0:
+            self._drop_log_records_after(ckpt.epoch, ckpt.step)
         self.best_score = float(ckpt.metrics.get("best_score", -math.inf))
         self.best_metrics = dict(ckpt.metrics.get("best", {}))
         log.info("resumed from %s at epoch %d", last, ckpt.epoch)
@@ -380,6 +388,24 @@ class Trainer:
         save_checkpoint(
             self.out_dir / name, self.model.state_dict(), meta, optim, self.criterion.state_dict()
         )
+
+    def _drop_log_records_after(self, epoch: int, step: int) -> None:
+        """Forget the metrics logged after the checkpoint a resume starts from: the resumed run logs
+        those steps again, and a reader would otherwise see them twice."""
+        path = self.out_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("step", 0) <= step and record.get("epoch", 0) <= epoch:
+                kept.append(line)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        temporary.replace(path)
 
     def _log(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 3), **record}

@@ -125,14 +125,19 @@ def test_fixed_batch_and_old_opset_are_refused(tiny_checkpoint: Path, tmp_path: 
 
 def test_corrupt_or_mismatched_checkpoint_is_an_artifact_error(tiny_checkpoint: Path, tmp_path: Path) -> None:
     weights, desc = paths_for(tiny_checkpoint)
-    broken = tmp_path / "broken"
-    (tmp_path / "broken.json").write_text(desc.read_text())
-    (tmp_path / "broken.safetensors").write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(ArtifactError, match="cannot read weights"):
-        to_onnx(broken, tmp_path / "m.onnx")
     other = save_tiny_checkpoint(tmp_path / "base", "baseline")  # weights of another architecture
     (tmp_path / "swapped.safetensors").write_bytes(other.read_bytes())
     (tmp_path / "swapped.json").write_text(desc.read_text())
+    with pytest.raises(ArtifactError, match=r"not the ones swapped\.json describes"):
+        to_onnx(tmp_path / "swapped.safetensors", tmp_path / "m.onnx")
+    # without the recorded hash (checkpoints of older versions) the deeper checks still hold
+    unhashed = {k: v for k, v in json.loads(desc.read_text()).items() if k != "weights_sha256"}
+    broken = tmp_path / "broken"
+    (tmp_path / "broken.json").write_text(json.dumps(unhashed))
+    (tmp_path / "broken.safetensors").write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="cannot read weights"):
+        to_onnx(broken, tmp_path / "m.onnx")
+    (tmp_path / "swapped.json").write_text(json.dumps(unhashed))
     with pytest.raises(ArtifactError, match="do not fit") as info:
         to_onnx(tmp_path / "swapped.safetensors", tmp_path / "m.onnx")
     assert "missing tensors (e.g." in str(info.value) and len(str(info.value)) < 600  # counted, not listed

@@ -147,9 +147,20 @@ def test_regdb_malformed_and_escaping_index_lines(tmp_path: Path) -> None:
     (root / "idx" / "test_visible_2.txt").write_text("Visible/1/v_1_0.jpg\n")
     with pytest.raises(DatasetError, match="line 1: expected 'RELATIVE/PATH LABEL'"):
         RegDB(root).split(2, "test", "visible")
-    (root / "idx" / "test_visible_3.txt").write_text("../../etc/passwd 1\n")
-    with pytest.raises(DatasetError, match="leaves the dataset folder"):
-        RegDB(root).split(3, "test", "visible")
+    for trial, line in ((3, "../../etc/passwd 1"), (4, "/etc/passwd 1"), (5, "Visible/../../x.jpg 1")):
+        (root / "idx" / f"test_visible_{trial}.txt").write_text(line + "\n")
+        with pytest.raises(DatasetError, match="leaves the dataset folder"):
+            RegDB(root).split(trial, "test", "visible")
+
+
+def test_regdb_with_symlinked_folders_is_read(tmp_path: Path) -> None:
+    """Datasets often live elsewhere behind symlinks; the escape check used to refuse those."""
+    store = make_regdb(tmp_path / "store")
+    root = tmp_path / "regdb"
+    root.mkdir()
+    for child in store.iterdir():
+        (root / child.name).symlink_to(child, target_is_directory=child.is_dir())
+    assert len(RegDB(root).split(1, "test", "visible")) == len(RegDB(store).split(1, "test", "visible")) > 0
 
 
 def _oracle(paths, modality):

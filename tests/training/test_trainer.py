@@ -132,6 +132,20 @@ def test_resume_takes_the_configs_optimizer_settings(sysu: Path, tmp_path: Path)
         Trainer(_config(**{"optim.name": other}), sysu, tmp_path / "run", resume=True)
 
 
+def test_resume_after_a_crash_logs_each_step_once_and_refuses_nothing_to_do(
+    sysu: Path, tmp_path: Path
+) -> None:
+    train(_config(**{"optim.epochs": 1}), sysu, tmp_path / "run")
+    log = tmp_path / "run" / "metrics.jsonl"
+    crashed = '{"event": "step", "epoch": 2, "step": 3, "loss": 9.9}\n'  # logged, then the process died
+    log.write_text(log.read_text() + crashed)
+    train(_config(), sysu, tmp_path / "run", resume=True)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines() if '"event": "step"' in line]
+    assert steps == [1, 2, 3, 4]
+    with pytest.raises(ConfigError, match=r"has trained 2 epochs.*optim.epochs=1; nothing to do"):
+        Trainer(_config(**{"optim.epochs": 1}), sysu, tmp_path / "run", resume=True)
+
+
 def test_resume_without_a_checkpoint_says_so(sysu: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no checkpoint"):
         Trainer(_config(), sysu, tmp_path / "empty", resume=True)

@@ -6,7 +6,7 @@ lines `RELATIVE/PATH LABEL` (path relative to ROOT, integer identity label), as 
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -81,8 +81,9 @@ def _read_index(index: Path, root: Path) -> list[tuple[Path, int]]:
             raise DatasetError(
                 index, f"line {number}: expected 'RELATIVE/PATH LABEL', got {line[:80]!r}", EXPECTED_LAYOUT
             ) from None
-        path = (root / rel).resolve()
-        if root.resolve() not in path.parents:
+        relative = PurePosixPath(rel.replace("\\", "/"))
+        if not relative.parts or relative.is_absolute() or ".." in relative.parts:
+            # judged on the text, not on resolved paths: a dataset whose folders are symlinks is fine
             raise DatasetError(index, f"line {number}: path {rel!r} leaves the dataset folder; refused")
         rows.append((root / rel, label))
     if not rows:
