@@ -13,6 +13,7 @@ without PyTorch, to build the engine there).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -75,8 +76,11 @@ def parse_steps(text: str | Sequence[str]) -> list[str]:
 
 
 class _Chain:
-    def __init__(self, out_dir: Path, options: ChainOptions, emit: Callable[[str], None]) -> None:
+    def __init__(
+        self, out_dir: Path, options: ChainOptions, emit: Callable[[str], None], builds_engine: bool = False
+    ) -> None:
         self.out, self.opt, self.emit = out_dir, options, emit
+        self.builds_engine = builds_engine
         self.result = ChainResult()
 
     def timed_step(self, step: str, fn: Callable[[], Path]) -> Path:
@@ -146,7 +150,7 @@ def export_chain(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; the output (--out) of an export is a folder for its artifacts")
     out.mkdir(parents=True, exist_ok=True)
-    chain = _Chain(out, opt, emit)
+    chain = _Chain(out, opt, emit, builds_engine="engine" in wanted)
     if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):
         emit(warning)
     if _is_engine(source):  # built elsewhere (trtexec + --attach): only a Triton entry can follow
@@ -345,12 +349,13 @@ def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tu
 
 def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:
     """INT8 QDQ from the FP32 ONNX, calibrated on `int8_data`'s training images, checked against FP32."""
-    from .int8 import to_int8
+    from .int8 import Int8Options, to_int8
 
+    options = chain.opt.int8 or Int8Options()
+    if chain.builds_engine and options.target != "tensorrt":  # TensorRT parses signed symmetric QDQ only
+        options = dataclasses.replace(options, target="tensorrt")
     start = time.perf_counter()
-    result = to_int8(
-        onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=chain.opt.int8
-    )
+    result = to_int8(onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=options)
     chain.result.seconds["int8"] = time.perf_counter() - start
     chain.result.artifacts["int8"] = result.path
     kept = ", ".join(result.kept_float) or "none"

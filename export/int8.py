@@ -5,7 +5,8 @@ only (SYSU-MM01 `exp/train_id.txt` + `val_id.txt`, RegDB split 1's training part
 are checked absent), in a stated modality balance (default 50 % visible / 50 % infrared, because a
 calibration on one kind of image clips the other's activations), runs ONNX Runtime's calibrator once
 (min-max, entropy or percentile; ranges cached to a file) and writes a QDQ model with per-channel int8
-weights and uint8 activations, the layout ONNX Runtime's x86 kernels (VNNI) run fastest.
+weights and uint8 activations, the layout ONNX Runtime's x86 kernels (VNNI) run fastest (or, with
+`Int8Options(target="tensorrt")`, int8 symmetric activations, the only QDQ TensorRT parses).
 
 Which layers stay in float is measured, not guessed: a sensitivity pass quantises the model with one
 candidate group at a time kept in float (each stream's first convolution, each part-attention module,
@@ -38,6 +39,7 @@ from .quiet import quiet_quantiser
 
 log = logging.getLogger("vireid.export")
 
+INT8_TARGETS = ("onnxruntime", "tensorrt")
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 BACKBONE_OPS = ("Add", "MaxPool", "Relu", "Mul")
 """Also quantised inside the backbone: residual additions, ReLUs, the stem's pooling and the per-sample
@@ -103,6 +105,9 @@ class Int8Options:
         probe: held-out training images (half per modality) the sensitivity pass scores on.
         min_gain: mean-cosine gain a group must bring to stay in float.
         keep_float: extra node-name regexes to keep in float regardless of the pass.
+        target: `onnxruntime` (uint8 asymmetric activations: what ONNX Runtime's x86 VNNI kernels run
+            fastest) or `tensorrt` (int8 symmetric activations, zero points 0: the only QDQ TensorRT's
+            ONNX parser accepts). `vireid export --to int8,engine` picks `tensorrt`.
     """
 
     method: CalibrationMethod | str = CalibrationMethod.MINMAX
@@ -113,9 +118,12 @@ class Int8Options:
     probe: int = 32
     min_gain: float = 0.002
     keep_float: tuple[str, ...] = ()
+    target: str = "onnxruntime"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        if self.target not in INT8_TARGETS:
+            raise ConfigError(f"INT8 target must be one of {', '.join(INT8_TARGETS)}, got {self.target!r}")
         if not 0.0 <= self.visible_fraction <= 1.0:
             raise ConfigError(f"visible_fraction must be in [0, 1], got {self.visible_fraction}")
         if self.images < 2 or self.probe < 2:
@@ -337,6 +345,7 @@ def to_int8(
             "dataset": str(Path(data)),
             "fingerprint": calib.fingerprint(),
             "seed": options.seed,
+            "target": options.target,
             "kept_float": final_exclude,
             "probe_cosine": cos,
         },
@@ -383,6 +392,7 @@ def _quantize(
         CalibrationMethod.ENTROPY: quant.CalibrationMethod.Entropy,
         CalibrationMethod.PERCENTILE: quant.CalibrationMethod.Percentile,
     }[options.method]
+    tensorrt = options.target == "tensorrt"
     try:
         with quiet_quantiser():
             quant.quantize_static(
@@ -393,17 +403,53 @@ def _quantize(
                 op_types_to_quantize=[*QUANTIZED_OPS, *BACKBONE_OPS],
                 nodes_to_quantize=nodes,
                 per_channel=True,
-                activation_type=quant.QuantType.QUInt8,
+                activation_type=quant.QuantType.QInt8 if tensorrt else quant.QuantType.QUInt8,
                 weight_type=quant.QuantType.QInt8,
                 nodes_to_exclude=list(exclude),
                 calibrate_method=method,
-                calibration_cache_path=str(cache),
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                # TensorRT: signed symmetric activations, and biases left in float (its parser takes
+                # int8 Q/DQ only; it fuses the float bias into the int8 convolution itself)
+                extra_options={
+                    "WeightSymmetric": True,
+                    "ActivationSymmetric": tensorrt,
+                    "QuantizeBias": not tensorrt,
+                },
+                **_cache_argument(quant, cache),
             )
     except Exception as exc:  # onnxruntime raises plain exceptions from deep inside the quantiser
         raise ArtifactError(
             f"{source}: ONNX Runtime could not quantise the model: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _cache_argument(quant: Any, cache: Path) -> dict[str, str]:
+    """`calibration_cache_path` where this ONNX Runtime's `quantize_static` takes it (newer than 1.17)."""
+    import inspect
+
+    accepted = inspect.signature(quant.quantize_static).parameters
+    return {"calibration_cache_path": str(cache)} if "calibration_cache_path" in accepted else {}
+
+
+def tensorrt_incompatible_quantisation(model: Any) -> str | None:
+    """Why TensorRT's ONNX parser would refuse this QDQ model (uint8 or non-zero zero points), or None."""
+    from onnx import numpy_helper
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        zero_point = initializers.get(node.input[2])
+        if zero_point is None:
+            continue
+        values = numpy_helper.to_array(zero_point)
+        if values.dtype != np.int8 or np.any(values != 0):
+            return (
+                f"node {node.name or node.op_type} has {values.dtype} zero points "
+                f"{'(non-zero) ' if np.any(values != 0) else ''}: quantised for ONNX Runtime's CPU kernels "
+                "(uint8 asymmetric activations, int32 biases), which TensorRT refuses (it takes int8 with "
+                "zero points 0)"
+            )
+    return None
 
 
 def _embed(path: Path, data: CalibrationSet, card: ModelCard) -> np.ndarray:

@@ -221,6 +221,21 @@ def attach_card(
     return engine_card.write_sidecar(engine_path)
 
 
+def _check_int8_for_tensorrt(onnx_path: Path) -> None:
+    """Refuse, before any build, an INT8 file quantised for ONNX Runtime's CPU kernels."""
+    import onnx
+
+    from .int8 import tensorrt_incompatible_quantisation
+
+    problem = tensorrt_incompatible_quantisation(onnx.load(str(onnx_path), load_external_data=False))
+    if problem:
+        raise ConfigError(
+            f"{onnx_path}: {problem}. Quantise for TensorRT: `vireid export MODEL.onnx --to int8,engine "
+            "--int8-data DIR` (the chain does it when it builds an engine), or to_int8(..., "
+            "options=Int8Options(target='tensorrt'))"
+        )
+
+
 def attach_command(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -465,6 +480,8 @@ def to_engine(
     profile = batch_profile(batch)
     cache_path = Path(timing_cache) if timing_cache is not None else None
     check_dla_request(dla_core, _precision(card, precision, major=None), profile)
+    if card.precision is Precision.INT8:
+        _check_int8_for_tensorrt(onnx_path)
     trt = _import_tensorrt(
         onnx_path,
         out,

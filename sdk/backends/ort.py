@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import ModelCard, sha256_file
 from ..errors import ArtifactError, DeviceError, InputSpecError, require
 from . import ort_config as cfg
 from .base import Backend
@@ -34,7 +34,9 @@ class OnnxRuntimeBackend(Backend):
         threads: `intra_op_num_threads` for CPU work; default = physical cores available to this process
             (affinity and cgroup quota respected). Inter-op parallelism is 1 (sequential execution).
         device_id: CUDA device index for `cuda`/`tensorrt`.
-        cache_dir: TensorRT EP engine and timing cache folder (default `~/.cache/vireid/ort-tensorrt`).
+        cache_dir: TensorRT EP engine and timing cache folder (default `~/.cache/vireid/ort-tensorrt`);
+            each model file gets a subfolder named after its SHA-256, because ONNX Runtime keys cached
+            engines by file and tensor names only (a retrained model would load the old engine).
         fp16: TensorRT EP FP16 kernels; default follows the card's precision (`fp16` → on).
         io_binding: bind inputs and a preallocated output buffer (default: on for GPU devices).
         memory_arena: ONNX Runtime's CPU memory arena, which keeps the largest batch's activations
@@ -70,7 +72,7 @@ class OnnxRuntimeBackend(Backend):
         self.memory_arena = bool(memory_arena)
         if device == "tensorrt":
             self.profile = self.card.profile or cfg.DEFAULT_TRT_PROFILE
-        ep_options = self._ep_options(device_id, cache_dir, fp16)
+        ep_options = self._ep_options(device_id, cache_dir, fp16, device == "tensorrt")
         self._session = self._create_session(cfg.provider_list(self._first_choice(device), ep_options))
         release_free_heap()  # the parsed model and pre-optimisation weights, freed but still resident
         self.providers = tuple(self._session.get_providers())
@@ -101,10 +103,14 @@ class OnnxRuntimeBackend(Backend):
             )
         return device
 
-    def _ep_options(self, device_id: int, cache_dir: str | Path | None, fp16: bool | None) -> dict:
+    def _ep_options(
+        self, device_id: int, cache_dir: str | Path | None, fp16: bool | None, tensorrt: bool = False
+    ) -> dict:
         if not isinstance(device_id, int) or device_id < 0:
             raise InputSpecError(f"device_id must be a non-negative integer, got {device_id!r}")
         cache = Path(cache_dir) if cache_dir is not None else cfg.default_cache_dir()
+        if tensorrt:  # ONNX Runtime keys cached engines by names, not weights: one folder per model file
+            cache = cache / sha256_file(self.path)[:16]
         profile = self.profile or cfg.DEFAULT_TRT_PROFILE
         return {
             cfg.CUDA_EP: {"device_id": str(device_id)},

@@ -5,7 +5,9 @@ one, the ONNX for the engine) on a synthetic cross-modal gallery, and the parity
 the exit status is 1 when a check fails. `--calibrate DIR` stores a match threshold for `--fmr` in each
 artifact's card, computed on the validation identities of a SYSU-MM01-layout folder. `--to int8` writes
 an INT8 (QDQ) model for ONNX Runtime calibrated on `--int8-data DIR`'s training images, both modalities
-in the `--int8-visible` balance, with the layers a measured sensitivity pass finds fragile kept in float.
+in the `--int8-visible` balance, with the layers a measured sensitivity pass finds fragile kept in float
+(quantised for TensorRT instead, signed and symmetric, when the chain also builds an engine, or with
+`--int8-target tensorrt` for a trtexec build elsewhere).
 Needs the `export` extra (torch, onnx, onnxslim); the engine step needs the `tensorrt` extra and a GPU,
 and without TensorRT prints the equivalent trtexec command (then `--attach ENGINE` writes the engine's card).
 """
@@ -68,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=unit_interval,
         default=0.5,
         help="share of visible calibration images (default 0.5)",
+    )
+    parser.add_argument(
+        "--int8-target",
+        choices=("onnxruntime", "tensorrt"),
+        help="int8: the runtime the QDQ file is for (default: tensorrt when --to builds an engine, else "
+        "onnxruntime, whose CPU kernels run uint8 activations fastest; TensorRT parses int8 symmetric only)",
     )
     parser.add_argument(
         "--int8-no-sensitivity", action="store_true", help="quantise every layer, no sensitivity pass"
@@ -149,6 +157,7 @@ def _int8_options(args: argparse.Namespace):
         images=args.int8_images,
         visible_fraction=args.int8_visible,
         sensitivity=not args.int8_no_sensitivity,
+        target=args.int8_target or ("tensorrt" if "engine" in args.to else "onnxruntime"),
     )
 
 

@@ -53,3 +53,13 @@ def tiny_int8(tiny_onnx: Path, tiny_sysu: Path, tmp_path_factory: pytest.TempPat
 
     out = tmp_path_factory.mktemp("int8") / "tiny.int8.onnx"
     return to_int8(tiny_onnx, out, data=tiny_sysu, options=Int8Options(images=16, probe=8)).path
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_tensorrt(tiny_onnx: Path, tiny_sysu: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """INT8 QDQ of the tiny model quantised for TensorRT (int8 symmetric activations)."""
+    from vireid.export.int8 import Int8Options, to_int8
+
+    out = tmp_path_factory.mktemp("int8trt") / "tiny.int8.onnx"
+    options = Int8Options(images=16, probe=8, sensitivity=False, target="tensorrt")
+    return to_int8(tiny_onnx, out, data=tiny_sysu, options=options).path

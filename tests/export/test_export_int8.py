@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import fake_tensorrt as fake
+import numpy as np
 import onnx
 import pytest
 
@@ -227,7 +228,7 @@ def test_export_cli_int8_step(tiny_checkpoint: Path, tiny_sysu: Path, tmp_path: 
 )
 def test_int8_engine_from_the_qdq_file_with_the_fake_tensorrt_module(
     monkeypatch,
-    tiny_int8: Path,
+    tiny_int8_tensorrt: Path,
     tiny_onnx: Path,
     tmp_path: Path,
     version: str,
@@ -238,12 +239,29 @@ def test_int8_engine_from_the_qdq_file_with_the_fake_tensorrt_module(
     for name, module in fake.cuda_modules(cudart).items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module(version))
-    engine = to_engine(tiny_int8, tmp_path / "m.engine")
+    engine = to_engine(tiny_int8_tensorrt, tmp_path / "m.engine")
     build = json.loads(engine.read_bytes()[len(fake.MAGIC) :])["build"]
     assert build["strongly_typed"] is strongly_typed and set(build["flags"]) - {"TF32"} == flags
     assert ModelCard.from_engine(engine).precision is Precision.INT8
     with pytest.raises(ConfigError, match="INT8 QDQ ONNX"):
         to_engine(tiny_onnx, tmp_path / "x.engine", precision="int8")
+
+
+def test_an_int8_file_quantised_for_onnxruntime_is_refused_by_the_engine_step(
+    tiny_int8: Path, tiny_int8_tensorrt: Path, tmp_path: Path
+) -> None:
+    """TensorRT's ONNX parser refuses uint8 or non-zero zero points ('TRT only supports symmetric
+    quantization'); the refusal comes before any build, with the fix."""
+    from vireid.export.int8 import tensorrt_incompatible_quantisation
+
+    assert "zero points" in (tensorrt_incompatible_quantisation(onnx.load(str(tiny_int8))) or "")
+    model = onnx.load(str(tiny_int8_tensorrt))
+    assert tensorrt_incompatible_quantisation(model) is None
+    points = [t for t in model.graph.initializer if t.name.endswith("zero_point")]
+    assert points and all(onnx.numpy_helper.to_array(t).dtype == np.int8 for t in points)
+    with pytest.raises(ConfigError, match=r"Quantise for TensorRT: .*--to int8,engine"):
+        to_engine(tiny_int8, tmp_path / "m.engine")
+    assert ModelCard.from_onnx(tiny_int8_tensorrt).calibration["target"] == "tensorrt"
 
 
 def test_export_chain_int8_engine_is_built_from_the_qdq_file_with_the_fake_tensorrt_module(

@@ -142,6 +142,31 @@ def test_fake_auto_with_cuda_listed_but_unusable_runs_on_cpu_and_says_so(model, 
     assert "on cpu" in caplog.text
 
 
+def test_fake_tensorrt_ep_gets_one_engine_cache_folder_per_model_file(tmp_path: Path, monkeypatch) -> None:
+    """ONNX Runtime keys cached TensorRT engines by names, not weights: two models exported under one
+    name (a retrained `best.fp16.onnx`) shared an engine and the second returned the first's output."""
+    from vireid.card import sha256_file
+
+    built = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: built)
+    caches: list[str] = []
+
+    def capture(self, providers):  # the options ONNX Runtime would get; no GPU session here
+        caches.append(dict(providers)["TensorrtExecutionProvider"]["trt_engine_cache_path"])
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "_create_session", capture)
+    models = []
+    for seed in (0, 1):
+        (tmp_path / f"run{seed}").mkdir()
+        models.append(build_contract_model(tmp_path / f"run{seed}" / "best.onnx", seed=seed))
+    for path in models:
+        with pytest.raises(RuntimeError, match="captured"):
+            open_backend(path, "tensorrt", cache_dir=tmp_path / "cache")
+    assert caches == [str(tmp_path / "cache" / sha256_file(path)[:16]) for path in models]
+    assert caches[0] != caches[1]
+
+
 def test_tensorrt_ep_options_follow_card_and_profile(tmp_path: Path) -> None:
     card = contract_card(precision="fp16", profile=BatchProfile(2, 8, 16))
     options = cfg.tensorrt_ep_options(card, card.profile, 1, tmp_path, fp16=None)
