@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from vireid.atomic import write_atomic
 from vireid.card import CARD_KEY, ModelCard
 from vireid.errors import ArtifactError, CardError, require
 
@@ -79,13 +80,23 @@ def set_card(model: Any, card: ModelCard) -> None:
 
 
 def save_onnx(model: Any, path: str | Path) -> Path:
-    """Write a model atomically (temp file, then rename) so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(model.SerializeToString())
-    tmp.replace(path)
-    return path
+    """Write a model atomically (`vireid.atomic`): a failure never leaves half a file.
+
+    Raises:
+        ArtifactError: the file cannot be written (full disk, no permission); nothing was changed.
+    """
+    return write_artifact(path, model.SerializeToString())
+
+
+def write_artifact(path: str | Path, data: Any) -> Path:
+    """`write_atomic` with its `OSError` as an `ArtifactError` naming the file and the fix."""
+    try:
+        return write_atomic(path, data)
+    except OSError as exc:
+        raise ArtifactError(
+            f"{path}: cannot write it ({exc.strerror or exc}); free disk space or choose another --out. "
+            "Nothing was written"
+        ) from exc
 
 
 def _dims(value_info: Any) -> list[int | str]:

@@ -311,7 +311,12 @@ def verify(
     Returns:
         A `ParityReport`; `bool(report)` is True when every threshold is met.
     """
-    ref_side, cand_side = open_side(reference, device), open_side(candidate, device)
+    ref_side = open_side(reference, device)
+    try:
+        cand_side = open_side(candidate, device)
+    except BaseException:  # the reference holds a backend (GPU memory for an engine): release it
+        ref_side.close()
+        raise
     try:
         size = _input_size(ref_side, cand_side, inputs)
         if inputs is None:

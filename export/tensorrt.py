@@ -37,7 +37,7 @@ from vireid.backends.trt_engine import other_format
 from vireid.card import BatchProfile, ModelCard, Precision
 from vireid.errors import ArtifactError, ConfigError, DeviceError, MissingDependencyError
 
-from .artifact import load_onnx, log, timed
+from .artifact import load_onnx, log, timed, write_artifact
 from .fp16 import fp32_node_names
 
 DEFAULT_BATCH = (1, 8, 32)
@@ -407,15 +407,25 @@ def _load_timing_cache(config: Any, path: Path | None) -> Any:
     if data:
         log.info("TensorRT: reusing timing cache %s (%d bytes)", path, len(data))
     cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is not used
+    if config.set_timing_cache(cache, False) is False:  # ignore_mismatch=False: another GPU's is refused
+        log.warning(
+            "TensorRT did not take the timing cache %s (another GPU or version?); building afresh", path
+        )
     return cache
 
 
-def _write_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(memoryview(data).tobytes())
-    tmp.replace(path)
+def _save_timing_cache(config: Any, path: Path | None) -> None:
+    """Keep the build's timing cache for the next build; a failure costs only time, so it is a warning."""
+    if path is None:
+        return
+    cache = config.get_timing_cache()
+    if cache is None:
+        log.warning("TensorRT returned no timing cache; the next build times its tactics again")
+        return
+    try:
+        write_artifact(path, cache.serialize())
+    except ArtifactError as exc:
+        log.warning("timing cache not saved (%s); the engine is fine. Pass a writable --timing-cache", exc)
 
 
 def _make_builder(trt: Any, logger: Any) -> Any:
@@ -510,18 +520,17 @@ def to_engine(
         if plan is None:
             said = "\n  ".join(logger.lines[-10:]) or "(TensorRT logged nothing)"
             raise ArtifactError(f"{onnx_path}: TensorRT could not build an engine. TensorRT said:\n  {said}")
-        _write_atomic(out, plan)
-        if cache_path is not None:
-            _write_atomic(cache_path, config.get_timing_cache().serialize())
+        write_artifact(out, plan)
+        engine_card = card.replace(
+            precision=settings.precision,
+            profile=profile,
+            tensorrt_version=str(trt.__version__),
+            gpu_name=gpu_name,
+            compute_capability=capability,
+            dla_core=dla_core,
+        )
+        engine_card.write_sidecar(out)  # before anything else can fail: an engine is useless without it
+        _save_timing_cache(config, cache_path)
     finally:
         cuda.release()
-    engine_card = card.replace(
-        precision=settings.precision,
-        profile=profile,
-        tensorrt_version=str(trt.__version__),
-        gpu_name=gpu_name,
-        compute_capability=capability,
-        dla_core=dla_core,
-    )
-    engine_card.write_sidecar(out)
     return out

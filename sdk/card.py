@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .atomic import write_atomic
 from .choices import Choice
 from .errors import ArtifactError, CardError, InputSpecError
 from .modality import Modality
@@ -306,11 +307,7 @@ class ModelCard:
     def write_sidecar(self, engine_path: str | Path) -> Path:
         """Write this card beside an engine, recording the engine's SHA-256."""
         card = self.replace(engine_sha256=sha256_file(engine_path))
-        target = self.sidecar_path(engine_path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(card.to_json() + "\n", encoding="utf-8")
-        tmp.replace(target)
-        return target
+        return write_atomic(self.sidecar_path(engine_path), card.to_json() + "\n")
 
     @classmethod
     def from_engine(cls, engine_path: str | Path, check_hash: bool = True) -> ModelCard:

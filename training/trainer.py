@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vireid.atomic import write_atomic
 from vireid.errors import ConfigError, DeviceError
 from vireid.progress import progress
 
@@ -403,9 +404,7 @@ class Trainer:
                 continue
             if record.get("step", 0) <= step and record.get("epoch", 0) <= epoch:
                 kept.append(line)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        temporary.replace(path)
+        write_atomic(path, "".join(f"{line}\n" for line in kept))
 
     def _log(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 3), **record}

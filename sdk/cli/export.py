@@ -15,6 +15,7 @@ and without TensorRT prints the equivalent trtexec command (then `--attach ENGIN
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             "artifacts": {k: str(v) for k, v in result.artifacts.items()},
             "seconds": result.seconds,
             "reports": {k: r.to_dict() for k, r in result.reports.items()},
-            "calibrations": {k: vars(c) for k, c in result.calibrations.items()},
+            "calibrations": {k: dataclasses.asdict(c) for k, c in result.calibrations.items()},
             "passed": result.passed,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ before anything is written; then the whole import is one transaction.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import zipfile
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..atomic import atomic_file
 from ..errors import GalleryError, InputSpecError
 from .inputs import EmbeddingBatch, check_name, unit_rows
 from .store import GalleryStore
@@ -65,16 +65,11 @@ def export_npz(store: GalleryStore, path: Path) -> Path:
         "identities": identities,
     }
     arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode("utf-8"), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
     try:
         # owner-only from the first byte: the export holds the same biometric data as the gallery
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        with atomic_file(path, "wb", private=True) as fh:
             np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise GalleryError(
             f"{path}: cannot write the export ({exc}); check the folder exists and is writable"
         ) from exc

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from .. import retention
+from ..atomic import atomic_file
 from ..errors import InputSpecError, StreamError
 from .detect.base import Detections
 from .events import Event
@@ -140,29 +141,20 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
     problem = events_file_problem(path, whole=True)
     if problem:
         raise StreamError(f"{path}: {problem}; nothing was changed")
-    tmp = path.with_name(path.name + ".tmp")
     kept = removed = 0
     try:
-        with (
-            path.open(encoding="utf-8") as src,
-            os.fdopen(
-                os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8"
-            ) as dst,
-        ):
+        with path.open(encoding="utf-8") as src, atomic_file(path, "w", private=True) as dst:
             for line in src:
                 if _event_time(line) < limit:
                     removed += 1
                     continue
                 dst.write(line)
                 kept += 1
-            dst.flush()
-            os.fsync(dst.fileno())
-        tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StreamError(f"{path}: cannot purge events ({exc.strerror or exc})") from exc
+        raise StreamError(
+            f"{path}: cannot purge events ({exc.strerror or exc}); nothing was changed"
+        ) from exc
     except UnicodeDecodeError:  # the file changed since it was checked
-        tmp.unlink(missing_ok=True)
         raise StreamError(f"{path}: not UTF-8 text; nothing was changed") from None
     return kept, removed
 

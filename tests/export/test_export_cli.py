@@ -57,6 +57,10 @@ def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tm
     result = json.loads((out / "r.json").read_text())
     assert result["passed"] and set(result["reports"]) == {"onnx", "fp16"}
     assert set(result["artifacts"]) == {"onnx", "fp16", "triton"} and result["seconds"]["onnx"] > 0
+    # calibration records are JSON objects all the way down, not Python reprs of nested dataclasses
+    calibration = result["calibrations"]["onnx"]
+    assert isinstance(calibration["track_means"], dict) or calibration["track_means"] is None
+    assert "Check(" not in json.dumps(result["calibrations"])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,60 @@
+"""Atomic file writes: a file is either its old self or completely new, never half written.
+
+Everything vireid writes that a user keeps (models, cards, engines, exports, rewritten event logs)
+goes through `atomic_file`: a temporary file with a unique name in the target's folder, flushed and
+fsynced, then renamed over the target. On any error the temporary file is removed and the target is
+left as it was, so a full disk or a crash never leaves a truncated model behind, and two processes
+writing the same target never write into each other's temporary file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file that replaces `path` when the block ends without an error.
+
+    Args:
+        path: the file to (re)write; its folder is created.
+        mode: `wb` or `w` (text, UTF-8).
+        private: owner-only permissions (0600) from the first byte (biometric data); otherwise the
+            permissions a new file gets under the process's umask.
+
+    Raises:
+        OSError: the folder or the file cannot be written (the target is unchanged).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(
+    path: str | Path, data: bytes | bytearray | memoryview | str, *, private: bool = False
+) -> Path:
+    """Write `data` (bytes, or text as UTF-8) to `path` atomically; returns `path` (see `atomic_file`)."""
+    text = isinstance(data, str)
+    with atomic_file(path, "w" if text else "wb", private=private) as handle:
+        handle.write(data if text else memoryview(data).tobytes())
+    return Path(path)
