@@ -339,8 +339,8 @@ class Matcher:
     def _decide_name(self, record: TrackRecord, scores: dict[str, _Score], now: float) -> Identified | None:
         best = max(scores, key=lambda name: scores[name].excess) if scores else None
         current = scores.get(record.name) if record.name is not None else None
-        if record.name is not None:
-            record.score = current.score if current else -1.0
+        if record.name is not None and current is not None:
+            record.score = current.score  # out of the top identities this time: keep the last real score
         if best is None or scores[best].excess < 0.0 or best == record.name:
             record.candidate, record.candidate_hits = None, 0
             return None

@@ -176,6 +176,13 @@ class YoloDetector:
         scores = rows[:, [first + c for c in self.classes]].max(axis=1)
         if layout == "v5":
             scores = scores * rows[:, 4]
+        if len(scores) and (scores.max() > 1.0 + 1e-3 or scores.min() < -1e-3):
+            raise ArtifactError(
+                f"{self.path}: decoded as {layout}, output {tuple(raw.shape)} gives scores outside [0, 1] "
+                f"({scores.min():.3g} to {scores.max():.3g}); a model exported with NMS inside (YOLOv10, "
+                "`export(nms=True)`: rows x1, y1, x2, y2, score, class) is not a raw v5/v8 head: export it "
+                "without NMS, or pass layout= if the layout was guessed wrong"
+            )
         keep = scores >= self.conf
         rows, scores = rows[keep], scores[keep]
         cx, cy, w, h = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]

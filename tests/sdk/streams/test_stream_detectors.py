@@ -211,6 +211,13 @@ def test_yolo_errors_name_the_problem(tmp_path: Path) -> None:
         YoloDetector(model, classes=(5,), threads=1).detect(np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(InputSpecError, match="layout"):
         YoloDetector(model, layout="v3")
+    # an end-to-end export (NMS inside: x1, y1, x2, y2, score, class) read as v5 used to give a car
+    # with score 1.76 and lose the person; its impossible scores now name the layout problem
+    end_to_end = np.zeros((1, 300, 6), np.float32)
+    end_to_end[0, :2] = [[10, 10, 30, 50, 0.92, 0], [40, 15, 60, 60, 0.88, 2]]
+    nms_inside = _yolo_model(tmp_path / "e2e.onnx", end_to_end)
+    with pytest.raises(ArtifactError, match=r"scores outside \[0, 1\].*NMS inside"):
+        YoloDetector(nms_inside, threads=1).detect(np.zeros((64, 64, 3), np.uint8))
 
 
 # ----- caller boxes -------------------------------------------------------------------------------

@@ -230,3 +230,15 @@ def test_crop_quality_factors() -> None:
     assert occlusion(boxes)[3] == pytest.approx(2 / 3) and occlusion(boxes[:1]).tolist() == [0.0]
     flat = np.full((480, 640, 3), 90, np.uint8)
     assert crop_quality(flat, boxes[:1])[0] == 0.0  # no texture at all: not sharp
+
+
+def test_a_named_track_keeps_its_last_real_score_when_its_identity_leaves_the_top(gallery) -> None:
+    """The name stays; its score used to become the sentinel -1.0 (in events and annotated video)."""
+    m = Matcher(0.5, gallery=gallery, confirm=1, top_k=1)
+    for i in range(2):
+        feed(m, frame("ir", "ir", i), 1, E[0])
+    record = m.records[("ir", 1)]
+    assert record.name == "alice" and record.score == pytest.approx(1.0)
+    for i in range(2, 12):  # the track drifts to bob's side, below the threshold for him
+        feed(m, frame("ir", "ir", i), 1, E[1] * 0.3 + E[3])
+    assert record.name == "alice" and record.score > 0
