@@ -204,7 +204,7 @@ class Gallery:
             InputSpecError: bad name, shape, dimension, values or tags.
             GalleryError: the vectors come from another embedding space.
         """
-        inputs.check_name(name)
+        name = inputs.check_name(name)
         carried = inputs.split_embeddings(vectors)
         for fingerprint in (embedding_space, carried.embedding_space):
             if fingerprint is not None:

@@ -7,6 +7,7 @@ matter how the caller scaled its vectors; zero or non-finite vectors are refused
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,24 +144,28 @@ def parse_names(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     names = (value,) if isinstance(value, str) else tuple(value)
-    for name in names:
-        check_name(name)
-    return names
+    return tuple(check_name(name) for name in names)
 
 
 def check_name(name: Any) -> str:
-    """An identity name: a non-empty string without surrounding whitespace or control characters."""
+    """An identity name: a non-empty string without surrounding whitespace or control characters,
+    returned in Unicode NFC, so that `José` typed on a keyboard and `José` from a macOS file name (NFD)
+    are one identity, not two that print alike."""
     if (
         not isinstance(name, str)
         or not name
         or name != name.strip()
-        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        or any(unicodedata.category(c) in _INVISIBLE for c in name)
     ):
         raise InputSpecError(
             f"identity name must be a non-empty string without surrounding spaces or control "
             f"characters, got {name!r}"
         )
-    return name
+    return unicodedata.normalize("NFC", name)
+
+
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+"""Control, format (zero-width, bidi overrides), line and paragraph separators: refused in names."""
 
 
 def check_k(k: Any) -> int:

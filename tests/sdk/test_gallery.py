@@ -552,3 +552,17 @@ def test_an_empty_key_variable_is_refused_not_taken_for_no_encryption(
     with pytest.raises(GalleryError, match=rf"\${variable} is set but empty.*unset it"):
         Gallery(tmp_path / "g.db", embedding_space="s", dim=4)
     assert not (tmp_path / "g.db").exists()
+
+
+def test_names_are_one_identity_whatever_their_unicode_form_and_invisible_characters_are_refused(
+    tmp_path: Path,
+) -> None:
+    typed, from_a_mac_folder = "Jos\u00e9", "Jose\u0301"  # NFC and NFD: they print alike
+    with Gallery(tmp_path / "g.db", embedding_space="s", dim=4) as gallery:
+        gallery.enroll(typed, np.eye(4, dtype=np.float32)[:1], "visible")
+        gallery.enroll(from_a_mac_folder, np.eye(4, dtype=np.float32)[1:2], "visible")
+        assert [(i.name, sum(i.counts.values())) for i in gallery.identities()] == [(typed, 2)]
+        assert gallery.remove(from_a_mac_folder) == 2
+        for invisible in ("a\u200bb", "a\u202eb", "a\u2028b", "a\x85b"):  # zero-width, bidi, separators, C1
+            with pytest.raises(InputSpecError, match="control characters"):
+                gallery.enroll(invisible, np.eye(4, dtype=np.float32)[:1], "visible")
