@@ -348,11 +348,25 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         )
     if k < n:
         part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
+        _prefer_older_at_the_cut(scores, part)
     else:
         part = np.broadcast_to(np.arange(n), (num_queries, n))
     top = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -top), axis=1)
     return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def _prefer_older_at_the_cut(scores: np.ndarray, part: np.ndarray) -> None:
+    """Where scores tie at the k-th place, `argpartition` keeps arbitrary ones; redo those rows so the
+    smaller positions (older embeddings) are kept, as the ordering rule promises (in place)."""
+    k = part.shape[1]
+    kept = np.take_along_axis(scores, part, axis=1)
+    cut = kept.min(axis=1, keepdims=True)
+    tied = (scores == cut).sum(axis=1) > (kept == cut).sum(axis=1)
+    for row in np.flatnonzero(tied):
+        candidates = np.flatnonzero(scores[row] >= cut[row, 0])
+        order = np.lexsort((candidates, -scores[row, candidates]))[:k]
+        part[row] = candidates[order]
 
 
 def _select(columns: RowColumns, mask: np.ndarray) -> RowColumns:

@@ -566,3 +566,16 @@ def test_names_are_one_identity_whatever_their_unicode_form_and_invisible_charac
         for invisible in ("a\u200bb", "a\u202eb", "a\u2028b", "a\x85b"):  # zero-width, bidi, separators, C1
             with pytest.raises(InputSpecError, match="control characters"):
                 gallery.enroll(invisible, np.eye(4, dtype=np.float32)[:1], "visible")
+
+
+def test_exact_ties_keep_the_older_embeddings_also_at_the_kth_place(tmp_path: Path) -> None:
+    """Six identities with one vector: k=2 used to return two arbitrary ones (argpartition)."""
+    with Gallery(tmp_path / "g.db", embedding_space="s", dim=4) as gallery:
+        for name in ("old_record", "dup_a", "dup_b", "dup_c", "dup_d", "new_record"):
+            gallery.enroll(name, np.eye(4, dtype=np.float32)[:1], "visible")
+        assert [m.identity for m in gallery.search(np.eye(4, dtype=np.float32)[:1], k=2)[0]] == [
+            "old_record",
+            "dup_a",
+        ]
+        ranked = gallery.search_identities(np.eye(4, dtype=np.float32)[:1], k=3)[0]
+        assert [m.identity for m in ranked] == ["old_record", "dup_a", "dup_b"]
