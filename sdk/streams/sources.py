@@ -151,6 +151,10 @@ class SourceStats:
 StateCallback = Callable[["VideoSource", SourceState, str], None]
 
 
+HEALTHY_SECONDS = 1.0
+"""A connection that delivered frames for this long resets the reconnection backoff; shorter ones (a
+server at its client limit that accepts and drops) keep it growing."""
+
 ASSUMED_FPS = 15.0
 """Frame rate assumed for the timestamps of an image sequence or a file that tells neither its frame rate
 nor its positions (OpenCV reports -1 ms for image sequences)."""
@@ -425,7 +429,7 @@ class VideoSource:
                 continue
             if not first_open:
                 self._reconnects += 1
-            first_open, attempt = False, 0
+            first_open, opened_at = False, time.monotonic()
             self._error = None  # a new connection: earlier errors no longer describe it
             self._set_state(SourceState.LIVE, "reading")
             try:
@@ -448,7 +452,10 @@ class VideoSource:
                 return
             self._error = self._error or "stream stopped delivering frames"
             self._set_state(SourceState.RECONNECTING, self._error)
-            self._wait_backoff(0)
+            if got_any and time.monotonic() - opened_at >= HEALTHY_SECONDS:
+                attempt = 0  # it worked for a while: start the backoff afresh
+            self._wait_backoff(attempt)  # a server that accepts and drops at once is not hammered
+            attempt += 1
 
     def _try_open(self) -> Any:
         try:

@@ -341,3 +341,23 @@ def test_a_file_that_breaks_mid_way_fails_with_the_decoder_error() -> None:
     assert "decoder exploded at packet 7" in (src.stats().error or "")
     empty = VideoSource("0", "visible", opener=lambda *a: ShapedCapture(0, (1,), np.uint8), reconnect=False)
     assert _finish(empty) == [] and empty.stats().error == "no frame could be decoded"
+
+
+def test_a_server_that_accepts_and_drops_at_once_gets_a_growing_backoff() -> None:
+    """A connection that delivers a frame and drops (a server at its client limit) used to reset the
+    backoff each time: reconnections every ~0.5 s forever. Only a connection that lasted resets it."""
+    opens: list[float] = []
+
+    def opener(*args):
+        opens.append(time.monotonic())
+        return FakeCapture(1)
+
+    src = VideoSource("rtsp://camera.invalid/s", "visible", opener=opener, backoff=(0.01, 10.0))
+    attempts: list[int] = []
+    src._backoff_delay = lambda attempt: attempts.append(attempt) or 0.001  # type: ignore[method-assign]
+    src.start()
+    deadline = time.monotonic() + 5
+    while len(opens) < 6 and time.monotonic() < deadline:
+        src.read(timeout=0.05)
+    src.stop()
+    assert len(opens) >= 6 and attempts[:5] == [0, 1, 2, 3, 4]
