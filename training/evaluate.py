@@ -146,7 +146,7 @@ def regdb_splits(models: Sequence[str | Path], split: int | None, trials: int | 
         raise ConfigError("give --split (one RegDB split) or --trials (splits 1..N), not both")
     wanted = [split] if split is not None else None
     if wanted is None and trained:
-        if trials is not None and trials > 1:
+        if trials is not None:  # --trials N means splits 1..N, as --help says, also for N = 1
             wanted = list(range(1, trials + 1))
         else:
             wanted = sorted(set(trained.values()))[:1]

@@ -47,7 +47,7 @@ def test_split_choice_rules(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
     with caplog.at_level(logging.WARNING, logger="vireid.evaluate"):
         assert regdb_splits([artifact], None, None) == 10
     assert "averaging splits 1..10" in caplog.text and "--split N" in caplog.text
-    for split, trials in ((4, None), (None, 10)):
+    for split, trials in ((4, None), (None, 10), (None, 1)):  # --trials 1 is split 1, not the trained one
         with pytest.raises(ConfigError, match=r"trained on RegDB split 3.*--split 3"):
             regdb_splits([trained], split, trials)
     with pytest.raises(ConfigError, match="not both"):
