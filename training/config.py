@@ -131,6 +131,7 @@ class RunConfig:
     log_every: int = 20  # iterations
     eval_batch: int = 64
     progress: bool = True
+    image_cache_gib: float = 6.0  # decoded training images kept in RAM up to this size (0: decode per batch)
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,8 @@ def _validate(cfg: TrainConfig) -> None:
     _check(cfg.run.eval_every >= 0, "run.eval_every", ">= 0", cfg.run.eval_every)
     _check(cfg.run.log_every >= 1, "run.log_every", ">= 1 (iterations)", cfg.run.log_every)
     _check(cfg.run.eval_batch >= 1, "run.eval_batch", ">= 1", cfg.run.eval_batch)
+    cache = cfg.run.image_cache_gib
+    _check(math.isfinite(cache) and cache >= 0, "run.image_cache_gib", ">= 0 (GiB; 0: per batch)", cache)
     _check(cfg.run.threads is None or cfg.run.threads >= 1, "run.threads", ">= 1 or null", cfg.run.threads)
     protocols = VAL_PROTOCOLS.get(cfg.data.dataset, ())
     _check(

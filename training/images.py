@@ -6,6 +6,7 @@ cache budget, images are decoded per batch instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,8 @@ import numpy as np
 from vireid.imageio import read_image
 from vireid.preprocess import resize_into
 from vireid.progress import progress
+
+log = logging.getLogger("vireid.train")
 
 
 def load_resized(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -41,6 +44,13 @@ class ImageStore:
         self._pool = ThreadPoolExecutor(max_workers=threads)
         need = len(self.paths) * size[0] * size[1] * 3
         self._cache: np.ndarray | None = None
+        if need > cache_bytes and self.paths:
+            log.info(
+                "training images need %.1f GiB decoded, above the %.1f GiB cache (run.image_cache_gib): "
+                "decoding every batch instead, which slows each step; raise it if RAM allows",
+                need / (1 << 30),
+                cache_bytes / (1 << 30),
+            )
         if need <= cache_bytes:
             self._cache = np.empty((len(self.paths), size[0], size[1], 3), np.uint8)
             chunks = [range(i, min(i + 256, len(self.paths))) for i in range(0, len(self.paths), 256)]

@@ -113,7 +113,12 @@ class Trainer:
         check_training_config(config, with_pretrained=not resume)  # before the images are decoded
         self.train_set, self.labels, self.num_classes = self._load_train_set()
         self.input_size = input_size_of(config.model)
-        self.store = ImageStore(self.train_set.paths, self.input_size, show_progress=self._chatty)
+        self.store = ImageStore(
+            self.train_set.paths,
+            self.input_size,
+            cache_bytes=int(config.run.image_cache_gib * (1 << 30)),
+            show_progress=self._chatty,
+        )
         self.sampler = CrossModalIdentitySampler(
             self.labels,
             self.train_set.modalities,

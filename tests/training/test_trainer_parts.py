@@ -213,3 +213,24 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
     (tmp_path / "c.json").write_text('{"format": "other"}')
     with pytest.raises(ArtifactError, match="not a vireid checkpoint"):
         load_checkpoint(tmp_path / "c")
+
+
+def test_image_store_decodes_per_batch_above_its_budget_and_says_so(tmp_path: Path, caplog) -> None:
+    import logging
+
+    import cv2
+
+    from vireid.training.images import ImageStore
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(paths[-1]), rng.integers(0, 255, (40, 20, 3), dtype=np.uint8))
+    cached = ImageStore(paths, (32, 16), show_progress=False)
+    with caplog.at_level(logging.INFO, logger="vireid.train"):
+        uncached = ImageStore(paths, (32, 16), cache_bytes=0, show_progress=False)
+    assert "above the 0.0 GiB cache (run.image_cache_gib)" in caplog.text
+    np.testing.assert_array_equal(cached.get([4, 0, 2]), uncached.get([4, 0, 2]))
+    with pytest.raises(ConfigError, match=r"run\.image_cache_gib must be >= 0"):
+        TrainConfig.from_dict({"run": {"image_cache_gib": -1.0}})
