@@ -116,7 +116,8 @@ class TrackEnded(TrackEvent):
         name: the identity it held at the end, or None.
         score: that identity's last score (0 when none).
         frames: frames on which it was matched.
-        duration: seconds from its first to its last frame.
+        duration: seconds of video from its first to its last frame (their `pts`: media time, so a file
+            processed faster than real time reports the time it shows).
         embeddings: crops embedded for it.
     """
 

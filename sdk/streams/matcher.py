@@ -51,6 +51,8 @@ class TrackRecord:
     last_frame: int
     last_time: float
     box: np.ndarray
+    first_pts: float = 0.0
+    last_pts: float = 0.0
     hits: int = 1
     vector_sum: np.ndarray | None = None
     weight: float = 0.0
@@ -213,9 +215,12 @@ class Matcher:
                     last_frame=frame.index,
                     last_time=frame.timestamp,
                     box=track.det_box,
+                    first_pts=frame.pts,
+                    last_pts=frame.pts,
                 )
                 self.records[key] = record
             record.last_frame, record.last_time, record.box = frame.index, frame.timestamp, track.det_box
+            record.last_pts = frame.pts
             record.hits = track.hits
             if track.track_id in update.started:
                 events.append(
@@ -245,7 +250,7 @@ class Matcher:
                 name=record.name,
                 score=record.score if record.name else 0.0,
                 frames=record.hits,
-                duration=round(record.last_time - record.first_time, 3),
+                duration=round(record.last_pts - record.first_pts, 3),  # media time, also in --fast
                 embeddings=record.samples,
             )
         ]

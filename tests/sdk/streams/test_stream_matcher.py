@@ -242,3 +242,13 @@ def test_a_named_track_keeps_its_last_real_score_when_its_identity_leaves_the_to
     for i in range(2, 12):  # the track drifts to bob's side, below the threshold for him
         feed(m, frame("ir", "ir", i), 1, E[1] * 0.3 + E[3])
     assert record.name == "alice" and record.score > 0
+
+
+def test_track_duration_is_media_time_not_read_time(gallery) -> None:
+    """`--fast` reads a file several times faster than real time: the wall clock at read made a 3.7 s
+    track last 0.5 s. Frames here are read one second apart but 1/15 s apart in the video."""
+    m = Matcher(0.5, gallery=gallery)
+    for i in range(15):
+        feed(m, frame("ir", "ir", i), 1, E[0])
+    (ended,) = m.end(("ir", 1))
+    assert isinstance(ended, TrackEnded) and ended.duration == pytest.approx(14 / 15, abs=1e-3)
