@@ -291,6 +291,7 @@ class VideoSink(Sink):
             raise StreamError(f"cannot create the video folder {self.folder}: {exc.strerror or exc}") from exc
         self.fps = float(fps)
         self._writers: dict[str, cv2.VideoWriter] = {}
+        self._sizes: dict[str, tuple[int, int]] = {}
         self.paths: dict[str, Path] = {}
 
     def __repr__(self) -> str:
@@ -301,7 +302,7 @@ class VideoSink(Sink):
         canvas = annotate(result)
         writer = self._writers.get(camera)
         if writer is None:
-            path = self.folder / f"{_safe(camera)}.mp4"
+            path = self._free_path(camera)
             height, width = canvas.shape[:2]
             writer = cv2.VideoWriter(
                 str(path), cv2.VideoWriter_fourcc(*"mp4v"), result.fps or self.fps, (width, height)
@@ -309,7 +310,19 @@ class VideoSink(Sink):
             if not writer.isOpened():
                 raise StreamError(f"OpenCV cannot write an mp4v video to {path}")
             self._writers[camera], self.paths[camera] = writer, path
+            self._sizes[camera] = (width, height)
+        if canvas.shape[1::-1] != self._sizes[camera]:  # the camera changed resolution: OpenCV drops
+            canvas = cv2.resize(canvas, self._sizes[camera], interpolation=cv2.INTER_AREA)  # other sizes
         writer.write(canvas)
+
+    def _free_path(self, camera: str) -> Path:
+        """`<camera>.mp4`, or with a short hash when another camera id maps to the same file name
+        (`gate/1` and `gate:1` are both `gate_1`)."""
+        path = self.folder / f"{_safe(camera)}.mp4"
+        if path in self.paths.values():
+            digest = zlib.crc32(camera.encode("utf-8")) & 0xFFFF
+            path = self.folder / f"{_safe(camera)}-{digest:04x}.mp4"
+        return path
 
     def close(self) -> None:
         for writer in self._writers.values():

@@ -80,3 +80,28 @@ def test_whole_file_check_names_the_line_that_is_not_utf8(tmp_path: Path) -> Non
     assert (
         events_file_problem(log, whole=True) == "is not UTF-8 text at line 3001 (an events file was expected)"
     )
+
+
+def test_video_sink_keeps_frames_of_a_new_resolution_and_files_of_look_alike_camera_ids(
+    tmp_path: Path,
+) -> None:
+    """OpenCV's writer silently drops frames of another size (a camera reconnecting at another
+    profile), and `gate/1` and `gate:1` both mapped to gate_1.mp4, two cameras writing one file."""
+    import cv2
+    import numpy as np
+
+    from vireid.streams import Frame
+    from vireid.streams.detect import Detections
+    from vireid.streams.sinks import FrameResult, VideoSink
+
+    sink = VideoSink(tmp_path)
+    for camera in ("gate/1", "gate:1"):
+        for index, (h, w) in enumerate([(120, 160)] * 5 + [(240, 320)] * 5):
+            image = np.full((h, w, 3), 40 * index % 255, np.uint8)
+            sink.on_frame(FrameResult(Frame.of(image, "visible", camera, index), Detections.empty(), ()))
+    sink.close()
+    assert len(set(sink.paths.values())) == 2
+    for path in sink.paths.values():
+        video = cv2.VideoCapture(str(path))
+        assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+        video.release()
