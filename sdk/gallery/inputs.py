@@ -6,6 +6,7 @@ matter how the caller scaled its vectors; zero or non-finite vectors are refused
 
 from __future__ import annotations
 
+import logging
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -17,6 +18,8 @@ import numpy as np
 
 from ..errors import InputSpecError
 from ..modality import Modality
+
+log = logging.getLogger("vireid.gallery")
 
 T = TypeVar("T")
 _SCALARS = (str, bytes, int, float, Path, Modality, np.generic)
@@ -214,4 +217,28 @@ def _timestamps(value: Any, n: int) -> np.ndarray:
             f"timestamps must be one finite number or {n} of them (seconds since the epoch, UTC), "
             f"got shape {array.shape}"
         )
+    _warn_if_not_epoch_seconds(array)
     return array
+
+
+_YEAR_2000 = 946_684_800.0
+
+
+def _warn_if_not_epoch_seconds(timestamps: np.ndarray) -> None:
+    """Retention (`purge`) reads timestamps as Unix seconds: milliseconds are never purged, seconds
+    into a video are purged at once. Warn, naming the likely mistake (kept: the caller may mean it)."""
+    if not len(timestamps):
+        return
+    latest, earliest = float(timestamps.max()), float(timestamps.min())
+    if latest > time.time() + 366 * 86400:
+        log.warning(
+            "enrol: timestamps up to %.0f lie years ahead: milliseconds? Retention (purge) expects Unix "
+            "seconds and would never remove these embeddings",
+            latest,
+        )
+    elif earliest < _YEAR_2000:
+        log.warning(
+            "enrol: timestamps from %.1f are before the year 2000: seconds into a video? Retention "
+            "(purge) expects Unix seconds and removes these embeddings at its first run",
+            earliest,
+        )

@@ -579,3 +579,14 @@ def test_exact_ties_keep_the_older_embeddings_also_at_the_kth_place(tmp_path: Pa
         ]
         ranked = gallery.search_identities(np.eye(4, dtype=np.float32)[:1], k=3)[0]
         assert [m.identity for m in ranked] == ["old_record", "dup_a", "dup_b"]
+
+
+def test_timestamps_that_are_not_unix_seconds_are_warned_about(tmp_path: Path, caplog) -> None:
+    import logging
+    import time
+
+    with Gallery(tmp_path / "g.db", embedding_space="s", dim=4) as gallery, caplog.at_level(logging.WARNING):
+        gallery.enroll("ms", np.eye(4, dtype=np.float32)[:1], "visible", timestamps=time.time() * 1000)
+        gallery.enroll("video", np.eye(4, dtype=np.float32)[1:2], "visible", timestamps=12.5)
+        gallery.enroll("now", np.eye(4, dtype=np.float32)[2:3], "visible")
+    assert caplog.text.count("milliseconds?") == 1 and caplog.text.count("seconds into a video?") == 1
