@@ -233,6 +233,11 @@ def _check_late_options(wanted: list[str], opt: ChainOptions, name: str) -> None
         from .tensorrt import batch_profile
 
         batch_profile(opt.batch)
+        if "int8" in wanted and getattr(opt.int8, "target", None) == "onnxruntime":
+            raise ConfigError(
+                "--int8-target onnxruntime cannot become a TensorRT engine (its parser takes int8 symmetric "
+                "Q/DQ only); drop --int8-target (the chain then quantises for TensorRT) or drop 'engine'"
+            )
     if "triton" in wanted:
         from .triton import check_model_name
 
@@ -352,8 +357,8 @@ def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:
     from .int8 import Int8Options, to_int8
 
     options = chain.opt.int8 or Int8Options()
-    if chain.builds_engine and options.target != "tensorrt":  # TensorRT parses signed symmetric QDQ only
-        options = dataclasses.replace(options, target="tensorrt")
+    if options.target is None:  # TensorRT parses signed symmetric QDQ only
+        options = dataclasses.replace(options, target="tensorrt" if chain.builds_engine else "onnxruntime")
     start = time.perf_counter()
     result = to_int8(onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=options)
     chain.result.seconds["int8"] = time.perf_counter() - start

@@ -107,7 +107,8 @@ class Int8Options:
         keep_float: extra node-name regexes to keep in float regardless of the pass.
         target: `onnxruntime` (uint8 asymmetric activations: what ONNX Runtime's x86 VNNI kernels run
             fastest) or `tensorrt` (int8 symmetric activations, zero points 0: the only QDQ TensorRT's
-            ONNX parser accepts). `vireid export --to int8,engine` picks `tensorrt`.
+            ONNX parser accepts); None: `onnxruntime`, or `tensorrt` in an export chain that builds an
+            engine.
     """
 
     method: CalibrationMethod | str = CalibrationMethod.MINMAX
@@ -118,11 +119,11 @@ class Int8Options:
     probe: int = 32
     min_gain: float = 0.002
     keep_float: tuple[str, ...] = ()
-    target: str = "onnxruntime"
+    target: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
-        if self.target not in INT8_TARGETS:
+        if self.target is not None and self.target not in INT8_TARGETS:
             raise ConfigError(f"INT8 target must be one of {', '.join(INT8_TARGETS)}, got {self.target!r}")
         if not 0.0 <= self.visible_fraction <= 1.0:
             raise ConfigError(f"visible_fraction must be in [0, 1], got {self.visible_fraction}")
@@ -345,7 +346,7 @@ def to_int8(
             "dataset": str(Path(data)),
             "fingerprint": calib.fingerprint(),
             "seed": options.seed,
-            "target": options.target,
+            "target": options.target or "onnxruntime",
             "kept_float": final_exclude,
             "probe_cosine": cos,
         },
@@ -392,7 +393,7 @@ def _quantize(
         CalibrationMethod.ENTROPY: quant.CalibrationMethod.Entropy,
         CalibrationMethod.PERCENTILE: quant.CalibrationMethod.Percentile,
     }[options.method]
-    tensorrt = options.target == "tensorrt"
+    tensorrt = options.target == "tensorrt"  # None: onnxruntime
     try:
         with quiet_quantiser():
             quant.quantize_static(

@@ -86,6 +86,8 @@ def trtexec_command(
     profile = batch_profile(batch)
     wanted = _precision(card, precision, major=None)
     check_dla_request(dla_core, wanted, profile)
+    if card.precision is Precision.INT8:
+        _check_int8_for_tensorrt(Path(onnx_path))
     out = Path(out) if out is not None else engine_path_for(onnx_path)
     shapes = {
         flag: ",".join(_shape(card, name, n) for name in card.input_names)

@@ -10,7 +10,7 @@ writing the same target never write into each other's temporary file.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,15 +32,9 @@ def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    tmp, fd = _create_unique(path, 0o600 if private else 0o666)  # the kernel applies the umask
     try:
-        if not private:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -48,6 +42,17 @@ def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) ->
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_unique(path: Path, mode: int) -> tuple[Path, int]:
+    """A new, exclusively created temporary file next to `path` and its descriptor."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: cannot create a unique temporary file next to {path.name}")
 
 
 def write_atomic(

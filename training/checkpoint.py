@@ -140,7 +140,7 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         raise ArtifactError(
             f"{path}: is a folder; pass a checkpoint inside it, e.g. {Path(path) / 'last.safetensors'}"
         )
-    if Path(path).suffix.lower() not in ("", ".safetensors", ".json"):
+    if Path(path).suffix.lower() not in ("", ".safetensors", ".json") and not paths_for(path)[0].is_file():
         raise ArtifactError(
             f"{path}: not a training checkpoint (a pair NAME.safetensors + NAME.json); this command needs "
             "the checkpoint the model was trained into (e.g. runs/demo/last.safetensors)"

@@ -32,7 +32,8 @@ MODEL_LOSS_WEIGHTS = (
 
 VAL_SPLITS = ("test", "val")
 VAL_PROTOCOLS = {"sysu": ("sysu-all", "sysu-indoor"), "regdb": ("regdb-v2t", "regdb-t2v")}
-"""Protocols the periodic validation can run per dataset."""
+"""Protocols the periodic validation can run per dataset; the first is the default."""
+DEFAULT_VAL_PROTOCOL = {dataset: protocols[0] for dataset, protocols in VAL_PROTOCOLS.items()}
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class DataConfig:
 
     dataset: str = "sysu"  # sysu | regdb
     regdb_trial: int = 1
-    val_protocol: str = "sysu-all"  # protocol of the periodic validation
+    val_protocol: str | None = None  # periodic validation; None: sysu-all for SYSU, regdb-v2t for RegDB
     val_trials: int = 1
     val_split: str = "test"  # test: train on train+val ids, validate on test ids (the reference code);
     # val (SYSU): train on the train ids only, validate on the held-out val ids, so `best` never sees test
@@ -357,16 +358,17 @@ def _validate(cfg: TrainConfig) -> None:
     _check(cfg.optim.momentum >= 0, "optim.momentum", ">= 0", cfg.optim.momentum)
     _check(cfg.optim.weight_decay >= 0, "optim.weight_decay", ">= 0", cfg.optim.weight_decay)
     clip = cfg.optim.grad_clip
-    _check(clip is None or clip > 0, "optim.grad_clip", "> 0 or null (no clipping)", clip)
+    _check(clip is None or clip >= 0, "optim.grad_clip", ">= 0 (0 or null: no clipping)", clip)
     _check(cfg.run.eval_every >= 0, "run.eval_every", ">= 0", cfg.run.eval_every)
     _check(cfg.run.log_every >= 1, "run.log_every", ">= 1 (iterations)", cfg.run.log_every)
     _check(cfg.run.eval_batch >= 1, "run.eval_batch", ">= 1", cfg.run.eval_batch)
     cache = cfg.run.image_cache_gib
     _check(math.isfinite(cache) and cache >= 0, "run.image_cache_gib", ">= 0 (GiB; 0: per batch)", cache)
-    _check(cfg.run.threads is None or cfg.run.threads >= 1, "run.threads", ">= 1 or null", cfg.run.threads)
+    threads = cfg.run.threads
+    _check(threads is None or threads >= 0, "run.threads", ">= 0 (0 or null: all available cores)", threads)
     protocols = VAL_PROTOCOLS.get(cfg.data.dataset, ())
     _check(
-        not protocols or cfg.data.val_protocol in protocols,
+        not protocols or cfg.data.val_protocol is None or cfg.data.val_protocol in protocols,
         "data.val_protocol",
         f"one of {', '.join(protocols)} for data.dataset {cfg.data.dataset}",
         cfg.data.val_protocol,

@@ -24,7 +24,7 @@ from vireid.progress import progress
 
 from .augment import augment
 from .checkpoint import load_checkpoint, load_weights, paths_for, save_checkpoint
-from .config import TrainConfig
+from .config import DEFAULT_VAL_PROTOCOL, TrainConfig
 from .data.imageset import ImageSet
 from .evaluate import evaluate_model
 from .factory import (
@@ -357,7 +357,10 @@ class Trainer:
         return self.rank == 0 and every > 0 and (epoch % every == 0 or epoch == self.cfg.optim.epochs)
 
     def _validate(self, epoch: int) -> dict[str, float]:
-        protocol, trials = self.cfg.data.val_protocol, self.cfg.data.val_trials
+        protocol, trials = (
+            self.cfg.data.val_protocol or DEFAULT_VAL_PROTOCOL[self.cfg.data.dataset],
+            self.cfg.data.val_trials,
+        )
         if self.cfg.data.dataset == "regdb":
             trials = [self.cfg.data.regdb_trial]  # other splits' test ids are this split's training ids
         result = evaluate_model(

@@ -158,7 +158,7 @@ def _int8_options(args: argparse.Namespace):
         images=args.int8_images,
         visible_fraction=args.int8_visible,
         sensitivity=not args.int8_no_sensitivity,
-        target=args.int8_target or ("tensorrt" if "engine" in args.to else "onnxruntime"),
+        target=args.int8_target,  # None: the chain picks tensorrt when it builds an engine
     )
 
 

@@ -30,17 +30,16 @@ def resolve_key(key_file: str | Path | None = None) -> str | None:
     """The passphrase from `key_file`, `$VIREID_GALLERY_KEY` or `$VIREID_GALLERY_KEY_FILE`; or None."""
     if key_file is not None:
         return _read_key_file(Path(key_file))
-    for name in (KEY_ENV, KEY_FILE_ENV):
-        if name in os.environ and not os.environ[name].strip():
-            # an empty secret in a deploy script must not silently create a plaintext gallery
-            raise GalleryError(
-                f"${name} is set but empty; set it to the {'passphrase' if name == KEY_ENV else 'key file'}, "
-                "or unset it to use a plain (unencrypted) gallery"
-            )
-    if KEY_ENV in os.environ:
+    if os.environ.get(KEY_ENV):
         return os.environ[KEY_ENV]
-    if KEY_FILE_ENV in os.environ:
+    if os.environ.get(KEY_FILE_ENV, "").strip():
         return _read_key_file(Path(os.environ[KEY_FILE_ENV]))
+    empty = [f"${name}" for name in (KEY_ENV, KEY_FILE_ENV) if name in os.environ]
+    if empty:  # an empty secret in a deploy script must not silently create a plaintext gallery
+        raise GalleryError(
+            f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} set but empty; set the passphrase "
+            "(or key file), or unset it to use a plain (unencrypted) gallery"
+        )
     return None
 
 

@@ -232,7 +232,7 @@ class Gallery:
             GalleryError: no identity has that name.
         """
         with self._guard("remove"):
-            return self._store.remove_identity(inputs.check_name(name))
+            return self._store.remove_identity(inputs.lookup_name(name))
 
     def remove_embeddings(self, embedding_ids: Sequence[int] | np.ndarray) -> int:
         """Delete single embeddings by id (unknown ids are ignored); returns how many were deleted.
@@ -267,7 +267,7 @@ class Gallery:
             GalleryError: `old` is unknown or `new` is taken.
         """
         with self._guard("rename"):
-            self._store.rename(inputs.check_name(old), inputs.check_name(new))
+            self._store.rename(inputs.lookup_name(old), inputs.check_name(new))
 
     # ----- reads ----------------------------------------------------------------------------------
     def identities(self) -> list[IdentityInfo]:
@@ -282,7 +282,7 @@ class Gallery:
             GalleryError: no identity has that name.
         """
         with self._guard("read embeddings"):
-            return self._store.identity_embeddings(inputs.check_name(name))
+            return self._store.identity_embeddings(inputs.lookup_name(name))
 
     def cameras(self) -> list[str]:
         """The camera labels the stored embeddings are tagged with, sorted (untagged ones aside)."""

@@ -147,7 +147,7 @@ def parse_names(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     names = (value,) if isinstance(value, str) else tuple(value)
-    return tuple(check_name(name) for name in names)
+    return tuple(lookup_name(name) for name in names)
 
 
 def check_name(name: Any) -> str:
@@ -158,7 +158,7 @@ def check_name(name: Any) -> str:
         not isinstance(name, str)
         or not name
         or name != name.strip()
-        or any(unicodedata.category(c) in _INVISIBLE for c in name)
+        or any(unicodedata.category(c) in _INVISIBLE and c not in _JOINERS for c in name)
     ):
         raise InputSpecError(
             f"identity name must be a non-empty string without surrounding spaces or control "
@@ -168,7 +168,17 @@ def check_name(name: Any) -> str:
 
 
 _INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
-"""Control, format (zero-width, bidi overrides), line and paragraph separators: refused in names."""
+"""Control, format (zero-width, bidi overrides), line and paragraph separators: refused in new names."""
+_JOINERS = {"\u200c", "\u200d"}
+"""Zero-width non-joiner and joiner: format characters that Persian and Indic names need."""
+
+
+def lookup_name(name: Any) -> str:
+    """A name to look an identity up by (remove, rename's old name, filters): any non-empty string, in
+    NFC. Looser than `check_name`, so that names stored by older versions stay reachable and erasable."""
+    if not isinstance(name, str) or not name:
+        raise InputSpecError(f"identity name must be a non-empty string, got {name!r}")
+    return unicodedata.normalize("NFC", name)
 
 
 def check_k(k: Any) -> int:

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -358,8 +359,18 @@ class GalleryStore:
 
     # ----- reads ----------------------------------------------------------------------------------
     def _identity_id(self, name: str) -> int | None:
+        """The identity stored under `name`, or under another Unicode form of it (names stored before
+        they were kept in NFC: `José` as e + combining accent)."""
         row = self._conn.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
-        return None if row is None else int(row[0])
+        if row is not None:
+            return int(row[0])
+        if name.isascii():
+            return None
+        wanted = unicodedata.normalize("NFC", name)
+        for identity_id, stored in self._conn.execute("SELECT id, name FROM identities"):
+            if not stored.isascii() and unicodedata.normalize("NFC", stored) == wanted:
+                return int(identity_id)
+        return None
 
     def _require_identity(self, name: str) -> int:
         identity_id = self._identity_id(name)

@@ -398,7 +398,9 @@ class Pipeline:
             frame.size,
         )
         cam.tracker.finish()
+        next_id = cam.tracker.next_track_id
         cam.detector, cam.tracker = self._base_detector.for_camera(), self._new_tracker()
+        cam.tracker.next_track_id = next_id  # ids stay unique per camera: consumers key on them
         return self.matcher.end_camera(frame.camera)
 
     def _detect_track(self, cam: _Camera, frame: Frame) -> tuple[Detections, TrackUpdate]:

@@ -312,9 +312,10 @@ class VideoSource:
     @property
     def finished(self) -> bool:
         """True when the reader has ended or failed for good and every buffered frame was taken."""
-        if self._frames:
+        reader_gone = self._thread is not None and not self._thread.is_alive()  # before the buffer: a
+        if self._frames:  # reader that buffers its last frame and exits in between is not missed
             return False
-        if self._thread is not None and not self._thread.is_alive():
+        if reader_gone:
             return True  # a reader that is gone delivers nothing more, whatever its last state said
         done = self._state in (SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED)
         return done and self._thread is None
@@ -523,6 +524,8 @@ class VideoSource:
         return count > 0
 
     def _as_uint8(self, image: np.ndarray) -> np.ndarray:
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]  # (H, W, 1): grey
         if image.dtype == np.uint8:
             return (
                 image if image.ndim == 2 or image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)

@@ -245,6 +245,17 @@ class ByteTracker:
         ]
         return TrackUpdate(reported, started, ended)
 
+    @property
+    def next_track_id(self) -> int:
+        """The id the next new track gets (ids are unique per tracker, counting from 1)."""
+        return self._next_id
+
+    @next_track_id.setter
+    def next_track_id(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise InputSpecError(f"next_track_id must be a positive integer, got {value!r}")
+        self._next_id = value
+
     def finish(self) -> list[int]:
         """End every track (the stream is over): returns the ids of confirmed tracks still alive."""
         ids = self.active_ids

@@ -20,7 +20,7 @@ from vireid.bench import BenchConfig, run_bench
 from vireid.card import Precision
 from vireid.cli.main import main
 from vireid.errors import ConfigError, DatasetError
-from vireid.export import to_engine, to_onnx
+from vireid.export import to_engine, to_onnx, trtexec_command
 from vireid.export.artifact import averaging_matmuls
 from vireid.export.int8 import (
     Int8Options,
@@ -261,6 +261,13 @@ def test_an_int8_file_quantised_for_onnxruntime_is_refused_by_the_engine_step(
     assert points and all(onnx.numpy_helper.to_array(t).dtype == np.int8 for t in points)
     with pytest.raises(ConfigError, match=r"Quantise for TensorRT: .*--to int8,engine"):
         to_engine(tiny_int8, tmp_path / "m.engine")
+    with pytest.raises(ConfigError, match="Quantise for TensorRT"):
+        trtexec_command(tiny_int8)  # the printed build would fail in trtexec the same way
+    from vireid.export import ChainOptions, export_chain
+
+    explicit = ChainOptions(int8_data=tmp_path, int8=Int8Options(target="onnxruntime"))
+    with pytest.raises(ConfigError, match="--int8-target onnxruntime cannot become a TensorRT engine"):
+        export_chain(tiny_int8.with_name("x.onnx"), "int8,engine", tmp_path / "out", explicit)
     assert ModelCard.from_onnx(tiny_int8_tensorrt).calibration["target"] == "tensorrt"
 
 

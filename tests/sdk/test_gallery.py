@@ -548,7 +548,7 @@ def test_an_empty_key_variable_is_refused_not_taken_for_no_encryption(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     """`VIREID_GALLERY_KEY=$SECRET` with an unset secret used to create a plaintext gallery silently."""
-    monkeypatch.setenv(variable, " ")
+    monkeypatch.setenv(variable, "")
     with pytest.raises(GalleryError, match=rf"\${variable} is set but empty.*unset it"):
         Gallery(tmp_path / "g.db", embedding_space="s", dim=4)
     assert not (tmp_path / "g.db").exists()
@@ -590,3 +590,33 @@ def test_timestamps_that_are_not_unix_seconds_are_warned_about(tmp_path: Path, c
         gallery.enroll("video", np.eye(4, dtype=np.float32)[1:2], "visible", timestamps=12.5)
         gallery.enroll("now", np.eye(4, dtype=np.float32)[2:3], "visible")
     assert caplog.text.count("milliseconds?") == 1 and caplog.text.count("seconds into a video?") == 1
+
+
+def test_an_empty_key_file_variable_does_not_block_a_set_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vireid.gallery.crypto import resolve_key
+
+    monkeypatch.setenv("VIREID_GALLERY_KEY", "correct horse")
+    monkeypatch.setenv("VIREID_GALLERY_KEY_FILE", "")
+    assert resolve_key() == "correct horse"
+
+
+def test_names_stored_by_older_versions_stay_reachable(tmp_path: Path) -> None:
+    """Before names were kept in NFC, `José` could be stored decomposed, and format characters such as
+    a bidi override were accepted: such identities must still be found, extended and erased."""
+    import sqlite3
+
+    decomposed, odd = "Jose\u0301", "a\u202eb"
+    with Gallery(tmp_path / "g.db", embedding_space="s", dim=4) as gallery:
+        gallery.enroll("placeholder-1", np.eye(4, dtype=np.float32)[:1], "visible")
+        gallery.enroll("placeholder-2", np.eye(4, dtype=np.float32)[1:2], "visible")
+    raw = sqlite3.connect(tmp_path / "g.db")  # what an older version wrote
+    raw.execute("UPDATE identities SET name = ? WHERE name = 'placeholder-1'", (decomposed,))
+    raw.execute("UPDATE identities SET name = ? WHERE name = 'placeholder-2'", (odd,))
+    raw.commit()
+    raw.close()
+    with Gallery.open(tmp_path / "g.db") as gallery:
+        gallery.enroll("Jos\u00e9", np.eye(4, dtype=np.float32)[2:3], "visible")  # typed: joins it
+        assert len(gallery.identities()) == 2 and len(gallery.embeddings("Jos\u00e9")) == 2
+        assert gallery.search(np.eye(4, dtype=np.float32)[:1], identities=["Jos\u00e9"])[0]
+        assert gallery.remove(odd) == 1 and gallery.remove("Jos\u00e9") == 2
+        gallery.enroll("Sa\u200cra", np.eye(4, dtype=np.float32)[:1], "visible")  # ZWNJ: a Persian name

@@ -94,7 +94,7 @@ def test_empty_sides_give_an_empty_matrix() -> None:
 def test_bad_input_is_refused_with_the_fix() -> None:
     with pytest.raises(InputSpecError, match=r"\(N, D\) and \(M, D\)"):
         k_reciprocal_distance(np.ones((3, 4)), np.ones((3, 5)))
-    with pytest.raises(InputSpecError, match="split the queries into batches"):
+    with pytest.raises(InputSpecError, match="rank without re-ranking"):
         k_reciprocal_distance(np.ones((MAX_ITEMS, 2)), np.ones((1, 2)))
     with pytest.raises(InputSpecError, match="k1 >= 1"):
         Rerank(k1=0)

@@ -50,6 +50,11 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     return padded, scale, (left, top)
 
 
+NMS_INSIDE_MAX_ROWS = 1000
+"""A `[1, N, 6]` output with at most this many rows is taken for finished detections (NMS inside); a
+raw single-class head at the smallest input (320) already has 6,300 candidate rows."""
+
+
 class YoloDetector:
     """Person detector running a YOLO-format ONNX model with ONNX Runtime.
 
@@ -95,6 +100,7 @@ class YoloDetector:
         self.conf, self.iou, self.layout, self.max_det = float(conf), float(iou), layout, int(max_det)
         self.classes = tuple(int(c) for c in classes)
         self._session = self._open(device, threads)
+        self._refuse_nms_inside()
         self._input = self._session.get_inputs()[0]
         self.input_size = self._input_size(imgsz)
         self._dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
@@ -123,6 +129,21 @@ class YoloDetector:
             shapes = [(i.name, i.shape) for i in inputs]
             raise ArtifactError(f"{self.path}: expected one image input [1, 3, H, W], got {shapes}")
         return session
+
+    def _refuse_nms_inside(self) -> None:
+        """An end-to-end export (NMS inside: YOLOv10, Ultralytics `export(nms=True)`) outputs a few
+        hundred finished detections `[1, max_det, 6]`, not a head's thousands of candidates: decoded as
+        a head it silently finds nobody (person class 0 times the score is 0). Refused at open."""
+        shape = self._session.get_outputs()[0].shape
+        if self.layout != "auto" or len(shape) != 3 or shape[2] != 6 or not isinstance(shape[1], int):
+            return
+        if shape[1] <= NMS_INSIDE_MAX_ROWS:
+            raise ArtifactError(
+                f"{self.path}: output {list(shape)} looks like an export with NMS inside (rows x1, y1, x2, "
+                "y2, score, class; YOLOv10 or export(nms=True)), which this detector does not decode; export "
+                "the raw head (Ultralytics: export(format='onnx', nms=False), a YOLOv5/v8 model), or pass "
+                "layout='v5' if it truly is a single-class v5 head"
+            )
 
     def _input_size(self, imgsz: int | tuple[int, int]) -> tuple[int, int]:
         _, channels, height, width = self._input.shape

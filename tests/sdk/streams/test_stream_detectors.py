@@ -211,13 +211,16 @@ def test_yolo_errors_name_the_problem(tmp_path: Path) -> None:
         YoloDetector(model, classes=(5,), threads=1).detect(np.zeros((64, 64, 3), np.uint8))
     with pytest.raises(InputSpecError, match="layout"):
         YoloDetector(model, layout="v3")
-    # an end-to-end export (NMS inside: x1, y1, x2, y2, score, class) read as v5 used to give a car
-    # with score 1.76 and lose the person; its impossible scores now name the layout problem
+    # an end-to-end export (NMS inside: x1, y1, x2, y2, score, class) read as v5 found nobody (person
+    # class 0 x score = 0) or gave a car with score 1.76: refused when it is opened
     end_to_end = np.zeros((1, 300, 6), np.float32)
     end_to_end[0, :2] = [[10, 10, 30, 50, 0.92, 0], [40, 15, 60, 60, 0.88, 2]]
     nms_inside = _yolo_model(tmp_path / "e2e.onnx", end_to_end)
-    with pytest.raises(ArtifactError, match=r"scores outside \[0, 1\].*NMS inside"):
-        YoloDetector(nms_inside, threads=1).detect(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ArtifactError, match=r"output \[1, 300, 6\] looks like an export with NMS inside"):
+        YoloDetector(nms_inside, threads=1)
+    # forced as v5 (a user's choice), impossible scores still stop it rather than mislabel a car
+    with pytest.raises(ArtifactError, match=r"scores outside \[0, 1\]"):
+        YoloDetector(nms_inside, layout="v5", threads=1).detect(np.zeros((64, 64, 3), np.uint8))
 
 
 # ----- caller boxes -------------------------------------------------------------------------------

@@ -348,3 +348,18 @@ def test_snapshot_sink_keeps_spaced_named_frames_up_to_its_limit(tmp_path: Path)
     assert cv2.imread(str(sink.paths["ir"][0])).shape == (48, 64, 3)
     with pytest.raises(InputSpecError, match="every and limit"):
         SnapshotSink(tmp_path, every=0)
+
+
+def test_track_ids_stay_unique_when_a_camera_restarts(embedder: Embedder) -> None:
+    cameras = [VideoSource("unused-a.mp4", "visible", "a"), VideoSource("unused-b.mp4", "infrared", "b")]
+    pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 120]]))
+    small, large = np.zeros((160, 120, 3), np.uint8), np.zeros((320, 240, 3), np.uint8)
+    events = []
+    for i in range(4):
+        events += pipeline.step([Frame.of(small, "visible", "a", i)])
+    for i in range(4, 8):
+        events += pipeline.step([Frame.of(large, "visible", "a", i)])
+    pipeline.stop()
+    started = [e.track_id for e in events if isinstance(e, TrackStarted)]
+    ended = [e.track_id for e in events if isinstance(e, TrackEnded)]
+    assert started == [1, 2] and ended[:1] == [1]  # the restarted camera's track is 2, not 1 again
