@@ -252,6 +252,9 @@ def test_a_dotted_checkpoint_name_exports_that_checkpoint(tiny_checkpoint, tmp_p
     assert card.source_checkpoint_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
     assert card.source_checkpoint_sha256 != hashlib.sha256(other.read_bytes()).hexdigest()
     assert (tmp_path / "out" / "triton" / "model.best_ema" / "config.pbtxt").is_file()  # a Triton-safe name
+    from vireid.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "model.best+ema").path == source  # the bare dotted name too
 
 
 def test_late_step_options_are_checked_before_the_first_step(tiny_checkpoint, tiny_sysu, tmp_path) -> None:

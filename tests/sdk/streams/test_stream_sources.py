@@ -361,3 +361,12 @@ def test_a_server_that_accepts_and_drops_at_once_gets_a_growing_backoff() -> Non
         src.read(timeout=0.05)
     src.stop()
     assert len(opens) >= 6 and attempts[:5] == [0, 1, 2, 3, 4]
+
+
+def test_single_channel_8bit_frames_are_grey() -> None:
+    src = VideoSource(
+        "0", "infrared", opener=lambda *a: ShapedCapture(2, (24, 32, 1), np.uint8), reconnect=False,
+        policy="every",
+    )  # fmt: skip
+    frames = _finish(src)
+    assert len(frames) == 2 and frames[0].image.shape == (24, 32) and src.state is SourceState.ENDED
