@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "demo_cpu.yaml"
 TRAIN_SEED, HELDOUT_SEED = 0, 1
@@ -169,8 +171,9 @@ def evaluate(paths: DemoPaths, checkpoint: Path) -> tuple[Any, Any]:
     print("   colour-histogram matcher (no training):")
     print("   " + histogram.table().replace("\n", "\n   "))
     paths.results.mkdir(parents=True, exist_ok=True)
-    (paths.results / "evaluate.json").write_text(
-        json.dumps({"model": model.to_dict(), "colour_histogram": histogram.to_dict()}, indent=2) + "\n"
+    write_atomic(
+        paths.results / "evaluate.json",
+        json.dumps({"model": model.to_dict(), "colour_histogram": histogram.to_dict()}, indent=2) + "\n",
     )
     plot_cmc({"demo model": model.cmc, "colour histogram": histogram.cmc}, paths.results / "cmc.png")
     print(f"   wrote {paths.results / 'evaluate.json'} and {paths.results / 'cmc.png'}")
@@ -225,7 +228,7 @@ def bench(paths: DemoPaths, checkpoint: Path, seconds: float = 1.5) -> Any:
     config = BenchConfig(backends=("torch", "ort-cpu"), batches=(1, 8, 32), seconds=seconds, rounds=3)
     report = run_bench(source, config)
     print("   " + report.table().replace("\n", "\n   "))
-    (paths.results / "bench.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    write_atomic(paths.results / "bench.json", json.dumps(report.to_dict(), indent=2) + "\n")
     plot_bench(report.rows, paths.results / "latency.png", title="demo model on this CPU")
     _done(started)
     return report
@@ -249,7 +252,7 @@ def pipeline(paths: DemoPaths, model: Path, enroll_seconds: float = ENROLL_SECON
         model, paths.scene, config, gallery_path=paths.gallery, extra_sinks=(snapshots,), log=_indent_print
     )
     print("   " + result.summary().replace("\n", "\n   "))
-    (paths.results / "pipeline.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    write_atomic(paths.results / "pipeline.json", json.dumps(result.to_dict(), indent=2) + "\n")
     _done(started)
     return result, [p for group in snapshots.paths.values() for p in group]
 

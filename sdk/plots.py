@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_file
 from .errors import require
 
 
@@ -67,7 +68,7 @@ def _pyplot(purpose: str) -> Any:
 def _save(plt: Any, fig: Any, out: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    with atomic_file(out) as handle:
+        fig.savefig(handle, format="png")
     plt.close(fig)
     return out

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -38,13 +39,53 @@ rate = _number(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclus
 cosine = _number(float, lambda v: -1.0 <= v <= 1.0, "a cosine in [-1, 1]")
 
 
-def output_file(text: str) -> Path:
-    """A path to write a file to: anything but an existing folder (checked before the work, so a
-    long run does not end by failing to save its result)."""
-    path = Path(text)
+def _writable_place(path: Path, example: str) -> Path:
+    """`path` unless it is a folder or lies under a file (checked before the work, so a long run does
+    not end by failing to save its result)."""
     if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file path, e.g. {path / 'out.json'}")
+        raise argparse.ArgumentTypeError(f"{path} is a folder; give a file path, e.g. {path / example}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(f"{path}: {parent} is a file, not a folder")
+            break
     return path
+
+
+def output_file(text: str) -> Path:
+    """A JSON report to write: not a folder, and an existing file only if it holds JSON (a rerun
+    replaces its own report; a mistyped path to the model or the gallery is refused, not destroyed)."""
+    path = _writable_place(Path(text), "out.json")
+    if path.is_file() and path.stat().st_size and not _holds_json(path):
+        raise argparse.ArgumentTypeError(
+            f"{path} exists and is not a JSON report (a model, a gallery?); it is not overwritten: give "
+            "another path, or delete it first"
+        )
+    return path
+
+
+def output_png(text: str) -> Path:
+    """A PNG chart to write: not a folder, and an existing file only if it is a PNG."""
+    path = _writable_place(Path(text), "chart.png")
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as handle:
+            if handle.read(8) != b"\x89PNG\r\n\x1a\n":
+                raise argparse.ArgumentTypeError(
+                    f"{path} exists and is not a PNG image; it is not overwritten: give another path"
+                )
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{path}: charts are PNG files; give a path ending in .png")
+    return path
+
+
+def _holds_json(path: Path, limit: int = 64 << 20) -> bool:
+    if path.stat().st_size > limit:
+        return False
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
 
 
 def csv_of(convert: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:

@@ -25,8 +25,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vireid.atomic import write_atomic
+from vireid.errors import require
+
 from ..errors import ConfigError, InputSpecError
-from .argtypes import cosine, csv_of, non_negative_int, output_file, positive_float, positive_int
+from .argtypes import cosine, csv_of, non_negative_int, output_file, output_png, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="concurrent copies of each configuration, threads split among them (throughput mode; default 1)",
     )
-    runtime.add_argument("--plot", type=output_file, help="write a throughput / latency chart (PNG) here")
+    runtime.add_argument("--plot", type=output_png, help="write a throughput / latency chart (PNG) here")
     pipe = parser.add_argument_group("pipeline benchmark (vireid bench pipeline MODEL)")
     pipe.add_argument(
         "--scene",
@@ -142,6 +145,9 @@ def _fill(args: argparse.Namespace, defaults: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the model or the pipeline benchmark."""
     from ..bench.runtime import BACKENDS, PRECISIONS
+
+    if getattr(args, "plot", None):  # before the benchmark runs, not after it
+        require("matplotlib", "plot", "--plot (the chart)")
 
     if args.target == "pipeline":
         _only_for(
@@ -272,6 +278,5 @@ def _generate_scene(folder: Path) -> Path:
 
 def _write_json(path: Path | None, data: dict) -> None:
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_atomic(path, json.dumps(data, indent=2) + "\n")
         print(f"report: {path}")

@@ -20,7 +20,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .argtypes import output_file, positive_int
+from vireid.atomic import write_atomic
+
+from .argtypes import output_file, output_png, positive_int
 
 PROTOCOLS = ("sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v")
 DELTA_KEYS = ("R1", "mAP", "mINP")
@@ -63,12 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "distance's weight λ)",
     )
     parser.add_argument("--json", type=output_file, help="write the result as JSON here")
-    parser.add_argument("--plot", type=output_file, help="write the CMC curve as a PNG here")
+    parser.add_argument("--plot", type=output_png, help="write the CMC curve as a PNG here")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, compare and print."""
     from vireid.errors import InputSpecError, require
+
+    if args.plot:  # before the evaluation runs, not after it
+        require("matplotlib", "plot", "--plot (the CMC curve)")
     from vireid.rerank import Rerank
 
     model = args.model or args.checkpoint
@@ -116,9 +121,8 @@ def run(args: argparse.Namespace) -> int:
         output["delta"] = _print_deltas(results[model], results[args.reference], model, args.reference)
         output["parity"] = _parity(args.reference, model, args.device)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = output if args.reference or args.both_directions else results[model][False].to_dict()
-        args.json.write_text(json.dumps(payload, indent=2))
+        write_atomic(args.json, json.dumps(payload, indent=2) + "\n")
     if args.plot:
         from vireid.plots import plot_cmc
 

@@ -19,6 +19,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from vireid.atomic import write_atomic
+
 from .argtypes import at_least_two, non_negative_int, output_file, positive_int, rate, unit_interval
 
 
@@ -139,8 +141,7 @@ def run(args: argparse.Namespace) -> int:
             "calibrations": {k: dataclasses.asdict(c) for k, c in result.calibrations.items()},
             "passed": result.passed,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+        write_atomic(args.json, json.dumps(data, indent=2, default=str) + "\n")
     if not result.passed:
         failed = ", ".join(step for step, report in result.reports.items() if not report)
         print(f"vireid export: parity check failed for: {failed}")

@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vireid.atomic import write_atomic
+
 from ..card import ModelCard
 from .argtypes import cosine, output_file, positive_int, seed, unit_interval
 
@@ -59,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
+        write_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
     return 0 if report else 1
 
 

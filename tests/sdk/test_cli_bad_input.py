@@ -77,6 +77,27 @@ def test_a_json_report_path_that_is_a_folder_is_refused_before_the_work(capsys, 
     assert "is a folder; give a file path" in message
 
 
+def test_report_paths_never_destroy_other_files(capsys, tmp_path: Path) -> None:
+    """`--json model.onnx` used to replace the 5 MB model by a 1 kB report (exit 0)."""
+    model = tmp_path / "demo.onnx"
+    model.write_bytes(b"\x08\x07" + bytes(200))  # not JSON
+    message = usage_error(capsys, "bench", str(model), "--json", str(model))
+    assert "exists and is not a JSON report" in message and model.read_bytes()[:2] == b"\x08\x07"
+    message = usage_error(capsys, "verify", str(model), str(model), "--json", str(model / "r.json"))
+    assert f"{model} is a file, not a folder" in message
+    assert "is not a PNG image" in usage_error(
+        capsys, "evaluate", "m.onnx", "--data", "d", "--plot", str(model)
+    )
+    assert "ending in .png" in usage_error(capsys, "evaluate", "m.onnx", "--data", "d", "--plot", "cmc.jpg")
+    report = tmp_path / "old.json"
+    report.write_text('{"a": 1}')  # a rerun may replace its own report
+    assert (
+        main(["evaluate", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--json", str(report)])
+        == 1
+    )
+    assert "no such file" in capsys.readouterr().err
+
+
 def test_the_other_benchmarks_options_are_refused_not_ignored(capsys, tmp_path: Path) -> None:
     assert main(["bench", str(tmp_path / "m.onnx"), "--device", "cuda"]) == 1
     assert "--device: not an option of a model benchmark" in capsys.readouterr().err
