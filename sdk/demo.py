@@ -16,7 +16,8 @@
 Data and training are reused when a previous run left them in `--out` with the same inputs (a
 synthetic set of other settings, of another generator version or left unfinished is regenerated, and a
 model trained on other data is retrained), so a second `make demo` re-measures in about a minute. The
-stages need the `train` extra (torch); `make demo` installs it.
+stages need the `train`, `export`, `onnx` and `plot` extras (`make demo` installs them with `dev`); all are
+checked before the first stage, so a missing one does not stop the demo minutes in.
 """
 
 from __future__ import annotations
@@ -261,6 +262,16 @@ def _indent_print(text: str) -> None:
     print(f"   {text}", flush=True)
 
 
+DEMO_NEEDS = (
+    ("torch", "train", "the demo's training stage"),
+    ("onnx", "export", "the demo's export stage"),
+    ("onnxslim", "export", "the demo's export stage"),
+    ("onnxruntime", "onnx", "the demo's evaluation and benchmark stages"),
+    ("matplotlib", "plot", "the demo's charts"),
+)
+"""(module, pip extra, what needs it): checked before the first stage."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every stage; exit status 0 when they ran (the accuracy target is reported, not enforced)."""
     parser = argparse.ArgumentParser(prog="python -m vireid.demo", description=__doc__.splitlines()[0])
@@ -280,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vireid.errors import VireidError, require
 
     try:
-        require("torch", "train", "the demo's training stage")
+        for module, extra, stage in DEMO_NEEDS:
+            require(module, extra, stage)
         if not args.config.is_file():
             raise VireidError(f"{args.config}: the demo config is missing; run the demo from a checkout")
         paths = DemoPaths(args.out)

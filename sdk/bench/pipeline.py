@@ -83,6 +83,11 @@ class PipelineBenchConfig:
             raise ConfigError(
                 "detector 'yolo' needs detector_model (--detector-model): a YOLO-format .onnx file"
             )
+        if self.detector != "yolo" and self.detector_model is not None:
+            raise ConfigError(
+                f"detector_model (--detector-model) is for detector 'yolo'; with {self.detector!r} it would "
+                "be ignored: add --detector yolo, or drop it"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         bad_seconds = self.enroll_seconds is not None and self.enroll_seconds <= 0

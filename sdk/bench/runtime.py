@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import platform
 import re
@@ -43,6 +44,8 @@ REFERENCE_ORDER = (("ort-cpu", "fp32"), ("torch", "fp32"), ("ort-cuda", "fp32"))
 SETTLE_S = 0.2
 """Pause before timing each configuration in a round: ONNX Runtime's worker threads spin-wait after a
 call, and would otherwise steal the CPU from the next configuration's first calls."""
+
+logger = logging.getLogger("vireid.bench")
 
 
 @dataclass(frozen=True)
@@ -255,10 +258,11 @@ class ModelSource:
         if suffix in (".safetensors", ".json"):
             return cls(text, checkpoint=path, onnx=_exports_of(path))
         if suffix == ".onnx":
-            precision = ModelCard.from_onnx(path).precision.value
+            card = ModelCard.from_onnx(path)
+            precision = card.precision.value
             source = cls(text, onnx={precision: path})
             for other, sibling in _siblings(path).items():
-                if other != precision and sibling.is_file():
+                if other != precision and sibling.is_file() and _same_model(card, sibling, other):
                     source.onnx[other] = sibling
             return source
         if suffix in (".engine", ".plan", ".trt"):
@@ -317,6 +321,12 @@ class ModelSource:
         if self.engine is not None and not self.onnx:
             raise InputSpecError(f"{self.spec}: an engine has no ONNX file; pass the .onnx it was built from")
         workdir = self._workdir()
+        if precision == "fp32" and self.checkpoint is None and self.random_backbone is None:
+            given = next(iter(self.onnx.values()))
+            raise InputSpecError(
+                f"no FP32 ONNX beside {given.name} (expected {_siblings(given)['fp32'].name}); pass the FP32 "
+                "file or the checkpoint as MODEL"
+            )
         if precision == "fp32":
             from vireid.export import to_onnx
 
@@ -381,6 +391,31 @@ def _exports_of(checkpoint: Path) -> dict[str, Path]:
             if card.source_checkpoint_sha256 == sha256_file(weights) and card.precision.value == precision:
                 found[precision] = path
     return found
+
+
+def _same_model(card: ModelCard, sibling: Path, precision: str) -> bool:
+    """A file beside MODEL is another precision of the same model only when its card says so: that
+    precision, the same embedding space and input size (a stale or renamed file is left out, logged)."""
+    try:
+        other = ModelCard.from_onnx(sibling)
+    except VireidError as exc:
+        logger.warning("bench: %s left out: %s", sibling, exc)
+        return False
+    problems = []
+    if other.precision.value != precision:
+        problems.append(f"its card says {other.precision.value}, its name {precision}")
+    if other.embedding_space() != card.embedding_space():
+        problems.append("another embedding space (another model or checkpoint)")
+    if other.input_size != card.input_size:
+        problems.append(f"input size {other.input_size}, not {card.input_size}")
+    if problems:
+        logger.warning(
+            "bench: %s is not the %s of the model given, left out: %s",
+            sibling,
+            precision,
+            "; ".join(problems),
+        )
+    return not problems
 
 
 def _siblings(path: Path) -> dict[str, Path]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             "they belong to `vireid bench pipeline MODEL`; a model runs on a device through --backend "
             "(e.g. ort-cuda, tensorrt)",
         )
+        args.asked_backends = tuple(args.backend or ())  # named by the user: each must give a row
         _fill(args, {**_RUNTIME_DEFAULTS, "backend": BACKENDS, "precision": PRECISIONS})
     if args.target == "pipeline":
         if len(args.models) != 1:
@@ -217,6 +219,12 @@ def _runtime(args: argparse.Namespace, models: list[str]) -> int:
     if idle:
         which = f" of {', '.join(idle)}" if len(reports) > 1 else ""
         raise ConfigError(f"no configuration{which} could run here; see the skipped reasons above")
+    ran = {row.backend for report in reports for row in report.rows}
+    missing = [b for b in getattr(args, "asked_backends", ()) if b not in ran]
+    if missing:  # a CI job that asked for the GPU must not pass on the CPU rows alone
+        named = ",".join(missing)
+        print(f"vireid bench: error: --backend {named} gave no row (reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -238,6 +246,11 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
     problem = args.events and events_file_problem(args.events)
     if problem:
         raise InputSpecError(f"--events {args.events}: {problem}; choose another file")
+    if args.events and args.events.is_file() and args.events.stat().st_size:  # as vireid run refuses it
+        raise InputSpecError(
+            f"--events {args.events}: holds events of an earlier run, which the benchmark would replace; "
+            "delete it first or choose another file"
+        )
     config = PipelineBenchConfig(  # checked here, before a scene is generated or a model loaded
         detector=args.detector,
         detector_model=args.detector_model,

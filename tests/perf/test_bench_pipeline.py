@@ -139,3 +139,9 @@ def test_bench_pipeline_settings_are_checked_before_a_scene_is_generated(tmp_pat
     assert main(["bench", "pipeline", str(model), "--detector", "yolo"]) == 1
     out, err = capsys.readouterr()
     assert "needs detector_model (--detector-model)" in err and "generating" not in out
+    assert main(["bench", "pipeline", str(model), "--detector-model", str(tmp_path / "y.onnx")]) == 1
+    assert "it would be ignored: add --detector yolo" in capsys.readouterr().err
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event": "source", "time": 1.0}\n')  # an earlier run's log is not replaced
+    assert main(["bench", "pipeline", str(model), "--events", str(events)]) == 1
+    assert "holds events of an earlier run" in capsys.readouterr().err and events.stat().st_size > 0

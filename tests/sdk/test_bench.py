@@ -233,6 +233,21 @@ def test_bench_uses_the_fp16_sibling_of_an_onnx_file(tmp_path: Path) -> None:
     assert ModelSource.parse(sibling).onnx == {"fp16": sibling, "fp32": model}
 
 
+def test_bench_leaves_out_a_sibling_that_is_another_model_or_precision(tmp_path: Path, caplog) -> None:
+    """An INT8 file renamed .fp16.onnx was timed and reported as fp16; a stale sibling of another model
+    crashed the run with a broadcast error after timing."""
+    import logging
+
+    model = build_contract_model(tmp_path / "m.onnx")
+    build_contract_model(tmp_path / "m.fp16.onnx", card=contract_card(precision="int8"))
+    build_contract_model(
+        tmp_path / "m.int8.onnx", card=contract_card(precision="int8", embedding_dim=8), dim=8
+    )
+    with caplog.at_level(logging.WARNING, logger="vireid.bench"):
+        assert ModelSource.parse(model).onnx == {"fp32": model}
+    assert "its card says int8, its name fp16" in caplog.text and "another embedding space" in caplog.text
+
+
 def test_bench_tensorrt_row_splits_stages_with_the_fake_tensorrt_module(tmp_path: Path, monkeypatch) -> None:
     runtime = fake.FakeCudart()
     monkeypatch.setitem(sys.modules, "tensorrt", fake.tensorrt_module())
@@ -322,3 +337,17 @@ def test_skip_reasons_in_the_table_drop_the_file_and_keep_the_first_sentence() -
     assert _short_reason(reason) == "device='cuda' needs the CUDA provider"
     long = _short_reason("word " * 60)
     assert long.endswith(" ...") and len(long) <= 164 and "wor ..." not in long
+
+
+def test_a_named_backend_that_gives_no_row_fails_the_command(tmp_path: Path, capsys) -> None:
+    import onnxruntime
+
+    from vireid.cli.main import main
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA: ort-cuda gives a row here")
+    model = build_contract_model(tmp_path / "m.onnx")
+    quick = ["--batch", "1", "--iters", "2", "--rounds", "1", "--precision", "fp32"]
+    assert main(["bench", str(model), "--backend", "ort-cpu,ort-cuda", *quick]) == 1
+    assert "--backend ort-cuda gave no row" in capsys.readouterr().err
+    assert main(["bench", str(model), "--backend", "ort-cpu", *quick]) == 0
