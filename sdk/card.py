@@ -132,10 +132,21 @@ class ModelCard:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "precision", Precision.parse(self.precision))
+        if isinstance(self.modalities, (str, bytes)):  # "visible" is not the list ["visible"]
+            raise CardError(f"invalid model card: modalities must be a list, got {self.modalities!r}")
         set_(self, "modalities", tuple(Modality.parse(m) for m in self.modalities))
         set_(self, "input_names", tuple(self.input_names))
         if isinstance(self.profile, Mapping):
-            set_(self, "profile", BatchProfile(**self.profile))
+            try:
+                set_(self, "profile", BatchProfile(**self.profile))
+            except TypeError:
+                raise CardError(
+                    f"invalid model card: profile must be {{min, opt, max}}, got {dict(self.profile)!r}"
+                ) from None
+        elif self.profile is not None and not isinstance(self.profile, BatchProfile):
+            raise CardError(
+                f"invalid model card: profile must be {{min, opt, max}} or null, got {self.profile}"
+            )
         if isinstance(self.match_threshold_within, Mapping):
             set_(self, "match_threshold_within", _within_names(self.match_threshold_within))
         self._validate()
@@ -148,12 +159,16 @@ class ModelCard:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.color_order not in ("RGB", "BGR"):
-            problems.append(f"color_order must be 'RGB' or 'BGR', got {self.color_order!r}")
+        if self.color_order != "RGB":  # every preprocessing path makes RGB: a BGR model would see swaps
+            problems.append(f"color_order must be 'RGB' (vireid feeds RGB), got {self.color_order!r}")
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
             problems.append(f"modalities must be non-empty and unique, got {self.modalities}")
-        if len(self.input_names) != 2:
-            problems.append(f"input_names must be (images, modality), got {self.input_names}")
+        if len(self.input_names) != 2 or len(set(self.input_names)) != 2:
+            problems.append(f"input_names must be two distinct names (images, modality): {self.input_names}")
+        elif self.output_name in self.input_names:
+            problems.append(f"output_name {self.output_name!r} must differ from the input names")
+        if not isinstance(self.model_config, Mapping):
+            problems.append(f"model_config must be a mapping, got {type(self.model_config).__name__}")
         for name in ("source_checkpoint_sha256", "engine_sha256"):
             value = getattr(self, name)
             if value is not None and not _SHA256.match(str(value)):

@@ -94,9 +94,10 @@ class Embedder:
         return self.card.embedding_dim
 
     def close(self) -> None:
-        """Close the backend (when the Embedder opened it)."""
-        if self._owns_backend:
-            self.backend.close()
+        """Close the backend (when the Embedder opened it), after any call in progress."""
+        with self._lock:
+            if self._owns_backend:
+                self.backend.close()
 
     def __enter__(self) -> Embedder:
         return self
@@ -207,7 +208,8 @@ class Embedder:
     def _run(self, n: int, fill: Callable[[int, int], np.ndarray], codes: np.ndarray) -> np.ndarray:
         vectors = np.empty((n, self.dim), dtype=np.float32)
         step = min(self.batch_size, self.backend.max_batch or self.batch_size)
-        with self._lock:
+        # the backend's lock too: its staging buffer is shared with every other user of the backend
+        with self._lock, self.backend.call_lock:
             for start in range(0, n, step):
                 stop = min(start + step, n)
                 vectors[start:stop] = self.backend.infer(fill(start, stop), codes[start:stop])

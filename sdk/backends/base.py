@@ -47,7 +47,7 @@ class Backend(abc.ABC):
         self.device = "unopened"
         self.providers: tuple[str, ...] = ()
         self.profile: BatchProfile | None = card.profile
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._staging: np.ndarray | None = None
         self._closed = False
         self.record_stages = False
@@ -76,6 +76,13 @@ class Backend(abc.ABC):
         state = "closed" if self._closed else self.device
         return f"{type(self).__name__}({str(self.path)!r}, {state}, providers={list(self.providers)})"
 
+    @property
+    def call_lock(self) -> threading.RLock:
+        """The lock `infer` and `close` hold. A caller that fills `allocate_images()` itself holds it
+        from asking for the buffer until `infer` returned (as `Embedder` does), so that another thread
+        sharing this backend cannot overwrite the buffer, or close the backend, in between."""
+        return self._lock
+
     # ----- sizes --------------------------------------------------------------------------------
     @property
     def max_batch(self) -> int | None:
@@ -90,9 +97,10 @@ class Backend(abc.ABC):
     def allocate_images(self, n: int) -> np.ndarray:
         """A writable `uint8 [n, H, W, 3]` staging array to preprocess into and pass to `infer`.
 
-        The memory is reused by the next call (it grows to the largest `n` asked for), so fill it and
-        call `infer` before asking again; `Embedder` does this under its lock. The TensorRT backend
-        returns a view of its pinned host buffer, which `infer` then uploads without a host copy.
+        The memory is reused by the next call (it grows to the largest `n` asked for) and shared by every
+        user of this backend, so hold `call_lock` from here until `infer` returned (`Embedder` does);
+        the TensorRT backend returns a view of its pinned host buffer, which `infer` then uploads
+        without a host copy, and which is freed by `close`.
         """
         if self._staging is None or len(self._staging) < n:
             self._staging = np.empty((n, *self.card.input_size, 3), dtype=np.uint8)

@@ -147,10 +147,10 @@ class CudaPython(CudaRuntime):
         if not count or device_id >= count:
             raise _no_gpu(device_id, count, "" if ok else self.error_name(err))
         self.device_id = device_id
-        self.check(self.cudart.cudaSetDevice(device_id), "cudaSetDevice")
         props = self.check(self.cudart.cudaGetDeviceProperties(device_id), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-        self.stream = self.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
+        with self.current():  # the stream belongs to that device; the thread's own device is restored
+            self.stream = self.check(self.cudart.cudaStreamCreate(), "cudaStreamCreate")
         return name.rstrip("\x00").strip(), f"{props.major}.{props.minor}"
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard, sha256_file
+from ..card import ModelCard, Precision, sha256_file
 from ..errors import ArtifactError, DeviceError, InputSpecError, require
 from . import ort_config as cfg
 from .base import Backend
@@ -72,6 +72,7 @@ class OnnxRuntimeBackend(Backend):
         self.memory_arena = bool(memory_arena)
         if device == "tensorrt":
             self.profile = self.card.profile or cfg.DEFAULT_TRT_PROFILE
+            _refuse_int8_for_another_runtime(self.card, self.path)
         ep_options = self._ep_options(device_id, cache_dir, fp16, device == "tensorrt")
         self._session = self._create_session(cfg.provider_list(self._first_choice(device), ep_options))
         release_free_heap()  # the parsed model and pre-optimisation weights, freed but still resident
@@ -198,3 +199,18 @@ def _check_threads(threads: int | None) -> int:
             f"threads must be a positive integer (ONNX Runtime intra-op threads), got {threads!r}"
         )
     return threads
+
+
+def _refuse_int8_for_another_runtime(card: ModelCard, path: Path) -> None:
+    """TensorRT's parser takes int8 symmetric Q/DQ only: an INT8 file quantised for ONNX Runtime's CPU
+    kernels would leave most of the graph to the CUDA/CPU providers without a word (the card records
+    which runtime its calibration targeted; files from before that record are ONNX Runtime's)."""
+    if card.precision is not Precision.INT8:
+        return
+    target = (card.calibration or {}).get("target", "onnxruntime")
+    if target != "tensorrt":
+        raise DeviceError(
+            f"{path}: this INT8 model was quantised for ONNX Runtime's CPU kernels (uint8 activations), "
+            "which TensorRT does not take; run it with device='cpu', or quantise for TensorRT: "
+            "vireid export MODEL.onnx --to int8 --int8-target tensorrt --int8-data DIR"
+        )

@@ -390,3 +390,14 @@ def test_real_onnxruntime_gpu_providers_match_cpu(model: Path, tmp_path: Path, r
     with open_backend(model, "cpu") as cpu, open_backend(model, device, cache_dir=tmp_path) as gpu:
         assert gpu.providers[0] == wanted and gpu.device == device
         np.testing.assert_allclose(gpu.infer(images, codes), cpu.infer(images, codes), atol=2e-3)
+
+
+def test_fake_tensorrt_ep_refuses_an_int8_model_quantised_for_onnxruntime(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """TensorRT takes int8 symmetric Q/DQ only; such a file would run mostly on CUDA/CPU, silently."""
+    built = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: built)
+    cpu_int8 = build_contract_model(tmp_path / "m.int8.onnx", card=contract_card(precision="int8"))
+    with pytest.raises(DeviceError, match=r"quantised for ONNX Runtime's CPU kernels.*--int8-target"):
+        open_backend(cpu_int8, "tensorrt", cache_dir=tmp_path / "cache")

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from contract_model import contract_card
 from onnx import TensorProto, helper
 
 from vireid import BatchProfile, CardError, Modality, ModelCard, Precision
@@ -208,3 +209,23 @@ def test_a_card_with_a_modality_no_vireid_writes_is_a_card_error_naming_its_sour
     data["modalities"] = ["visible", " nfrared"]
     with pytest.raises(CardError, match=r"^m\.onnx: unknown modality ' nfrared'"):
         ModelCard.from_json(json.dumps(data), source="m.onnx")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"profile": [1, 4, 8]}, r"profile must be \{min, opt, max\} or null"),
+        ({"profile": {"min": 1, "most": 8}}, r"profile must be \{min, opt, max\}"),
+        ({"modalities": "visible"}, "modalities must be a list"),
+        ({"input_names": ("images", "images")}, "two distinct names"),
+        ({"output_name": "modality"}, "must differ from the input names"),
+        ({"model_config": [1]}, "model_config must be a mapping"),
+        ({"color_order": "BGR"}, "color_order must be 'RGB'"),
+    ],
+)
+def test_hand_edited_cards_are_card_errors_not_crashes_later(changes: dict, message: str) -> None:
+    """A sidecar edited by hand used to pass and fail later with AttributeError or TypeError; a BGR
+    card was accepted although every preprocessing path feeds RGB."""
+    fields = {**contract_card().to_dict(), **changes}
+    with pytest.raises(CardError, match=message):
+        ModelCard(**fields)

@@ -233,3 +233,27 @@ def test_embeddings_concat_refusals(rng) -> None:
         Embeddings.concat([])
     with pytest.raises(InputSpecError, match=r"boolean mask must have shape \(2,\)"):
         a[np.array([True])]
+
+
+def test_embedders_sharing_one_backend_across_threads_get_their_own_results(model: Path, rng) -> None:
+    """Each Embedder filled the backend's shared staging buffer outside the backend's lock: two of them
+    on one backend in two threads returned each other's embeddings (35 of 150 wrong, no error)."""
+    import threading
+
+    batches = [crops(rng, 6) for _ in range(40)]
+    with open_backend(model, "cpu", threads=1) as backend:
+        expected = [Embedder(backend).embed(b, "rgb").vectors for b in batches]
+        results: dict[int, np.ndarray] = {}
+
+        def work(indices: range) -> None:
+            mine = Embedder(backend, batch_size=3)
+            for i in indices:
+                results[i] = mine.embed(batches[i], "rgb").vectors
+
+        threads = [threading.Thread(target=work, args=(range(k, 40, 2),)) for k in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    wrong = [i for i in range(40) if not np.allclose(results[i], expected[i], atol=1e-5)]
+    assert wrong == []

@@ -39,3 +39,21 @@ def test_read_image_error_names_the_file_and_opencv_stays_quiet(tmp_path: Path, 
         read_image(path)
     assert str(path) in str(info.value)
     assert "imread" not in capfd.readouterr().err  # ours is the only message the user sees
+
+
+def test_a_16bit_thermal_file_needs_its_scaling_instead_of_losing_its_range(tmp_path) -> None:
+    """OpenCV's colour read divides 16-bit values by 256: 29000-31315 centi-Kelvin became grey 113-122."""
+    import cv2
+    import numpy as np
+    import pytest
+
+    from vireid import InputSpecError
+    from vireid.imageio import read_image
+
+    frame = np.full((40, 20), 29000, np.uint16)
+    frame[10:30, 5:15] = 31315  # a person at 40 °C against 17 °C
+    cv2.imwrite(str(tmp_path / "t.png"), frame)
+    with pytest.raises(InputSpecError, match=r"16-bit grey image.*thermal='window:LOW:HIGH'"):
+        read_image(tmp_path / "t.png")
+    image = read_image(tmp_path / "t.png", thermal="window:29000:31315")
+    assert image.shape == (40, 20, 3) and image[20, 10, 0] == 255 and image[0, 0, 0] == 0

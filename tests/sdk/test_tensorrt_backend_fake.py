@@ -267,7 +267,8 @@ def test_fake_cudart_engine_opened_on_one_thread_runs_on_another_on_its_device(c
         result = on_another_thread(lambda: backend.infer(images, codes))  # that thread starts on device 0
     np.testing.assert_allclose(result, fake.fake_engine_function(images, codes, D), atol=1e-6)
     assert cudart.copy_devices and set(cudart.copy_devices) == {1}
-    assert cudart.cudaGetDevice()[1] == 1  # the opening thread keeps the device it selected
+    # the opening thread is back on its own device: other CUDA code there (torch, CuPy) is not moved
+    assert cudart.cudaGetDevice()[1] == 0
 
 
 def test_fake_pycuda_engine_opened_on_one_thread_runs_and_closes_on_another(tmp_path, monkeypatch) -> None:
