@@ -7,6 +7,7 @@ mean/std), the NHWC → NCHW change and the per-sample stem choice by `modality`
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 from pathlib import Path
@@ -27,7 +28,8 @@ def load_for_export(checkpoint: Any) -> tuple[Any, str | None]:
 
     Args:
         checkpoint: a checkpoint path (either file of the `.safetensors` + `.json` pair), a loaded
-            `vireid.training.checkpoint.Checkpoint`, or an in-memory `ReIDModel` (no hash then).
+            `vireid.training.checkpoint.Checkpoint`, or an in-memory `ReIDModel` (then a SHA-256 of its
+            weights: two models of one architecture must not share an embedding space fingerprint).
 
     Raises:
         ArtifactError: the checkpoint is missing, corrupt, or its weights do not fit its model config.
@@ -37,11 +39,23 @@ def load_for_export(checkpoint: Any) -> tuple[Any, str | None]:
     from vireid.training.models import ReIDModel, build_model_from_config
 
     if isinstance(checkpoint, ReIDModel):
-        return checkpoint.eval(), None
+        return checkpoint.eval(), weights_sha256(checkpoint)
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
     model = build_model_from_config(ckpt.model_config, ckpt.num_classes)
     load_weights(model, ckpt)
     return model.eval(), ckpt.sha256
+
+
+def weights_sha256(model: Any) -> str:
+    """SHA-256 over a model's state dict (names, shapes, dtypes and values, in name order)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.view(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
 
 
 def card_for(model: Any, opset: int, source_sha256: str | None) -> ModelCard:

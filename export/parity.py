@@ -276,10 +276,11 @@ def _compare(ref: np.ndarray, cand: np.ndarray, label: str) -> tuple[np.ndarray,
     if ref.shape != cand.shape:
         raise ArtifactError(f"embeddings differ in shape: reference {ref.shape}, {label} {cand.shape}")
     failures = []
-    bad = ~np.isfinite(cand).all(axis=1)
-    if bad.any():
-        failures.append(f"{int(bad.sum())} candidate rows are not finite (FP16 overflow?)")
-    ref64, cand64 = ref.astype(np.float64), np.nan_to_num(cand.astype(np.float64))
+    for side, values in (("candidate", cand), ("reference", ref)):  # an FP16 file is often the reference
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            failures.append(f"{int(bad.sum())} {side} rows are not finite (FP16 overflow?)")
+    ref64, cand64 = np.nan_to_num(ref.astype(np.float64)), np.nan_to_num(cand.astype(np.float64))
     norms = np.linalg.norm(cand64, axis=1)
     denom = np.maximum(np.linalg.norm(ref64, axis=1) * norms, 1e-12)
     cosine = np.sum(ref64 * cand64, axis=1) / denom
@@ -323,8 +324,7 @@ def verify(
             images, modality, _ = synthetic_gallery(size, identities, seed)
         else:
             images, modality = _check_inputs(inputs, size)
-        card = cand_side.card or ref_side.card
-        limits = thresholds or Thresholds.for_precision(card.precision if card else Precision.FP32)
+        limits = thresholds or Thresholds.for_precision(lower_precision(ref_side.card, cand_side.card))
         ref = np.asarray(ref_side.embed(images, modality))
         cand = np.asarray(cand_side.embed(images, modality))
         delta = None
@@ -340,6 +340,16 @@ def verify(
     return _report(ref_side.label, cand_side.label, ref, cand, modality, delta, limits)
 
 
+_RANK = {Precision.FP32: 0, Precision.FP16: 1, Precision.INT8: 2}
+
+
+def lower_precision(*cards: ModelCard | None) -> Precision:
+    """The lowest precision among the sides (a checkpoint, without a card, is FP32): the parity
+    thresholds are those of the pair, whichever side is called the reference."""
+    precisions = [card.precision for card in cards if card is not None] or [Precision.FP32]
+    return max(precisions, key=_RANK.__getitem__)
+
+
 def _report(
     ref_label: str,
     cand_label: str,
@@ -351,9 +361,9 @@ def _report(
 ) -> ParityReport:
     cosine, max_abs, norm_error, failures = _compare(ref, cand, cand_label)
     top1, top5, queries = retrieval_agreement(ref, np.nan_to_num(cand), modality, tie=limits.tie_tolerance)
-    if cosine.min() < limits.min_cosine:
+    if not cosine.min() >= limits.min_cosine:  # written so that NaN fails
         failures.append(f"min cosine {cosine.min():.8f} < {limits.min_cosine}")
-    if top1 < limits.min_top1:
+    if not top1 >= limits.min_top1:
         failures.append(f"top-1 agreement {top1:.4f} < {limits.min_top1}")
     if norm_error > limits.max_norm_error:
         failures.append(f"embeddings are not unit length (max error {norm_error:.2e})")

@@ -28,11 +28,15 @@ class MissingDependencyError(VireidError, ImportError):
         self.module = module
         self.extra = extra
         self.hint = hint
+        self._arguments = (module, extra, purpose, hint)
         message = (
             f"{purpose} needs the Python package '{module}', which is not installed. "
             f"Install it with: pip install 'vireid[{extra}]'"
         )
         super().__init__(message + (f"\n{hint}" if hint else ""))
+
+    def __reduce__(self) -> tuple:  # picklable: raised in a worker process, re-raised in the parent
+        return (type(self), self._arguments)
 
 
 class InputSpecError(VireidError, ValueError):
@@ -51,11 +55,14 @@ class DatasetError(VireidError):
     """A dataset folder is missing or does not follow the expected layout."""
 
     def __init__(self, path: str | Path, problem: str, expected: str = "") -> None:
-        self.path, self.problem = Path(path), problem
+        self.path, self.problem, self.expected = Path(path), problem, expected
         message = f"{self.path}: {problem}"
         if expected:
             message += f"\nExpected layout:\n{expected}"
         super().__init__(message)
+
+    def __reduce__(self) -> tuple:  # picklable: raised in a worker process, re-raised in the parent
+        return (type(self), (self.path, self.problem, self.expected))
 
 
 class ConfigError(VireidError, ValueError):

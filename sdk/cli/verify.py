@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from vireid.errors import InputSpecError
-    from vireid.export.parity import Thresholds, verify
+    from vireid.export.parity import Thresholds, lower_precision, verify
 
     for path in (args.reference, args.candidate):  # both checked before either model is loaded
         if not Path(path).is_file():
@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
             )
     thresholds = None
     if args.min_cosine is not None or args.min_top1 is not None:
-        base = Thresholds.for_precision(_precision(args.candidate))
+        sides = [_card(path) for path in (args.reference, args.candidate)]
+        base = Thresholds.for_precision(lower_precision(*sides))
         changes = {"min_cosine": args.min_cosine, "min_top1": args.min_top1}
         thresholds = dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})
     report = verify(
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report else 1
 
 
-def _precision(path: str) -> str:
+def _card(path: str) -> ModelCard | None:
+    """An artifact's card; None for a checkpoint (FP32)."""
     if Path(path).suffix.lower() in (".safetensors", ".json"):
-        return "fp32"
-    return ModelCard.from_artifact(path).precision.value
+        return None
+    return ModelCard.from_artifact(path)

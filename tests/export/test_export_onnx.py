@@ -142,3 +142,19 @@ def test_corrupt_or_mismatched_checkpoint_is_an_artifact_error(tiny_checkpoint: 
         to_onnx(tmp_path / "swapped.safetensors", tmp_path / "m.onnx")
     assert "missing tensors (e.g." in str(info.value) and len(str(info.value)) < 600  # counted, not listed
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_two_models_exported_from_memory_get_different_embedding_spaces(tmp_path: Path) -> None:
+    """With no checkpoint the card's fingerprint used to be name + dim + config only: two trained
+    models of one architecture shared it, and a gallery took vectors of one for the other."""
+    from export_helpers import tiny_model
+
+    from vireid.export import to_onnx
+
+    spaces = {
+        ModelCard.from_onnx(
+            to_onnx(tiny_model("mspac", seed=seed), tmp_path / f"m{seed}.onnx")
+        ).embedding_space()
+        for seed in (0, 1)
+    }
+    assert len(spaces) == 2

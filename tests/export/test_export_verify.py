@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from contract_model import contract_card
 
-from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard
+from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard, Precision
 from vireid.backends import open_backend
 from vireid.export import Thresholds, calibrate_threshold, synthetic_gallery, verify
 from vireid.export.calibrate import (
@@ -78,6 +79,29 @@ def test_noise_is_caught_and_reported() -> None:
 def test_non_normalised_or_non_finite_candidates_fail(broken, message) -> None:
     report = verify(embed, lambda i, m: broken(embed(i, m)), inputs(), check_batch=False)
     assert any(message in f for f in report.failures)
+
+
+def test_a_non_finite_reference_fails_too() -> None:
+    """An FP16 file is often the reference (engine vs FP16 ONNX): NaN rows there used to PASS
+    (`nan < limit` is False)."""
+    report = verify(
+        lambda i, m: np.where(np.arange(len(i))[:, None] == 3, np.nan, embed(i, m)),
+        embed,
+        inputs(400),
+        check_batch=False,
+    )
+    assert not report and any("1 reference rows are not finite" in f for f in report.failures)
+
+
+def test_the_verdict_does_not_depend_on_which_side_is_the_reference() -> None:
+    from vireid.export.parity import lower_precision
+
+    fp32, fp16 = contract_card(), contract_card(precision="fp16")
+    assert (
+        lower_precision(fp32, fp16) == lower_precision(fp16, fp32) == lower_precision(fp16) == Precision.FP16
+    )
+    assert lower_precision(None, fp32) == Precision.FP32  # a checkpoint has no card
+    assert lower_precision(contract_card(precision="int8"), fp16) == Precision.INT8
 
 
 def test_batch_dependence_is_measured() -> None:
