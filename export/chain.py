@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -184,7 +185,8 @@ def _check_engine_source(source: Path, wanted: list[str], opt: ChainOptions) -> 
     if opt.calibrate is not None:
         raise ConfigError(
             f"--calibrate: {source} is an engine, which this machine may not run; calibrate the .onnx it "
-            "was built from (vireid export MODEL.onnx --calibrate DIR) and attach its card again"
+            "was built from (vireid export MODEL.onnx --to triton --calibrate DIR --out OUT writes "
+            "OUT/MODEL.onnx with the threshold) and attach that card to the engine again (--attach)"
         )
 
 
@@ -341,6 +343,8 @@ def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tu
         if "onnx" in wanted:
             raise ConfigError(f"{source} is already ONNX; drop 'onnx' from --to (or pass the checkpoint)")
         card = ModelCard.from_onnx(source)
+        if chain.opt.calibrate is not None:  # the given model is calibrated too, as a copy in --out
+            source = _calibrated_copy(chain, source, card)
         return source, (source if card.precision is Precision.FP16 else None)
     from .onnx_export import to_onnx
 
@@ -350,6 +354,17 @@ def _onnx_stage(chain: _Chain, source: Path, wanted: list[str], name: str) -> tu
     chain.check("onnx", source, onnx_path, "cpu")
     chain.calibrate("onnx", onnx_path, "cpu")
     return onnx_path, None
+
+
+def _calibrated_copy(chain: _Chain, source: Path, card: ModelCard) -> Path:
+    """`source` copied into the output folder (unless it is there already) with a calibrated card."""
+    copy = chain.out / source.name
+    if copy.resolve() != source.resolve():
+        shutil.copyfile(source, copy)
+    step = "fp16" if card.precision is Precision.FP16 else "onnx"
+    chain.calibrate(step, copy, "cpu")
+    chain.result.artifacts[step] = copy
+    return copy
 
 
 def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:

@@ -268,3 +268,19 @@ def test_late_step_options_are_checked_before_the_first_step(tiny_checkpoint, ti
         with pytest.raises(ConfigError, match=message):
             cli(export_cmd, [str(tiny_checkpoint), "--out", str(out), "--no-verify", *extra])
         assert not out.exists()  # refused before anything was written
+
+
+def test_calibrate_on_an_onnx_source_calibrates_a_copy_and_packages_it(
+    tiny_onnx, tiny_sysu, tmp_path
+) -> None:
+    """--calibrate with an .onnx source and --to triton used to be ignored without a word."""
+    import hashlib
+
+    before = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
+    out = tmp_path / "out"
+    argv = [str(tiny_onnx), "--to", "triton", "--calibrate", str(tiny_sysu), "--out", str(out), "--no-verify"]
+    assert cli(export_cmd, [*argv, "--identities", "8"]) == 0
+    assert hashlib.sha256(tiny_onnx.read_bytes()).hexdigest() == before  # the given file is untouched
+    calibrated = ModelCard.from_onnx(out / tiny_onnx.name)
+    assert calibrated.match_threshold is not None
+    assert ModelCard.from_artifact(out / "triton" / "tiny") == calibrated

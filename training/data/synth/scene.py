@@ -37,6 +37,9 @@ THERMAL16_RANGE = (28815, 31315)
 CAMERA_ID = {Modality.VISIBLE: 1, Modality.INFRARED: 2}
 GT_FILE = "gt.json"
 OWNED = (*VIDEO_NAME.values(), GT_FILE, THERMAL16.split("/")[0])
+PARTS = (".visible.part.json", ".infrared.part.json")
+"""Per-camera ground truth before it is merged into gt.json: left by an interrupted run, removed by
+`--overwrite` with the rest."""
 _NOISE_BANK = 8
 _STEP_HZ = 0.9  # walking cycles per second
 
@@ -329,7 +332,7 @@ def generate_scene(
     config = config or SceneConfig()
     root = Path(out)
     meta = config.to_meta()
-    if prepare_out_dir(root, meta, OWNED, overwrite):
+    if prepare_out_dir(root, meta, OWNED, overwrite, also_remove=PARTS):
         return reused_result(root)
     tasks = [(str(root), config, modality) for modality in Modality]
     run_tasks(_render_camera, tasks, workers, "synth scene (cameras)", show_progress)

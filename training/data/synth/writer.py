@@ -84,7 +84,9 @@ def _check_writable(root: Path) -> None:
         ) from None
 
 
-def prepare_out_dir(root: Path, meta: dict[str, Any], owned: Sequence[str], overwrite: bool) -> bool:
+def prepare_out_dir(
+    root: Path, meta: dict[str, Any], owned: Sequence[str], overwrite: bool, also_remove: Sequence[str] = ()
+) -> bool:
     """Make `root` ready for writing; True when it already holds exactly this dataset.
 
     Args:
@@ -106,7 +108,7 @@ def prepare_out_dir(root: Path, meta: dict[str, Any], owned: Sequence[str], over
             return True
         if not overwrite:
             raise DatasetError(root, _refusal(existing, meta, owned))
-        for name in (*owned, META_FILE):
+        for name in (*owned, *also_remove, META_FILE):
             _remove(root / name)
     _check_writable(root)
     return False
