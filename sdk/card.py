@@ -153,8 +153,9 @@ class ModelCard:
 
     def _validate(self) -> None:
         problems = []
-        if not self.model_name:
-            problems.append("model_name must be a non-empty string")
+        if not self.model_name or not isinstance(self.model_name, str):
+            problems.append(f"model_name must be a non-empty string, got {self.model_name!r}")
+        problems.extend(_type_problems(self))
         for name in ("embedding_dim", "input_height", "input_width"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -177,7 +178,9 @@ class ModelCard:
             not isinstance(self.dla_core, int) or isinstance(self.dla_core, bool) or self.dla_core < 0
         ):
             problems.append(f"dla_core must be a non-negative integer or null, got {self.dla_core!r}")
-        if self.match_threshold is not None and not -1.0 <= self.match_threshold <= 1.0:
+        threshold = self.match_threshold
+        numeric = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if numeric and not -1.0 <= threshold <= 1.0:
             problems.append(f"match_threshold is a cosine in [-1, 1], got {self.match_threshold}")
         problems.extend(_within_problems(self.match_threshold_within))
         for name in ("match_threshold_fmr", "match_threshold_fmr_achieved"):
@@ -251,8 +254,9 @@ class ModelCard:
         return out
 
     def to_json(self) -> str:
-        """Canonical JSON text (sorted keys)."""
-        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+        """Canonical JSON text (sorted keys); a NaN (a rate with nothing to measure) is written as null,
+        which every JSON reader takes."""
+        return json.dumps(_nan_to_null(self.to_dict()), sort_keys=True, indent=2)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "card") -> ModelCard:
@@ -376,3 +380,40 @@ class ModelCard:
                     ".json card beside it) or a Triton model folder"
                 )
         return cls.from_engine(path)
+
+
+def _type_problems(card: ModelCard) -> list[str]:
+    """Fields a hand-edited card may carry with the wrong type (they fail later, far from the cause)."""
+    problems = []
+    if not isinstance(card.normalized, bool):
+        problems.append(f"normalized must be true or false, got {card.normalized!r}")
+    if card.opset is not None and (
+        not isinstance(card.opset, int) or isinstance(card.opset, bool) or card.opset < 1
+    ):
+        problems.append(f"opset must be a positive integer or null, got {card.opset!r}")
+    if not all(isinstance(name, str) and name for name in (*card.input_names, card.output_name)):
+        problems.append(
+            f"input and output names must be non-empty strings: {card.input_names}, {card.output_name!r}"
+        )
+    threshold = card.match_threshold
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        problems.append(f"match_threshold must be a number or null, got {threshold!r}")
+    for name in ("calibration", "match_threshold_data"):
+        value = getattr(card, name)
+        if value is not None and not isinstance(value, Mapping):
+            problems.append(f"{name} must be an object or null, got {type(value).__name__}")
+    for name in ("tensorrt_version", "gpu_name", "compute_capability"):
+        value = getattr(card, name)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{name} must be a string or null, got {value!r}")
+    return problems
+
+
+def _nan_to_null(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, Mapping):
+        return {key: _nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(item) for item in value]
+    return value

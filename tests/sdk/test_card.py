@@ -221,6 +221,13 @@ def test_a_card_with_a_modality_no_vireid_writes_is_a_card_error_naming_its_sour
         ({"output_name": "modality"}, "must differ from the input names"),
         ({"model_config": [1]}, "model_config must be a mapping"),
         ({"color_order": "BGR"}, "color_order must be 'RGB'"),
+        ({"match_threshold": True}, "match_threshold must be a number"),
+        ({"match_threshold": "0.6"}, "match_threshold must be a number"),
+        ({"normalized": "no"}, "normalized must be true or false"),
+        ({"opset": "x"}, "opset must be a positive integer"),
+        ({"calibration": [1, 2]}, "calibration must be an object"),
+        ({"match_threshold_data": "abc"}, "match_threshold_data must be an object"),
+        ({"model_name": 5}, "model_name must be a non-empty string"),
     ],
 )
 def test_hand_edited_cards_are_card_errors_not_crashes_later(changes: dict, message: str) -> None:
@@ -229,3 +236,9 @@ def test_hand_edited_cards_are_card_errors_not_crashes_later(changes: dict, mess
     fields = {**contract_card().to_dict(), **changes}
     with pytest.raises(CardError, match=message):
         ModelCard(**fields)
+
+
+def test_a_nan_rate_is_written_as_null_valid_json_for_every_reader() -> None:
+    card = contract_card(match_threshold=0.6, match_threshold_data={"true_match_rate": float("nan")})
+    text = card.to_json()
+    assert "NaN" not in text and json.loads(text)["match_threshold_data"]["true_match_rate"] is None
