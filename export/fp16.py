@@ -183,7 +183,9 @@ class _Converter:
             if node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
                 attr.i = FLOAT16
             elif attr.name == "value" and attr.t.data_type == FLOAT:  # Constant, ConstantOfShape
-                half = self.onnx.numpy_helper.to_array(attr.t).astype(np.float16)
+                array = self.onnx.numpy_helper.to_array(attr.t).astype(np.float32)
+                self.overflow += int(np.sum(np.abs(array) > _FP16_MAX))  # clipped, as initializers
+                half = np.clip(array, -_FP16_MAX, _FP16_MAX).astype(np.float16)
                 attr.t.CopyFrom(self.onnx.numpy_helper.from_array(half, attr.t.name))
             elif attr.type == self.onnx.AttributeProto.GRAPH:
                 raise ArtifactError(f"node {node.name} ({node.op_type}) has a subgraph; not supported")

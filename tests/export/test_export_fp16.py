@@ -112,6 +112,30 @@ def test_converter_casts_outputs_back_and_retargets_casts() -> None:
     assert out.dtype == np.float32 and np.array_equal(out, np.zeros((2, 4), np.float32))
 
 
+def test_large_constants_are_clipped_and_counted_like_initializers() -> None:
+    """A Constant node's 1e5 became inf in FP16 without a word (initializers were clipped, counted)."""
+    make = helper.make_node
+    big = numpy_helper.from_array(np.full(4, 1e5, np.float32), "big")
+    nodes = [
+        make("Cast", ["x"], ["xf"], name="/cast_in", to=TensorProto.FLOAT),
+        make("Constant", [], ["c"], name="/const", value=big),
+        make("MatMul", ["xf", "w"], ["y"], name="/matmul"),
+        make("Add", ["y", "c"], ["out"], name="/add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, ["N", 4])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    assert convert_model(model, fp32_node_names(model, tail_scope="^/none/")) == 4
+    constant = next(n for n in model.graph.node if n.op_type == "Constant")
+    assert np.isfinite(numpy_helper.to_array(constant.attribute[0].t)).all()
+
+
 # ----- errors ---------------------------------------------------------------------------------------
 def test_refuses_fp16_input_wrong_contract_foreign_and_truncated_files(
     tiny_fp16: Path, tmp_path: Path
