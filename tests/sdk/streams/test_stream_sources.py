@@ -322,13 +322,17 @@ def test_a_frame_the_reader_cannot_convert_fails_the_source_instead_of_killing_i
     assert "shape (24, 32, 2) uint8 cannot be converted" in (src.stats().error or "")
 
 
-def test_16bit_colour_frames_are_stretched_to_8bit_bgr() -> None:
+@pytest.mark.parametrize(
+    ("shape", "dtype", "delivered"),
+    [((24, 32, 4), np.uint16, (24, 32, 3)), ((24, 32, 1), np.uint8, (24, 32))],
+    ids=["16-bit BGRA is stretched to 8-bit BGR", "(H, W, 1) is grey"],
+)
+def test_odd_frame_layouts_are_converted(shape: tuple, dtype: type, delivered: tuple) -> None:
     src = VideoSource(
-        "0", "visible", opener=lambda *a: ShapedCapture(2, (24, 32, 4), np.uint16), reconnect=False,
-        policy="every",
-    )  # fmt: skip
+        "0", "visible", opener=lambda *a: ShapedCapture(2, shape, dtype), reconnect=False, policy="every"
+    )
     frames = _finish(src)
-    assert len(frames) == 2 and frames[0].image.shape == (24, 32, 3) and frames[0].image.dtype == np.uint8
+    assert len(frames) == 2 and frames[0].image.shape == delivered and frames[0].image.dtype == np.uint8
     assert src.state is SourceState.ENDED
 
 
@@ -361,12 +365,3 @@ def test_a_server_that_accepts_and_drops_at_once_gets_a_growing_backoff() -> Non
         src.read(timeout=0.05)
     src.stop()
     assert len(opens) >= 6 and attempts[:5] == [0, 1, 2, 3, 4]
-
-
-def test_single_channel_8bit_frames_are_grey() -> None:
-    src = VideoSource(
-        "0", "infrared", opener=lambda *a: ShapedCapture(2, (24, 32, 1), np.uint8), reconnect=False,
-        policy="every",
-    )  # fmt: skip
-    frames = _finish(src)
-    assert len(frames) == 2 and frames[0].image.shape == (24, 32) and src.state is SourceState.ENDED
