@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import open_backend
+from ..backends.ort_config import default_threads
 from ..card import ModelCard, sha256_file
 from ..errors import ConfigError, InputSpecError, VireidError
 from ..preprocess import preprocess_crops
@@ -479,8 +480,9 @@ class TorchRunner(Runner):
         import torch
 
         self.torch = torch
-        if threads:
-            torch.set_num_threads(threads)
+        # the same default as ONNX Runtime's rows (cores this process may use, cgroup quota included):
+        # torch's own default, every core of the host, would oversubscribe a CPU-limited container
+        torch.set_num_threads(threads or default_threads())
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if precision == "int8":
             raise VireidError("torch eager has no INT8 path here; compare ONNX Runtime INT8 with torch fp32")
@@ -552,8 +554,6 @@ def open_runner(
     """Open one backend × precision (`config.streams` copies of it), or raise with the reason it
     cannot run here."""
     if config.streams > 1:
-        from ..backends.ort_config import default_threads
-
         threads = max(1, (config.threads or default_threads()) // config.streams)
         each = replace(config, streams=1, threads=threads)
         runners: list[Runner] = []
