@@ -166,6 +166,12 @@ class TensorRTBackend(Backend):
             self.last_stages = clock.stages
         return result  # a view of the pinned buffer; the base class copies it out under its lock
 
+    def __del__(self) -> None:
+        """A backend dropped without `close()` still frees its GPU and pinned memory and its stream
+        (they are not Python memory: nothing else would return them while the process lives)."""
+        with contextlib.suppress(Exception):  # at interpreter exit CUDA may be gone: nothing to tell
+            self.close()
+
     def _release(self) -> None:
         with self._cuda.current() if self._cuda.opened else contextlib.nullcontext():
             self._context = None  # context before engine before runtime, as TensorRT requires
