@@ -198,6 +198,10 @@ def _track_mean_warning(track: TrackMeanCheck, fmr: float) -> str:
     )
 
 
+SCORE_MARGIN = 1e-6
+"""Above float32's rounding of a cosine (about 6e-8 near 0.6) with room for summation order."""
+
+
 def threshold_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> tuple[float, float, float]:
     """`(threshold, achieved FMR, TMR)`: the lowest threshold with FMR(score ≥ t) ≤ `fmr`.
 
@@ -210,8 +214,9 @@ def threshold_at_fmr(genuine: np.ndarray, impostor: np.ndarray, fmr: float) -> t
     if impostor.size == 0:
         raise ConfigError("no impostor pairs: calibration needs at least two validation identities")
     allowed = math.floor(fmr * impostor.size + 1e-9)  # false matches tolerated (< size since fmr < 1)
-    # just above the highest impostor score that would exceed the allowance; a cosine is at most 1
-    threshold = min(float(np.nextafter(impostor[allowed], np.inf)), 1.0)
+    # above the highest impostor score that would exceed the allowance by more than float32 rounding:
+    # the runtime scores in float32, where that impostor can come out a few ulps higher than here
+    threshold = min(float(impostor[allowed]) + SCORE_MARGIN, 1.0)
     achieved = float(np.mean(impostor >= threshold))
     tmr = float(np.mean(np.asarray(genuine) >= threshold)) if len(genuine) else float("nan")
     return threshold, achieved, tmr
