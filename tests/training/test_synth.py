@@ -405,3 +405,18 @@ def test_baseline_report_rejects_bad_input(tmp_path: Path) -> None:
         baseline_report(tmp_path, trials=0)
     with pytest.raises(DatasetError, match="camera folders missing"):
         baseline_report(tmp_path)
+
+
+def test_scene_boxes_scale_by_the_rendered_size_not_the_nominal_resolution() -> None:
+    """At difficulty 2 the infrared camera renders 213 px for a 640 px frame: boxes were scaled x3,
+    the video x3.005, so a person at the right edge ended at 639 in infrared and 640 in visible."""
+    import types
+
+    from vireid.training.data.synth.scene import _ground_truth
+
+    owner = np.full((160, 213), -1, np.int16)
+    owner[40:150, 190:213] = 0
+    mask = np.ones((110, 23), bool)
+    scales = (640 / 213, 480 / 160)
+    truth = _ground_truth(types.SimpleNamespace(pid=7), mask, 190, 40, owner, 0, scales, (640, 480))
+    assert truth is not None and truth["box"][2] == 640 and truth["id"] == 7

@@ -193,19 +193,29 @@ def _frame_objects(
         _paste(frame, owner, img, mask, x0, y0, k)
         drawn.append((walk, mask, x0, y0))
     size = (painter.config.width, painter.config.height)
+    # per axis, from the sizes themselves: the rendered size is rounded, so 1/resolution is not exact
+    scales = (size[0] / frame.shape[1], size[1] / frame.shape[0])
     truth = (
-        _ground_truth(walk, mask, x0, y0, owner, k, s, size) for k, (walk, mask, x0, y0) in enumerate(drawn)
+        _ground_truth(walk, mask, x0, y0, owner, k, scales, size)
+        for k, (walk, mask, x0, y0) in enumerate(drawn)
     )
     return [item for item in truth if item is not None]
 
 
 def _ground_truth(
-    walk: Walk, mask: np.ndarray, x0: int, y0: int, owner: np.ndarray, k: int, s: float, size: tuple[int, int]
+    walk: Walk,
+    mask: np.ndarray,
+    x0: int,
+    y0: int,
+    owner: np.ndarray,
+    k: int,
+    scales: tuple[float, float],
+    size: tuple[int, int],
 ) -> dict | None:
     """Full-body box clipped to the frame, in output pixels, and visible fraction; None when off-frame.
 
-    `size` is the output frame's (width, height): a box found at reduced resolution is scaled by `s`
-    and clipped again, as rounding can push it a pixel past the frame.
+    `size` is the output frame's (width, height): a box found at reduced resolution is scaled by
+    `scales` (x, y) and clipped again, as rounding can push it a pixel past the frame.
     """
     ys, xs = np.nonzero(mask)
     fh, fw = owner.shape
@@ -216,7 +226,10 @@ def _ground_truth(
     visible = int(np.count_nonzero(owner[y1:y2, x1:x2] == k))
     width, height = size
     limits = (width, height, width, height)
-    box = [min(round(float(v) * s), limit) for v, limit in zip((x1, y1, x2, y2), limits, strict=True)]
+    factors = (scales[0], scales[1], scales[0], scales[1])
+    box = [
+        min(round(float(v) * f), limit) for v, f, limit in zip((x1, y1, x2, y2), factors, limits, strict=True)
+    ]
     return {"id": walk.pid, "box": box, "visibility": round(visible / len(xs), 3)}
 
 
