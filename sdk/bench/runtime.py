@@ -578,10 +578,8 @@ def open_runner(
         if built != precision:
             raise VireidError(f"the engine was built for {built}; build another for {precision}")
         return BackendRunner(source.engine, "tensorrt")
-    if backend == "ort-trt":  # TensorRT EP builds from the FP32 graph (fp16: a builder flag) or the QDQ one
-        if precision == "int8":
-            return BackendRunner(source.onnx_file("int8", log), "tensorrt")
-        return BackendRunner(source.onnx_file("fp32", log), "tensorrt", fp16=precision == "fp16")
+    if backend == "ort-trt":  # the file of that precision, as open_backend(file, "tensorrt") deploys it
+        return BackendRunner(source.onnx_file(precision, log), "tensorrt")
     device = "cpu" if backend == "ort-cpu" else "cuda"
     return BackendRunner(source.onnx_file(precision, log), device, **(threads if device == "cpu" else {}))
 
