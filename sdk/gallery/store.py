@@ -78,7 +78,8 @@ def _translated(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: GalleryStore, *args: Any, **kwargs: Any) -> Any:
-        with sqlite_errors(self.path, method.__name__.strip("_"), self.timeout, self.encrypted):
+        action = method.__name__.strip("_").removesuffix("_many")  # enroll_many: the user called enroll
+        with sqlite_errors(self.path, action, self.timeout, self.encrypted):
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -96,6 +97,12 @@ def sqlite_errors(path: str, action: str, timeout: float, encrypted: bool = Fals
             raise GalleryError(
                 f"{path}: {action}: another process held the gallery's write lock for more than "
                 f"{timeout:g} s ({exc}); retry, or pass a longer timeout to Gallery(...)."
+            ) from exc
+        if "readonly" in str(exc) or "read-only" in str(exc):
+            raise GalleryError(
+                f"{path}: {action} failed: {exc}. A gallery needs write access to its file and its folder, "
+                "even to read it (SQLite's WAL keeps -wal and -shm files beside it); run as a user who "
+                "may write there, or search a copy"
             ) from exc
         if type(exc).__name__ == "OperationalError":
             raise GalleryError(f"{path}: {action} failed: {exc}") from exc

@@ -222,10 +222,22 @@ def test_write_lock_timeout_is_a_gallery_error(tmp_path: Path, rng) -> None:
     with Gallery(path, SPACE, DIM, timeout=0.1) as g:
         raw = sqlite3.connect(path, isolation_level=None)
         raw.execute("BEGIN IMMEDIATE")
-        with pytest.raises(GalleryError, match="write lock"):
-            g.enroll("a", unit(rng, 1), "ir")
+        with pytest.raises(GalleryError, match=r"g\.db: enroll: another process held the gallery's write"):
+            g.enroll("a", unit(rng, 1), "ir")  # the user's call, not the store's enroll_many
         raw.execute("ROLLBACK")
         raw.close()
+
+
+def test_a_read_only_database_error_says_what_access_a_gallery_needs(tmp_path: Path) -> None:
+    """What SQLite raises for a user who may read but not write the file or its folder (WAL needs
+    both, even to read), translated; the permissions themselves cannot be tested as root."""
+    from vireid.gallery.store import sqlite_errors
+
+    with (
+        pytest.raises(GalleryError, match="needs write access to its file and its folder"),
+        sqlite_errors(str(tmp_path / "g.db"), "open", 1.0),
+    ):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
 
 
 # ----- faiss --------------------------------------------------------------------------------------
