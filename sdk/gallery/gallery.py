@@ -440,9 +440,10 @@ class Gallery:
 
         Args:
             path: a file written by `export_npz`.
-            on_conflict: for a name already enrolled: `error` (nothing is imported), `merge` (add its
-                vectors to the existing identity, whose metadata wins: the export adds only keys it
-                lacks) or `skip`.
+            on_conflict: for a name already enrolled: `error` (nothing is imported), `merge` (add the
+                vectors the existing identity does not hold yet, so a repeated import adds nothing;
+                its metadata wins: the export adds only keys it lacks) or `skip`. New identities keep
+                their exported creation time.
 
         Raises:
             GalleryError: another embedding space or dimension, a malformed or unsafe file, or a

@@ -49,6 +49,18 @@ class EmbeddingBatch:
     def __len__(self) -> int:
         return len(self.vectors)
 
+    def subset(self, rows: np.ndarray) -> EmbeddingBatch:
+        """The batch of the given row indices, in that order."""
+        picked = rows.tolist()
+        return EmbeddingBatch(
+            vectors=self.vectors[rows],
+            modalities=self.modalities[rows],
+            timestamps=self.timestamps[rows],
+            cameras=tuple(self.cameras[i] for i in picked),
+            track_ids=tuple(self.track_ids[i] for i in picked),
+            sources=tuple(self.sources[i] for i in picked),
+        )
+
 
 @dataclass(frozen=True)
 class Carried:

@@ -38,6 +38,9 @@ from .types import IdentityEmbeddings, IdentityInfo
 F = TypeVar("F", bound=Callable[..., Any])
 MEMORY = ":memory:"
 _CHUNK = 500  # ids per `IN (...)` query, below SQLite's variable limit
+SAME_VECTOR = 1e-6
+"""Largest element difference of two unit vectors a merge import treats as one (re-normalising an
+exported float32 vector moves it by about 1e-7)."""
 
 
 @dataclass(frozen=True)
@@ -224,15 +227,21 @@ class GalleryStore:
     # ----- writes ---------------------------------------------------------------------------------
     @_translated
     def enroll_many(
-        self, items: Sequence[tuple[str, Mapping[str, Any] | None, EmbeddingBatch]], existing: str = "add"
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any] | None, EmbeddingBatch]],
+        existing: str = "add",
+        created_at: Mapping[str, float] | None = None,
     ) -> list[np.ndarray]:
         """Store batches for several identities in one transaction.
 
         Args:
             items: `(name, metadata or None, batch)`; metadata, when given, replaces the stored one.
-            existing: what to do with a name already enrolled: `add` its vectors, `merge` them (add,
-                keeping the stored metadata and taking from `metadata` only keys it lacks), `replace`
-                its embeddings by these (in this same transaction), `skip` the item or raise (`error`).
+            existing: what to do with a name already enrolled: `add` its vectors, `merge` them (add
+                the rows it does not already hold, keeping the stored metadata and taking from
+                `metadata` only keys it lacks), `replace` its embeddings by these (in this same
+                transaction), `skip` the item or raise (`error`).
+            created_at: creation times (seconds since the epoch) of names new to the gallery, for an
+                import that keeps the exported ones; now for names it lacks.
 
         Returns:
             The new embedding ids of each item (empty for a skipped one).
@@ -251,26 +260,66 @@ class GalleryStore:
                     )
                 if identity_id is not None and existing == "replace":
                     self._delete_embeddings_of(conn, identity_id)
-                if identity_id is not None and existing == "merge" and metadata is not None:
-                    stored = conn.execute("SELECT metadata FROM identities WHERE id = ?", (identity_id,))
-                    metadata = {**metadata, **json.loads(stored.fetchone()[0] or "{}")}
-                identity_id = self._upsert_identity(conn, identity_id, name, metadata)
+                if identity_id is not None and existing == "merge":
+                    batch = self._rows_not_held(conn, identity_id, batch)
+                    if metadata is not None:
+                        stored = conn.execute("SELECT metadata FROM identities WHERE id = ?", (identity_id,))
+                        metadata = {**metadata, **json.loads(stored.fetchone()[0] or "{}")}
+                created = (created_at or {}).get(name, time.time())
+                identity_id = self._upsert_identity(conn, identity_id, name, metadata, created)
                 out.append(self._insert_rows(conn, identity_id, batch))
         return out
 
     def _upsert_identity(
-        self, conn: sqlite3.Connection, identity_id: int | None, name: str, metadata: Mapping[str, Any] | None
+        self,
+        conn: sqlite3.Connection,
+        identity_id: int | None,
+        name: str,
+        metadata: Mapping[str, Any] | None,
+        created_at: float,
     ) -> int:
         text = None if metadata is None else json.dumps(dict(metadata), sort_keys=True)
         if identity_id is None:
             cursor = conn.execute(
                 "INSERT INTO identities(name, metadata, created_at) VALUES (?, ?, ?)",
-                (name, text or "{}", time.time()),
+                (name, text or "{}", created_at),
             )
             return int(cursor.lastrowid or 0)
         if text is not None:
             conn.execute("UPDATE identities SET metadata = ? WHERE id = ?", (text, identity_id))
         return identity_id
+
+    def _rows_not_held(
+        self, conn: sqlite3.Connection, identity_id: int, batch: EmbeddingBatch
+    ) -> EmbeddingBatch:
+        """The rows of `batch` the identity does not hold yet (a held row with the same tags and, to float
+        rounding, the same vector), so importing one export twice with `merge` adds nothing the second
+        time."""
+        rows = conn.execute(
+            "SELECT id, modality, camera, timestamp, track_id, source FROM embeddings "
+            "WHERE identity_id = ? ORDER BY id",
+            (identity_id,),
+        ).fetchall()
+        if not rows or not len(batch):
+            return batch
+        held = np.empty((len(rows), self.meta.dim), dtype=np.float32)
+        self.read_vectors(conn, np.array([r[0] for r in rows], dtype=np.int64), held)
+        by_tags: dict[tuple[Any, ...], list[int]] = {}
+        for i, row in enumerate(rows):
+            by_tags.setdefault(tuple(row[1:]), []).append(i)
+        keep = []
+        for j in range(len(batch)):
+            tags = (
+                int(batch.modalities[j]),
+                batch.cameras[j],
+                float(batch.timestamps[j]),
+                batch.track_ids[j],
+                batch.sources[j],
+            )
+            same = by_tags.get(tags, [])
+            if not same or np.abs(held[same] - batch.vectors[j]).max(axis=1).min() > SAME_VECTOR:
+                keep.append(j)
+        return batch.subset(np.array(keep, dtype=np.int64))
 
     def _insert_rows(self, conn: sqlite3.Connection, identity_id: int, batch: EmbeddingBatch) -> np.ndarray:
         # Ids are assigned here, inside the write lock, from AUTOINCREMENT's sequence: never reused, so

@@ -22,6 +22,7 @@ before anything is written; then the whole import is one transaction.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import zipfile
@@ -104,7 +105,8 @@ def import_npz(store: GalleryStore, path: Path, on_conflict: str = "error") -> i
     manifest, arrays = read_npz(path)
     _check_manifest(manifest, store, path)
     items = _items(manifest, arrays, path)
-    added = store.enroll_many(items, existing=CONFLICT_POLICIES[on_conflict])
+    created = _created_at(manifest, path)
+    added = store.enroll_many(items, existing=CONFLICT_POLICIES[on_conflict], created_at=created)
     return sum(len(ids) for ids in added)
 
 
@@ -246,6 +248,22 @@ def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], path:
         problems.append(f"vectors that are not unit length (norms {norms.min():.4g} to {norms.max():.4g})")
     if problems:
         raise GalleryError(f"{path}: malformed export: {'; '.join(problems)}")
+
+
+def _created_at(manifest: dict[str, Any], path: Path) -> dict[str, float]:
+    """Each exported identity's creation time, kept by the import (exports before it was written lack it)."""
+    created = {}
+    for entry in manifest["identities"]:
+        value = entry.get("created_at") if isinstance(entry, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise GalleryError(
+                f"{path}: identity {entry.get('name')!r} has created_at {value!r}; expected seconds since "
+                "the epoch (a finite number)"
+            )
+        created[check_name(entry.get("name"))] = float(value)  # the stored (normalised) form
+    return created
 
 
 def _items(

@@ -52,12 +52,33 @@ def test_export_import_round_trip(tmp_path: Path, rng) -> None:
         assert b.info().num_embeddings == 4  # nothing of the failed import was written
         assert b.import_npz(out, on_conflict="skip") == 0
         b.enroll("bob", unit(rng, 1), "ir", metadata={"badge": 99})
-        assert b.import_npz(out, on_conflict="merge") == 4 and b.info().num_embeddings == 9
-        # merge adds vectors; the gallery's metadata wins and the export only adds keys it lacks
+        # merge adds only what is not held yet: nothing here, the first import brought every row
+        assert b.import_npz(out, on_conflict="merge") == 0 and b.info().num_embeddings == 5
+        # the gallery's metadata wins and the export only adds keys it lacks
         assert {i.name: dict(i.metadata) for i in b.identities()} == {
             "alice": {"k": [1]},
             "bob": {"badge": 99},
         }
+
+
+def test_merge_import_adds_missing_rows_once_and_keeps_creation_times(tmp_path: Path, rng) -> None:
+    out = tmp_path / "export.npz"
+    with Gallery(tmp_path / "a.db", SPACE, DIM) as a:
+        a.enroll("alice", unit(rng, 2), "ir", timestamps=7.0)  # same tags, different vectors
+        a.enroll("bob", unit(rng, 1), "visible")
+        a.export_npz(out)
+        created = {i.name: i.created_at for i in a.identities()}
+        alice = a.embeddings("alice")
+    with Gallery(tmp_path / "b.db", SPACE, DIM) as b:
+        b.enroll("alice", alice.vectors[:1], "ir", timestamps=7.0)  # holds one of alice's two rows
+        assert b.import_npz(out, on_conflict="merge") == 2  # alice's other row and bob's
+        assert b.import_npz(out, on_conflict="merge") == 0  # a repeated merge doubles nothing
+        assert {i.name: i.num_embeddings for i in b.identities()} == {"alice": 2, "bob": 1}
+        np.testing.assert_allclose(
+            np.sort(b.embeddings("alice").vectors, axis=0), np.sort(alice.vectors, axis=0)
+        )
+        assert b.identities()[1].created_at == created["bob"]  # an imported identity keeps its time
+        assert b.identities()[0].created_at != created["alice"]  # alice was created here
 
 
 def test_import_refuses_other_embedding_space(tmp_path: Path, rng) -> None:
@@ -134,6 +155,17 @@ def test_import_refuses_malformed_arrays(
     np.savez(bad, **(_valid_arrays(rng) | change))
     with pytest.raises(GalleryError, match=match):
         gallery.import_npz(bad)
+
+
+def test_import_refuses_a_created_at_that_is_not_a_time(gallery: Gallery, rng, tmp_path: Path) -> None:
+    arrays = _valid_arrays(rng)
+    manifest = json.loads(arrays["manifest"].tobytes())
+    manifest["identities"][0]["created_at"] = "yesterday"
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **(arrays | {"manifest": np.frombuffer(json.dumps(manifest).encode(), np.uint8)}))
+    with pytest.raises(GalleryError, match=r"bad\.npz: identity 'a' has created_at 'yesterday'"):
+        gallery.import_npz(bad)
+    assert gallery.info().num_embeddings == 0
 
 
 # ----- concurrency --------------------------------------------------------------------------------
