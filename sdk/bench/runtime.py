@@ -5,7 +5,8 @@ that a noisy neighbour or a CPU clock change hits every row alike and the ratios
 latency p50/p90/p99, throughput, a per-stage split (preprocessing of raw crops, host→device, inference,
 device→host, where the runtime lets them be separated), memory, and the cosine of its embeddings to the
 reference row (FP32 ONNX Runtime on CPU, else torch). Backends that cannot run here are listed as
-skipped with the reason, never silently dropped. Several models (`compare_models`) share the same
+skipped with the reason, never silently dropped; so is a configuration that opened and then failed
+while running (out of memory at a large batch, a driver error), without ending the run. Several models (`compare_models`) share the same
 interleaved rounds, so the ratios between models are fair too.
 
 `torch` (eager PyTorch, the reference users compare against) needs the `train` extra and a checkpoint
@@ -596,6 +597,21 @@ class _Config:
     times: list[float] = field(default_factory=list)
     stages: list[dict[str, float]] = field(default_factory=list)
     rss_mb: float = 0.0
+    error: str | None = None
+
+    def call(self) -> float | None:
+        """Seconds one call took, or None (and `error` set) when the runtime failed: a configuration
+        that opened and then fails (out of memory at a large batch, a driver error) is reported as
+        skipped with the reason instead of ending the whole run."""
+        if self.error is not None:
+            return None
+        start = time.perf_counter()
+        try:
+            self.runner.run(self.images, self.modality)
+        except Exception as exc:  # any runtime's failure becomes this row's skip reason
+            self.error = _reason(exc)
+            return None
+        return time.perf_counter() - start
 
 
 @dataclass
@@ -659,7 +675,7 @@ def _bench(sources: list[ModelSource], config: BenchConfig, log: Callable[[str],
                 for (b, p), runner in model.runners.items()
                 for n in sorted(config.batches)
             ]
-            results.append(_cosines(model.runners, (images, modality)))
+            results.append(_cosines(model, (images, modality)))
         _time_all([model.configs for model in opened], config, log)
         return [_report(model, cosines, config) for model, cosines in zip(opened, results, strict=True)]
     finally:
@@ -697,13 +713,19 @@ def _report(
     rows = [
         _row(c, preprocess[c.batch], by_runner.get((c.backend, c.precision)), config.streams)
         for c in model.configs
+        if c.error is None
+    ]
+    failed = [
+        Skipped(c.backend, c.precision, f"batch {c.batch} failed while running: {c.error}")
+        for c in model.configs
+        if c.error is not None
     ]
     return BenchReport(
         model=model.source.spec,
         input_size=model.card.input_size,
         embedding_dim=model.card.embedding_dim,
         rows=rows,
-        skipped=model.skipped,
+        skipped=model.skipped + failed,
         reference=" ".join(reference) if reference else None,
         environment=environment(),
         config=config,
@@ -796,11 +818,19 @@ def _inputs(card: ModelCard, batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cosines(
-    runners: dict[tuple[str, str], Runner], inputs: tuple[np.ndarray, np.ndarray]
+    model: _Opened, inputs: tuple[np.ndarray, np.ndarray]
 ) -> tuple[dict[tuple[str, str], float], tuple[str, str] | None]:
-    """Lowest cosine of each runner's embeddings to the reference runner's, on up to 8 images."""
+    """Lowest cosine of each runner's embeddings to the reference runner's, on up to 8 images; a
+    runner that fails here fails every configuration of it (see `_Config.call`)."""
     images, modality = inputs[0][:8], inputs[1][:8]
-    outputs = {key: runner.run(images, modality) for key, runner in runners.items()}
+    outputs = {}
+    for key, runner in model.runners.items():
+        try:
+            outputs[key] = runner.run(images, modality)
+        except Exception as exc:  # reported as the configurations' skip reason
+            for c in model.configs:
+                if (c.backend, c.precision) == key:
+                    c.error = _reason(exc)
     reference = next((key for key in REFERENCE_ORDER if key in outputs), None)
     if reference is None:
         return {}, None
@@ -836,22 +866,24 @@ def _time_all(groups: list[list[_Config]], config: BenchConfig, log: Callable[[s
     configs = [c for group in groups for c in group]
     for c in configs:  # warm-up, and the per-call time that sizes a `seconds` budget
         for _ in range(config.warmup):
-            c.runner.run(c.images, c.modality)
+            c.call()
     calls_of = {id(c): calls for c, calls in zip(configs, _calls_per_round(configs, config), strict=True)}
     for round_index in range(config.rounds):
         ordered = groups if round_index % 2 == 0 else groups[::-1]
-        for c in (c for group in ordered for c in group):
-            calls = calls_of[id(c)]
+        for c in (c for group in ordered for c in group if c.error is None):
             time.sleep(SETTLE_S)  # let the previous runtime's spinning worker threads park
-            for _ in range(calls):
-                start = time.perf_counter()
-                c.runner.run(c.images, c.modality)
-                c.times.append(time.perf_counter() - start)
+            for _ in range(calls_of[id(c)]):
+                seconds = c.call()
+                if seconds is None:
+                    c.times.clear()
+                    break
+                c.times.append(seconds)
                 stages = c.runner.last_stages()
                 if stages:
                     c.stages.append(stages)
             c.rss_mb = _proc_status_mb("VmRSS")  # resident memory right after this configuration ran
-        log(f"round {round_index + 1}/{config.rounds} done")
+        if any(c.error is None for c in configs):
+            log(f"round {round_index + 1}/{config.rounds} done")
 
 
 def _calls_per_round(configs: list[_Config], config: BenchConfig) -> list[int]:
@@ -859,9 +891,7 @@ def _calls_per_round(configs: list[_Config], config: BenchConfig) -> list[int]:
         return [max(1, -(-config.iters // config.rounds)) for _ in configs]
     counts = []
     for c in configs:
-        start = time.perf_counter()
-        c.runner.run(c.images, c.modality)
-        one = max(time.perf_counter() - start, 1e-6)
+        one = max(c.call() or 0.0, 1e-6)
         counts.append(max(1, round(config.seconds / config.rounds / one)))
     return counts
 

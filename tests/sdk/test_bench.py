@@ -351,3 +351,34 @@ def test_a_named_backend_that_gives_no_row_fails_the_command(tmp_path: Path, cap
     assert main(["bench", str(model), "--backend", "ort-cpu,ort-cuda", *quick]) == 1
     assert "--backend ort-cuda gave no row" in capsys.readouterr().err
     assert main(["bench", str(model), "--backend", "ort-cpu", *quick]) == 0
+
+
+def test_a_configuration_that_fails_while_running_is_skipped_not_fatal_simulated_failure(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A runtime that opened and then fails at one batch (out of memory, a driver error; SIMULATED by
+    wrapping the real ONNX Runtime runner) loses that row only, with the reason; the others are timed."""
+    from vireid.bench import runtime
+
+    model = build_contract_model(tmp_path / "m.onnx")
+    original = runtime.BackendRunner.run
+
+    def fails_at_batch_16(self, images, modality):
+        if len(images) == 16:  # the cosine probe runs 8 images
+            raise MemoryError("simulated: cannot allocate the batch")
+        return original(self, images, modality)
+
+    monkeypatch.setattr(runtime.BackendRunner, "run", fails_at_batch_16)
+    config = BenchConfig(backends=("ort-cpu",), precisions=("fp32",), batches=(1, 16), iters=2, rounds=2)
+    report = run_bench(model, config)
+    assert [(r.backend, r.batch, r.iterations) for r in report.rows] == [("ort-cpu", 1, 2)]
+    assert [(s.backend, s.precision) for s in report.skipped] == [("ort-cpu", "fp32")]
+    assert "batch 16 failed while running" in report.skipped[0].reason
+    assert "cannot allocate the batch" in report.skipped[0].reason
+    assert "batch 16 failed while running" in report.table()
+    # a runner failing on every call gives no row: the CLI names it and exits 1
+    monkeypatch.setattr(runtime.BackendRunner, "run", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    quick = ["--batch", "1", "--iters", "2", "--rounds", "1", "--precision", "fp32"]
+    assert main(["bench", str(model), "--backend", "ort-cpu", *quick]) == 1
+    captured = capsys.readouterr()
+    assert "failed while running" in captured.out + captured.err and "round 1/1 done" not in captured.err
