@@ -68,12 +68,17 @@ def resolve_device(name: str) -> torch.device:
         raise DeviceError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") from None
 
 
-def _distributed() -> tuple[int, int]:
+def process_group_backend(device: torch.device) -> str:
+    """NCCL for CUDA training, gloo otherwise: by the device the run trains on, not by whether the
+    machine has a GPU (NCCL cannot reduce CPU tensors, so `run.device: cpu` on a CUDA machine needs gloo)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size); initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        torch.distributed.init_process_group(backend=process_group_backend(device))
     rank = torch.distributed.get_rank() if world > 1 else 0
     return rank, world
 
@@ -104,9 +109,10 @@ class Trainer:
         overwrite: bool = False,
     ) -> None:
         self.cfg, self.data_root, self.out_dir = config, Path(data_root), Path(out_dir)
-        self.rank, self.world = _distributed()
+        device = resolve_device(config.run.device)
+        self.rank, self.world = _distributed(device)
         self._replaces_run = _check_run_folder(self.out_dir, resume, overwrite)
-        self.device = _rank_device(resolve_device(config.run.device), self.world)
+        self.device = _rank_device(device, self.world)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
@@ -249,7 +255,7 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg.optim.epochs + 1):
             stats = self._train_epoch(epoch)
             if self._should_validate(epoch):
-                stats.update(self._validate(epoch))
+                stats.update(self._validate_keeping_the_epoch(epoch))
             if self.rank == 0:
                 self._log({"event": "epoch", "epoch": epoch, **stats})
                 self._save("last", epoch)
@@ -355,6 +361,21 @@ class Trainer:
     def _should_validate(self, epoch: int) -> bool:
         every = self.cfg.run.eval_every
         return self.rank == 0 and every > 0 and (epoch % every == 0 or epoch == self.cfg.optim.epochs)
+
+    def _validate_keeping_the_epoch(self, epoch: int) -> dict[str, float]:
+        """`_validate`; when it fails (out of memory, a damaged test image, Ctrl-C) the epoch's training
+        is saved in `last` first, so `--resume` continues after it instead of training it again."""
+        try:
+            return self._validate(epoch)
+        except BaseException:
+            self._save("last", epoch)
+            log.error(
+                "validation after epoch %d failed; the epoch's weights are saved in %s: fix the cause and "
+                "continue with --resume (that epoch is not validated again)",
+                epoch,
+                paths_for(self.out_dir / "last")[0],
+            )
+            raise
 
     def _validate(self, epoch: int) -> dict[str, float]:
         protocol, trials = (

@@ -6,8 +6,8 @@ latency p50/p90/p99, throughput, a per-stage split (preprocessing of raw crops, 
 device→host, where the runtime lets them be separated), memory, and the cosine of its embeddings to the
 reference row (FP32 ONNX Runtime on CPU, else torch). Backends that cannot run here are listed as
 skipped with the reason, never silently dropped; so is a configuration that opened and then failed
-while running (out of memory at a large batch, a driver error), without ending the run. Several models (`compare_models`) share the same
-interleaved rounds, so the ratios between models are fair too.
+while running (out of memory at a large batch, a driver error), without ending the run. Several models
+(`compare_models`) share the same interleaved rounds, so the ratios between models are fair too.
 
 `torch` (eager PyTorch, the reference users compare against) needs the `train` extra and a checkpoint
 or `random:BACKBONE` model; everything else needs only the runtime. ONNX files a row needs but that do

@@ -199,6 +199,14 @@ def test_distributed_data_parallel_on_gloo_with_two_processes(
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
+def test_the_process_group_follows_the_training_device_not_the_machine() -> None:
+    """`run.device: cpu` on a CUDA machine used to get NCCL, which cannot reduce CPU tensors."""
+    from vireid.training.trainer import process_group_backend
+
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(torch.device("cuda", 1)) == "nccl"
+
+
 DDP_SCRIPT = """
 import sys, numpy as np
 from vireid.training.config import TrainConfig
@@ -381,3 +389,22 @@ def test_resume_needs_no_pretrained_file(sysu: Path, tmp_path: Path) -> None:
     train(config.with_overrides({"optim.epochs": 1}), sysu, tmp_path / "run")
     weights.unlink()
     assert train(config, sysu, tmp_path / "run", resume=True).epochs_run == 1
+
+
+def test_a_failed_validation_keeps_the_epochs_training_simulated_failure(
+    sysu: Path, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """The epoch's weights reach `last` before its validation's failure (SIMULATED here by an evaluation
+    that raises) propagates; `--resume` then continues with the next epoch."""
+    from vireid.training import trainer as trainer_module
+
+    def failing_evaluation(*args, **kwargs):
+        raise MemoryError("simulated: evaluation ran out of memory")
+
+    monkeypatch.setattr(trainer_module, "evaluate_model", failing_evaluation)
+    with caplog.at_level(logging.ERROR), pytest.raises(MemoryError, match="simulated"):
+        train(_config(), sysu, tmp_path / "run")
+    assert "validation after epoch 1 failed" in caplog.text and "--resume" in caplog.text
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").epoch == 1
+    monkeypatch.undo()
+    assert train(_config(), sysu, tmp_path / "run", resume=True).epochs_run == 1
