@@ -183,11 +183,13 @@ def contract_problems(table: dict[str, TensorInfo], card: ModelCard) -> list[str
             problems.append(f"'{name}' is an {'input' if got.is_input else 'output'}, expected the opposite")
         if got.dtype != want.dtype:
             problems.append(f"'{name}' is {got.dtype}, expected {want.dtype}")
-        dims_ok = len(got.shape) == len(want.shape) and all(
-            g in (w, -1) for g, w in zip(got.shape[1:], want.shape[1:], strict=False)
-        )
-        if not dims_ok or got.shape[:1] != (-1,):
-            problems.append(f"'{name}' has shape {list(got.shape)}, expected {list(want.shape)} (-1 = batch)")
+        # every dimension but the batch must be fixed: buffers are allocated once for the profile's
+        # largest batch, and a dynamic height or width (-1) has no size to allocate
+        if got.shape[1:] != want.shape[1:] or got.shape[:1] != (-1,):
+            dynamic = " (only the batch may be dynamic)" if -1 in got.shape[1:] else ""
+            problems.append(
+                f"'{name}' has shape {list(got.shape)}, expected {list(want.shape)} (-1 = batch){dynamic}"
+            )
     return problems
 
 

@@ -217,6 +217,16 @@ def test_fake_engine_dtype_mismatch_is_refused(cudart, tmp_path) -> None:
         open_backend(make_engine(tmp_path, tensors=tensors), "tensorrt")
 
 
+def test_fake_engine_with_dynamic_height_and_width_is_refused_at_open(cudart, tmp_path) -> None:
+    """It used to pass the contract check and fail later, allocating buffers of size -1."""
+    tensors = fake.engine_spec()["tensors"]
+    tensors[0] = {**tensors[0], "shape": [-1, -1, -1, 3]}
+    with pytest.raises(
+        ArtifactError, match=r"'images' has shape \[-1, -1, -1, 3\].*only the batch may be dynamic"
+    ):
+        open_backend(make_engine(tmp_path, tensors=tensors), "tensorrt")
+
+
 def test_fake_engine_profile_differing_from_card_is_refused(cudart, tmp_path) -> None:
     with pytest.raises(ArtifactError, match=r"engine profile batch 1..16 differs from its card's 1..8"):
         open_backend(make_engine(tmp_path, profile=(1, 4, 16)), "tensorrt")
