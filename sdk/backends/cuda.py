@@ -226,6 +226,8 @@ class PyCuda(CudaRuntime):
         self.context: Any = None
         self.stream: Any = None
         self._device: list[Any] = []
+        self._depth = 0  # nesting of `current()` blocks
+        self._to_detach: Any = None
 
     def open(self, device_id: int) -> tuple[str, str]:
         drv = self.driver
@@ -253,36 +255,63 @@ class PyCuda(CudaRuntime):
         if context is None:
             raise DeviceError("the CUDA context was released: the engine is closed; open it again")
         context.push()
+        self._depth += 1
         try:
             yield
         finally:
             context.pop()
+            self._depth -= 1
+            if self._depth == 0 and self._to_detach is not None:
+                self._detach()
+
+    def _detach(self) -> None:
+        """Give back the primary-context reference `open` retained, once no block has it pushed."""
+        context, self._to_detach = self._to_detach, None
+        with contextlib.suppress(self.driver.Error):  # the device may already be gone
+            context.detach()
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """pycuda's `driver.Error` (out of memory, a lost device) as `DeviceError`, like cuda-python's."""
+        try:
+            yield
+        except self.driver.Error as exc:
+            raise DeviceError(f"CUDA call {what} failed ({exc}); check the GPU with `nvidia-smi`") from exc
 
     def alloc_device(self, nbytes: int) -> int:
-        allocation = self.driver.mem_alloc(nbytes)
+        with self._errors(f"mem_alloc({nbytes})"):
+            allocation = self.driver.mem_alloc(nbytes)
         self._device.append(allocation)
         return int(allocation)
 
     def alloc_pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        return self.driver.pagelocked_empty(shape, dtype)
+        with self._errors(f"pagelocked_empty({shape})"):
+            return self.driver.pagelocked_empty(shape, dtype)
 
     def to_device(self, dst: int, src: np.ndarray) -> None:
-        self.driver.memcpy_htod_async(dst, src, self.stream)
+        with self._errors("H2D copy"):
+            self.driver.memcpy_htod_async(dst, src, self.stream)
 
     def to_host(self, dst: np.ndarray, src: int) -> None:
-        self.driver.memcpy_dtoh_async(dst, src, self.stream)
+        with self._errors("D2H copy"):
+            self.driver.memcpy_dtoh_async(dst, src, self.stream)
 
     def stream_handle(self) -> int:
         return int(self.stream.handle)
 
     def synchronize(self) -> None:
-        self.stream.synchronize()
+        with self._errors("stream synchronize"):
+            self.stream.synchronize()
 
     def release(self) -> None:
-        if self.context is None:
+        context = self.context
+        if context is None:
             return
         with self.current():
             while self._device:
                 self._device.pop().free()
             self.stream = None
         self.context = None
+        self._to_detach = context  # detached when the outermost block pops it (now, or the caller's)
+        if self._depth == 0:
+            self._detach()

@@ -638,6 +638,8 @@ def pycuda_driver(devices: int = 1) -> types.ModuleType:
     class Allocation:
         def __init__(self, nbytes: int) -> None:
             needs_context("cuMemAlloc")
+            if getattr(drv, "out_of_memory", False):
+                raise Error("cuMemAlloc failed: out of memory")
             self.buffer = ctypes.create_string_buffer(nbytes)
 
         def __int__(self) -> int:
@@ -656,6 +658,9 @@ def pycuda_driver(devices: int = 1) -> types.ModuleType:
             needs_context("cuCtxPopCurrent")
             local.stack = local.stack[:-1]
             drv.events.append("pop")
+
+        def detach(self) -> None:  # releases the primary-context reference retain_primary_context took
+            drv.events.append("detach")
 
     class Device:
         def __init__(self, index: int) -> None:

@@ -312,7 +312,16 @@ def test_fake_pycuda_is_used_when_cuda_python_is_missing(tmp_path, monkeypatch) 
         np.testing.assert_allclose(
             backend.infer(images, codes), fake.fake_engine_function(images, codes, D), atol=1e-6
         )
-    assert driver.events[0] == "push" and driver.events[-1] == "pop" and driver.events.count("free") == 3
+    assert driver.events[0] == "push" and driver.events[-2:] == ["pop", "detach"]  # the context given back
+    assert driver.events.count("free") == 3 and driver.events.count("detach") == 1
+
+
+def test_fake_pycuda_out_of_memory_is_a_device_error(tmp_path, monkeypatch) -> None:
+    driver = use_fake_pycuda(monkeypatch)
+    driver.out_of_memory = True
+    path = make_engine(tmp_path, card=engine_card(compute_capability="8.7"))
+    with pytest.raises(DeviceError, match=r"CUDA call mem_alloc\(\d+\) failed \(cuMemAlloc failed: out of"):
+        open_backend(path, "tensorrt")
 
 
 def test_fake_a_backend_dropped_without_close_still_frees_its_memory(cudart, tmp_path) -> None:
