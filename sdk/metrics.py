@@ -52,18 +52,27 @@ class RankMetrics:
         return out
 
 
-def _check_inputs(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray) -> np.ndarray:
+def _check_inputs(
+    distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, max_rank: int, what: str = "pids"
+) -> np.ndarray:
     distmat = np.asarray(distmat)
     if distmat.ndim != 2:
         raise InputSpecError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
     num_q, num_g = distmat.shape
     if np.shape(q_pids) != (num_q,) or np.shape(g_pids) != (num_g,):
         raise InputSpecError(
-            f"pids must match distmat {distmat.shape}: got q_pids {np.shape(q_pids)}, "
-            f"g_pids {np.shape(g_pids)}"
+            f"{what} must match distmat {distmat.shape}: got {np.shape(q_pids)} for the queries, "
+            f"{np.shape(g_pids)} for the gallery"
         )
     if num_q == 0 or num_g == 0:
         raise InputSpecError(f"need at least one query and one gallery item, got {distmat.shape}")
+    if max_rank < 1:
+        raise InputSpecError(f"max_rank must be >= 1, got {max_rank}")
+    if not np.isfinite(distmat).all():  # argsort would rank NaN last and score it as a weak model
+        raise InputSpecError(
+            f"distmat holds {int(np.size(distmat) - np.isfinite(distmat).sum())} NaN or infinite "
+            "distances; check the embeddings for non-finite values"
+        )
     return distmat
 
 
@@ -141,7 +150,8 @@ def evaluate_sysu(
     `excluded` lists the (query camera, gallery camera) pairs whose gallery images a query never sees;
     the reverse direction (visible queries) passes `((2, 3),)`.
     """
-    distmat = _check_inputs(distmat, q_pids, g_pids)
+    distmat = _check_inputs(distmat, q_pids, g_pids, max_rank)
+    _check_inputs(distmat, q_camids, g_camids, max_rank, what="camids")
     g_pids, q_camids, g_camids = np.asarray(g_pids), np.asarray(q_camids), np.asarray(g_camids)
     max_rank = min(max_rank, distmat.shape[1])
     order, matches = _ranked(distmat, q_pids, g_pids)
@@ -157,7 +167,7 @@ def evaluate_regdb(
     distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, max_rank: int = 20
 ) -> RankMetrics:
     """RegDB evaluation (standard CMC over the full ranking, no removal)."""
-    distmat = _check_inputs(distmat, q_pids, g_pids)
+    distmat = _check_inputs(distmat, q_pids, g_pids, max_rank)
     g_pids = np.asarray(g_pids)
     max_rank = min(max_rank, distmat.shape[1])
     _, matches = _ranked(distmat, q_pids, g_pids)

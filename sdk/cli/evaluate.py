@@ -92,12 +92,14 @@ def run(args: argparse.Namespace) -> int:
             f"{args.data}: no such folder; --data takes a SYSU-MM01- or RegDB-layout dataset folder "
             "(`vireid synth sysu --out DIR` makes a synthetic one)"
         )
+    from vireid.training.data.protocols import check_dataset
     from vireid.training.evaluate import evaluate_directions, is_checkpoint
 
     if any(is_checkpoint(p) for p in models):
         require("torch", "train", "vireid evaluate on a checkpoint")
     rerank = Rerank.parse(args.rerank) if args.rerank else None
     trials = _trials(args, models)
+    check_dataset(args.data, args.protocol, args.shots)  # layout and shots, before any model loads
     directions = (False, True) if args.both_directions else (False,)
     results: dict[str, dict[bool, Any]] = {}
     for path in models:  # one model load per file; both directions share its embeddings

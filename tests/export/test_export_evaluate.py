@@ -101,6 +101,23 @@ def test_evaluate_cli_errors_name_the_file(tiny_sysu: Path, tmp_path: Path, caps
     assert "pass the model once" in capsys.readouterr().err
 
 
+def test_evaluate_cli_refuses_a_wrong_layout_before_loading_the_model(
+    tiny_sysu: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from vireid.training import evaluate
+
+    loaded = []
+    monkeypatch.setattr(evaluate, "evaluate_directions", lambda *a, **k: loaded.append(a))
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read: the dataset is refused first")
+    assert main(["evaluate", str(model), "--data", str(tiny_sysu), "--protocol", "regdb-v2t"]) == 1
+    assert (
+        "folders missing: Visible, Thermal, idx; this looks like a SYSU-MM01 folder"
+        in capsys.readouterr().err
+    )
+    assert loaded == []
+
+
 def test_evaluating_an_onnx_artifact_never_imports_torch(tiny_onnx: Path, tiny_sysu: Path) -> None:
     import subprocess
     import sys

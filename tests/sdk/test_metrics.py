@@ -59,6 +59,21 @@ def test_input_shape_errors() -> None:
         evaluate_regdb(np.zeros(3), np.zeros(3), np.zeros(3))
     with pytest.raises(InputSpecError, match="pids must match"):
         evaluate_regdb(np.zeros((2, 3)), np.zeros(3), np.zeros(3))
+    with pytest.raises(InputSpecError, match="max_rank must be >= 1, got 0"):
+        evaluate_regdb(np.zeros((2, 3)), np.zeros(2), np.zeros(3), max_rank=0)
+    with pytest.raises(InputSpecError, match=r"camids must match distmat \(2, 3\)"):
+        evaluate_sysu(np.zeros((2, 3)), np.zeros(2), np.zeros(3), np.full(2, 3), np.ones(2))
+
+
+def test_non_finite_distances_are_refused_not_scored() -> None:
+    """NaN used to sort last and give R1 0.33 / mAP 0.51 for an all-NaN matrix."""
+    distmat = np.full((3, 3), np.nan)
+    with pytest.raises(InputSpecError, match="9 NaN or infinite distances"):
+        evaluate_regdb(distmat, np.arange(3), np.arange(3))
+    distmat = np.zeros((3, 3))
+    distmat[0, 1] = np.inf
+    with pytest.raises(InputSpecError, match="1 NaN or infinite"):
+        evaluate_sysu(distmat, np.arange(3), np.arange(3), np.full(3, 3), np.ones(3))
 
 
 def _random_case(rng: np.random.Generator, num_q: int, num_g: int, ties: bool) -> tuple:

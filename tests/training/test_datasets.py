@@ -74,13 +74,34 @@ def test_test_ids_without_infrared_images_are_reported_not_silently_dropped(tmp_
     )
 
 
-def test_sysu_multi_shot_draws_ten_per_camera_reproducibly(tmp_path: Path) -> None:
-    data = SysuMM01(make_sysu(tmp_path / "sysu"))
+def test_sysu_multi_shot_draws_ten_different_images_per_camera_reproducibly(tmp_path: Path) -> None:
+    root = make_sysu(tmp_path / "sysu", per_cam=14)
+    data = SysuMM01(root)
     first, again = data.gallery("all", 3, shots=10), data.gallery("all", 3, shots=10)
     assert first.paths == again.paths
+    assert len(set(first.paths)) == len(first.paths)  # never the same image twice (it counted twice)
     pairs = list(zip(first.pids.tolist(), first.camids.tolist(), strict=True))
-    assert all(pairs.count(pair) == 10 for pair in set(pairs))
+    held = {pair: len(list((root / f"cam{pair[1]}" / f"{pair[0]:04d}").iterdir())) for pair in set(pairs)}
+    assert all(pairs.count(pair) == min(10, n) for pair, n in held.items())
+    assert any(n < 10 for n in held.values()) and any(n > 10 for n in held.values())  # both cases hit
     assert data.gallery("all", 4, shots=10).paths != first.paths
+
+
+def test_sysu_gallery_draws_leave_the_global_random_state_alone(tmp_path: Path) -> None:
+    data = SysuMM01(make_sysu(tmp_path / "sysu"))
+    random.seed(123)
+    expected = random.random()
+    random.seed(123)
+    data.gallery("all", 0)
+    assert random.random() == expected
+
+
+def test_sysu_bad_trial_and_search_mode_are_dataset_errors(tmp_path: Path) -> None:
+    data = SysuMM01(make_sysu(tmp_path / "sysu"))
+    with pytest.raises(DatasetError, match="trial must be between 0 and 2\\*\\*32 - 1"):
+        data.gallery("all", -1)
+    with pytest.raises(DatasetError, match="search mode 'outdoor' is not one of all, indoor"):
+        data.query("outdoor")
 
 
 @pytest.mark.parametrize(
@@ -153,6 +174,15 @@ def test_regdb_malformed_and_escaping_index_lines(tmp_path: Path) -> None:
             RegDB(root).split(trial, "test", "visible")
 
 
+def test_regdb_index_naming_missing_images_is_refused_when_read(tmp_path: Path) -> None:
+    root = make_regdb(tmp_path / "regdb")
+    (root / "idx" / "test_thermal_1.txt").write_text("Thermal/1/t_1_0.jpg 0\nThermal/9/gone.jpg 1\n")
+    with pytest.raises(
+        DatasetError, match=r"1 of the 2 images it lists are not under .*\(Thermal/9/gone.jpg\)"
+    ):
+        RegDB(root).split(1, "test", "thermal")
+
+
 def test_regdb_with_symlinked_folders_is_read(tmp_path: Path) -> None:
     """Datasets often live elsewhere behind symlinks; the escape check used to refuse those."""
     store = make_regdb(tmp_path / "store")
@@ -185,6 +215,41 @@ def test_protocol_runner_with_perfect_matcher(tmp_path: Path) -> None:
     payload = result.to_dict()
     assert payload["protocol"] == "sysu-all" and len(payload["cmc"]) == 20 and len(payload["trials"]) == 3
     assert "R1" in result.table() and "100.00" in result.table()
+
+
+def test_protocol_runner_refuses_non_finite_embeddings_and_empty_or_bad_trials(tmp_path: Path) -> None:
+    from vireid import ArtifactError, ConfigError
+
+    root = make_sysu(tmp_path / "sysu")
+
+    def overflowing(paths, modality):
+        vectors = _oracle(paths, modality)
+        vectors[1] = np.nan  # an FP16 artifact that overflowed on one image
+        return vectors
+
+    with pytest.raises(
+        ArtifactError, match=r"NaN or infinite embeddings for 1 of \d+ visible images \(first: .*cam1"
+    ):
+        run_protocol(overflowing, root, "sysu-all", trials=1)
+    with pytest.raises(ConfigError, match="trials is empty"):
+        run_protocol(_oracle, root, "sysu-all", trials=[])
+    with pytest.raises(ConfigError, match="SYSU trials are seeds"):
+        run_protocol(_oracle, root, "sysu-all", trials=[-1])
+    with pytest.raises(ConfigError, match="max_rank must be >= 1"):
+        run_protocol(_oracle, root, "sysu-all", trials=1, max_rank=0)
+
+
+def test_check_dataset_refuses_layout_and_shots_the_protocol_cannot_run(tmp_path: Path) -> None:
+    from vireid import ConfigError
+    from vireid.training.data.protocols import check_dataset
+
+    sysu, regdb = make_sysu(tmp_path / "sysu"), make_regdb(tmp_path / "regdb")
+    check_dataset(sysu, "sysu-all", 10)
+    check_dataset(regdb, "regdb-t2v", 1)
+    with pytest.raises(ConfigError, match="RegDB has no multi-shot protocol"):
+        check_dataset(regdb, "regdb-t2v", 10)
+    with pytest.raises(DatasetError, match="this looks like a SYSU-MM01 folder"):
+        check_dataset(sysu, "regdb-v2t")
 
 
 def test_protocol_runner_on_the_val_identities_for_validation(tmp_path: Path) -> None:

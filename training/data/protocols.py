@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from vireid.choices import Choice
-from vireid.errors import ConfigError
+from vireid.errors import ArtifactError, ConfigError
 from vireid.metrics import RankMetrics, cosine_distance, evaluate_regdb, evaluate_sysu
 from vireid.modality import Modality
 from vireid.rerank import Rerank, k_reciprocal_distance
 
 from .imageset import ImageSet
 from .regdb import NUM_SPLITS, RegDB
-from .sysu import SysuMM01
+from .sysu import MULTI_SHOT, SysuMM01
 
 EmbedFn = Callable[[Sequence[Path], Modality], np.ndarray]
 """Maps image paths of one modality to L2-normalised embeddings `[N, D]`."""
@@ -159,6 +159,14 @@ class _EmbeddingCache:
             vectors = np.asarray(self._embed(todo, Modality(int(modality))), dtype=np.float32)
             if vectors.shape[0] != len(todo) or vectors.ndim != 2:
                 raise ConfigError(f"embed function returned {vectors.shape} for {len(todo)} images")
+            bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+            if len(bad):
+                raise ArtifactError(
+                    f"the model gave NaN or infinite embeddings for {len(bad)} of {len(todo)} "
+                    f"{Modality(int(modality)).name.lower()} images (first: {todo[bad[0]]}); rankings of "
+                    "such vectors mean nothing. An FP16 or INT8 artifact overflowing is the usual cause: "
+                    "compare it with its source by `vireid verify`."
+                )
             self._vectors.update({(p, int(modality)): v for p, v in zip(todo, vectors, strict=True)})
 
     def features(self, images: ImageSet) -> np.ndarray:
@@ -174,9 +182,32 @@ def _trial_list(trials: int | Sequence[int], protocol: Protocol) -> list[int]:
         first = 0 if protocol.is_sysu else 1
         trials = range(first, first + trials)
     trials = list(trials)
+    if not trials:
+        raise ConfigError("trials is empty; give a count (e.g. 10) or a list of trial numbers")
+    if protocol.is_sysu and any(not 0 <= t < 2**32 for t in trials):
+        raise ConfigError(f"SYSU trials are seeds from 0 to 2**32 - 1, got {trials}")
     if not protocol.is_sysu and any(not 1 <= t <= NUM_SPLITS for t in trials):
         raise ConfigError(f"RegDB splits are 1..{NUM_SPLITS}, got {trials}")
     return trials
+
+
+def check_dataset(root: str | Path, protocol: Protocol | str, shots: int = 1) -> None:
+    """Refuse a dataset folder or option the protocol cannot run on, before any model is loaded: the
+    folder's layout (SYSU-MM01 or RegDB, as the protocol needs) and the number of shots.
+
+    Raises:
+        ConfigError: an unknown protocol, or multi-shot on RegDB.
+        DatasetError: the folder does not follow the protocol's layout.
+    """
+    protocol = Protocol.parse(protocol)
+    if protocol.is_sysu:
+        SysuMM01(root)
+        if shots not in (1, MULTI_SHOT):
+            raise ConfigError(f"shots must be 1 (single-shot) or 10 (multi-shot), got {shots}")
+    else:
+        RegDB(root)
+        if shots != 1:
+            raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
 
 
 def run_protocol(
@@ -203,6 +234,8 @@ def run_protocol(
     `rerank` ranks each trial by k-reciprocal re-ranking over its queries and gallery together.
     """
     protocol = Protocol.parse(protocol)
+    if max_rank < 1:
+        raise ConfigError(f"max_rank must be >= 1, got {max_rank}")
     if split != "test" and not protocol.is_sysu:
         raise ConfigError(f"RegDB protocols run on a split's test identities; got split {split!r}")
     if reverse and not protocol.is_sysu:

@@ -88,4 +88,13 @@ def _read_index(index: Path, root: Path) -> list[tuple[Path, int]]:
         rows.append((root / rel, label))
     if not rows:
         raise DatasetError(index, "split index lists no images", EXPECTED_LAYOUT)
+    missing = [str(path.relative_to(root)) for path, _ in rows if not path.is_file()]
+    if missing:  # found now, not one image at a time after a model has loaded and half the set embedded
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise DatasetError(
+            index,
+            f"{len(missing)} of the {len(rows)} images it lists are not under {root} ({shown}); is this "
+            "the idx/ folder of this copy of RegDB?",
+            EXPECTED_LAYOUT,
+        )
     return rows

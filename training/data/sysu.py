@@ -161,7 +161,7 @@ class SysuMM01:
 
     def query(self, mode: SearchMode | str = SearchMode.ALL, split: str = "test") -> ImageSet:
         """Every infrared (cam3, cam6) image of the `split` (test or val) identities, in both modes."""
-        SearchMode(mode)
+        _search_mode(mode, self.root)
         pids = self._eval_ids(split)
         images = self.collect(pids, INFRARED_CAMERAS)
         if len(images) == 0:
@@ -179,26 +179,29 @@ class SysuMM01:
         """The visible gallery of one trial, sampled exactly as the reference protocol does (from the
         `split` identities: test, or val for validation during training).
 
-        Single-shot: `random.seed(trial)` then one `random.choice` per (id, camera) with images.
-        Multi-shot (`shots=10`): 10 images per (id, camera) from `numpy.random.RandomState(trial)`,
-        with replacement only when a camera holds fewer than 10 (the reference draws from the unseeded
-        global numpy state and fails on short folders; see docs/data.md).
+        Single-shot: one `random.choice` per (id, camera) with images, from a `random.Random(trial)`
+        (the reference seeds the global generator with the trial: the same draws, without touching the
+        process's own `random` state). Multi-shot (`shots=10`): 10 different images per (id, camera)
+        from `numpy.random.RandomState(trial)`, every image of a camera holding fewer (the reference
+        draws from the unseeded global numpy state and fails on short folders; see docs/data.md).
         """
-        mode = SearchMode(mode)
+        mode = _search_mode(mode, self.root)
         if shots not in (1, MULTI_SHOT):
             raise DatasetError(self.root, f"shots must be 1 (single-shot) or 10 (multi-shot), got {shots}")
-        random.seed(trial)
-        rng = np.random.RandomState(trial)
+        if not 0 <= trial < 2**32:
+            raise DatasetError(self.root, f"trial must be between 0 and 2**32 - 1 (a seed), got {trial}")
+        draw = random.Random(trial)
+        rng = np.random.RandomState(trial) if shots == MULTI_SHOT else None
         rows = []
         for pid in sorted(self._eval_ids(split), key=lambda i: f"{i:04d}"):
             for cam in mode.gallery_cameras:
                 files = self._files(cam, pid)
                 if not files:
                     continue
-                if shots == 1:
-                    rows.append((random.choice(files), pid, cam))
+                if rng is None:
+                    rows.append((draw.choice(files), pid, cam))
                 else:
-                    picks = rng.choice(len(files), MULTI_SHOT, replace=len(files) < MULTI_SHOT)
+                    picks = rng.choice(len(files), min(MULTI_SHOT, len(files)), replace=False)
                     rows.extend((files[i], pid, cam) for i in picks)
         if not rows:
             folders = ", ".join(f"cam{c}/" for c in mode.gallery_cameras)
@@ -206,6 +209,14 @@ class SysuMM01:
                 self.root, f"no visible {split} images under {folders} for the ids in exp/{split}_id.txt"
             )
         return _image_set(rows)
+
+
+def _search_mode(mode: SearchMode | str, root: Path) -> SearchMode:
+    try:
+        return SearchMode(mode)
+    except ValueError:
+        options = ", ".join(m.value for m in SearchMode)
+        raise DatasetError(root, f"search mode {mode!r} is not one of {options}") from None
 
 
 def _warn_missing(root: Path, split: str, missing: list[int], listed: int) -> None:
