@@ -4,8 +4,9 @@ Shows `vireid.export`: `to_onnx` (checkpoint or PyTorch model → ONNX with its 
 (FP16 compute, float32 inputs and outputs) and `verify` (a parity report: cosine similarity, max error,
 agreement of cross-modal retrieval; truthy when within the thresholds for the file's precision).
 
-Give a training checkpoint (`vireid train ...` writes `RUN/last.safetensors`, and `best.safetensors` when `run.eval_every > 0`; `make demo` writes
-`demo/run/last.safetensors`), or nothing: then a small MSPAC model with random weights is built with
+Give a training checkpoint (`vireid train ...` writes `RUN/last.safetensors`, and
+`RUN/best.safetensors` when `run.eval_every > 0`; `make demo` writes `demo/run/last.safetensors`), or
+nothing: then a small MSPAC model with random weights is built with
 `vireid.training`. Parity does not depend on training, but an untrained model embeds different
 people almost alike, so FP16 rounding may swap near-ties in the top-1 check (some seeds FAIL); a
 trained checkpoint has real margins.

@@ -176,6 +176,9 @@ class GalleryStore:
         conn.execute("PRAGMA journal_mode = WAL").fetchone()
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # deleted rows are overwritten with zeros, not left in free pages: `remove` and `purge` are how
+        # biometric data is erased (SQLite builds differ in the default; SQLCipher's is off)
+        conn.execute("PRAGMA secure_delete = ON").fetchone()
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -200,6 +203,8 @@ class GalleryStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if structural:  # the WAL still holds page images with what was just removed or renamed
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -599,6 +604,11 @@ def _create_private(path: Path) -> None:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
+        if path.is_symlink() and not path.exists():  # SQLite would create the target with the umask's mode
+            raise GalleryError(
+                f"{path}: is a symbolic link to a missing file ({os.readlink(path)}); refusing to create a "
+                "gallery through it. Remove the link or point it at an existing gallery."
+            ) from None
         return
     except OSError as exc:
         raise GalleryError(f"{path}: cannot create the gallery file: {exc.strerror or exc}") from exc

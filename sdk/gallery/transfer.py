@@ -128,6 +128,8 @@ def read_npz(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         ) from exc
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise GalleryError(f"{path}: cannot read the export ({exc})") from exc
+    except MemoryError:
+        raise GalleryError(f"{path}: the export's arrays do not fit in this machine's memory") from None
     manifest = _manifest(loaded.pop("manifest"), path)
     _check_arrays(loaded, manifest, path)
     return manifest, loaded
@@ -181,6 +183,50 @@ def _check_members(path: Path) -> None:
         raise GalleryError(
             f"{path}: not a vireid gallery export: members {sorted(found)}, expected {sorted(MEMBERS)}"
         )
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            _check_member_size(path, archive, info)
+
+
+MAX_COMPRESSION = 100
+"""Largest uncompressed/compressed size ratio of a member (exports are written uncompressed; a ratio
+like a zip bomb's, 1000 for zeros, would decompress gigabytes from a small file)."""
+
+
+def _check_member_size(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse a member before it is decompressed: a zip-bomb ratio, or an `.npy` header whose shape
+    promises more (or less) data than the member holds, which would make numpy allocate its claim."""
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_COMPRESSION * info.compress_size + (
+        1 << 20
+    ):
+        raise GalleryError(
+            f"{path}: refused: member {info.filename} expands {info.file_size} bytes from "
+            f"{info.compress_size} (more than {MAX_COMPRESSION}x, a zip bomb's ratio); a vireid export "
+            "is stored uncompressed"
+        )
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+            header_bytes = member.tell()
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise GalleryError(f"{path}: member {info.filename} is not a readable .npy array ({exc})") from exc
+    if dtype.hasobject:
+        raise GalleryError(
+            f"{path}: refused: member {info.filename} holds object (pickled) arrays; a vireid export holds "
+            "numbers and strings only. Export again with `vireid gallery export`."
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != info.file_size - header_bytes:
+        raise GalleryError(
+            f"{path}: refused: member {info.filename} declares shape {shape} of {dtype} ({declared} bytes) "
+            f"but holds {info.file_size - header_bytes}; the file is damaged or forged"
+        )
 
 
 def _manifest(raw: np.ndarray, path: Path) -> dict[str, Any]:
@@ -194,8 +240,8 @@ def _manifest(raw: np.ndarray, path: Path) -> dict[str, Any]:
             raise ValueError(f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
         if not isinstance(manifest.get("identities"), list):
             raise ValueError("'identities' must be a list")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GalleryError(f"{path}: invalid export manifest ({exc})") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting too deep
+        raise GalleryError(f"{path}: invalid export manifest ({type(exc).__name__}: {exc})") from None
     return manifest
 
 

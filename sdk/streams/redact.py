@@ -1,7 +1,8 @@
 """Keep credentials out of everything vireid writes: logs, events, reports, exceptions, `repr`.
 
 Camera URLs often carry `user:password@` (RTSP, HTTP MJPEG), and many IP cameras take credentials in
-the query instead (`?user=admin&pwd=...`, `&token=...`). `redact(text)` replaces the user-info part of
+the query instead (`?user=admin&pwd=...`, `&token=...`), and GStreamer pipelines in element
+properties (`rtspsrc user-id=admin user-pw=...`). `redact(text)` replaces the user-info part of
 every URL in a text, and the values of query parameters named like a credential, with `***`, so the
 host and path stay visible for debugging while the secret never leaves the process. Sources keep the
 real address only to open the stream.
@@ -15,17 +16,27 @@ _USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^
 
 
 _SECRET_QUERY = re.compile(
-    r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:pass|pwd|token|secret|auth|signature)[a-z0-9_.-]*|[a-z0-9_.-]*key"
-    r"|user|username|login|account|usr|u|p|sig|session|sessionid))=(?P<value>[^&#\s]*)",
+    r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:pass|pwd|token|secret|auth|signature|cred)[a-z0-9_.-]*|[a-z0-9_.-]*key"
+    r"|user|username|login|account|usr|u|p|pw|sig|session|sessionid))=(?P<value>[^&#\s]*)",
+    re.IGNORECASE,
+)
+
+# GStreamer element properties are space-separated `name=value` (`rtspsrc user-id=admin user-pw=...`,
+# `souphttpsrc proxy-pw=...`, `srtsrc passphrase=...`), values optionally quoted.
+_SECRET_PROPERTY = re.compile(
+    r"(?<![^\s!])(?P<key>[a-z0-9_-]*(?:pass|pwd|-pw|token|secret|auth|cred)[a-z0-9_-]*|user-id|proxy-id"
+    r"|user|username|login)=(?P<value>\"[^\"]*\"|'[^']*'|[^\s!]+)",
     re.IGNORECASE,
 )
 
 
 def redact(text: str) -> str:
-    """`text` with the `user[:password]@` of every URL replaced by `***@`, and the values of
-    credential-like query parameters (`pwd=`, `password=`, `token=`, `user=`...) by `***`."""
+    """`text` with the `user[:password]@` of every URL replaced by `***@`, the values of
+    credential-like query parameters (`pwd=`, `password=`, `token=`, `user=`...) and of GStreamer
+    properties (`user-id=`, `user-pw=`, `passphrase=`...) by `***`."""
     text = _USERINFO.sub(r"\g<scheme>***@", str(text))
-    return _SECRET_QUERY.sub(lambda m: f"{m['key']}=***" if m["value"] else m[0], text)
+    text = _SECRET_QUERY.sub(lambda m: f"{m['key']}=***" if m["value"] else m[0], text)
+    return _SECRET_PROPERTY.sub(lambda m: f"{m['key']}=***", text)
 
 
 def has_credentials(url: str) -> bool:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from .. import retention
-from ..atomic import atomic_file
+from ..atomic import atomic_file, write_atomic
 from ..errors import InputSpecError, StreamError
 from .detect.base import Detections
 from .events import Event
@@ -304,6 +304,7 @@ class VideoSink(Sink):
         if writer is None:
             path = self._free_path(camera)
             height, width = canvas.shape[:2]
+            _create_owner_only(path)  # frames show people and the names they were given
             writer = cv2.VideoWriter(
                 str(path), cv2.VideoWriter_fourcc(*"mp4v"), result.fps or self.fps, (width, height)
             )
@@ -328,6 +329,19 @@ class VideoSink(Sink):
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create (or empty) `path` with mode 0600 before OpenCV opens it: the writer keeps an existing
+    file's mode, and would otherwise create it with the umask's (usually world-readable)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise StreamError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class SnapshotSink(Sink):
@@ -364,8 +378,13 @@ class SnapshotSink(Sink):
         if self.named_only and not any(view.name for view in result.tracks):
             return
         path = self.folder / f"{_safe(camera)}_{index:06d}.jpg"
-        if not cv2.imwrite(str(path), annotate(result)):
-            raise StreamError(f"OpenCV cannot write {path}")
+        ok, encoded = cv2.imencode(".jpg", annotate(result))
+        if not ok:
+            raise StreamError(f"OpenCV cannot encode the snapshot for {path}")
+        try:
+            write_atomic(path, encoded.tobytes(), private=True)  # owner-only, like the events file
+        except OSError as exc:
+            raise StreamError(f"cannot write {path}: {exc.strerror or exc}") from exc
         saved.append(path)
         self._next[camera] = index + self.every
 

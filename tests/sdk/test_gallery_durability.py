@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vireid.errors import GalleryError
 from vireid.gallery import Gallery
 
 DIM = 256
@@ -141,3 +142,32 @@ def test_embeddings_of_an_identity_the_table_lacks_are_a_gallery_error(tmp_path:
         Gallery.open(path) as gallery,
     ):
         gallery.search(np.eye(4, dtype=np.float32)[:1])
+
+
+def test_removed_identities_leave_no_bytes_in_the_database_or_its_wal(tmp_path: Path) -> None:
+    """`remove` / `purge` are how biometric data is erased: the WAL used to keep the enrolment's page
+    images (name and metadata readable in `g.db-wal`) until the last connection closed, and SQLite builds
+    without SECURE_DELETE (SQLCipher's) left deleted rows in free pages."""
+    path = tmp_path / "g.db"
+    with Gallery(path, "space", 16) as g:
+        g.enroll("kept", np.eye(16, dtype=np.float32)[:1], "ir")
+        g.enroll(
+            "SECRET_PERSON_NAME", np.eye(16, dtype=np.float32)[1:3], "ir", metadata={"id": "123-45-6789"}
+        )
+        g.remove("SECRET_PERSON_NAME")
+        files = sorted(tmp_path.glob("g.db*"))  # while the gallery is still open
+        assert any(f.name == "g.db-wal" for f in files)
+        for f in files:
+            data = f.read_bytes()
+            assert b"SECRET_PERSON_NAME" not in data and b"123-45-6789" not in data, f.name
+        assert g._store._conn.execute("PRAGMA secure_delete").fetchone() == (1,)
+
+
+def test_a_gallery_is_not_created_through_a_dangling_symlink(tmp_path: Path) -> None:
+    """SQLite would follow the link and create the target world-readable (the umask's mode)."""
+    link = tmp_path / "g.db"
+    link.symlink_to(tmp_path / "elsewhere" / "target.db")
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(GalleryError, match=r"g\.db: is a symbolic link to a missing file"):
+        Gallery(link, "space", 16)
+    assert not (tmp_path / "elsewhere" / "target.db").exists()

@@ -157,6 +157,31 @@ def test_import_refuses_malformed_arrays(
         gallery.import_npz(bad)
 
 
+def test_import_refuses_a_zip_bomb_and_a_forged_array_header_before_decompressing(
+    gallery: Gallery, rng, tmp_path: Path
+) -> None:
+    """A small file whose members expand to gigabytes (or whose header claims a huge shape) used to be
+    loaded whole before any check: 507 KB took 1.65 GB of memory."""
+    arrays = _valid_arrays(rng)
+    n = 200_000  # 12.8 MB of zero vectors deflate to about 12 KB
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, **(arrays | {"vectors": np.zeros((n, DIM), np.float32)}))
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(GalleryError, match=r"bomb\.npz: refused: member vectors\.npy expands .* zip bomb"):
+        gallery.import_npz(bomb)
+    forged = tmp_path / "forged.npz"
+    np.savez(forged, **arrays)
+    with zipfile.ZipFile(forged) as src, zipfile.ZipFile(tmp_path / "f2.npz", "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "vectors.npy":  # same bytes, a header claiming a billion rows
+                data = data.replace(f"({1}, {DIM})".encode(), f"({10**9}, {DIM})".encode())
+            dst.writestr(name, data)
+    with pytest.raises(GalleryError, match=r"declares shape \(1000000000, 16\).*damaged or forged"):
+        gallery.import_npz(tmp_path / "f2.npz")
+    assert gallery.info().num_embeddings == 0
+
+
 def test_import_refuses_a_created_at_that_is_not_a_time(gallery: Gallery, rng, tmp_path: Path) -> None:
     arrays = _valid_arrays(rng)
     manifest = json.loads(arrays["manifest"].tobytes())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vireid.errors import ConfigError
+from vireid.errors import ConfigError, InputSpecError
 from vireid.streams import VideoSource, parse_source
 from vireid.streams.config import check_cameras
 from vireid.streams.redact import has_credentials, redact
@@ -38,6 +38,21 @@ SECRET = "s3cr3t-P4ss"
         ("http://cam/x?token=abc#t&Password=Q", "http://cam/x?token=***#t&Password=***"),
         ("http://cam/snap?keyframe=1&api_key=zz", "http://cam/snap?keyframe=1&api_key=***"),
         ("rtsp://cam/live?channel=1&subtype=0", "rtsp://cam/live?channel=1&subtype=0"),
+        ("http://h/s?pw=1&X-Amz-Credential=abc&w=3", "http://h/s?pw=***&X-Amz-Credential=***&w=3"),
+        # GStreamer element properties, space-separated, values optionally quoted
+        (
+            "rtspsrc location=rtsp://cam/s user-id=admin user-pw=S3cret ! decodebin ! appsink",
+            "rtspsrc location=rtsp://cam/s user-id=*** user-pw=*** ! decodebin ! appsink",
+        ),
+        (
+            'souphttpsrc location=http://x/y proxy-pw="a b" ! jpegdec',
+            "souphttpsrc location=http://x/y proxy-pw=*** ! jpegdec",
+        ),
+        ("srtsrc uri=srt://h:1 passphrase=xyz!queue", "srtsrc uri=srt://h:1 passphrase=***!queue"),
+        (
+            "v4l2src device=/dev/video0 ! videoconvert ! appsink",
+            "v4l2src device=/dev/video0 ! videoconvert ! appsink",
+        ),
     ],
 )
 def test_redact_replaces_user_info_of_every_url(text: str, expected: str) -> None:
@@ -49,9 +64,9 @@ def test_sources_show_the_address_without_credentials() -> None:
     source = VideoSource(f"rtsp://admin:{SECRET}@127.0.0.1:9/live", "infrared", "gate")
     assert SECRET not in repr(source) and "rtsp://***@127.0.0.1:9/live" in repr(source)
     assert source.uri.endswith("@127.0.0.1:9/live") and SECRET in source.uri  # kept to open the stream
-    with pytest.raises(Exception) as info:
+    with pytest.raises(InputSpecError, match=r"expected MODALITY\[@CAMERA\]=ADDRESS") as info:
         parse_source(f"rtsp://admin:{SECRET}@host/stream")
-    assert SECRET not in str(info.value)
+    assert SECRET not in str(info.value) and "***@host" in str(info.value)
     with pytest.raises(ConfigError) as dup:
         check_cameras([source, VideoSource(f"rtsp://admin:{SECRET}@127.0.0.1:10/b", "infrared", "gate")])
     assert SECRET not in str(dup.value) and "***@127.0.0.1" in str(dup.value)

@@ -102,6 +102,7 @@ def test_video_sink_keeps_frames_of_a_new_resolution_and_files_of_look_alike_cam
     sink.close()
     assert len(set(sink.paths.values())) == 2
     for path in sink.paths.values():
+        assert path.stat().st_mode & 0o777 == 0o600  # the frames show people and their names
         video = cv2.VideoCapture(str(path))
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
         video.release()

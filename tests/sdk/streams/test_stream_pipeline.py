@@ -346,6 +346,7 @@ def test_snapshot_sink_keeps_spaced_named_frames_up_to_its_limit(tmp_path: Path)
     assert [p.name for p in sink.paths["ir"]] == ["ir_000004.jpg", "ir_000007.jpg"]
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["ir_000004.jpg", "ir_000007.jpg"]
     assert cv2.imread(str(sink.paths["ir"][0])).shape == (48, 64, 3)
+    assert {p.stat().st_mode & 0o777 for p in sink.paths["ir"]} == {0o600}  # owner-only, as events
     with pytest.raises(InputSpecError, match="every and limit"):
         SnapshotSink(tmp_path, every=0)
 
