@@ -6,6 +6,14 @@ Training (`vireid.training`) and export (`vireid.export`) need torch and live in
 
 from __future__ import annotations
 
+import os as _os
+
+# A decompression bomb (a 160 KB PNG that decodes to 12000x12000) would otherwise take gigabytes: OpenCV
+# refuses images above this many pixels (default 2**30). 2**26 is 8192x8192, above any camera frame
+# (`VideoSource(max_pixels=...)` defaults to 7680x4320). OpenCV reads it once, when cv2 is first
+# imported: a process that imported cv2 before vireid keeps its own limit. Set the variable to override.
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 26))
+
 from ._version import __version__
 from .backends import Backend, open_backend
 from .card import BatchProfile, ModelCard, Precision

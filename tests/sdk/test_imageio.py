@@ -57,3 +57,28 @@ def test_a_16bit_thermal_file_needs_its_scaling_instead_of_losing_its_range(tmp_
         read_image(tmp_path / "t.png")
     image = read_image(tmp_path / "t.png", thermal="window:29000:31315")
     assert image.shape == (40, 20, 3) and image[20, 10, 0] == 255 and image[0, 0, 0] == 0
+
+
+def test_a_decompression_bomb_is_refused_without_decoding_it(tmp_path: Path) -> None:
+    """A 160 KB PNG that decodes to 12000x12000 pixels used to be decoded (and tripled by the colour
+    conversion). Importing vireid lowers OpenCV's pixel limit to 2**26 unless the caller set one; OpenCV
+    reads it when cv2 is first imported, so the check runs in a fresh process."""
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "crop.png"
+    assert cv2.imwrite(str(bomb), np.zeros((12000, 12000), np.uint8)) and bomb.stat().st_size < 500_000
+    script = (
+        "import sys, vireid\n"
+        "from vireid.imageio import read_image\n"
+        "try:\n"
+        "    read_image(sys.argv[1])\n"
+        "except vireid.InputSpecError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout and "crop.png: cannot be decoded" in done.stdout
+    assert "CV_IO_MAX_IMAGE_PIXELS" in done.stdout
