@@ -4,6 +4,7 @@ periodic validation, best/last checkpoints, JSONL metrics, DistributedDataParall
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ from .factory import (
     training_images,
 )
 from .images import ImageStore
+from .models.heads import GeM
 from .sampler import CrossModalIdentitySampler
 from .schedule import lr_factor
 
@@ -162,16 +164,31 @@ class Trainer:
         return images, np.searchsorted(classes, images.pids), len(classes)
 
     def _optimizer(self) -> torch.optim.Optimizer:
+        """Groups `head` (and `backbone` when pretrained, at its own rate) and `gem`: the GeM exponents
+        take no weight decay. Under SGD (lr 0.1, decay 5e-4) decay outweighs their small gradients and
+        drives p below 1 within the warm-up, where the forward's clamp zeroes the gradient for good:
+        the parts would end average-pooled."""
         opt = self.cfg.optim
         pretrained = bool(self.cfg.model.get("pretrained"))
-        backbone, head = [], []
+        exponents = {id(m.p) for m in self.model.modules() if isinstance(m, GeM)}
+        backbone, head, gem = [], [], []
         for name, param in self.model.named_parameters():
-            if param.requires_grad:
+            if not param.requires_grad:
+                continue
+            if id(param) in exponents:
+                gem.append(param)
+            else:
                 (backbone if pretrained and name.startswith("backbone.") else head).append(param)
         head += [p for p in self.criterion.parameters() if p.requires_grad]
-        groups = [{"params": head, "lr": opt.lr, "base_lr": opt.lr}]
+        groups = [{"params": head, "lr": opt.lr, "base_lr": opt.lr, "name": "head"}]
         if backbone:
-            groups.append({"params": backbone, "lr": opt.backbone_lr, "base_lr": opt.backbone_lr})
+            groups.append(
+                {"params": backbone, "lr": opt.backbone_lr, "base_lr": opt.backbone_lr, "name": "backbone"}
+            )
+        if gem:
+            groups.append(
+                {"params": gem, "lr": opt.lr, "base_lr": opt.lr, "weight_decay": 0.0, "name": "gem"}
+            )
         if opt.name == "adamw":
             return torch.optim.AdamW(groups, weight_decay=opt.weight_decay)
         return torch.optim.SGD(groups, momentum=opt.momentum, weight_decay=opt.weight_decay, nesterov=True)
@@ -197,7 +214,14 @@ class Trainer:
         load_weights(self.model, ckpt, "the model this config builds")
         self.criterion.load_state_dict(ckpt.criterion_state)
         if ckpt.optimizer_state is not None:
-            self.optimizer.load_state_dict(ckpt.optimizer_state)
+            try:
+                self.optimizer.load_state_dict(ckpt.optimizer_state)
+            except ValueError as exc:  # parameter groups of another layout (an older vireid's)
+                raise ConfigError(
+                    f"--resume: the optimizer state in {last} does not fit this trainer's parameter groups "
+                    f"({exc}); resume with the vireid version that started the run, or start a new run "
+                    "(--out elsewhere)"
+                ) from None
             self._apply_optimizer_settings()  # the loaded state carries the old run's lr and decay
         if ckpt.amp_scaler and self._amp:
             self.scaler.load_state_dict(ckpt.amp_scaler)
@@ -218,10 +242,9 @@ class Trainer:
         """The config's learning rates, momentum and weight decay on the optimizer's groups (a resumed
         run may change them: `--resume --set optim.lr=...` must train at that rate)."""
         opt = self.cfg.optim
-        rates = [opt.lr, opt.backbone_lr]
-        for index, group in enumerate(self.optimizer.param_groups):
-            group["base_lr"] = group["lr"] = rates[min(index, 1)]
-            group["weight_decay"] = opt.weight_decay
+        for group in self.optimizer.param_groups:
+            group["base_lr"] = group["lr"] = opt.backbone_lr if group["name"] == "backbone" else opt.lr
+            group["weight_decay"] = 0.0 if group["name"] == "gem" else opt.weight_decay
             if "momentum" in group:
                 group["momentum"] = opt.momentum
 
@@ -313,7 +336,9 @@ class Trainer:
         self._average_criterion_grads()
         self.scaler.unscale_(self.optimizer)
         clip = self.cfg.optim.grad_clip or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        # the loss's own parameters (MeCen's centres) too: they are optimised like the model's
+        trained = itertools.chain(self.model.parameters(), self.criterion.parameters())
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in trained if p.grad is not None], clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if hasattr(self.criterion, "after_step"):

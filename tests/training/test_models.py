@@ -416,3 +416,16 @@ def test_onnx_export_matches_pytorch(tmp_path):
         torch_out = model(batch, mods).numpy()
     assert onnx_out.shape == (5, 128) and onnx_out.dtype == np.float32
     assert float((onnx_out * torch_out).sum(1).min()) >= 0.99999
+
+
+def test_gem_gradient_stays_finite_for_a_large_exponent_on_a_dead_channel() -> None:
+    """eps^p underflowed float32 to 0 for p > 7.5, and a channel that is zero over a whole part gave
+    p a NaN gradient (every embedding NaN after the next SGD step)."""
+    from vireid.training.models.heads import GeM
+
+    gem = GeM(8.0)
+    x = torch.zeros(2, 4, 3, 3)
+    x[:, :2] = 1.0  # two live channels, two dead ones
+    gem(x).sum().backward()
+    assert torch.isfinite(gem.p.grad).all()
+    torch.testing.assert_close(GeM(3.0)(x)[:, :2], torch.ones(2, 2))  # live channels unchanged

@@ -126,7 +126,8 @@ def test_resume_takes_the_configs_optimizer_settings(sysu: Path, tmp_path: Path)
         _config(**{"optim.lr": 0.0123, "optim.weight_decay": 0.02}), sysu, tmp_path / "run", resume=True
     )
     assert trainer.optimizer.param_groups[0]["base_lr"] == 0.0123
-    assert {g["weight_decay"] for g in trainer.optimizer.param_groups} == {0.02}
+    decays = {g["name"]: g["weight_decay"] for g in trainer.optimizer.param_groups}
+    assert decays == {"head": 0.02, "gem": 0.0}  # the GeM exponents never decay (see _optimizer)
     other = "adamw" if TINY["optim"].get("name", "sgd") == "sgd" else "sgd"
     with pytest.raises(ConfigError, match=r"trained with optim.name=.*--set optim.name="):
         Trainer(_config(**{"optim.name": other}), sysu, tmp_path / "run", resume=True)
@@ -408,3 +409,29 @@ def test_a_failed_validation_keeps_the_epochs_training_simulated_failure(
     assert load_checkpoint(tmp_path / "run" / "last.safetensors").epoch == 1
     monkeypatch.undo()
     assert train(_config(), sysu, tmp_path / "run", resume=True).epochs_run == 1
+
+
+def test_gem_exponents_take_no_weight_decay_and_clipping_covers_the_centres(
+    sysu: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """Under SGD the decay outweighed the GeM exponents' gradients and drove them below 1 (average
+    pooling, gradient zero from there); the centres took unclipped steps with `optim.grad_clip` set."""
+    from vireid.training.models.heads import GeM
+
+    trainer = Trainer(_config(**{"optim.name": "sgd", "optim.grad_clip": 1.0}), sysu, tmp_path / "run")
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    exponents = {id(m.p) for m in trainer.model.modules() if isinstance(m, GeM)}
+    assert {id(p) for p in groups["gem"]["params"]} == exponents and len(exponents) == 3  # global + 2 parts
+    assert groups["gem"]["weight_decay"] == 0.0 and groups["head"]["weight_decay"] > 0
+    clipped: list[set[int]] = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        clipped.append({id(p) for p in params})
+        return original(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    trainer.fit()
+    centres = {id(p) for p in trainer.criterion.parameters() if p.requires_grad}
+    assert centres and clipped and all(centres <= ids for ids in clipped)

@@ -7,7 +7,8 @@
           + pattern_diversity · PD(pattern maps)
 
 MeCen, triplet and the centre losses see the pooled global feature before the BN-neck (the BN-neck
-convention: metric losses before, identity loss after the BN) and normalise it themselves. The last five
+convention: metric losses before, identity loss after the BN); MeCen and the centre losses normalise it
+themselves, the triplet loss measures it unnormalised (as in "Bag of Tricks"). The last five
 terms are the other seed models' losses (`psmg`, `mpanet`); those that need modality labels get them
 from the trainer, and those that need model outputs only some models have (`ModelOutput.extras`) are
 refused at build time for models without them (`vireid.training.factory.build_criterion`).

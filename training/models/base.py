@@ -35,7 +35,8 @@ class ModelOutput(NamedTuple):
 
     Attributes:
         global_feat: Pooled global feature before the BN-neck, `[N, D]` (MeCen / triplet input).
-        bn_feat: Global feature after the BN-neck, `[N, D]` (normalised, this is the embedding).
+        bn_feat: Global feature after the BN-neck, `[N, D]` (BatchNorm-normalised; its L2 normalisation
+            is the deployed embedding).
         logits: Identity logits of the global feature, `[N, num_classes]` (`gid` loss).
         part_feats: Pooled part features before their BN-necks, one `[N, D]` per part.
         part_logits: Identity logits per part, one `[N, num_classes]` per part (`pid` loss).

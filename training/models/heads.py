@@ -17,7 +17,9 @@ class GeM(nn.Module):
     """Generalised-mean pooling `(mean(clamp(x, eps)^p))^(1/p)` over H×W with a learnable p.
 
     p = 1 is average pooling and p → ∞ max pooling. p is clamped to ≥ 1 in the forward pass so a bad
-    step can never make `1/p` blow up; computed in float32 because `x^p` overflows half precision.
+    step can never make `1/p` blow up (below 1 its gradient is zero, so the trainer gives p no weight
+    decay, which would otherwise push it there for good); computed in float32 because `x^p` overflows
+    half precision.
     """
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
@@ -31,7 +33,9 @@ class GeM(nn.Module):
             p = self.p.float().clamp(min=1.0)
             powered = x.float().clamp(min=self.eps).pow(p)
             mean = spatial_mean(powered) if channels_last else powered.mean(dim=(2, 3))
-            return mean.pow(1.0 / p)
+            # eps^p underflows float32 to 0 for p > 7.5: a channel dead over a whole part would then
+            # give pow's infinite derivative at 0 and a NaN gradient for p
+            return mean.clamp(min=torch.finfo(torch.float32).tiny).pow(1.0 / p)
 
 
 class BNNeck(nn.BatchNorm1d):
