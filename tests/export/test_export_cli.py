@@ -59,7 +59,9 @@ def test_export_chain_with_calibration_and_triton(tiny_checkpoint, tiny_sysu, tm
     assert set(result["artifacts"]) == {"onnx", "fp16", "triton"} and result["seconds"]["onnx"] > 0
     # calibration records are JSON objects all the way down, not Python reprs of nested dataclasses
     calibration = result["calibrations"]["onnx"]
-    assert isinstance(calibration["track_means"], dict) or calibration["track_means"] is None
+    track = calibration["track_means"]  # the tiny set has several people in both modalities
+    assert set(track) >= {"identities", "fmr_at_threshold", "tmr_at_threshold", "threshold_for_target"}
+    assert track["identities"] >= 2 and 0.0 <= track["fmr_at_threshold"] <= 1.0
     assert "Check(" not in json.dumps(result["calibrations"])
 
 
@@ -131,7 +133,7 @@ def test_engine_and_triton_steps_with_fake_tensorrt(monkeypatch, tiny_fp16, tmp_
     assert "engine: wrote" in capsys.readouterr().out
 
 
-def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
+def test_trtexec_and_attach_helpers_fake_engine_file(tiny_fp16, tmp_path, capsys) -> None:
     out = tmp_path / "new"  # created, so that trtexec can save there after its build
     assert cli(export_cmd, [str(tiny_fp16), "--trtexec", "--out", str(out), "--batch", "1,4,16"]) == 0
     command, _, attach = capsys.readouterr().out.strip().splitlines()
@@ -159,7 +161,9 @@ def test_trtexec_and_attach_helpers(tiny_fp16, tmp_path, capsys) -> None:
         cli(export_cmd, [str(engine.with_suffix(".bin")), "--out", str(tmp_path / "t3")])
 
 
-def test_trtexec_and_attach_carry_an_fp16_build_of_an_fp32_onnx(tiny_onnx, tmp_path, capsys) -> None:
+def test_trtexec_and_attach_carry_an_fp16_build_of_an_fp32_onnx_fake_engine_file(
+    tiny_onnx, tmp_path, capsys
+) -> None:
     assert cli(export_cmd, [str(tiny_onnx), "--trtexec", "--precision", "fp16", "--out", str(tmp_path)]) == 0
     command, _, attach = capsys.readouterr().out.strip().splitlines()
     assert "--fp16" in command and attach.endswith("--precision=fp16")

@@ -44,7 +44,7 @@ def build_spec(engine: Path) -> dict:
     return json.loads(engine.read_bytes()[len(fake.MAGIC) :])
 
 
-def test_fp16_onnx_builds_strongly_typed_engine_with_profile_and_sidecar(
+def test_fake_fp16_onnx_builds_strongly_typed_engine_with_profile_and_sidecar(
     trt_env, tiny_fp16, tmp_path
 ) -> None:
     engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 4, 16), workspace=256 << 20)
@@ -68,7 +68,7 @@ def test_fp16_onnx_builds_strongly_typed_engine_with_profile_and_sidecar(
     assert card.embedding_space() == ModelCard.from_onnx(tiny_fp16).embedding_space()
 
 
-def test_built_engine_opens_in_the_runtime_backend(trt_env, tiny_fp16, tmp_path) -> None:
+def test_fake_built_engine_opens_in_the_runtime_backend(trt_env, tiny_fp16, tmp_path) -> None:
     engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 4, 8))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 128, 64, 3), dtype=np.uint8)
@@ -87,20 +87,22 @@ def test_built_engine_opens_in_the_runtime_backend(trt_env, tiny_fp16, tmp_path)
         ("11.4.0", 0, {"TF32"}),  # always strongly typed; no flags to set
     ],
 )
-def test_fp16_onnx_per_tensorrt_version(trt_env, tiny_fp16, tmp_path, version, network_flags, flags) -> None:
+def test_fake_fp16_onnx_per_tensorrt_version(
+    trt_env, tiny_fp16, tmp_path, version, network_flags, flags
+) -> None:
     trt_env(version)
     build = build_spec(to_engine(tiny_fp16, tmp_path / "m.engine"))["build"]
     assert build["network_flags"] == network_flags and set(build["flags"]) == flags
     assert ModelCard.from_engine(tmp_path / "m.engine").tensorrt_version == version
 
 
-def test_fp32_onnx_fp32_engine_disables_tf32(trt_env, tiny_onnx, tmp_path) -> None:
+def test_fake_fp32_onnx_fp32_engine_disables_tf32(trt_env, tiny_onnx, tmp_path) -> None:
     build = build_spec(to_engine(tiny_onnx, tmp_path / "m.engine"))["build"]
     assert build["flags"] == [] and not build["strongly_typed"]
     assert ModelCard.from_engine(tmp_path / "m.engine").precision is Precision.FP32
 
 
-def test_fp32_onnx_as_fp16_pins_fragile_layers_on_tensorrt_10(trt_env, tiny_onnx, tmp_path) -> None:
+def test_fake_fp32_onnx_as_fp16_pins_fragile_layers_on_tensorrt_10(trt_env, tiny_onnx, tmp_path) -> None:
     build = build_spec(to_engine(tiny_onnx, tmp_path / "m.engine", precision="fp16"))["build"]
     assert set(build["flags"]) >= {"FP16", "OBEY_PRECISION_CONSTRAINTS"}
     pinned = set(build["pinned_fp32"])
@@ -108,7 +110,7 @@ def test_fp32_onnx_as_fp16_pins_fragile_layers_on_tensorrt_10(trt_env, tiny_onnx
     assert not any("/backbone/layer" in name and "Conv" in name for name in pinned)
 
 
-def test_tensorrt_11_needs_an_fp16_onnx_and_fp16_onnx_cannot_make_fp32(
+def test_fake_tensorrt_11_needs_an_fp16_onnx_and_fp16_onnx_cannot_make_fp32(
     trt_env, tiny_onnx, tiny_fp16, tmp_path
 ) -> None:
     trt_env("11.4.0")
@@ -121,7 +123,7 @@ def test_tensorrt_11_needs_an_fp16_onnx_and_fp16_onnx_cannot_make_fp32(
     assert not (tmp_path / "m.engine").exists()
 
 
-def test_timing_cache_is_written_and_reused(trt_env, tiny_fp16, tmp_path) -> None:
+def test_fake_timing_cache_is_written_and_reused(trt_env, tiny_fp16, tmp_path) -> None:
     cache = tmp_path / "timing.cache"
     first = build_spec(to_engine(tiny_fp16, tmp_path / "a.engine", timing_cache=cache))["build"]
     assert not first["timing_cache_reused"] and cache.read_bytes().startswith(fake.CACHE_MAGIC)
@@ -156,7 +158,7 @@ def test_trtexec_command_per_precision(tiny_onnx, tiny_fp16) -> None:
     )
 
 
-def test_parser_errors_name_the_node(trt_env, tiny_fp16, tmp_path) -> None:
+def test_fake_parser_errors_name_the_node(trt_env, tiny_fp16, tmp_path) -> None:
     model = onnx.load(tiny_fp16)
     node = next(n for n in model.graph.node if n.name == "/head/pool/Pow")
     node.op_type = "FakeUnsupportedOp"
@@ -165,7 +167,7 @@ def test_parser_errors_name_the_node(trt_env, tiny_fp16, tmp_path) -> None:
         to_engine(bad, tmp_path / "m.engine")
 
 
-def test_failed_build_quotes_tensorrt(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+def test_fake_failed_build_quotes_tensorrt(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
     module = trt_env()
     monkeypatch.setattr(module.Builder, "fail_build", True)
     with pytest.raises(ArtifactError, match="Could not find any implementation"):
@@ -173,7 +175,7 @@ def test_failed_build_quotes_tensorrt(trt_env, tiny_fp16, tmp_path, monkeypatch)
     assert not (tmp_path / "m.engine").exists()
 
 
-def test_no_gpu_is_a_device_error(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+def test_fake_no_gpu_is_a_device_error(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
     trt_env(cuda_ok=False)
     with pytest.raises(DeviceError, match="CUDA initialization failure"):
         to_engine(tiny_fp16, tmp_path / "m.engine")
@@ -184,19 +186,19 @@ def test_no_gpu_is_a_device_error(trt_env, tiny_fp16, tmp_path, monkeypatch) -> 
 
 
 @pytest.mark.parametrize("batch", [(8, 4, 2), (0, 1, 2), (1, 2)])
-def test_bad_profile_is_a_config_error(trt_env, tiny_fp16, tmp_path, batch) -> None:
+def test_fake_bad_profile_is_a_config_error(trt_env, tiny_fp16, tmp_path, batch) -> None:
     with pytest.raises(ConfigError, match="batch"):
         to_engine(tiny_fp16, tmp_path / "m.engine", batch=batch)
 
 
-def test_corrupt_onnx_is_an_artifact_error(trt_env, tiny_fp16, tmp_path) -> None:
+def test_fake_corrupt_onnx_is_an_artifact_error(trt_env, tiny_fp16, tmp_path) -> None:
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(tiny_fp16.read_bytes()[:300])
     with pytest.raises(ArtifactError, match="truncated"):
         to_engine(bad, tmp_path / "m.engine")
 
 
-def test_attach_card_for_an_engine_built_elsewhere(tiny_fp16, tmp_path) -> None:
+def test_fake_attach_card_for_an_engine_built_elsewhere(tiny_fp16, tmp_path) -> None:
     engine = fake.write_engine(
         tmp_path / "trtexec.engine", fake.engine_spec(128, 64, 128, profile=(1, 8, 32))
     )
@@ -235,7 +237,7 @@ def orin(monkeypatch: pytest.MonkeyPatch, trt, cores: int = 2) -> None:
 
 
 @pytest.mark.parametrize("version", ["8.6.1", "10.3.0", "10.7.0", "11.4.1"])
-def test_dla_build_targets_the_core_with_gpu_fallback_and_the_backend_loads_it_there(
+def test_fake_dla_build_targets_the_core_with_gpu_fallback_and_the_backend_loads_it_there(
     trt_env, tiny_fp16, tmp_path, monkeypatch, caplog, version
 ) -> None:
     orin(monkeypatch, trt_env(version))
@@ -253,7 +255,7 @@ def test_dla_build_targets_the_core_with_gpu_fallback_and_the_backend_loads_it_t
         assert backend.infer(np.zeros((3, 128, 64, 3), np.uint8), np.zeros(3, np.int32)).shape == (3, 128)
 
 
-def test_gpu_engines_leave_dla_alone(trt_env, tiny_fp16, tmp_path) -> None:
+def test_fake_gpu_engines_leave_dla_alone(trt_env, tiny_fp16, tmp_path) -> None:
     engine = to_engine(tiny_fp16, tmp_path / "m.engine")
     assert build_spec(engine)["build"]["device_type"] == "GPU"
     assert "dla_core" not in json.loads(ModelCard.sidecar_path(engine).read_text())  # older readers
@@ -269,7 +271,7 @@ def test_gpu_engines_leave_dla_alone(trt_env, tiny_fp16, tmp_path) -> None:
         ("fp16", (4, 4, 4), -1, "dla_core must be a DLA core index"),
     ],
 )
-def test_dla_requests_dla_cannot_run_are_config_errors_before_tensorrt(
+def test_fake_dla_requests_dla_cannot_run_are_config_errors_before_tensorrt(
     trt_env, tiny_onnx, tiny_fp16, tmp_path, source, batch, core, message
 ) -> None:
     onnx_path = tiny_onnx if source == "fp32" else tiny_fp16
@@ -289,7 +291,7 @@ def test_dla_requests_dla_cannot_run_are_config_errors_before_tensorrt(
         ("11.4.0", 2, "TensorRT 11.4.0 has no DLA support"),
     ],
 )
-def test_dla_the_device_or_tensorrt_lacks_is_a_device_error(
+def test_fake_dla_the_device_or_tensorrt_lacks_is_a_device_error(
     trt_env, tiny_fp16, tmp_path, monkeypatch, version, cores, message
 ) -> None:
     orin(monkeypatch, trt_env(version), cores)
@@ -297,7 +299,7 @@ def test_dla_the_device_or_tensorrt_lacks_is_a_device_error(
         to_engine(tiny_fp16, tmp_path / "m.engine", batch=(4, 4, 4), dla_core=1)
 
 
-def test_a_dla_engine_on_a_device_without_that_core_is_refused_by_name(
+def test_fake_a_dla_engine_on_a_device_without_that_core_is_refused_by_name(
     trt_env, tiny_fp16, tmp_path, monkeypatch
 ) -> None:
     trt = trt_env()
@@ -308,7 +310,7 @@ def test_a_dla_engine_on_a_device_without_that_core_is_refused_by_name(
         TensorRTBackend(engine, device="tensorrt")
 
 
-def test_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None:
+def test_fake_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None:
     command = trtexec_command(tiny_fp16, batch=(8, 8, 8), dla_core=0)
     assert "--useDLACore=0" in command and "--allowGPUFallback" in command
     engine = fake.write_engine(tmp_path / "dla.engine", fake.engine_spec(128, 64, 128, profile=(8, 8, 8)))
@@ -316,7 +318,7 @@ def test_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None:
     assert ModelCard.from_engine(engine).dla_core == 0
 
 
-def test_triton_refuses_a_dla_engine(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+def test_fake_triton_refuses_a_dla_engine(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
     from vireid.export import to_triton
 
     orin(monkeypatch, trt_env())

@@ -46,7 +46,7 @@ def test_onnx_model_repository(tiny_fp16: Path, tmp_path: Path) -> None:
     assert ModelCard.from_dict(card) == ModelCard.from_onnx(tiny_fp16)
 
 
-def test_engine_model_repository(tiny_fp16: Path, tmp_path: Path) -> None:
+def test_engine_model_repository_fake_engine_file(tiny_fp16: Path, tmp_path: Path) -> None:
     engine = make_engine(tmp_path, tiny_fp16, profile=(1, 4, 16))
     model = to_triton(engine, tmp_path / "repo", "vireid_trt", version=3)
     assert model.artifact == tmp_path / "repo" / "vireid_trt" / "3" / "model.plan"
@@ -59,7 +59,7 @@ def test_engine_model_repository(tiny_fp16: Path, tmp_path: Path) -> None:
     assert parse_config(again.config.read_text()).max_batch_size == 8
 
 
-def test_engine_profile_must_cover_triton_batches(tiny_fp16: Path, tmp_path: Path) -> None:
+def test_engine_profile_must_cover_triton_batches_fake_engine_file(tiny_fp16: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exceeds the engine profile"):
         to_triton(make_engine(tmp_path, tiny_fp16), tmp_path / "repo", "m", max_batch=64)
     with pytest.raises(ConfigError, match="profile starts at 2"):

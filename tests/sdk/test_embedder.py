@@ -173,7 +173,7 @@ def test_embedder_arguments_and_owned_backend(model: Path) -> None:
     backend.close()
 
 
-def test_zero_output_rows_are_reported(embedder: Embedder, monkeypatch) -> None:
+def test_zero_output_rows_are_reported_by_a_fake_backend(embedder: Embedder, monkeypatch) -> None:
     monkeypatch.setattr(
         embedder.backend, "infer", lambda images, codes: np.zeros((len(images), 16), np.float32)
     )

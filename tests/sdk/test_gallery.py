@@ -82,8 +82,9 @@ def test_enrol_into_existing_identity_appends_and_replaces_metadata(gallery: Gal
 
 
 def test_enrol_takes_modality_camera_and_track_tags_from_an_embeddings_object(gallery: Gallery, rng) -> None:
-    embeddings_module = pytest.importorskip("vireid.embeddings")
-    carried = embeddings_module.Embeddings(
+    from vireid.embeddings import Embeddings
+
+    carried = Embeddings(
         vectors=unit(rng, 3),
         modalities=np.array([0, 1, 1], np.int8),
         camera_ids=np.array([4, 5, 6]),

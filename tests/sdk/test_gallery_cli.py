@@ -157,7 +157,7 @@ def test_enroll_and_search_with_fake_embedder_module(tmp_path: Path, monkeypatch
         assert stored.sources == tuple(str(p) for p in crops) and g.identities()[0].metadata == {"badge": "7"}
 
 
-def test_enroll_unreadable_images_fail_listing_them_or_are_skipped(
+def test_enroll_unreadable_images_fail_listing_them_or_are_skipped_with_fake_embedder(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setitem(sys.modules, "vireid.embedder", fake_embedder_module())
@@ -176,7 +176,7 @@ def test_enroll_unreadable_images_fail_listing_them_or_are_skipped(
         assert g.identities()[0].num_embeddings == 2
 
 
-def test_enroll_with_another_models_embedder_is_refused(
+def test_enroll_with_another_models_embedder_is_refused_fake_embedder(
     db: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     calls: list = []

@@ -231,6 +231,17 @@ def _in_other_process(path: Path, name: str = "-") -> str:
     return done.stdout.strip()
 
 
+def test_refresh_brings_another_process_commit_into_the_index_once(tmp_path: Path, rng) -> None:
+    path = tmp_path / "g.db"
+    with Gallery(path, SPACE, DIM) as g:
+        g.enroll("a", unit(rng, 1), "ir")
+        g.refresh()
+        assert g.refresh() is False  # nothing new
+        _in_other_process(path, "from-child")
+        assert g.refresh() is True and g.refresh() is False
+        assert "from-child" in {m.identity for m in g.search_identities(np.eye(DIM)[0], k=5)[0]}
+
+
 def test_a_second_open_in_one_process_loses_no_other_process_commit(tmp_path: Path, rng) -> None:
     """Opening the gallery a second time in a process (a pipeline plus an admin call) must not drop
     the first connection's file locks: with them gone, other processes reset the WAL under it and

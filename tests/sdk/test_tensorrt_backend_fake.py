@@ -162,9 +162,12 @@ def test_fake_engine_for_another_tensorrt_or_gpu_is_refused(cudart, tmp_path, ch
     assert "cudaMalloc" not in cudart.calls  # refused before allocating anything
 
 
-def test_fake_version_patch_padding_is_not_a_mismatch(cudart, tmp_path) -> None:
-    with open_backend(make_engine(tmp_path, card=engine_card(tensorrt_version="10.3")), "tensorrt"):
-        pass
+def test_fake_version_patch_padding_is_not_a_mismatch(cudart, tmp_path, caplog) -> None:
+    with open_backend(
+        make_engine(tmp_path, card=engine_card(tensorrt_version="10.3")), "tensorrt"
+    ) as backend:
+        assert backend.card.tensorrt_version == "10.3"  # opened: "10.3" and the runtime's 10.3.x agree
+    assert "mismatch" not in caplog.text.lower() and "rebuild" not in caplog.text
 
 
 def test_fake_unchecked_mismatch_quotes_tensorrt_log(cudart, tmp_path) -> None:

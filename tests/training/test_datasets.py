@@ -280,7 +280,7 @@ def test_protocol_runner_with_random_matcher_and_bad_names(tmp_path: Path) -> No
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
     result = run_protocol(noise, make_sysu(tmp_path / "sysu"), "sysu-indoor", trials=2)
-    assert result.mean()["R1"] < 1.0 and result.std()["mAP"] >= 0.0
+    assert result.mean()["R1"] < 0.6 and result.std()["mAP"] > 0.0  # near chance; trials draw apart
     from vireid import ConfigError
 
     with pytest.raises(ConfigError, match="sysu-all, sysu-indoor, regdb-v2t, regdb-t2v"):

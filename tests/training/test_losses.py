@@ -129,6 +129,8 @@ def test_criterion_weights_and_components():
     assert sorted(parts) == ["gid", "mecen", "pid", "triplet"]
     pid = sum(F.cross_entropy(lg, y) for lg in out.part_logits) / 2
     torch.testing.assert_close(parts["pid"], pid)
+    torch.testing.assert_close(parts["gid"], F.cross_entropy(out.logits, y))  # each term from outside
+    torch.testing.assert_close(parts["triplet"], TripletLoss(0.3)(out.global_feat, y))
     expected = parts["gid"] + 0.5 * parts["pid"] + 2.0 * parts["mecen"] + parts["triplet"]
     torch.testing.assert_close(total.detach(), expected)
     total.backward()

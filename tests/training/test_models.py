@@ -429,3 +429,14 @@ def test_gem_gradient_stays_finite_for_a_large_exponent_on_a_dead_channel() -> N
     gem(x).sum().backward()
     assert torch.isfinite(gem.p.grad).all()
     torch.testing.assert_close(GeM(3.0)(x)[:, :2], torch.ones(2, 2))  # live channels unchanged
+
+
+@pytest.mark.parametrize(("name", "blocks"), [("resnet18", (2, 2, 2, 2)), ("resnet34", (3, 4, 6, 3))])
+def test_resnet18_and_34_backbones_build_and_map_to_8x_width_channels(name: str, blocks: tuple) -> None:
+    from vireid.training.models.backbones import BACKBONES
+
+    backbone = BACKBONES.build(name, width=8)
+    assert tuple(len(getattr(backbone, f"layer{i}")) for i in range(1, 5)) == blocks
+    images = torch.randn(2, 3, 64, 32)
+    out = backbone(images, torch.tensor([0, 1]))
+    assert out.shape == (2, 64, 4, 2) and torch.isfinite(out).all()  # output stride 16 (last stride 1)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from contract_model import build_contract_model, contract_card
 
-from vireid import ConfigError, Embedder, Gallery, GalleryError, InputSpecError
+from vireid import ConfigError, Embedder, Gallery, GalleryError, InputSpecError, StreamError
 from vireid.bench.scene import (
     CameraTracks,
     Oracle,
@@ -298,7 +298,7 @@ def test_configuration_errors(tmp_path: Path, scene: Path, embedder: Embedder) -
     other.close()
     with pytest.raises(GalleryError, match="another-model"):
         Pipeline(["visible=a.mp4"], embedder, gallery=tmp_path / "other.db")
-    with pytest.raises(Exception, match="no such file"):
+    with pytest.raises(StreamError, match="no such file"):
         Pipeline([f"visible={tmp_path / 'missing.mp4'}"], embedder).run(handle_signals=False)
 
 

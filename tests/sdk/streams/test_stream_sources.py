@@ -139,7 +139,7 @@ class FakeCapture:
         self.released = True
 
 
-def test_network_source_reconnects_with_backoff_and_survives_opener_errors() -> None:
+def test_network_source_reconnects_with_backoff_and_survives_opener_errors_fake_capture() -> None:
     plan = ["closed", "closed", 5, "raise", 5]
     calls: list[float] = []
 
@@ -179,7 +179,7 @@ def test_network_source_reconnects_with_backoff_and_survives_opener_errors() -> 
     assert 0.08 <= src._backoff_delay(5000) <= 0.1  # hours of outage: capped, no float overflow
 
 
-def test_a_file_source_that_cannot_open_in_the_thread_fails_without_raising() -> None:
+def test_a_file_source_that_cannot_open_in_the_thread_fails_without_raising_fake_capture() -> None:
     seen = threading.Event()
     src = VideoSource(
         "0", "visible", opener=lambda *a: FakeCapture(0, opened=False), reconnect=False,
@@ -190,7 +190,7 @@ def test_a_file_source_that_cannot_open_in_the_thread_fails_without_raising() ->
     assert "cannot open" in (src.stats().error or "")
 
 
-def test_an_oversized_frame_ends_the_source_with_a_clear_error_instead_of_reconnecting() -> None:
+def test_an_oversized_frame_ends_the_source_with_a_clear_error_instead_of_reconnecting_fake_capture() -> None:
     seen = threading.Event()
     opened: list[FakeCapture] = []
 
@@ -238,7 +238,9 @@ class Fake16BitCapture(FakeCapture):
     ("thermal", "person", "background"),
     [("window:27315:31315", 230, 128), (None, 255, 0)],  # fixed window; default per-frame percentiles
 )
-def test_16bit_thermal_frames_are_scaled_as_the_source_says(caplog, thermal, person, background) -> None:
+def test_16bit_thermal_frames_are_scaled_as_the_source_says_fake_capture(
+    caplog, thermal, person, background
+) -> None:
     import logging
 
     src = VideoSource(
@@ -311,7 +313,9 @@ def _finish(src: VideoSource) -> list:
     return frames
 
 
-def test_a_frame_the_reader_cannot_convert_fails_the_source_instead_of_killing_its_thread() -> None:
+def test_a_frame_the_reader_cannot_convert_fails_the_source_instead_of_killing_its_thread_fake_capture() -> (
+    None
+):
     """A 2-channel frame used to raise in the reader thread: the camera stayed `live`, `finished`
     never came and a pipeline waited for it forever."""
     src = VideoSource(
@@ -327,7 +331,7 @@ def test_a_frame_the_reader_cannot_convert_fails_the_source_instead_of_killing_i
     [((24, 32, 4), np.uint16, (24, 32, 3)), ((24, 32, 1), np.uint8, (24, 32))],
     ids=["16-bit BGRA is stretched to 8-bit BGR", "(H, W, 1) is grey"],
 )
-def test_odd_frame_layouts_are_converted(shape: tuple, dtype: type, delivered: tuple) -> None:
+def test_odd_frame_layouts_are_converted_fake_capture(shape: tuple, dtype: type, delivered: tuple) -> None:
     src = VideoSource(
         "0", "visible", opener=lambda *a: ShapedCapture(2, shape, dtype), reconnect=False, policy="every"
     )
@@ -336,7 +340,7 @@ def test_odd_frame_layouts_are_converted(shape: tuple, dtype: type, delivered: t
     assert src.state is SourceState.ENDED
 
 
-def test_a_file_that_breaks_mid_way_fails_with_the_decoder_error() -> None:
+def test_a_file_that_breaks_mid_way_fails_with_the_decoder_error_fake_capture() -> None:
     src = VideoSource(
         "0", "visible", opener=lambda *a: ShapedCapture(3, (24, 32, 3), np.uint8, then_raise=True),
         reconnect=False, policy="every",
@@ -347,7 +351,7 @@ def test_a_file_that_breaks_mid_way_fails_with_the_decoder_error() -> None:
     assert _finish(empty) == [] and empty.stats().error == "no frame could be decoded"
 
 
-def test_a_server_that_accepts_and_drops_at_once_gets_a_growing_backoff() -> None:
+def test_a_server_that_accepts_and_drops_at_once_gets_a_growing_backoff_fake_capture() -> None:
     """A connection that delivers a frame and drops (a server at its client limit) used to reset the
     backoff each time: reconnections every ~0.5 s forever. Only a connection that lasted resets it."""
     opens: list[float] = []
