@@ -196,7 +196,6 @@ class Matcher:
         self.min_samples, self.top_k = int(min_samples), int(top_k)
         self.records: dict[TrackKey, TrackRecord] = {}
         self._ended: collections.deque[TrackRecord] = collections.deque()
-        self._announced: set[tuple[TrackKey, TrackKey]] = set()
 
     # ----- tracks -------------------------------------------------------------------------------
     def observe(self, frame: Frame, update: TrackUpdate) -> list[Event]:
@@ -384,6 +383,11 @@ class Matcher:
                 continue
             scores = np.stack([r.embedding for r in others]) @ record.embedding  # type: ignore[operator]
             best = others[int(np.argmax(scores))]
+            if record.partner is not None:  # the real score, before any lowering below
+                record.partner_score = next(
+                    (float(s) for r, s in zip(others, scores, strict=True) if r.key == record.partner),
+                    record.partner_score,
+                )
             if not self._mutual(record, best):
                 scores = np.minimum(scores, self.cross_threshold - 1.0)  # not each other's best: no decision
             event = self._decide_partner(record, others, scores, times[record.key])
@@ -405,9 +409,8 @@ class Matcher:
         self, record: TrackRecord, others: list[TrackRecord], scores: np.ndarray, now: float
     ) -> CrossModalMatch | None:
         by_key = {r.key: float(s) for r, s in zip(others, scores, strict=True)}
-        best = others[int(np.argmax(scores))].key
-        if record.partner is not None:
-            record.partner_score = by_key.get(record.partner, record.partner_score)
+        partner = others[int(np.argmax(scores))]
+        best = partner.key
         if by_key[best] < self.cross_threshold or best == record.partner:
             record.partner_candidate, record.partner_hits = None, 0
             return None
@@ -418,18 +421,27 @@ class Matcher:
         record.partner_candidate = best
         if record.partner_hits < self.confirm:
             return None
-        record.partner, record.partner_score = best, by_key[best]
-        record.partner_candidate, record.partner_hits = None, 0
+        self._pair(record, partner, by_key[best])
         visible, infrared = (record.key, best) if record.modality is Modality.VISIBLE else (best, record.key)
-        if (visible, infrared) in self._announced:
-            return None
-        self._announced.add((visible, infrared))
         return CrossModalMatch(now, visible[0], visible[1], infrared[0], infrared[1], by_key[best])
+
+    def _pair(self, one: TrackRecord, other: TrackRecord, score: float) -> None:
+        """Make two tracks each other's partner, releasing the partners they had (whose own partner
+        was them): a pair is one fact, so the other side does not announce it again, and a later
+        change of either side, back to an earlier partner too, is a new `CrossModalMatch`."""
+        for side, new in ((one, other), (other, one)):
+            if side.partner is not None and side.partner != new.key:
+                previous = self._record(side.partner)
+                if previous is not None and previous.partner == side.key:
+                    previous.partner, previous.partner_score = None, 0.0
+            side.partner, side.partner_score = new.key, score
+            side.partner_candidate, side.partner_hits = None, 0
+
+    def _record(self, key: TrackKey) -> TrackRecord | None:
+        """A live or recently ended track by key (None once forgotten)."""
+        return self.records.get(key) or next((r for r in self._ended if r.key == key), None)
 
     def _prune(self, now: float) -> None:
         """Forget ended tracks older than `cross_window` (and beyond the 1000 most recent)."""
-        gone = set()
         while self._ended and (now - self._ended[0].last_time > self.cross_window or len(self._ended) > 1000):
-            gone.add(self._ended.popleft().key)
-        if gone:
-            self._announced = {pair for pair in self._announced if not gone.intersection(pair)}
+            self._ended.popleft()

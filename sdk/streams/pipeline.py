@@ -367,7 +367,8 @@ class Pipeline:
                 )
             cam.check_colour(frame)
             if cam.size not in (None, frame.size):
-                events += self._restart_camera(cam, frame)
+                why = f"frame size changed from {cam.size} to {frame.size}"
+                events += self._restart_camera(frame.camera, why)
             cam.size = frame.size
             cam.counter.add(frame.pts, max(0.0, time.time() - frame.timestamp))
             detections, update = self._detect_track(cam, frame)
@@ -388,20 +389,18 @@ class Pipeline:
     def _new_tracker(self) -> ByteTracker:
         return ByteTracker(**dict(self.config.tracker))
 
-    def _restart_camera(self, cam: _Camera, frame: Frame) -> list[Event]:
-        """A camera whose frame size changed (it reconnected with another stream profile): its tracks end
-        and its detector and tracker start afresh, the other cameras carry on."""
-        log.warning(
-            "camera %s: frame size changed from %s to %s; its tracks end and its detector restarts",
-            frame.camera,
-            cam.size,
-            frame.size,
-        )
+    def _restart_camera(self, camera: str, why: str) -> list[Event]:
+        """A camera that lost its stream (reconnecting) or came back with another frame size: its tracks
+        end and its detector and tracker start afresh, the other cameras carry on. Without this a person
+        standing where a track was predicted when the stream dropped would inherit its id and name
+        minutes later (the tracker counts frames, not seconds)."""
+        log.warning("camera %s: %s; its tracks end and its detector restarts", camera, why)
+        cam = self._cameras[camera]
         cam.tracker.finish()
         next_id = cam.tracker.next_track_id
         cam.detector, cam.tracker = self._base_detector.for_camera(), self._new_tracker()
         cam.tracker.next_track_id = next_id  # ids stay unique per camera: consumers key on them
-        return self.matcher.end_camera(frame.camera)
+        return self.matcher.end_camera(camera)
 
     def _detect_track(self, cam: _Camera, frame: Frame) -> tuple[Detections, TrackUpdate]:
         with self.timer.time("detect"):
@@ -500,7 +499,11 @@ class Pipeline:
     def _drain_source_events(self) -> list[Event]:
         events: list[Event] = []
         while self._source_events:
-            events.append(self._source_events.popleft())
+            event = self._source_events.popleft()
+            events.append(event)
+            cam = self._cameras.get(event.camera)
+            if event.state == SourceState.RECONNECTING.value and cam is not None and not cam.closed:
+                events += self._restart_camera(event.camera, f"its source is reconnecting ({event.message})")
         return events
 
     # ----- statistics ---------------------------------------------------------------------------

@@ -186,6 +186,23 @@ def test_cross_modal_pairs_are_mutual_confirmed_and_reported_once() -> None:
     assert m.records[("ir", 7)].partner == ("vis", 1)
 
 
+def test_a_partner_change_is_always_announced_and_both_sides_agree() -> None:
+    """Switching back to an earlier partner used to change `partner` without an event (the pair had been
+    announced once), and the released partner kept pointing at the track that left it."""
+    m = Matcher(0.5, confirm=1, min_samples=1, margin=0.1)
+    feed(m, frame("ir", "ir", 0), 1, E[0])
+    feed(m, frame("ir", "ir", 0), 2, E[1])
+    pairs = []
+    for i, vector in enumerate([E[0]] + [E[1]] * 5 + [E[0]] * 15):
+        pairs += [(e.visible_track, e.infrared_track) for e in feed(m, frame("vis", "visible", i), 1, vector)
+                  if isinstance(e, CrossModalMatch)]  # fmt: skip
+    assert pairs == [(1, 1), (1, 2), (1, 1)]  # each change announced, the return to the first one too
+    visible, first, second = m.records[("vis", 1)], m.records[("ir", 1)], m.records[("ir", 2)]
+    assert visible.partner == ("ir", 1) and first.partner == ("vis", 1) and second.partner is None
+    # the infrared side now agrees: its own next update announces nothing new
+    assert not any(isinstance(e, CrossModalMatch) for e in feed(m, frame("ir", "ir", 30), 1, E[0]))
+
+
 def test_cross_modal_matches_ended_tracks_within_the_window() -> None:
     m = Matcher(0.5, confirm=1, min_samples=1, cross_window=5.0)
     feed(m, frame("vis", "visible", 0, t=100.0), 1, E[0])

@@ -364,3 +364,24 @@ def test_track_ids_stay_unique_when_a_camera_restarts(embedder: Embedder) -> Non
     started = [e.track_id for e in events if isinstance(e, TrackStarted)]
     ended = [e.track_id for e in events if isinstance(e, TrackEnded)]
     assert started == [1, 2] and ended[:1] == [1]  # the restarted camera's track is 2, not 1 again
+
+
+def test_a_camera_whose_source_reconnects_ends_its_tracks_and_keeps_ids_unique(embedder: Embedder) -> None:
+    """The tracker counts frames: after an outage the next frame was `previous + 1`, and whoever stood
+    where a track was predicted inherited its id and name. A reconnecting source now restarts its
+    camera's detector and tracker (the source's state callback, as its reader thread calls it)."""
+    cameras = [VideoSource("unused-a.mp4", "visible", "a"), VideoSource("unused-b.mp4", "infrared", "b")]
+    pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 120]]))
+    image = np.zeros((160, 120, 3), np.uint8)
+    events = []
+    for i in range(4):
+        events += pipeline.step([Frame.of(image, "visible", "a", i), Frame.of(image, "infrared", "b", i)])
+    cameras[0].on_state(cameras[0], SourceState.RECONNECTING, "connection lost")
+    events += pipeline._drain_source_events()  # what the processing loop does each round
+    ended = [(e.camera, e.track_id) for e in events if isinstance(e, TrackEnded)]
+    assert ended == [("a", 1)]  # camera b carries on
+    for i in range(4, 8):
+        events += pipeline.step([Frame.of(image, "visible", "a", i)])
+    pipeline.stop()
+    started = [(e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)]
+    assert started == [("a", 1), ("b", 1), ("a", 2)]  # a new track after the outage, with a new id
