@@ -29,7 +29,8 @@ class PipelineConfig:
         min_quality: crops below this quality are not embedded.
         margin: hysteresis margin for changing a name or a partner.
         confirm: consecutive agreeing updates before a name or partner is set.
-        cross_window: seconds an ended track stays matchable across modalities.
+        cross_window: seconds of video (media time, not processing time) an ended track stays matchable
+            across modalities.
         gallery_modality: `any` or `other` (search only the other modality's enrolled embeddings).
         identity_score: `max` or `centroid`: how an identity is scored from its enrolled embeddings.
         max_crops: most crops embedded per round (the rest wait for the next round).

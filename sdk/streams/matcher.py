@@ -53,6 +53,8 @@ class TrackRecord:
     box: np.ndarray
     first_pts: float = 0.0
     last_pts: float = 0.0
+    last_media: float = 0.0
+    """When it was last seen on the run's media clock (see `Matcher.media_time`)."""
     hits: int = 1
     vector_sum: np.ndarray | None = None
     weight: float = 0.0
@@ -148,7 +150,8 @@ class Matcher:
         improve: a crop whose quality beats the track's best by this fraction is embedded at once.
         margin: how much a new identity (or partner) must beat the current one to replace it.
         confirm: consecutive updates that must agree before a name or a partner is set or changed.
-        cross_window: seconds an ended track stays available for cross-modal matching.
+        cross_window: seconds of video (see `media_time`) an ended track stays available for
+            cross-modal matching.
         min_samples: embeddings a track needs before it is compared across modalities.
         top_k: identities fetched per gallery search (the current one's score is read among them).
     """
@@ -196,11 +199,21 @@ class Matcher:
         self.min_samples, self.top_k = int(min_samples), int(top_k)
         self.records: dict[TrackKey, TrackRecord] = {}
         self._ended: collections.deque[TrackRecord] = collections.deque()
+        self._origins: dict[str, float] = {}
 
     # ----- tracks -------------------------------------------------------------------------------
+    def media_time(self, frame: Frame) -> float:
+        """`frame`'s time on a clock shared by the cameras and independent of processing speed: its
+        camera's first frame's wall time, plus its media time since then (`pts`). Live streams run at
+        the wall clock's pace; files processed faster than real time (`--fast`) keep their own, so
+        `cross_window` means seconds of video either way."""
+        origin = self._origins.setdefault(frame.camera, frame.timestamp - frame.pts)
+        return origin + frame.pts
+
     def observe(self, frame: Frame, update: TrackUpdate) -> list[Event]:
         """Record a frame's tracks; returns `TrackStarted` / `TrackEnded` events."""
         events: list[Event] = []
+        now = self.media_time(frame)  # also fixes the camera's clock origin on its first frame
         for track in update.tracks:
             key = (frame.camera, track.track_id)
             record = self.records.get(key)
@@ -219,7 +232,7 @@ class Matcher:
                 )
                 self.records[key] = record
             record.last_frame, record.last_time, record.box = frame.index, frame.timestamp, track.det_box
-            record.last_pts = frame.pts
+            record.last_pts, record.last_media = frame.pts, now
             record.hits = track.hits
             if track.track_id in update.started:
                 events.append(
@@ -238,7 +251,7 @@ class Matcher:
             return []
         record.ended = True
         self._ended.append(record)
-        self._prune(record.last_time)
+        self._prune(record.last_media)
         return [
             TrackEnded(
                 time=record.last_time,
@@ -305,7 +318,7 @@ class Matcher:
             return []
         updated = list(touched.values())
         times = {r.key: r.last_time for r in updated}
-        self._prune(max(times.values()))
+        self._prune(max(r.last_media for r in updated))
         events = self._identify(updated, times)
         return events + self._cross_match(updated, times)
 
@@ -442,6 +455,9 @@ class Matcher:
         return self.records.get(key) or next((r for r in self._ended if r.key == key), None)
 
     def _prune(self, now: float) -> None:
-        """Forget ended tracks older than `cross_window` (and beyond the 1000 most recent)."""
-        while self._ended and (now - self._ended[0].last_time > self.cross_window or len(self._ended) > 1000):
+        """Forget ended tracks older than `cross_window` on the media clock (and beyond the 1000 most
+        recent)."""
+        while self._ended and (
+            now - self._ended[0].last_media > self.cross_window or len(self._ended) > 1000
+        ):
             self._ended.popleft()

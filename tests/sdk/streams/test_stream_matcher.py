@@ -21,14 +21,14 @@ def unit(v) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def frame(camera: str, modality: str, index: int, t: float | None = None) -> Frame:
+def frame(camera: str, modality: str, index: int, t: float | None = None, pts: float | None = None) -> Frame:
     return Frame(
         np.zeros((480, 640, 3), np.uint8),
         camera,
         Modality.parse(modality),
         index,
         t or 1000.0 + index,
-        index / 15,
+        index / 15 if pts is None else pts,
     )
 
 
@@ -205,12 +205,26 @@ def test_a_partner_change_is_always_announced_and_both_sides_agree() -> None:
 
 def test_cross_modal_matches_ended_tracks_within_the_window() -> None:
     m = Matcher(0.5, confirm=1, min_samples=1, cross_window=5.0)
-    feed(m, frame("vis", "visible", 0, t=100.0), 1, E[0])
+    feed(m, frame("vis", "visible", 0, t=100.0, pts=0.0), 1, E[0])
     m.end(("vis", 1))
-    assert any(isinstance(e, CrossModalMatch) for e in feed(m, frame("ir", "ir", 0, t=103.0), 1, E[0]))
-    feed(m, frame("vis", "visible", 1, t=104.0), 2, E[1])
+    matched = feed(m, frame("ir", "ir", 0, t=103.0, pts=0.0), 1, E[0])  # the ir stream started 3 s later
+    assert any(isinstance(e, CrossModalMatch) for e in matched)
+    feed(m, frame("vis", "visible", 1, t=104.0, pts=4.0), 2, E[1])
     m.end(("vis", 2))
-    assert not any(isinstance(e, CrossModalMatch) for e in feed(m, frame("ir", "ir", 1, t=200.0), 2, E[1]))
+    late = feed(m, frame("ir", "ir", 1, t=200.0, pts=97.0), 2, E[1])
+    assert not any(isinstance(e, CrossModalMatch) for e in late)
+
+
+def test_the_cross_window_is_media_time_so_fast_replay_matches_as_real_time_does() -> None:
+    """The window was measured on the wall clock: at 15x real time (`--fast`) 120 s covered 30 min of
+    video, and the same files gave other pairs than in real time."""
+    for speed in (1.0, 15.0):  # wall seconds = media seconds / speed
+        m = Matcher(0.5, confirm=1, min_samples=1, cross_window=5.0)
+        m.observe(frame("ir", "ir", 0, t=100.0, pts=0.0), TrackUpdate([], started=[]))  # both files start
+        feed(m, frame("vis", "visible", 0, t=100.0, pts=0.0), 1, E[0])
+        m.end(("vis", 1))
+        late = feed(m, frame("ir", "ir", 1, t=100.0 + 20.0 / speed, pts=20.0), 1, E[0])  # 20 s of video later
+        assert not any(isinstance(e, CrossModalMatch) for e in late), speed
 
 
 def test_requests_follow_every_k_and_quality() -> None:
