@@ -236,8 +236,13 @@ class Matcher:
             record.hits = track.hits
             if track.track_id in update.started:
                 events.append(
-                    TrackStarted(
-                        frame.timestamp, frame.camera, frame.modality, track.track_id, frame.index, track.box
+                    TrackStarted(  # the detection's box: the one drawn and cropped on that frame
+                        frame.timestamp,
+                        frame.camera,
+                        frame.modality,
+                        track.track_id,
+                        frame.index,
+                        track.det_box,
                     )
                 )
         for track_id in update.ended:

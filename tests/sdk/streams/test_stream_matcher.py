@@ -283,3 +283,11 @@ def test_track_duration_is_media_time_not_read_time(gallery) -> None:
         feed(m, frame("ir", "ir", i), 1, E[0])
     (ended,) = m.end(("ir", 1))
     assert isinstance(ended, TrackEnded) and ended.duration == pytest.approx(14 / 15, abs=1e-3)
+
+
+def test_track_started_carries_the_detection_box_drawn_on_that_frame() -> None:
+    m = Matcher(0.5)
+    detected, filtered = np.array([10, 20, 50, 120], np.float32), np.array([12, 21, 52, 118], np.float32)
+    started = Track(1, filtered, detected, 0.9, 0, 1)  # the Kalman box differs from the detection's
+    (event,) = m.observe(frame("vis", "visible", 0), TrackUpdate([started], started=[1]))
+    assert isinstance(event, TrackStarted) and tuple(event.box) == (10, 20, 50, 120)
