@@ -32,7 +32,7 @@ def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, fd = _create_unique(path, 0o600 if private else 0o666)  # the kernel applies the umask
+    tmp, fd = create_unique(path, 0o600 if private else 0o666)  # the kernel applies the umask
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
@@ -44,8 +44,10 @@ def atomic_file(path: str | Path, mode: str = "wb", *, private: bool = False) ->
         raise
 
 
-def _create_unique(path: Path, mode: int) -> tuple[Path, int]:
-    """A new, exclusively created temporary file next to `path` and its descriptor."""
+def create_unique(path: Path, mode: int = 0o666) -> tuple[Path, int]:
+    """A new, exclusively created temporary file next to `path` (never a followed symlink, never another
+    writer's) and its descriptor; `mode` before the umask. For writers that need a path rather than a
+    handle (safetensors), who then rename it over `path` themselves."""
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         try:

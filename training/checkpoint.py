@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vireid._version import __version__
+from vireid.atomic import create_unique
 from vireid.card import sha256_file
 from vireid.errors import ArtifactError, require
 
@@ -98,16 +99,28 @@ def save_checkpoint(
         **meta,
         **extra,
     }
-    tmp_w, tmp_d = weights.with_suffix(".safetensors.tmp"), desc.with_suffix(".json.tmp")
-    safetensors_torch.save_file(tensors, str(tmp_w))
-    description["weights_sha256"] = sha256_file(tmp_w)  # ties the pair: see load_checkpoint
-    tmp_d.write_text(json.dumps(description, indent=2, default=_json_default), encoding="utf-8")
-    for written in (tmp_w, tmp_d):  # on disk before the renames, so a power cut leaves one whole pair
-        with written.open("rb") as fh:
-            os.fsync(fh.fileno())
-    tmp_w.replace(weights)
-    tmp_d.replace(desc)
+    # unique temp names (O_EXCL): a fixed `X.tmp` could be a planted symlink, or another save's file
+    tmp_w, tmp_d = _temp_beside(weights), _temp_beside(desc)
+    try:
+        safetensors_torch.save_file(tensors, str(tmp_w))
+        description["weights_sha256"] = sha256_file(tmp_w)  # ties the pair: see load_checkpoint
+        tmp_d.write_text(json.dumps(description, indent=2, default=_json_default), encoding="utf-8")
+        for written in (tmp_w, tmp_d):  # on disk before the renames, so a power cut leaves one whole pair
+            with written.open("rb") as fh:
+                os.fsync(fh.fileno())
+        tmp_w.replace(weights)
+        tmp_d.replace(desc)
+    finally:
+        for leftover in (tmp_w, tmp_d):
+            leftover.unlink(missing_ok=True)
     return weights
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new, empty, uniquely named file in `path`'s folder (created exclusively, never followed)."""
+    tmp, fd = create_unique(path)
+    os.close(fd)
+    return tmp
 
 
 def _unshared(tensors: dict[str, Any]) -> dict[str, Any]:

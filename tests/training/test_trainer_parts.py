@@ -205,6 +205,20 @@ def test_checkpoint_round_trip_with_optimizer(tmp_path: Path) -> None:
     assert len(ckpt.sha256) == 64
 
 
+def test_checkpoint_saving_does_not_follow_a_planted_temp_symlink(tmp_path: Path) -> None:
+    """The temporary files had fixed names (`last.safetensors.tmp`): a symlink planted under that name
+    in a shared run folder redirected the write, and two saves wrote into each other's file."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    (tmp_path / "last.safetensors.tmp").symlink_to(victim)
+    (tmp_path / "last.json.tmp").symlink_to(victim)
+    meta = {"model_config": {"name": "x"}, "num_classes": 3, "epoch": 1}
+    save_checkpoint(tmp_path / "last", torch.nn.Linear(4, 3).state_dict(), meta)
+    assert victim.read_text() == "untouched" and load_checkpoint(tmp_path / "last").epoch == 1
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"victim.txt", "last.safetensors", "last.json"}
+    assert leftovers == {"last.safetensors.tmp", "last.json.tmp"}  # the planted links, nothing of ours
+
+
 def test_checkpoint_errors(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="checkpoint file missing"):
         load_checkpoint(tmp_path / "absent")
