@@ -131,7 +131,7 @@ def build_batch(
         timestamps=_timestamps(timestamps, n),
         cameras=_per_row(camera, n, "camera", parse_camera),
         track_ids=_per_row(track_ids, n, "track_ids", _parse_track_id),
-        sources=_per_row(sources, n, "sources", _parse_source),
+        sources=_per_row(sources, n, "sources", parse_source_label),
     )
 
 
@@ -141,9 +141,11 @@ def parse_camera(value: Any) -> str | None:
         return None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and not _has_invisible(value):
         return value
-    raise InputSpecError(f"camera must be a non-empty string, an integer or None, got {value!r}")
+    raise InputSpecError(
+        f"camera must be a non-empty string without control characters, an integer or None, got {value!r}"
+    )
 
 
 def parse_cameras(value: Any) -> tuple[str, ...] | None:
@@ -166,17 +168,16 @@ def check_name(name: Any) -> str:
     """An identity name: a non-empty string without surrounding whitespace or control characters,
     returned in Unicode NFC, so that `José` typed on a keyboard and `José` from a macOS file name (NFD)
     are one identity, not two that print alike."""
-    if (
-        not isinstance(name, str)
-        or not name
-        or name != name.strip()
-        or any(unicodedata.category(c) in _INVISIBLE and c not in _JOINERS for c in name)
-    ):
+    if not isinstance(name, str) or not name or name != name.strip() or _has_invisible(name):
         raise InputSpecError(
             f"identity name must be a non-empty string without surrounding spaces or control "
             f"characters, got {name!r}"
         )
     return unicodedata.normalize("NFC", name)
+
+
+def _has_invisible(text: str) -> bool:
+    return any(unicodedata.category(c) in _INVISIBLE and c not in _JOINERS for c in text)
 
 
 _INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
@@ -217,12 +218,16 @@ def _parse_track_id(value: Any) -> int | None:
     raise InputSpecError(f"track id must be a non-negative integer or None, got {value!r}")
 
 
-def _parse_source(value: Any) -> str | None:
+def parse_source_label(value: Any) -> str | None:
+    """A source label (a file name, a URL): a non-empty string or path without control characters
+    (they would reach terminals and logs when results are printed)."""
     if value is None:
         return None
-    if isinstance(value, (str, Path)) and str(value):
+    if isinstance(value, (str, Path)) and str(value) and not _has_invisible(str(value)):
         return str(value)
-    raise InputSpecError(f"source must be a non-empty string, a path or None, got {value!r}")
+    raise InputSpecError(
+        f"source must be a non-empty string or path without control characters, or None, got {value!r}"
+    )
 
 
 def _timestamps(value: Any, n: int) -> np.ndarray:

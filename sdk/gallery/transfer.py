@@ -34,7 +34,7 @@ import numpy as np
 from .._version import __version__
 from ..atomic import atomic_file
 from ..errors import GalleryError, InputSpecError
-from .inputs import EmbeddingBatch, check_name, unit_rows
+from .inputs import EmbeddingBatch, check_name, parse_camera, parse_source_label, unit_rows
 from .store import GalleryStore
 
 FORMAT = "vireid-gallery"
@@ -339,7 +339,7 @@ def _batch(arrays: dict[str, np.ndarray], rows: np.ndarray, dim: int) -> Embeddi
         vectors=vectors,
         modalities=arrays["modality"][rows],
         timestamps=arrays["timestamp"][rows],
-        cameras=tuple(c or None for c in arrays["camera"][rows].tolist()),
+        cameras=tuple(parse_camera(c or None) for c in arrays["camera"][rows].tolist()),
         track_ids=tuple(None if t < 0 else t for t in arrays["track_id"][rows].tolist()),
-        sources=tuple(s or None for s in arrays["source"][rows].tolist()),
+        sources=tuple(parse_source_label(s or None) for s in arrays["source"][rows].tolist()),
     )

@@ -182,6 +182,23 @@ def test_import_refuses_a_zip_bomb_and_a_forged_array_header_before_decompressin
     assert gallery.info().num_embeddings == 0
 
 
+def test_camera_and_source_labels_with_control_characters_are_refused(
+    gallery: Gallery, rng, tmp_path: Path
+) -> None:
+    """`gallery search` prints camera labels: an escape sequence in one would reach the terminal."""
+    from vireid.errors import InputSpecError
+
+    with pytest.raises(InputSpecError, match="camera must be a non-empty string without control"):
+        gallery.enroll("a", unit(rng, 1), "ir", camera="gate\x1b[31m")
+    with pytest.raises(InputSpecError, match="source must be a non-empty string or path without control"):
+        gallery.enroll("a", unit(rng, 1), "ir", sources="crop\n.png")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **(_valid_arrays(rng) | {"camera": np.array(["gate\x1b[2J"])}))
+    with pytest.raises(GalleryError, match=r"identity #0 of the export is invalid \(camera must"):
+        gallery.import_npz(bad)
+    assert gallery.info().num_embeddings == 0
+
+
 def test_import_refuses_a_created_at_that_is_not_a_time(gallery: Gallery, rng, tmp_path: Path) -> None:
     arrays = _valid_arrays(rng)
     manifest = json.loads(arrays["manifest"].tobytes())
