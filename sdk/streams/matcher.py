@@ -389,39 +389,48 @@ class Matcher:
     # ----- cross-modal --------------------------------------------------------------------------
     def _cross_match(self, records: list[TrackRecord], times: dict[TrackKey, float]) -> list[Event]:
         events: list[Event] = []
+        pool = self._pairable()
         for record in records:
             if record.samples < self.min_samples:
                 continue
-            others = [
-                r
-                for r in [*self.records.values(), *self._ended]
-                if r.modality is not record.modality and r.samples >= self.min_samples
-            ]
+            others, matrix = pool[record.modality.other]
             if not others:
                 continue
-            scores = np.stack([r.embedding for r in others]) @ record.embedding  # type: ignore[operator]
+            scores = matrix @ record.embedding  # type: ignore[operator]
             best = others[int(np.argmax(scores))]
             if record.partner is not None:  # the real score, before any lowering below
                 record.partner_score = next(
                     (float(s) for r, s in zip(others, scores, strict=True) if r.key == record.partner),
                     record.partner_score,
                 )
-            if not self._mutual(record, best):
+            if not self._mutual(record, best, pool[record.modality]):
                 scores = np.minimum(scores, self.cross_threshold - 1.0)  # not each other's best: no decision
             event = self._decide_partner(record, others, scores, times[record.key])
             if event is not None:
                 events.append(event)
         return events
 
-    def _mutual(self, record: TrackRecord, other: TrackRecord) -> bool:
-        """Whether `record` is also the best match of `other` among tracks of `record`'s modality."""
-        rivals = [
-            r
-            for r in [*self.records.values(), *self._ended]
-            if r.modality is record.modality and r.samples >= self.min_samples
-        ]
-        scores = np.stack([r.embedding for r in rivals]) @ other.embedding  # type: ignore[operator]
-        return rivals[int(np.argmax(scores))].key == record.key
+    def _pairable(self) -> dict[Modality, tuple[list[TrackRecord], np.ndarray]]:
+        """Tracks with enough samples to pair (live, or ended within the window), by modality, with
+        their embeddings stacked once per update: with a thousand ended tracks, stacking them again
+        for every updated track cost more than a frame's time budget."""
+        pool = [r for r in [*self.records.values(), *self._ended] if r.samples >= self.min_samples]
+        out = {}
+        for modality in Modality:
+            group = [r for r in pool if r.modality is modality]
+            matrix = np.stack([r.embedding for r in group]) if group else np.zeros((0, 0), np.float32)
+            out[modality] = (group, matrix)
+        return out
+
+    @staticmethod
+    def _mutual(
+        record: TrackRecord, other: TrackRecord, rivals: tuple[list[TrackRecord], np.ndarray]
+    ) -> bool:
+        """Whether `record` is also the best match of `other` among `rivals`, the pairable tracks of
+        `record`'s modality (`record` among them)."""
+        group, matrix = rivals
+        scores = matrix @ other.embedding  # type: ignore[operator]
+        return group[int(np.argmax(scores))].key == record.key
 
     def _decide_partner(
         self, record: TrackRecord, others: list[TrackRecord], scores: np.ndarray, now: float
