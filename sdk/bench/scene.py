@@ -113,7 +113,9 @@ def match_frame(
 def score_boxes(
     objects: list[dict[str, Any]], boxes: np.ndarray, score: BoxScore, min_iou: float, min_visibility: float
 ) -> None:
-    """Add one frame's boxes to `score` (unmatched boxes overlapping no person count as false)."""
+    """Add one frame's boxes to `score`. An unmatched box is false unless it overlaps a person no
+    other box matched (someone below the visibility or IoU bar): a second box on a person already
+    matched is a duplicate, and false."""
     pairs = match_frame(objects, boxes, min_iou)
     required = [o["visibility"] >= min_visibility for o in objects]
     score.required += sum(required)
@@ -123,7 +125,9 @@ def score_boxes(
         if required[g]:
             score.matched_required += 1
             score.ious.append(iou)
-    truth = np.array([o["box"] for o in objects], np.float64).reshape(-1, 4)
+    matched_people = {g for g, _, _ in pairs}
+    unmatched = [i for i in range(len(objects)) if i not in matched_people]
+    truth = np.array([objects[i]["box"] for i in unmatched], np.float64).reshape(-1, 4)
     for b in range(len(boxes)):
         if b in matched_boxes:
             continue

@@ -237,3 +237,18 @@ def test_caller_boxes_accept_arrays_scores_and_detections() -> None:
         CallerBoxes(lambda f: [[1, 2, 3]]).detect(frame.image, frame)
     with pytest.raises(InputSpecError, match="needs the Frame"):
         CallerBoxes(lambda f: []).detect(frame.image)
+
+
+def test_box_scoring_counts_a_duplicate_on_a_matched_person_as_false() -> None:
+    """An unmatched box overlapping any person used to be excused, so a detector that doubled every
+    person kept precision 1.0; only a box on someone no other box matched is excused now."""
+    people = [
+        {"box": [10, 10, 50, 130], "visibility": 1.0},
+        {"box": [200, 10, 240, 130], "visibility": 0.3},  # mostly hidden: not required, not matched
+    ]
+    score = BoxScore()
+    boxes = np.array([[10, 10, 50, 130], [12, 14, 52, 126], [205, 60, 240, 130], [400, 10, 440, 130]])
+    score_boxes(people, boxes, score, 0.5, 0.9)
+    # matched: box 0 with person 0, box 2 with the partly hidden person 1 (IoU 0.51; not required)
+    assert (score.required, score.matched_required, score.predicted) == (1, 1, 4)
+    assert score.false_positives == 2  # the duplicate on person 0, and the box on nobody
