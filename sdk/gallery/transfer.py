@@ -34,7 +34,7 @@ import numpy as np
 from .._version import __version__
 from ..atomic import atomic_file
 from ..errors import GalleryError, InputSpecError
-from .inputs import EmbeddingBatch, check_name, parse_camera, parse_source_label, unit_rows
+from .inputs import EmbeddingBatch, check_name, unit_rows
 from .store import GalleryStore
 
 FORMAT = "vireid-gallery"
@@ -145,6 +145,7 @@ def check_npz(path: Path) -> dict[str, Any]:
     """
     manifest, arrays = read_npz(path)
     _items(manifest, arrays, path)
+    _created_at(manifest, path)
     return manifest
 
 
@@ -184,33 +185,43 @@ def _check_members(path: Path) -> None:
             f"{path}: not a vireid gallery export: members {sorted(found)}, expected {sorted(MEMBERS)}"
         )
     with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            _check_member_size(path, archive, info)
+        members = archive.infolist()
+        _check_stored(path, members)
+        for info in members:
+            _check_member_header(path, archive, info)
 
 
-MAX_COMPRESSION = 100
-"""Largest uncompressed/compressed size ratio of a member (exports are written uncompressed; a ratio
-like a zip bomb's, 1000 for zeros, would decompress gigabytes from a small file)."""
-
-
-def _check_member_size(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-    """Refuse a member before it is decompressed: a zip-bomb ratio, or an `.npy` header whose shape
-    promises more (or less) data than the member holds, which would make numpy allocate its claim."""
-    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_COMPRESSION * info.compress_size + (
-        1 << 20
-    ):
+def _check_stored(path: Path, members: list[zipfile.ZipInfo]) -> None:
+    """Refuse anything but plain stored members that fit in the file, before a byte is decompressed:
+    `np.savez` stores its arrays uncompressed, so a compressed member (a zip bomb's way of expanding a
+    small file to gigabytes) or sizes beyond the file's own (forged directory entries) mean a file that
+    is not a vireid export."""
+    compressed = [i.filename for i in members if i.compress_type != zipfile.ZIP_STORED]
+    if compressed:
         raise GalleryError(
-            f"{path}: refused: member {info.filename} expands {info.file_size} bytes from "
-            f"{info.compress_size} (more than {MAX_COMPRESSION}x, a zip bomb's ratio); a vireid export "
-            "is stored uncompressed"
+            f"{path}: refused: members {compressed[:3]} are compressed; a vireid export stores its arrays "
+            "uncompressed (as `vireid gallery export` writes them), so this file was made otherwise"
         )
+    size = path.stat().st_size
+    if any(i.file_size != i.compress_size for i in members) or sum(i.file_size for i in members) > size:
+        raise GalleryError(
+            f"{path}: refused: its directory declares more data than the file's {size} bytes hold; the "
+            "file is damaged or forged"
+        )
+
+
+def _check_member_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse a member whose `.npy` header is of an unknown version, holds objects, or promises more (or
+    less) data than the member holds, which would make numpy allocate its claim."""
     try:
         with archive.open(info) as member:
             version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"unknown .npy format version {version}")
             read_header = (
                 np.lib.format.read_array_header_1_0
                 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
+                else np.lib.format.read_array_header_2_0  # 3.0 differs only in the header's encoding
             )
             shape, _, dtype = read_header(member)
             header_bytes = member.tell()
@@ -339,7 +350,9 @@ def _batch(arrays: dict[str, np.ndarray], rows: np.ndarray, dim: int) -> Embeddi
         vectors=vectors,
         modalities=arrays["modality"][rows],
         timestamps=arrays["timestamp"][rows],
-        cameras=tuple(parse_camera(c or None) for c in arrays["camera"][rows].tolist()),
+        # labels as exported: galleries enrolled before vireid refused control characters in them may
+        # hold some, and a backup must restore (the CLI prints such labels escaped)
+        cameras=tuple(c or None for c in arrays["camera"][rows].tolist()),
         track_ids=tuple(None if t < 0 else t for t in arrays["track_id"][rows].tolist()),
-        sources=tuple(parse_source_label(s or None) for s in arrays["source"][rows].tolist()),
+        sources=tuple(s or None for s in arrays["source"][rows].tolist()),
     )

@@ -287,6 +287,13 @@ def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_
     fresh = tmp_path / "fresh.db"
     assert vireid("import", "-g", fresh, broken) == 1
     assert not fresh.exists()
+    arrays = dict(np.load(export))
+    manifest = json.loads(arrays["manifest"].tobytes())
+    manifest["identities"][0]["created_at"] = "yesterday"  # refused by the import's own check too
+    arrays["manifest"] = np.frombuffer(json.dumps(manifest).encode(), np.uint8)
+    np.savez(broken, **arrays)
+    assert vireid("import", "-g", fresh, broken) == 1
+    assert not fresh.exists()
     assert vireid("import", "-g", fresh, export) == 0
     assert vireid("import", "-g", fresh, export, "--on-conflict", "skip") == 0
     assert "imported 0 embeddings" in capsys.readouterr().out.splitlines()[-1]
