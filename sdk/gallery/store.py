@@ -13,8 +13,10 @@ encrypting codec plugs in there), and timestamps are indexed for a retention pol
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -36,6 +38,7 @@ from .schema import NOT_SQLITE, VECTOR_CODEC, GalleryMeta, check_header, migrate
 from .types import IdentityEmbeddings, IdentityInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("vireid.gallery")
 MEMORY = ":memory:"
 _CHUNK = 500  # ids per `IN (...)` query, below SQLite's variable limit
 SAME_VECTOR = 1e-6
@@ -181,7 +184,10 @@ class GalleryStore:
         conn.execute("PRAGMA secure_delete = ON").fetchone()
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection (idempotent), truncating the WAL first if a removal left it pending."""
+        if getattr(self, "_wal_pending", False):
+            with contextlib.suppress(sqlite3.Error):
+                self._truncate_wal()
         self._conn.close()
         _OPEN_FILES.release(self._open_key)
         self._open_key = None
@@ -204,7 +210,23 @@ class GalleryStore:
                 conn.execute("ROLLBACK")
             raise
         if structural:  # the WAL still holds page images with what was just removed or renamed
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Copy the WAL into the database and empty it, without waiting: while another connection
+        reads, SQLite would hold the write lock for the whole busy timeout (other processes' writes fail
+        meanwhile), so a busy checkpoint is left for the next removal or for `close`."""
+        conn = self._conn
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:  # the change itself is committed: this is housekeeping only
+            busy = 1
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        self._wal_pending = bool(busy)
+        if busy:
+            log.debug("%s: WAL not truncated now (another connection is reading)", self.path)
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

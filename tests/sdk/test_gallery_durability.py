@@ -171,3 +171,25 @@ def test_a_gallery_is_not_created_through_a_dangling_symlink(tmp_path: Path) -> 
     with pytest.raises(GalleryError, match=r"g\.db: is a symbolic link to a missing file"):
         Gallery(link, "space", 16)
     assert not (tmp_path / "elsewhere" / "target.db").exists()
+
+
+def test_a_removal_while_another_connection_reads_neither_waits_nor_fails(tmp_path: Path) -> None:
+    """The WAL truncation after a removal waited the whole busy timeout for a reader to finish, holding
+    the write lock (other processes' writes failed meanwhile); now it is skipped and done at close."""
+    import sqlite3
+
+    path = tmp_path / "g.db"
+    gallery = Gallery(path, "space", 16, timeout=5.0)
+    gallery.enroll("SECRET_PERSON_NAME", np.eye(16, dtype=np.float32)[:1], "ir")
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM identities").fetchall()  # holds a read snapshot
+    started = time.monotonic()
+    assert gallery.remove("SECRET_PERSON_NAME") == 1
+    waited = time.monotonic() - started
+    assert waited < 2.5, f"the removal waited {waited:.1f} s for the reader"  # the busy timeout is 5 s
+    reader.execute("ROLLBACK")
+    reader.close()
+    gallery.close()  # the pending truncation happens here
+    assert b"SECRET_PERSON_NAME" not in path.read_bytes()
+    assert not Path(f"{path}-wal").exists() or b"SECRET_PERSON_NAME" not in Path(f"{path}-wal").read_bytes()
