@@ -200,6 +200,7 @@ class Matcher:
         self.records: dict[TrackKey, TrackRecord] = {}
         self._ended: collections.deque[TrackRecord] = collections.deque()
         self._origins: dict[str, float] = {}
+        self._clocks: dict[str, tuple[Modality, float]] = {}  # live cameras: modality, latest media time
 
     # ----- tracks -------------------------------------------------------------------------------
     def media_time(self, frame: Frame) -> float:
@@ -214,6 +215,7 @@ class Matcher:
         """Record a frame's tracks; returns `TrackStarted` / `TrackEnded` events."""
         events: list[Event] = []
         now = self.media_time(frame)  # also fixes the camera's clock origin on its first frame
+        self._clocks[frame.camera] = (frame.modality, now)
         for track in update.tracks:
             key = (frame.camera, track.track_id)
             record = self.records.get(key)
@@ -256,7 +258,7 @@ class Matcher:
             return []
         record.ended = True
         self._ended.append(record)
-        self._prune(record.last_media)
+        self._prune()
         return [
             TrackEnded(
                 time=record.last_time,
@@ -273,7 +275,9 @@ class Matcher:
         ]
 
     def end_camera(self, camera: str) -> list[Event]:
-        """End every live track of one camera."""
+        """End every live track of one camera (it closed, or restarts: its clock resumes with its next
+        frame)."""
+        self._clocks.pop(camera, None)
         events: list[Event] = []
         for key in [k for k in self.records if k[0] == camera]:
             events += self.end(key)
@@ -323,7 +327,7 @@ class Matcher:
             return []
         updated = list(touched.values())
         times = {r.key: r.last_time for r in updated}
-        self._prune(max(r.last_media for r in updated))
+        self._prune()
         events = self._identify(updated, times)
         return events + self._cross_match(updated, times)
 
@@ -444,6 +448,11 @@ class Matcher:
         if record.partner is not None and by_key[best] < record.partner_score + self.margin:
             record.partner_candidate, record.partner_hits = None, 0
             return None
+        if partner.partner not in (None, record.key) and by_key[best] < partner.partner_score + self.margin:
+            # taking a track from its partner needs the same margin as leaving one's own: without it
+            # two near-equal rivals would take it from each other on every update
+            record.partner_candidate, record.partner_hits = None, 0
+            return None
         record.partner_hits = record.partner_hits + 1 if record.partner_candidate == best else 1
         record.partner_candidate = best
         if record.partner_hits < self.confirm:
@@ -468,10 +477,20 @@ class Matcher:
         """A live or recently ended track by key (None once forgotten)."""
         return self.records.get(key) or next((r for r in self._ended if r.key == key), None)
 
-    def _prune(self, now: float) -> None:
-        """Forget ended tracks older than `cross_window` on the media clock (and beyond the 1000 most
-        recent)."""
-        while self._ended and (
-            now - self._ended[0].last_media > self.cross_window or len(self._ended) > 1000
-        ):
+    def _prune(self) -> None:
+        """Forget ended tracks that fell out of `cross_window`, on the media clock of the cameras they
+        could still pair with: the slowest live camera of the other modality (in `--fast` a 9 fps
+        thermal file and a 30 fps colour file advance at different media rates), and beyond the 1000
+        most recent."""
+        slowest: dict[Modality, float] = {}
+        for modality, now in self._clocks.values():
+            slowest[modality] = min(slowest.get(modality, now), now)
+
+        def expired(record: TrackRecord) -> bool:
+            now = slowest.get(record.modality.other)
+            return now is not None and now - record.last_media > self.cross_window
+
+        if any(expired(r) for r in self._ended):
+            self._ended = collections.deque(r for r in self._ended if not expired(r))
+        while len(self._ended) > 1000:
             self._ended.popleft()

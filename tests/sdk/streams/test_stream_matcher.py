@@ -291,3 +291,54 @@ def test_track_started_carries_the_detection_box_drawn_on_that_frame() -> None:
     started = Track(1, filtered, detected, 0.9, 0, 1)  # the Kalman box differs from the detection's
     (event,) = m.observe(frame("vis", "visible", 0), TrackUpdate([started], started=[1]))
     assert isinstance(event, TrackStarted) and tuple(event.box) == (10, 20, 50, 120)
+
+
+def test_two_near_equal_rivals_do_not_take_a_partner_from_each_other_on_every_update() -> None:
+    """Taking a track from its partner needs `margin` too: two visible tracks at cosines 0.80 and 0.81
+    to one infrared track, the closer one alternating, gave a CrossModalMatch on every swap."""
+    from vireid.streams.matcher import TrackRecord
+
+    m = Matcher(0.5, confirm=2, margin=0.05, min_samples=1)
+
+    def record(camera: str, modality: Modality) -> TrackRecord:
+        r = TrackRecord(camera, modality, 1, 0, 0.0, 0, 0.0, np.zeros(4, np.float32), samples=5, weight=1.0)
+        m.records[r.key] = r
+        return r
+
+    first, second = record("v1", Modality.VISIBLE), record("v2", Modality.VISIBLE)
+    infrared = record("t", Modality.INFRARED)
+    infrared.vector_sum = np.array([1.0, 0, 0, 0])
+    events = []
+    for step in range(6):
+        a, b = (0.80, 0.81) if step % 2 == 0 else (0.81, 0.80)
+        first.vector_sum = np.array([a, np.sqrt(1 - a * a), 0, 0])
+        second.vector_sum = np.array([b, 0, np.sqrt(1 - b * b), 0])
+        for _ in range(2):
+            for r in (first, second):
+                events += m._cross_match([r], {r.key: float(step)})
+    assert len([e for e in events if isinstance(e, CrossModalMatch)]) == 1
+
+
+def test_the_window_follows_the_other_cameras_clock_when_frame_rates_differ() -> None:
+    """In `--fast` the pipeline takes one frame per camera per step: a 10 fps thermal file's media time
+    runs 3x ahead of a 30 fps colour file's. An ended infrared track was pruned by the thermal clock,
+    while the colour camera, still 8 s of video behind, could yet see that person."""
+    m = Matcher(0.5, confirm=1, min_samples=1, cross_window=5.0)
+
+    def step_frame(camera: str, modality: str, step: int, fps: float) -> Frame:
+        return frame(camera, modality, step, t=100.0 + 0.01 * step, pts=step / fps)  # 100x real time
+
+    events = []
+    for step in range(121):
+        ir, vis = step_frame("ir", "ir", step, 10.0), step_frame("vis", "visible", step, 30.0)
+        if step <= 30:  # the person is seen by the thermal camera for its first 3 s
+            events += feed(m, ir, 1, E[0])
+        elif step >= 100:  # someone else, 10 s into the thermal video
+            events += feed(m, ir, 2, E[1])
+        else:
+            events += m.observe(ir, TrackUpdate([], ended=[1] if step == 31 else []))
+        if step >= 120:  # and by the colour camera 4 s into its video
+            events += feed(m, vis, 1, E[0])
+        else:
+            events += m.observe(vis, TrackUpdate([]))
+    assert any(isinstance(e, CrossModalMatch) for e in events)
