@@ -213,10 +213,19 @@ class Trainer:
             )
         load_weights(self.model, ckpt, "the model this config builds")
         self.criterion.load_state_dict(ckpt.criterion_state)
-        if ckpt.optimizer_state is not None:
+        groups = (ckpt.optimizer_state or {}).get("param_groups", [])
+        if ckpt.optimizer_state is not None and not all("name" in g for g in groups):
+            # saved before the GeM exponents had their own group: the layouts differ
+            log.warning(
+                "--resume: %s holds an optimizer state of an older vireid (another parameter-group "
+                "layout); the weights, MeCen centres and schedule resume, the optimizer's momentum "
+                "restarts",
+                last,
+            )
+        elif ckpt.optimizer_state is not None:
             try:
                 self.optimizer.load_state_dict(ckpt.optimizer_state)
-            except ValueError as exc:  # parameter groups of another layout (an older vireid's)
+            except ValueError as exc:  # parameter groups of another layout
                 raise ConfigError(
                     f"--resume: the optimizer state in {last} does not fit this trainer's parameter groups "
                     f"({exc}); resume with the vireid version that started the run, or start a new run "
@@ -243,8 +252,9 @@ class Trainer:
         run may change them: `--resume --set optim.lr=...` must train at that rate)."""
         opt = self.cfg.optim
         for group in self.optimizer.param_groups:
-            group["base_lr"] = group["lr"] = opt.backbone_lr if group["name"] == "backbone" else opt.lr
-            group["weight_decay"] = 0.0 if group["name"] == "gem" else opt.weight_decay
+            name = group.get("name")
+            group["base_lr"] = group["lr"] = opt.backbone_lr if name == "backbone" else opt.lr
+            group["weight_decay"] = 0.0 if name == "gem" else opt.weight_decay
             if "momentum" in group:
                 group["momentum"] = opt.momentum
 

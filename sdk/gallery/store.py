@@ -41,9 +41,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("vireid.gallery")
 MEMORY = ":memory:"
 _CHUNK = 500  # ids per `IN (...)` query, below SQLite's variable limit
-SAME_VECTOR = 1e-6
-"""Largest element difference of two unit vectors a merge import treats as one (re-normalising an
-exported float32 vector moves it by about 1e-7)."""
+SAME_COSINE = 1.0 - 1e-5
+"""Cosine above which a merge import treats two unit vectors as one: re-normalising an exported float32
+vector moves it by about 1e-7, a float32 product of 512-d unit vectors errs by about 1e-6, and two
+embeddings of different crops score far below."""
 
 
 @dataclass(frozen=True)
@@ -331,10 +332,10 @@ class GalleryStore:
             return batch
         held = np.empty((len(rows), self.meta.dim), dtype=np.float32)
         self.read_vectors(conn, np.array([r[0] for r in rows], dtype=np.int64), held)
-        by_tags: dict[tuple[Any, ...], list[int]] = {}
+        held_by_tags: dict[tuple[Any, ...], list[int]] = {}
         for i, row in enumerate(rows):
-            by_tags.setdefault(tuple(row[1:]), []).append(i)
-        keep = []
+            held_by_tags.setdefault(tuple(row[1:]), []).append(i)
+        new_by_tags: dict[tuple[Any, ...], list[int]] = {}
         for j in range(len(batch)):
             tags = (
                 int(batch.modalities[j]),
@@ -343,10 +344,17 @@ class GalleryStore:
                 batch.track_ids[j],
                 batch.sources[j],
             )
-            same = by_tags.get(tags, [])
-            if not same or np.abs(held[same] - batch.vectors[j]).max(axis=1).min() > SAME_VECTOR:
-                keep.append(j)
-        return batch.subset(np.array(keep, dtype=np.int64))
+            new_by_tags.setdefault(tags, []).append(j)
+        keep = []
+        for tags, new_rows in new_by_tags.items():
+            same = held_by_tags.get(tags)
+            if not same:
+                keep += new_rows
+                continue
+            # per tag group, one product: unit vectors whose cosine is 1 within float32 rounding
+            closest = (batch.vectors[new_rows] @ held[same].T).max(axis=1)
+            keep += [j for j, cosine in zip(new_rows, closest, strict=True) if cosine < SAME_COSINE]
+        return batch.subset(np.array(sorted(keep), dtype=np.int64))
 
     def _insert_rows(self, conn: sqlite3.Connection, identity_id: int, batch: EmbeddingBatch) -> np.ndarray:
         # Ids are assigned here, inside the write lock, from AUTOINCREMENT's sequence: never reused, so

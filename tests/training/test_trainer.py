@@ -435,3 +435,21 @@ def test_gem_exponents_take_no_weight_decay_and_clipping_covers_the_centres(
     trainer.fit()
     centres = {id(p) for p in trainer.criterion.parameters() if p.requires_grad}
     assert centres and clipped and all(centres <= ids for ids in clipped)
+
+
+def test_resuming_a_run_saved_before_the_gem_group_restarts_the_momentum_only(
+    sysu: Path, tmp_path: Path, caplog
+) -> None:
+    """Checkpoints of earlier vireid versions hold [head] or [head, backbone] optimizer groups, without
+    names; loading them into [head, gem] failed every resume."""
+    train(_config(**{"optim.epochs": 1}), sysu, tmp_path / "run")
+    description = tmp_path / "run" / "last.json"
+    meta = json.loads(description.read_text())
+    head, gem = meta["optimizer_param_groups"]
+    del head["name"]
+    head["params"] = head["params"] + gem["params"]  # the old layout: one group of everything
+    meta["optimizer_param_groups"] = [head]
+    description.write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING):
+        resumed = train(_config(), sysu, tmp_path / "run", resume=True)
+    assert resumed.epochs_run == 1 and "optimizer state of an older vireid" in caplog.text
