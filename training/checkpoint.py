@@ -100,8 +100,10 @@ def save_checkpoint(
         **extra,
     }
     # unique temp names (O_EXCL): a fixed `X.tmp` could be a planted symlink, or another save's file
-    tmp_w, tmp_d = _temp_beside(weights), _temp_beside(desc)
+    temps = [_temp_beside(weights)]
     try:
+        temps.append(_temp_beside(desc))
+        tmp_w, tmp_d = temps
         safetensors_torch.save_file(tensors, str(tmp_w))
         description["weights_sha256"] = sha256_file(tmp_w)  # ties the pair: see load_checkpoint
         tmp_d.write_text(json.dumps(description, indent=2, default=_json_default), encoding="utf-8")
@@ -111,7 +113,7 @@ def save_checkpoint(
         tmp_w.replace(weights)
         tmp_d.replace(desc)
     finally:
-        for leftover in (tmp_w, tmp_d):
+        for leftover in temps:
             leftover.unlink(missing_ok=True)
     return weights
 

@@ -24,8 +24,13 @@ _SECRET_QUERY = re.compile(
 # GStreamer element properties are space-separated `name=value` (`rtspsrc user-id=admin user-pw=...`,
 # `souphttpsrc proxy-pw=...`, `srtsrc passphrase=...`), values optionally quoted.
 _SECRET_PROPERTY = re.compile(
-    r"(?<![^\s!])(?P<key>[a-z0-9_-]*(?:pass|pwd|-pw|token|secret|auth|cred)[a-z0-9_-]*|user-id|proxy-id"
-    r"|user|username|login)=(?P<value>\"[^\"]*\"|'[^']*'|[^\s!]+)",
+    r"(?<![^\s!,;\"'])"  # a property starts the text or follows a separator or a quote
+    r"(?P<key>[a-z0-9_-]*(?:pass|pwd|-pw|token|secret|auth|cred)[a-z0-9_-]*|user-id|proxy-id|user|username"
+    r"|login)\s*=\s*"
+    r"(?P<value>(?:\([a-z0-9_]+\))?"  # a GStreamer type cast: (string)
+    r"(?:\"(?:[^\"\\]|\\.)*\""  # "quoted, \" escapes kept inside"
+    r"|\\\"(?:[^\"\\]|\\.)*?\\\""  # \"quoted inside a quoted value\"
+    r"|'[^']*'|[^\s!,;\"']+))",  # 'quoted' or bare
     re.IGNORECASE,
 )
 

@@ -50,6 +50,15 @@ SECRET = "s3cr3t-P4ss"
         ),
         ("srtsrc uri=srt://h:1 passphrase=xyz!queue", "srtsrc uri=srt://h:1 passphrase=***!queue"),
         (
+            "rtspsrc location=rtsp://c/s user-id = admin user-pw = pw1",
+            "rtspsrc location=rtsp://c/s user-id=*** user-pw=***",
+        ),
+        ('souphttpsrc user-pw="a\\"b c" ! jpegdec', "souphttpsrc user-pw=*** ! jpegdec"),  # no tail leaks
+        (
+            'souphttpsrc extra-headers="h, Authorization=(string)\\"Basic dXNlcjpwYXNz\\"" ! jpegdec',
+            'souphttpsrc extra-headers="h, Authorization=***" ! jpegdec',
+        ),
+        (
             "v4l2src device=/dev/video0 ! videoconvert ! appsink",
             "v4l2src device=/dev/video0 ! videoconvert ! appsink",
         ),
