@@ -34,12 +34,12 @@ def crops_of(data: Path, person: str, cameras: tuple[str, ...], limit: int) -> l
 
 
 def enroll(gallery: vireid.Gallery, embedder: vireid.Embedder, files: list[Path], person: str) -> None:
-    """Enrol visible crops under the person's name (replacing an earlier enrolment of that name)."""
+    """Enrol visible crops under the person's name; `replace=True` swaps an earlier enrolment of that
+    name in one transaction (a re-run re-enrols instead of adding duplicates, and loses nothing if it
+    fails half-way)."""
     embeddings = embedder.embed([read_image(f) for f in files], vireid.Modality.VISIBLE)
-    if person in gallery:  # a re-run re-enrols instead of adding duplicates
-        gallery.remove(person)
     cameras = [f.parent.parent.name for f in files]
-    gallery.enroll(person, embeddings, camera=cameras, sources=[str(f) for f in files])
+    gallery.enroll(person, embeddings, camera=cameras, sources=[str(f) for f in files], replace=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=3, help="identities listed per query (default 3)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
     args = parser.parse_args(argv)
+    if args.people < 1 or args.per_person < 1 or args.k < 1:
+        parser.error("--people, --per-person and -k must be at least 1")
 
     people = sorted({p.name for cam in INFRARED_CAMERAS for p in (args.data / cam).glob("*") if p.is_dir()})
     people = [p for p in people if crops_of(args.data, p, VISIBLE_CAMERAS, 1)][: args.people]

@@ -25,21 +25,16 @@ import sys
 from pathlib import Path
 
 import vireid
-from vireid.imageio import read_image
-
-IMAGES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def enroll_folder(gallery: vireid.Gallery, embedder: vireid.Embedder, crops: Path, limit: int) -> None:
-    """Enrol each sub-folder of `crops` (visible crops of one person) under the sub-folder's name."""
+    """Enrol each sub-folder of `crops` (visible crops of one person) under the sub-folder's name.
+
+    `replace=True` re-enrols a name already in the gallery in one transaction: the images are read and
+    embedded first, so an unreadable one raises before anything stored changes."""
     people = sorted(p for p in crops.iterdir() if p.is_dir())[:limit]
     for person in people:
-        files = sorted(f for f in person.iterdir() if f.suffix.lower() in IMAGES)
-        if files:
-            if person.name in gallery:
-                gallery.remove(person.name)
-            embeddings = embedder.embed([read_image(f) for f in files], vireid.Modality.VISIBLE)
-            gallery.enroll(person.name, embeddings, sources=[str(f) for f in files])
+        vireid.enroll_images(gallery, embedder, person.name, [person], "visible", replace=True)
     print(f"gallery: {len(gallery)} identities enrolled from {crops}")
 
 
