@@ -92,17 +92,34 @@ def main() -> int:
     parser.add_argument("--loop-seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    missing = [n for n in ("visible.mp4", "infrared.mp4", "gt.json") if not (args.scene / n).is_file()]
+    if missing:
+        parser.error(
+            f"--scene {args.scene}: missing {', '.join(missing)} (make one with `vireid synth scene`)"
+        )
+    if not args.model.is_file():
+        parser.error(f"--model {args.model}: no such file")
+    if args.minutes < 1.5:
+        parser.error("--minutes must be at least 1.5: RSS growth is measured after a one-minute warm-up")
 
+    ctx = mp.get_context("spawn")
+    ports, stop = ctx.Queue(), ctx.Event()
+    server = ctx.Process(  # a daemon: a failed start-up below must not leave it running (and us waiting)
+        target=serve, args=(str(args.scene), args.loop_seconds, args.flap_seconds, ports, stop), daemon=True
+    )
+    server.start()
+    try:
+        return _start_and_soak(args, ports, stop, server)
+    finally:
+        stop.set()
+        server.join(timeout=30)
+
+
+def _start_and_soak(args, ports, stop, server) -> int:
     from vireid import Embedder
     from vireid.bench.pipeline import PipelineBenchConfig, enroll_scene_gallery, load_scene
     from vireid.streams import Pipeline, PipelineConfig, VideoSource
 
-    ctx = mp.get_context("spawn")
-    ports, stop = ctx.Queue(), ctx.Event()
-    server = ctx.Process(
-        target=serve, args=(str(args.scene), args.loop_seconds, args.flap_seconds, ports, stop)
-    )
-    server.start()
     vis_port, ir_port = ports.get(timeout=60)
     truth = load_scene(args.scene)
     embedder = Embedder(args.model, "cpu")
@@ -122,7 +139,6 @@ def main() -> int:
             events[key] = events.get(key, 0) + 1
 
     pipeline = Pipeline(sources, embedder, gallery=gallery, config=PipelineConfig(), on_event=on_event)
-    pipeline.start()
     try:
         return _soak(args, pipeline, events, ports, stop, server, gallery, embedder)
     finally:
@@ -132,11 +148,12 @@ def main() -> int:
 
 
 def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int:
+    from vireid.atomic import write_atomic
+
     started = time.monotonic()
     timeline = []
-    while time.monotonic() - started < args.minutes * 60:
-        time.sleep(10.0)
-        stats = pipeline.stats()
+
+    def on_status(stats: Any) -> None:
         point = {"t": round(time.monotonic() - started, 1), **sample()}
         for s in stats.sources:
             point[f"{s.camera}_read"] = s.frames_read
@@ -146,14 +163,15 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
             point[f"{cam}_processed"] = c.processed
         timeline.append(point)
         print(json.dumps(point), flush=True)
-    final = pipeline.stats()
-    pipeline.stop()
+
+    # run() re-raises what stopped the processing thread: a pipeline that died is not a quiet soak
+    final = pipeline.run(args.minutes * 60, on_status=on_status, status_every=10.0)
     stop.set()
     flaps = ports.get(timeout=30)
     server.join(timeout=30)
     gallery.close()
     embedder.close()
-    warm = [p for p in timeline if p["t"] >= 60.0] or timeline
+    warm = [p for p in timeline if p["t"] >= 60.0] or timeline  # --minutes >= 1.5: after the warm-up
     by_camera = {s.camera: s for s in final.sources}
     report = {
         "minutes": args.minutes,
@@ -179,8 +197,27 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
     summary = {k: v for k, v in report.items() if k != "timeline"}
     print(json.dumps(summary, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+        write_atomic(args.json, json.dumps(report, indent=2) + "\n")
+    missed = [
+        text
+        for failed, text in (
+            (
+                report["rss_growth_pct"] > 5.0,
+                f"RSS grew {report['rss_growth_pct']:.1f} % after warm-up (> 5 %)",
+            ),
+            (report["threads"][1] > report["threads"][0], f"threads grew {report['threads']}"),
+            (report["fds"][1] > report["fds"][0], f"open files grew {report['fds']}"),
+            (report["ir_reconnects"] < flaps, f"{report['ir_reconnects']} reconnects for {flaps} flaps"),
+            (  # the one frame `latest` holds when the run stops is read but never processed
+                report["vis_frames_unaccounted"] > 1,
+                f"{report['vis_frames_unaccounted']} visible frames lost",
+            ),
+        )
+        if failed
+    ]
+    for text in missed:
+        print(f"target missed: {text}", file=sys.stderr)
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
