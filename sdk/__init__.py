@@ -22,6 +22,7 @@ from .embeddings import Embeddings
 from .enrollment import EnrollReport, enroll_images
 from .errors import (
     ArtifactError,
+    BrokenDependencyError,
     CardError,
     ConfigError,
     DatasetError,
@@ -52,6 +53,7 @@ __all__ = [
     "ArtifactError",
     "Backend",
     "BatchProfile",
+    "BrokenDependencyError",
     "CardError",
     "ConfigError",
     "CrossModalMatch",

@@ -79,5 +79,24 @@ def require(module: str, extra: str, purpose: str):
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        top = module.split(".")[0]
+        if exc.name is not None and exc.name.split(".")[0] != top:  # it is there; something it needs is not
+            raise BrokenDependencyError(module, f"{type(exc).__name__}: {exc}") from exc
         raise MissingDependencyError(module, extra, purpose) from exc
+    except ImportError as exc:  # installed, but it does not load (e.g. built for another numpy)
+        raise BrokenDependencyError(module, f"{type(exc).__name__}: {exc}") from exc
+
+
+class BrokenDependencyError(VireidError, ImportError):
+    """An optional dependency is installed but fails to import; the message quotes why."""
+
+    def __init__(self, module: str, reason: str) -> None:
+        self._arguments = (module, reason)
+        super().__init__(
+            f"the Python package '{module}' is installed but fails to import ({reason}); reinstall it, or a "
+            "version built for this Python and numpy: pip install --force-reinstall PACKAGE"
+        )
+
+    def __reduce__(self) -> tuple:  # picklable, like the other errors
+        return (type(self), self._arguments)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
 from vireid.errors import ArtifactError, ConfigError
 
+from ._needs_torch import torch
 from .models.backbones import STEM_PREFIXES, TwoStreamResNet
+
+Tensor, nn = torch.Tensor, torch.nn
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from vireid.atomic import write_atomic
 from vireid.errors import ConfigError, DeviceError
 from vireid.progress import progress
 
+from ._needs_torch import torch
 from .augment import augment
 from .checkpoint import load_checkpoint, load_weights, paths_for, save_checkpoint
 from .config import DEFAULT_VAL_PROTOCOL, TrainConfig
@@ -41,6 +40,7 @@ from .models.heads import GeM
 from .sampler import CrossModalIdentitySampler
 from .schedule import lr_factor
 
+nn = torch.nn
 log = logging.getLogger("vireid.train")
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 # Not `from conftest import REPO`: pytest imports every folder's conftest.py as the module "conftest".
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,3 +51,26 @@ def test_cli_help_runs_without_heavy_imports() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import vireid.training.models",
+        "import vireid.training.losses",
+        "import vireid.training.pretrained",
+        "import vireid.training.trainer",
+        "from vireid.cli.main import main; raise SystemExit(main(['bench', 'random:resnet_tiny']))",
+    ],
+)
+def test_training_without_torch_names_the_extra(statement: str) -> None:
+    """Without torch these raised a bare ModuleNotFoundError from deep inside (and `vireid bench` on a
+    checkpoint printed a traceback); `vireid.training` itself (readers, generator) needs no torch."""
+    script = "import sys\nsys.modules['torch'] = None  # as if torch were not installed\n" + statement
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "pip install 'vireid[train]'" in output, output
+    if "cli" in statement:  # the command prints one line, exit 1
+        assert done.returncode == 1 and "Traceback" not in output, output
+    else:
+        assert "MissingDependencyError" in output and "ModuleNotFoundError" not in output.splitlines()[-1]

@@ -11,6 +11,7 @@ Public API:
 
 from __future__ import annotations
 
+from .. import _needs_torch  # noqa: F401  (first: names the extra when torch is missing)
 from .centres import CenterAlignmentLoss, CenterClusterLoss, HeteroCenterTripletLoss
 from .criterion import MODEL_LOSSES, ReIDCriterion
 from .identity import IdentityLoss

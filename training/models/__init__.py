@@ -9,6 +9,7 @@ Public API:
 
 from __future__ import annotations
 
+from .. import _needs_torch  # noqa: F401  (first: names the extra when torch is missing)
 from . import baseline, mpanet, mspac, psmg  # noqa: F401  (register the models)
 from .attention import PartAwareAttention, part_bounds, split_rows
 from .backbones import BACKBONES, TwoStreamResNet
