@@ -294,7 +294,7 @@ def to_int8(
         MissingDependencyError: onnx / onnxruntime are not installed (extra `export`).
     """
     onnx = require("onnx", "export", "INT8 quantisation")
-    quant = require("onnxruntime.quantization", "export", "INT8 quantisation")
+    quant = require("onnxruntime.quantization", "onnx", "INT8 quantisation")
     options = options or Int8Options()
     onnx_path = Path(onnx_path)
     out = Path(out) if out is not None else onnx_path.with_name(f"{onnx_path.stem}.int8.onnx")

@@ -36,7 +36,22 @@ from typing import Any
 from .atomic import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "configs" / "demo_cpu.yaml"
+
+
+def _demo_config() -> Path:
+    """The checkout's `configs/demo_cpu.yaml`, else the copy an installed wheel ships."""
+    checkout = REPO / "configs" / "demo_cpu.yaml"
+    if checkout.is_file():
+        return checkout
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("vireid.training.configs"))) / "demo_cpu.yaml"
+    except ModuleNotFoundError:
+        return checkout
+
+
+DEMO_CONFIG = _demo_config()
 TRAIN_SEED, HELDOUT_SEED = 0, 1
 TARGETS = {"R1": 0.80, "mAP": 0.70}
 SCENE_SECONDS, ENROLL_SECONDS = 90.0, 45.0

@@ -153,3 +153,12 @@ def test_a_global_flag_after_the_command_says_where_it_goes(capsys) -> None:
         main(["info", "-v", "m.onnx"])
     assert usage.value.code == 2
     assert "put them before the command, e.g. vireid -v run" in capsys.readouterr().err
+
+
+def test_the_demo_finds_its_config_outside_a_checkout(tmp_path: Path, monkeypatch) -> None:
+    """From an installed wheel `configs/` next to the package does not exist; the shipped copy is used."""
+    import vireid.demo as demo
+
+    monkeypatch.setattr(demo, "REPO", tmp_path)  # as in site-packages: no configs/ beside the package
+    found = demo._demo_config()
+    assert found.name == "demo_cpu.yaml" and found.is_file() and tmp_path not in found.parents
