@@ -317,6 +317,24 @@ def test_folder_policy_reuse_refuse_overwrite(tmp_path: Path) -> None:
     assert json.loads((root / "meta.json").read_text())["ids"] == 4
 
 
+def test_a_set_rendered_with_other_library_versions_is_reused_with_a_warning(tmp_path: Path, caplog) -> None:
+    """Equal settings give other bytes under another numpy or OpenCV: meta.json records both."""
+    import logging
+
+    import cv2
+
+    root = tmp_path / "data"
+    small = {"ids": 5, "images_per_camera": 1, "seed": 0}
+    generate("sysu", root, workers=1, show_progress=False, **small)
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["libraries"] == {"numpy": np.__version__, "opencv": cv2.__version__}
+    meta["libraries"] = {"numpy": "1.24.4", "opencv": "4.8.1"}
+    (root / "meta.json").write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING):
+        assert generate("sysu", root, workers=1, show_progress=False, **small).reused
+    assert "rendered with {'numpy': '1.24.4', 'opencv': '4.8.1'}" in caplog.text
+
+
 def test_a_set_of_another_kind_is_refused_even_with_overwrite(tmp_path: Path) -> None:
     """--overwrite removes only the generator's own folders of the asked kind: a RegDB set written over a
     SYSU one would leave both layouts mixed in one folder."""

@@ -9,6 +9,7 @@ last, so an interrupted run is never mistaken for a finished one.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -27,6 +28,7 @@ from vireid.progress import progress
 
 from ..layouts import layout_of
 
+log = logging.getLogger("vireid.synth")
 META_FILE = "meta.json"
 JPEG_QUALITY = 92
 T = TypeVar("T")
@@ -69,6 +71,15 @@ def other_settings(root: Path, meta: dict[str, Any]) -> str | None:
 def reused_result(root: Path) -> SynthResult:
     """The result of a call that found its dataset already in place."""
     meta = read_meta(root) or {}
+    made_with = meta.get("libraries")
+    if made_with and made_with != library_versions():
+        log.warning(
+            "%s: reused as it is; it was rendered with %s, this machine has %s, so a fresh render of the "
+            "same settings would differ in its bytes (pass --overwrite to render it again here)",
+            root,
+            made_with,
+            library_versions(),
+        )
     return SynthResult(Path(root), int(meta.get("files", 0)), reused=True)
 
 
@@ -152,9 +163,16 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def library_versions() -> dict[str, str]:
+    """The libraries the rendered bytes depend on: the same settings give other bytes under another
+    numpy (its generators and arithmetic) or OpenCV (resizing, drawing, JPEG)."""
+    return {"numpy": np.__version__, "opencv": cv2.__version__}
+
+
 def write_meta(root: Path, meta: dict[str, Any], **extra: Any) -> None:
-    """Write `meta.json` (settings, `complete: true` and `extra`), deterministically formatted."""
-    body = {**meta, **extra, "complete": True}
+    """Write `meta.json` (settings, the library versions, `complete: true` and `extra`), formatted
+    deterministically."""
+    body = {**meta, **extra, "libraries": library_versions(), "complete": True}
     (root / META_FILE).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
