@@ -135,7 +135,8 @@ class TrackEnded(TrackEvent):
 
 @dataclass(frozen=True)
 class SourceChanged(Event):
-    """A source changed state (`connecting`, `live`, `reconnecting`, `ended`, `failed`, `stopped`)."""
+    """A source changed state (`connecting`, `live`, `reconnecting`, `stalled`, `ended`, `failed`,
+    `stopped`)."""
 
     kind: ClassVar[str] = "source"
     camera: str = ""

@@ -334,6 +334,8 @@ class Pipeline:
                 # finished before polling: a camera whose last frame this poll takes closes next round,
                 # after that frame was processed (its tracks end after they were seen)
                 finished = self._finished_cameras()
+                for cam in self._cameras.values():
+                    cam.source.check_stalled()  # a blocked USB / GStreamer read: reported, tracks end
                 frames = [f for cam in self._cameras.values() if (f := cam.source.poll()) is not None]
                 self._emit(self._drain_source_events() + self._close_cameras(finished))
                 if frames:
@@ -502,8 +504,9 @@ class Pipeline:
             event = self._source_events.popleft()
             events.append(event)
             cam = self._cameras.get(event.camera)
-            if event.state == SourceState.RECONNECTING.value and cam is not None and not cam.closed:
-                events += self._restart_camera(event.camera, f"its source is reconnecting ({event.message})")
+            lost = event.state in (SourceState.RECONNECTING.value, SourceState.STALLED.value)
+            if lost and cam is not None and not cam.closed:
+                events += self._restart_camera(event.camera, f"its source is {event.state} ({event.message})")
         return events
 
     # ----- statistics ---------------------------------------------------------------------------

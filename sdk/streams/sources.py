@@ -72,6 +72,7 @@ class SourceState(str, enum.Enum):
     CONNECTING = "connecting"
     LIVE = "live"
     RECONNECTING = "reconnecting"
+    STALLED = "stalled"
     ENDED = "ended"
     FAILED = "failed"
     STOPPED = "stopped"
@@ -341,6 +342,24 @@ class VideoSource:
             self._error,
         )
 
+    def check_stalled(self) -> bool:
+        """Whether a live USB device or GStreamer pipeline has delivered nothing for `read_timeout`
+        seconds: its read blocks (a device unplugged, a pipeline stuck) and, unlike a network stream's,
+        no FFmpeg timeout ends it. The state turns `stalled` (a `SourceChanged` event), and back to
+        `live` with the next frame. The blocked read itself cannot be interrupted from Python."""
+        if self.kind not in (SourceKind.DEVICE, SourceKind.GSTREAMER) or self._state is not SourceState.LIVE:
+            return self._state is SourceState.STALLED
+        with self._cond:
+            last = self._times[-1] if self._times else None
+        if last is not None and time.monotonic() - last > self.read_timeout:
+            self._set_state(
+                SourceState.STALLED,
+                f"no frame for {time.monotonic() - last:.0f} s: the read is blocked (device unplugged or "
+                "pipeline stuck?); its tracks end, and it turns live again with its next frame",
+            )
+            return True
+        return False
+
     # ----- taking frames ------------------------------------------------------------------------
     def poll(self) -> Frame | None:
         """The next frame without waiting (the newest one under `latest`), or None."""
@@ -549,6 +568,8 @@ class VideoSource:
             self._read += 1
             self._times.append(time.monotonic())
             self._cond.notify_all()
+        if self._state is SourceState.STALLED:
+            self._set_state(SourceState.LIVE, "frames again after a stall")
         if self.notify is not None:
             self.notify()
 

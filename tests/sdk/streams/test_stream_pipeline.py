@@ -366,7 +366,10 @@ def test_track_ids_stay_unique_when_a_camera_restarts(embedder: Embedder) -> Non
     assert started == [1, 2] and ended[:1] == [1]  # the restarted camera's track is 2, not 1 again
 
 
-def test_a_camera_whose_source_reconnects_ends_its_tracks_and_keeps_ids_unique(embedder: Embedder) -> None:
+@pytest.mark.parametrize("lost", [SourceState.RECONNECTING, SourceState.STALLED])
+def test_a_camera_whose_source_reconnects_ends_its_tracks_and_keeps_ids_unique(
+    embedder: Embedder, lost: SourceState
+) -> None:
     """The tracker counts frames: after an outage the next frame was `previous + 1`, and whoever stood
     where a track was predicted inherited its id and name. A reconnecting source now restarts its
     camera's detector and tracker (the source's state callback, as its reader thread calls it)."""
@@ -376,7 +379,7 @@ def test_a_camera_whose_source_reconnects_ends_its_tracks_and_keeps_ids_unique(e
     events = []
     for i in range(4):
         events += pipeline.step([Frame.of(image, "visible", "a", i), Frame.of(image, "infrared", "b", i)])
-    cameras[0].on_state(cameras[0], SourceState.RECONNECTING, "connection lost")
+    cameras[0].on_state(cameras[0], lost, "connection lost")
     events += pipeline._drain_source_events()  # what the processing loop does each round
     ended = [(e.camera, e.track_id) for e in events if isinstance(e, TrackEnded)]
     assert ended == [("a", 1)]  # camera b carries on

@@ -369,3 +369,38 @@ def test_a_server_that_accepts_and_drops_at_once_gets_a_growing_backoff_fake_cap
         src.read(timeout=0.05)
     src.stop()
     assert len(opens) >= 6 and attempts[:5] == [0, 1, 2, 3, 4]
+
+
+class BlockingCapture(FakeCapture):
+    """A USB-like capture whose read blocks (the device unplugged) until `release_gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(10**6)
+        self.gate, self.count = threading.Event(), 0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.count += 1
+        if self.count == 4:
+            self.gate.wait(10)  # blocks, as a stuck V4L2 read does
+        return super().read()
+
+
+def test_a_blocked_device_read_is_reported_as_stalled_and_live_again_with_a_fake_capture() -> None:
+    """A USB or GStreamer read that blocks was never noticed (no FFmpeg timeout): the source stayed
+    `live` while delivering nothing."""
+    capture = BlockingCapture()
+    states: list[SourceState] = []
+    src = VideoSource(0, "visible", opener=lambda *a: capture, read_timeout=0.3)
+    src.on_state = lambda s, state, message: states.append(state)
+    with src:
+        deadline = time.monotonic() + 5
+        while not src.check_stalled() and time.monotonic() < deadline:
+            src.poll()
+            time.sleep(0.05)
+        assert src.state is SourceState.STALLED and SourceState.STALLED in states
+        capture.gate.set()  # the device comes back
+        deadline = time.monotonic() + 5
+        while src.state is not SourceState.LIVE and time.monotonic() < deadline:
+            src.poll()
+            time.sleep(0.02)
+        assert src.state is SourceState.LIVE and states[-1] is SourceState.LIVE
