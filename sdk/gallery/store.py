@@ -144,20 +144,25 @@ class GalleryStore:
         self.timeout = float(timeout)
         self.encrypted = key is not None
         self._open_key: tuple[int, int] | None = None
-        if self.path != MEMORY:
-            _check_location(Path(self.path), create, self.encrypted)
-            if not self.encrypted and not _OPEN_FILES.holds(Path(self.path)):
-                check_header(Path(self.path))  # an encrypted file has no readable header: the key decides
-            _create_private(Path(self.path))
-        with sqlite_errors(self.path, "open", self.timeout, self.encrypted):
-            if key is not None:
-                self._conn = crypto.connect(self.path, key, self.timeout)
-            else:
-                self._conn = sqlite3.connect(
-                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-                )
+        # one open at a time in this process, from "held?" to "registered": two threads opening the same
+        # file at once could otherwise read its header from Python after the other's connection took its
+        # locks, and closing that descriptor drops them for the whole process (see `check_header`)
+        with _OPEN_FILES.opening:
+            if self.path != MEMORY:
+                _check_location(Path(self.path), create, self.encrypted)
+                if not self.encrypted and not _OPEN_FILES.holds(Path(self.path)):
+                    check_header(Path(self.path))  # an encrypted file has no readable header
+                _create_private(Path(self.path))
+            with sqlite_errors(self.path, "open", self.timeout, self.encrypted):
+                if key is not None:
+                    self._conn = crypto.connect(self.path, key, self.timeout)
+                else:
+                    self._conn = sqlite3.connect(
+                        self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                    )
             if self.path != MEMORY:
                 self._open_key = _OPEN_FILES.acquire(Path(self.path))
+        with sqlite_errors(self.path, "open", self.timeout, self.encrypted):
             try:
                 self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
                 refuse_foreign(self._conn, self.path)  # before WAL mode rewrites the file's header
@@ -594,6 +599,8 @@ class _OpenFiles:
     def __init__(self) -> None:
         self._counts: collections.Counter[tuple[int, int]] = collections.Counter()
         self._lock = threading.Lock()
+        self.opening = threading.Lock()
+        """Held by `GalleryStore.__init__` from its `holds` check to its `acquire`."""
 
     @staticmethod
     def key(path: Path) -> tuple[int, int] | None:
