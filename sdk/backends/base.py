@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..card import BatchProfile, ModelCard
-from ..errors import ArtifactError, InputSpecError, VireidError
+from ..errors import ArtifactError, InputSpecError
 
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 """Device names `open_backend` accepts. `cuda`/`tensorrt` mean GPU device `device_id` (default 0)."""
@@ -123,7 +123,9 @@ class Backend(abc.ABC):
         step = self.max_batch or max(n, 1)
         with self._lock:
             if self._closed:
-                raise VireidError(f"{self.path}: backend is closed; open it again with vireid.open_backend()")
+                raise ArtifactError(
+                    f"{self.path}: backend is closed; open it again with vireid.open_backend()"
+                )
             for start in range(0, n, step):
                 stop = min(start + step, n)
                 out[start:stop] = self._run_chunk(images[start:stop], modality[start:stop])

@@ -130,6 +130,7 @@ class Pipeline:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stop_lock = threading.RLock()
         self._started_at: float | None = None
         self._stopped = False
         self._error: BaseException | None = None
@@ -218,16 +219,25 @@ class Pipeline:
     def stop(self) -> None:
         """Stop sources and processing, end every live track, flush and close every sink (once).
 
-        Called from a sink or an event callback (the processing thread, which cannot wait for itself),
-        it only asks the loop to finish, as `request_stop()` does: `run()` then stops everything; after
-        `start()`, call `stop()` again from your own thread.
+        Called from a thread the pipeline owns (a sink or an event callback on the processing thread, a
+        source's `on_state` callback on its reader thread; neither can wait for itself), it only asks
+        the loop to finish, as `request_stop()` does: `run()` then stops everything; after `start()`,
+        call `stop()` again from your own thread. A second caller waits until the first has finished.
         """
-        if self._thread is not None and threading.current_thread() is self._thread:
+        if threading.current_thread() in self._owned_threads():
             self.request_stop()
             return
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._stop_lock:  # reentrant: a sink's close() calling stop() returns at once
+            if self._stopped:
+                return
+            self._stopped = True
+            self._stop_everything()
+
+    def _owned_threads(self) -> list[threading.Thread]:
+        sources = [cam.source._thread for cam in self._cameras.values()]
+        return [t for t in (self._thread, *sources) if t is not None]
+
+    def _stop_everything(self) -> None:
         self._stopping.set()
         self._wake.set()
         for cam in self._cameras.values():

@@ -293,9 +293,10 @@ class VideoSource:
             self._cond.notify_all()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop reading and wait for the reader thread (up to `timeout`, default read_timeout + 1 s)."""
+        """Stop reading and wait for the reader thread (up to `timeout`, default read_timeout + 1 s);
+        called on the reader thread itself (from an `on_state` callback) it only asks it to finish."""
         self.request_stop()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(self.read_timeout + 1.0 if timeout is None else timeout)
         if self._state not in (SourceState.ENDED, SourceState.FAILED):
             self._set_state(SourceState.STOPPED, "stopped")

@@ -16,7 +16,7 @@ import pytest
 from contract_model import build_contract_model, contract_card, reference_embeddings
 from onnx import TensorProto
 
-from vireid import ArtifactError, BatchProfile, CardError, DeviceError, InputSpecError, Modality, VireidError
+from vireid import ArtifactError, BatchProfile, CardError, DeviceError, InputSpecError, Modality
 from vireid.backends import (
     FORMATS,
     BackendFormat,
@@ -104,7 +104,7 @@ def test_cpu_backend_reads_card_and_matches_reference(model: Path, rng) -> None:
         out = backend.infer(images, codes)
         assert out.dtype == np.float32 and out.shape == (5, D)
         np.testing.assert_allclose(out, reference_embeddings(images, codes), atol=1e-5)
-    with pytest.raises(VireidError, match=r"backend is closed; open it again with vireid.open_backend"):
+    with pytest.raises(ArtifactError, match=r"backend is closed; open it again with vireid.open_backend"):
         backend.infer(images, codes)
 
 

@@ -388,3 +388,62 @@ def test_a_camera_whose_source_reconnects_ends_its_tracks_and_keeps_ids_unique(
     pipeline.stop()
     started = [(e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)]
     assert started == [("a", 1), ("b", 1), ("a", 2)]  # a new track after the outage, with a new id
+
+
+class _DyingCapture:
+    """A FAKE capture: a camera that delivers `frames` frames, then its stream ends for good."""
+
+    def __init__(self, frames: int = 30) -> None:
+        self.frames = frames
+
+    def isOpened(self) -> bool:  # OpenCV's name
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        time.sleep(0.005)
+        self.frames -= 1
+        return self.frames > 0, np.zeros((60, 80, 3), np.uint8)
+
+    def get(self, prop: int) -> float:
+        return 0.0
+
+    def set(self, prop: int, value: float) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+class _SlowClosingSink(Sink):
+    def __init__(self) -> None:
+        self.closes, self.ended = 0, 0
+
+    def on_event(self, event) -> None:
+        self.ended += isinstance(event, TrackEnded)
+
+    def close(self) -> None:
+        time.sleep(0.2)  # a JSONL fsync, a video being finalised
+        self.closes += 1
+
+
+def test_stop_from_a_source_callback_or_a_second_thread_still_closes_every_sink_with_a_fake_capture(
+    embedder: Embedder,
+) -> None:
+    """stop() from a source's on_state callback (its reader thread) marked the pipeline stopped, then
+    failed to join that thread: sinks never closed, TrackEnded never sent. A second stop() caller (run()'s
+    own) returned while the first was still closing the sinks."""
+    sink, holder = _SlowClosingSink(), {}
+
+    def on_state(source, state, message) -> None:  # "the camera died: shut everything down"
+        if state in (SourceState.ENDED, SourceState.FAILED):
+            holder["pipeline"].stop()
+
+    source = VideoSource("rtsp://camera.invalid/1", "visible", "v", opener=lambda *a: _DyingCapture(),
+                         reconnect=False, on_state=on_state)  # fmt: skip
+    pipeline = holder["pipeline"] = Pipeline(
+        [source], embedder, sinks=[sink], detector=CallerBoxes(lambda f: [[10, 10, 40, 55]])
+    )
+    pipeline.run(handle_signals=False)
+    assert sink.closes == 1 and sink.ended == 1  # run() returned after the sink was closed, once
+    pipeline.stop()
+    assert sink.closes == 1
