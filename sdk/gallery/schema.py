@@ -151,7 +151,7 @@ def migrate(conn: sqlite3.Connection, path: str, embedding_space: str | None, di
     try:
         version = _checked_version(conn, path)
         if version == 0:
-            _require_creation_args(path, embedding_space, dim)
+            require_creation_args(path, embedding_space, dim)
         for step in range(version, SCHEMA_VERSION):
             _run_step(conn, path, step)
         if version == 0:
@@ -212,7 +212,9 @@ def _checked_version(conn: sqlite3.Connection, path: str) -> int:
     return version
 
 
-def _require_creation_args(path: str, embedding_space: str | None, dim: int | None) -> None:
+def require_creation_args(path: str, embedding_space: str | None, dim: int | None) -> None:
+    """Refuse to create a gallery without the model's fingerprint and dimension (checked before the
+    file is created: a failed call must not leave a schema-less file that later opens refuse)."""
     if not embedding_space or not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
         raise GalleryError(
             f"{path}: no gallery here yet; creating one needs the model's embedding_space fingerprint "

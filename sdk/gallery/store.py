@@ -34,7 +34,16 @@ import numpy as np
 from ..errors import GalleryError
 from . import crypto
 from .inputs import EmbeddingBatch
-from .schema import NOT_SQLITE, VECTOR_CODEC, GalleryMeta, check_header, migrate, read_meta, refuse_foreign
+from .schema import (
+    NOT_SQLITE,
+    VECTOR_CODEC,
+    GalleryMeta,
+    check_header,
+    migrate,
+    read_meta,
+    refuse_foreign,
+    require_creation_args,
+)
 from .types import IdentityEmbeddings, IdentityInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -150,6 +159,8 @@ class GalleryStore:
         with _OPEN_FILES.opening:
             if self.path != MEMORY:
                 _check_location(Path(self.path), create, self.encrypted)
+                if not Path(self.path).is_file() or Path(self.path).stat().st_size == 0:
+                    require_creation_args(self.path, embedding_space, dim)  # before the file exists
                 if not self.encrypted and not _OPEN_FILES.holds(Path(self.path)):
                     check_header(Path(self.path))  # an encrypted file has no readable header
                 _create_private(Path(self.path))

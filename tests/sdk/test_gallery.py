@@ -621,3 +621,16 @@ def test_names_stored_by_older_versions_stay_reachable(tmp_path: Path) -> None:
         assert gallery.search(np.eye(4, dtype=np.float32)[:1], identities=["Jos\u00e9"])[0]
         assert gallery.remove(odd) == 1 and gallery.remove("Jos\u00e9") == 2
         gallery.enroll("Sa\u200cra", np.eye(4, dtype=np.float32)[:1], "visible")  # ZWNJ: a Persian name
+
+
+def test_a_gallery_created_without_its_model_leaves_no_file_behind(tmp_path: Path) -> None:
+    """The refusal came after SQLite had created the file: a 4 KiB schema-less database remained that
+    `vireid gallery enroll` (which opens before embedding) could not turn into a gallery."""
+    path = tmp_path / "stub.db"
+    with pytest.raises(GalleryError, match=r"stub\.db: no gallery here yet; creating one needs"):
+        Gallery(path)
+    with pytest.raises(GalleryError, match="creating one needs"):
+        Gallery(path, embedding_space=SPACE)  # dim missing
+    assert not path.exists()
+    with Gallery(path, SPACE, DIM) as gallery:  # and the same path then works as documented
+        assert len(gallery) == 0
