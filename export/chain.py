@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vireid.card import ModelCard, Precision
 from vireid.errors import ConfigError
 
@@ -269,6 +271,24 @@ def _check_data_folders(wanted: list[str], opt: ChainOptions) -> None:
                 f"SYSU-MM01-layout folder (cam1..cam6, exp/); this is not one{seen}. `vireid synth sysu "
                 "--out DIR` makes a synthetic one"
             )
+        _check_calibration_identities(Path(opt.calibrate))
+
+
+def _check_calibration_identities(root: Path) -> None:
+    """Impostor pairs need two val identities with images in both modalities: found out after the ONNX
+    step, the export stopped half-way and left a file without a threshold."""
+    from vireid.training.data.sysu import SysuMM01
+
+    data = SysuMM01(root)
+    images = data.train_set()
+    val = images.select(np.isin(images.pids, data.ids("val")))
+    both = [p for p in set(val.pids.tolist()) if len(set(val.modalities[val.pids == p].tolist())) == 2]
+    if len(both) < 2:
+        raise ConfigError(
+            f"--calibrate {root}: {len(both)} val identities with images in both modalities; the threshold "
+            "needs at least 2 (impostor pairs). Use a folder with more, e.g. `vireid synth sysu --out DIR "
+            "--val-ids 10` or the default `vireid synth sysu --out DIR`"
+        )
 
 
 def _engine_precision(source: Path, wanted: list[str]) -> Precision:

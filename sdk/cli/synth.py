@@ -12,6 +12,7 @@ SYSU-style folder, across modalities and within the visible one.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 # Defaults shown in --help; the values themselves live in vireid.training.data.synth.config (a test
@@ -146,4 +147,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.root}: already holds this dataset ({result.files} files); nothing to do")
     else:
         print(f"wrote {result.files} files to {result.root} in {time.monotonic() - start:.1f} s")
+    if args.kind == "sysu":
+        val = synth.SysuConfig(**settings).val_ids
+        if val is not None and val < 2:
+            print(
+                f"note: {val} validation identity: threshold calibration (`vireid export --calibrate`) "
+                "needs at least 2; pass --val-ids 5 or more if you will calibrate on this set",
+                file=sys.stderr,
+            )
     return 0

@@ -262,11 +262,20 @@ def test_a_dotted_checkpoint_name_exports_that_checkpoint(tiny_checkpoint, tmp_p
 
 
 def test_late_step_options_are_checked_before_the_first_step(tiny_checkpoint, tiny_sysu, tmp_path) -> None:
+    """(A calibration set with one val identity used to stop the export after the ONNX step, leaving a
+    file without a threshold.)"""
+    from vireid.training.data.synth import generate
+
+    one_val = tmp_path / "one-val"
+    generate(
+        "sysu", one_val, workers=1, show_progress=False, ids=8, images_per_camera=1, val_ids=1, test_ids=3
+    )
     out = tmp_path / "out"
     cases = [
         (["--to", "onnx,engine", "--batch", "8,4,2"], "batch"),
         (["--to", "onnx,triton", "--triton-name", ".."], "may not start with '.'"),
         (["--to", "onnx", "--calibrate", str(tmp_path)], "SYSU-MM01-layout folder"),
+        (["--to", "onnx,fp16", "--calibrate", str(one_val)], r"1 val identities .* needs at least 2"),
     ]
     for extra, message in cases:
         with pytest.raises(ConfigError, match=message):

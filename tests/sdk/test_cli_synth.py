@@ -93,3 +93,11 @@ def test_synth_baselines_prints_table_and_json(tmp_path: Path, capsys: pytest.Ca
     assert [s["matcher"] for s in report["scores"]] == ["colour-histogram", "raw-pixel"]
     assert main(["synth", "baselines", "--data", str(tmp_path / "missing")]) == 1
     assert "SYSU-MM01 folder does not exist" in capsys.readouterr().err
+
+
+def test_a_set_too_small_to_calibrate_on_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "sysu", "--out", str(tmp_path / "s"), "--ids", "12", "--quiet"]) == 0
+    assert "1 validation identity: threshold calibration" in capsys.readouterr().err
+    common = ["synth", "sysu", "--out", str(tmp_path / "t"), "--ids", "12", "--val-ids", "2", "--quiet"]
+    assert main(common) == 0
+    assert "validation identity" not in capsys.readouterr().err
