@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=Path, help="write events here as JSON Lines")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--append", action="store_true", help="add to an existing --events file")
-    existing.add_argument("--overwrite", action="store_true", help="replace an existing --events file")
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --events file and --video-out videos"
+    )
     parser.add_argument(
         "--video-out", type=Path, metavar="DIR", help="write annotated videos (one per camera)"
     )
@@ -168,9 +170,10 @@ def _check_events_file(args: argparse.Namespace) -> None:
 
     target = args.events
     if target is None:
-        if args.append or args.overwrite:
+        if args.append or (args.overwrite and not args.video_out):
             raise ConfigError(
-                "--append and --overwrite say what to do with an existing --events file; give --events"
+                "--append and --overwrite say what to do with an existing --events file (--overwrite: and "
+                "--video-out videos); give --events"
             )
         return
     if target.is_dir():
@@ -192,12 +195,30 @@ def _check_events_file(args: argparse.Namespace) -> None:
         )
 
 
+def _check_video_folder(args: argparse.Namespace) -> None:
+    """Refuse a `--video-out` folder holding an earlier run's videos unless `--overwrite` (they would be
+    replaced without a word, as an events file is not)."""
+    from ..errors import ConfigError
+
+    folder = args.video_out
+    if folder is None or args.overwrite or not folder.is_dir():
+        return
+    earlier = sorted(p.name for p in folder.glob("*.mp4"))
+    if earlier:
+        shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
+        raise ConfigError(
+            f"--video-out {folder}: holds videos of an earlier run ({shown}); pass --overwrite to replace "
+            "them, or choose another folder"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the pipeline from the arguments and run it until the sources end or Ctrl-C."""
     from ..streams import Pipeline, PipelineConfig, parse_source
     from ..streams.config import check_cameras
 
     _check_events_file(args)
+    _check_video_folder(args)
     created_events = bool(args.events) and not args.events.exists()
     options: dict[str, Any] = {"realtime": not args.fast}
     if args.policy:

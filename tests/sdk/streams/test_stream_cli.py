@@ -58,6 +58,14 @@ def test_run_processes_files_and_writes_events_and_videos(
     events = [event_from_dict(json.loads(line)) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert any(isinstance(e, TrackStarted) for e in events)
     assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["infrared.mp4", "visible.mp4"]
+    # a second run does not replace the videos without a word (the events file is guarded the same way)
+    again = [*_scene_args(scene, contract_model), "--fast", "--video-out", str(tmp_path / "video"), "--quiet"]
+    assert vireid(again) == 1
+    assert (
+        "holds videos of an earlier run (infrared.mp4, visible.mp4); pass --overwrite"
+        in capsys.readouterr().err
+    )
+    assert vireid([*again, "--overwrite"]) == 0
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
