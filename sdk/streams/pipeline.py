@@ -216,8 +216,10 @@ class Pipeline:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self) -> list[Event]:
         """Stop sources and processing, end every live track, flush and close every sink (once).
+        Returns the events of that last step (each live track's `TrackEnded`, the sources' `stopped`),
+        which the sinks also received: a caller driving `step()` itself gets them here.
 
         Called from a thread the pipeline owns (a sink or an event callback on the processing thread, a
         source's `on_state` callback on its reader thread; neither can wait for itself), it only asks
@@ -226,18 +228,18 @@ class Pipeline:
         """
         if threading.current_thread() in self._owned_threads():
             self.request_stop()
-            return
+            return []
         with self._stop_lock:  # reentrant: a sink's close() calling stop() returns at once
             if self._stopped:
-                return
+                return []
             self._stopped = True
-            self._stop_everything()
+            return self._stop_everything()
 
     def _owned_threads(self) -> list[threading.Thread]:
         sources = [cam.source._thread for cam in self._cameras.values()]
         return [t for t in (self._thread, *sources) if t is not None]
 
-    def _stop_everything(self) -> None:
+    def _stop_everything(self) -> list[Event]:
         self._stopping.set()
         self._wake.set()
         for cam in self._cameras.values():
@@ -248,12 +250,13 @@ class Pipeline:
             self._thread.join(timeout=60)
             if self._thread.is_alive():
                 log.warning("pipeline: the processing thread did not stop within 60 s")
+        events: list[Event] = []
         try:
-            events: list[Event] = []
             for camera, cam in self._cameras.items():
                 if not cam.closed:
                     events += self._close_camera(camera)
-            self._emit(self._drain_source_events() + events)
+            events = self._drain_source_events() + events
+            self._emit(events)
         finally:  # whatever a sink did with the last events, every sink is closed (flushed) once
             for sink in self.sinks:
                 try:
@@ -261,6 +264,7 @@ class Pipeline:
                 except Exception:
                     log.exception("pipeline: closing sink %r failed", sink)
             self._close_owned()
+        return events
 
     def _close_owned(self) -> None:
         if getattr(self, "_owns_gallery", False) and self.gallery is not None:

@@ -447,3 +447,16 @@ def test_stop_from_a_source_callback_or_a_second_thread_still_closes_every_sink_
     assert sink.closes == 1 and sink.ended == 1  # run() returned after the sink was closed, once
     pipeline.stop()
     assert sink.closes == 1
+
+
+def test_stop_returns_the_last_events_to_a_caller_driving_step(embedder: Embedder) -> None:
+    """A caller of step() got every TrackStarted but the TrackEnded events went only to sinks."""
+    cameras = [VideoSource("unused-a.mp4", "visible", "a")]
+    pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 120]]))
+    image = np.zeros((160, 120, 3), np.uint8)
+    events = []
+    for i in range(4):
+        events += pipeline.step([Frame.of(image, "visible", "a", i)])
+    last = pipeline.stop()
+    assert [(e.camera, e.track_id) for e in last if isinstance(e, TrackEnded)] == [("a", 1)]
+    assert pipeline.stop() == []  # once
