@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from os import PathLike
 from typing import Any
 
 import cv2
@@ -70,7 +71,13 @@ def check_image(image: Any, what: str = "crops") -> np.ndarray:
         and image.shape[1] > 0
     )
     if not ok:
-        raise InputSpecError(f"{what} must be HxWx3 or HxW uint8, got {_describe(image)}")
+        hint = ""
+        if isinstance(image, (str, bytes, PathLike)):
+            hint = "; crops are images, not paths: read files with vireid.imageio.read_image (or enrol them "
+            hint += "with vireid.enroll_images)"
+        elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] not in (1, 3):
+            hint = "; a 3-D array is one image: a batch of grey crops is [N, H, W, 1], or pass a list"
+        raise InputSpecError(f"{what} must be HxWx3 or HxW uint8, got {_describe(image)}{hint}")
     return image
 
 

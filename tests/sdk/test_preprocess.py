@@ -79,7 +79,11 @@ def test_out_argument_is_filled_in_place(rng: np.random.Generator) -> None:
         (np.zeros((10, 10, 3), np.float32), r"got \(10, 10, 3\) float32"),
         (np.zeros((0, 10, 3), np.uint8), r"got \(0, 10, 3\) uint8"),
         (np.zeros((10, 10, 3), np.uint16), "16-bit .* needs a scaling to 8 bits; pass thermal="),
-        ("crop.png", "got str"),
+        ("crop.png", "got str; crops are images, not paths: read files with vireid.imageio.read_image"),
+        (
+            np.zeros((10, 100, 50), np.uint8),
+            r"a 3-D array is one image: a batch of grey crops is \[N, H, W, 1\]",
+        ),
     ],
 )
 def test_bad_crops_state_expected_and_actual(crop, message: str) -> None:
