@@ -381,6 +381,11 @@ class Pipeline:
                 raise InputSpecError(
                     f"frame from unknown camera {frame.camera!r}; cameras: {list(self._cameras)}"
                 )
+            if frame.modality is not cam.source.modality:  # the model would get the other stem's input
+                raise InputSpecError(
+                    f"frame of camera {frame.camera!r} says {frame.modality}, the camera is declared "
+                    f"{cam.source.modality}; stamp your frames with the camera's modality"
+                )
             cam.check_colour(frame)
             if cam.size not in (None, frame.size):
                 why = f"frame size changed from {cam.size} to {frame.size}"

@@ -8,6 +8,7 @@ Ctrl-C. A sink that raises is logged and dropped; it never stops the pipeline.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -95,10 +96,16 @@ class JsonlSink(Sink):
             raise StreamError(f"cannot write events to {self.path}: it {problem}; choose another file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+            # never through a symlink planted after the check above (a shared folder)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
             # owner-only: events name identified people
             self._file = os.fdopen(os.open(self.path, flags, 0o600), "a" if append else "w", encoding="utf-8")
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise StreamError(
+                    f"cannot write events to {self.path}: it is a symbolic link, which vireid does not "
+                    f"follow for events (they name people); give the real path, {self.path.resolve()}"
+                ) from exc
             raise StreamError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc
         self.flush_every = float(flush_every)
         self.kinds = None if kinds is None else set(kinds)

@@ -106,3 +106,26 @@ def test_video_sink_keeps_frames_of_a_new_resolution_and_files_of_look_alike_cam
         video = cv2.VideoCapture(str(path))
         assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
         video.release()
+
+
+def test_events_and_frames_are_refused_where_they_would_mislead(tmp_path: Path, contract_model: Path) -> None:
+    """An events path that is a symbolic link is not followed (one planted in a shared folder after the
+    check would redirect a log naming people); a frame stamped with another modality than its camera's
+    would feed the model's other stem."""
+    import numpy as np
+
+    from vireid import InputSpecError, StreamError
+    from vireid.streams import CallerBoxes, Frame, JsonlSink, Pipeline, VideoSource
+
+    real = tmp_path / "real.jsonl"
+    real.write_text("")
+    (tmp_path / "events.jsonl").symlink_to(real)
+    with pytest.raises(StreamError, match=r"events\.jsonl: it is a symbolic link.*give the real path"):
+        JsonlSink(tmp_path / "events.jsonl")
+    from vireid.streams import PipelineConfig
+
+    pipeline = Pipeline([VideoSource("unused.mp4", "infrared", "door")], str(contract_model),
+                        detector=CallerBoxes(lambda f: []), config=PipelineConfig(threshold=0.5))  # fmt: skip
+    with pytest.raises(InputSpecError, match=r"camera 'door' says visible, the camera is declared infrared"):
+        pipeline.step([Frame.of(np.zeros((48, 64, 3), np.uint8), "visible", "door", 0)])
+    pipeline.stop()
