@@ -8,8 +8,8 @@ Give a training checkpoint (`vireid train ...` writes `RUN/last.safetensors`, an
 `RUN/best.safetensors` when `run.eval_every > 0`; `make demo` writes `demo/run/last.safetensors`), or
 nothing: then a small MSPAC model with random weights is built with
 `vireid.training`. Parity does not depend on training, but an untrained model embeds different
-people almost alike, so FP16 rounding may swap near-ties in the top-1 check (some seeds FAIL); a
-trained checkpoint has real margins.
+people almost alike, so FP16 rounding may swap near-ties in the top-1 check (ties within the FP16 tie
+distance count as agreement; a trained checkpoint has real margins).
 
     python samples/export_and_verify.py demo/run/last.safetensors --out models
     python samples/export_and_verify.py --out models          # random resnet_tiny MSPAC, 128x64

@@ -238,6 +238,13 @@ def run(args: argparse.Namespace) -> int:
     check_cameras(sources)
     for source in sources:
         source.check_file()  # before the model loads (Pipeline.step callers pass sources they never open)
+    if args.gallery is not None and not args.gallery.is_file():  # also before the model loads
+        from ..errors import GalleryError
+
+        raise GalleryError(
+            f"--gallery {args.gallery}: no gallery file here; enrol people first (`vireid gallery enroll "
+            f"--gallery {args.gallery} ...`), or leave --gallery out to only link tracks across cameras"
+        )
     backend_options = {"threads": args.threads} if args.threads else {}
     status = _Status(args.quiet)
     pipeline = Pipeline(

@@ -3,8 +3,9 @@
     .venv/bin/python tests/perf/bench_runtime.py [--backbone resnet50] [--size 288 144] [--threads 2]
 
 Builds the model (random weights: speed does not depend on them), exports it with `vireid.export`,
-then times, in one process and alternating, torch eager (`inference_mode`) and the ORT backend at
-batch 1 and 32 on ready uint8 batches; then `Embedder.embed` on 32 crops of a different size
+then times, in one process, torch eager (`inference_mode`) and the ORT backend at batch 1 and 32 on
+ready uint8 batches (for each batch size all torch calls, then all ORT calls; `vireid bench` interleaves
+them in rounds); then `Embedder.embed` on 32 crops of a different size
 (preprocessing + batching) against the backend alone. A fresh subprocess that imports only the runtime
 opens the CPU backend and a 10k-identity gallery and reports its RSS.
 """
