@@ -44,6 +44,13 @@ TRACK_IMAGES, CENTROID_IMAGES, TRACK_DRAWS = 5, 5, 20
 TRACK_MEAN_TOLERANCE = 2.0
 
 
+def _achieved(rate: float, impostor_pairs: int) -> str:
+    """A measured false-match rate; 0 of P pairs means below 1/P (the resolution), not zero."""
+    if rate == 0 and impostor_pairs:
+        return f"0 of {impostor_pairs} impostor pairs (below 1/{impostor_pairs}, the pairs' resolution)"
+    return f"{rate:.2e}"
+
+
 @dataclass(frozen=True)
 class WithinThreshold:
     """The threshold for pairs within one modality at the calibration's false-match rate."""
@@ -106,6 +113,10 @@ class Calibration:
     within: dict[str, WithinThreshold] = field(default_factory=dict)
     track_means: TrackMeanCheck | None = None
 
+    def achieved_text(self) -> str:
+        """The achieved false-match rate, with the pairs' resolution when none matched falsely."""
+        return _achieved(self.fmr_achieved, self.impostor_pairs)
+
     def apply(self, card: ModelCard) -> ModelCard:
         """`card` with the threshold, target and achieved false-match rates and the pair description."""
         within = {
@@ -159,12 +170,13 @@ class Calibration:
     def __str__(self) -> str:
         lines = [
             f"threshold {self.threshold:.4f} for false-match rate {self.fmr_target:g}: achieved "
-            f"{self.fmr_achieved:.2e}, true-match rate {self.tmr:.4f} "
+            f"{self.achieved_text()}, true-match rate {self.tmr:.4f} "
             f"({self.genuine_pairs} genuine / {self.impostor_pairs} impostor cross-modal pairs)"
         ]
         lines += [
-            f"within {name}: threshold {w.threshold:.4f}, achieved {w.fmr_achieved:.2e}, true-match rate "
-            f"{w.tmr:.4f} ({w.genuine_pairs} genuine / {w.impostor_pairs} impostor pairs)"
+            f"within {name}: threshold {w.threshold:.4f}, "
+            f"achieved {_achieved(w.fmr_achieved, w.impostor_pairs)}, true-match rate {w.tmr:.4f} "
+            f"({w.genuine_pairs} genuine / {w.impostor_pairs} impostor pairs)"
             for name, w in self.within.items()
         ]
         if self.track_means is not None:

@@ -82,7 +82,7 @@ def _parity(results: DemoResults, report: Report) -> None:
     for step, calibration in chain.calibrations.items():
         section.add(
             f"Match threshold ({step}): {calibration.threshold:.3f} at false-match rate "
-            f"{calibration.fmr_achieved:.2g} (target {calibration.fmr_target:.0e}), true-match rate "
+            f"{calibration.achieved_text()} (target {calibration.fmr_target:.0e}), true-match rate "
             f"{calibration.tmr:.3f}, from {calibration.genuine_pairs} genuine and "
             f"{calibration.impostor_pairs} "
             "impostor cross-modal pairs of the held-out set's validation identities."

@@ -280,6 +280,8 @@ def test_a_calibration_that_cannot_be_trusted_says_why() -> None:
     few, blind = tiny.warnings()
     assert "324 impostor pairs cannot measure a false-match rate of 0.001" in few and "3.1e-03" in few
     assert "true-match rate 0" in blind
+    assert "achieved 0 of 324 impostor pairs (below 1/324" in str(tiny)  # not "0.00e+00"
+    assert "achieved 9.00e-04" in str(fine) and tiny.achieved_text().startswith("0 of 324")
     no_genuine = Calibration(0.5, 1e-3, 0.0, float("nan"), genuine_pairs=0, impostor_pairs=38848)
     assert any("true-match rate 0" in w for w in no_genuine.warnings())  # NaN: no genuine pair at all
 

@@ -215,6 +215,12 @@ def test_protocol_runner_with_perfect_matcher(tmp_path: Path) -> None:
     payload = result.to_dict()
     assert payload["protocol"] == "sysu-all" and len(payload["cmc"]) == 20 and len(payload["trials"]) == 3
     assert "R1" in result.table() and "100.00" in result.table()
+    trial = result.trials[0]
+    ids = len({int(Path(p).parent.name) for p in SysuMM01(tmp_path / "sysu").query("all").paths})
+    assert trial.num_gallery_ids == ids and payload["trials"][0]["num_gallery_ids"] == ids
+    assert f"{trial.num_query} queries against {trial.num_gallery} gallery images of {ids} identities" in (
+        result.table()
+    )
 
 
 def test_protocol_runner_refuses_non_finite_embeddings_and_empty_or_bad_trials(tmp_path: Path) -> None:

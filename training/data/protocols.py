@@ -63,6 +63,8 @@ class TrialResult:
     metrics: RankMetrics
     num_query: int
     num_gallery: int
+    num_gallery_ids: int
+    """Distinct identities in the gallery: a rank-k figure means little when it is close to k."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,22 @@ class ProtocolResult:
         title += f"{len(self.trials)} trial(s)" + "".join(f", {note}" for note in self.test_time())
         head = "  ".join(f"{k:>13}" for k in METRIC_KEYS)
         body = "  ".join(f"{100 * mean[k]:6.2f} ± {100 * std[k]:4.2f}" for k in METRIC_KEYS)
-        return f"{title}\n{head}\n{body}"
+        return f"{title}\n{head}\n{body}\n{self.counts()}"
+
+    def counts(self) -> str:
+        """How much was scored: a rank-k figure over a gallery of few identities says little."""
+        first = self.trials[0]
+        same = all(
+            (t.num_query, t.num_gallery, t.num_gallery_ids)
+            == (first.num_query, first.num_gallery, first.num_gallery_ids)
+            for t in self.trials
+        )
+        each = "each trial" if same else "first trial"
+        chance = 100 / max(first.num_gallery_ids, 1)
+        return (
+            f"{first.num_query} queries against {first.num_gallery} gallery images of "
+            f"{first.num_gallery_ids} identities ({each}); a random ranking's R1 is about {chance:.2g}"
+        )
 
     def test_time(self) -> list[str]:
         """What the numbers include beyond a plain nearest-neighbour ranking (empty: nothing)."""
@@ -131,6 +148,7 @@ class ProtocolResult:
                     "trial": t.trial,
                     "num_query": t.num_query,
                     "num_gallery": t.num_gallery,
+                    "num_gallery_ids": t.num_gallery_ids,
                     **t.metrics.as_dict(),
                 }
                 for t in self.trials
@@ -268,6 +286,10 @@ def _distance_fn(rerank: Rerank | None) -> DistanceFn:
     return lambda queries, gallery: k_reciprocal_distance(queries, gallery, rerank)
 
 
+def _ids(images: ImageSet) -> int:
+    return len(np.unique(images.pids))
+
+
 def _pad(cmc: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([cmc, np.full(length - len(cmc), cmc[-1])]) if len(cmc) < length else cmc
 
@@ -296,13 +318,13 @@ def _run_sysu(
             metrics = evaluate_sysu(
                 distmat, visible.pids, infrared.pids, visible.camids, infrared.camids, max_rank, ((2, 3),)
             )
-            results.append(TrialResult(trial, metrics, len(visible), len(infrared)))
+            results.append(TrialResult(trial, metrics, len(visible), len(infrared), _ids(infrared)))
         else:
             distmat = distance(ir_feats, vis_feats)
             metrics = evaluate_sysu(
                 distmat, infrared.pids, visible.pids, infrared.camids, visible.camids, max_rank
             )
-            results.append(TrialResult(trial, metrics, len(infrared), len(visible)))
+            results.append(TrialResult(trial, metrics, len(infrared), len(visible), _ids(visible)))
     return results
 
 
@@ -320,5 +342,5 @@ def _run_regdb(
         query, gallery = data.split(trial, "test", q_mod), data.split(trial, "test", q_mod.other)
         distmat = distance(cache.features(query), cache.features(gallery))
         metrics = evaluate_regdb(distmat, query.pids, gallery.pids, max_rank)
-        results.append(TrialResult(trial, metrics, len(query), len(gallery)))
+        results.append(TrialResult(trial, metrics, len(query), len(gallery), _ids(gallery)))
     return results
