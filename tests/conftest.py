@@ -1,4 +1,5 @@
-"""Shared pytest setup: the `gpu` marker skips with a reason when no CUDA device is present."""
+"""Shared pytest setup: the `gpu` marker skips with a reason when no CUDA device is present; the small
+synthetic scene the stream and benchmark tests share."""
 
 from __future__ import annotations
 
@@ -31,3 +32,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         skip = pytest.mark.skip(reason="needs a CUDA device; none found (nvidia-smi/cuda-python)")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+TEST_SCENE = {"seconds": 8.0, "people": 3, "seed": 1}
+"""The small scene the stream and benchmark tests share: 8 s, three people, both cameras."""
+
+
+@pytest.fixture(scope="session")
+def synthetic_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 8 s, 3-person synthetic scene (visible.mp4, infrared.mp4, gt.json), generated once per session
+    (about 6 s) into the session's temporary folder, so no run depends on files an earlier one left."""
+    from vireid.training.data.synth import SceneConfig, generate_scene
+
+    folder = tmp_path_factory.mktemp("scene")
+    # One process: the generator's forked workers can deadlock in a process whose OpenCV already ran
+    # threads after an earlier forked run (seen when the whole suite runs in one pytest process).
+    generate_scene(folder, SceneConfig(**TEST_SCENE), workers=1, show_progress=False)
+    return folder

@@ -11,25 +11,22 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [p for p in (str(HERE), str(HERE.parent / "sdk")) if p not in sys.path]
+sys.path[:0] = [p for p in (str(HERE.parent / "sdk"),) if p not in sys.path]
 
 from contract_model import build_contract_model  # noqa: E402
-from scene_cache import cached_scene  # noqa: E402
 
 from vireid.cli.main import main  # noqa: E402
 
 
-def scene_and_model(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Path]:
-    """The cached 8 s scene and a contract model sized for it."""
-    cache = getattr(request.config, "cache", None)
-    scene = cached_scene(Path(cache.mkdir("vireid-synth-scene-8s")) if cache else tmp_path / "scene")
+def scene_and_model(scene: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The shared 8 s scene (tests/conftest.py) and a contract model sized for it."""
     return scene, build_contract_model(tmp_path / "contract.onnx", height=64, width=32)
 
 
 def test_bench_pipeline_cli_reports_on_a_small_scene(
-    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synthetic_scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scene, model = scene_and_model(request, tmp_path)
+    scene, model = scene_and_model(synthetic_scene, tmp_path)
     base = ["bench", "pipeline", str(model), "--scene", str(scene), "--threads", "1", "--enroll-seconds", "8"]
     assert main([*base, "--json", str(tmp_path / "model.json")]) == 0
     out = capsys.readouterr().out
@@ -49,9 +46,9 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
 
 
 def test_bench_pipeline_adds_several_scenes_up(
-    request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synthetic_scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scene, model = scene_and_model(request, tmp_path)
+    scene, model = scene_and_model(synthetic_scene, tmp_path)
     base = ["bench", "pipeline", str(model), "--scene", str(scene), "--scene", str(scene), "--threads", "1"]
     assert main([*base, "--enroll-seconds", "8", "--json", str(tmp_path / "two.json")]) == 0
     assert "total over 2 scenes" in capsys.readouterr().out
@@ -99,12 +96,10 @@ def test_pipeline_totals_sum_counts_and_recompute_rates_with_empty_denominators(
         pipeline_totals([])
 
 
-def test_bench_pipeline_oracle_scores_its_own_ground_truth(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_bench_pipeline_oracle_scores_its_own_ground_truth(synthetic_scene: Path, tmp_path: Path) -> None:
     from vireid.bench.pipeline import PipelineBenchConfig, bench_pipeline
 
-    scene, model = scene_and_model(request, tmp_path)
+    scene, model = scene_and_model(synthetic_scene, tmp_path)
     config = PipelineBenchConfig(detector="gt", oracle=0.2, enroll_seconds=8)
     result = bench_pipeline(model, scene, config, threads=1).to_dict()
     assert result["infrared"]["identification"]["precision"] >= 0.9
@@ -118,13 +113,11 @@ def test_bench_pipeline_refuses_a_folder_without_ground_truth(tmp_path: Path, ca
     assert "not a synthetic scene" in err and "gt.json" in err and "vireid synth scene" in err
 
 
-def test_python_callers_get_the_same_enrolment_rule_as_the_cli(
-    request: pytest.FixtureRequest, tmp_path
-) -> None:
+def test_python_callers_get_the_same_enrolment_rule_as_the_cli(synthetic_scene: Path, tmp_path: Path) -> None:
     """The first minute, or the first half of a shorter scene, also without the CLI."""
     from vireid.bench.pipeline import PipelineBenchConfig, enrollment_seconds, load_scene
 
-    scene, model = scene_and_model(request, tmp_path)
+    scene, model = scene_and_model(synthetic_scene, tmp_path)
     truth = load_scene(scene)
     assert enrollment_seconds(PipelineBenchConfig(), truth) == truth.num_frames / truth.fps / 2 == 4.0
     assert enrollment_seconds(PipelineBenchConfig(enroll_seconds=3), truth) == 3
