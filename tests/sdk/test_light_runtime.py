@@ -16,7 +16,20 @@ HEAVY = ("torch", "onnx", "onnxruntime", "tensorrt", "pycuda", "torchvision")
 
 SCRIPT = r"""
 import importlib, json, pkgutil, sys
-preloaded = [m for m in HEAVY if m in sys.modules]  # some images import torch at interpreter start
+
+class Blocker:  # records every attempt to import a heavy module, even one already loaded at start
+    attempts = []
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            self.attempts.append(name)
+            raise ImportError(f"{name} is blocked by the light-runtime test")
+        return None
+
+preloaded = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY})
+for name in [m for m in sys.modules if m.split(".")[0] in HEAVY]:  # some images import torch at start
+    del sys.modules[name]
+blocker = Blocker()
+sys.meta_path.insert(0, blocker)
 import vireid
 names = ["vireid"]
 for info in pkgutil.walk_packages(vireid.__path__, "vireid."):
@@ -24,7 +37,7 @@ for info in pkgutil.walk_packages(vireid.__path__, "vireid."):
         continue
     names.append(info.name)
     importlib.import_module(info.name)
-heavy = [m for m in HEAVY if m in sys.modules and m not in preloaded]
+heavy = sorted(set(blocker.attempts) | {m for m in sys.modules if m.split(".")[0] in HEAVY})
 print(json.dumps({"modules": names, "heavy": heavy, "preloaded": preloaded}))
 """
 
