@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             enroll(gallery, embedder, crops_of(args.data, person, VISIBLE_CAMERAS, args.per_person), person)
         info = gallery.info()
         print(f"{args.gallery}: {info.num_identities} identities, {info.num_embeddings} visible embeddings")
+        if info.num_identities > len(people):  # a persistent file: earlier runs' people stay enrolled
+            others = info.num_identities - len(people)
+            print(f"({others} of them enrolled by earlier runs; they take part in the search)")
 
         # One infrared crop per person, searched against the visible enrolments only; each person is
         # scored by the unit mean of their enrolled crops, steadier than their single best crop.
@@ -94,4 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except vireid.VireidError as error:  # bad input: the message names the file and the fix
+        sys.exit(f"error: {error}")

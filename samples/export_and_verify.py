@@ -73,4 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except vireid.VireidError as error:  # bad input: the message names the file and the fix
+        sys.exit(f"error: {error}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid.atomic import write_atomic
 from vireid.training.config import TrainConfig
 from vireid.training.evaluate import evaluate_checkpoint
 from vireid.training.trainer import train
@@ -78,7 +79,7 @@ def run_once(name: str, overrides: dict[str, object], seed: int, args: argparse.
         "train_s": time.monotonic() - started,
         "config": recipe,
     }
-    result_file.write_text(json.dumps(result, indent=2))
+    write_atomic(result_file, json.dumps(result, indent=2))
     return result
 
 
@@ -131,7 +132,7 @@ def main() -> None:
         group, overrides = VARIANTS[name]
         results[name] = {"group": group, **summarise([run_once(name, overrides, s, args) for s in seeds])}
         print(f"{name}: R1 {results[name]['R1']:.4f} mAP {results[name]['mAP']:.4f}", flush=True)
-    (args.out / "ablation.json").write_text(json.dumps(results, indent=2))
+    write_atomic(args.out / "ablation.json", json.dumps(results, indent=2))
     spread = "seeds" if len(seeds) > 1 else "the 10 gallery trials (one training seed)"
     print(f"\npercent, mean ± std over {spread}")
     print("| variant | group | R1 | R10 | mAP | mINP |\n|---|---|---|---|---|---|")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid.atomic import write_atomic
 from vireid.modality import Modality
 from vireid.training.data.synth.attributes import (
     HIDDEN,
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown(report["oracle_ladder"], report["probe"], report["wrong_matches"]))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        write_atomic(args.json, json.dumps(report, indent=2))
     return 0
 
 

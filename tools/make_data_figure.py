@@ -14,9 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vireid.atomic import write_atomic
 from vireid.imageio import read_image
 from vireid.training.data.synth import SysuConfig, generate_sysu
 
+REPO = Path(__file__).resolve().parents[1]
 CAMERAS = (1, 2, 4, 5, 3, 6)
 TILE = (128, 64)  # H, W
 
@@ -30,7 +32,12 @@ def _tile(root: Path, cam: int, pid: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("docs/images/synth_grid.png"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "docs" / "images" / "synth_grid.png",
+        help="default: the docs' figure",
+    )
     parser.add_argument("--ids", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -49,7 +56,10 @@ def main() -> None:
         label = f"cam{cam} {'IR' if cam in (3, 6) else 'RGB'}"
         cv2.putText(header, label, (i * (TILE[1] + 4) + 2, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(np.vstack([header, grid]), cv2.COLOR_RGB2BGR))
+    ok, png = cv2.imencode(".png", cv2.cvtColor(np.vstack([header, grid]), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise SystemExit(f"OpenCV could not encode the figure for {args.out}")
+    write_atomic(args.out, png.tobytes())
     print(f"wrote {args.out}")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vireid.atomic import write_atomic
 from vireid.training.models import MODELS, build_model
 
 
@@ -72,7 +73,7 @@ def main() -> None:
             f"{row['gflops']:.2f} | {row['embedding_dim']} |"
         )
     if args.json:
-        args.json.write_text(json.dumps(table, indent=2))
+        write_atomic(args.json, json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vireid import ModelCard
+from vireid.atomic import write_atomic
 from vireid.bench import BenchConfig, run_bench
 from vireid.bench.runtime import ModelSource
 from vireid.card import sha256_file
@@ -120,9 +121,10 @@ def main() -> None:
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cos} | {ips} |")
     table = "\n".join(lines)
     print(table)
-    (args.out / "precision_table.md").write_text(table + "\n")
-    (args.out / "precision_table.json").write_text(
-        json.dumps({"scores": scores, "cosines": cosines, "speed": speed}, indent=2)
+    write_atomic(args.out / "precision_table.md", table + "\n")
+    write_atomic(
+        args.out / "precision_table.json",
+        json.dumps({"scores": scores, "cosines": cosines, "speed": speed}, indent=2),
     )
 
 

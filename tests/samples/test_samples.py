@@ -76,6 +76,25 @@ def test_embed_and_search(data: dict[str, Path], tmp_path: Path) -> None:
     run_sample("embed_and_search.py", *args, cwd=tmp_path)  # a re-run re-enrols, never duplicates
     with vireid.Gallery.open(gallery) as stored:
         assert stored.info().num_embeddings == first.num_embeddings
+    fewer = run_sample("embed_and_search.py", *args[:-4], "--people", 2, cwd=tmp_path)
+    assert "(4 of them enrolled by earlier runs; they take part in the search)" in fewer
+
+
+@pytest.mark.parametrize("name", sorted(TESTED - {"export_and_verify.py"}))
+def test_samples_turn_bad_input_into_one_line_not_a_traceback(name: str, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.onnx"
+    args = {
+        "embed_and_search.py": [missing, tmp_path],
+        "two_camera_pipeline.py": [missing, tmp_path],
+        "benchmark.py": [missing, "--backend", "ort-cpu", "--seconds", 0.1],
+    }[name]
+    (tmp_path / "cam3" / "0001").mkdir(parents=True)  # a person for embed_and_search to get that far
+    (tmp_path / "cam1" / "0001").mkdir(parents=True)
+    (tmp_path / "cam1" / "0001" / "0001.jpg").write_bytes(b"")
+    command = [sys.executable, str(SAMPLES / name), *map(str, args)]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: ") and "missing.onnx" in done.stderr, done.stderr
 
 
 def test_two_camera_pipeline(data: dict[str, Path], tmp_path: Path) -> None:
