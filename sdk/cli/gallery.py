@@ -58,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     remove = sub.add_parser("remove", parents=[where], help="delete an identity and its embeddings")
     remove.add_argument("name")
+    remove.add_argument(
+        "--modality",
+        help="delete only this modality's embeddings (crops enrolled as the wrong one); the name stays",
+    )
     rename = sub.add_parser("rename", parents=[where], help="rename an identity")
     rename.add_argument("old")
     rename.add_argument("new")
@@ -151,10 +155,18 @@ def _list(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
+    from vireid.modality import Modality
 
+    modality = Modality.parse(args.modality) if args.modality else None  # a typo fails before any change
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
-        removed = gallery.remove(args.name)
-    print(f"removed {args.name!r} and its {removed} embeddings from {args.gallery}")
+        if modality is None:
+            removed = gallery.remove(args.name)
+            print(f"removed {args.name!r} and its {removed} embeddings from {args.gallery}")
+            return 0
+        stored = gallery.embeddings(args.name)
+        removed = gallery.remove_embeddings(stored.ids[stored.modalities == int(modality)])
+    kept = len(stored.ids) - removed
+    print(f"removed {removed} {modality} embeddings of {args.name!r} from {args.gallery} ({kept} kept)")
     return 0
 
 

@@ -106,6 +106,18 @@ def test_remove_rename_and_errors_exit_1(db: Path, capsys: pytest.CaptureFixture
         assert [i.name for i in g.identities()] == ["robert"]
 
 
+def test_remove_one_modality_keeps_the_identity_and_the_other_modality(db: Path, capsys) -> None:
+    assert vireid("remove", "--gallery", db, "alice", "--modality", "rbg") == 1  # a typo changes nothing
+    assert "rbg" in capsys.readouterr().err
+    assert vireid("remove", "--gallery", db, "alice", "--modality", "ir") == 0
+    assert "removed 2 infrared embeddings of 'alice'" in capsys.readouterr().out
+    with Gallery.open(db) as g:
+        stored = g.embeddings("alice")
+        assert stored.modalities.tolist() == [int(Modality.VISIBLE)] and "bob" in g
+    assert vireid("remove", "--gallery", db, "nobody", "--modality", "ir") == 1
+    assert "no identity named 'nobody'" in capsys.readouterr().err
+
+
 def test_export_then_import_into_a_new_gallery(db: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "g.npz"
     assert vireid("export", "--gallery", db, "--out", out) == 1  # biometric data leaves only on request
