@@ -24,6 +24,9 @@ class Frame:
         timestamp: wall-clock time the frame was read, seconds since the epoch (`time.time()`).
         pts: seconds on the source's own timeline: position in a file, or time since the source started
             for live cameras.
+        monotonic: `time.monotonic()` when the frame was read (None when not known). The pipeline
+            lines the cameras' clocks up with it, so a wall-clock step (NTP setting the clock of a
+            device without a real-time clock after boot) does not shift one camera against another.
     """
 
     image: np.ndarray
@@ -32,6 +35,7 @@ class Frame:
     index: int
     timestamp: float
     pts: float
+    monotonic: float | None = None
 
     def __post_init__(self) -> None:
         image = self.image
@@ -56,7 +60,7 @@ class Frame:
         fps: float = 15.0,
     ) -> Frame:
         """A frame built by the caller: timestamp now, `pts = index / fps`."""
-        return cls(image, camera, Modality.parse(modality), index, time.time(), index / fps)
+        return cls(image, camera, Modality.parse(modality), index, time.time(), index / fps, time.monotonic())
 
     @property
     def size(self) -> tuple[int, int]:

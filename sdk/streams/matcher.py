@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import collections
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +154,9 @@ class Matcher:
             cross-modal matching.
         min_samples: embeddings a track needs before it is compared across modalities.
         top_k: identities fetched per gallery search (the current one's score is read among them).
+        modalities: the modalities the pipeline has cameras of (None: not known). With one only (a
+            visible-only site), ended tracks are not kept for cross-modal pairing, which nothing
+            could use.
     """
 
     def __init__(
@@ -173,6 +176,7 @@ class Matcher:
         cross_window: float = 120.0,
         min_samples: int = 2,
         top_k: int = 5,
+        modalities: Iterable[Modality | str] | None = None,
     ) -> None:
         if not -1.0 <= threshold <= 1.0:
             raise InputSpecError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
@@ -197,18 +201,34 @@ class Matcher:
         )
         self.margin, self.confirm, self.cross_window = float(margin), int(confirm), float(cross_window)
         self.min_samples, self.top_k = int(min_samples), int(top_k)
+        self.modalities = None if modalities is None else frozenset(Modality.parse(m) for m in modalities)
         self.records: dict[TrackKey, TrackRecord] = {}
         self._ended: collections.deque[TrackRecord] = collections.deque()
         self._origins: dict[str, float] = {}
+        self._anchor: tuple[float, float] | None = None  # (wall, monotonic) of the run's first frame
         self._clocks: dict[str, tuple[Modality, float]] = {}  # live cameras: modality, latest media time
 
     # ----- tracks -------------------------------------------------------------------------------
     def media_time(self, frame: Frame) -> float:
         """`frame`'s time on a clock shared by the cameras and independent of processing speed: its
-        camera's first frame's wall time, plus its media time since then (`pts`). Live streams run at
+        camera's first frame's time, plus its media time since then (`pts`). Live streams run at
         the wall clock's pace; files processed faster than real time (`--fast`) keep their own, so
-        `cross_window` means seconds of video either way."""
-        origin = self._origins.setdefault(frame.camera, frame.timestamp - frame.pts)
+        `cross_window` means seconds of video either way.
+
+        The cameras' first frames are placed on one clock by their monotonic read times, from a wall
+        time taken once: a wall-clock step between two cameras' first frames (NTP after boot) would
+        otherwise offset them for the whole run. Frames without a monotonic time use their wall time.
+        """
+        origin = self._origins.get(frame.camera)
+        if origin is None:
+            if frame.monotonic is None:
+                origin = frame.timestamp - frame.pts
+            else:
+                if self._anchor is None:
+                    self._anchor = (frame.timestamp, frame.monotonic)
+                wall, mono = self._anchor
+                origin = wall + (frame.monotonic - mono) - frame.pts
+            self._origins[frame.camera] = origin
         return origin + frame.pts
 
     def observe(self, frame: Frame, update: TrackUpdate) -> list[Event]:
@@ -257,8 +277,9 @@ class Matcher:
         if record is None:
             return []
         record.ended = True
-        self._ended.append(record)
-        self._prune()
+        if self.modalities is None or record.modality.other in self.modalities:
+            self._ended.append(record)
+            self._prune()
         return [
             TrackEnded(
                 time=record.last_time,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..embedder import Embedder
-from ..errors import ConfigError, InputSpecError, VireidError
+from ..errors import ConfigError, InputSpecError
 from ..imageio import has_colour
 from ..modality import Modality
 from ..preprocess import crop_box
@@ -109,20 +109,20 @@ class Pipeline:
         try:
             check_modalities(built, self.embedder)
             self.gallery, self._owns_gallery = self._open_gallery(gallery)
-            self.matcher = self._make_matcher()
-            base = (
-                detector
-                if detector is not None
-                else make_detector(self.config.detector, **self.config.detector_options)
-            )
+            self.matcher = self._make_matcher({s.modality for s in built})
+            self._owned_detector = None
+            if detector is None:  # built here, so closed here (a YOLO session's threads and memory)
+                detector = self._owned_detector = make_detector(
+                    self.config.detector, **self.config.detector_options
+                )
+            self._base_detector = detector
+            self._cameras = {s.camera: _Camera(s, detector.for_camera(), self._new_tracker()) for s in built}
         except BaseException:
             self._close_owned()
             raise
         self.sinks: list[Sink] = list(sinks) + ([CallbackSink(on_event)] if on_event else [])
         self.dropped_sinks: list[Sink] = []
         """Sinks that raised and were dropped (the log has why): their outputs are incomplete."""
-        self._base_detector = base
-        self._cameras = {s.camera: _Camera(s, base.for_camera(), self._new_tracker()) for s in built}
         self.timer = StageTimer()
         self._event_counts: collections.Counter[str] = collections.Counter()
         self._source_events: collections.deque[SourceChanged] = collections.deque()
@@ -149,7 +149,7 @@ class Pipeline:
 
         return Gallery.open(gallery, embedding_space=self.embedder.embedding_space), True
 
-    def _make_matcher(self) -> Matcher:
+    def _make_matcher(self, modalities: set[Modality]) -> Matcher:
         cfg = self.config
         threshold = cfg.threshold if cfg.threshold is not None else self.embedder.threshold
         if threshold is None:
@@ -169,6 +169,7 @@ class Pipeline:
             margin=cfg.margin,
             confirm=cfg.confirm,
             cross_window=cfg.cross_window,
+            modalities=modalities,
         )
 
     def _within_threshold(self) -> Mapping[str, float] | float:
@@ -267,8 +268,12 @@ class Pipeline:
         return events
 
     def _close_owned(self) -> None:
+        """Close what the constructor built (the embedder, gallery and detector it was given by name)."""
         if getattr(self, "_owns_gallery", False) and self.gallery is not None:
             self.gallery.close()
+        owned_detector = getattr(self, "_owned_detector", None)
+        if owned_detector is not None and callable(getattr(owned_detector, "close", None)):
+            owned_detector.close()
         if self._owns_embedder:
             self.embedder.close()
 
@@ -361,9 +366,20 @@ class Pipeline:
                 self._wake.clear()
         except BaseException as exc:
             self._error = exc
-            log.error("pipeline stopped: %s: %s", type(exc).__name__, exc)
+            log.exception("pipeline: the processing thread stopped: %s: %s", type(exc).__name__, exc)
         finally:
             self._done.set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """What stopped the processing thread (None while it runs or after a clean finish). `run()`
+        re-raises it; callers of `start()` check it, or `running`, from their own thread."""
+        return self._error
+
+    @property
+    def running(self) -> bool:
+        """Whether the processing thread is started and still processing frames."""
+        return self._thread is not None and not self._done.is_set()
 
     def step(self, frames: Sequence[Frame]) -> list[Event]:
         """Process frames (at most one per camera is typical) synchronously; returns their events.
@@ -391,7 +407,7 @@ class Pipeline:
                 why = f"frame size changed from {cam.size} to {frame.size}"
                 events += self._restart_camera(frame.camera, why)
             cam.size = frame.size
-            cam.counter.add(frame.pts, max(0.0, time.time() - frame.timestamp))
+            cam.counter.add(frame.pts, _lag(frame))
             detections, update = self._detect_track(cam, frame)
             events += self.matcher.observe(frame, update)
             with self.timer.time("quality"):
@@ -481,12 +497,14 @@ class Pipeline:
                 self._call_sink(sink, "on_event", event)
 
     def _call_sink(self, sink: Sink, method: str, arg: Any) -> None:
+        """A sink that raises (a full disk, a callback's bug) is dropped and the cameras carry on: one
+        output failing must not stop identification. `dropped_sinks` and `stats()` say so."""
         try:
             getattr(sink, method)(arg)
-        except VireidError:
-            raise
         except Exception:
-            log.exception("pipeline: sink %r failed in %s; it is dropped", sink, method)
+            log.exception(
+                "pipeline: sink %r failed in %s; it is dropped, its output is incomplete", sink, method
+            )
             self.sinks.remove(sink)
             self.dropped_sinks.append(sink)
             try:
@@ -543,7 +561,16 @@ class Pipeline:
             self.timer.snapshot(),
             dict(self._event_counts),
             identified,
+            tuple(repr(sink) for sink in list(self.dropped_sinks)),
         )
+
+
+def _lag(frame: Frame) -> float:
+    """Seconds from reading the frame to processing it, on the monotonic clock when the frame has it
+    (a wall-clock step would show as a lag of hours)."""
+    if frame.monotonic is not None:
+        return max(0.0, time.monotonic() - frame.monotonic)
+    return max(0.0, time.time() - frame.timestamp)
 
 
 def _overlaps(box: np.ndarray, size: tuple[int, int]) -> bool:

@@ -533,7 +533,15 @@ class VideoSource:
                 self._live_start = now if self._live_start is None else self._live_start
                 index, pts = self._read, now - self._live_start
             try:
-                frame = Frame(self._as_uint8(image), self.camera, self.modality, index, time.time(), pts)
+                frame = Frame(
+                    self._as_uint8(image),
+                    self.camera,
+                    self.modality,
+                    index,
+                    time.time(),
+                    pts,
+                    time.monotonic(),
+                )
             except Exception as exc:
                 raise _UnusableFrame(
                     f"a frame of shape {image.shape} {image.dtype} cannot be converted to 8-bit grey or BGR "

@@ -98,6 +98,7 @@ class PipelineStats:
         stages: latency per stage (see `STAGES`).
         events: events emitted so far, per kind.
         identified: live tracks that hold an identity now.
+        dropped_sinks: outputs that failed and were dropped (their files are incomplete).
     """
 
     elapsed: float
@@ -106,6 +107,7 @@ class PipelineStats:
     stages: Mapping[str, StageStats]
     events: Mapping[str, int]
     identified: int
+    dropped_sinks: tuple[str, ...] = ()
 
     @property
     def realtime_factor(self) -> float:
@@ -130,6 +132,8 @@ class PipelineStats:
         )
         if stage_text:
             parts.append(f"ms: {stage_text}")
+        if self.dropped_sinks:  # a months-long run must not hide a lost output until it ends
+            parts.append(f"FAILED output: {', '.join(self.dropped_sinks)}")
         return " | ".join(parts)
 
 

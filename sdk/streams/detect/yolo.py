@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ...backends import ort_config as cfg
-from ...errors import ArtifactError, DeviceError, InputSpecError, require
+from ...errors import ArtifactError, DeviceError, InputSpecError, StreamError, require
 from ..frame import Frame
 from .base import Detections, nms
 
@@ -158,10 +158,23 @@ class YoloDetector:
         """The same detector (it keeps no per-camera state; ONNX Runtime sessions are thread-safe)."""
         return self
 
+    def close(self) -> None:
+        """Release the ONNX Runtime session (its threads; on CUDA, its GPU memory). Idempotent; a closed
+        detector refuses `detect`."""
+        self._session = None
+
+    def __enter__(self) -> YoloDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def detect(self, image: np.ndarray, frame: Frame | None = None) -> Detections:
         """People in a uint8 BGR (or grey) image."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if self._session is None:
+            raise StreamError(f"{self.path}: this detector was closed; create a new one")
         padded, scale, (left, top) = letterbox(image, self.input_size)
         blob = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(self._dtype) / 255.0
         raw = self._session.run(None, {self._input.name: blob.astype(self._dtype, copy=False)})[0]

@@ -196,6 +196,18 @@ def test_yolo_v5_layout_multiplies_objectness(tmp_path: Path) -> None:
     np.testing.assert_allclose(other.scores, [0.95], atol=1e-6)
 
 
+def test_a_closed_yolo_detector_released_its_session_and_says_so(tmp_path: Path) -> None:
+    from vireid import StreamError
+
+    model = _yolo_model(tmp_path / "v8.onnx", _CANDIDATES.T[None])
+    with YoloDetector(model, threads=1) as detector:
+        assert len(detector.detect(np.zeros((64, 64, 3), np.uint8)))
+    assert detector._session is None
+    detector.close()  # idempotent
+    with pytest.raises(StreamError, match="was closed"):
+        detector.detect(np.zeros((64, 64, 3), np.uint8))
+
+
 def test_yolo_dynamic_input_uses_imgsz(tmp_path: Path) -> None:
     model = _yolo_model(tmp_path / "dyn.onnx", _CANDIDATES.T[None], size=None)
     detector = YoloDetector(model, imgsz=(64, 64), threads=1)

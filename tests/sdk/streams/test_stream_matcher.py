@@ -342,3 +342,28 @@ def test_the_window_follows_the_other_cameras_clock_when_frame_rates_differ() ->
         else:
             events += m.observe(vis, TrackUpdate([]))
     assert any(isinstance(e, CrossModalMatch) for e in events)
+
+
+def test_a_wall_clock_step_between_cameras_first_frames_does_not_offset_their_clocks() -> None:
+    """NTP setting a device's clock an hour forward between the two cameras' first frames: on wall time
+    the infrared camera's clock ran an hour ahead and every ended visible track expired at once."""
+    m = Matcher(0.5)
+    image = np.zeros((48, 64, 3), np.uint8)
+    visible = Frame(image, "v", Modality.VISIBLE, 0, 1000.0, 0.0, monotonic=50.0)
+    infrared = Frame(image, "i", Modality.INFRARED, 0, 1000.0 + 3600.0, 0.0, monotonic=50.5)
+    first = m.media_time(visible)  # the run's first frame: its wall time anchors the shared clock
+    assert first == 1000.0 and m.media_time(infrared) - first == pytest.approx(0.5)
+    later = Frame(image, "i", Modality.INFRARED, 30, 1000.0 + 3602.0, 2.0, monotonic=52.5)
+    assert m.media_time(later) == pytest.approx(1002.5)  # the run's first wall time + 2.5 s
+    old_style = Matcher(0.5)  # frames without a monotonic time keep their wall time, as before
+    assert old_style.media_time(frame("x", "ir", 0, t=5000.0, pts=0.0)) == 5000.0
+
+
+def test_a_single_modality_site_keeps_no_ended_tracks_for_pairing() -> None:
+    visible_only = Matcher(0.5, modalities=["visible"])
+    both = Matcher(0.5, modalities=["visible", "infrared"])
+    for m in (visible_only, both):
+        for tid in range(1, 6):
+            feed(m, frame("v", "visible", tid), tid, E[tid % DIM])
+            m.end(("v", tid))
+    assert len(visible_only._ended) == 0 and len(both._ended) == 5

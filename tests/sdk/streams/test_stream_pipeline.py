@@ -181,6 +181,73 @@ def test_a_failing_sink_is_dropped_and_the_rest_keep_working(scene: Path, embedd
     assert [type(sink).__name__ for sink in pipeline.dropped_sinks] == ["Broken"]  # reported, not silent
 
 
+def test_a_sink_raising_a_vireid_error_is_dropped_too_and_the_status_line_says_so(
+    scene: Path, embedder: Embedder
+) -> None:
+    """A snapshot sink hitting a full disk raises StreamError: it used to stop every camera."""
+
+    class DiskFull(Sink):
+        def __repr__(self) -> str:
+            return "DiskFull()"
+
+        def on_frame(self, result) -> None:
+            raise StreamError("cannot write snapshots/x.jpg: No space left on device")
+
+    frames = []
+    pipeline = Pipeline(
+        scene_sources(scene), embedder, sinks=[DiskFull(), CallbackSink(on_frame=frames.append)]
+    )
+    stats = pipeline.run(handle_signals=False)
+    assert len(frames) == 240 and [repr(s) for s in pipeline.dropped_sinks] == ["DiskFull()"]
+    assert stats.dropped_sinks == ("DiskFull()",) and "FAILED output: DiskFull()" in stats.status_line()
+    assert pipeline.error is None and not pipeline.running
+
+
+def test_a_dead_processing_thread_is_visible_to_callers_of_start(scene: Path, embedder: Embedder) -> None:
+    def broken_boxes(frame):
+        raise RuntimeError("detector crashed")
+
+    pipeline = Pipeline(scene_sources(scene), embedder, detector=CallerBoxes(broken_boxes))
+    with pipeline:
+        deadline = time.monotonic() + 30
+        while pipeline.running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not pipeline.running
+        assert isinstance(pipeline.error, RuntimeError) and "detector crashed" in str(pipeline.error)
+
+
+def test_a_failed_constructor_closes_the_gallery_it_opened(tmp_path: Path, embedder: Embedder) -> None:
+    from vireid.gallery.store import _OPEN_FILES
+
+    path = tmp_path / "g.db"
+    Gallery(path, embedding_space=embedder.embedding_space, dim=embedder.dim).close()
+    bad_tracker = PipelineConfig(tracker={"track_buffer": -1})
+    for _ in range(3):
+        with pytest.raises(InputSpecError, match="track_buffer"):
+            Pipeline(["visible=a.mp4"], embedder, gallery=path, config=bad_tracker)
+    assert not _OPEN_FILES.holds(path)  # every failed construction released its connection
+
+
+def test_the_pipeline_closes_a_detector_it_built_and_leaves_a_given_one_open(
+    embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vireid.streams.pipeline as pipeline_module
+
+    class Closable(CallerBoxes):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    built = Closable(lambda frame: np.zeros((0, 4)))
+    monkeypatch.setattr(pipeline_module, "make_detector", lambda name, **options: built)
+    Pipeline(["visible=a.mp4"], embedder).stop()
+    assert built.closed == 1
+    given = Closable(lambda frame: np.zeros((0, 4)))
+    Pipeline(["visible=a.mp4"], embedder, detector=given).stop()
+    assert given.closed == 0  # the caller's: the caller closes it
+
+
 def test_a_camera_changing_resolution_restarts_alone(embedder: Embedder) -> None:
     """A camera that reconnects with another stream profile used to stop every camera (the motion
     detector refused the new size); now its tracks end and its detector restarts."""
