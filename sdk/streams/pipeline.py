@@ -259,11 +259,13 @@ class Pipeline:
             events = self._drain_source_events() + events
             self._emit(events)
         finally:  # whatever a sink did with the last events, every sink is closed (flushed) once
-            for sink in self.sinks:
+            for sink in list(self.sinks):
                 try:
                     sink.close()
-                except Exception:
-                    log.exception("pipeline: closing sink %r failed", sink)
+                except Exception:  # e.g. the last events could not be written: the output is incomplete
+                    log.exception("pipeline: closing sink %r failed; its output is incomplete", sink)
+                    self.sinks.remove(sink)
+                    self.dropped_sinks.append(sink)
             self._close_owned()
         return events
 

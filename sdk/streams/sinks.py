@@ -14,7 +14,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,14 +72,23 @@ class Sink:
 class JsonlSink(Sink):
     """Events as JSON Lines: one `event.to_dict()` object per line (UTF-8).
 
+    Built for runs of months next to a retention job: `vireid gallery purge --events` (or
+    `purge_events`) rewrites the file under an exclusive lock and renames the result into place; the
+    sink notices the path now names another file and goes on appending to that one, so no event is
+    lost (as with `logging.handlers.WatchedFileHandler`). The file is always written in append mode,
+    so a `copytruncate` log rotation leaves no hole either. A write that fails (a full disk) keeps the
+    lines in memory and tries again with the next event, up to `max_pending` lines; past that the sink
+    raises (the pipeline drops it and says so).
+
     Args:
         path: file to write (parent folders are created); an existing file must be empty or hold
             events (anything else is refused, never overwritten).
         append: add to an existing file instead of replacing it.
-        flush_every: seconds between flushes to the OS (default 0: every line at once, so `tail -f`
+        flush_every: seconds between writes to the OS (default 0: every line at once, so `tail -f`
             and a killed process see every event; events come a few per second). Above 0, lines may
-            wait in the buffer until a later event or `close`, which flushes and fsyncs.
+            wait in memory until a later event or `close`, which writes and fsyncs.
         kinds: only these event kinds (e.g. `{"identified"}`); default all.
+        max_pending: lines kept while writes fail before the sink gives up.
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class JsonlSink(Sink):
         append: bool = False,
         flush_every: float = 0.0,
         kinds: Iterable[str] | None = None,
+        max_pending: int = 100_000,
     ) -> None:
         self.path = Path(path)
         problem = events_file_problem(self.path)
@@ -96,10 +106,27 @@ class JsonlSink(Sink):
             raise StreamError(f"cannot write events to {self.path}: it {problem}; choose another file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # never through a symlink planted after the check above (a shared folder)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
-            # owner-only: events name identified people
-            self._file = os.fdopen(os.open(self.path, flags, 0o600), "a" if append else "w", encoding="utf-8")
+        except OSError as exc:
+            raise StreamError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc
+        self._fd = self._open(truncate=not append)
+        self.flush_every = float(flush_every)
+        self.kinds = None if kinds is None else set(kinds)
+        self.max_pending = int(max_pending)
+        self._pending = bytearray()
+        self._pending_lines = 0
+        self._last_flush = 0.0
+        self._failing = False
+        self.lines = 0
+        """Lines accepted so far (written, or waiting to be)."""
+        self.reopened = 0
+        """Times the path was found replaced (a purge or a rotation) and opened again."""
+
+    def _open(self, *, truncate: bool = False) -> int:
+        # append mode always; never through a symlink planted after the check (a shared folder);
+        # owner-only: events name identified people
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | (os.O_TRUNC if truncate else 0)
+        try:
+            return os.open(self.path, flags, 0o600)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise StreamError(
@@ -107,10 +134,6 @@ class JsonlSink(Sink):
                     f"follow for events (they name people); give the real path, {self.path.resolve()}"
                 ) from exc
             raise StreamError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc
-        self.flush_every = float(flush_every)
-        self.kinds = None if kinds is None else set(kinds)
-        self._last_flush = 0.0
-        self.lines = 0
 
     def __repr__(self) -> str:
         return f"JsonlSink({str(self.path)!r})"
@@ -118,26 +141,113 @@ class JsonlSink(Sink):
     def on_event(self, event: Event) -> None:
         if self.kinds is not None and event.kind not in self.kinds:
             return
-        self._file.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
+        self._pending += (json.dumps(event.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
+        self._pending_lines += 1
         self.lines += 1
         now = time.monotonic()
         if now - self._last_flush >= self.flush_every:
-            self._file.flush()
+            self._write_pending(block=False)
             self._last_flush = now
 
-    def close(self) -> None:
-        if self._file.closed:
+    def _write_pending(self, *, block: bool) -> None:
+        """Append what waits, under a shared lock (a purge holds an exclusive one); a busy lock or a
+        failed write keeps it waiting (`block=True`: wait for the lock, raise if the write fails)."""
+        if not self._pending:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            with _flock(self._fd, exclusive=False, block=block) as locked:
+                if not locked:
+                    return  # a purge is rewriting the file: the lines wait for the next event
+                if self._replaced():
+                    self._reopen()
+                    with _flock(self._fd, exclusive=False, block=True):
+                        self._write_all()
+                else:
+                    self._write_all()
+        except OSError as exc:
+            self._write_failed(exc, block)
+            return
+        if self._failing:
+            log.warning("events file %s: writing again; no event was lost", self.path)
+            self._failing = False
+
+    def _write_all(self) -> None:
+        while self._pending:  # a partial write (a disk filling up) keeps the rest waiting
+            written = os.write(self._fd, self._pending)
+            del self._pending[:written]
+        self._pending_lines = 0
+
+    def _write_failed(self, exc: OSError, final: bool) -> None:
+        why = exc.strerror or str(exc)
+        if final or self._pending_lines > self.max_pending:
+            raise StreamError(
+                f"cannot write events to {self.path}: {why}; {self._pending_lines} events are not in the file"
+            ) from exc
+        if not self._failing:
+            log.warning(
+                "events file %s: %s; events wait in memory and are written when it works again",
+                self.path,
+                why,
+            )
+            self._failing = True
+
+    def _replaced(self) -> bool:
+        """Whether the path now names another file than the one open (renamed over, or removed)."""
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        mine = os.fstat(self._fd)
+        return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino)
+
+    def _reopen(self) -> None:
+        old, self._fd = self._fd, self._open()
+        os.close(old)
+        self.reopened += 1
+        log.info("events file %s was replaced (a purge or rotation); writing to the new one", self.path)
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            self._write_pending(block=True)
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+
+
+@contextlib.contextmanager
+def _flock(fd: int, *, exclusive: bool, block: bool) -> Iterator[bool]:
+    """An advisory `flock` on `fd` for the block; yields whether it was taken (always True where the
+    platform has no `fcntl`: there nothing coordinates a purge with a running writer)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield True
+        return
+    mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if block else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, mode)
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def purge_events(path: str | Path, older_than_days: float, *, now: float | None = None) -> tuple[int, int]:
     """Retention for a JSON Lines events file: drop events whose `time` is older than the limit.
 
-    The file is rewritten atomically (temporary file, fsync, rename; owner-only). Lines that are not
-    events (no numeric `time`) are kept. Returns (kept, removed).
+    The file is rewritten atomically (temporary file, fsync, rename; owner-only) under an exclusive
+    lock, so a `JsonlSink` writing to it meanwhile loses nothing: its lines wait and then go to the
+    new file. Lines that are not events (no numeric `time`) are kept. Returns (kept, removed).
 
     Raises:
         InputSpecError: `older_than_days` is not positive.
@@ -150,7 +260,7 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
         raise StreamError(f"{path}: {problem}; nothing was changed")
     kept = removed = 0
     try:
-        with path.open(encoding="utf-8") as src, atomic_file(path, "w", private=True) as dst:
+        with _locked_for_rewrite(path) as src, atomic_file(path, "w", private=True) as dst:
             for line in src:
                 if _event_time(line) < limit:
                     removed += 1
@@ -164,6 +274,24 @@ def purge_events(path: str | Path, older_than_days: float, *, now: float | None 
     except UnicodeDecodeError:  # the file changed since it was checked
         raise StreamError(f"{path}: not UTF-8 text; nothing was changed") from None
     return kept, removed
+
+
+@contextlib.contextmanager
+def _locked_for_rewrite(path: Path) -> Iterator[Any]:
+    """`path` open for reading under an exclusive lock, held until the block (and the rename inside it)
+    ends. When another purge replaced the file while this one waited for the lock, the new file is
+    locked instead (the old one's lines are already in it)."""
+    for _ in range(10):
+        src = path.open(encoding="utf-8")
+        try:
+            with _flock(src.fileno(), exclusive=True, block=True):
+                held, named = os.fstat(src.fileno()), os.stat(path)
+                if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino):
+                    yield src
+                    return
+        finally:
+            src.close()
+    raise OSError(errno.EBUSY, "the file keeps being replaced by another purge")
 
 
 def events_file_problem(path: str | Path, *, whole: bool = False) -> str | None:

@@ -129,3 +129,88 @@ def test_events_and_frames_are_refused_where_they_would_mislead(tmp_path: Path, 
     with pytest.raises(InputSpecError, match=r"camera 'door' says visible, the camera is declared infrared"):
         pipeline.step([Frame.of(np.zeros((48, 64, 3), np.uint8), "visible", "door", 0)])
     pipeline.stop()
+
+
+def _started(track: int, when: float = 1.0) -> TrackStarted:
+    return TrackStarted(time=when, camera="gate", modality="visible", track_id=track, frame=3)
+
+
+def _tracks(log: Path) -> list[int]:
+    return [json.loads(line)["track_id"] for line in log.read_text().splitlines()]
+
+
+def test_a_purge_under_a_running_sink_loses_no_later_event(tmp_path: Path) -> None:
+    """The daily purge renamed a new file into place and the sink kept writing to the deleted one: every
+    event after the first purge of a months-long run was lost."""
+    from vireid.streams.sinks import purge_events
+
+    log = tmp_path / "events.jsonl"
+    sink = JsonlSink(log)
+    for track in range(10):  # five from 1970, five from now
+        sink.on_event(_started(track, when=1.0 if track < 5 else 2e9))
+    assert purge_events(log, 30, now=2e9) == (5, 5)
+    for track in range(10, 17):
+        sink.on_event(_started(track, when=2e9))
+    sink.close()
+    assert _tracks(log) == list(range(5, 17)) and sink.reopened == 1
+    assert log.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_copytruncate_rotation_leaves_no_hole(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    sink = JsonlSink(log)
+    sink.on_event(_started(1))
+    os.truncate(log, 0)  # logrotate's copytruncate
+    sink.on_event(_started(2))
+    sink.close()
+    assert log.read_bytes().startswith(b"{") and _tracks(log) == [2]
+
+
+def test_lines_wait_while_a_purge_holds_the_file_and_follow_after(tmp_path: Path) -> None:
+    import fcntl
+
+    log = tmp_path / "events.jsonl"
+    sink = JsonlSink(log)
+    with log.open("rb") as purge:
+        fcntl.flock(purge.fileno(), fcntl.LOCK_EX)  # what purge_events holds while it rewrites
+        sink.on_event(_started(1))
+        assert log.read_bytes() == b""  # not written under the purge's feet, and not lost
+        fcntl.flock(purge.fileno(), fcntl.LOCK_UN)
+    sink.on_event(_started(2))
+    sink.close()
+    assert _tracks(log) == [1, 2]
+
+
+def test_a_full_disk_keeps_events_in_memory_until_it_works_again_with_a_fake_os_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake `os.write` fails like a full disk, then recovers (and writes partially once)."""
+    import errno
+
+    import vireid.streams.sinks as sinks
+
+    real_write, state = os.write, {"full": True, "partial": True}
+
+    def disk(fd: int, data) -> int:
+        if state["full"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        if state["partial"]:
+            state["partial"] = False
+            return real_write(fd, bytes(data[:5]))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(sinks.os, "write", disk)
+    log = tmp_path / "events.jsonl"
+    sink = JsonlSink(log, max_pending=3)
+    sink.on_event(_started(1))
+    sink.on_event(_started(2))
+    assert log.read_bytes() == b""
+    state["full"] = False
+    sink.on_event(_started(3))
+    assert _tracks(log) == [1, 2, 3]
+    state["full"] = True
+    for track in range(4, 8):
+        if track < 7:
+            sink.on_event(_started(track))
+    with pytest.raises(StreamError, match="No space left on device; 4 events are not in the file"):
+        sink.on_event(_started(7))

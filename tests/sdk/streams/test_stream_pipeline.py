@@ -282,7 +282,7 @@ def test_stop_from_an_event_callback_still_closes_every_output(
     started = {(e.camera, e.track_id) for e in events if isinstance(e, TrackStarted)}
     ended = {(e.camera, e.track_id) for e in events if isinstance(e, TrackEnded)}
     assert started and started == ended and not pipeline.dropped_sinks
-    assert sink._file.closed and len((tmp_path / "events.jsonl").read_text().splitlines()) == sink.lines
+    assert sink.closed and len((tmp_path / "events.jsonl").read_text().splitlines()) == sink.lines
 
 
 def test_a_one_frame_file_ends_every_track_it_started(embedder: Embedder, tmp_path: Path) -> None:
