@@ -95,6 +95,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also purge old events from this JSON Lines file (`vireid run --events`); repeatable",
     )
+    purge.add_argument(
+        "--videos",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also delete annotated videos older than the limit from this `vireid run --video-out` folder; "
+        "repeatable",
+    )
 
     export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
     export.add_argument("--out", type=Path, required=True, help="output .npz file")
@@ -173,7 +182,7 @@ def _remove(args: argparse.Namespace) -> int:
 def _purge(args: argparse.Namespace) -> int:
     from vireid.errors import InputSpecError
     from vireid.gallery import Gallery
-    from vireid.streams.sinks import events_file_problem, purge_events
+    from vireid.streams.sinks import VIDEO_FOLDER_MARK, events_file_problem, purge_events, purge_videos
 
     # Checked first: a purge must not stop half-way, after the gallery's part.
     folders = [str(p) for p in args.events if p.is_dir()]
@@ -181,6 +190,12 @@ def _purge(args: argparse.Namespace) -> int:
         raise InputSpecError(
             f"--events {', '.join(folders)}: is a folder, not an events file; nothing was purged"
         )
+    for videos in args.videos:
+        if not (videos / VIDEO_FOLDER_MARK).is_file():  # never someone's own recordings
+            raise InputSpecError(
+                f"--videos {videos}: not a folder `vireid run --video-out` wrote (no {VIDEO_FOLDER_MARK} "
+                "in it); nothing was purged"
+            )
     for events in args.events:
         problem = events_file_problem(events, whole=True)  # the gallery's part must not run for nothing
         if problem:
@@ -197,6 +212,11 @@ def _purge(args: argparse.Namespace) -> int:
             continue
         kept, removed = purge_events(events, args.older_than_days)
         print(f"purged {removed} events older than {args.older_than_days:g} days from {events} ({kept} kept)")
+    for videos in args.videos:
+        kept, removed = purge_videos(videos, args.older_than_days)
+        print(
+            f"deleted {removed} videos older than {args.older_than_days:g} days from {videos} ({kept} kept)"
+        )
     return 0
 
 

@@ -45,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--video-out", type=Path, metavar="DIR", help="write annotated videos (one per camera)"
     )
+    parser.add_argument(
+        "--video-segment-minutes",
+        type=positive_float,
+        default=15.0,
+        metavar="M",
+        help="--video-out: minutes of video per file (default 15; a long run's memory stays flat and a "
+        "crash loses one file at most)",
+    )
     parser.add_argument("--show", action="store_true", help="show annotated frames (needs an OpenCV GUI)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
     parser.add_argument(
@@ -124,7 +132,7 @@ def _sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
     if args.events:
         sinks.append(JsonlSink(args.events, append=args.append))
     if args.video_out:
-        sinks.append(VideoSink(args.video_out))
+        sinks.append(VideoSink(args.video_out, segment_minutes=args.video_segment_minutes))
     if args.show:
         sinks.append(ShowSink(on_quit=stop))
     return sinks
@@ -199,9 +207,15 @@ def _check_video_folder(args: argparse.Namespace) -> None:
     """Refuse a `--video-out` folder holding an earlier run's videos unless `--overwrite` (they would be
     replaced without a word, as an events file is not)."""
     from ..errors import ConfigError
+    from ..streams.sinks import VIDEO_FOLDER_MARK
 
     folder = args.video_out
-    if folder is None or args.overwrite or not folder.is_dir():
+    if folder is None or not folder.is_dir():
+        return
+    if args.overwrite:  # an earlier, longer run's later segments would otherwise stay among the new ones
+        if (folder / VIDEO_FOLDER_MARK).is_file():
+            for earlier in folder.glob("*.mp4"):
+                earlier.unlink(missing_ok=True)
         return
     earlier = sorted(p.name for p in folder.glob("*.mp4"))
     if earlier:

@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -410,24 +411,48 @@ def annotate(result: FrameResult) -> np.ndarray:
     return canvas
 
 
+VIDEO_FOLDER_MARK = ".vireid-videos"
+"""The empty file `VideoSink` leaves in its folder: `purge_videos` deletes videos only where it is."""
+
+
 class VideoSink(Sink):
-    """One annotated video per camera, `DIR/<camera>.mp4` (mp4v), at the source's frame rate.
+    """Annotated videos per camera (mp4v) at the source's frame rate, cut into segments.
+
+    The first segment is `DIR/<camera>.mp4`, the next ones `DIR/<camera>.0002.mp4`, `.0003.mp4`, ...
+    each `segment_minutes` of video long. Segments keep a long run's memory flat (the MP4 writer holds
+    an index entry per frame until the file is finished: about 8 GB for 90 days of one camera in one
+    file) and bound what a crash loses (a file never finished cannot be played) to the last segment;
+    `purge_videos` deletes old ones.
 
     Args:
         folder: output folder (created).
         fps: frame rate to write at when the source does not tell (default 15).
+        segment_minutes: video minutes per file (None: one file per camera, for short runs).
     """
 
-    def __init__(self, folder: str | Path, *, fps: float = 15.0) -> None:
+    def __init__(
+        self, folder: str | Path, *, fps: float = 15.0, segment_minutes: float | None = 15.0
+    ) -> None:
+        if segment_minutes is not None and not segment_minutes > 0:
+            raise InputSpecError(
+                f"segment_minutes must be positive (or None: one file), got {segment_minutes}"
+            )
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / VIDEO_FOLDER_MARK).touch()  # what lets `purge_videos` delete files here
         except OSError as exc:
             raise StreamError(f"cannot create the video folder {self.folder}: {exc.strerror or exc}") from exc
         self.fps = float(fps)
+        self.segment_minutes = segment_minutes
         self._writers: dict[str, cv2.VideoWriter] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
+        self._stems: dict[str, str] = {}
+        self._left: dict[str, int] = {}  # frames the current segment still takes
         self.paths: dict[str, Path] = {}
+        """Each camera's current (last) file."""
+        self.segments: dict[str, list[Path]] = {}
+        """Each camera's files, in order."""
 
     def __repr__(self) -> str:
         return f"VideoSink({str(self.folder)!r})"
@@ -436,34 +461,77 @@ class VideoSink(Sink):
         camera = result.frame.camera
         canvas = annotate(result)
         writer = self._writers.get(camera)
+        if writer is not None and self._left[camera] <= 0:  # the segment is full: finish it
+            writer.release()
+            writer = None
         if writer is None:
-            path = self._free_path(camera)
-            height, width = canvas.shape[:2]
-            _create_owner_only(path)  # frames show people and the names they were given
-            writer = cv2.VideoWriter(
-                str(path), cv2.VideoWriter_fourcc(*"mp4v"), result.fps or self.fps, (width, height)
-            )
-            if not writer.isOpened():
-                raise StreamError(f"OpenCV cannot write an mp4v video to {path}")
-            self._writers[camera], self.paths[camera] = writer, path
-            self._sizes[camera] = (width, height)
+            writer = self._open_segment(camera, result.fps or self.fps, canvas.shape[1::-1])
         if canvas.shape[1::-1] != self._sizes[camera]:  # the camera changed resolution: OpenCV drops
             canvas = cv2.resize(canvas, self._sizes[camera], interpolation=cv2.INTER_AREA)  # other sizes
         writer.write(canvas)
+        self._left[camera] -= 1
 
-    def _free_path(self, camera: str) -> Path:
-        """`<camera>.mp4`, or with a short hash when another camera id maps to the same file name
+    def _open_segment(self, camera: str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+        if camera not in self._stems:
+            self._stems[camera] = self._free_stem(camera)
+        done = self.segments.setdefault(camera, [])
+        stem = self._stems[camera]
+        path = self.folder / (f"{stem}.mp4" if not done else f"{stem}.{len(done) + 1:04d}.mp4")
+        size = self._sizes.setdefault(camera, size)  # later segments keep the first size, as one file would
+        _create_owner_only(path)  # frames show people and the names they were given
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not writer.isOpened():
+            raise StreamError(f"OpenCV cannot write an mp4v video to {path}")
+        self._writers[camera], self.paths[camera] = writer, path
+        minutes = self.segment_minutes
+        self._left[camera] = max(1, round(minutes * 60 * fps)) if minutes is not None else 1 << 62
+        done.append(path)
+        return writer
+
+    def _free_stem(self, camera: str) -> str:
+        """`<camera>`, or with a short hash when another camera id maps to the same file name
         (`gate/1` and `gate:1` are both `gate_1`)."""
-        path = self.folder / f"{_safe(camera)}.mp4"
-        if path in self.paths.values():
-            digest = zlib.crc32(camera.encode("utf-8")) & 0xFFFF
-            path = self.folder / f"{_safe(camera)}-{digest:04x}.mp4"
-        return path
+        stem = _safe(camera)
+        if stem in self._stems.values():
+            stem = f"{stem}-{zlib.crc32(camera.encode('utf-8')) & 0xFFFF:04x}"
+        return stem
 
     def close(self) -> None:
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()
+
+
+def purge_videos(folder: str | Path, older_than_days: float, *, now: float | None = None) -> tuple[int, int]:
+    """Retention for `VideoSink` output: delete the `.mp4` files in `folder` last written before the limit
+    (a segment being written is recent and stays). Only a folder a `VideoSink` wrote (it holds the
+    `VIDEO_FOLDER_MARK` file) is touched. Returns (kept, removed).
+
+    Raises:
+        InputSpecError: `older_than_days` is not positive.
+        StreamError: `folder` is not a folder, or a file cannot be deleted.
+    """
+    limit = retention.cutoff(older_than_days, now)
+    folder = Path(folder)
+    if not (folder / VIDEO_FOLDER_MARK).is_file():  # never someone's own recordings
+        raise StreamError(
+            f"{folder}: not a folder `vireid run --video-out` wrote (no {VIDEO_FOLDER_MARK} file in it); "
+            "nothing was deleted"
+        )
+    kept = removed = 0
+    for path in sorted(folder.glob("*.mp4")):
+        try:
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= limit:
+                kept += 1
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise StreamError(f"cannot delete {path}: {exc.strerror or exc}") from exc
+        removed += 1
+    return kept, removed
 
 
 def _create_owner_only(path: Path) -> None:

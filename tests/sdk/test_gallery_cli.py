@@ -289,6 +289,32 @@ def test_purge_checks_its_event_files_before_touching_the_gallery(db: Path, tmp_
         assert g.info().num_embeddings == 0
 
 
+def test_purge_deletes_old_annotated_videos_but_never_in_a_folder_vireid_did_not_write(
+    db: Path, tmp_path: Path, capsys
+) -> None:
+    import os
+
+    mine = tmp_path / "recordings"
+    mine.mkdir()
+    (mine / "holiday.mp4").write_bytes(b"x")
+    os.utime(mine / "holiday.mp4", (1e9, 1e9))
+    assert vireid("purge", "-g", db, "--older-than-days", "30", "--videos", mine) == 1
+    assert "not a folder `vireid run --video-out` wrote" in capsys.readouterr().err
+    assert (mine / "holiday.mp4").exists()
+    with Gallery.open(db) as g:
+        assert g.info().num_embeddings == 4  # refused before the gallery's part
+    videos = tmp_path / "video"
+    videos.mkdir()
+    (videos / ".vireid-videos").touch()
+    for name, when in (("gate.mp4", 1e9), ("gate.0002.mp4", None)):
+        (videos / name).write_bytes(b"x")
+        if when:
+            os.utime(videos / name, (when, when))
+    assert vireid("purge", "-g", db, "--older-than-days", "30", "--videos", videos) == 0
+    assert "deleted 1 videos older than 30 days" in capsys.readouterr().out
+    assert sorted(p.name for p in videos.glob("*.mp4")) == ["gate.0002.mp4"]
+
+
 def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_path: Path, capsys) -> None:
     export = tmp_path / "g.npz"
     assert vireid("export", "-g", db, "--out", export, "--allow-biometric-export") == 0

@@ -57,7 +57,8 @@ def test_run_processes_files_and_writes_events_and_videos(
     assert "frames visible 120, infrared 120" in err and "track_started" in err
     events = [event_from_dict(json.loads(line)) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert any(isinstance(e, TrackStarted) for e in events)
-    assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["infrared.mp4", "visible.mp4"]
+    assert sorted(p.name for p in (tmp_path / "video").glob("*.mp4")) == ["infrared.mp4", "visible.mp4"]
+    assert (tmp_path / "video" / ".vireid-videos").is_file()  # lets `gallery purge --videos` delete here
     # a second run does not replace the videos without a word (the events file is guarded the same way)
     again = [*_scene_args(scene, contract_model), "--fast", "--video-out", str(tmp_path / "video"), "--quiet"]
     assert vireid(again) == 1
@@ -65,7 +66,9 @@ def test_run_processes_files_and_writes_events_and_videos(
         "holds videos of an earlier run (infrared.mp4, visible.mp4); pass --overwrite"
         in capsys.readouterr().err
     )
+    (tmp_path / "video" / "visible.0002.mp4").write_bytes(b"a longer earlier run's later segment")
     assert vireid([*again, "--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "video").glob("*.mp4")) == ["infrared.mp4", "visible.mp4"]
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")

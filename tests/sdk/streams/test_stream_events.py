@@ -214,3 +214,56 @@ def test_a_full_disk_keeps_events_in_memory_until_it_works_again_with_a_fake_os_
             sink.on_event(_started(track))
     with pytest.raises(StreamError, match="No space left on device; 4 events are not in the file"):
         sink.on_event(_started(7))
+
+
+def _frame_results(count: int, camera: str = "gate", size=(96, 128)):
+    import numpy as np
+
+    from vireid.streams import Frame, FrameResult
+    from vireid.streams.detect.base import Detections
+
+    for index in range(count):
+        image = np.full((*size, 3), index % 250, np.uint8)
+        yield FrameResult(Frame.of(image, "visible", camera, index, fps=10.0), Detections.empty(), (), 10.0)
+
+
+def test_videos_are_cut_into_segments_each_finished_and_readable(tmp_path: Path) -> None:
+    """One MP4 per camera for a whole run grew the writer's memory per frame (8 GB per camera over 90
+    days) and a crash left an unreadable file: segments bound both."""
+    import cv2
+
+    from vireid.streams import VideoSink
+
+    sink = VideoSink(tmp_path / "video", segment_minutes=0.05)  # 3 s = 30 frames at 10 fps
+    for result in _frame_results(70):
+        sink.on_frame(result)
+    first_two = sink.segments["gate"][:2]
+    for path in first_two:  # finished while the run goes on: readable before close()
+        assert int(cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    sink.close()
+    assert [p.name for p in sink.segments["gate"]] == ["gate.mp4", "gate.0002.mp4", "gate.0003.mp4"]
+    assert int(cv2.VideoCapture(str(sink.paths["gate"])).get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in sink.segments["gate"])
+    with pytest.raises(InputSpecError, match="segment_minutes"):
+        VideoSink(tmp_path / "other", segment_minutes=0)
+
+
+def test_purge_videos_deletes_old_segments_only_in_a_folder_vireid_wrote(tmp_path: Path) -> None:
+    from vireid.streams import VideoSink
+    from vireid.streams.sinks import purge_videos
+
+    sink = VideoSink(tmp_path / "video", segment_minutes=0.05)
+    for result in _frame_results(70):
+        sink.on_frame(result)
+    sink.close()
+    old, *recent = sink.segments["gate"]
+    os.utime(old, (1e9, 1e9))  # written in 2001
+    assert purge_videos(tmp_path / "video", 30) == (2, 1)
+    assert not old.exists() and all(p.exists() for p in recent)
+    mine = tmp_path / "recordings"
+    mine.mkdir()
+    (mine / "holiday.mp4").write_bytes(b"x")
+    os.utime(mine / "holiday.mp4", (1e9, 1e9))
+    with pytest.raises(StreamError, match="not a folder `vireid run --video-out` wrote"):
+        purge_videos(mine, 30)
+    assert (mine / "holiday.mp4").exists()
