@@ -219,14 +219,26 @@ def triton_schema() -> Any:
         if path.is_file():
             module_spec = importlib.util.spec_from_file_location("vireid_triton_model_config_pb2", path)
             module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+            try:
+                module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+            except ImportError as exc:  # tritonclient[http] comes without protobuf; only [grpc] has it
+                raise MissingDependencyError(
+                    "protobuf", "export", "Checking a Triton model configuration"
+                ) from exc
             return module
     raise MissingDependencyError("tritonclient", "export", "Checking a Triton model configuration")
 
 
 def parse_config(text: str) -> Any:
-    """Parse `config.pbtxt` text into Triton's `inference.ModelConfig` message (raises ConfigError)."""
-    from google.protobuf import text_format
+    """Parse `config.pbtxt` text into Triton's `inference.ModelConfig` message (raises ConfigError).
+
+    Raises:
+        MissingDependencyError: tritonclient or protobuf is not installed.
+    """
+    try:
+        from google.protobuf import text_format
+    except ImportError as exc:
+        raise MissingDependencyError("protobuf", "export", "Checking a Triton model configuration") from exc
 
     schema = triton_schema()
     try:

@@ -134,13 +134,36 @@ class OnnxRuntimeBackend(Backend):
         try:
             with warnings.catch_warnings():  # "provider not available" warnings: we check get_providers()
                 warnings.simplefilter("ignore", UserWarning)
-                return ort.InferenceSession(str(self.path), options, providers=names, provider_options=opts)
+                # No fallback: onnxruntime would otherwise retry a failing GPU provider on the next ones
+                # (printing a banner to stdout), at creation and at any later run, and vireid's device
+                # and providers would no longer be true
+                session = ort.InferenceSession(
+                    str(self.path), options, providers=names, provider_options=opts, enable_fallback=0
+                )
         except Exception as exc:  # onnxruntime raises its own RuntimeError subclasses (Fail, InvalidGraph...)
-            raise ArtifactError(
-                f"{self.path}: ONNX Runtime cannot load this model ({type(exc).__name__}: "
-                f"{str(exc).strip()[:500]}); the file may be corrupt or truncated. Re-export it with "
-                "`vireid export`."
-            ) from exc
+            raise self._load_error(exc, names) from exc
+        session.disable_fallback()
+        return session
+
+    def _load_error(self, exc: Exception, providers: list[str]) -> Exception:
+        """The model's fault (ArtifactError), or the GPU provider's (DeviceError) when the model opens on
+        the CPU provider alone."""
+        why = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+        if providers != [cfg.CPU_EP]:
+            try:
+                self._ort.InferenceSession(str(self.path), providers=[cfg.CPU_EP])
+            except Exception:
+                pass
+            else:
+                return DeviceError(
+                    f"{self.path}: ONNX Runtime's {providers[0]} failed to start on this model ({why}); the "
+                    "model itself loads on the CPU. Check the GPU driver (nvidia-smi) and that CUDA/cuDNN/"
+                    "TensorRT match onnxruntime-gpu, or pass device='cpu'."
+                )
+        return ArtifactError(
+            f"{self.path}: ONNX Runtime cannot load this model ({why}); the file may be corrupt or "
+            "truncated. Re-export it with `vireid export`."
+        )
 
     def _resolve_device(self, requested: str) -> str:
         first = self.providers[0] if self.providers else "none"

@@ -86,11 +86,19 @@ def default_cache_dir() -> Path:
 def tensorrt_ep_options(
     card: ModelCard, profile: BatchProfile, device_id: int, cache_dir: Path, fp16: bool | None
 ) -> dict[str, str]:
-    """TensorRT EP options: FP16 per card (or request), engine + timing cache, the batch profile."""
-    use_fp16 = card.precision is Precision.FP16 if fp16 is None else bool(fp16)
+    """TensorRT EP options: FP16 per card (or request), INT8 for a QDQ INT8 model, engine + timing cache,
+    the batch profile.
+
+    ONNX Runtime builds weakly typed TensorRT networks, where precision follows the builder flags and
+    not the model's own types: a QDQ INT8 model needs the INT8 flag (and FP16 for its float parts, as
+    TensorRT's own INT8 builds use) or TensorRT refuses or ignores its quantised layers.
+    """
+    int8 = card.precision is Precision.INT8
+    use_fp16 = card.precision in (Precision.FP16, Precision.INT8) if fp16 is None else bool(fp16)
     return {
         "device_id": str(device_id),
         "trt_fp16_enable": str(use_fp16),
+        "trt_int8_enable": str(int8),
         "trt_engine_cache_enable": "True",
         "trt_engine_cache_path": str(cache_dir),
         "trt_timing_cache_enable": "True",

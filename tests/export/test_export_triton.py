@@ -95,3 +95,23 @@ def test_unknown_artifact_and_invalid_config_text(tiny_fp16: Path, tmp_path: Pat
     assert parse_config(text).max_batch_size == 8
     with pytest.raises(ConfigError, match="invalid Triton model configuration"):
         parse_config(text.replace("max_batch_size", "max_batch"))
+
+
+def test_without_protobuf_the_config_is_written_unchecked_not_a_crash(
+    tiny_fp16: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tritonclient[http]` comes without protobuf: the schema check raised ModuleNotFoundError."""
+    import sys
+
+    from vireid import MissingDependencyError
+
+    triton_schema.cache_clear()
+    monkeypatch.setitem(sys.modules, "google.protobuf", None)  # an import of it now fails
+    monkeypatch.setitem(sys.modules, "google.protobuf.text_format", None)
+    try:
+        with pytest.raises(MissingDependencyError, match="'protobuf'"):
+            parse_config('name: "x"')
+        model = to_triton(tiny_fp16, tmp_path / "repo", "vireid")
+    finally:
+        triton_schema.cache_clear()
+    assert "platform" in (tmp_path / "repo" / "vireid" / "config.pbtxt").read_text() and model

@@ -178,6 +178,29 @@ def test_tensorrt_ep_options_follow_card_and_profile(tmp_path: Path) -> None:
     assert cfg.tensorrt_ep_options(card, card.profile, 0, tmp_path, fp16=False)["trt_fp16_enable"] == "False"
     providers = [name for name, _ in cfg.provider_list("tensorrt", {})]
     assert providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    # ONNX Runtime's TensorRT networks are weakly typed: a QDQ INT8 model needs the INT8 flag (and FP16)
+    int8 = cfg.tensorrt_ep_options(contract_card(precision="int8"), card.profile, 0, tmp_path, fp16=None)
+    assert (int8["trt_int8_enable"], int8["trt_fp16_enable"]) == ("True", "True")
+    fp32 = cfg.tensorrt_ep_options(contract_card(precision="fp32"), card.profile, 0, tmp_path, fp16=None)
+    assert (fp32["trt_int8_enable"], fp32["trt_fp16_enable"]) == ("False", "False")
+
+
+def test_onnx_runtime_never_falls_back_to_other_providers_behind_our_back(tmp_path: Path) -> None:
+    """onnxruntime retries a failing provider on the next ones (at creation and at any run) unless told
+    not to; vireid's device and providers would then be wrong."""
+    path = build_contract_model(tmp_path / "m.onnx")
+    with open_backend(path, "cpu") as backend:
+        assert backend._session._enable_fallback is False
+        model_fault = backend._load_error(
+            RuntimeError("CUDA failure 100"), ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        )
+    assert isinstance(model_fault, DeviceError) and "the model itself loads on the CPU" in str(model_fault)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(path.read_bytes()[:200])
+    with open_backend(path, "cpu") as backend:
+        backend.path = broken
+        fault = backend._load_error(RuntimeError("bad"), ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert isinstance(fault, ArtifactError) and not isinstance(fault, DeviceError) and "corrupt" in str(fault)
 
 
 # ----- threads ------------------------------------------------------------------------------------
