@@ -306,11 +306,13 @@ def _check_dla_plan(source: Path, wanted: list[str], opt: ChainOptions) -> None:
 
     if "engine" not in wanted:
         raise ConfigError("--dla-core applies to the engine step: add engine to --to")
-    if "triton" in wanted:
+    profile = batch_profile(opt.batch)
+    check_dla_request(opt.dla_core, _engine_precision(source, wanted), profile)
+    if "triton" in wanted and profile.max != 1:
         raise ConfigError(
-            "Triton's TensorRT backend does not select a DLA core: drop triton from --to, or --dla-core"
+            f"Triton sends batches from 1 up to max_batch_size, and a DLA engine has one fixed batch "
+            f"({profile.max} here): serve it with --batch 1,1,1, or drop triton from --to"
         )
-    check_dla_request(opt.dla_core, _engine_precision(source, wanted), batch_profile(opt.batch))
 
 
 def seen_calibration_identities(source: Path, calibrate_dir: Path) -> str | None:

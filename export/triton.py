@@ -60,15 +60,16 @@ def _max_batch(card: ModelCard, platform: str, max_batch: int | None) -> int:
     if platform == "tensorrt_plan":
         if profile is None:
             raise ArtifactError("the engine's card has no batch profile; rebuild it with vireid")
-        if card.dla_core is not None:
-            raise ConfigError(
-                f"the engine was built for DLA core {card.dla_core}, which Triton's TensorRT backend "
-                "does not select; serve a GPU engine (export without --dla-core) or the ONNX"
-            )
         if profile.min != 1:
+            dla = (
+                " (a DLA engine has one fixed batch: only one built with batch=(1, 1, 1) serves, at "
+                "max_batch_size 1)"
+                if card.dla_core is not None
+                else ""
+            )
             raise ConfigError(
                 f"Triton sends batches from 1 up to max_batch_size, but the engine's profile starts at "
-                f"{profile.min}; rebuild it with batch=(1, opt, max)"
+                f"{profile.min}; rebuild it with batch=(1, opt, max){dla}"
             )
         limit = profile.max
         max_batch = limit if max_batch is None else max_batch
@@ -82,6 +83,21 @@ def _max_batch(card: ModelCard, platform: str, max_batch: int | None) -> int:
 
 def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string literal is a protobuf text-format string
+
+
+def _instance_group(card: ModelCard, instances: int, kind: str) -> str:
+    """`instance_group`; a DLA engine's instances run on its DLA core, which Triton's TensorRT backend
+    takes from a `KIND_NVDLA` secondary device of a GPU instance group."""
+    if card.dla_core is None:
+        return f"instance_group [ {{ count: {int(instances)} kind: {_KINDS[kind]} }} ]"
+    if kind != "gpu":
+        raise ConfigError(
+            f"an engine built for DLA core {card.dla_core} is served by a GPU instance group, not {kind}"
+        )
+    return (
+        f"instance_group [ {{ count: {int(instances)} kind: KIND_GPU "
+        f"secondary_devices [ {{ kind: KIND_NVDLA device_id: {int(card.dla_core)} }} ] }} ]"
+    )
 
 
 def config_text(
@@ -115,7 +131,7 @@ def config_text(
         *([f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]"] if preferred else []),
         f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}",
         "}",
-        f"instance_group [ {{ count: {int(instances)} kind: {_KINDS[kind]} }} ]",
+        _instance_group(card, instances, kind),
         "parameters {",
         f'  key: "vireid.card" value: {{ string_value: {_quote(card_json)} }}',
         "}",

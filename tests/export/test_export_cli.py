@@ -94,7 +94,7 @@ def test_calibrating_on_val_identities_the_checkpoint_trained_on_is_flagged(
 def test_dla_chain_is_refused_before_any_step_runs(tiny_checkpoint, tmp_path) -> None:
     for to, batch, message in [
         ("onnx,fp16", "4,4,4", "add engine to --to"),
-        ("onnx,fp16,engine,triton", "4,4,4", "does not select a DLA core"),
+        ("onnx,fp16,engine,triton", "4,4,4", "serve it with --batch 1,1,1"),
         ("onnx,engine", "4,4,4", "DLA runs FP16 or INT8 only"),
         ("onnx,fp16,engine", "1,8,32", "DLA has no dynamic shapes"),
     ]:

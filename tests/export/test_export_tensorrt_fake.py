@@ -318,10 +318,21 @@ def test_fake_dla_trtexec_command_and_attached_card(tiny_fp16, tmp_path) -> None
     assert ModelCard.from_engine(engine).dla_core == 0
 
 
-def test_fake_triton_refuses_a_dla_engine(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+def test_fake_triton_serves_a_dla_engine_on_its_core(trt_env, tiny_fp16, tmp_path, monkeypatch) -> None:
+    """Triton's TensorRT backend takes the DLA core from a KIND_NVDLA secondary device (it was refused)."""
     from vireid.export import to_triton
+    from vireid.export.triton import parse_config
 
     orin(monkeypatch, trt_env())
-    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 1, 1), dla_core=0)
-    with pytest.raises(ConfigError, match="built for DLA core 0"):
-        to_triton(engine, tmp_path / "triton", "m")
+    engine = to_engine(tiny_fp16, tmp_path / "m.engine", batch=(1, 1, 1), dla_core=1)
+    model = to_triton(engine, tmp_path / "triton", "m")
+    config = parse_config(model.config.read_text())
+    (group,) = config.instance_group
+    (secondary,) = group.secondary_devices
+    assert config.max_batch_size == 1 and group.kind == group.KIND_GPU
+    assert secondary.kind == secondary.KIND_NVDLA and secondary.device_id == 1
+    fixed = to_engine(tiny_fp16, tmp_path / "m8.engine", batch=(8, 8, 8), dla_core=0)
+    with pytest.raises(ConfigError, match=r"only one built with batch=\(1, 1, 1\) serves"):
+        to_triton(fixed, tmp_path / "triton", "m8")
+    with pytest.raises(ConfigError, match="GPU instance group, not cpu"):
+        to_triton(engine, tmp_path / "triton", "mc", kind="cpu")
