@@ -4,7 +4,7 @@ Public API (each step a small function; the `vireid export` command chains them)
 
     to_onnx(checkpoint, out, opset=17)            FP32 ONNX with the model card (needs torch)
     to_fp16(onnx, out=None)                        FP16 compute, float32 I/O, fragile parts in FP32
-    to_int8(onnx, data_root, out=None, ...)        static QDQ INT8, calibrated on both modalities
+    to_int8(onnx, out=None, *, data, options=None) static QDQ INT8, calibrated on both modalities
     to_engine(onnx, out=None, batch=(1, 8, 32))    TensorRT engine + <engine>.json card (needs tensorrt)
     trtexec_command(onnx, out, ...)                the same build as a trtexec command line
     attach_card(engine, onnx, batch=...)           card for an engine built elsewhere (trtexec)

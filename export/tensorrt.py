@@ -81,7 +81,8 @@ def trtexec_command(
     timing_cache: str | Path | None = None,
     dla_core: int | None = None,
 ) -> str:
-    """The `trtexec` command line (TensorRT 10/11) that builds the same engine as `to_engine`."""
+    """The `trtexec` command line that builds the same engine as `to_engine` (TensorRT 10/11; on 8.6,
+    JetPack 6.0, replace `--stronglyTyped` by `--fp16`, or `--int8 --fp16` for an INT8 model)."""
     card = ModelCard.from_onnx(onnx_path)
     profile = batch_profile(batch)
     wanted = _precision(card, precision, major=None)
@@ -104,8 +105,10 @@ def trtexec_command(
         args.append(f"--timingCacheFile={timing_cache}")
     if card.precision in (Precision.FP16, Precision.INT8):
         args.append("--stronglyTyped")  # TensorRT 10; a no-op (always on) in 11
-    elif wanted is Precision.FP16:
-        args.append("--fp16")  # TensorRT <= 10 only
+    elif wanted is Precision.FP16:  # TensorRT <= 10 only; the fragile layers pinned as to_engine does
+        names = ",".join(f"{name}:fp32" for name in sorted(float_fp32_nodes(load_onnx(onnx_path))))
+        args += ["--fp16", "--precisionConstraints=obey", f"--layerPrecisions={names}"]
+        args.append(f"--layerOutputTypes={names}")
     else:
         args.append("--noTF32")
     if dla_core is not None:
@@ -343,19 +346,40 @@ def _add_profile(builder: Any, config: Any, network: Any, card: ModelCard, profi
 
 
 def _pin_fp32(trt: Any, network: Any, keep: set[str]) -> int:
-    """Weakly typed FP16 build: force the kept layers (by ONNX node name) to FP32. Returns the count."""
+    """Weakly typed FP16 build: force the kept layers (by ONNX node name) to FP32. Returns the count.
+
+    Only layers whose outputs are all floating point: a precision constraint on a layer that computes
+    no float (a Shape) has nothing to keep in FP32, and under OBEY could only fail the build.
+    """
     pinned = 0
     floats = {trt.float32, trt.float16}
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if layer.name not in keep:
+        outputs = [layer.get_output(out) for out in range(layer.num_outputs)]
+        if layer.name not in keep or not all(tensor.dtype in floats for tensor in outputs):
             continue
         layer.precision = trt.float32
         for out in range(layer.num_outputs):
-            if layer.get_output(out).dtype in floats:
-                layer.set_output_type(out, trt.float32)
+            layer.set_output_type(out, trt.float32)
         pinned += 1
     return pinned
+
+
+def float_fp32_nodes(model: Any) -> set[str]:
+    """The ONNX nodes a weakly typed FP16 build keeps in FP32 (`fp32_node_names`) whose outputs are all
+    floating point (by ONNX shape inference): what `_pin_fp32` pins, named for trtexec."""
+    import onnx
+
+    keep = fp32_node_names(model)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    values = [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    return {
+        node.name
+        for node in model.graph.node
+        if node.name in keep and all(types.get(out) in floats for out in node.output)
+    }
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,13 @@ def test_missing_tensorrt_names_the_extra_and_the_trtexec_command(monkeypatch, t
 
 def test_trtexec_command_per_precision(tiny_onnx, tiny_fp16) -> None:
     assert "--noTF32" in trtexec_command(tiny_onnx)
-    assert "--fp16" in trtexec_command(tiny_onnx, precision="fp16")
+    fp16_build = trtexec_command(tiny_onnx, precision="fp16")
+    assert "--fp16" in fp16_build and "--precisionConstraints=obey" in fp16_build
+    # the same fragile layers to_engine pins (GeM's Pow, the L2 norm, the BN-neck), by node name; no Shape
+    pinned = fp16_build.split("--layerPrecisions=")[1].split()[0].strip("'").split(",")
+    assert {"/head/pool/Pow:fp32", "/ReduceL2:fp32", "/head/bnneck/BatchNormalization:fp32"} <= set(pinned)
+    assert f"--layerOutputTypes={','.join(pinned)}" in fp16_build.replace("'", "")
+    assert not any(name.startswith("/Shape") for name in pinned)
     command = trtexec_command(tiny_fp16, "/x/m.engine", batch=(2, 4, 8), workspace=2 << 30)
     assert (
         "--memPoolSize=workspace:2048M" in command and "--optShapes=images:4x128x64x3,modality:4" in command
