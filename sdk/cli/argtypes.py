@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,29 +40,52 @@ rate = _number(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclus
 cosine = _number(float, lambda v: -1.0 <= v <= 1.0, "a cosine in [-1, 1]")
 
 
+REPORT_KEY = "vireid_report"
+"""The key every `--json` report carries (the command that wrote it): only such a file is replaced."""
+
+
 def _writable_place(path: Path, example: str) -> Path:
-    """`path` unless it is a folder or lies under a file (checked before the work, so a long run does
-    not end by failing to save its result)."""
+    """`path` unless it is a folder, a link or a special file (a FIFO, a device: the result is written
+    to a temporary file renamed over it, which would replace the link or the node), lies under a file,
+    or its folder cannot be written. Checked before the work, so a long run does not end by failing
+    to save its result."""
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder; give a file path, e.g. {path / example}")
+    if path.is_symlink():
+        raise argparse.ArgumentTypeError(f"{path} is a symbolic link; give the real path, {path.resolve()}")
+    if path.exists() and not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{path} is not a regular file (a FIFO, a device?); give a file path"
+        )
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise argparse.ArgumentTypeError(f"{path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise argparse.ArgumentTypeError(f"{path}: the folder {parent} is not writable")
             break
     return path
 
 
 def output_file(text: str) -> Path:
-    """A JSON report to write: not a folder, and an existing file only if it holds JSON (a rerun
-    replaces its own report; a mistyped path to the model or the gallery is refused, not destroyed)."""
+    """A JSON report to write: not a folder, and an existing file only if it is an earlier vireid report
+    (a rerun replaces its own report; a checkpoint's JSON half, a dataset's meta.json or a model card
+    given by mistake is refused, not destroyed)."""
     path = _writable_place(Path(text), "out.json")
-    if path.is_file() and path.stat().st_size and not _holds_json(path):
+    if path.is_file() and path.stat().st_size and not _is_report(path):
         raise argparse.ArgumentTypeError(
-            f"{path} exists and is not a JSON report (a model, a gallery?); it is not overwritten: give "
-            "another path, or delete it first"
+            f"{path} exists and is not a vireid --json report (a checkpoint's or dataset's JSON, a model "
+            "card, a gallery?); it is not overwritten: give another path, or delete it first"
         )
     return path
+
+
+def write_report(path: Path, payload: dict[str, Any], command: str) -> Path:
+    """Write a `--json` report atomically, marked as one (`REPORT_KEY`) so a rerun may replace it."""
+    from ..atomic import write_atomic
+
+    marked = {REPORT_KEY: command, **payload}
+    return write_atomic(path, json.dumps(marked, indent=2, default=str) + "\n")
 
 
 def output_png(text: str) -> Path:
@@ -78,14 +102,14 @@ def output_png(text: str) -> Path:
     return path
 
 
-def _holds_json(path: Path, limit: int = 64 << 20) -> bool:
+def _is_report(path: Path, limit: int = 64 << 20) -> bool:
     if path.stat().st_size > limit:
         return False
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return True
+    return isinstance(data, dict) and REPORT_KEY in data
 
 
 def csv_of(convert: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:

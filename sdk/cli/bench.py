@@ -19,18 +19,25 @@ latency, identification precision/recall).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vireid.atomic import write_atomic
 from vireid.errors import require
 
 from ..errors import ConfigError, InputSpecError
-from .argtypes import cosine, csv_of, non_negative_int, output_file, output_png, positive_float, positive_int
+from .argtypes import (
+    cosine,
+    csv_of,
+    non_negative_int,
+    output_file,
+    output_png,
+    positive_float,
+    positive_int,
+    write_report,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -269,11 +276,11 @@ def _pipeline(args: argparse.Namespace, model: str) -> int:
             results.append(run)
             print(results[-1].summary())
     if len(results) == 1:
-        _write_json(args.json, results[0].to_dict())
+        _write_json(args.json, results[0].to_dict(), "bench pipeline")
         return 0
     totals = pipeline_totals(results)
     print(totals_summary(totals))
-    _write_json(args.json, {"scenes": [r.to_dict() for r in results], "total": totals})
+    _write_json(args.json, {"scenes": [r.to_dict() for r in results], "total": totals}, "bench pipeline")
     return 0
 
 
@@ -289,7 +296,7 @@ def _generate_scene(folder: Path) -> Path:
     return folder
 
 
-def _write_json(path: Path | None, data: dict) -> None:
+def _write_json(path: Path | None, data: dict, command: str = "bench") -> None:
     if path:
-        write_atomic(path, json.dumps(data, indent=2) + "\n")
+        write_report(path, data, command)
         print(f"report: {path}")

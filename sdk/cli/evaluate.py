@@ -16,13 +16,10 @@ title and the JSON name them.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from vireid.atomic import write_atomic
-
-from .argtypes import output_file, output_png, positive_int
+from .argtypes import output_file, output_png, positive_int, write_report
 
 PROTOCOLS = ("sysu-all", "sysu-indoor", "regdb-v2t", "regdb-t2v")
 DELTA_KEYS = ("R1", "mAP", "mINP")
@@ -124,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         output["parity"] = _parity(args.reference, model, args.device)
     if args.json:
         payload = output if args.reference or args.both_directions else results[model][False].to_dict()
-        write_atomic(args.json, json.dumps(payload, indent=2) + "\n")
+        write_report(args.json, payload, "evaluate")
     if args.plot:
         from vireid.plots import plot_cmc
 

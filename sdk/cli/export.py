@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
-from vireid.atomic import write_atomic
-
-from .argtypes import at_least_two, non_negative_int, output_file, positive_int, rate, unit_interval
+from .argtypes import (
+    at_least_two,
+    non_negative_int,
+    output_file,
+    positive_int,
+    rate,
+    unit_interval,
+    write_report,
+)
 
 
 def _batch(text: str) -> tuple[int, int, int]:
@@ -141,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             "calibrations": {k: dataclasses.asdict(c) for k, c in result.calibrations.items()},
             "passed": result.passed,
         }
-        write_atomic(args.json, json.dumps(data, indent=2, default=str) + "\n")
+        write_report(args.json, data, "export")
     if not result.passed:
         failed = ", ".join(step for step, report in result.reports.items() if not report)
         print(f"vireid export: parity check failed for: {failed}")

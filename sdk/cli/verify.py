@@ -11,13 +11,10 @@ overridden.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from vireid.atomic import write_atomic
-
 from ..card import ModelCard
-from .argtypes import cosine, output_file, positive_int, seed, unit_interval
+from .argtypes import cosine, output_file, positive_int, seed, unit_interval, write_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(report)
     if args.json:
-        write_atomic(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+        write_report(args.json, report.to_dict(), "verify")
     return 0 if report else 1
 
 

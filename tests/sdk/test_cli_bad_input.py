@@ -82,7 +82,7 @@ def test_report_paths_never_destroy_other_files(capsys, tmp_path: Path) -> None:
     model = tmp_path / "demo.onnx"
     model.write_bytes(b"\x08\x07" + bytes(200))  # not JSON
     message = usage_error(capsys, "bench", str(model), "--json", str(model))
-    assert "exists and is not a JSON report" in message and model.read_bytes()[:2] == b"\x08\x07"
+    assert "exists and is not a vireid --json report" in message and model.read_bytes()[:2] == b"\x08\x07"
     message = usage_error(capsys, "verify", str(model), str(model), "--json", str(model / "r.json"))
     assert f"{model} is a file, not a folder" in message
     assert "is not a PNG image" in usage_error(
@@ -90,12 +90,47 @@ def test_report_paths_never_destroy_other_files(capsys, tmp_path: Path) -> None:
     )
     assert "ending in .png" in usage_error(capsys, "evaluate", "m.onnx", "--data", "d", "--plot", "cmc.jpg")
     report = tmp_path / "old.json"
-    report.write_text('{"a": 1}')  # a rerun may replace its own report
+    report.write_text('{"vireid_report": "evaluate", "a": 1}')  # a rerun may replace its own report
     assert (
         main(["evaluate", str(tmp_path / "missing.onnx"), "--data", str(tmp_path), "--json", str(report)])
         == 1
     )
     assert "no such file" in capsys.readouterr().err
+    # JSON that is not a report: a checkpoint's JSON half, a dataset's meta.json, a model card
+    checkpoint_json = tmp_path / "last.json"
+    checkpoint_json.write_text('{"config": {}, "epoch": 40}')
+    message = usage_error(capsys, "verify", str(model), str(model), "--json", str(checkpoint_json))
+    assert "is not a vireid --json report" in message and "epoch" in checkpoint_json.read_text()
+
+
+def test_report_paths_that_are_links_or_special_files_are_refused(capsys, tmp_path: Path) -> None:
+    """A FIFO became a regular file and a symlink was replaced by the report (as root, /dev/full too)."""
+    import os
+
+    fifo = tmp_path / "p.json"
+    os.mkfifo(fifo)
+    assert "not a regular file" in usage_error(capsys, "verify", "a.onnx", "b.onnx", "--json", str(fifo))
+    target = tmp_path / "target.json"
+    target.write_text('{"vireid_report": "verify"}')
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert "is a symbolic link" in usage_error(capsys, "verify", "a.onnx", "b.onnx", "--json", str(link))
+    assert link.is_symlink()
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        message = usage_error(capsys, "verify", "a.onnx", "b.onnx", "--json", str(locked / "r.json"))
+        assert "is not writable" in message
+
+
+def test_json_reports_are_marked_so_a_rerun_may_replace_them(tmp_path: Path) -> None:
+    import json
+
+    from vireid.cli.argtypes import REPORT_KEY, output_file, write_report
+
+    path = write_report(tmp_path / "r.json", {"rows": [1]}, "bench")
+    assert json.loads(path.read_text()) == {REPORT_KEY: "bench", "rows": [1]}
+    assert output_file(str(path)) == path
 
 
 def test_the_other_benchmarks_options_are_refused_not_ignored(capsys, tmp_path: Path) -> None:
