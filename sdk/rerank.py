@@ -55,11 +55,12 @@ class Rerank:
         try:
             if len(parts) != 3:
                 raise ValueError
-            return cls(int(parts[0]), int(parts[1]), float(parts[2]))
+            k1, k2, weight = int(parts[0]), int(parts[1]), float(parts[2])
         except ValueError:
             raise InputSpecError(
                 f"re-ranking parameters must be K1,K2,WEIGHT such as 20,6,0.3; got {text!r}"
             ) from None
+        return cls(k1, k2, weight)  # out of range: its own message (λ must lie in [0, 1], ...)
 
     def describe(self) -> str:
         return f"k-reciprocal re-ranking (k1 {self.k1}, k2 {self.k2}, λ {self.weight:g})"

@@ -19,6 +19,8 @@ from typing import NoReturn
 from .._version import __version__
 from ..errors import VireidError
 
+log = logging.getLogger("vireid")
+
 # command name -> (module, one-line help). Register only commands that work.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("vireid.cli.info", "show the model card of an exported artifact"),
@@ -118,6 +120,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # another pipe (a socket, a subprocess) broke: a real error
         _silence_stdout()  # `vireid info m.onnx | head`: the reader left, nothing is wrong
         return 0
+    except OSError as exc:  # a folder that cannot be created, a full disk: the system's message, one line
+        log.debug("%s failed", args.command, exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(
+            f"vireid {args.command}: error: {where}{exc.strerror or exc} (vireid -v {args.command} ... shows "
+            "where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _stdout_closed() -> bool:

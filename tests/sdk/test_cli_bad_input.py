@@ -308,3 +308,16 @@ def test_purge_checks_every_line_of_its_events_files_before_the_gallery(enrolled
     assert "is not UTF-8 text at line 2" in capsys.readouterr().err
     with Gallery.open(enrolled) as gallery:
         assert gallery.info().num_embeddings == count
+
+
+def test_a_system_error_is_one_line_with_the_path_not_a_traceback(capsys, tmp_path: Path) -> None:
+    """`vireid export ... --out /proc/xx` failed in mkdir with a Python traceback."""
+    pytest.importorskip("onnx")
+    from contract_model import build_contract_model
+
+    model = build_contract_model(tmp_path / "m.onnx")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["export", str(model), "--to", "fp16", "--out", str(blocker / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vireid export: error: ") and str(blocker) in err and "Traceback" not in err

@@ -109,3 +109,7 @@ def test_parse_reads_the_cli_form_and_names_it_on_a_miss() -> None:
         with pytest.raises(InputSpecError, match="K1,K2,WEIGHT"):
             Rerank.parse(bad)
     assert "k1 20" in Rerank().describe()
+    with pytest.raises(InputSpecError, match=r"weight \(λ\) must lie in \[0, 1\], got 5"):
+        Rerank.parse("20,6,5")  # the real reason, not the format
+    with pytest.raises(InputSpecError, match="k1 >= 1"):
+        Rerank.parse("0,6,0.3")
