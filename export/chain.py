@@ -67,6 +67,7 @@ class ChainOptions:
     verify: bool = True
     int8_data: Path | None = None
     int8: Any = None  # vireid.export.int8.Int8Options; None = its defaults
+    overwrite: bool = False  # replace artifacts an earlier export left in out_dir
 
 
 def parse_steps(text: str | Sequence[str]) -> list[str]:
@@ -148,10 +149,11 @@ def export_chain(
     _check_data_folders(wanted, opt)
     if opt.dla_core is not None:
         _check_dla_plan(source, wanted, opt)
-    name = opt.name or artifact_stem(source)
+    name = _check_name(opt.name) if opt.name is not None else artifact_stem(source)
     _check_late_options(wanted, opt, name)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; the output (--out) of an export is a folder for its artifacts")
+    _refuse_replacing(planned_outputs(source, wanted, out, name, opt), opt.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     chain = _Chain(out, opt, emit, builds_engine="engine" in wanted)
     if opt.calibrate is not None and (warning := seen_calibration_identities(source, opt.calibrate)):
@@ -175,6 +177,44 @@ def export_chain(
     if "triton" in wanted:
         _triton_stage(chain, final, name)
     return chain.result
+
+
+def _check_name(name: str) -> str:
+    """`--name`: a plain file-name stem (`../x` wrote outside --out; an empty one fell back unseen)."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"--name {name!r}: give a plain file name for the artifacts, e.g. 'model'")
+    return name
+
+
+def planned_outputs(source: Path, wanted: list[str], out: Path, name: str, opt: ChainOptions) -> list[Path]:
+    """The files and folders `export_chain` would write into `out` (what an earlier export may hold)."""
+    is_onnx = source.suffix.lower() == ".onnx"
+    paths = []
+    if _is_engine(source):
+        final = source.name
+    else:
+        if not is_onnx:
+            paths.append(out / f"{name}.onnx")
+        elif opt.calibrate is not None and (out / source.name).resolve() != source.resolve():
+            paths.append(out / source.name)
+        paths += [out / f"{name}.{step}.onnx" for step in ("fp16", "int8") if step in wanted]
+        final = paths[-1].name if paths else source.name
+        if "engine" in wanted:
+            engine = out / f"{final.removesuffix('.onnx')}.engine"
+            paths += [engine, engine.with_name(engine.name + ".json")]
+    if "triton" in wanted:
+        paths.append(out / "triton" / (opt.triton_name or triton_safe(name)))
+    return paths
+
+
+def _refuse_replacing(paths: list[Path], overwrite: bool) -> None:
+    earlier = [p for p in paths if p.exists()]
+    if earlier and not overwrite:
+        shown = ", ".join(str(p) for p in earlier[:4]) + (", ..." if len(earlier) > 4 else "")
+        raise ConfigError(
+            f"an earlier export left {shown}; pass --overwrite to replace it (a failed check would then "
+            "leave the new, failing file in its place), or choose another --out or --name"
+        )
 
 
 def _check_engine_source(source: Path, wanted: list[str], opt: ChainOptions) -> None:

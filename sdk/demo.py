@@ -202,7 +202,12 @@ def export(paths: DemoPaths, checkpoint: Path) -> Any:
     from vireid.export.chain import ChainOptions, export_chain
 
     started = _stage(f"export: ONNX, FP16 and INT8 ONNX to {paths.models}, each verified")
-    options = ChainOptions(name="demo", calibrate=paths.heldout_data, int8_data=paths.train_data)
+    options = ChainOptions(
+        name="demo",
+        calibrate=paths.heldout_data,
+        int8_data=paths.train_data,
+        overwrite=True,  # re-runs
+    )
     result = export_chain(
         checkpoint,
         "onnx,fp16,int8",

@@ -42,12 +42,23 @@ def _batch(text: str) -> tuple[int, int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid export`."""
     parser.add_argument("source", help="checkpoint (.safetensors or .json), or an exported .onnx")
-    parser.add_argument("--to", default="onnx,fp16", help="steps: any of onnx,fp16,int8,engine,triton")
-    parser.add_argument("--out", type=Path, default=Path("export"), help="output folder")
+    parser.add_argument(
+        "--to", default="onnx,fp16", help="steps: any of onnx,fp16,int8,engine,triton (default onnx,fp16)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("export"), help="output folder (default export)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the artifacts an earlier export left in --out"
+    )
     parser.add_argument("--name", help="artifact file stem (default: the source's)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (17 parses on TensorRT 8.5+)")
-    parser.add_argument("--batch", type=_batch, default=(1, 8, 32), help="engine profile MIN,OPT,MAX")
-    parser.add_argument("--workspace", type=positive_int, default=1024, help="TensorRT workspace in MiB")
+    parser.add_argument(
+        "--opset", type=int, default=17, help="ONNX opset (default 17, which TensorRT 8.5+ parses)"
+    )
+    parser.add_argument(
+        "--batch", type=_batch, default=(1, 8, 32), help="engine profile MIN,OPT,MAX (default 1,8,32)"
+    )
+    parser.add_argument(
+        "--workspace", type=positive_int, default=1024, help="TensorRT workspace in MiB (default 1024)"
+    )
     parser.add_argument("--timing-cache", type=Path, help="TensorRT timing cache (default OUT/timing.cache)")
     parser.add_argument(
         "--dla-core",
@@ -136,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         int8_data=args.int8_data,
         int8=_int8_options(args),
+        overwrite=args.overwrite,
     )
     result = export_chain(args.source, args.to, args.out, options)
     if args.json:

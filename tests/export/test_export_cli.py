@@ -297,3 +297,37 @@ def test_calibrate_on_an_onnx_source_calibrates_a_copy_and_packages_it(
     calibrated = ModelCard.from_onnx(out / tiny_onnx.name)
     assert calibrated.match_threshold is not None
     assert ModelCard.from_artifact(out / "triton" / "tiny") == calibrated
+
+
+def test_an_export_never_replaces_an_earlier_ones_artifacts_unasked(tiny_onnx, tmp_path, capsys) -> None:
+    """A second export into the same folder replaced the first's files without a word, even when the
+    new one then failed its parity check."""
+    out = tmp_path / "out"
+    argv = [str(tiny_onnx), "--to", "fp16", "--out", str(out), "--no-verify"]
+    assert cli(export_cmd, argv) == 0
+    fp16 = out / f"{tiny_onnx.stem}.fp16.onnx"
+    before = fp16.stat().st_mtime_ns
+    with pytest.raises(ConfigError, match=r"an earlier export left .*\.fp16\.onnx; pass --overwrite"):
+        cli(export_cmd, argv)
+    assert fp16.stat().st_mtime_ns == before
+    assert cli(export_cmd, [*argv, "--overwrite"]) == 0
+    assert cli(export_cmd, [*argv, "--name", "other"]) == 0  # another name is another set of files
+    for bad in ("../escaped", "", "a/b"):
+        with pytest.raises(ConfigError, match="give a plain file name"):
+            cli(export_cmd, [*argv, "--name", bad])
+    assert not (tmp_path / "escaped.fp16.onnx").exists()
+
+
+def test_planned_outputs_name_what_each_step_writes(tiny_onnx, tiny_fp16, tmp_path) -> None:
+    from vireid.export.chain import ChainOptions, planned_outputs
+
+    out = tmp_path / "out"
+    paths = planned_outputs(tiny_onnx, ["fp16", "engine", "triton"], out, "m", ChainOptions())
+    assert paths == [
+        out / "m.fp16.onnx",
+        out / "m.fp16.engine",
+        out / "m.fp16.engine.json",
+        out / "triton" / "m",
+    ]
+    paths = planned_outputs(tiny_fp16, ["engine"], out, "m", ChainOptions())
+    assert paths == [out / f"{tiny_fp16.stem}.engine", out / f"{tiny_fp16.stem}.engine.json"]
