@@ -120,10 +120,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Options and their defaults, by what reads them: one given where nothing reads it is refused, not ignored.
+_CHAIN_ONLY = {
+    "to": "onnx,fp16",
+    "overwrite": False,
+    "name": None,
+    "opset": 17,
+    "calibrate": None,
+    "fmr": None,
+    "triton_name": None,
+    "triton_max_batch": None,
+    "int8_data": None,
+    "int8_method": "minmax",
+    "int8_images": 128,
+    "int8_visible": 0.5,
+    "int8_target": None,
+    "int8_no_sensitivity": False,
+    "identities": 32,
+    "no_verify": False,
+    "json": None,
+}
+_BY_STEP = {
+    "int8": ("int8_data", "int8_method", "int8_images", "int8_visible", "int8_target", "int8_no_sensitivity"),
+    "triton": ("triton_name", "triton_max_batch"),
+    "engine": ("timing_cache",),
+}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _refuse_unread_options(args: argparse.Namespace) -> None:
+    """Options the chosen mode or steps never read are refused before any work (they were ignored)."""
+    from vireid.errors import ConfigError
+
+    if args.trtexec or args.attach:
+        mode = "--attach" if args.attach else "--trtexec"
+        given = [dest for dest, default in _CHAIN_ONLY.items() if getattr(args, dest) != default]
+        if args.attach:
+            given += [dest for dest in ("timing_cache",) if getattr(args, dest) is not None]
+            given += ["workspace"] if args.workspace != 1024 else []
+        if given:
+            raise ConfigError(f"{', '.join(map(_flag, given))}: not read by {mode}; drop it")
+        return
+    if args.precision is not None:
+        raise ConfigError(
+            "--precision: only --trtexec and --attach read it (an export takes SOURCE's precision)"
+        )
+    for step, dests in _BY_STEP.items():
+        given = [dest for dest in dests if getattr(args, dest) != _CHAIN_ONLY.get(dest)]
+        if given and step not in args.to:
+            raise ConfigError(
+                f"{', '.join(map(_flag, given))}: options of the {step} step; add {step} to --to"
+            )
+    if args.no_verify and args.identities != _CHAIN_ONLY["identities"]:
+        raise ConfigError("--identities sizes the parity checks, which --no-verify turns off; drop one")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chain and print each parity report."""
     from vireid.export.chain import ChainOptions, export_chain
 
+    _refuse_unread_options(args)
     if args.trtexec or args.attach:
         return _engine_helpers(args)
     if args.fmr is not None and args.calibrate is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
@@ -292,7 +293,7 @@ def test_calibrate_on_an_onnx_source_calibrates_a_copy_and_packages_it(
     before = hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
     out = tmp_path / "out"
     argv = [str(tiny_onnx), "--to", "triton", "--calibrate", str(tiny_sysu), "--out", str(out), "--no-verify"]
-    assert cli(export_cmd, [*argv, "--identities", "8"]) == 0
+    assert cli(export_cmd, argv) == 0
     assert hashlib.sha256(tiny_onnx.read_bytes()).hexdigest() == before  # the given file is untouched
     calibrated = ModelCard.from_onnx(out / tiny_onnx.name)
     assert calibrated.match_threshold is not None
@@ -331,3 +332,25 @@ def test_planned_outputs_name_what_each_step_writes(tiny_onnx, tiny_fp16, tmp_pa
     ]
     paths = planned_outputs(tiny_fp16, ["engine"], out, "m", ChainOptions())
     assert paths == [out / f"{tiny_fp16.stem}.engine", out / f"{tiny_fp16.stem}.engine.json"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--precision", "fp16"], "--precision: only --trtexec and --attach read it"),
+        (["--int8-method", "entropy"], "--int8-method: options of the int8 step; add int8 to --to"),
+        (["--int8-data", "."], "--int8-data: options of the int8 step"),
+        (["--triton-name", "m"], "--triton-name: options of the triton step"),
+        (["--timing-cache", "t.cache"], "--timing-cache: options of the engine step"),
+        (["--no-verify", "--identities", "8"], "--identities sizes the parity checks"),
+        (["--trtexec", "--json", "r.json"], "--json: not read by --trtexec"),
+        (["--trtexec", "--to", "int8", "--calibrate", "."], "--to, --calibrate: not read by --trtexec"),
+    ],
+)
+def test_options_nothing_reads_are_refused_not_ignored(tiny_onnx, tmp_path, extra, message) -> None:
+    argv = [str(tiny_onnx), "--to", "fp16", "--out", str(tmp_path / "out"), *extra]
+    if "--to" in extra:
+        argv = [str(tiny_onnx), "--out", str(tmp_path / "out"), *extra]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        cli(export_cmd, argv)
+    assert not (tmp_path / "out").exists()
