@@ -310,6 +310,13 @@ def bench_pipeline(
     scene = Path(scene)
     truth = load_scene(scene)
     config = dataclasses.replace(config, enroll_seconds=enrollment_seconds(config, truth))
+    duration = truth.num_frames / truth.fps
+    if config.enroll_seconds >= duration:
+        log(
+            f"warning: enrolment covers the whole {duration:g} s scene: the visible camera's identification "
+            "figures then score the gallery's own frames (the infrared camera's stay fair); enrol from less "
+            f"of it, e.g. --enroll-seconds {duration / 2:g}"
+        )
     options = {"threads": threads} if threads else {}
     with Embedder(model, device, **options) as embedder:
         oracle = Oracle(truth, 128, noise=config.oracle) if config.oracle is not None else None

@@ -231,6 +231,13 @@ def run(args: argparse.Namespace) -> int:
     from ..streams import Pipeline, PipelineConfig, parse_source
     from ..streams.config import check_cameras
 
+    if args.fast and args.policy == "latest":
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            "--fast reads files as fast as they decode, and --policy latest drops every frame processing "
+            "has not caught up with (most of them): drop --policy (files default to every) or --fast"
+        )
     _check_events_file(args)
     _check_video_folder(args)
     created_events = bool(args.events) and not args.events.exists()

@@ -31,6 +31,7 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
     assert main([*base, "--json", str(tmp_path / "model.json")]) == 0
     out = capsys.readouterr().out
     assert "[infrared] identification precision" in out and "real-time factor" in out
+    assert "warning: enrolment covers the whole 8 s scene" in out  # --enroll-seconds 8 on 8 s
     assert "frame-to-result latency" in out and "embed" in out
     report = json.loads((tmp_path / "model.json").read_text())
     assert report["frames"] == {"visible": 120, "infrared": 120}

@@ -88,6 +88,7 @@ def test_run_exits_1_when_its_events_output_fails(
         (["--source", "visible=a.mp4", "--source", "rgb=b.mp4"], "camera id 'visible'"),
         (["--source", "visible=a.mp4", "--detector", "yolo"], "--detector-model"),
         (["--source", "visible=a.mp4", "--gallery", "/nonexistent/g.db"], "no gallery file"),
+        (["--source", "visible=a.mp4", "--fast", "--policy", "latest"], "--policy latest drops every frame"),
     ],
 )
 def test_run_errors_are_one_line_messages(
