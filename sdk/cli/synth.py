@@ -15,6 +15,10 @@ import argparse
 import sys
 import time
 
+from .argtypes import _number, non_negative_int, positive_float, positive_int, seed
+
+difficulty = _number(float, lambda v: 0.0 <= v <= 3.0, "a difficulty from 0 to 3")
+
 # Defaults shown in --help; the values themselves live in vireid.training.data.synth.config (a test
 # checks the two agree), so that building the parser imports nothing from vireid.training.
 HELP_DEFAULTS = {
@@ -26,16 +30,16 @@ HELP_DEFAULTS = {
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created)")
-    parser.add_argument("--seed", type=int, default=None, help="master seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=None, help="master seed (default 0)")
     parser.add_argument(
         "--difficulty",
-        type=float,
+        type=difficulty,
         default=None,
         help="nuisance scale: 0 easy (front/back views, no occlusion, clean sensors) .. 3; default 1",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace what the folder holds")
     parser.add_argument(
-        "--workers", type=int, default=None, help="processes (default: available CPUs, at most 8)"
+        "--workers", type=positive_int, default=None, help="processes (default: available CPUs, at most 8)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -44,25 +48,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid synth {sysu,regdb,scene}`."""
     sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     sysu, regdb, scene = HELP_DEFAULTS["sysu"], HELP_DEFAULTS["regdb"], HELP_DEFAULTS["scene"]
-    p = sub.add_parser("sysu", help="SYSU-MM01 layout: cam1..cam6/PID/N.jpg and exp/*_id.txt")
+    text = "SYSU-MM01 layout: cam1..cam6/PID/N.jpg and exp/*_id.txt"
+    p = sub.add_parser("sysu", help=text, description=f"Generate a synthetic dataset in the {text}.")
     _common(p)
-    p.add_argument("--ids", type=int, default=None, help=f"identities (default {sysu['ids']})")
-    p.add_argument("--images-per-camera", type=int, default=None, help=f"default {sysu['images_per_camera']}")
-    p.add_argument("--test-ids", type=int, default=None, help=f"test identities (default {sysu['test_ids']})")
+    p.add_argument("--ids", type=positive_int, default=None, help=f"identities (default {sysu['ids']})")
     p.add_argument(
-        "--val-ids", type=int, default=None, help="validation identities (default ~10%% of the rest)"
+        "--images-per-camera", type=positive_int, default=None, help=f"default {sysu['images_per_camera']}"
     )
-    p = sub.add_parser("regdb", help="RegDB layout: Visible/, Thermal/ and idx/ with 10 splits")
-    _common(p)
-    p.add_argument("--ids", type=int, default=None, help=f"identities (default {regdb['ids']})")
     p.add_argument(
-        "--images-per-modality", type=int, default=None, help=f"default {regdb['images_per_modality']}"
+        "--test-ids", type=positive_int, default=None, help=f"test identities (default {sysu['test_ids']})"
     )
-    p = sub.add_parser("scene", help="visible.mp4 + infrared.mp4 of people walking by, with gt.json")
+    p.add_argument(
+        "--val-ids",
+        type=non_negative_int,
+        default=None,
+        help="validation identities (default ~10%% of the rest)",
+    )
+    text = "RegDB layout: Visible/, Thermal/ and idx/ with 10 splits"
+    p = sub.add_parser("regdb", help=text, description=f"Generate a synthetic dataset in the {text}.")
     _common(p)
-    p.add_argument("--seconds", type=float, default=None, help=f"video length (default {scene['seconds']:g})")
-    p.add_argument("--people", type=int, default=None, help=f"identities (default {scene['people']})")
-    p.add_argument("--fps", type=int, default=None, help=f"frames per second (default {scene['fps']})")
+    p.add_argument("--ids", type=positive_int, default=None, help=f"identities (default {regdb['ids']})")
+    p.add_argument(
+        "--images-per-modality",
+        type=positive_int,
+        default=None,
+        help=f"default {regdb['images_per_modality']}",
+    )
+    text = "visible.mp4 + infrared.mp4 of people walking by, with gt.json"
+    p = sub.add_parser("scene", help=text, description=f"Generate a two-camera scene: {text} (ground truth).")
+    _common(p)
+    p.add_argument(
+        "--seconds", type=positive_float, default=None, help=f"video length (default {scene['seconds']:g})"
+    )
+    p.add_argument(
+        "--people", type=positive_int, default=None, help=f"identities (default {scene['people']})"
+    )
+    p.add_argument(
+        "--fps", type=positive_int, default=None, help=f"frames per second (default {scene['fps']})"
+    )
     p.add_argument("--size", default=None, metavar="WxH", help=f"frame size (default {scene['size']})")
     p.add_argument(
         "--thermal16",
@@ -71,11 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write 16-bit radiometric infrared frames, infrared16/%%06d.png (centi-Kelvin, 15..40 °C)",
     )
-    p = sub.add_parser(
-        "baselines", help="score colour-histogram and raw-pixel matchers on a SYSU-style folder"
-    )
+    text = "score colour-histogram and raw-pixel matchers on a SYSU-style folder"
+    p = sub.add_parser("baselines", help=text, description=f"Baselines: {text} (no training).")
     p.add_argument("--data", required=True, help="SYSU-MM01-layout folder (e.g. from `vireid synth sysu`)")
-    p.add_argument("--trials", type=int, default=10, help="gallery draws to average (default 10)")
+    p.add_argument("--trials", type=positive_int, default=10, help="gallery draws to average (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

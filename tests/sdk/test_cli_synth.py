@@ -65,12 +65,9 @@ def test_synth_scene_with_size(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["sysu", "--ids", "2"], "error: --ids must be an integer >= 3"),
-        (["sysu", "--images-per-camera", "0"], "error: --images-per-camera must be an integer >= 1"),
-        (["regdb", "--difficulty", "9"], "error: --difficulty must be a number in [0, 3.0]"),
         (["scene", "--size", "640"], "--size must look like 640x480"),
         (["scene", "--size", "641x480"], "error: --size: width and height must be even"),
         (["scene", "--size", "100x480"], "error: --size: width must be an integer >= 160"),
-        (["sysu", "--workers", "0"], "error: --workers must be an integer >= 1"),
     ],
 )
 def test_synth_bad_options_exit_1_with_the_option_named(
@@ -78,6 +75,27 @@ def test_synth_bad_options_exit_1_with_the_option_named(
 ) -> None:
     assert main(["synth", *args, "--out", str(tmp_path / "out"), "--quiet"]) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sysu", "--images-per-camera", "0"], "argument --images-per-camera: must be a positive integer"),
+        (["regdb", "--difficulty", "9"], "argument --difficulty: must be a difficulty from 0 to 3"),
+        (["sysu", "--workers", "0"], "argument --workers: must be a positive integer"),
+        (["scene", "--seconds", "-1"], "argument --seconds: must be a positive number"),
+        (["sysu", "--seed", "-3"], "argument --seed: must be a seed"),
+        (["baselines", "--trials", "0"], "argument --trials: must be a positive integer"),
+    ],
+)
+def test_synth_numbers_out_of_range_are_usage_errors_before_the_folder_is_touched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = ["--data", str(tmp_path)] if args[0] == "baselines" else ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as usage:
+        main(["synth", *args, *out])
+    assert usage.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # --workers 0 used to leave an empty folder behind
 
 
 def test_synth_baselines_prints_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
