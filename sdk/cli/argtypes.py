@@ -122,3 +122,14 @@ def csv_of(convert: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:
         return items
 
     return parse
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A converter accepting one of `choices` (for `csv_of`: each item of a list), listing them on a miss."""
+
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return convert

@@ -32,6 +32,7 @@ from .argtypes import (
     cosine,
     csv_of,
     non_negative_int,
+    one_of,
     output_file,
     output_png,
     positive_float,
@@ -58,13 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     runtime = parser.add_argument_group("model benchmark")
     runtime.add_argument(
         "--backend",
-        type=csv_of(str),
+        type=csv_of(one_of(BACKENDS)),
         help=f"comma-separated (default all): {','.join(BACKENDS)}",
     )
     runtime.add_argument("--batch", type=csv_of(positive_int), help="batch sizes (default 1,8,32)")
     runtime.add_argument(
         "--precision",
-        type=csv_of(str),
+        type=csv_of(one_of(PRECISIONS)),
         help=f"comma-separated (default {','.join(PRECISIONS)})",
     )
     runtime.add_argument(

@@ -30,6 +30,8 @@ def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     ("argv", "expected"),
     [
         (["evaluate", "m.onnx", "--data", "d", "--batch", "0"], "--batch: must be a positive integer, got 0"),
+        (["bench", "m.onnx", "--backend", "ort-cpu,foo"], "--backend: 'foo' is not one of torch, ort-cpu"),
+        (["bench", "m.onnx", "--precision", "fp8"], "--precision: 'fp8' is not one of fp32, fp16, int8"),
         (["run", "-s", "visible=v.mp4", "-m", "m.onnx", "--threads", "0"], "--threads: must be a positive"),
         (
             ["run", "-s", "visible=v.mp4", "-m", "m.onnx", "--duration", "-1"],
