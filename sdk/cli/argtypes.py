@@ -133,3 +133,14 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         return text
 
     return convert
+
+
+def modality_arg(text: str) -> Any:
+    """A `Modality` from a user's word (`rgb`, `ir`, `thermal`, ...); a miss lists the accepted words."""
+    from ..errors import InputSpecError
+    from ..modality import Modality
+
+    try:
+        return Modality.parse(text)
+    except InputSpecError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

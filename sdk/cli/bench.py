@@ -27,6 +27,7 @@ from typing import Any
 
 from vireid.errors import require
 
+from ..backends.base import DEVICES
 from ..errors import ConfigError, InputSpecError
 from .argtypes import (
     cosine,
@@ -88,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="folder from `vireid synth scene` (default: generate 30 s); repeat it to add the scenes up",
     )
-    pipe.add_argument("--device", help="auto, cpu, cuda or tensorrt (default cpu)")
+    pipe.add_argument("--device", type=one_of(DEVICES), help="auto, cpu, cuda or tensorrt (default cpu)")
     pipe.add_argument("--mode", choices=MODES, help="fast: every frame; realtime: replay at fps")
     pipe.add_argument(
         "--detector", choices=DETECTORS, help="motion (default), yolo, or gt = ground-truth boxes"

@@ -20,7 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .argtypes import positive_float, positive_int
+from ..backends.base import DEVICES
+from .argtypes import modality_arg, one_of, positive_float, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", "-m", type=Path, required=True, help="model artifact (.onnx or .engine)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
+    model.add_argument(
+        "--device", default="auto", type=one_of(DEVICES), help="auto, cpu, cuda or tensorrt (default auto)"
+    )
     model.add_argument("--batch", type=positive_int, default=32, help="images per embedding batch")
     model.add_argument(
         "--skip-bad", action="store_true", help="skip unreadable images (listed) instead of failing"
@@ -49,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-enrol: replace the identity's embeddings by these, in one transaction",
     )
-    enroll.add_argument("--modality", required=True, help="visible (rgb) or infrared (ir, thermal)")
+    enroll.add_argument(
+        "--modality", required=True, type=modality_arg, help="visible (rgb) or infrared (ir, thermal)"
+    )
     enroll.add_argument("--camera", help="camera label to tag the crops with")
     enroll.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="identity metadata")
 
@@ -60,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("name")
     remove.add_argument(
         "--modality",
+        type=modality_arg,
         help="delete only this modality's embeddings (crops enrolled as the wrong one); the name stays",
     )
     rename = sub.add_parser("rename", parents=[where], help="rename an identity")
@@ -70,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "search", parents=[where, model], help="find the enrolled identities of query crops"
     )
     search.add_argument("images", nargs="+", type=Path, help="query crop images and/or folders")
-    search.add_argument("--modality", required=True, help="modality of the query crops")
+    search.add_argument("--modality", required=True, type=modality_arg, help="modality of the query crops")
     search.add_argument("-k", type=positive_int, default=5, help="results per query (default 5)")
     search.add_argument("--embeddings", action="store_true", help="rank single embeddings, not identities")
     search.add_argument(
@@ -80,7 +86,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="identity score: best embedding (max, default) or unit mean of its embeddings (centroid, "
         "what `vireid run` uses); not with --embeddings",
     )
-    search.add_argument("--match-modality", help="only match gallery embeddings of this modality")
+    search.add_argument(
+        "--match-modality", type=modality_arg, help="only match gallery embeddings of this modality"
+    )
     search.add_argument("--camera", action="append", help="only match embeddings of this camera (repeatable)")
     search.add_argument("--json", action="store_true", help="one JSON object per query image")
 
@@ -164,9 +172,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
-    from vireid.modality import Modality
 
-    modality = Modality.parse(args.modality) if args.modality else None  # a typo fails before any change
+    modality = args.modality  # parsed by argparse: a typo fails before any change
     with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
         if modality is None:
             removed = gallery.remove(args.name)

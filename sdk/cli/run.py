@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .argtypes import cosine, positive_float, positive_int, unit_interval
+from ..backends.base import DEVICES
+from .argtypes import cosine, one_of, positive_float, positive_int, unit_interval
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "crash loses one file at most)",
     )
     parser.add_argument("--show", action="store_true", help="show annotated frames (needs an OpenCV GUI)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or tensorrt")
+    parser.add_argument(
+        "--device", default="auto", type=one_of(DEVICES), help="auto, cpu, cuda or tensorrt (default auto)"
+    )
     parser.add_argument(
         "--threads", type=positive_int, help="ONNX Runtime CPU threads (default: physical cores)"
     )
