@@ -292,6 +292,24 @@ DEMO_NEEDS = (
 """(module, pip extra, what needs it): checked before the first stage."""
 
 
+def _check_settings(args: argparse.Namespace) -> None:
+    """Build the configs the later stages use from the options, so a bad value fails first."""
+    from vireid.bench import BenchConfig
+    from vireid.errors import VireidError
+    from vireid.training.data.synth import SceneConfig, SysuConfig
+
+    checks = {
+        "--ids": lambda: args.ids is None or SysuConfig(seed=TRAIN_SEED, ids=args.ids),
+        "--scene-seconds": lambda: SceneConfig(seconds=args.scene_seconds, seed=0),
+        "--bench-seconds": lambda: BenchConfig(seconds=args.bench_seconds),
+    }
+    for flag, build in checks.items():
+        try:
+            build()
+        except VireidError as exc:
+            raise type(exc)(f"{flag}: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every stage; exit status 0 when they ran (the accuracy target is reported, not enforced)."""
     parser = argparse.ArgumentParser(prog="python -m vireid.demo", description=__doc__.splitlines()[0])
@@ -315,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             require(module, extra, stage)
         if not args.config.is_file():
             raise VireidError(f"{args.config}: the demo config is missing; run the demo from a checkout")
+        _check_settings(args)  # before minutes of data and training, not at the stage that reads them
         paths = DemoPaths(args.out)
         started = time.monotonic()
         timings: dict[str, float] = {}

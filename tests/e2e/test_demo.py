@@ -112,6 +112,20 @@ def test_demo_names_a_missing_config(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "nope.yaml" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--bench-seconds", "0"], "--bench-seconds: seconds must be > 0"),
+        (["--scene-seconds", "0.5"], "--scene-seconds: seconds must be in [1, 3600]"),
+        (["--ids", "1"], "--ids: ids must be an integer >= 3"),
+    ],
+)
+def test_demo_checks_its_numbers_before_the_first_stage(tmp_path: Path, capsys, option, message) -> None:
+    """--bench-seconds 0 failed at the bench stage, after minutes of data and training."""
+    assert main(["--out", str(tmp_path / "demo"), *option]) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "demo").exists()
+
+
 def _torch_cuda() -> bool:
     import torch
 
