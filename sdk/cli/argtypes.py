@@ -144,3 +144,12 @@ def modality_arg(text: str) -> Any:
         return Modality.parse(text)
     except InputSpecError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def subcommand(sub: Any, parent: argparse.ArgumentParser, name: str, text: str, **kwargs: Any) -> Any:
+    """`sub.add_parser(name)` with `text` as its one-line help and its `--help` description, and the
+    parent command's help formatter (argparse does not pass it down)."""
+    description = kwargs.pop("description", text[:1].upper() + text[1:] + ".")
+    return sub.add_parser(
+        name, help=text, description=description, formatter_class=parent.formatter_class, **kwargs
+    )

@@ -47,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..bench.pipeline import DETECTORS, MODES
     from ..bench.runtime import BACKENDS, PRECISIONS
 
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("target", metavar="MODEL", help="model to time, or the word `pipeline`")
     parser.add_argument(
         "models",

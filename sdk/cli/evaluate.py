@@ -27,7 +27,6 @@ DELTA_KEYS = ("R1", "mAP", "mINP")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid evaluate`."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("model", nargs="?", help="checkpoint or artifact (.safetensors, .onnx, .engine)")
     parser.add_argument("--checkpoint", help="same as MODEL (kept for older scripts)")
     parser.add_argument("--data", required=True, help="dataset folder")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import DEVICES
-from .argtypes import modality_arg, one_of, positive_float, positive_int
+from .argtypes import modality_arg, one_of, positive_float, positive_int, subcommand
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    enroll = sub.add_parser("enroll", parents=[where, model], help="embed person crops and enrol them")
+    enroll = subcommand(sub, parser, "enroll", "embed person crops and enrol them", parents=[where, model])
     enroll.add_argument("inputs", nargs="+", type=Path, help="crop images and/or folders of crops")
     enroll.add_argument("--name", required=True, help="identity name (added to it when already enrolled)")
     enroll.add_argument(
@@ -58,22 +58,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     enroll.add_argument("--camera", help="camera label to tag the crops with")
     enroll.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="identity metadata")
 
-    listing = sub.add_parser("list", parents=[where], help="list identities with counts per modality")
+    listing = subcommand(sub, parser, "list", "list identities with counts per modality", parents=[where])
     listing.add_argument("--json", action="store_true", help="one JSON object per identity")
 
-    remove = sub.add_parser("remove", parents=[where], help="delete an identity and its embeddings")
-    remove.add_argument("name")
+    remove = subcommand(sub, parser, "remove", "delete an identity and its embeddings", parents=[where])
+    remove.add_argument("name", help="the identity's name")
     remove.add_argument(
         "--modality",
         type=modality_arg,
         help="delete only this modality's embeddings (crops enrolled as the wrong one); the name stays",
     )
-    rename = sub.add_parser("rename", parents=[where], help="rename an identity")
-    rename.add_argument("old")
-    rename.add_argument("new")
+    rename = subcommand(sub, parser, "rename", "rename an identity", parents=[where])
+    rename.add_argument("old", help="the identity's name now")
+    rename.add_argument("new", help="its new name")
 
-    search = sub.add_parser(
-        "search", parents=[where, model], help="find the enrolled identities of query crops"
+    search = subcommand(
+        sub, parser, "search", "find the enrolled identities of query crops", parents=[where, model]
     )
     search.add_argument("images", nargs="+", type=Path, help="query crop images and/or folders")
     search.add_argument("--modality", required=True, type=modality_arg, help="modality of the query crops")
@@ -92,7 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--camera", action="append", help="only match embeddings of this camera (repeatable)")
     search.add_argument("--json", action="store_true", help="one JSON object per query image")
 
-    purge = sub.add_parser("purge", parents=[where], help="retention: delete embeddings older than N days")
+    purge = subcommand(
+        sub, parser, "purge", "retention: delete embeddings older than N days", parents=[where]
+    )
     purge.add_argument("--older-than-days", type=positive_float, required=True, help="age limit in days")
     purge.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
     purge.add_argument(
@@ -113,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "repeatable",
     )
 
-    export = sub.add_parser("export", parents=[where], help="write the gallery to an .npz file")
+    export = subcommand(sub, parser, "export", "write the gallery to an .npz file", parents=[where])
     export.add_argument("--out", type=Path, required=True, help="output .npz file")
     export.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     export.add_argument(
@@ -121,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="required: confirms that copying the enrolled biometric templates out is intended",
     )
-    imp = sub.add_parser("import", parents=[where], help="add the identities of an exported .npz")
+    imp = subcommand(sub, parser, "import", "add the identities of an exported .npz", parents=[where])
     imp.add_argument("file", type=Path, help="an .npz written by `vireid gallery export`")
     imp.add_argument(
         "--on-conflict", choices=("error", "merge", "skip"), default="error", help="name clashes"

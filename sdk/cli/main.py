@@ -68,6 +68,17 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the descriptions' example lines and shows each option's default where its help does not."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        quiet = (None, False, argparse.SUPPRESS, [], ())
+        if not action.option_strings or "default" in text or action.default in quiet:
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = _Parser(
@@ -87,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=module.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,  # keep the examples' lines
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)

@@ -26,7 +26,6 @@ from .argtypes import cosine, one_of, positive_float, positive_int, unit_interva
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid run`."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--source",
         "-s",

@@ -15,7 +15,7 @@ import argparse
 import sys
 import time
 
-from .argtypes import _number, non_negative_int, positive_float, positive_int, seed
+from .argtypes import _number, non_negative_int, positive_float, positive_int, seed, subcommand
 
 difficulty = _number(float, lambda v: 0.0 <= v <= 3.0, "a difficulty from 0 to 3")
 
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     sysu, regdb, scene = HELP_DEFAULTS["sysu"], HELP_DEFAULTS["regdb"], HELP_DEFAULTS["scene"]
     text = "SYSU-MM01 layout: cam1..cam6/PID/N.jpg and exp/*_id.txt"
-    p = sub.add_parser("sysu", help=text, description=f"Generate a synthetic dataset in the {text}.")
+    p = subcommand(sub, parser, "sysu", text, description=f"Generate a synthetic dataset in the {text}.")
     _common(p)
     p.add_argument("--ids", type=positive_int, default=None, help=f"identities (default {sysu['ids']})")
     p.add_argument(
@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="validation identities (default ~10%% of the rest)",
     )
     text = "RegDB layout: Visible/, Thermal/ and idx/ with 10 splits"
-    p = sub.add_parser("regdb", help=text, description=f"Generate a synthetic dataset in the {text}.")
+    p = subcommand(sub, parser, "regdb", text, description=f"Generate a synthetic dataset in the {text}.")
     _common(p)
     p.add_argument("--ids", type=positive_int, default=None, help=f"identities (default {regdb['ids']})")
     p.add_argument(
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"default {regdb['images_per_modality']}",
     )
     text = "visible.mp4 + infrared.mp4 of people walking by, with gt.json"
-    p = sub.add_parser("scene", help=text, description=f"Generate a two-camera scene: {text} (ground truth).")
+    p = subcommand(sub, parser, "scene", text, description=f"Generate a two-camera scene: {text}.")
     _common(p)
     p.add_argument(
         "--seconds", type=positive_float, default=None, help=f"video length (default {scene['seconds']:g})"
@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write 16-bit radiometric infrared frames, infrared16/%%06d.png (centi-Kelvin, 15..40 °C)",
     )
     text = "score colour-histogram and raw-pixel matchers on a SYSU-style folder"
-    p = sub.add_parser("baselines", help=text, description=f"Baselines: {text} (no training).")
+    p = subcommand(sub, parser, "baselines", text, description=f"Baselines: {text} (no training).")
     p.add_argument("--data", required=True, help="SYSU-MM01-layout folder (e.g. from `vireid synth sysu`)")
     p.add_argument("--trials", type=positive_int, default=10, help="gallery draws to average (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -162,3 +162,18 @@ def test_the_demo_finds_its_config_outside_a_checkout(tmp_path: Path, monkeypatc
     monkeypatch.setattr(demo, "REPO", tmp_path)  # as in site-packages: no configs/ beside the package
     found = demo._demo_config()
     assert found.name == "demo_cpu.yaml" and found.is_file() and tmp_path not in found.parents
+
+
+def test_help_shows_each_options_default_and_sub_commands_have_descriptions(capsys) -> None:
+    from vireid.cli.main import main as cli_main
+
+    for argv, expected in [
+        (["evaluate", "--help"], ["evaluation protocol (default: sysu-all)", "(default: 64)"]),
+        (["run", "--help"], ["person detector (default: motion)"]),
+        (["gallery", "remove", "--help"], ["Delete an identity and its embeddings.", "the identity's name"]),
+        (["synth", "scene", "--help"], ["Generate a two-camera scene"]),
+    ]:
+        with pytest.raises(SystemExit):
+            cli_main(argv)
+        out = " ".join(capsys.readouterr().out.split())
+        assert all(text in out for text in expected), (argv, out)
