@@ -411,9 +411,9 @@ def _print_matches(
     for rank, m in enumerate(matches, 1):
         # repr's escapes for a label with control characters (imports of older exports may hold them)
         label = m.camera if m.camera is None or m.camera.isprintable() else repr(m.camera)
-        camera = f"camera {label}" if m.camera is not None else ""
+        camera = f"camera {label}" if m.camera is not None else "camera -"
         mark = "  match" if accepts(m) else ""
-        where = f"{m.modality!s:<8} {camera} #{m.embedding_id}"
+        where = f"{m.modality!s:<8} {camera:<16} embedding {m.embedding_id}"
         print(f"  {rank:>2}. {m.identity:<20} {m.score:7.4f}  {where}{mark}")
 
 

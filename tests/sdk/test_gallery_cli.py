@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -162,7 +163,9 @@ def test_enroll_and_search_with_fake_embedder_module(tmp_path: Path, monkeypatch
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("crop0.png:") and [line.split()[1] for line in lines[1:]] == ["bob"]
     assert vireid(*query, crops[0], "--camera", "2", "-k", 5) == 0
-    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]] == ["alice"]
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [line.split()[1] for line in rows] == ["alice"]
+    assert "camera 2" in rows[0] and re.search(r"embedding \d+", rows[0])  # labelled, not a bare #id
     assert vireid(*query, crops[0], "--camera", "3") == 1  # a typo'd camera is refused, not "(no match)"
     assert "no embedding is tagged with camera '3'; its cameras: 2" in capsys.readouterr().err
     with Gallery.open(db) as g:
