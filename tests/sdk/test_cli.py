@@ -168,6 +168,7 @@ def test_help_shows_each_options_default_and_sub_commands_have_descriptions(caps
     from vireid.cli.main import main as cli_main
 
     for argv, expected in [
+        (["--help"], ["exit status: 0 done; 1 an error", "2 a usage error; 130 interrupted"]),
         (["evaluate", "--help"], ["evaluation protocol (default: sysu-all)", "(default: 64)"]),
         (["run", "--help"], ["person detector (default: motion)"]),
         (["gallery", "remove", "--help"], ["Delete an identity and its embeddings.", "the identity's name"]),
