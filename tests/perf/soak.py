@@ -8,10 +8,15 @@ loop the scene's first `--loop-seconds` of visible and infrared video at 15 fps.
 goes away and comes back every `--flap-seconds`. The pipeline (motion detector, tracker, demo model on
 ONNX Runtime CPU, a gallery enrolled from the visible video) runs with the `latest` policy. Every 10 s
 the script samples RSS, threads and open file descriptors of its own process and the sources'
-counters. Report: RSS growth after the warm-up (first minute), threads and FDs at start and end,
-reconnects of the flapping source vs the flaps, frames read / processed / dropped of the healthy source,
-and events per kind. Targets (reliability issue): RSS growth ≤ 5 % after warm-up, no thread or FD
-growth, a reconnect after every flap, no events lost for the healthy source.
+counters. The outputs a deployment writes run too: a JSON Lines events file and annotated videos cut
+into one-minute segments (in `--outputs`, default a temporary folder), and at half time the events
+file is purged under the running sink (`purge_events`, everything older than 30 s), as a daily
+retention job would. Report: RSS growth after the warm-up (first minute) and its least-squares slope
+projected to 30 days, threads and FDs at start and end, reconnects of the flapping source vs the
+flaps, frames read / processed / dropped of the healthy source, events per kind, and the events file
+checked against what the sink wrote and the purge removed. Targets (reliability issue): RSS growth
+≤ 5 % after warm-up, no thread or FD growth, a reconnect after every flap, no events lost for the
+healthy source, and none lost from the events file across the purge.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -91,6 +97,9 @@ def main() -> int:
     parser.add_argument("--flap-seconds", type=float, default=30.0)
     parser.add_argument("--loop-seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--outputs", type=Path, help="events file and videos here (default: a temporary folder)"
+    )
     args = parser.parse_args()
     missing = [n for n in ("visible.mp4", "infrared.mp4", "gt.json") if not (args.scene / n).is_file()]
     if missing:
@@ -109,7 +118,9 @@ def main() -> int:
     )
     server.start()
     try:
-        return _start_and_soak(args, ports, stop, server)
+        with tempfile.TemporaryDirectory(prefix="vireid-soak-") as scratch:
+            args.outputs = args.outputs or Path(scratch)
+            return _start_and_soak(args, ports, stop, server)
     finally:
         stop.set()
         server.join(timeout=30)
@@ -118,7 +129,7 @@ def main() -> int:
 def _start_and_soak(args, ports, stop, server) -> int:
     from vireid import Embedder
     from vireid.bench.pipeline import PipelineBenchConfig, enroll_scene_gallery, load_scene
-    from vireid.streams import Pipeline, PipelineConfig, VideoSource
+    from vireid.streams import JsonlSink, Pipeline, PipelineConfig, VideoSink, VideoSource
 
     vis_port, ir_port = ports.get(timeout=60)
     truth = load_scene(args.scene)
@@ -138,7 +149,11 @@ def _start_and_soak(args, ports, stop, server) -> int:
         with lock:
             events[key] = events.get(key, 0) + 1
 
-    pipeline = Pipeline(sources, embedder, gallery=gallery, config=PipelineConfig(), on_event=on_event)
+    events_file = args.outputs / "events.jsonl"
+    sinks = [JsonlSink(events_file), VideoSink(args.outputs / "video", segment_minutes=1.0)]
+    pipeline = Pipeline(
+        sources, embedder, gallery=gallery, config=PipelineConfig(), sinks=sinks, on_event=on_event
+    )
     try:
         return _soak(args, pipeline, events, ports, stop, server, gallery, embedder)
     finally:
@@ -149,11 +164,16 @@ def _start_and_soak(args, ports, stop, server) -> int:
 
 def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int:
     from vireid.atomic import write_atomic
+    from vireid.streams.sinks import purge_events
 
     started = time.monotonic()
     timeline = []
+    purged: list[int] = []
+    events_file = args.outputs / "events.jsonl"
 
     def on_status(stats: Any) -> None:
+        if not purged and time.monotonic() - started >= args.minutes * 30:  # half time: retention runs
+            purged.append(purge_events(events_file, 30 / 86400)[1])  # what is older than 30 s
         point = {"t": round(time.monotonic() - started, 1), **sample()}
         for s in stats.sources:
             point[f"{s.camera}_read"] = s.frames_read
@@ -172,6 +192,9 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
     gallery.close()
     embedder.close()
     warm = [p for p in timeline if p["t"] >= 60.0] or timeline  # --minutes >= 1.5: after the warm-up
+    slope = _slope_mb_per_hour(warm)
+    sink = next(s for s in pipeline.sinks + pipeline.dropped_sinks if type(s).__name__ == "JsonlSink")
+    in_file = sum(1 for line in events_file.read_text().splitlines() if line.strip())
     by_camera = {s.camera: s for s in final.sources}
     report = {
         "minutes": args.minutes,
@@ -189,6 +212,13 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
         "rss_mb_after_warmup": warm[0]["rss_mb"],
         "rss_mb_end": timeline[-1]["rss_mb"],
         "rss_growth_pct": 100.0 * (timeline[-1]["rss_mb"] - warm[0]["rss_mb"]) / warm[0]["rss_mb"],
+        "rss_mb_per_hour": slope,  # least squares after the warm-up; noisy over minutes, telling over hours
+        "rss_projected_30_days_mb": None if slope is None else round(slope * 24 * 30, 1),
+        "events_written": sink.lines,
+        "events_purged": purged[0] if purged else None,
+        "events_in_file": in_file,
+        "events_file_reopened": sink.reopened,
+        "outputs_dropped": [repr(s) for s in pipeline.dropped_sinks],
         "threads": [timeline[0]["threads"], timeline[-1]["threads"]],
         "fds": [timeline[0]["fds"], timeline[-1]["fds"]],
         "events": events,
@@ -212,12 +242,27 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
                 report["vis_frames_unaccounted"] > 1,
                 f"{report['vis_frames_unaccounted']} visible frames lost",
             ),
+            (
+                in_file != sink.lines - (purged[0] if purged else 0),
+                f"events file holds {in_file} lines; {sink.lines} written, {purged} purged",
+            ),
+            (bool(pipeline.dropped_sinks), f"outputs failed: {report['outputs_dropped']}"),
         )
         if failed
     ]
     for text in missed:
         print(f"target missed: {text}", file=sys.stderr)
     return 1 if missed else 0
+
+
+def _slope_mb_per_hour(points: list[dict[str, float]]) -> float | None:
+    """Least-squares slope of RSS over time, MB per hour (None over less than five minutes, where the
+    allocator's steps outweigh any trend)."""
+    if len(points) < 3 or points[-1]["t"] - points[0]["t"] < 300:
+        return None
+    t = np.array([p["t"] for p in points]) / 3600.0
+    rss = np.array([p["rss_mb"] for p in points])
+    return round(float(np.polyfit(t, rss, 1)[0]), 2)
 
 
 if __name__ == "__main__":
