@@ -10,14 +10,19 @@ real address only to open the stream.
 
 from __future__ import annotations
 
+import logging
 import re
 
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s]+)@")
+# user-info up to the last `@` before the first `/`: a password with an unescaped `#`, `?` or `@` (which
+# FFmpeg then fails to open, so the whole address lands in an error message) is covered too
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
 
 
+# `?user=...&pwd=...`, and the path-style credentials of some cameras (`/user=admin_password=..._channel=1`)
 _SECRET_QUERY = re.compile(
-    r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:pass|pwd|token|secret|auth|signature|cred)[a-z0-9_.-]*|[a-z0-9_.-]*key"
-    r"|user|username|login|account|usr|u|p|pw|sig|session|sessionid))=(?P<value>[^&#\s]*)",
+    r"(?P<key>[?&;/_](?:[a-z0-9_.-]*(?:pas|pwd|psw|token|secret|auth|signature|cred)[a-z0-9_.-]*"
+    r"|[a-z0-9_.-]*key|user|username|login|loginuse|account|usr|u|p|pw|sig|session|sessionid))"
+    r"=(?P<value>[^&#\s]*)",
     re.IGNORECASE,
 )
 
@@ -42,6 +47,27 @@ def redact(text: str) -> str:
     text = _USERINFO.sub(r"\g<scheme>***@", str(text))
     text = _SECRET_QUERY.sub(lambda m: f"{m['key']}=***" if m["value"] else m[0], text)
     return _SECRET_PROPERTY.sub(lambda m: f"{m['key']}=***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every record of the `vireid` logger, its traceback included (an exception from OpenCV or
+    FFmpeg may quote the address it failed on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def install_log_redaction(logger: logging.Logger | None = None) -> None:
+    """Add `RedactingFilter` to the `vireid` logger (once)."""
+    logger = logger or logging.getLogger("vireid")
+    if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+        logger.addFilter(RedactingFilter())
 
 
 def has_credentials(url: str) -> bool:

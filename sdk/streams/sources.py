@@ -35,9 +35,10 @@ from ..errors import InputSpecError, StreamError
 from ..modality import Modality
 from ..thermal import ThermalScaling
 from .frame import Frame
-from .redact import redact
+from .redact import install_log_redaction, redact
 
 log = logging.getLogger("vireid")
+install_log_redaction(log)  # tracebacks too: an OpenCV or FFmpeg error may quote the address
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
@@ -402,23 +403,29 @@ class VideoSource:
         path = Path(self.uri.removeprefix("file://"))
         if self.kind is SourceKind.IMAGES:
             path = next((Path(str(path) % i) for i in (0, 1) if Path(str(path) % i).is_file()), path)
+        scheme = _SCHEME.match(self.uri)
+        if scheme and scheme.group(1).lower() != "file" and not path.exists():  # `rstp://...`: a typo
+            raise StreamError(
+                f"camera {self.camera}: {self.display_uri!r}: vireid does not open {scheme.group(1)}:// "
+                f"addresses; it opens {', '.join(s + '://' for s in NETWORK_SCHEMES)} and files"
+            )
         if not path.exists():
             raise StreamError(
-                f"camera {self.camera}: no such file {str(path)!r}; give an existing video file, a URL "
-                "(rtsp://, http://), a device index (0) or a GStreamer pipeline"
+                f"camera {self.camera}: no such file {self.display_uri!r}; give an existing video file, a "
+                "URL (rtsp://, http://), a device index (0) or a GStreamer pipeline"
             )
         if path.is_dir():
-            raise StreamError(f"camera {self.camera}: {str(path)!r} is a folder; give a video file")
+            raise StreamError(f"camera {self.camera}: {self.display_uri!r} is a folder; give a video file")
         return path
 
     def _check_and_open(self) -> Any:
-        path = self._file_path()
+        self._file_path()
         cap = self._opener(self.uri, self.kind, self.open_timeout, self.read_timeout)
         if not cap.isOpened():
             cap.release()
             raise StreamError(
-                f"camera {self.camera}: OpenCV cannot decode {str(path)!r}; is it a video file in a format "
-                "FFmpeg reads (mp4, mkv, avi...)? Check it with `ffprobe` or play it first"
+                f"camera {self.camera}: OpenCV cannot decode {self.display_uri!r}; is it a video file in a "
+                "format FFmpeg reads (mp4, mkv, avi...)? Check it with `ffprobe` or play it first"
             )
         return cap
 

@@ -29,6 +29,16 @@ SECRET = "s3cr3t-P4ss"
         ("rtsp://admin:s3cr3t@10.0.0.5:554/stream1", "rtsp://***@10.0.0.5:554/stream1"),
         ("http://viewer@cam.local/mjpg", "http://***@cam.local/mjpg"),
         ("rtsp://u:p@ss@host/x", "rtsp://***@host/x"),  # an unescaped @ in the password
+        ("rtsp://admin:pa#ss@host/s", "rtsp://***@host/s"),  # an unescaped # or ? as well
+        ("rtsp://admin:pa?ss@host:554/s", "rtsp://***@host:554/s"),
+        # path-style and cheap-camera parameter names
+        (
+            "rtsp://h:554/user=admin_password=SECRET_channel=1_stream=0.sdp",
+            "rtsp://h:554/user=***",
+        ),
+        ("rtsp://h/user=admin&password=SECRET&channel=1", "rtsp://h/user=***&password=***&channel=1"),
+        ("http://cam/v.cgi?loginuse=admin&loginpas=SECRET", "http://cam/v.cgi?loginuse=***&loginpas=***"),
+        ("http://cam/snap.cgi?chn=1&psw=SECRET", "http://cam/snap.cgi?chn=1&psw=***"),
         ("cannot open 'rtsp://a:b@h/s' (rtsp://c:d@i/t)", "cannot open 'rtsp://***@h/s' (rtsp://***@i/t)"),
         ("rtsp://10.0.0.5/stream1", "rtsp://10.0.0.5/stream1"),
         ("mail me at a@b.c", "mail me at a@b.c"),
@@ -106,3 +116,31 @@ def test_vireid_run_never_prints_or_writes_the_password(
     assert SECRET not in written and "admin:" not in written
     kinds = {json.loads(line)["event"] for line in events.read_text().splitlines()}
     assert "source" in kinds  # the source-state events were written (and scanned above)
+
+
+def test_a_mistyped_scheme_is_refused_without_the_password() -> None:
+    """`rstp://admin:pw@...` was taken for a file and its 'no such file' message printed the password
+    (Path() collapses :// to :/, which redaction did not recognise)."""
+    from vireid import StreamError
+
+    for typo in (f"rstp://admin:{SECRET}@10.0.0.5/stream", f"rtmps://admin:{SECRET}@h/s"):
+        source = VideoSource(typo, "visible", "gate")
+        with pytest.raises(StreamError) as error:
+            source.check_file()
+        assert SECRET not in str(error.value) and "does not open" in str(error.value)
+        assert "rtsp://" in str(error.value)  # what it does open
+
+
+def test_tracebacks_in_the_vireid_log_are_redacted(caplog) -> None:
+    import logging
+
+    import vireid.streams.sources  # noqa: F401  (installs the filter)
+
+    log = logging.getLogger("vireid")
+    with caplog.at_level(logging.ERROR, logger="vireid"):
+        try:
+            raise RuntimeError(f"backend lost rtsp://admin:{SECRET}@10.0.0.5/s")
+        except RuntimeError:
+            log.exception("camera %s: failed on %s", "gate", f"rtsp://admin:{SECRET}@10.0.0.5/s")
+    formatted = logging.Formatter().format(caplog.records[-1])
+    assert SECRET not in formatted and "rtsp://***@10.0.0.5/s" in formatted and "Traceback" in formatted
