@@ -31,7 +31,7 @@ from .artifact import log
 
 PLATFORMS = {".onnx": ("onnxruntime_onnx", "model.onnx")}
 PLATFORMS.update(dict.fromkeys((".engine", ".plan", ".trt"), ("tensorrt_plan", "model.plan")))
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # used with fullmatch (`$` lets a final newline through)
 _KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 
 
@@ -212,7 +212,7 @@ def check_model_name(name: str) -> None:
     Raises:
         ConfigError: the name has other characters than letters, digits, `_`, `-`, `.`, or starts with `.`.
     """
-    if not _NAME.match(name) or name.startswith("."):
+    if not _NAME.fullmatch(name) or name.startswith("."):
         raise ConfigError(
             f"Triton model name {name!r} may hold only letters, digits, '_', '-' and '.', and may not "
             "start with '.' (it names a folder of the model repository)"

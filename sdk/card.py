@@ -21,11 +21,12 @@ from .atomic import write_atomic
 from .choices import Choice
 from .errors import ArtifactError, CardError, InputSpecError
 from .modality import Modality
+from .text import has_invisible
 
 SCHEMA_VERSION = 1
 _WRITTEN_WHEN_SET = frozenset({"dla_core", "match_threshold_within"})
 CARD_KEY = "vireid.card"
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: `$` would let a final newline in
 
 
 class Precision(Choice):
@@ -172,7 +173,7 @@ class ModelCard:
             problems.append(f"model_config must be a mapping, got {type(self.model_config).__name__}")
         for name in ("source_checkpoint_sha256", "engine_sha256"):
             value = getattr(self, name)
-            if value is not None and not _SHA256.match(str(value)):
+            if value is not None and not _SHA256.fullmatch(str(value)):
                 problems.append(f"{name} must be 64 lowercase hex digits, got {value!r}")
         if self.dla_core is not None and (
             not isinstance(self.dla_core, int) or isinstance(self.dla_core, bool) or self.dla_core < 0
@@ -406,7 +407,32 @@ def _type_problems(card: ModelCard) -> list[str]:
         value = getattr(card, name)
         if value is not None and not isinstance(value, str):
             problems.append(f"{name} must be a string or null, got {value!r}")
-    return problems
+    if not isinstance(card.vireid_version, str):
+        problems.append(f"vireid_version must be a string, got {card.vireid_version!r}")
+    return problems + _text_problems(card)
+
+
+def _text_problems(card: ModelCard) -> list[str]:
+    """Card text reaches terminals and logs (`vireid info`, warnings): a downloaded model whose name
+    carries `\x1b[2J` or a newline would clear the screen or forge a log line. Refused."""
+    texts = {
+        "model_name": card.model_name,
+        "input_names": " ".join(map(str, card.input_names)),
+        "output_name": card.output_name,
+        "tensorrt_version": card.tensorrt_version,
+        "gpu_name": card.gpu_name,
+        "compute_capability": card.compute_capability,
+        "vireid_version": card.vireid_version,
+    }
+    for section in ("model_config", "calibration"):
+        value = getattr(card, section)
+        if isinstance(value, Mapping):
+            texts.update({f"{section}.{k}": v for k, v in value.items() if isinstance(v, str)})
+    return [
+        f"{name} holds control characters ({value!r})"
+        for name, value in texts.items()
+        if isinstance(value, str) and has_invisible(value)
+    ]
 
 
 def _nan_to_null(value: Any) -> Any:

@@ -22,6 +22,12 @@ def read_image(path: str | Path, thermal: Any = None) -> np.ndarray:
         InputSpecError: the file is missing, OpenCV cannot decode it, or it is 16-bit without `thermal`.
     """
     path = Path(path)
+    try:  # an undecodable file name (Latin-1 bytes from a zip) crashes OpenCV's imread outright
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputSpecError(
+            f"{str(path)!r}: the file name holds bytes that are not UTF-8 (from another system?); rename it"
+        ) from None
     if not path.is_file():  # checked first: OpenCV would print its own warning before ours
         problem = "is a folder" if path.is_dir() else "does not exist"
         raise InputSpecError(f"{path}: {problem}; expected a readable JPEG/PNG/BMP person crop")

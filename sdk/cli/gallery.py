@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import DEVICES
+from ..text import printable
 from .argtypes import modality_arg, one_of, positive_float, positive_int, subcommand
 
 
@@ -160,15 +161,16 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{info.path}: {info.num_identities} identities, {info.num_embeddings} embeddings, "
-        f"{info.dim}-d, embedding space {info.embedding_space}"
+        f"{info.dim}-d, embedding space {printable(info.embedding_space)}"
     )
     if identities:
-        width = max(8, *(len(i.name) for i in identities))
+        names = [printable(i.name) for i in identities]  # a stored name is shown escaped, never obeyed
+        width = max(8, *(len(name) for name in names))
         print(f"{'identity':<{width}}  visible  infrared  metadata")
-        for item in identities:
+        for item, name in zip(identities, names, strict=True):
             visible, infrared = (item.counts[m] for m in Modality)
             meta = json.dumps(dict(item.metadata)) if item.metadata else ""
-            print(f"{item.name:<{width}}  {visible:>7}  {infrared:>8}  {meta}")
+            print(f"{name:<{width}}  {visible:>7}  {infrared:>8}  {meta}")
     return 0
 
 
@@ -374,7 +376,7 @@ def _check_cameras(gallery: Any, wanted: list[str] | None) -> None:
     if unknown:
         raise InputSpecError(
             f"{gallery.path}: no embedding is tagged with camera {', '.join(map(repr, unknown))}; "
-            f"its cameras: {', '.join(known)}"
+            f"its cameras: {', '.join(map(printable, known))}"
         )
 
 
@@ -405,16 +407,15 @@ def _print_matches(
         rows = [asdict(m) | {"modality": str(m.modality), "match": accepts(m)} for m in matches]
         print(json.dumps({"image": str(path), "matches": rows}))
         return
-    print(f"{path}:")
+    print(f"{printable(path)}:")
     if not matches:
         print("  (no match)")
     for rank, m in enumerate(matches, 1):
-        # repr's escapes for a label with control characters (imports of older exports may hold them)
-        label = m.camera if m.camera is None or m.camera.isprintable() else repr(m.camera)
+        label = printable(m.camera)  # imports of older exports may hold control characters
         camera = f"camera {label}" if m.camera is not None else "camera -"
         mark = "  match" if accepts(m) else ""
         where = f"{m.modality!s:<8} {camera:<16} embedding {m.embedding_id}"
-        print(f"  {rank:>2}. {m.identity:<20} {m.score:7.4f}  {where}{mark}")
+        print(f"  {rank:>2}. {printable(m.identity):<20} {m.score:7.4f}  {where}{mark}")
 
 
 # ----- helpers ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputSpecError
 from ..modality import Modality
+from ..text import has_invisible
 
 log = logging.getLogger("vireid.gallery")
 
@@ -141,7 +142,7 @@ def parse_camera(value: Any) -> str | None:
         return None
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return str(int(value))
-    if isinstance(value, str) and value and not _has_invisible(value):
+    if isinstance(value, str) and value and not has_invisible(value):
         return value
     raise InputSpecError(
         f"camera must be a non-empty string without control characters, an integer or None, got {value!r}"
@@ -168,22 +169,12 @@ def check_name(name: Any) -> str:
     """An identity name: a non-empty string without surrounding whitespace or control characters,
     returned in Unicode NFC, so that `José` typed on a keyboard and `José` from a macOS file name (NFD)
     are one identity, not two that print alike."""
-    if not isinstance(name, str) or not name or name != name.strip() or _has_invisible(name):
+    if not isinstance(name, str) or not name or name != name.strip() or has_invisible(name):
         raise InputSpecError(
             f"identity name must be a non-empty string without surrounding spaces or control "
             f"characters, got {name!r}"
         )
     return unicodedata.normalize("NFC", name)
-
-
-def _has_invisible(text: str) -> bool:
-    return any(unicodedata.category(c) in _INVISIBLE and c not in _JOINERS for c in text)
-
-
-_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
-"""Control, format (zero-width, bidi overrides), line and paragraph separators: refused in new names."""
-_JOINERS = {"\u200c", "\u200d"}
-"""Zero-width non-joiner and joiner: format characters that Persian and Indic names need."""
 
 
 def lookup_name(name: Any) -> str:
@@ -223,7 +214,7 @@ def parse_source_label(value: Any) -> str | None:
     (they would reach terminals and logs when results are printed)."""
     if value is None:
         return None
-    if isinstance(value, (str, Path)) and str(value) and not _has_invisible(str(value)):
+    if isinstance(value, (str, Path)) and str(value) and not has_invisible(str(value)):
         return str(value)
     raise InputSpecError(
         f"source must be a non-empty string or path without control characters, or None, got {value!r}"

@@ -50,7 +50,7 @@ ARRAYS = {
 }
 MEMBERS = {"manifest", *ARRAYS}
 CONFLICT_POLICIES = {"error": "error", "merge": "merge", "skip": "skip"}
-_MEMBER_NAME = re.compile(r"^[a-z_]+\.npy$")
+_MEMBER_NAME = re.compile(r"[a-z_]+\.npy")  # fullmatch: `$` would accept a final newline
 
 
 def export_npz(store: GalleryStore, path: Path) -> Path:
@@ -173,7 +173,7 @@ def _check_members(path: Path) -> None:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise GalleryError(f"{path}: not an .npz export ({exc})") from exc
-    unsafe = [n for n in names if not _MEMBER_NAME.match(n) or ".." in n]
+    unsafe = [n for n in names if not _MEMBER_NAME.fullmatch(n) or ".." in n]
     if unsafe:
         raise GalleryError(
             f"{path}: refused: member names {unsafe[:5]} are not plain array names (path traversal or "

@@ -33,6 +33,7 @@ import numpy as np
 from ..choices import InputChoice
 from ..errors import InputSpecError, StreamError
 from ..modality import Modality
+from ..text import has_invisible
 from ..thermal import ThermalScaling
 from .frame import Frame
 from .redact import install_log_redaction, redact
@@ -225,6 +226,17 @@ class VideoSource:
         self.kind = source_kind(uri if isinstance(uri, int) else self.uri)
         self.modality = Modality.parse(modality)
         self.camera = str(camera) if camera is not None else str(self.modality)
+        if not self.camera or has_invisible(self.camera):  # it reaches status lines, logs and file names
+            raise InputSpecError(
+                f"camera id must be a non-empty name without control characters, got {self.camera!r}"
+            )
+        try:  # an undecodable file name (Latin-1 bytes from a zip) would crash OpenCV, not fail
+            self.uri.encode("utf-8")
+        except UnicodeEncodeError:
+            raise StreamError(
+                f"camera {self.camera}: the address {self.display_uri!r} holds bytes that are not UTF-8 (a "
+                "file name from another system?); rename the file"
+            ) from None
         is_file = self.kind in (SourceKind.FILE, SourceKind.IMAGES)
         default = Policy.EVERY if is_file else Policy.LATEST
         self.policy = Policy.parse(policy) if policy is not None else default
