@@ -8,6 +8,7 @@ preformatted text and images (paths relative to the report's folder). The same b
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,13 +100,25 @@ class Report:
 
 def _markdown(block: Block) -> list[str]:
     if isinstance(block, Table):
-        lines = ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
-        return lines + ["| " + " | ".join(row) + " |" for row in block.rows]
+        lines = ["| " + " | ".join(map(_cell, block.header)) + " |", "|" + "---|" * len(block.header)]
+        return lines + ["| " + " | ".join(map(_cell, row)) + " |" for row in block.rows]
     if isinstance(block, Image):
-        return [f"![{block.caption}]({block.path})", "", f"*{block.caption}*"]
+        caption = _inline(block.caption)
+        return [f"![{caption}]({block.path})", "", f"*{caption}*"]
     if isinstance(block, Pre):
-        return ["```", block.text.rstrip(), "```"]
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", block.text)), default=0))
+        return [fence, block.text.rstrip(), fence]  # a fence longer than any backtick run inside
     return [block]
+
+
+def _inline(text: str) -> str:
+    """Text for a Markdown line: HTML and link syntax escaped (renderers pass raw HTML through)."""
+    return re.sub(r"([\\`*_\[\]()<>])", r"\\\1", text.replace("\n", " "))
+
+
+def _cell(text: str) -> str:
+    """A table cell: inline-escaped, `|` escaped and newlines joined (either would break the table)."""
+    return _inline(text).replace("|", "\\|")
 
 
 def _html(block: Block) -> str:

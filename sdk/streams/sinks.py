@@ -447,7 +447,7 @@ class VideoSink(Sink):
         self.segment_minutes = segment_minutes
         self._writers: dict[str, cv2.VideoWriter] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
-        self._stems: dict[str, str] = {}
+        self._stems = _Stems()
         self._left: dict[str, int] = {}  # frames the current segment still takes
         self.paths: dict[str, Path] = {}
         """Each camera's current (last) file."""
@@ -472,10 +472,8 @@ class VideoSink(Sink):
         self._left[camera] -= 1
 
     def _open_segment(self, camera: str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-        if camera not in self._stems:
-            self._stems[camera] = self._free_stem(camera)
         done = self.segments.setdefault(camera, [])
-        stem = self._stems[camera]
+        stem = self._stems(camera)
         path = self.folder / (f"{stem}.mp4" if not done else f"{stem}.{len(done) + 1:04d}.mp4")
         size = self._sizes.setdefault(camera, size)  # later segments keep the first size, as one file would
         _create_owner_only(path)  # frames show people and the names they were given
@@ -487,14 +485,6 @@ class VideoSink(Sink):
         self._left[camera] = max(1, round(minutes * 60 * fps)) if minutes is not None else 1 << 62
         done.append(path)
         return writer
-
-    def _free_stem(self, camera: str) -> str:
-        """`<camera>`, or with a short hash when another camera id maps to the same file name
-        (`gate/1` and `gate:1` are both `gate_1`)."""
-        stem = _safe(camera)
-        if stem in self._stems.values():
-            stem = f"{stem}-{zlib.crc32(camera.encode('utf-8')) & 0xFFFF:04x}"
-        return stem
 
     def close(self) -> None:
         for writer in self._writers.values():
@@ -570,6 +560,7 @@ class SnapshotSink(Sink):
                 f"cannot create the snapshot folder {self.folder}: {exc.strerror or exc}"
             ) from exc
         self.every, self.limit, self.named_only = every, limit, named_only
+        self._stems = _Stems()
         self._next: dict[str, int] = {}
         self.paths: dict[str, list[Path]] = {}
 
@@ -580,7 +571,7 @@ class SnapshotSink(Sink):
             return
         if self.named_only and not any(view.name for view in result.tracks):
             return
-        path = self.folder / f"{_safe(camera)}_{index:06d}.jpg"
+        path = self.folder / f"{self._stems(camera)}_{index:06d}.jpg"
         ok, encoded = cv2.imencode(".jpg", annotate(result))
         if not ok:
             raise StreamError(f"OpenCV cannot encode the snapshot for {path}")
@@ -624,4 +615,25 @@ class ShowSink(Sink):
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "camera"
+    """A file-name stem from a camera id: other characters become `_`, no leading dot (a hidden file),
+    at most 64 characters (a long id ends in a hash of itself)."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".") or "camera"
+    if len(stem) > 64:
+        stem = f"{stem[:55]}-{zlib.crc32(name.encode('utf-8')) & 0xFFFFFFFF:08x}"
+    return stem
+
+
+class _Stems:
+    """One file-name stem per camera, unique within a sink: `gate/1` and `gate:1` are both `gate_1`, so
+    the second gets a short hash of its id (two cameras must never write one file)."""
+
+    def __init__(self) -> None:
+        self._stems: dict[str, str] = {}
+
+    def __call__(self, camera: str) -> str:
+        if camera not in self._stems:
+            stem = _safe(camera)
+            if stem in self._stems.values():
+                stem = f"{stem}-{zlib.crc32(camera.encode('utf-8')) & 0xFFFF:04x}"
+            self._stems[camera] = stem
+        return self._stems[camera]

@@ -12,6 +12,7 @@ import numpy as np
 
 from vireid.errors import DatasetError
 from vireid.modality import Modality
+from vireid.text import printable
 
 from .imageset import ImageSet
 from .layouts import layout_of
@@ -90,7 +91,7 @@ def _read_index(index: Path, root: Path) -> list[tuple[Path, int]]:
         raise DatasetError(index, "split index lists no images", EXPECTED_LAYOUT)
     missing = [str(path.relative_to(root)) for path, _ in rows if not path.is_file()]
     if missing:  # found now, not one image at a time after a model has loaded and half the set embedded
-        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        shown = ", ".join(map(printable, missing[:3])) + (", ..." if len(missing) > 3 else "")
         raise DatasetError(
             index,
             f"{len(missing)} of the {len(rows)} images it lists are not under {root} ({shown}); is this "

@@ -267,3 +267,20 @@ def test_purge_videos_deletes_old_segments_only_in_a_folder_vireid_wrote(tmp_pat
     with pytest.raises(StreamError, match="not a folder `vireid run --video-out` wrote"):
         purge_videos(mine, 30)
     assert (mine / "holiday.mp4").exists()
+
+
+def test_snapshots_of_cameras_with_look_alike_ids_never_share_a_file_and_names_stay_plain(
+    tmp_path: Path,
+) -> None:
+    """`gate/1` and `gate:1` both wrote gate_1_000000.jpg (one silently replaced the other); a camera `.`
+    made a hidden file and a very long id a name too long for the file system."""
+    from vireid.streams.sinks import SnapshotSink, _safe
+
+    sink = SnapshotSink(tmp_path / "snaps", every=1, limit=1, named_only=False)
+    for camera in ("gate/1", "gate:1"):
+        sink.on_frame(next(_frame_results(1, camera=camera)))
+    names = sorted(p.name for p in (tmp_path / "snaps").glob("*.jpg"))
+    assert len(names) == 2 and names[0] != names[1]
+    assert _safe(".") == "camera" and not _safe("..hidden").startswith(".")
+    long_id = "x" * 300
+    assert len(_safe(long_id)) <= 64 and _safe(long_id) != _safe("x" * 299)
