@@ -156,21 +156,24 @@ class JsonlSink(Sink):
         if not self._pending:
             return
         try:
-            with _flock(self._fd, exclusive=False, block=block) as locked:
-                if not locked:
-                    return  # a purge is rewriting the file: the lines wait for the next event
-                if self._replaced():
-                    self._reopen()
-                    with _flock(self._fd, exclusive=False, block=True):
-                        self._write_all()
-                else:
-                    self._write_all()
+            if not self._locked_write(block) and self._replaced():  # the old file was renamed over
+                self._reopen()  # outside the old file's lock: its descriptor is closed here
+                self._locked_write(block)
         except OSError as exc:
             self._write_failed(exc, block)
             return
         if self._failing:
             log.warning("events file %s: writing again; no event was lost", self.path)
             self._failing = False
+
+    def _locked_write(self, block: bool) -> bool:
+        """Append the waiting lines under a shared lock if the open file is still the path's; returns
+        whether it did (not: a purge holds the lock, or replaced the file)."""
+        with _flock(self._fd, exclusive=False, block=block) as locked:
+            if not locked or self._replaced():
+                return False
+            self._write_all()
+            return True
 
     def _write_all(self) -> None:
         while self._pending:  # a partial write (a disk filling up) keeps the rest waiting
