@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .argtypes import positive_int
 
@@ -67,6 +68,14 @@ def run(args: argparse.Namespace) -> int:
     from vireid.training.config import TrainConfig
     from vireid.training.trainer import train
 
+    data, out = Path(args.data).resolve(), Path(args.out).resolve()
+    if out == data or data in out.parents:
+        from vireid.errors import ConfigError
+
+        raise ConfigError(
+            f"--out {args.out} lies in the dataset folder --data {args.data}; put the run elsewhere (the "
+            "dataset's readers would meet checkpoints among its images, and a --overwrite could remove them)"
+        )
     config = TrainConfig.from_yaml(args.config).with_overrides(_overrides(args))
     result = train(config, args.data, args.out, resume=args.resume, overwrite=args.overwrite)
     print(f"trained {result.epochs_run} epoch(s) in {result.seconds:.0f} s -> {result.run_dir}")

@@ -178,3 +178,15 @@ def test_help_shows_each_options_default_and_sub_commands_have_descriptions(caps
             cli_main(argv)
         out = " ".join(capsys.readouterr().out.split())
         assert all(text in out for text in expected), (argv, out)
+
+
+def test_train_refuses_a_run_folder_inside_the_dataset(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("torch")
+    from vireid.cli.main import main as cli_main
+
+    data = tmp_path / "sysu"
+    data.mkdir()
+    for out in (data, data / "runs" / "x"):
+        assert cli_main(["train", "--config", "demo_cpu", "--data", str(data), "--out", str(out)]) == 1
+        assert "lies in the dataset folder" in capsys.readouterr().err
+    assert sorted(p.name for p in data.iterdir()) == []  # nothing written there
