@@ -74,7 +74,8 @@ class OnnxRuntimeBackend(Backend):
             self.profile = self.card.profile or cfg.DEFAULT_TRT_PROFILE
             _refuse_int8_for_another_runtime(self.card, self.path)
         ep_options = self._ep_options(device_id, cache_dir, fp16, device == "tensorrt")
-        self._session = self._create_session(cfg.provider_list(self._first_choice(device), ep_options))
+        providers = cfg.provider_list(self._first_choice(device), ep_options)
+        self._session = self._create_session(providers, device)
         release_free_heap()  # the parsed model and pre-optimisation weights, freed but still resident
         self.providers = tuple(self._session.get_providers())
         self.device = self._resolve_device(device)
@@ -118,7 +119,39 @@ class OnnxRuntimeBackend(Backend):
             cfg.TENSORRT_EP: cfg.tensorrt_ep_options(self.card, profile, device_id, cache, fp16),
         }
 
-    def _create_session(self, providers: list[tuple[str, dict[str, str]]]) -> Any:
+    def _create_session(self, providers: list[tuple[str, dict[str, str]]], requested: str = "auto") -> Any:
+        """The session on `providers`, without onnxruntime's own fallback (it would retry a failing GPU
+        provider on the next ones, printing a banner to stdout, at creation and at any later run, and
+        vireid's device and providers would no longer be true). A GPU provider failing on a model that
+        loads on the CPU: `auto` runs on the CPU (with a warning), an explicit device is a DeviceError."""
+        options = self._session_options()
+        trt_cache = dict(providers).get(cfg.TENSORRT_EP, {}).get("trt_engine_cache_path")
+        if trt_cache:
+            Path(trt_cache).mkdir(parents=True, exist_ok=True)
+        names, opts = [p for p, _ in providers], [o for _, o in providers]
+        try:
+            return self._open_session(options, names, opts)
+        except Exception as exc:  # onnxruntime raises its own RuntimeError subclasses (Fail, InvalidGraph...)
+            failure = exc
+        why = f"{type(failure).__name__}: {str(failure).strip()[:500]}"
+        if names == [cfg.CPU_EP]:
+            raise self._corrupt(why) from failure
+        try:
+            session = self._open_session(options, [cfg.CPU_EP], [{}])
+        except Exception:
+            raise self._corrupt(why) from failure
+        if requested == "auto":
+            log.warning(
+                "device auto: %s failed to start (%s); running %s on the CPU", names[0], why, self.path.name
+            )
+            return session
+        raise DeviceError(
+            f"{self.path}: ONNX Runtime's {names[0]} failed to start on this model ({why}); the model itself "
+            "loads on the CPU. Check the GPU driver (nvidia-smi) and that CUDA/cuDNN/TensorRT match "
+            "onnxruntime-gpu, or pass device='cpu' or 'auto'."
+        ) from failure
+
+    def _session_options(self) -> Any:
         ort = self._ort
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -126,40 +159,19 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = self.threads
         options.enable_cpu_mem_arena = self.memory_arena
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only; provider fallback is checked below, not logged
-        trt_cache = dict(providers).get(cfg.TENSORRT_EP, {}).get("trt_engine_cache_path")
-        if trt_cache:
-            Path(trt_cache).mkdir(parents=True, exist_ok=True)
-        names, opts = [p for p, _ in providers], [o for _, o in providers]
-        try:
-            with warnings.catch_warnings():  # "provider not available" warnings: we check get_providers()
-                warnings.simplefilter("ignore", UserWarning)
-                # No fallback: onnxruntime would otherwise retry a failing GPU provider on the next ones
-                # (printing a banner to stdout), at creation and at any later run, and vireid's device
-                # and providers would no longer be true
-                session = ort.InferenceSession(
-                    str(self.path), options, providers=names, provider_options=opts, enable_fallback=0
-                )
-        except Exception as exc:  # onnxruntime raises its own RuntimeError subclasses (Fail, InvalidGraph...)
-            raise self._load_error(exc, names) from exc
+        options.log_severity_level = 3  # errors only; provider fallback is checked, not logged
+        return options
+
+    def _open_session(self, options: Any, names: list[str], opts: list[dict[str, str]]) -> Any:
+        with warnings.catch_warnings():  # "provider not available" warnings: we check get_providers()
+            warnings.simplefilter("ignore", UserWarning)
+            session = self._ort.InferenceSession(
+                str(self.path), options, providers=names, provider_options=opts, enable_fallback=0
+            )
         session.disable_fallback()
         return session
 
-    def _load_error(self, exc: Exception, providers: list[str]) -> Exception:
-        """The model's fault (ArtifactError), or the GPU provider's (DeviceError) when the model opens on
-        the CPU provider alone."""
-        why = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
-        if providers != [cfg.CPU_EP]:
-            try:
-                self._ort.InferenceSession(str(self.path), providers=[cfg.CPU_EP])
-            except Exception:
-                pass
-            else:
-                return DeviceError(
-                    f"{self.path}: ONNX Runtime's {providers[0]} failed to start on this model ({why}); the "
-                    "model itself loads on the CPU. Check the GPU driver (nvidia-smi) and that CUDA/cuDNN/"
-                    "TensorRT match onnxruntime-gpu, or pass device='cpu'."
-                )
+    def _corrupt(self, why: str) -> ArtifactError:
         return ArtifactError(
             f"{self.path}: ONNX Runtime cannot load this model ({why}); the file may be corrupt or "
             "truncated. Re-export it with `vireid export`."

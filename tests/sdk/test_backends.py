@@ -151,7 +151,7 @@ def test_fake_tensorrt_ep_gets_one_engine_cache_folder_per_model_file(tmp_path: 
     monkeypatch.setattr(ort, "get_available_providers", lambda: built)
     caches: list[str] = []
 
-    def capture(self, providers):  # the options ONNX Runtime would get; no GPU session here
+    def capture(self, providers, requested):  # the options ONNX Runtime would get; no GPU session here
         caches.append(dict(providers)["TensorrtExecutionProvider"]["trt_engine_cache_path"])
         raise RuntimeError("captured")
 
@@ -185,22 +185,47 @@ def test_tensorrt_ep_options_follow_card_and_profile(tmp_path: Path) -> None:
     assert (fp32["trt_int8_enable"], fp32["trt_fp16_enable"]) == ("False", "False")
 
 
-def test_onnx_runtime_never_falls_back_to_other_providers_behind_our_back(tmp_path: Path) -> None:
+def test_no_hidden_provider_fallback_and_auto_still_runs_on_cpu_with_a_fake_failing_cuda_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
     """onnxruntime retries a failing provider on the next ones (at creation and at any run) unless told
-    not to; vireid's device and providers would then be wrong."""
+    not to, and vireid's device would be wrong. A fake `InferenceSession` (the real one, except that a
+    session listing CUDA fails as on a machine without a usable GPU) records what vireid asks for."""
+    import logging
+
+    real, calls = ort.InferenceSession, []
+
+    def fake_session(path, options=None, providers=None, provider_options=None, **kwargs):
+        calls.append((list(providers or []), kwargs))
+        if "CUDAExecutionProvider" in (providers or []):
+            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+        return real(path, options, providers=providers, provider_options=provider_options, **kwargs)
+
     path = build_contract_model(tmp_path / "m.onnx")
-    with open_backend(path, "cpu") as backend:
-        assert backend._session._enable_fallback is False
-        model_fault = backend._load_error(
-            RuntimeError("CUDA failure 100"), ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        )
-    assert isinstance(model_fault, DeviceError) and "the model itself loads on the CPU" in str(model_fault)
-    broken = tmp_path / "broken.onnx"
-    broken.write_bytes(path.read_bytes()[:200])
-    with open_backend(path, "cpu") as backend:
-        backend.path = broken
-        fault = backend._load_error(RuntimeError("bad"), ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    assert isinstance(fault, ArtifactError) and not isinstance(fault, DeviceError) and "corrupt" in str(fault)
+    monkeypatch.setattr(ort, "InferenceSession", fake_session)
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    with caplog.at_level(logging.WARNING, logger="vireid"), open_backend(path, "auto") as backend:
+        assert backend.device == "cpu" and backend._session._enable_fallback is False
+    assert (
+        "CUDAExecutionProvider failed to start" in caplog.text and "running m.onnx on the CPU" in caplog.text
+    )
+    assert all(kwargs.get("enable_fallback") == 0 for _, kwargs in calls)  # asked of every session
+    with pytest.raises(DeviceError, match="the model itself loads on the CPU"):
+        open_backend(path, "cuda")  # an explicit device never falls back
+    (tmp_path / "other").mkdir()
+    other = build_contract_model(tmp_path / "other" / "m.onnx")
+    real_open = OnnxRuntimeBackend._open_session
+
+    def model_fault(self, options, names, opts):  # the model fails on every provider, CPU included
+        raise RuntimeError("InvalidGraph: node 'x' is broken")
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "_open_session", model_fault)
+    with pytest.raises(ArtifactError, match="cannot load this model") as error:
+        open_backend(other, "cuda")
+    assert not isinstance(error.value, DeviceError)
+    monkeypatch.setattr(OnnxRuntimeBackend, "_open_session", real_open)
 
 
 # ----- threads ------------------------------------------------------------------------------------
