@@ -187,7 +187,7 @@ def _check_name(name: str) -> str:
 
 
 def planned_outputs(source: Path, wanted: list[str], out: Path, name: str, opt: ChainOptions) -> list[Path]:
-    """The files and folders `export_chain` would write into `out` (what an earlier export may hold)."""
+    """The files `export_chain` would write into `out` (what an earlier export may hold)."""
     is_onnx = source.suffix.lower() == ".onnx"
     paths = []
     if _is_engine(source):
@@ -202,9 +202,7 @@ def planned_outputs(source: Path, wanted: list[str], out: Path, name: str, opt: 
         if "engine" in wanted:
             engine = out / f"{final.removesuffix('.onnx')}.engine"
             paths += [engine, engine.with_name(engine.name + ".json")]
-    if "triton" in wanted:
-        paths.append(out / "triton" / (opt.triton_name or triton_safe(name)))
-    return paths
+    return paths  # a Triton entry is not listed: `to_triton` updates an entry (its version) by design
 
 
 def _refuse_replacing(paths: list[Path], overwrite: bool) -> None:

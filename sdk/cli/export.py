@@ -143,8 +143,9 @@ _CHAIN_ONLY = {
 _BY_STEP = {
     "int8": ("int8_data", "int8_method", "int8_images", "int8_visible", "int8_target", "int8_no_sensitivity"),
     "triton": ("triton_name", "triton_max_batch"),
-    "engine": ("timing_cache",),
+    "engine": ("timing_cache", "batch", "workspace"),
 }
+_ENGINE_DEFAULTS = {"timing_cache": None, "batch": (1, 8, 32), "workspace": 1024, "out": Path("export")}
 
 
 def _flag(dest: str) -> str:
@@ -158,9 +159,10 @@ def _refuse_unread_options(args: argparse.Namespace) -> None:
     if args.trtexec or args.attach:
         mode = "--attach" if args.attach else "--trtexec"
         given = [dest for dest, default in _CHAIN_ONLY.items() if getattr(args, dest) != default]
-        if args.attach:
-            given += [dest for dest in ("timing_cache",) if getattr(args, dest) is not None]
-            given += ["workspace"] if args.workspace != 1024 else []
+        if args.attach:  # it writes the engine's card beside the engine: no build settings, no --out
+            given += [
+                d for d in ("timing_cache", "workspace", "out") if getattr(args, d) != _ENGINE_DEFAULTS[d]
+            ]
         if given:
             raise ConfigError(f"{', '.join(map(_flag, given))}: not read by {mode}; drop it")
         return
@@ -168,9 +170,13 @@ def _refuse_unread_options(args: argparse.Namespace) -> None:
         raise ConfigError(
             "--precision: only --trtexec and --attach read it (an export takes SOURCE's precision)"
         )
+    from vireid.export.chain import parse_steps
+
+    steps = parse_steps(args.to)
+    defaults = {**_CHAIN_ONLY, **_ENGINE_DEFAULTS}
     for step, dests in _BY_STEP.items():
-        given = [dest for dest in dests if getattr(args, dest) != _CHAIN_ONLY.get(dest)]
-        if given and step not in args.to:
+        given = [dest for dest in dests if getattr(args, dest) != defaults[dest]]
+        if given and step not in steps:
             raise ConfigError(
                 f"{', '.join(map(_flag, given))}: options of the {step} step; add {step} to --to"
             )

@@ -72,9 +72,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the descriptions' example lines and shows each option's default where its help does not."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        quiet = (None, False, argparse.SUPPRESS, [], ())
-        if not action.option_strings or "default" in text or action.default in quiet:
+        text, default = action.help or "", action.default
+        # by identity: `0 in (False,)` is True, and a default of 0 is worth showing
+        quiet = default is None or default is False or default is argparse.SUPPRESS or default in ([], ())
+        if not action.option_strings or "default" in text or quiet:
             return action.help
         return f"{text} (default: %(default)s)"
 

@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import re
 import stat
 import time
 import zlib
@@ -156,9 +157,10 @@ class JsonlSink(Sink):
         if not self._pending:
             return
         try:
-            if not self._locked_write(block) and self._replaced():  # the old file was renamed over
+            for _ in range(3):  # the file may be replaced again between reopening and writing
+                if self._locked_write(block) or not self._replaced():
+                    break  # written, or a purge holds the lock: the lines wait for the next event
                 self._reopen()  # outside the old file's lock: its descriptor is closed here
-                self._locked_write(block)
         except OSError as exc:
             self._write_failed(exc, block)
             return
@@ -205,7 +207,11 @@ class JsonlSink(Sink):
         return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino)
 
     def _reopen(self) -> None:
-        old, self._fd = self._fd, self._open()
+        try:
+            new = self._open()
+        except StreamError as exc:  # the path became a link or a folder: refused, and the count said
+            raise StreamError(f"{exc}; {self._pending_lines} events are not in the file") from exc
+        old, self._fd = self._fd, new
         os.close(old)
         self.reopened += 1
         log.info("events file %s was replaced (a purge or rotation); writing to the new one", self.path)
@@ -219,10 +225,16 @@ class JsonlSink(Sink):
             return
         try:
             self._write_pending(block=True)
-            os.fsync(self._fd)
+            if stat.S_ISREG(os.fstat(self._fd).st_mode):  # a FIFO or a device takes no fsync
+                os.fsync(self._fd)
+            if self._pending:  # written nowhere: say so rather than close as if complete
+                raise StreamError(
+                    f"cannot write events to {self.path}: {self._pending_lines} events are not in the file "
+                    "(it kept being replaced while closing)"
+                )
         finally:
-            os.close(self._fd)
-            self._fd = -1
+            fd, self._fd = self._fd, -1  # never left pointing at a number another file may reuse
+            os.close(fd)
 
 
 @contextlib.contextmanager
@@ -496,8 +508,9 @@ class VideoSink(Sink):
 
 
 def purge_videos(folder: str | Path, older_than_days: float, *, now: float | None = None) -> tuple[int, int]:
-    """Retention for `VideoSink` output: delete the `.mp4` files in `folder` last written before the limit
-    (a segment being written is recent and stays). Only a folder a `VideoSink` wrote (it holds the
+    """Retention for `VideoSink` output: delete the `.mp4` files in `folder` last written before the limit,
+    except each camera's newest segment (the one a running sink may still write, old when its camera
+    was idle). Only a folder a `VideoSink` wrote (it holds the
     `VIDEO_FOLDER_MARK` file) is touched. Returns (kept, removed).
 
     Raises:
@@ -511,11 +524,19 @@ def purge_videos(folder: str | Path, older_than_days: float, *, now: float | Non
             f"{folder}: not a folder `vireid run --video-out` wrote (no {VIDEO_FOLDER_MARK} file in it); "
             "nothing was deleted"
         )
+    videos = sorted(folder.glob("*.mp4"))
+    newest: dict[str, tuple[int, Path]] = {}  # per camera: the segment that may still be written
+    for path in videos:
+        match = _SEGMENT.fullmatch(path.stem)  # CAMERA.mp4 is segment 1, CAMERA.NNNN.mp4 segment NNNN
+        camera, number = (match["stem"], int(path.stem[-4:])) if match else (path.stem, 1)
+        if number > newest.get(camera, (0, path))[0]:
+            newest[camera] = (number, path)
+    current = {path for _, path in newest.values()}  # an idle camera's open segment keeps an old mtime
     kept = removed = 0
-    for path in sorted(folder.glob("*.mp4")):
+    for path in videos:
         try:
             info = path.lstat()
-            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= limit:
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime >= limit or path in current:
                 kept += 1
                 continue
             path.unlink()
@@ -626,6 +647,10 @@ def _safe(name: str) -> str:
     return stem
 
 
+_SEGMENT = re.compile(r"(?P<stem>.+)\.\d{4}")
+"""A segment's stem after the first, `<camera stem>.NNNN` (`VideoSink`)."""
+
+
 class _Stems:
     """One file-name stem per camera, unique within a sink: `gate/1` and `gate:1` are both `gate_1`, so
     the second gets a short hash of its id (two cameras must never write one file)."""
@@ -636,7 +661,8 @@ class _Stems:
     def __call__(self, camera: str) -> str:
         if camera not in self._stems:
             stem = _safe(camera)
-            if stem in self._stems.values():
+            # `gate.0002` would name the second segment of camera `gate`
+            if stem in self._stems.values() or _SEGMENT.fullmatch(stem):
                 stem = f"{stem}-{zlib.crc32(camera.encode('utf-8')) & 0xFFFF:04x}"
             self._stems[camera] = stem
         return self._stems[camera]

@@ -174,9 +174,13 @@ def test_trtexec_and_attach_carry_an_fp16_build_of_an_fp32_onnx_fake_engine_file
 
 
 def test_trtexec_and_attach_name_the_onnx_they_need(tiny_checkpoint, tmp_path) -> None:
-    for flag in (["--trtexec"], ["--attach", str(tmp_path / "x.engine")]):
+    for flag in (["--trtexec", "--out", str(tmp_path)], ["--attach", str(tmp_path / "x.engine")]):
         with pytest.raises(InputSpecError, match=rf"{flag[0]} takes the exported .onnx"):
-            cli(export_cmd, [str(tiny_checkpoint), *flag, "--out", str(tmp_path)])
+            cli(export_cmd, [str(tiny_checkpoint), *flag])
+    with pytest.raises(ConfigError, match="--out: not read by --attach"):  # the card goes beside the engine
+        cli(
+            export_cmd, [str(tiny_checkpoint), "--attach", str(tmp_path / "x.engine"), "--out", str(tmp_path)]
+        )
 
 
 @pytest.mark.parametrize(
@@ -328,8 +332,7 @@ def test_planned_outputs_name_what_each_step_writes(tiny_onnx, tiny_fp16, tmp_pa
         out / "m.fp16.onnx",
         out / "m.fp16.engine",
         out / "m.fp16.engine.json",
-        out / "triton" / "m",
-    ]
+    ]  # not the Triton entry: exporting it again updates it (to_triton replaces its version)
     paths = planned_outputs(tiny_fp16, ["engine"], out, "m", ChainOptions())
     assert paths == [out / f"{tiny_fp16.stem}.engine", out / f"{tiny_fp16.stem}.engine.json"]
 
@@ -342,6 +345,7 @@ def test_planned_outputs_name_what_each_step_writes(tiny_onnx, tiny_fp16, tmp_pa
         (["--int8-data", "."], "--int8-data: options of the int8 step"),
         (["--triton-name", "m"], "--triton-name: options of the triton step"),
         (["--timing-cache", "t.cache"], "--timing-cache: options of the engine step"),
+        (["--batch", "1,4,8", "--workspace", "512"], "--batch, --workspace: options of the engine step"),
         (["--no-verify", "--identities", "8"], "--identities sizes the parity checks"),
         (["--trtexec", "--json", "r.json"], "--json: not read by --trtexec"),
         (["--trtexec", "--to", "int8", "--calibrate", "."], "--to, --calibrate: not read by --trtexec"),

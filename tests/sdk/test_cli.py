@@ -171,6 +171,7 @@ def test_help_shows_each_options_default_and_sub_commands_have_descriptions(caps
         (["--help"], ["exit status: 0 done; 1 an error", "2 a usage error; 130 interrupted"]),
         (["evaluate", "--help"], ["evaluation protocol (default: sysu-all)", "(default: 64)"]),
         (["run", "--help"], ["person detector (default: motion)"]),
+        (["verify", "--help"], ["(default: 0)"]),  # a default of 0 is shown (0 == False)
         (["gallery", "remove", "--help"], ["Delete an identity and its embeddings.", "the identity's name"]),
         (["synth", "scene", "--help"], ["Generate a two-camera scene"]),
     ]:

@@ -264,6 +264,10 @@ def test_purge_videos_deletes_old_segments_only_in_a_folder_vireid_wrote(tmp_pat
     os.utime(old, (1e9, 1e9))  # written in 2001
     assert purge_videos(tmp_path / "video", 30) == (2, 1)
     assert not old.exists() and all(p.exists() for p in recent)
+    for path in recent:  # an idle camera: every segment old, the newest still open in a running sink
+        os.utime(path, (1e9, 1e9))
+    assert purge_videos(tmp_path / "video", 30) == (1, 1)
+    assert recent[-1].exists() and not recent[0].exists()
     mine = tmp_path / "recordings"
     mine.mkdir()
     (mine / "holiday.mp4").write_bytes(b"x")
@@ -288,3 +292,27 @@ def test_snapshots_of_cameras_with_look_alike_ids_never_share_a_file_and_names_s
     assert _safe(".") == "camera" and not _safe("..hidden").startswith(".")
     long_id = "x" * 300
     assert len(_safe(long_id)) <= 64 and _safe(long_id) != _safe("x" * 299)
+
+
+def test_an_events_fifo_is_written_and_closed_without_an_error(tmp_path: Path) -> None:
+    """fsync on a FIFO raises EINVAL: closing the sink failed and `vireid run` exited 1."""
+    import threading
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    sink = JsonlSink(fifo, append=True)
+    sink.on_event(_started(1))
+    sink.close()
+    reader.join(timeout=10)
+    assert sink.closed and json.loads(received[0].decode())["track_id"] == 1
+
+
+def test_a_camera_named_like_a_segment_never_shares_its_files() -> None:
+    """Camera `gate.0002`'s first file was `gate.0002.mp4`, camera `gate`'s second segment."""
+    from vireid.streams.sinks import _Stems
+
+    stems = _Stems()
+    assert stems("gate") == "gate" and stems("gate.0002") != "gate.0002"
