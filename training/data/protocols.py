@@ -122,7 +122,7 @@ class ProtocolResult:
         chance = 100 / max(first.num_gallery_ids, 1)
         return (
             f"{first.num_query} queries against {first.num_gallery} gallery images of "
-            f"{first.num_gallery_ids} identities ({each}); a random ranking's R1 is about {chance:.2g}"
+            f"{first.num_gallery_ids} identities ({each}); a random ranking's R1 is about {chance:.2g} %"
         )
 
     def test_time(self) -> list[str]:
