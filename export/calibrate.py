@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from vireid.card import ModelCard
+from vireid.embeddings import unit_model_output
 from vireid.errors import ConfigError, DatasetError
 from vireid.modality import Modality
 
@@ -149,18 +150,10 @@ class Calibration:
         no genuine pair above it (a threshold no true match reaches is no threshold at all), or a
         false-match rate well above the target where the stream pipeline uses it (track means against
         enrolment centroids)."""
-        out = []
-        if self.impostor_pairs * self.fmr_target < 1:
-            out.append(
-                f"{self.impostor_pairs} impostor pairs cannot measure a false-match rate of "
-                f"{self.fmr_target:g} (the smallest they resolve is {1 / self.impostor_pairs:.1e}): the "
-                "threshold only clears every impostor seen. Calibrate on a folder with more validation "
-                f"identities, or raise --fmr to at least {1 / self.impostor_pairs:.1e}"
-            )
-        if not self.tmr > 0:  # 0, or NaN when there are no genuine pairs at all
-            out.append(
-                "no genuine pair reaches the threshold (true-match rate 0): the model does not separate "
-                "these identities; check the model and the folder before deploying this threshold"
+        out = _pair_warnings("", self.fmr_target, self.fmr_achieved, self.tmr, self.impostor_pairs)
+        for name, w in self.within.items():
+            out += _pair_warnings(
+                f"within {name}: ", self.fmr_target, w.fmr_achieved, w.tmr, w.impostor_pairs
             )
         track = self.track_means
         if track is not None and track.fmr_at_threshold > TRACK_MEAN_TOLERANCE * self.fmr_target:
@@ -189,6 +182,30 @@ class Calibration:
                 f"{t.impostor_pairs} impostor comparisons)"
             )
         return "\n".join(lines)
+
+
+def _pair_warnings(label: str, fmr: float, achieved: float, tmr: float, impostor_pairs: int) -> list[str]:
+    """What makes one threshold (cross-modal, or within a modality) untrustworthy."""
+    out = []
+    if impostor_pairs * fmr < 1:
+        out.append(
+            f"{label}{impostor_pairs} impostor pairs cannot measure a false-match rate of {fmr:g} (the "
+            f"smallest they resolve is {1 / impostor_pairs:.1e}): the threshold only clears every "
+            "impostor seen. Calibrate on a folder with more validation identities, or raise --fmr to at "
+            f"least {1 / impostor_pairs:.1e}"
+        )
+    if achieved > fmr:  # only when the threshold was capped at 1.0: impostors scoring as high as possible
+        out.append(
+            f"{label}the false-match rate is {achieved:.2e}, above the target {fmr:g}, even at the "
+            "highest threshold (1.0): that many impostor pairs score 1.0, i.e. different identities "
+            "gave identical embeddings (duplicated images under two identities, or a collapsed model)"
+        )
+    if not tmr > 0:  # 0, or NaN when there are no genuine pairs at all
+        out.append(
+            f"{label}no genuine pair reaches the threshold (true-match rate 0): the model does not "
+            "separate these identities; check the model and the folder before deploying this threshold"
+        )
+    return out
 
 
 def _track_mean_warning(track: TrackMeanCheck, fmr: float) -> str:
@@ -392,6 +409,7 @@ def calibrate_threshold(
     split: str = "val",
     per_camera: int | None = 4,
     seed: int = 0,
+    source: object = "the model",
 ) -> Calibration:
     """Calibrate the match threshold of a model (given as its embed function) on validation pairs.
 
@@ -403,10 +421,15 @@ def calibrate_threshold(
         fmr: target false-match rate.
         split: identity split to use (`val`, or `train` for data without a validation split).
         per_camera: cap on images per identity and camera (None = all); bounds the cost.
+        source: what `embed` runs (the artifact's path), named in the error for bad output.
+
+    Raises:
+        ArtifactError: the model returned zero or non-finite vectors. Its vectors are normalised like
+            the runtime's (`Embedder`), so the threshold holds for what the runtime compares.
     """
     with timed(f"threshold calibration on {data_root} ({split} identities)"):
         images, modality, pids, description = validation_images(data_root, size, per_camera, split, seed)
-        emb = np.asarray(embed(images, modality))
+        emb = unit_model_output(np.asarray(embed(images, modality)), source)
         genuine, impostor = cross_modal_scores(emb, modality, pids)
         threshold, achieved, tmr = threshold_at_fmr(genuine, impostor, fmr)
         within = calibrate_within(emb, modality, pids, fmr)

@@ -105,11 +105,15 @@ class _Chain:
     def calibrate(self, step: str, path: Path, device: str) -> None:
         if self.opt.calibrate is None:
             return
+        report = self.result.reports.get(step)
+        if report is not None and not report.passed:
+            self.emit(f"{step}: not calibrated: its parity check failed")
+            return
         from vireid.backends import open_backend
 
         with open_backend(path, device=device) as backend:
             calibration = calibrate_threshold(
-                backend.infer, self.opt.calibrate, backend.card.input_size, self.opt.fmr
+                backend.infer, self.opt.calibrate, backend.card.input_size, self.opt.fmr, source=path
             )
             card = calibration.apply(backend.card)
         if path.suffix == ".onnx":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -370,7 +371,7 @@ def _sensitivity_pass(model: Any, quantise: Any, tmp: Path, result: Int8Result, 
         with timed(f"INT8 sensitivity: {name} in float"):
             score = quantise([*excluded, *nodes], tmp / "probe.onnx")
         result.sensitivity[name] = score
-        if score - best >= min_gain:
+        if score - best >= min_gain or (math.isfinite(score) and not math.isfinite(best)):
             excluded += nodes
             result.kept_float[name] = list(nodes)
             best = score

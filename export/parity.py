@@ -272,6 +272,13 @@ def batch_delta(embed: EmbedFn, images: np.ndarray, modality: np.ndarray, batche
     return float(np.max(np.abs(alone - batched[probes])))
 
 
+def _finite_rows(values: np.ndarray) -> np.ndarray:
+    """float64 copy with every row holding NaN/inf set to zeros."""
+    values = values.astype(np.float64)
+    values[~np.isfinite(values).all(axis=1)] = 0.0
+    return values
+
+
 def _compare(ref: np.ndarray, cand: np.ndarray, label: str) -> tuple[np.ndarray, float, float, list[str]]:
     if ref.shape != cand.shape:
         raise ArtifactError(f"embeddings differ in shape: reference {ref.shape}, {label} {cand.shape}")
@@ -280,7 +287,7 @@ def _compare(ref: np.ndarray, cand: np.ndarray, label: str) -> tuple[np.ndarray,
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             failures.append(f"{int(bad.sum())} {side} rows are not finite (FP16 overflow?)")
-    ref64, cand64 = np.nan_to_num(ref.astype(np.float64)), np.nan_to_num(cand.astype(np.float64))
+    ref64, cand64 = _finite_rows(ref), _finite_rows(cand)  # a row with NaN/inf scores cosine 0
     norms = np.linalg.norm(cand64, axis=1)
     denom = np.maximum(np.linalg.norm(ref64, axis=1) * norms, 1e-12)
     cosine = np.sum(ref64 * cand64, axis=1) / denom
@@ -360,14 +367,14 @@ def _report(
     limits: Thresholds,
 ) -> ParityReport:
     cosine, max_abs, norm_error, failures = _compare(ref, cand, cand_label)
-    top1, top5, queries = retrieval_agreement(ref, np.nan_to_num(cand), modality, tie=limits.tie_tolerance)
+    top1, top5, queries = retrieval_agreement(ref, _finite_rows(cand), modality, tie=limits.tie_tolerance)
     if not cosine.min() >= limits.min_cosine:  # written so that NaN fails
         failures.append(f"min cosine {cosine.min():.8f} < {limits.min_cosine}")
     if not top1 >= limits.min_top1:
         failures.append(f"top-1 agreement {top1:.4f} < {limits.min_top1}")
-    if norm_error > limits.max_norm_error:
+    if not norm_error <= limits.max_norm_error:
         failures.append(f"embeddings are not unit length (max error {norm_error:.2e})")
-    if delta is not None and delta > limits.max_batch_delta:
+    if delta is not None and not delta <= limits.max_batch_delta:  # NaN fails too
         failures.append(f"alone vs batch differs by {delta:.2e} > {limits.max_batch_delta}")
     report = ParityReport(
         reference=ref_label,

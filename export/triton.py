@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from vireid import jsonio
 from vireid.card import TRITON_CARD, ModelCard
 from vireid.errors import ArtifactError, ConfigError, MissingDependencyError
 
@@ -113,7 +114,7 @@ def config_text(
 ) -> str:
     """The `config.pbtxt` text for a vireid artifact (Triton model-configuration text format)."""
     images, modality = card.input_names
-    card_json = json.dumps(card.to_dict(), sort_keys=True)
+    card_json = jsonio.dumps(card.to_dict(), sort_keys=True)
     preferred = sorted({int(b) for b in preferred_batch_sizes if 1 <= int(b) <= max_batch})
     lines = [
         f"name: {_quote(name)}",

@@ -31,9 +31,10 @@ from .errors import (
     InputSpecError,
     MissingDependencyError,
     StreamError,
+    TrainingError,
     VireidError,
 )
-from .gallery import Gallery, GalleryInfo, IdentityEmbeddings, IdentityInfo, Match
+from .gallery import Gallery, GalleryInfo, IdentityEmbeddings, IdentityInfo, IdentityScore, Match
 from .modality import Modality
 from .preprocess import preprocess_boxes, preprocess_crops
 from .streams import (
@@ -42,6 +43,7 @@ from .streams import (
     Identified,
     Pipeline,
     PipelineConfig,
+    PipelineStats,
     SourceChanged,
     TrackEnded,
     TrackStarted,
@@ -69,6 +71,7 @@ __all__ = [
     "Identified",
     "IdentityEmbeddings",
     "IdentityInfo",
+    "IdentityScore",
     "InputSpecError",
     "Match",
     "MissingDependencyError",
@@ -76,12 +79,14 @@ __all__ = [
     "ModelCard",
     "Pipeline",
     "PipelineConfig",
+    "PipelineStats",
     "Precision",
     "SourceChanged",
     "StreamError",
     "ThermalScaling",
     "TrackEnded",
     "TrackStarted",
+    "TrainingError",
     "VideoSource",
     "VireidError",
     "__version__",

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from ._version import __version__
 from .atomic import write_atomic
 from .choices import Choice
 from .errors import ArtifactError, CardError, InputSpecError
+from .frozen import read_only
 from .modality import Modality
 from .text import has_invisible
 
@@ -94,6 +96,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_NESTED = ("model_config", "match_threshold_within", "match_threshold_data", "calibration")
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """Self-description of an exported model artifact (schema-versioned, JSON round trip)."""
@@ -150,6 +155,10 @@ class ModelCard:
             )
         if isinstance(self.match_threshold_within, Mapping):
             set_(self, "match_threshold_within", _within_names(self.match_threshold_within))
+        for name in _NESTED:  # frozen all the way down: model_config decides embedding_space()
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                set_(self, name, read_only(value))
         self._validate()
 
     def _validate(self) -> None:
@@ -257,7 +266,7 @@ class ModelCard:
     def to_json(self) -> str:
         """Canonical JSON text (sorted keys); a NaN (a rate with nothing to measure) is written as null,
         which every JSON reader takes."""
-        return json.dumps(_nan_to_null(self.to_dict()), sort_keys=True, indent=2)
+        return jsonio.dumps(self.to_dict(), sort_keys=True, indent=2)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "card") -> ModelCard:
@@ -433,13 +442,3 @@ def _text_problems(card: ModelCard) -> list[str]:
         for name, value in texts.items()
         if isinstance(value, str) and has_invisible(value)
     ]
-
-
-def _nan_to_null(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, Mapping):
-        return {key: _nan_to_null(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_null(item) for item in value]
-    return value

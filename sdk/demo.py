@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jsonio
 from .atomic import write_atomic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +190,7 @@ def evaluate(paths: DemoPaths, checkpoint: Path) -> tuple[Any, Any]:
     paths.results.mkdir(parents=True, exist_ok=True)
     write_atomic(
         paths.results / "evaluate.json",
-        json.dumps({"model": model.to_dict(), "colour_histogram": histogram.to_dict()}, indent=2) + "\n",
+        jsonio.dumps({"model": model.to_dict(), "colour_histogram": histogram.to_dict()}, indent=2) + "\n",
     )
     plot_cmc({"demo model": model.cmc, "colour histogram": histogram.cmc}, paths.results / "cmc.png")
     print(f"   wrote {paths.results / 'evaluate.json'} and {paths.results / 'cmc.png'}")
@@ -249,7 +250,7 @@ def bench(paths: DemoPaths, checkpoint: Path, seconds: float = 1.5) -> Any:
     config = BenchConfig(backends=("torch", "ort-cpu"), batches=(1, 8, 32), seconds=seconds, rounds=3)
     report = run_bench(source, config)
     print("   " + report.table().replace("\n", "\n   "))
-    write_atomic(paths.results / "bench.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    write_atomic(paths.results / "bench.json", jsonio.dumps(report.to_dict(), indent=2) + "\n")
     plot_bench(report.rows, paths.results / "latency.png", title="demo model on this CPU")
     _done(started)
     return report
@@ -273,7 +274,7 @@ def pipeline(paths: DemoPaths, model: Path, enroll_seconds: float = ENROLL_SECON
         model, paths.scene, config, gallery_path=paths.gallery, extra_sinks=(snapshots,), log=_indent_print
     )
     print("   " + result.summary().replace("\n", "\n   "))
-    write_atomic(paths.results / "pipeline.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    write_atomic(paths.results / "pipeline.json", jsonio.dumps(result.to_dict(), indent=2) + "\n")
     _done(started)
     return result, [p for group in snapshots.paths.values() for p in group]
 

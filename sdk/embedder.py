@@ -17,8 +17,8 @@ import numpy as np
 
 from .backends import Backend, open_backend
 from .card import ModelCard
-from .embeddings import Embeddings
-from .errors import ArtifactError, InputSpecError
+from .embeddings import Embeddings, unit_model_output
+from .errors import InputSpecError
 from .modality import Modality
 from .preprocess import (
     as_boxes,
@@ -216,15 +216,7 @@ class Embedder:
         return vectors
 
     def _result(self, vectors: np.ndarray, codes: np.ndarray, camera_ids: Any, track_ids: Any) -> Embeddings:
-        norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(0, np.float32)
-        bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
-        if len(bad):
-            raise ArtifactError(
-                f"{self.backend.path}: the model returned zero or non-finite embeddings for items "
-                f"{bad[:10].tolist()}; with an FP16/INT8 artifact this is usually an overflow in the "
-                "L2-normalisation tail: keep it in FP32 when exporting, or use the FP32 model"
-            )
-        vectors /= norms[:, None]  # exact unit length whatever the model's precision
+        vectors = unit_model_output(vectors, self.backend.path)
         return Embeddings(
             vectors=vectors,
             modalities=codes.astype(np.int8),

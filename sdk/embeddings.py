@@ -8,11 +8,55 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputSpecError
+from .errors import ArtifactError, InputSpecError
 from .modality import Modality
 
 NORM_TOLERANCE = 1e-3
 """How far a row's L2 norm may be from 1 (FP16 models land within ~1e-4)."""
+
+
+def normalise_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `[N, D]` scaled to unit L2 norm as float32, and the indices of rows that cannot be.
+
+    A row cannot be normalised when it is all zeros or holds NaN/inf. Each row is first divided by its
+    largest magnitude, so finite rows whose squared norm would underflow or overflow float32 (values
+    near 1e-22 or 1e20) still come out exactly unit length. The returned bad rows hold garbage: callers
+    refuse them with an error naming their source.
+    """
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2:
+        raise InputSpecError(f"vectors must be (N, D), got {_describe(array)}")
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(array, axis=1)
+        plain = (norms > 1e-15) & (norms < 1e15)  # squares far from float32's limits: the usual case
+        unit = array / np.where(plain, norms, 1.0)[:, None]
+        if not plain.all():  # divide by the largest magnitude first, then normalise
+            rest = np.flatnonzero(~plain)
+            scale = np.max(np.abs(array[rest]), axis=1, initial=0.0)
+            usable = np.isfinite(scale) & (scale > 0)
+            scaled = array[rest] / np.where(usable, scale, 1.0)[:, None]
+            unit[rest] = scaled / np.linalg.norm(scaled, axis=1)[:, None]
+            return unit, rest[~usable]
+    return unit, np.zeros(0, np.int64)
+
+
+def unit_model_output(vectors: np.ndarray, source: object) -> np.ndarray:
+    """A model's output rows as exactly unit-length float32 vectors, whatever the model's precision.
+
+    Everything that scores a model's vectors (the embedder, threshold calibration, artifact evaluation)
+    goes through this, so what is calibrated and evaluated is what the runtime compares.
+
+    Raises:
+        ArtifactError: a row is zero or non-finite; names `source` (the artifact) and the rows.
+    """
+    unit, bad = normalise_rows(vectors)
+    if len(bad):
+        raise ArtifactError(
+            f"{source}: the model returned zero or non-finite embeddings for items {bad[:10].tolist()}; "
+            "with an FP16/INT8 artifact this is usually an overflow in the L2-normalisation tail: keep "
+            "it in FP32 when exporting, or use the FP32 model"
+        )
+    return unit
 
 
 def _describe(array: Any) -> str:
@@ -146,6 +190,8 @@ def _tags(value: Any, n: int, name: str, integer_only: bool) -> np.ndarray | Non
     if array.shape != (n,) or array.dtype.kind not in kinds:
         expected = "int64" if integer_only else "integers or strings"
         raise InputSpecError(f"{name} must be ({n},) {expected} (one per vector), got {_describe(array)}")
+    if integer_only and array.dtype.kind == "u" and n and int(array.max()) > np.iinfo(np.int64).max:
+        raise InputSpecError(f"{name} must fit in int64 (below 2**63), got {int(array.max())}")
     return array.astype(np.int64) if integer_only else array
 
 

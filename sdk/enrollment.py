@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from .embedder import Embedder
 from .errors import InputSpecError
+from .gallery import Gallery
 from .imageio import has_colour, read_image
 from .modality import Modality
 from .progress import progress
@@ -29,7 +31,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 SHOWN_PROBLEMS = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: == would be ambiguous
 class EnrollReport:
     """What `enroll_images` stored.
 
@@ -132,10 +134,10 @@ def describe_problems(bad: Sequence[tuple[Path, str]]) -> str:
 
 
 def enroll_images(
-    gallery: Any,
-    embedder: Any,
+    gallery: Gallery,
+    embedder: Embedder,
     name: str,
-    inputs: Sequence[str | Path],
+    inputs: str | Path | Sequence[str | Path],
     modality: Modality | str,
     *,
     camera: str | int | None = None,
@@ -150,7 +152,7 @@ def enroll_images(
         gallery: an open `vireid.Gallery` whose embedding space is the embedder's.
         embedder: a `vireid.Embedder`.
         name: identity to add to (created when new).
-        inputs: image files and/or folders (their image files, sorted, not recursive).
+        inputs: an image file or folder, or several (a folder's image files, sorted, not recursive).
         modality: modality of every image (`visible`, `infrared`, or an alias).
         camera: camera label stored with every embedding.
         metadata: identity metadata; replaces the stored metadata when given.
@@ -164,7 +166,7 @@ def enroll_images(
     """
     modality = Modality.parse(modality)
     gallery.check_embedding_space(str(embedder.embedding_space))  # before any embedding work
-    files = collect_images(inputs)
+    files = collect_images([inputs] if isinstance(inputs, str | Path) else inputs)  # not its characters
     vectors, used, bad = embed_files(embedder, files, modality, batch, skip_bad)
     if not used:
         raise InputSpecError(f"none of the {len(files)} images could be read; nothing was enrolled")

@@ -69,6 +69,10 @@ class ConfigError(VireidError, ValueError):
     """A configuration file or value is invalid; the message names the key."""
 
 
+class TrainingError(VireidError):
+    """A training run cannot go on (its loss or gradients stay NaN/inf: it diverged)."""
+
+
 class GalleryError(VireidError):
     """A gallery database is corrupt, from another model, or used in a way it does not support."""
 

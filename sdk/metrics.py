@@ -23,7 +23,7 @@ import numpy as np
 from .errors import InputSpecError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: == would be ambiguous
 class RankMetrics:
     """Ranking quality of a query set against a gallery.
 

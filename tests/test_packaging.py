@@ -54,3 +54,50 @@ def test_the_wheel_ships_the_configs_the_licence_and_no_tests(tmp_path: Path) ->
     assert not [n for n in names if n.startswith(("tests/", "docs/", "samples/"))]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "vireid = vireid.cli.main:main" in archive.read(entry_points).decode()
+
+
+def test_type_checkers_see_every_lazily_exported_name_of_vireid_export() -> None:
+    """`vireid.export` serves its names through `__getattr__` (cheap import); without the
+    `TYPE_CHECKING` imports a user's type checker would see every one of them as `Any`."""
+    import ast
+
+    import vireid.export as export
+
+    tree = ast.parse((REPO / "export" / "__init__.py").read_text(encoding="utf-8"))
+    guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    seen = {
+        alias.name: node.module
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == export._EXPORTS  # the same names, from the same submodules
+    assert sorted(export.__all__) == sorted(export._EXPORTS)
+
+
+def test_every_public_signature_of_the_runtime_resolves_its_type_hints() -> None:
+    """Tools that read annotations at run time (typeguard, pydantic, IDEs' introspection) call
+    `typing.get_type_hints`, which fails on a name imported only under `TYPE_CHECKING`."""
+    import inspect
+    import typing
+
+    import vireid
+    import vireid.gallery
+    import vireid.streams
+
+    checked, failures = 0, []
+    for module in (vireid, vireid.gallery, vireid.streams):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            members = [obj]
+            if inspect.isclass(obj):
+                members += [
+                    m for n, m in vars(obj).items() if inspect.isfunction(m) and not n.startswith("_")
+                ]
+            for member in filter(callable, members):
+                try:
+                    typing.get_type_hints(member)
+                    checked += 1
+                except Exception as exc:  # collected, reported together
+                    failures.append(f"{module.__name__}.{name}: {member!r}: {type(exc).__name__}: {exc}")
+    assert not failures and checked > 100, failures

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid import jsonio
 from vireid.atomic import write_atomic
 from vireid.training.config import TrainConfig
 from vireid.training.evaluate import evaluate_checkpoint
@@ -79,7 +80,7 @@ def run_once(name: str, overrides: dict[str, object], seed: int, args: argparse.
         "train_s": time.monotonic() - started,
         "config": recipe,
     }
-    write_atomic(result_file, json.dumps(result, indent=2))
+    write_atomic(result_file, jsonio.dumps(result, indent=2))
     return result
 
 
@@ -132,7 +133,7 @@ def main() -> None:
         group, overrides = VARIANTS[name]
         results[name] = {"group": group, **summarise([run_once(name, overrides, s, args) for s in seeds])}
         print(f"{name}: R1 {results[name]['R1']:.4f} mAP {results[name]['mAP']:.4f}", flush=True)
-    write_atomic(args.out / "ablation.json", json.dumps(results, indent=2))
+    write_atomic(args.out / "ablation.json", jsonio.dumps(results, indent=2))
     spread = "seeds" if len(seeds) > 1 else "the 10 gallery trials (one training seed)"
     print(f"\npercent, mean ± std over {spread}")
     print("| variant | group | R1 | R10 | mAP | mINP |\n|---|---|---|---|---|---|")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vireid import jsonio
 from vireid.atomic import write_atomic
 from vireid.modality import Modality
 from vireid.training.data.synth.attributes import (
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(markdown(report["oracle_ladder"], report["probe"], report["wrong_matches"]))
     if args.json:
-        write_atomic(args.json, json.dumps(report, indent=2))
+        write_atomic(args.json, jsonio.dumps(report, indent=2))
     return 0
 
 

@@ -13,12 +13,12 @@ through the eval forward (a multiply-add counts 2), counted by `torch.utils.flop
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vireid import jsonio
 from vireid.atomic import write_atomic
 from vireid.training.models import MODELS, build_model
 
@@ -73,7 +73,7 @@ def main() -> None:
             f"{row['gflops']:.2f} | {row['embedding_dim']} |"
         )
     if args.json:
-        write_atomic(args.json, json.dumps(table, indent=2))
+        write_atomic(args.json, jsonio.dumps(table, indent=2))
 
 
 if __name__ == "__main__":

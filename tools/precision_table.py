@@ -13,12 +13,11 @@ writes it, with the raw numbers, to DIR.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from vireid import ModelCard
+from vireid import ModelCard, jsonio
 from vireid.atomic import write_atomic
 from vireid.bench import BenchConfig, run_bench
 from vireid.bench.runtime import ModelSource
@@ -124,7 +123,7 @@ def main() -> None:
     write_atomic(args.out / "precision_table.md", table + "\n")
     write_atomic(
         args.out / "precision_table.json",
-        json.dumps({"scores": scores, "cosines": cosines, "speed": speed}, indent=2),
+        jsonio.dumps({"scores": scores, "cosines": cosines, "speed": speed}, indent=2),
     )
 
 

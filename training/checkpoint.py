@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vireid import jsonio
 from vireid._version import __version__
 from vireid.atomic import create_unique
 from vireid.card import sha256_file
@@ -106,7 +107,7 @@ def save_checkpoint(
         tmp_w, tmp_d = temps
         safetensors_torch.save_file(tensors, str(tmp_w))
         description["weights_sha256"] = sha256_file(tmp_w)  # ties the pair: see load_checkpoint
-        tmp_d.write_text(json.dumps(description, indent=2, default=_json_default), encoding="utf-8")
+        tmp_d.write_text(jsonio.dumps(description, indent=2, default=_json_default), encoding="utf-8")
         for written in (tmp_w, tmp_d):  # on disk before the renames, so a power cut leaves one whole pair
             with written.open("rb") as fh:
                 os.fsync(fh.fileno())

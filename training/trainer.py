@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from vireid import jsonio
 from vireid.atomic import write_atomic
-from vireid.errors import ConfigError, DeviceError
+from vireid.errors import ConfigError, DeviceError, TrainingError
 from vireid.progress import progress
 
 from ._needs_torch import torch
@@ -42,6 +43,9 @@ from .schedule import lr_factor
 
 nn = torch.nn
 log = logging.getLogger("vireid.train")
+
+MAX_NONFINITE_STEPS = 20
+"""Consecutive steps with NaN/inf gradients (without AMP, which skips them by design) that stop a run."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class Trainer:
         self.criterion = build_criterion(config, self.num_classes, self.model).to(self.device)
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
+        self._nonfinite_run = 0  # consecutive steps with NaN/inf gradients (without AMP)
         self.start_epoch, self.step, self.best_score = 1, 0, -math.inf
         self.best_metrics: dict[str, float | int | str] = {}
         if resume:
@@ -243,7 +248,8 @@ class Trainer:
             )
         if self.rank == 0:
             self._drop_log_records_after(ckpt.epoch, ckpt.step)
-        self.best_score = float(ckpt.metrics.get("best_score", -math.inf))
+        best = ckpt.metrics.get("best_score")  # null: no validation yet (JSON has no -inf)
+        self.best_score = -math.inf if best is None else float(best)
         self.best_metrics = dict(ckpt.metrics.get("best", {}))
         log.info("resumed from %s at epoch %d", last, ckpt.epoch)
 
@@ -268,7 +274,7 @@ class Trainer:
                 (self.out_dir / name).unlink(missing_ok=True)
             self._replaces_run = False
         if self.rank == 0:
-            (self.out_dir / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+            (self.out_dir / "config.json").write_text(jsonio.dumps(self.cfg.to_dict(), indent=2))
             if self.cfg.run.eval_every > 0 and self.cfg.data.val_split == "test":
                 log.info(
                     "validating on the test identities, as the reference code does: `best` is chosen on "
@@ -349,7 +355,8 @@ class Trainer:
         # the loss's own parameters (MeCen's centres) too: they are optimised like the model's
         trained = itertools.chain(self.model.parameters(), self.criterion.parameters())
         grad_norm = torch.nn.utils.clip_grad_norm_([p for p in trained if p.grad is not None], clip)
-        self.scaler.step(self.optimizer)
+        if self._amp or math.isfinite(float(grad_norm)):  # GradScaler skips non-finite steps itself
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         if hasattr(self.criterion, "after_step"):
             self.criterion.after_step()
@@ -373,14 +380,25 @@ class Trainer:
         """The step's gradient norm, or, when it is not finite, a count of such steps (JSON has no inf).
 
         Under AMP an overflowing step is expected now and then: GradScaler skips it and lowers its scale.
-        Without AMP it means the run is diverging, which is worth a warning.
+        Without AMP the step is skipped as GradScaler would, with a warning, and
+        `MAX_NONFINITE_STEPS` in a row stop the run: it diverged.
         """
         if math.isfinite(grad_norm):
+            self._nonfinite_run = 0
             return {"grad_norm": grad_norm}
         if self._amp:
             return {"amp_skipped_steps": 1.0}
+        self._nonfinite_run += 1
+        if self._nonfinite_run >= MAX_NONFINITE_STEPS:
+            raise TrainingError(
+                f"{self.out_dir}: the last {self._nonfinite_run} steps all had NaN/inf gradients (step "
+                f"{self.step}): training diverged. Lower optim.lr or set optim.grad_clip, and "
+                "train again (--overwrite), or --resume from the last checkpoint, saved before it"
+            )
         log.warning(
-            "step %d: gradient norm is %s; lower optim.lr or set optim.grad_clip", self.step, grad_norm
+            "step %d: gradient norm is %s: step skipped; lower optim.lr or set optim.grad_clip",
+            self.step,
+            grad_norm,
         )
         return {"nonfinite_grad_steps": 1.0}
 
@@ -438,6 +456,12 @@ class Trainer:
         return metrics
 
     def _save(self, name: str, epoch: int) -> None:
+        broken = [key for key, value in self.model.state_dict().items() if not bool(value.isfinite().all())]
+        if broken:  # never replace a good checkpoint with these
+            raise TrainingError(
+                f"{self.out_dir}: the weights hold NaN/inf ({', '.join(broken[:3])}) at epoch {epoch}: "
+                f"training diverged; {name} is not saved. Lower optim.lr or set optim.grad_clip"
+            )
         meta = {
             "model_config": self.model.config.to_dict(),  # resolved: defaults fixed at training time
             "num_classes": self.num_classes,
@@ -473,7 +497,7 @@ class Trainer:
     def _log(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 3), **record}
         with (self.out_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(jsonio.dumps(record) + "\n")
         if record.get("event") == "epoch":
             shown = {k: round(v, 4) for k, v in record.items() if isinstance(v, float) and k != "time"}
             log.info("epoch %d %s", record["epoch"], shown)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import jsonio
+
 
 def _number(
     parse: Callable[[str], Any], accept: Callable[[Any], bool], expected: str
@@ -85,7 +87,7 @@ def write_report(path: Path, payload: dict[str, Any], command: str) -> Path:
     from ..atomic import write_atomic
 
     marked = {REPORT_KEY: command, **payload}
-    return write_atomic(path, json.dumps(marked, indent=2, default=str) + "\n")
+    return write_atomic(path, jsonio.dumps(marked, indent=2, default=str) + "\n")
 
 
 def output_png(text: str) -> Path:

@@ -12,7 +12,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .. import jsonio
 from ..backends.base import DEVICES
 from ..text import printable
 from .argtypes import modality_arg, one_of, positive_float, positive_int, subcommand
@@ -157,7 +157,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         for item in identities:
             counts = {str(m): n for m, n in item.counts.items()}
-            print(json.dumps({"name": item.name, "counts": counts, "metadata": dict(item.metadata)}))
+            print(jsonio.dumps({"name": item.name, "counts": counts, "metadata": dict(item.metadata)}))
         return 0
     print(
         f"{info.path}: {info.num_identities} identities, {info.num_embeddings} embeddings, "
@@ -169,7 +169,7 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{'identity':<{width}}  visible  infrared  metadata")
         for item, name in zip(identities, names, strict=True):
             visible, infrared = (item.counts[m] for m in Modality)
-            meta = json.dumps(dict(item.metadata)) if item.metadata else ""
+            meta = jsonio.dumps(dict(item.metadata)) if item.metadata else ""
             print(f"{name:<{width}}  {visible:>7}  {infrared:>8}  {meta}")
     return 0
 
@@ -405,7 +405,7 @@ def _print_matches(
 ) -> None:
     if as_json:
         rows = [asdict(m) | {"modality": str(m.modality), "match": accepts(m)} for m in matches]
-        print(json.dumps({"image": str(path), "matches": rows}))
+        print(jsonio.dumps({"image": str(path), "matches": rows}))
         return
     print(f"{printable(path)}:")
     if not matches:

@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 
+from .. import jsonio
 from .argtypes import _number, non_negative_int, positive_float, positive_int, seed, subcommand
 
 difficulty = _number(float, lambda v: 0.0 <= v <= 3.0, "a difficulty from 0 to 3")
@@ -136,12 +137,11 @@ def _in_flag_terms(message: str, fields: list[str]) -> str:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    import json
 
     from vireid.training.data.synth.baselines import baseline_report
 
     report = baseline_report(args.data, trials=args.trials)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    print(jsonio.dumps(report.to_dict(), indent=2) if args.json else report.table())
     return 0
 
 

@@ -90,9 +90,22 @@ class Gallery:
         self._table = RowTable(self._store.meta.dim)
 
     @classmethod
-    def open(cls, path: str | Path, embedding_space: str | None = None, **kwargs: Any) -> Gallery:
-        """Open an existing gallery; never creates one."""
-        return cls(path, embedding_space, create=False, **kwargs)
+    def open(
+        cls,
+        path: str | Path,
+        embedding_space: str | None = None,
+        dim: int | None = None,
+        *,
+        backend: str = "numpy",
+        timeout: float = 10.0,
+        durable: bool = True,
+        key_file: str | Path | None = None,
+    ) -> Gallery:
+        """Open an existing gallery; never creates one (the other arguments as for `Gallery`)."""
+        return cls(
+            path, embedding_space, dim, backend=backend, create=False, timeout=timeout, durable=durable,
+            key_file=key_file,
+        )  # fmt: skip
 
     def _check_binding(self, embedding_space: str | None, dim: int | None) -> None:
         meta = self._store.meta
@@ -471,6 +484,8 @@ def _json_object(metadata: Mapping[str, Any] | None, name: str) -> dict[str, Any
     if not isinstance(metadata, Mapping):
         raise InputSpecError(f"metadata of {name!r} must be a mapping, got {type(metadata).__name__}")
     try:
-        return json.loads(json.dumps(dict(metadata)))
-    except (TypeError, ValueError) as exc:
-        raise InputSpecError(f"metadata of {name!r} must be JSON-serialisable ({exc})") from exc
+        return json.loads(json.dumps(dict(metadata), allow_nan=False))
+    except (TypeError, ValueError) as exc:  # NaN and infinities too: they are not JSON
+        raise InputSpecError(
+            f"metadata of {name!r} must be JSON-serialisable, without NaN or infinities ({exc})"
+        ) from exc

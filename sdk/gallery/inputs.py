@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..embeddings import normalise_rows
 from ..errors import InputSpecError
 from ..modality import Modality
 from ..text import has_invisible
@@ -103,15 +104,13 @@ def unit_rows(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
         )
     if len(array) == 0:
         raise InputSpecError(f"{what}: got 0 vectors, expected at least one")
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    norms = np.linalg.norm(array, axis=1)
-    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    unit, bad = normalise_rows(array)
     if len(bad):
         raise InputSpecError(
             f"{what}: rows {bad[:10].tolist()} are zero or contain NaN/inf; expected finite non-zero "
             "embeddings (check the model output for those crops)"
         )
-    return array / norms[:, None]
+    return unit
 
 
 def build_batch(

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ..embeddings import NORM_TOLERANCE
 from ..errors import GalleryError
 from . import crypto
 from .inputs import EmbeddingBatch
@@ -87,6 +88,24 @@ class Float32Codec:
                 f"({self.dim} float32); the file is damaged. Restore it from a backup or an export."
             )
         out[:] = np.frombuffer(blob, dtype="<f4")
+
+
+def damaged_vectors(vectors: np.ndarray, path: str, names: Callable[[np.ndarray], list[str]]) -> None:
+    """Refuse stored vectors that are not finite unit rows (enrolment only ever stores those): one NaN
+    row would otherwise rank first in every search and silently hide its whole identity. `names` maps
+    the bad rows' indices to the identities they belong to, for the message."""
+    if not len(vectors):
+        return
+    with np.errstate(all="ignore"):
+        norms = np.linalg.norm(vectors, axis=1)
+    bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN is bad too
+    if len(bad):
+        who = names(bad)
+        raise GalleryError(
+            f"{path}: {len(bad)} stored embeddings of {who[:10]} are not finite unit vectors; the file "
+            "is damaged or was written by something other than vireid. Restore it from a backup or an "
+            "export, or remove those identities (`vireid gallery remove NAME`) and enrol them again."
+        )
 
 
 def _translated(method: F) -> F:
@@ -546,6 +565,7 @@ class GalleryStore:
         vectors = np.empty((len(rows), self.meta.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             self.codec.decode_into(row[6], vectors[i], f"{self.path}: embedding {row[0]}")
+        damaged_vectors(vectors, self.path, lambda bad: [name])
         return IdentityEmbeddings(
             name=name,
             ids=np.array([r[0] for r in rows], dtype=np.int64),
@@ -600,6 +620,18 @@ class GalleryStore:
                 f"{self.path}: embedding {int(ids[j])} has no stored vector; the file is damaged. "
                 "Restore it from a backup or an export."
             )
+        damaged_vectors(out, self.path, lambda bad: self._names_of(conn, ids[bad]))
+
+    @staticmethod
+    def _names_of(conn: sqlite3.Connection, embedding_ids: np.ndarray) -> list[str]:
+        """The identities owning some embeddings (sorted names; for error messages)."""
+        marks = ",".join("?" * len(embedding_ids))
+        rows = conn.execute(
+            "SELECT DISTINCT i.name FROM embeddings e JOIN identities i ON i.id = e.identity_id "
+            f"WHERE e.id IN ({marks}) ORDER BY i.name",
+            [int(x) for x in embedding_ids],
+        ).fetchall()
+        return [r[0] for r in rows]
 
 
 class _OpenFiles:

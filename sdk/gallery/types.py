@@ -120,7 +120,7 @@ class GalleryInfo:
     num_embeddings: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: == would be ambiguous
 class IdentityEmbeddings:
     """The stored embeddings of one identity, row-aligned numpy fields.
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..embedder import Embedder
-from ..errors import ConfigError
+from ..errors import ConfigError, VireidError
+from ..frozen import read_only
+from ..gallery.types import IdentityScore
+from .detect import detector_class
 from .sources import VideoSource
+from .track import ByteTracker
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,68 @@ class PipelineConfig:
     tracker: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.max_crops < 1:
-            raise ConfigError(f"max_crops must be at least 1, got {self.max_crops}")
+        """Checks every setting here, where it is given, with `ConfigError` naming it (not later, from
+        the matcher or the tracker, in their terms); the option dicts are copied read-only."""
+        problems = [
+            *_counts(self, ("embed_every", "confirm", "max_crops")),
+            *_ranges(self, {"min_quality": (0.0, 1.0), "margin": (0.0, 2.0), "cross_window": (0.0, 1e9)}),
+            *_cosines(self),
+        ]
+        if self.gallery_modality not in ("any", "other"):
+            problems.append(f"gallery_modality must be 'any' or 'other', got {self.gallery_modality!r}")
+        for check in (
+            lambda: IdentityScore.parse(self.identity_score) and [],
+            lambda: _unknown_keys("tracker", self.tracker, ByteTracker),
+            lambda: _unknown_keys("detector_options", self.detector_options, detector_class(self.detector)),
+        ):
+            try:
+                problems += check()
+            except VireidError as exc:  # an unknown score or detector name: the message lists the options
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("invalid pipeline configuration: " + "; ".join(problems))
+        object.__setattr__(self, "detector_options", read_only(self.detector_options))
+        object.__setattr__(self, "tracker", read_only(self.tracker))
+
+
+def _counts(config: PipelineConfig, names: tuple[str, ...]) -> list[str]:
+    return [
+        f"{name} must be a whole number of at least 1, got {getattr(config, name)!r}"
+        for name in names
+        if not (isinstance(getattr(config, name), int) and getattr(config, name) >= 1)
+    ]
+
+
+def _ranges(config: PipelineConfig, limits: Mapping[str, tuple[float, float]]) -> list[str]:
+    return [
+        f"{name} must be in [{low:g}, {high:g}], got {getattr(config, name)!r}"
+        for name, (low, high) in limits.items()
+        if not (isinstance(getattr(config, name), int | float) and low <= getattr(config, name) <= high)
+    ]
+
+
+def _cosines(config: PipelineConfig) -> list[str]:
+    within = config.within_threshold
+    values = {"threshold": config.threshold, "cross_threshold": config.cross_threshold}
+    if isinstance(within, Mapping):
+        values.update({f"within_threshold[{key!r}]": value for key, value in within.items()})
+    else:
+        values["within_threshold"] = within
+    return [
+        f"{name} is a cosine similarity in [-1, 1], got {value!r}"
+        for name, value in values.items()
+        if value is not None and not (isinstance(value, int | float) and -1.0 <= value <= 1.0)
+    ]
+
+
+def _unknown_keys(what: str, options: Mapping[str, Any], target: Any) -> list[str]:
+    """Keyword arguments `target` (a class) does not take; a typo would otherwise be a bare TypeError."""
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    accepted = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = sorted(set(options) - set(accepted))
+    return [f"{what} has unknown keys {unknown}; {target.__name__} takes {accepted}"] if unknown else []
 
 
 def check_cameras(sources: list[VideoSource]) -> None:

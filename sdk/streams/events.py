@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -151,6 +151,23 @@ class SourceChanged(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls for cls in (TrackStarted, Identified, CrossModalMatch, TrackEnded, SourceChanged)
 }
+
+
+def event_kinds(kinds: Iterable[str | type[Event]] | None) -> frozenset[str] | None:
+    """Event kinds a sink keeps, given as names (`"identified"`) or classes (`Identified`); None: all.
+
+    Raises:
+        InputSpecError: an unknown kind (a typo would make the sink silently never fire); lists them.
+    """
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):  # "identified" is one kind, not eleven letters
+        kinds = [kinds]
+    names = [k.kind if isinstance(k, type) and issubclass(k, Event) else k for k in kinds]
+    unknown = [k for k in names if k not in EVENT_TYPES]
+    if unknown:
+        raise InputSpecError(f"unknown event kinds {unknown!r}; expected some of {sorted(EVENT_TYPES)}")
+    return frozenset(names)
 
 
 def event_from_dict(data: Mapping[str, Any]) -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -47,6 +48,12 @@ class Frame:
         if not ok:
             got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
             raise InputSpecError(f"Frame.image must be HxWx3 (BGR) or HxW uint8, got {got}")
+        for name in ("timestamp", "pts", "monotonic"):
+            value = getattr(self, name)
+            if value is None and name == "monotonic":
+                continue
+            if not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+                raise InputSpecError(f"Frame.{name} must be a finite number of seconds, got {value!r}")
         object.__setattr__(self, "modality", Modality.parse(self.modality))
         object.__setattr__(self, "camera", str(self.camera))
 

@@ -22,7 +22,9 @@ the vectors back through `update`.
 from __future__ import annotations
 
 import collections
+import math
 import numbers
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +92,13 @@ class _Score:
 
     score: float
     excess: float
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    """Refuse a setting outside `[low, high]`; NaN too (every comparison with it is False, so a NaN
+    margin would let names flicker and a NaN quality floor would embed every crop)."""
+    if not low <= value <= high:
+        raise InputSpecError(f"Matcher {name} must be in [{low:g}, {high:g}], got {value!r}")
 
 
 def _excess_of(score: _Score | None) -> float:
@@ -184,6 +193,10 @@ class Matcher:
             raise InputSpecError(f"gallery_modality must be 'any' or 'other', got {gallery_modality!r}")
         if embed_every < 1 or confirm < 1 or top_k < 1 or min_samples < 1:
             raise InputSpecError("embed_every, confirm, top_k and min_samples must be at least 1")
+        _check_range("min_quality", min_quality, 0.0, 1.0)
+        _check_range("improve", improve, 0.0, math.inf)
+        _check_range("margin", margin, 0.0, 2.0)
+        _check_range("cross_window", cross_window, 0.0, sys.float_info.max)  # finite: ended tracks expire
         self.threshold = float(threshold)
         self.within_threshold = _within_thresholds(within_threshold, self.threshold)
         self.cross_threshold = float(threshold if cross_threshold is None else cross_threshold)

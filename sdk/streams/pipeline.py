@@ -195,6 +195,11 @@ class Pipeline:
     def sources(self) -> list[VideoSource]:
         return [cam.source for cam in self._cameras.values()]
 
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running" if self.running else "ready"
+        cameras = ", ".join(f"{cam.source.camera}={cam.source.modality}" for cam in self._cameras.values())
+        return f"Pipeline([{cameras}], {self.embedder!r}, gallery={self.gallery!r}, {state})"
+
     # ----- life cycle ---------------------------------------------------------------------------
     def start(self) -> Pipeline:
         """Start every source and the processing thread.

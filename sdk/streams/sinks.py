@@ -24,11 +24,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .. import retention
+from .. import jsonio, retention
 from ..atomic import atomic_file, write_atomic
 from ..errors import InputSpecError, StreamError
 from .detect.base import Detections
-from .events import Event
+from .events import Event, event_kinds
 from .frame import Frame
 
 log = logging.getLogger("vireid")
@@ -89,7 +89,8 @@ class JsonlSink(Sink):
         flush_every: seconds between writes to the OS (default 0: every line at once, so `tail -f`
             and a killed process see every event; events come a few per second). Above 0, lines may
             wait in memory until a later event or `close`, which writes and fsyncs.
-        kinds: only these event kinds (e.g. `{"identified"}`); default all.
+        kinds: only these event kinds, as names (`{"identified"}`) or classes (`{Identified}`); default
+            all. An unknown kind raises `InputSpecError`.
         max_pending: lines kept while writes fail before the sink gives up.
     """
 
@@ -99,7 +100,7 @@ class JsonlSink(Sink):
         *,
         append: bool = False,
         flush_every: float = 0.0,
-        kinds: Iterable[str] | None = None,
+        kinds: Iterable[str | type[Event]] | None = None,
         max_pending: int = 100_000,
     ) -> None:
         self.path = Path(path)
@@ -112,7 +113,7 @@ class JsonlSink(Sink):
             raise StreamError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc
         self._fd = self._open(truncate=not append)
         self.flush_every = float(flush_every)
-        self.kinds = None if kinds is None else set(kinds)
+        self.kinds = event_kinds(kinds)
         self.max_pending = int(max_pending)
         self._pending = bytearray()
         self._pending_lines = 0
@@ -143,7 +144,7 @@ class JsonlSink(Sink):
     def on_event(self, event: Event) -> None:
         if self.kinds is not None and event.kind not in self.kinds:
             return
-        self._pending += (json.dumps(event.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
+        self._pending += (jsonio.dumps(event.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
         self._pending_lines += 1
         self.lines += 1
         now = time.monotonic()
@@ -379,10 +380,10 @@ class CallbackSink(Sink):
         on_event: Callable[[Event], None] | None = None,
         on_frame: Callable[[FrameResult], None] | None = None,
         *,
-        kinds: Iterable[str] | None = None,
+        kinds: Iterable[str | type[Event]] | None = None,
     ) -> None:
         self._on_event, self._on_frame = on_event, on_frame
-        self.kinds = None if kinds is None else set(kinds)
+        self.kinds = event_kinds(kinds)
 
     def on_event(self, event: Event) -> None:
         if self._on_event is not None and (self.kinds is None or event.kind in self.kinds):

@@ -543,7 +543,7 @@ class VideoSource:
             if self.kind in (SourceKind.FILE, SourceKind.IMAGES):
                 index = self._read
                 position = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
-                pts = index / fps if fps else position if position > 0 else index / ASSUMED_FPS
+                pts = index / fps if fps else position if 0 < position < float("inf") else index / ASSUMED_FPS
                 if self.realtime and fps:
                     delay = started + pts - now
                     if delay > 0 and self._stop.wait(delay):

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from contract_model import contract_card
 
-from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard, Precision
+from vireid import ArtifactError, ConfigError, DatasetError, InputSpecError, ModelCard, Precision, jsonio
 from vireid.backends import open_backend
 from vireid.export import Thresholds, calibrate_threshold, synthetic_gallery, verify
 from vireid.export.calibrate import (
     Calibration,
     TrackMeanCheck,
+    WithinThreshold,
     check_track_means,
     cross_modal_scores,
     threshold_at_fmr,
@@ -111,6 +112,29 @@ def test_batch_dependence_is_measured() -> None:
 
     report = verify(embed, sized(batch_dependent), inputs(64), thresholds=Thresholds(0.9, 0.0, 1e-5))
     assert report.batch_delta > 1e-5 and any("alone vs batch" in f for f in report.failures)
+
+
+def test_a_model_that_gives_nan_only_alone_fails_and_its_report_is_valid_json() -> None:
+    """NaN compared with a limit is False, so a NaN batch delta used to PASS."""
+
+    def nan_alone(images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        out = embed(images, modality)
+        return np.full_like(out, np.nan) if len(images) == 1 else out
+
+    report = verify(embed, sized(nan_alone), inputs(64))
+    assert not report and any("alone vs batch" in f for f in report.failures)
+    text = jsonio.dumps(report.to_dict())
+    assert json.loads(text)["batch_delta"] is None and "NaN" not in text
+
+
+def test_infinite_rows_score_cosine_zero_not_a_huge_error() -> None:
+    report = verify(
+        embed,
+        lambda i, m: np.where(np.arange(len(i))[:, None] == 3, np.inf, embed(i, m)),
+        inputs(),
+        check_batch=False,
+    )
+    assert not report and report.min_cosine == 0.0 and report.max_abs_error <= 2.0
 
 
 def test_retrieval_agreement_counts_swaps() -> None:
@@ -284,6 +308,33 @@ def test_a_calibration_that_cannot_be_trusted_says_why() -> None:
     assert "achieved 9.00e-04" in str(fine) and tiny.achieved_text().startswith("0 of 324")
     no_genuine = Calibration(0.5, 1e-3, 0.0, float("nan"), genuine_pairs=0, impostor_pairs=38848)
     assert any("true-match rate 0" in w for w in no_genuine.warnings())  # NaN: no genuine pair at all
+
+
+def test_calibration_normalises_like_the_runtime_and_refuses_broken_output(tiny_sysu: Path) -> None:
+    """The runtime renormalises every vector (`Embedder`): a threshold calibrated on the raw output of
+    a model whose vectors are not unit length would not hold for what the runtime compares."""
+    unit = calibrate_threshold(embed, tiny_sysu, SIZE, fmr=0.05)
+    half = calibrate_threshold(lambda i, m: 0.5 * embed(i, m), tiny_sysu, SIZE, fmr=0.05)
+    assert half.threshold == pytest.approx(unit.threshold, abs=1e-6)
+
+    def one_nan(images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+        out = embed(images, modality)
+        out[2] = np.nan
+        return out
+
+    with pytest.raises(ArtifactError, match=r"fp16\.onnx: .*zero or non-finite embeddings for items \[2\]"):
+        calibrate_threshold(one_nan, tiny_sysu, SIZE, fmr=0.05, source="fp16.onnx")
+
+
+def test_within_modality_thresholds_get_the_same_warnings() -> None:
+    blind = WithinThreshold(0.9, 0.0, 0.0, genuine_pairs=10, impostor_pairs=5000)
+    capped = WithinThreshold(1.0, 0.02, 0.5, genuine_pairs=10, impostor_pairs=5000)
+    calibration = Calibration(
+        0.5, 1e-3, 9e-4, 0.3, 2048, 38848, within={"infrared": blind, "visible": capped}
+    )
+    infrared, visible = calibration.warnings()
+    assert infrared.startswith("within infrared: no genuine pair reaches the threshold")
+    assert visible.startswith("within visible: the false-match rate is 2.00e-02, above the target 0.001")
 
 
 def test_calibration_data_errors(tmp_path: Path, tiny_sysu: Path) -> None:

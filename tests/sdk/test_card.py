@@ -242,3 +242,24 @@ def test_a_nan_rate_is_written_as_null_valid_json_for_every_reader() -> None:
     card = contract_card(match_threshold=0.6, match_threshold_data={"true_match_rate": float("nan")})
     text = card.to_json()
     assert "NaN" not in text and json.loads(text)["match_threshold_data"]["true_match_rate"] is None
+
+
+def test_a_card_is_read_only_all_the_way_down() -> None:
+    """`model_config` decides `embedding_space()`, which decides which gallery a model may use: a card
+    changed in place would silently move its model into another space (or out of its own)."""
+    import copy
+
+    card = ModelCard("m", 16, model_config={"parts": [6, 3, 1], "nested": {"p": 3.0}})
+    space = card.embedding_space()
+    for change in (
+        lambda: card.model_config.__setitem__("seed", 99),
+        lambda: card.model_config["parts"].append(2),
+        lambda: card.model_config["nested"].update(p=4.0),
+        lambda: card.model_config.pop("parts"),
+    ):
+        with pytest.raises(TypeError, match=r"read-only .*: make a changed copy with \.replace"):
+            change()
+    assert card.embedding_space() == space and card.model_config == {"parts": [6, 3, 1], "nested": {"p": 3.0}}
+    assert ModelCard.from_json(card.to_json()) == card == copy.deepcopy(card)
+    changed = card.replace(model_config={**card.model_config, "seed": 99})
+    assert changed.embedding_space() != space

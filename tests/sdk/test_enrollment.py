@@ -93,3 +93,11 @@ def test_another_model_is_refused_before_any_embedding(setup, tmp_path: Path) ->
     other.close()
     with pytest.raises(InputSpecError, match="no such file or folder"):
         vireid.enroll_images(gallery, setup[0], "dave", [tmp_path / "missing"], "visible")
+
+
+def test_one_folder_given_as_a_string_or_path_is_one_input_not_its_characters(setup, tmp_path: Path) -> None:
+    embedder, gallery = setup
+    folder = crops(tmp_path / "dana", 3, 3)
+    assert len(vireid.enroll_images(gallery, embedder, "dana", str(folder), "visible").ids) == 3
+    assert len(vireid.enroll_images(gallery, embedder, "dana", folder / "000.png", "visible").ids) == 1
+    assert gallery.embeddings("dana").ids.size == 4

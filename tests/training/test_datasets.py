@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import random
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -240,9 +241,23 @@ def test_protocol_runner_refuses_non_finite_embeddings_and_empty_or_bad_trials(t
         return vectors
 
     with pytest.raises(
-        ArtifactError, match=r"NaN or infinite embeddings for 1 of \d+ visible images \(first: .*cam1"
+        ArtifactError, match=r"zero, NaN or infinite embeddings for 1 of \d+ visible images \(first: .*cam1"
     ):
         run_protocol(overflowing, root, "sysu-all", trials=1)
+
+    def all_zero(paths, modality):  # a broken artifact: ranks by tie order would look like a score
+        return np.zeros_like(_oracle(paths, modality))
+
+    with pytest.raises(ArtifactError, match=r"zero, NaN or infinite embeddings for \d+ of \d+"):
+        run_protocol(all_zero, root, "sysu-all", trials=1)
+
+    def noisy(paths, modality, scaled=False):  # vectors of any length are ranked as cosines
+        rows = [np.random.default_rng(zlib.crc32(str(p).encode())) for p in paths]
+        vectors = _oracle(paths, modality) + np.stack([r.normal(0, 0.4, 16) for r in rows]).astype(np.float32)
+        return vectors * np.array([[r.uniform(0.1, 10)] for r in rows], np.float32) if scaled else vectors
+
+    plain = run_protocol(noisy, root, "sysu-all", trials=2).mean()
+    assert run_protocol(lambda p, m: noisy(p, m, scaled=True), root, "sysu-all", trials=2).mean() == plain
     with pytest.raises(ConfigError, match="trials is empty"):
         run_protocol(_oracle, root, "sysu-all", trials=[])
     with pytest.raises(ConfigError, match="SYSU trials are seeds"):

@@ -19,12 +19,12 @@ torch = pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[2]
 
 from vireid.cli.main import main as cli  # noqa: E402
-from vireid.errors import ArtifactError, ConfigError, DeviceError  # noqa: E402
+from vireid.errors import ArtifactError, ConfigError, DeviceError, TrainingError  # noqa: E402
 from vireid.training.checkpoint import load_checkpoint  # noqa: E402
 from vireid.training.config import TrainConfig  # noqa: E402
 from vireid.training.data.synth import SysuConfig, generate_sysu  # noqa: E402
 from vireid.training.evaluate import evaluate_checkpoint  # noqa: E402
-from vireid.training.trainer import Trainer, resolve_device, train  # noqa: E402
+from vireid.training.trainer import MAX_NONFINITE_STEPS, Trainer, resolve_device, train  # noqa: E402
 
 TINY = {
     "model": {
@@ -318,11 +318,26 @@ def test_non_finite_gradient_norms_are_counted_not_logged_as_infinity(caplog) ->
 
     from vireid.training.trainer import Trainer
 
-    amp, plain = SimpleNamespace(_amp=True, step=3), SimpleNamespace(_amp=False, step=4)
+    amp = SimpleNamespace(_amp=True, step=3, _nonfinite_run=0)
+    plain = SimpleNamespace(_amp=False, step=4, _nonfinite_run=0, out_dir=Path("runs/x"))
     assert Trainer._grad_record(amp, 2.5) == {"grad_norm": 2.5}
     assert Trainer._grad_record(amp, float("inf")) == {"amp_skipped_steps": 1.0}  # GradScaler skips it
     assert Trainer._grad_record(plain, float("nan")) == {"nonfinite_grad_steps": 1.0}
-    assert "step 4: gradient norm is nan" in caplog.text
+    assert "step 4: gradient norm is nan: step skipped" in caplog.text
+    assert Trainer._grad_record(plain, 1.0) == {"grad_norm": 1.0} and plain._nonfinite_run == 0
+    for _ in range(MAX_NONFINITE_STEPS - 1):
+        Trainer._grad_record(plain, float("inf"))
+    with pytest.raises(TrainingError, match=r"runs/x: the last 20 steps all had NaN/inf gradients"):
+        Trainer._grad_record(plain, float("inf"))
+
+
+def test_a_diverging_run_stops_with_an_error_and_saves_no_nan_checkpoint(sysu: Path, tmp_path: Path) -> None:
+    config = _config(**{"optim.lr": 1e38, "run.eval_every": 0})  # the first step overflows the weights
+    with pytest.raises(TrainingError, match="training diverged"):
+        train(config, sysu, tmp_path / "run")
+    assert not (tmp_path / "run" / "last.safetensors").exists()
+    text = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text  # the log stays valid JSON
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import numpy as np
 from vireid.errors import InputSpecError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: == would be ambiguous
 class ImageSet:
     """Image paths with per-image person id, camera id and modality (0 visible, 1 infrared)."""
 

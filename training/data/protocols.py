@@ -10,14 +10,15 @@ cosine distance; the result records it, as it records whether the embedder avera
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from vireid import jsonio
 from vireid.choices import Choice
+from vireid.embeddings import normalise_rows
 from vireid.errors import ArtifactError, ConfigError
 from vireid.metrics import RankMetrics, cosine_distance, evaluate_regdb, evaluate_sysu
 from vireid.modality import Modality
@@ -67,7 +68,7 @@ class TrialResult:
     """Distinct identities in the gallery: a rank-k figure means little when it is close to k."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: == would be ambiguous
 class ProtocolResult:
     """Per-trial metrics of a protocol run with their mean and standard deviation."""
 
@@ -156,7 +157,7 @@ class ProtocolResult:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return jsonio.dumps(self.to_dict(), indent=2)
 
 
 class _EmbeddingCache:
@@ -177,10 +178,10 @@ class _EmbeddingCache:
             vectors = np.asarray(self._embed(todo, Modality(int(modality))), dtype=np.float32)
             if vectors.shape[0] != len(todo) or vectors.ndim != 2:
                 raise ConfigError(f"embed function returned {vectors.shape} for {len(todo)} images")
-            bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+            vectors, bad = normalise_rows(vectors)  # cosine ranking, as the runtime compares them
             if len(bad):
                 raise ArtifactError(
-                    f"the model gave NaN or infinite embeddings for {len(bad)} of {len(todo)} "
+                    f"the model gave zero, NaN or infinite embeddings for {len(bad)} of {len(todo)} "
                     f"{Modality(int(modality)).name.lower()} images (first: {todo[bad[0]]}); rankings of "
                     "such vectors mean nothing. An FP16 or INT8 artifact overflowing is the usual cause: "
                     "compare it with its source by `vireid verify`."

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ...errors import InputSpecError
-
-if TYPE_CHECKING:
-    from ..frame import Frame
+from ..frame import Frame  # at run time too: typing.get_type_hints(Detector.detect) must resolve it
 
 
 def _describe(array: Any) -> str:

@@ -95,6 +95,7 @@ class YoloDetector:
         if not classes:
             raise InputSpecError("classes must name at least one class index (COCO person: 0)")
         self.path = Path(model)
+        self._warned_non_finite = False
         if not self.path.is_file():
             raise ArtifactError(f"{self.path}: no such detector model; give a YOLO-format .onnx file")
         self.conf, self.iou, self.layout, self.max_det = float(conf), float(iou), layout, int(max_det)
@@ -186,6 +187,22 @@ class YoloDetector:
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         return Detections(boxes[valid], scores[valid])
 
+    def _finite(self, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows with a finite score and box. A model giving NaN/inf everywhere is broken (an FP16
+        overflow): refused, rather than detecting nothing forever; a few such rows are dropped."""
+        finite = np.isfinite(scores) & np.isfinite(rows[:, :4]).all(axis=1)
+        if finite.all():
+            return rows, scores
+        if not finite.any():
+            raise ArtifactError(
+                f"{self.path}: every detection row is NaN or infinite: the model overflows (an FP16 "
+                "export?); use its FP32 ONNX file"
+            )
+        if not self._warned_non_finite:
+            self._warned_non_finite = True
+            log.warning("%s: dropped %d detection rows with NaN/inf values", self.path, int((~finite).sum()))
+        return rows[finite], scores[finite]
+
     def decode(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (xyxy, input pixels) and scores of the person classes after threshold and NMS."""
         if raw.ndim == 3:
@@ -210,6 +227,7 @@ class YoloDetector:
         scores = rows[:, [first + c for c in self.classes]].max(axis=1)
         if layout == "v5":
             scores = scores * rows[:, 4]
+        rows, scores = self._finite(rows, scores)
         if len(scores) and (scores.max() > 1.0 + 1e-3 or scores.min() < -1e-3):
             raise ArtifactError(
                 f"{self.path}: decoded as {layout}, output {tuple(raw.shape)} gives scores outside [0, 1] "

@@ -196,6 +196,23 @@ def test_yolo_v5_layout_multiplies_objectness(tmp_path: Path) -> None:
     np.testing.assert_allclose(other.scores, [0.95], atol=1e-6)
 
 
+def test_yolo_rows_with_nan_are_dropped_and_an_all_nan_output_is_refused(tmp_path: Path, caplog) -> None:
+    """NaN compares False with the confidence and the [0, 1] range check, so a broken (overflowing
+    FP16) detector used to detect nothing, forever, without a word."""
+    some = _CANDIDATES.copy()
+    some[1, 0] = np.nan  # the duplicate's box: dropped, the person stays
+    det = YoloDetector(_yolo_model(tmp_path / "some.onnx", some.T[None]), threads=1).detect(
+        np.zeros((64, 64, 3), np.uint8)
+    )
+    assert len(det) == 1 and det.scores[0] == pytest.approx(0.9)
+    assert "dropped 1 detection rows with NaN/inf values" in caplog.text
+    broken = YoloDetector(
+        _yolo_model(tmp_path / "nan.onnx", np.full_like(_CANDIDATES, np.nan).T[None]), threads=1
+    )
+    with pytest.raises(ArtifactError, match=r"nan\.onnx: every detection row is NaN or infinite"):
+        broken.detect(np.zeros((64, 64, 3), np.uint8))
+
+
 def test_a_closed_yolo_detector_released_its_session_and_says_so(tmp_path: Path) -> None:
     from vireid import StreamError
 

@@ -316,3 +316,15 @@ def test_a_camera_named_like_a_segment_never_shares_its_files() -> None:
 
     stems = _Stems()
     assert stems("gate") == "gate" and stems("gate.0002") != "gate.0002"
+
+
+def test_sinks_refuse_unknown_event_kinds_and_take_event_classes(tmp_path: Path) -> None:
+    """A typo in `kinds` used to make a sink that silently never fired."""
+    from vireid.streams.sinks import CallbackSink
+
+    with pytest.raises(InputSpecError, match=r"unknown event kinds \['identifed'\]; expected some of \["):
+        JsonlSink(tmp_path / "e.jsonl", kinds=["identifed"])
+    seen: list[str] = []
+    sink = CallbackSink(lambda event: seen.append(event.kind), kinds=[Identified, "track_ended"])
+    assert sink.kinds == {"identified", "track_ended"}
+    assert CallbackSink(print, kinds="identified").kinds == {"identified"}  # one name, not its letters

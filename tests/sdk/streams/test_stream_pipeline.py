@@ -527,3 +527,52 @@ def test_stop_returns_the_last_events_to_a_caller_driving_step(embedder: Embedde
     last = pipeline.stop()
     assert [(e.camera, e.track_id) for e in last if isinstance(e, TrackEnded)] == [("a", 1)]
     assert pipeline.stop() == []  # once
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"min_quality": -5}, r"min_quality must be in \[0, 1\], got -5"),
+        ({"confirm": 0, "margin": float("nan")}, r"confirm must be a whole number .*; margin must be in"),
+        ({"threshold": 1.5}, r"threshold is a cosine similarity in \[-1, 1\], got 1.5"),
+        ({"within_threshold": {"visible": float("nan")}}, r"within_threshold\['visible'\] is a cosine"),
+        ({"identity_score": "mean"}, r"unknown identity score 'mean'; expected one of: max, centroid"),
+        ({"gallery_modality": "same"}, r"gallery_modality must be 'any' or 'other'"),
+        (
+            {"tracker": {"buffer": 30}},
+            r"tracker has unknown keys \['buffer'\]; ByteTracker takes \[.*'track_buffer'",
+        ),
+        (
+            {"detector_options": {"thresh": 9}},
+            r"detector_options has unknown keys \['thresh'\]; MotionDetector",
+        ),
+    ],
+)
+def test_pipeline_config_checks_every_setting_where_it_is_given(settings: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig(**settings)
+
+
+def test_pipeline_config_options_are_read_only_copies() -> None:
+    import dataclasses
+
+    options = {"track_buffer": 30}
+    config = PipelineConfig(tracker=options)
+    options["track_buffer"] = 1  # the caller's dict is not the config's
+    assert config.tracker == {"track_buffer": 30}
+    with pytest.raises(TypeError, match="read-only"):
+        config.tracker["track_buffer"] = 1  # type: ignore[index]
+    assert dataclasses.asdict(config)["tracker"] == {"track_buffer": 30}
+
+
+def test_a_pipelines_repr_names_its_cameras_model_gallery_and_state(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    path = tmp_path / "g.db"
+    Gallery(path, embedding_space=embedder.embedding_space, dim=embedder.dim).close()
+    pipeline = Pipeline(["visible@gate=a.mp4", "ir@yard=b.mp4"], embedder, gallery=path)
+    text = repr(pipeline)
+    assert text.startswith("Pipeline([gate=visible, yard=infrared], Embedder(") and "g.db" in text
+    assert text.endswith(", ready)")
+    pipeline.stop()
+    assert repr(pipeline).endswith(", stopped)")
