@@ -4,9 +4,10 @@
 only (SYSU-MM01 `exp/train_id.txt` + `val_id.txt`, RegDB split 1's training part; the test identities
 are checked absent), in a stated modality balance (default 50 % visible / 50 % infrared, because a
 calibration on one kind of image clips the other's activations), runs ONNX Runtime's calibrator once
-(min-max, entropy or percentile; ranges cached to a file) and writes a QDQ model with per-channel int8
-weights and uint8 activations, the layout ONNX Runtime's x86 kernels (VNNI) run fastest (or, with
-`Int8Options(target="tensorrt")`, int8 symmetric activations, the only QDQ TensorRT parses).
+(min-max, entropy or percentile; ranges cached to a file with ONNX Runtime >= 1.27) and writes a QDQ
+model with per-channel int8 weights and uint8 activations, the layout ONNX Runtime's x86 kernels (VNNI)
+run fastest (or, with `Int8Options(target="tensorrt")`, int8 symmetric activations, the only QDQ
+TensorRT parses).
 
 Which layers stay in float is measured, not guessed: a sensitivity pass quantises the model with one
 candidate group at a time kept in float (each stream's first convolution, each part-attention module,
@@ -425,7 +426,7 @@ def _quantize(
 
 
 def _cache_argument(quant: Any, cache: Path) -> dict[str, str]:
-    """`calibration_cache_path` where this ONNX Runtime's `quantize_static` takes it (newer than 1.17)."""
+    """`calibration_cache_path` where this ONNX Runtime's `quantize_static` takes it (from 1.27)."""
     import inspect
 
     accepted = inspect.signature(quant.quantize_static).parameters

@@ -8,6 +8,7 @@ against the requested device, because ONNX Runtime silently drops a provider it 
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -22,6 +23,23 @@ from .base import Backend
 from .heap import release_free_heap
 
 log = logging.getLogger("vireid")
+
+
+@functools.cache
+def no_fallback_session_class(session_class: type) -> type:
+    """`session_class` (`ort.InferenceSession`) with its own provider fallback off from the start, on
+    every onnxruntime version.
+
+    onnxruntime reads `enable_fallback=0` at creation only from 1.23 on; before, a GPU provider that
+    failed to start made it print a banner to stdout (into `--json` output) and retry on the CPU, so
+    vireid's `auto` warning and its explicit-device error never ran. Its sessions keep the switch in
+    `_enable_fallback` (1.0 to 1.32 at least); this subclass pins it to False.
+    """
+
+    class NoFallbackSession(session_class):  # type: ignore[misc, valid-type]
+        _enable_fallback = property(lambda self: False, lambda self, value: None)
+
+    return NoFallbackSession
 
 
 class OnnxRuntimeBackend(Backend):
@@ -165,7 +183,7 @@ class OnnxRuntimeBackend(Backend):
     def _open_session(self, options: Any, names: list[str], opts: list[dict[str, str]]) -> Any:
         with warnings.catch_warnings():  # "provider not available" warnings: we check get_providers()
             warnings.simplefilter("ignore", UserWarning)
-            session = self._ort.InferenceSession(
+            session = no_fallback_session_class(self._ort.InferenceSession)(
                 str(self.path), options, providers=names, provider_options=opts, enable_fallback=0
             )
         session.disable_fallback()

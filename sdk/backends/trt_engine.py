@@ -146,6 +146,34 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
+# TensorRT data types by name (pybind11 enum members have `.name`). Not `trt.nptype`: TensorRT 8.5's
+# builds a table holding `np.bool`, which numpy 1.24 removed, so it raises on every call there.
+_NUMPY_DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+def numpy_dtype(trt_dtype: Any, tensor: str) -> np.dtype:
+    """The numpy dtype of a TensorRT `DataType`.
+
+    Raises:
+        ArtifactError: a type with no numpy equivalent (BF16, FP8, INT4), which no vireid engine has.
+    """
+    name = str(getattr(trt_dtype, "name", trt_dtype)).rsplit(".", 1)[-1]
+    if name not in _NUMPY_DTYPES:
+        raise ArtifactError(
+            f"engine tensor {tensor!r} has TensorRT type {name}, which vireid cannot feed or read; "
+            f"vireid engines use {', '.join(_NUMPY_DTYPES)} I/O: rebuild it with `vireid export --to engine`"
+        )
+    return np.dtype(_NUMPY_DTYPES[name])
+
+
 def tensor_table(trt: Any, engine: Any) -> dict[str, TensorInfo]:
     """Name → `TensorInfo` for every I/O tensor (shape `-1` = dynamic)."""
     table = {}
@@ -154,7 +182,7 @@ def tensor_table(trt: Any, engine: Any) -> dict[str, TensorInfo]:
         table[name] = TensorInfo(
             name=name,
             is_input=engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-            dtype=np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+            dtype=numpy_dtype(engine.get_tensor_dtype(name), name),
             shape=tuple(int(d) for d in engine.get_tensor_shape(name)),
         )
     return table

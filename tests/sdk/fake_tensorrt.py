@@ -203,7 +203,9 @@ class Runtime:
 
 
 def nptype(dtype: DataType) -> type:
-    return dtype.value
+    """As TensorRT 8.5's under numpy >= 1.24: its table names `np.bool`, which numpy removed (vireid
+    keeps its own table, so nothing may call this)."""
+    raise AttributeError("module 'numpy' has no attribute 'bool'")
 
 
 # ----- builder ------------------------------------------------------------------------------------

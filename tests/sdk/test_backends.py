@@ -193,13 +193,14 @@ def test_no_hidden_provider_fallback_and_auto_still_runs_on_cpu_with_a_fake_fail
     session listing CUDA fails as on a machine without a usable GPU) records what vireid asks for."""
     import logging
 
-    real, calls = ort.InferenceSession, []
+    calls = []
 
-    def fake_session(path, options=None, providers=None, provider_options=None, **kwargs):
-        calls.append((list(providers or []), kwargs))
-        if "CUDAExecutionProvider" in (providers or []):
-            raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
-        return real(path, options, providers=providers, provider_options=provider_options, **kwargs)
+    class fake_session(ort.InferenceSession):
+        def __init__(self, path, options=None, providers=None, provider_options=None, **kwargs):
+            calls.append((list(providers or []), kwargs))
+            if "CUDAExecutionProvider" in (providers or []):
+                raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+            super().__init__(path, options, providers=providers, provider_options=provider_options, **kwargs)
 
     path = build_contract_model(tmp_path / "m.onnx")
     monkeypatch.setattr(ort, "InferenceSession", fake_session)
@@ -214,6 +215,40 @@ def test_no_hidden_provider_fallback_and_auto_still_runs_on_cpu_with_a_fake_fail
     assert all(kwargs.get("enable_fallback") == 0 for _, kwargs in calls)  # asked of every session
     with pytest.raises(DeviceError, match="the model itself loads on the CPU"):
         open_backend(path, "cuda")  # an explicit device never falls back
+
+
+def test_a_fake_pre_1_23_onnxruntime_that_ignores_enable_fallback_neither_prints_nor_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
+) -> None:
+    """onnxruntime 1.19-1.22 ignore `enable_fallback=0` at creation: a failing GPU provider printed an
+    "EP Error ... Falling back" banner to stdout and retried on the CPU by itself. The fake session
+    behaves like those versions (the real session, but a CUDA session fails and falls back)."""
+    import logging
+
+    class old_session(ort.InferenceSession):
+        def __init__(self, path, options=None, providers=None, provider_options=None, **kwargs):
+            self._enable_fallback = True  # the keyword is not read
+            try:
+                if "CUDAExecutionProvider" in (providers or []):
+                    raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+                super().__init__(path, options, providers=providers, provider_options=provider_options)
+            except RuntimeError as exc:
+                if not self._enable_fallback:
+                    raise
+                print(f"EP Error {exc} when using {providers}\nFalling back to ['CPUExecutionProvider']")
+                super().__init__(path, options, providers=["CPUExecutionProvider"])
+
+    path = build_contract_model(tmp_path / "m.onnx")
+    monkeypatch.setattr(ort, "InferenceSession", old_session)
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    with caplog.at_level(logging.WARNING, logger="vireid"), open_backend(path, "auto") as backend:
+        assert backend.device == "cpu"
+    assert "CUDAExecutionProvider failed to start" in caplog.text  # vireid's own warning, on stderr
+    with pytest.raises(DeviceError, match="the model itself loads on the CPU"):
+        open_backend(path, "cuda")
+    assert "EP Error" not in capsys.readouterr().out  # stdout (--json reports) stays clean
     (tmp_path / "other").mkdir()
     other = build_contract_model(tmp_path / "other" / "m.onnx")
     real_open = OnnxRuntimeBackend._open_session

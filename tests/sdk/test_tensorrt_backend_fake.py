@@ -337,3 +337,20 @@ def test_fake_a_backend_dropped_without_close_still_frees_its_memory(cudart, tmp
         Embedder(make_engine(tmp_path), "tensorrt")
     gc.collect()
     assert cudart.memory and set(cudart.memory) <= set(cudart.freed)
+
+
+def test_engine_tensor_types_map_to_numpy_without_trt_nptype() -> None:
+    """vireid's own table (TensorRT 8.5's `nptype` fails on numpy >= 1.24); a type no vireid engine
+    has is refused by name. Plain stand-ins for TensorRT's enum members, which carry `.name`."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from vireid.backends.trt_engine import numpy_dtype
+    from vireid.errors import ArtifactError
+
+    assert numpy_dtype(SimpleNamespace(name="UINT8"), "images") == np.uint8
+    assert numpy_dtype(SimpleNamespace(name="HALF"), "embeddings") == np.float16
+    assert numpy_dtype("DataType.INT32", "modality") == np.int32  # str() of a member, as a fallback
+    with pytest.raises(ArtifactError, match=r"tensor 'embeddings' has TensorRT type BF16"):
+        numpy_dtype(SimpleNamespace(name="BF16"), "embeddings")
