@@ -289,7 +289,7 @@ def _enroll(args: argparse.Namespace) -> int:
         gallery = (
             Gallery.open(args.gallery, space, key_file=args.key_file) if _exists(args.gallery) else None
         )  # fail before embedding
-        if args.replace and (gallery is None or args.name not in {i.name for i in gallery.identities()}):
+        if args.replace and (gallery is None or args.name not in gallery):  # one indexed lookup
             if gallery is not None:
                 gallery.close()
             raise InputSpecError(

@@ -172,6 +172,7 @@ class GalleryStore:
         self.timeout = float(timeout)
         self.encrypted = key is not None
         self._open_key: tuple[int, int] | None = None
+        self._legacy: dict[str, int] | None = None  # see _legacy_names
         # one open at a time in this process, from "held?" to "registered": two threads opening the same
         # file at once could otherwise read its header from Python after the other's connection took its
         # locks, and closing that descriptor drops them for the whole process (see `check_header`)
@@ -450,14 +451,23 @@ class GalleryStore:
     @_translated
     def purge(self, before: float, drop_empty: bool) -> tuple[int, int]:
         """Delete embeddings with `timestamp < before` (and, with `drop_empty`, identities left with none)
-        in one transaction; returns (embeddings, identities) deleted."""
+        in one transaction; returns (embeddings, identities) deleted.
+
+        Nothing old: no write at all, so a periodic retention job does not make every reader (a
+        running pipeline) reload its index for nothing."""
+        old_rows = "SELECT 1 FROM embeddings WHERE timestamp < ? LIMIT 1"
+        if self._conn.execute(old_rows, (before,)).fetchone() is None:
+            return 0, 0
         with self.write(structural=True) as conn:
-            touched = [
-                row[0]
-                for row in conn.execute(
-                    "SELECT DISTINCT identity_id FROM embeddings WHERE timestamp < ?", (before,)
-                )
-            ]
+            # not SELECT DISTINCT: SQLite would scan every row in identity order instead of the time index
+            touched = sorted(
+                {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT identity_id FROM embeddings WHERE timestamp < ?", (before,)
+                    )
+                }
+            )
             old = "SELECT id FROM embeddings WHERE timestamp < ?"
             conn.execute(f"DELETE FROM vectors WHERE embedding_id IN ({old})", (before,))
             embeddings = conn.execute("DELETE FROM embeddings WHERE timestamp < ?", (before,)).rowcount
@@ -493,10 +503,24 @@ class GalleryStore:
         if name.isascii():
             return None
         wanted = unicodedata.normalize("NFC", name)
-        for identity_id, stored in self._conn.execute("SELECT id, name FROM identities"):
-            if not stored.isascii() and unicodedata.normalize("NFC", stored) == wanted:
-                return int(identity_id)
-        return None
+        identity_id = self._legacy_names().get(wanted)
+        if identity_id is None:
+            return None
+        row = self._conn.execute("SELECT name FROM identities WHERE id = ?", (identity_id,)).fetchone()
+        still = row is not None and unicodedata.normalize("NFC", row[0]) == wanted  # not removed or renamed
+        return identity_id if still else None
+
+    def _legacy_names(self) -> dict[str, int]:
+        """NFC form → id of the names stored in another form (by versions before names were kept in
+        NFC), read once: vireid writes NFC only, so no new ones appear, and a lookup checks that its
+        hit still holds. One scan per process, not one per new accented name (bulk imports were
+        quadratic)."""
+        if self._legacy is None:
+            self._legacy = {}
+            for identity_id, stored in self._conn.execute("SELECT id, name FROM identities"):
+                if not stored.isascii() and unicodedata.normalize("NFC", stored) != stored:
+                    self._legacy[unicodedata.normalize("NFC", stored)] = int(identity_id)
+        return self._legacy
 
     def _require_identity(self, name: str) -> int:
         identity_id = self._identity_id(name)

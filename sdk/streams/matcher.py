@@ -368,28 +368,36 @@ class Matcher:
     def _identify(self, records: list[TrackRecord], times: dict[TrackKey, float]) -> list[Event]:
         if self.gallery is None or not records:
             return []
+        scores = self._gallery_scores(records)
         events: list[Event] = []
-        for modality in Modality:
-            group = [r for r in records if r.modality is modality]
-            if not group:
-                continue
-            queries = np.stack([r.embedding for r in group])  # type: ignore[misc]
-            for record, scores in zip(group, self._gallery_scores(queries, modality), strict=True):
-                event = self._decide_name(record, scores, times[record.key])
-                if event is not None:
-                    events.append(event)
+        for modality in Modality:  # visible tracks' events first, as they always came
+            for record, found in zip(records, scores, strict=True):
+                if record.modality is modality:
+                    event = self._decide_name(record, found, times[record.key])
+                    if event is not None:
+                        events.append(event)
         return events
 
-    def _gallery_scores(self, queries: np.ndarray, modality: Modality) -> list[dict[str, _Score]]:
-        """Per query, the best score of each identity among the top ones and its threshold's excess."""
-        entries = [modality.other] if self.gallery_modality == "other" else list(Modality)
-        out: list[dict[str, _Score]] = [{} for _ in range(len(queries))]
-        for entry in entries:
-            threshold = self.threshold if entry is not modality else self.within_threshold[modality]
+    def _gallery_scores(self, records: list[TrackRecord]) -> list[dict[str, _Score]]:
+        """Per record, the best score of each identity among the top ones and its threshold's excess.
+
+        One gallery search per enrolled modality, with the tracks of both modalities that search it
+        in one batch (not one per pair of modalities: a search scans every enrolled centroid)."""
+        out: list[dict[str, _Score]] = [{} for _ in records]
+        for entry in Modality:
+            rows = [
+                i for i, r in enumerate(records) if self.gallery_modality == "any" or r.modality is not entry
+            ]
+            if not rows:
+                continue
+            queries = np.stack([records[i].embedding for i in rows])  # type: ignore[misc]
             results = self.gallery.search_identities(
                 queries, k=self.top_k, modality=entry, score=self.identity_score
             )
-            for scores, matches in zip(out, results, strict=True):
+            for i, matches in zip(rows, results, strict=True):
+                own = records[i].modality
+                threshold = self.threshold if entry is not own else self.within_threshold[own]
+                scores = out[i]
                 for m in matches:
                     excess = m.score - threshold
                     if m.identity not in scores or excess > scores[m.identity].excess:

@@ -493,6 +493,26 @@ def test_retention_purges_old_embeddings_and_emptied_identities_in_one_go(tmp_pa
             gallery.purge(0)
 
 
+def test_a_purge_with_nothing_old_writes_nothing_so_readers_keep_their_index(tmp_path: Path) -> None:
+    """A structural write makes every reader (a running pipeline) reload its whole index: an hourly
+    retention job that finds nothing must not cost them that."""
+    import sqlite3
+
+    def counters() -> dict[str, int]:
+        with sqlite3.connect(tmp_path / "r.db") as conn:
+            rows = conn.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'epoch')").fetchall()
+        conn.close()
+        return {key: int(value) for key, value in rows}
+
+    now = 1_800_000_000.0
+    with Gallery(tmp_path / "r.db", embedding_space="space-a", dim=4) as gallery:
+        gallery.enroll("new", np.eye(4, dtype=np.float32)[:2], "visible", timestamps=now - 86400.0)
+        before = counters()
+        assert gallery.purge(30, now=now) == (0, 0)
+        assert counters() == before
+        assert gallery.purge(0.5, now=now) == (2, 1) and counters()["epoch"] == before["epoch"] + 1
+
+
 def test_gallery_purge_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from vireid.cli.main import main
 
@@ -567,6 +587,31 @@ def test_names_are_one_identity_whatever_their_unicode_form_and_invisible_charac
         for invisible in ("a\u200bb", "a\u202eb", "a\u2028b", "a\x85b"):  # zero-width, bidi, separators, C1
             with pytest.raises(InputSpecError, match="control characters"):
                 gallery.enroll(invisible, np.eye(4, dtype=np.float32)[:1], "visible")
+
+
+def test_names_stored_in_another_unicode_form_are_found_with_one_scan_not_one_per_new_name(
+    tmp_path: Path,
+) -> None:
+    """Older versions stored names as given (NFD from macOS folders). Looking those up scans the
+    names; it used to scan them for every new accented name, so bulk imports were quadratic."""
+    import sqlite3
+
+    with Gallery(tmp_path / "g.db", embedding_space="s", dim=4) as gallery:
+        gallery.enroll("placeholder", np.eye(4, dtype=np.float32)[:1], "visible")
+    with sqlite3.connect(tmp_path / "g.db") as conn:  # as a version before NFC names wrote it
+        conn.execute("UPDATE identities SET name = ? WHERE name = 'placeholder'", ("Rene\u0301e",))
+    conn.close()
+    with Gallery(tmp_path / "g.db") as gallery:
+        scans: list[str] = []
+        gallery._store._conn.set_trace_callback(
+            lambda sql: scans.append(sql) if sql.strip() == "SELECT id, name FROM identities" else None
+        )
+        assert "Ren\u00e9e" in gallery and "Rene\u0301e" in gallery  # the legacy row, either form
+        for i in range(30):
+            gallery.enroll(f"Jos\u00e9-{i}", np.eye(4, dtype=np.float32)[1:2], "visible")
+        assert len(scans) == 1
+        gallery.rename("Ren\u00e9e", "Renata")
+        assert "Ren\u00e9e" not in gallery and "Renata" in gallery  # a renamed legacy row is gone
 
 
 def test_exact_ties_keep_the_older_embeddings_also_at_the_kth_place(tmp_path: Path) -> None:

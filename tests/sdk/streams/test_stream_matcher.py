@@ -367,3 +367,36 @@ def test_a_single_modality_site_keeps_no_ended_tracks_for_pairing() -> None:
             feed(m, frame("v", "visible", tid), tid, E[tid % DIM])
             m.end(("v", tid))
     assert len(visible_only._ended) == 0 and len(both._ended) == 5
+
+
+@pytest.mark.parametrize(("gallery_modality", "searches"), [("any", 2), ("other", 2)])
+def test_one_gallery_search_per_enrolled_modality_serves_both_modalities_tracks(
+    gallery, monkeypatch: pytest.MonkeyPatch, gallery_modality: str, searches: int
+) -> None:
+    """A search scans every enrolled centroid (100k identities: ~0.3 s each); with a visible and an
+    infrared track updated in one round there used to be one search per pair of modalities (4)."""
+    gallery.enroll("carol", E[2:3], "infrared")
+    calls: list[tuple[int, Modality]] = []
+    real = gallery.search_identities
+
+    def counting(queries, **kwargs):
+        calls.append((len(queries), Modality.parse(kwargs["modality"])))
+        return real(queries, **kwargs)
+
+    monkeypatch.setattr(gallery, "search_identities", counting)
+    m = Matcher(0.5, gallery=gallery, gallery_modality=gallery_modality, confirm=1)
+    vis, ir = frame("vis", "visible", 0), frame("ir", "ir", 0)
+    m.observe(vis, TrackUpdate([track(1)], started=[1]))
+    m.observe(ir, TrackUpdate([track(2)], started=[2]))
+    requests = [
+        CropRequest(("vis", 1), vis, track(1).det_box, 0.5),
+        CropRequest(("ir", 2), ir, track(2).det_box, 0.5),
+    ]
+    events = m.update(requests, np.stack([unit(E[2]), unit(E[0])]))
+    assert len(calls) == searches
+    if gallery_modality == "any":
+        assert sorted(n for n, _ in calls) == [2, 2]  # both tracks in each search
+        names = {(e.camera, e.name) for e in events if isinstance(e, Identified)}
+        assert names == {("vis", "carol"), ("ir", "alice")}  # each across modalities
+    else:
+        assert sorted((n, str(mod)) for n, mod in calls) == [(1, "infrared"), (1, "visible")]
