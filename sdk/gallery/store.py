@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
@@ -292,7 +292,7 @@ class GalleryStore:
     @_translated
     def enroll_many(
         self,
-        items: Sequence[tuple[str, Mapping[str, Any] | None, EmbeddingBatch]],
+        items: Iterable[tuple[str, Mapping[str, Any] | None, EmbeddingBatch]],
         existing: str = "add",
         created_at: Mapping[str, float] | None = None,
     ) -> list[np.ndarray]:

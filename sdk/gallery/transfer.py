@@ -26,6 +26,7 @@ import math
 import re
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,11 +301,23 @@ def _check_arrays(arrays: dict[str, np.ndarray], manifest: dict[str, Any], path:
         problems.append("non-finite timestamps")
     if (arrays["track_id"] < -1).any():
         problems.append("track ids below -1")
-    norms = np.linalg.norm(arrays["vectors"].astype(np.float64), axis=1)
-    if n and not (np.abs(norms - 1.0) <= UNIT_TOLERANCE).all():  # an export holds unit vectors only
-        problems.append(f"vectors that are not unit length (norms {norms.min():.4g} to {norms.max():.4g})")
+    low, high = _norm_range(arrays["vectors"])
+    if n and not (abs(low - 1.0) <= UNIT_TOLERANCE and abs(high - 1.0) <= UNIT_TOLERANCE):
+        problems.append(f"vectors that are not unit length (norms {low:.4g} to {high:.4g})")  # NaN too
     if problems:
         raise GalleryError(f"{path}: malformed export: {'; '.join(problems)}")
+
+
+def _norm_range(vectors: np.ndarray, block: int = 1 << 16) -> tuple[float, float]:
+    """Smallest and largest row norm (NaN if any is), a block of rows at a time: a float64 copy of a
+    whole export's vectors doubled the import's peak memory."""
+    low, high = math.inf, -math.inf
+    for start in range(0, len(vectors), block):
+        norms = np.linalg.norm(vectors[start : start + block], axis=1)
+        if not np.isfinite(norms).all():
+            return math.nan, math.nan
+        low, high = min(low, float(norms.min())), max(high, float(norms.max()))
+    return low, high
 
 
 def _created_at(manifest: dict[str, Any], path: Path) -> dict[str, float]:
@@ -325,23 +338,24 @@ def _created_at(manifest: dict[str, Any], path: Path) -> dict[str, float]:
 
 def _items(
     manifest: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
-) -> list[tuple[str, dict[str, Any], EmbeddingBatch]]:
+) -> Iterator[tuple[str, dict[str, Any], EmbeddingBatch]]:
+    """Names and metadata checked now (before any write); each identity's batch built only when the
+    import's transaction reaches it, so the vectors are not held twice over."""
     order = np.argsort(arrays["identity"], kind="stable")
     bounds = np.searchsorted(arrays["identity"][order], np.arange(len(manifest["identities"]) + 1))
-    items = []
+    checked = []
     for i, entry in enumerate(manifest["identities"]):
         try:
             name = check_name(entry.get("name") if isinstance(entry, dict) else None)
             metadata = entry.get("metadata", {})
             if not isinstance(metadata, dict):
                 raise InputSpecError(f"metadata of {name!r} must be an object")
-            rows = order[bounds[i] : bounds[i + 1]]
-            items.append((name, metadata, _batch(arrays, rows, manifest["dim"])))
         except InputSpecError as exc:
             raise GalleryError(f"{path}: identity #{i} of the export is invalid ({exc})") from exc
-    if len({name for name, _, _ in items}) != len(items):
+        checked.append((name, metadata, order[bounds[i] : bounds[i + 1]]))
+    if len({name for name, _, _ in checked}) != len(checked):
         raise GalleryError(f"{path}: the export names an identity twice; names must be unique")
-    return items
+    return ((name, metadata, _batch(arrays, rows, manifest["dim"])) for name, metadata, rows in checked)
 
 
 def _batch(arrays: dict[str, np.ndarray], rows: np.ndarray, dim: int) -> EmbeddingBatch:

@@ -145,6 +145,7 @@ def test_import_refuses_object_arrays_path_traversal_and_foreign_members(
         ({"vectors": np.ones((1, DIM), np.float64)}, "'vectors'"),
         ({"timestamp": np.array([np.nan])}, "timestamps"),
         ({"vectors": np.ones((1, DIM), np.float32)}, "not unit length"),  # scaled: foreign or corrupt
+        ({"vectors": np.full((1, DIM), np.nan, np.float32)}, r"not unit length \(norms nan to nan\)"),
         ({"vectors": np.ones((1, DIM + 1), np.float32)}, f"of {DIM} columns"),
     ],
 )
