@@ -72,6 +72,7 @@ class TrackRecord:
     partner_candidate: TrackKey | None = None
     partner_hits: int = 0
     ended: bool = False
+    _unit: tuple[int, np.ndarray | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> TrackKey:
@@ -79,11 +80,17 @@ class TrackRecord:
 
     @property
     def embedding(self) -> np.ndarray | None:
-        """The track's unit-length, quality-weighted mean embedding (None before the first crop)."""
+        """The track's unit-length, quality-weighted mean embedding (None before the first crop).
+
+        Kept until the next sample: cross-modal pairing reads every pairable track's embedding on
+        every update (a thousand ended tracks), and normalising them each time cost 20 ms."""
         if self.vector_sum is None:
             return None
-        norm = float(np.linalg.norm(self.vector_sum))
-        return (self.vector_sum / norm).astype(np.float32) if norm > 0 else None
+        if self._unit is None or self._unit[0] != self.samples:
+            norm = float(np.linalg.norm(self.vector_sum))
+            unit = (self.vector_sum / norm).astype(np.float32) if norm > 0 else None
+            self._unit = (self.samples, unit)
+        return self._unit[1]
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,16 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
     margin would let names flicker and a NaN quality floor would embed every crop)."""
     if not low <= value <= high:
         raise InputSpecError(f"Matcher {name} must be in [{low:g}, {high:g}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The pairable tracks of one modality for one update: records, their stacked unit embeddings,
+    and each record's row by key."""
+
+    records: list[TrackRecord]
+    matrix: np.ndarray
+    index: dict[TrackKey, int]
 
 
 def _excess_of(score: _Score | None) -> float:
@@ -436,27 +453,43 @@ class Matcher:
     def _cross_match(self, records: list[TrackRecord], times: dict[TrackKey, float]) -> list[Event]:
         events: list[Event] = []
         pool = self._pairable()
-        for record in records:
-            if record.samples < self.min_samples:
-                continue
-            others, matrix = pool[record.modality.other]
-            if not others:
-                continue
-            scores = matrix @ record.embedding  # type: ignore[operator]
-            best = others[int(np.argmax(scores))]
-            if record.partner is not None:  # the real score, before any lowering below
-                record.partner_score = next(
-                    (float(s) for r, s in zip(others, scores, strict=True) if r.key == record.partner),
-                    record.partner_score,
-                )
-            if not self._mutual(record, best, pool[record.modality]):
+        ready = [r for r in records if r.samples >= self.min_samples and pool[r.modality.other].records]
+        scored = self._cross_scores(ready, pool)
+        for record in ready:  # in order: each decision sees the pairs the earlier ones made
+            others = pool[record.modality.other]
+            scores, mutual = scored[record.key]
+            where = others.index.get(record.partner) if record.partner is not None else None
+            if where is not None:  # the real score, before any lowering below
+                record.partner_score = float(scores[where])
+            if not mutual:
                 scores = np.minimum(scores, self.cross_threshold - 1.0)  # not each other's best: no decision
-            event = self._decide_partner(record, others, scores, times[record.key])
+            event = self._decide_partner(record, others.records, scores, times[record.key])
             if event is not None:
                 events.append(event)
         return events
 
-    def _pairable(self) -> dict[Modality, tuple[list[TrackRecord], np.ndarray]]:
+    @staticmethod
+    def _cross_scores(
+        ready: list[TrackRecord], pool: dict[Modality, _Pool]
+    ) -> dict[TrackKey, tuple[np.ndarray, bool]]:
+        """Per updated track: its scores against the other modality's pairable tracks, and whether it
+        is in turn the best match of its own best (mutual). Two matrix products per modality, not two
+        matrix-vector products per track: with a thousand ended tracks those reread the whole pool
+        for every crop."""
+        out = {}
+        for modality in Modality:
+            group = [r for r in ready if r.modality is modality]
+            if not group:
+                continue
+            others, own = pool[modality.other], pool[modality]
+            scores = np.stack([r.embedding for r in group]) @ others.matrix.T  # type: ignore[misc]
+            best = np.argmax(scores, axis=1)
+            back = np.argmax(others.matrix[best] @ own.matrix.T, axis=1)  # each best's own best
+            for j, record in enumerate(group):
+                out[record.key] = (scores[j], own.records[int(back[j])].key == record.key)
+        return out
+
+    def _pairable(self) -> dict[Modality, _Pool]:
         """Tracks with enough samples to pair (live, or ended within the window), by modality, with
         their embeddings stacked once per update: with a thousand ended tracks, stacking them again
         for every updated track cost more than a frame's time budget."""
@@ -465,32 +498,21 @@ class Matcher:
         for modality in Modality:
             group = [r for r in pool if r.modality is modality]
             matrix = np.stack([r.embedding for r in group]) if group else np.zeros((0, 0), np.float32)
-            out[modality] = (group, matrix)
+            out[modality] = _Pool(group, matrix, {r.key: i for i, r in enumerate(group)})
         return out
-
-    @staticmethod
-    def _mutual(
-        record: TrackRecord, other: TrackRecord, rivals: tuple[list[TrackRecord], np.ndarray]
-    ) -> bool:
-        """Whether `record` is also the best match of `other` among `rivals`, the pairable tracks of
-        `record`'s modality (`record` among them)."""
-        group, matrix = rivals
-        scores = matrix @ other.embedding  # type: ignore[operator]
-        return group[int(np.argmax(scores))].key == record.key
 
     def _decide_partner(
         self, record: TrackRecord, others: list[TrackRecord], scores: np.ndarray, now: float
     ) -> CrossModalMatch | None:
-        by_key = {r.key: float(s) for r, s in zip(others, scores, strict=True)}
         partner = others[int(np.argmax(scores))]
-        best = partner.key
-        if by_key[best] < self.cross_threshold or best == record.partner:
+        best, best_score = partner.key, float(np.max(scores))
+        if best_score < self.cross_threshold or best == record.partner:
             record.partner_candidate, record.partner_hits = None, 0
             return None
-        if record.partner is not None and by_key[best] < record.partner_score + self.margin:
+        if record.partner is not None and best_score < record.partner_score + self.margin:
             record.partner_candidate, record.partner_hits = None, 0
             return None
-        if partner.partner not in (None, record.key) and by_key[best] < partner.partner_score + self.margin:
+        if partner.partner not in (None, record.key) and best_score < partner.partner_score + self.margin:
             # taking a track from its partner needs the same margin as leaving one's own: without it
             # two near-equal rivals would take it from each other on every update
             record.partner_candidate, record.partner_hits = None, 0
@@ -499,9 +521,9 @@ class Matcher:
         record.partner_candidate = best
         if record.partner_hits < self.confirm:
             return None
-        self._pair(record, partner, by_key[best])
+        self._pair(record, partner, best_score)
         visible, infrared = (record.key, best) if record.modality is Modality.VISIBLE else (best, record.key)
-        return CrossModalMatch(now, visible[0], visible[1], infrared[0], infrared[1], by_key[best])
+        return CrossModalMatch(now, visible[0], visible[1], infrared[0], infrared[1], best_score)
 
     def _pair(self, one: TrackRecord, other: TrackRecord, score: float) -> None:
         """Make two tracks each other's partner, releasing the partners they had (whose own partner
