@@ -221,3 +221,170 @@ def test_tracker_on_a_generated_scene(scene: Path) -> None:
         assert scored.id_switches <= 4, (camera, scored.id_switches)
         covered = {scored.identity(t) for t in scored.votes}
         assert len(covered & people) >= 2, (camera, covered)
+
+
+# ----- assignment by groups vs the padded solver ---------------------------------------------------
+def _padded_assign(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference: `assign` as it was, one (n + m)-square extended problem over the whole matrix."""
+    cost = np.asarray(cost, np.float64)
+    n, m = cost.shape
+    if n == 0 or m == 0:
+        return np.zeros((0, 2), np.int64), np.arange(n), np.arange(m)
+    big = np.full((n + m, n + m), 1e9)
+    big[:n, :m] = np.where(cost < limit, cost, 1e9)
+    big[n:, m:] = 0.0
+    big[np.arange(n), m + np.arange(n)] = limit / 2
+    big[n + np.arange(m), np.arange(m)] = limit / 2
+    rows, cols = linear_sum_assignment(big)
+    pairs = (rows < n) & (cols < m)
+    matches = np.stack([rows[pairs], cols[pairs]], axis=1).astype(np.int64)
+    return matches, np.setdiff1d(np.arange(n), matches[:, 0]), np.setdiff1d(np.arange(m), matches[:, 1])
+
+
+def _best_total(cost: np.ndarray, limit: float) -> float:
+    """Exhaustive search: the least sum of `cost - limit` over matchings of pairs below the limit."""
+    n, m = cost.shape
+
+    def best(row: int, used: frozenset[int]) -> float:
+        if row == n:
+            return 0.0
+        options = [best(row + 1, used)]  # the row left unmatched
+        options += [
+            cost[row, j] - limit + best(row + 1, used | {j})
+            for j in range(m)
+            if j not in used and cost[row, j] < limit
+        ]
+        return min(options)
+
+    return best(0, frozenset())
+
+
+def _check_valid(cost: np.ndarray, limit: float, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    matches, rows, cols = result
+    assert matches.dtype == np.int64 and matches.shape == (len(matches), 2)
+    assert matches[:, 0].tolist() == sorted(set(matches[:, 0].tolist()))  # sorted by row, each once
+    assert len(set(matches[:, 1].tolist())) == len(matches)
+    assert (cost[matches[:, 0], matches[:, 1]] < limit).all()
+    assert sorted(matches[:, 0].tolist() + rows.tolist()) == list(range(cost.shape[0]))
+    assert sorted(matches[:, 1].tolist() + cols.tolist()) == list(range(cost.shape[1]))
+
+
+def _random_cost(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """Uniform costs, some rows and columns refused everywhere, some matrices sparse like a tracker's."""
+    cost = rng.random((n, m)) * 1.4
+    if n and m and rng.random() < 0.5:
+        cost[rng.random((n, m)) < 0.7] = np.inf
+    cost[rng.random(n) < 0.15] = 2.0
+    cost[:, rng.random(m) < 0.15] = 2.0
+    return cost
+
+
+def test_assign_gives_the_padded_solvers_matches_on_random_costs() -> None:
+    """Real-valued costs (no exact ties): every match, unmatched row and column is the padded solver's."""
+    rng = np.random.default_rng(7)
+    shapes = [(0, 0), (0, 4), (3, 0), (1, 1), (1, 6), (6, 1)] + [
+        tuple(s) for s in rng.integers(1, 9, (150, 2))
+    ]
+    shapes += [tuple(s) for s in rng.integers(10, 31, (10, 2))]
+    for n, m in shapes:
+        cost, limit = _random_cost(rng, n, m), float(rng.choice([0.5, 0.8, 1.0]))
+        got, want = assign(cost, limit), _padded_assign(cost, limit)
+        _check_valid(cost, limit, got)
+        for g, w in zip(got, want, strict=True):
+            assert g.dtype == w.dtype and g.tolist() == w.tolist(), (cost, limit)
+
+
+def test_assign_is_optimal_when_costs_tie() -> None:
+    """Costs in eighths (sums exact): many equal optima; whichever is chosen must be one of them."""
+    rng = np.random.default_rng(8)
+    for _ in range(300):
+        n, m = rng.integers(0, 6, 2)
+        cost = rng.choice([0.125, 0.25, 0.5, 0.75, 0.875, 1.0, 3.0], (n, m))
+        if n and m and rng.random() < 0.3:  # identical rows and columns: duplicate tracks and boxes
+            cost[rng.integers(n)] = cost[rng.integers(n)]
+            cost[:, rng.integers(m)] = cost[:, rng.integers(m)]
+        got = assign(cost, 1.0)
+        _check_valid(cost, 1.0, got)
+        total = float((cost[got[0][:, 0], got[0][:, 1]] - 1.0).sum())
+        assert total == _best_total(cost, 1.0), cost
+        padded = _padded_assign(cost, 1.0)[0]
+        assert total == float((cost[padded[:, 0], padded[:, 1]] - 1.0).sum())
+
+
+def test_assign_breaks_ties_by_order_within_a_group_alone() -> None:
+    """A row's equal partners: the first column wins (a column's: the first row), and a group's choice
+    never depends on the rest of the matrix. The padded solver let an unrelated person decide: it gave
+    this row its first tied box alone and its last one with somebody else on the row above."""
+    row = np.array([[0.75, 0.5, 0.5]])
+    assert assign(row, 1.0)[0].tolist() == [[0, 1]]
+    assert assign(row.T, 1.0)[0].tolist() == [[1, 0]]
+    assert assign(np.array([[0.2, 0.2, 0.2]]).T, 1.0)[0].tolist() == [[0, 0]]
+    other = np.full((2, 5), 9.0)
+    other[0, :2], other[1, 2:] = 0.3, row[0]
+    assert _padded_assign(other, 1.0)[0].tolist() == [[0, 0], [1, 4]]  # the old, order-dependent tie
+    assert assign(other, 1.0)[0].tolist() == [[0, 0], [1, 3]]
+    rng = np.random.default_rng(9)
+    for _ in range(100):  # groups stacked block-diagonally are solved as each is alone
+        blocks = [rng.choice([0.25, 0.5, 0.75, 3.0], tuple(rng.integers(1, 4, 2))) for _ in range(3)]
+        whole = np.full((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)), 3.0)
+        expected, r0, c0 = [], 0, 0
+        for block in blocks:
+            whole[r0 : r0 + block.shape[0], c0 : c0 + block.shape[1]] = block
+            expected += [[r0 + i, c0 + j] for i, j in assign(block, 1.0)[0].tolist()]
+            r0, c0 = r0 + block.shape[0], c0 + block.shape[1]
+        assert assign(whole, 1.0)[0].tolist() == sorted(expected)
+
+
+def test_assign_solves_a_hundred_independent_people() -> None:
+    """100 tracks, 100 boxes in shuffled order: each track overlaps its own box and sometimes a
+    neighbour's (costlier); some people are missed and some boxes are newcomers. Each track must get
+    its own box, exactly what the padded solver finds."""
+    rng = np.random.default_rng(10)
+    n = 100
+    box_of = rng.permutation(n)  # track i's own box
+    missed = rng.random(n) < 0.1
+    cost = np.full((n, n), 1.0)
+    for i in range(n):
+        if not missed[i]:
+            cost[i, box_of[i]] = rng.uniform(0.05, 0.4)
+        if i and rng.random() < 0.4 and not missed[i - 1]:
+            cost[i, box_of[i - 1]] = rng.uniform(0.45, 0.79)  # overlaps the previous person's box too
+    matches, rows, cols = assign(cost, 0.8)
+    assert matches.tolist() == [[i, box_of[i]] for i in range(n) if not missed[i]]
+    assert rows.tolist() == np.flatnonzero(missed).tolist() and cols.tolist() == sorted(box_of[missed])
+    for got, want in zip((matches, rows, cols), _padded_assign(cost, 0.8), strict=True):
+        assert got.tolist() == want.tolist()
+
+
+def test_tracker_follows_a_crowd_as_with_the_padded_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 people walking, crossing and overlapping: the tracker reports the same tracks on every frame
+    whichever solver it uses (its costs are real-valued IoUs: no exact ties)."""
+    import vireid.streams.track as track_module
+
+    rng = np.random.default_rng(11)
+    n = 40
+    height = rng.uniform(100, 220, n)
+    x, y = rng.uniform(0, 900, n), rng.uniform(0, 500, n)
+    boxes = np.stack([x, y, x + 0.4 * height, y + height], 1)
+    velocity = rng.normal(0, 5, (n, 2))
+    frames = []
+    for _ in range(25):
+        boxes += np.tile(velocity, 2)
+        seen = rng.random(n) > 0.1
+        noisy = (boxes + rng.normal(0, 2, boxes.shape))[seen]
+        scores = rng.uniform(0.2, 0.95, int(seen.sum()))
+        frames.append(Detections(noisy.astype(np.float32), scores.astype(np.float32)))
+
+    def run() -> list[tuple[list[int], list[int], list[list[float]]]]:
+        tracker = ByteTracker()
+        out = []
+        for detections in frames:
+            update = tracker.update(detections, size=(800, 1100))
+            out.append(
+                (update.started, update.ended, [[t.track_id, *t.det_box.tolist()] for t in update.tracks])
+            )
+        return out
+
+    fast = run()
+    monkeypatch.setattr(track_module, "assign", _padded_assign)
+    assert run() == fast and sum(len(tracks) for _, _, tracks in fast) > 20 * n * 0.8
