@@ -100,11 +100,12 @@ def damaged_vectors(vectors: np.ndarray, path: str, names: Callable[[np.ndarray]
         norms = np.linalg.norm(vectors, axis=1)
     bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN is bad too
     if len(bad):
-        who = names(bad)
+        who = names(bad[:100])  # a wholly damaged file: naming a hundred says enough (and fits in SQL)
         raise GalleryError(
             f"{path}: {len(bad)} stored embeddings of {who[:10]} are not finite unit vectors; the file "
-            "is damaged or was written by something other than vireid. Restore it from a backup or an "
-            "export, or remove those identities (`vireid gallery remove NAME`) and enrol them again."
+            "is damaged, was written by something other than vireid, or holds vectors of an older vireid "
+            "that stored very small inputs unnormalised. Restore it from a backup or an export, or "
+            f"remove those identities (`vireid gallery remove --gallery {path} NAME`) and enrol them again."
         )
 
 
@@ -503,6 +504,10 @@ class GalleryStore:
         if name.isascii():
             return None
         wanted = unicodedata.normalize("NFC", name)
+        if wanted != name:  # asked in another form (NFD from a macOS folder): stored names are NFC
+            row = self._conn.execute("SELECT id FROM identities WHERE name = ?", (wanted,)).fetchone()
+            if row is not None:
+                return int(row[0])
         identity_id = self._legacy_names().get(wanted)
         if identity_id is None:
             return None

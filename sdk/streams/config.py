@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ..embedder import Embedder
 from ..errors import ConfigError, VireidError
@@ -82,11 +85,16 @@ class PipelineConfig:
         object.__setattr__(self, "tracker", read_only(self.tracker))
 
 
+def _is_number(value: Any, kind: type) -> bool:
+    """A number of `kind` (numbers.Integral or Real: numpy scalars too), never a bool."""
+    return isinstance(value, kind) and not isinstance(value, bool | np.bool_)
+
+
 def _counts(config: PipelineConfig, names: tuple[str, ...]) -> list[str]:
     return [
         f"{name} must be a whole number of at least 1, got {getattr(config, name)!r}"
         for name in names
-        if not (isinstance(getattr(config, name), int) and getattr(config, name) >= 1)
+        if not (_is_number(getattr(config, name), numbers.Integral) and getattr(config, name) >= 1)
     ]
 
 
@@ -94,7 +102,7 @@ def _ranges(config: PipelineConfig, limits: Mapping[str, tuple[float, float]]) -
     return [
         f"{name} must be in [{low:g}, {high:g}], got {getattr(config, name)!r}"
         for name, (low, high) in limits.items()
-        if not (isinstance(getattr(config, name), int | float) and low <= getattr(config, name) <= high)
+        if not (_is_number(getattr(config, name), numbers.Real) and low <= getattr(config, name) <= high)
     ]
 
 
@@ -108,7 +116,7 @@ def _cosines(config: PipelineConfig) -> list[str]:
     return [
         f"{name} is a cosine similarity in [-1, 1], got {value!r}"
         for name, value in values.items()
-        if value is not None and not (isinstance(value, int | float) and -1.0 <= value <= 1.0)
+        if value is not None and not (_is_number(value, numbers.Real) and -1.0 <= value <= 1.0)
     ]
 
 

@@ -72,7 +72,9 @@ class TrackRecord:
     partner_candidate: TrackKey | None = None
     partner_hits: int = 0
     ended: bool = False
-    _unit: tuple[int, np.ndarray | None] | None = field(default=None, repr=False, compare=False)
+    _unit: tuple[np.ndarray, np.ndarray | None] | None = field(
+        init=False, default=None, repr=False, compare=False
+    )
 
     @property
     def key(self) -> TrackKey:
@@ -82,15 +84,18 @@ class TrackRecord:
     def embedding(self) -> np.ndarray | None:
         """The track's unit-length, quality-weighted mean embedding (None before the first crop).
 
-        Kept until the next sample: cross-modal pairing reads every pairable track's embedding on
-        every update (a thousand ended tracks), and normalising them each time cost 20 ms."""
-        if self.vector_sum is None:
+        Kept for as long as `vector_sum` is the same array (each sample makes a new one):
+        cross-modal pairing reads every pairable track's embedding on every update (a thousand ended
+        tracks), and normalising them each time cost 20 ms."""
+        source = self.vector_sum
+        if source is None:
             return None
-        if self._unit is None or self._unit[0] != self.samples:
-            norm = float(np.linalg.norm(self.vector_sum))
-            unit = (self.vector_sum / norm).astype(np.float32) if norm > 0 else None
-            self._unit = (self.samples, unit)
-        return self._unit[1]
+        cached = self._unit
+        if cached is None or cached[0] is not source:
+            norm = float(np.linalg.norm(source))
+            cached = (source, (source / norm).astype(np.float32) if norm > 0 else None)
+            self._unit = cached
+        return cached[1]
 
 
 @dataclass(frozen=True)

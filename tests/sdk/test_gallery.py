@@ -583,6 +583,7 @@ def test_names_are_one_identity_whatever_their_unicode_form_and_invisible_charac
         gallery.enroll(typed, np.eye(4, dtype=np.float32)[:1], "visible")
         gallery.enroll(from_a_mac_folder, np.eye(4, dtype=np.float32)[1:2], "visible")
         assert [(i.name, sum(i.counts.values())) for i in gallery.identities()] == [(typed, 2)]
+        assert from_a_mac_folder in gallery and typed in gallery  # `gallery enroll --replace` asks this
         assert gallery.remove(from_a_mac_folder) == 2
         for invisible in ("a\u200bb", "a\u202eb", "a\u2028b", "a\x85b"):  # zero-width, bidi, separators, C1
             with pytest.raises(InputSpecError, match="control characters"):

@@ -117,3 +117,11 @@ def test_json_writes_null_for_nan_and_infinities_never_invalid_tokens() -> None:
     text = jsonio.dumps(payload)
     assert json.loads(text) == {"a": None, "b": [None, 1.5, None], "c": [3]}
     assert "NaN" not in text and "Infinity" not in text
+
+
+def test_json_cleans_arrays_and_what_a_default_hook_returns() -> None:
+    """A checkpoint description goes through a `default=` hook (tensors to lists): a NaN there raised
+    ValueError and aborted the save."""
+    assert json.loads(jsonio.dumps({"a": np.array([np.nan, 1.0])})) == {"a": [None, 1.0]}
+    text = jsonio.dumps({"t": object()}, default=lambda _: [math.inf, 2])
+    assert json.loads(text) == {"t": [None, 2]}

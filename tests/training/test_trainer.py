@@ -331,6 +331,24 @@ def test_non_finite_gradient_norms_are_counted_not_logged_as_infinity(caplog) ->
         Trainer._grad_record(plain, float("inf"))
 
 
+def test_a_step_with_non_finite_gradients_is_skipped_without_amp(
+    sysu: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without AMP nothing else skips such a step: it used to be applied. The gradient norm is faked
+    as NaN (the trainer's clip call, patched); the weights must end as they started."""
+    import vireid.training.trainer as trainer_module
+
+    trainer = Trainer(_config(**{"optim.epochs": 1, "run.eval_every": 0}), sysu, tmp_path / "run")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    monkeypatch.setattr(
+        trainer_module.torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("nan"))
+    )
+    trainer.fit()
+    after = trainer.model.state_dict()
+    trained = [k for k, v in before.items() if v.is_floating_point() and "running" not in k]
+    assert trained and all(torch.equal(before[k], after[k]) for k in trained)
+
+
 def test_a_diverging_run_stops_with_an_error_and_saves_no_nan_checkpoint(sysu: Path, tmp_path: Path) -> None:
     config = _config(**{"optim.lr": 1e38, "run.eval_every": 0})  # the first step overflows the weights
     with pytest.raises(TrainingError, match="training diverged"):

@@ -8,7 +8,7 @@ import pytest
 
 from vireid import Gallery, InputSpecError, Modality
 from vireid.streams import CrossModalMatch, Frame, Identified, Matcher, TrackEnded, TrackStarted
-from vireid.streams.matcher import CropRequest
+from vireid.streams.matcher import CropRequest, TrackRecord
 from vireid.streams.quality import crop_quality, occlusion
 from vireid.streams.track import Track, TrackUpdate
 
@@ -400,3 +400,13 @@ def test_one_gallery_search_per_enrolled_modality_serves_both_modalities_tracks(
         assert names == {("vis", "carol"), ("ir", "alice")}  # each across modalities
     else:
         assert sorted((n, str(mod)) for n, mod in calls) == [(1, "infrared"), (1, "visible")]
+
+
+def test_a_tracks_kept_unit_embedding_follows_a_new_vector_sum() -> None:
+    """The unit embedding is kept between samples (pairing reads every track's on every update); it
+    must follow `vector_sum` whenever that is replaced, samples counted or not."""
+    record = TrackRecord("c", Modality.VISIBLE, 1, 0, 0.0, 0, 0.0, np.zeros(4, np.float32), samples=5)
+    record.vector_sum = np.array([3.0, 4.0, 0.0, 0.0])
+    np.testing.assert_allclose(record.embedding, [0.6, 0.8, 0, 0])
+    record.vector_sum = np.array([0.0, 0.0, 2.0, 0.0])  # same sample count
+    np.testing.assert_allclose(record.embedding, [0, 0, 1, 0])

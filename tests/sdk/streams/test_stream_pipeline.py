@@ -576,3 +576,10 @@ def test_a_pipelines_repr_names_its_cameras_model_gallery_and_state(
     assert text.endswith(", ready)")
     pipeline.stop()
     assert repr(pipeline).endswith(", stopped)")
+
+
+def test_pipeline_config_takes_numpy_numbers_but_not_booleans() -> None:
+    config = PipelineConfig(margin=np.float32(0.05), embed_every=np.int64(5), threshold=np.float64(0.5))
+    assert config.embed_every == 5
+    with pytest.raises(ConfigError, match="max_crops must be a whole number of at least 1, got True"):
+        PipelineConfig(max_crops=True)
