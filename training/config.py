@@ -31,6 +31,8 @@ MODEL_LOSS_WEIGHTS = (
 
 
 VAL_SPLITS = ("test", "val")
+CPU_PRECISIONS = ("fp32", "bf16", "auto")
+"""`run.cpu_precision`: float32, bfloat16 autocast always, or bfloat16 where the CPU has AMX units."""
 VAL_PROTOCOLS = {"sysu": ("sysu-all", "sysu-indoor"), "regdb": ("regdb-v2t", "regdb-t2v")}
 """Protocols the periodic validation can run per dataset; the first is the default."""
 DEFAULT_VAL_PROTOCOL = {dataset: protocols[0] for dataset, protocols in VAL_PROTOCOLS.items()}
@@ -126,7 +128,8 @@ class RunConfig:
 
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # mixed precision on CUDA only
+    amp: bool = True  # float16 mixed precision with loss scaling, on CUDA
+    cpu_precision: str = "fp32"  # on CPU: fp32 | bf16 | auto (bfloat16 autocast where the CPU has AMX)
     threads: int | None = None  # torch intra-op threads on CPU (default: all available cores)
     eval_every: int = 5  # epochs; 0 disables periodic validation
     log_every: int = 20  # iterations
@@ -262,6 +265,8 @@ def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
         hint_text = ""
         if hint is float and isinstance(value, str) and _is_number(value):  # YAML 1.1: 1e-3 is not a float
             hint_text = f"; YAML reads {value} as text: write {_yaml_float(value)}"
+        if hint is str and isinstance(value, bool):  # YAML 1.1: off, no, on, yes are booleans
+            hint_text = "; YAML reads on/off/yes/no unquoted as a boolean: quote the word"
         raise ConfigError(
             f"{source}: {key} must be {hint.__name__}, got {value!r} ({type(value).__name__}){hint_text}"
         )
@@ -308,6 +313,8 @@ def _validate(cfg: TrainConfig) -> None:
         "test for RegDB (its splits have no val identities)",
         cfg.data.val_split,
     )
+    precision = cfg.run.cpu_precision
+    _check(precision in CPU_PRECISIONS, "run.cpu_precision", f"one of {', '.join(CPU_PRECISIONS)}", precision)
     _check(cfg.sampler.num_ids >= 2, "sampler.num_ids", ">= 2", cfg.sampler.num_ids)
     _check(cfg.sampler.num_instances >= 1, "sampler.num_instances", ">= 1", cfg.sampler.num_instances)
     iters = cfg.sampler.iters_per_epoch

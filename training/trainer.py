@@ -1,5 +1,6 @@
-"""The training loop: cross-modal P×K batches, SGD with warm-up and steps, AMP on CUDA, exact resume,
-periodic validation, best/last checkpoints, JSONL metrics, DistributedDataParallel under torchrun.
+"""The training loop: cross-modal P×K batches, SGD with warm-up and steps, AMP on CUDA (bfloat16 on AMX
+CPUs), exact resume, periodic validation, best/last checkpoints, JSONL metrics, DistributedDataParallel
+under torchrun.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ from .factory import (
 )
 from .images import ImageStore
 from .models.heads import GeM
+from .precision import autocast_dtype
 from .sampler import CrossModalIdentitySampler
 from .schedule import lr_factor
 
 nn = torch.nn
 log = logging.getLogger("vireid.train")
+
+_DTYPE_NAMES = {torch.float16: "float16 autocast", torch.bfloat16: "bfloat16 autocast"}
 
 MAX_NONFINITE_STEPS = 20
 """Consecutive steps with NaN/inf gradients (without AMP, which skips them by design) that stop a run."""
@@ -119,6 +123,7 @@ class Trainer:
         self.rank, self.world = _distributed(device)
         self._replaces_run = _check_run_folder(self.out_dir, resume, overwrite)
         self.device = _rank_device(device, self.world)
+        self._autocast = autocast_dtype(self.device, config.run.amp, config.run.cpu_precision)
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
@@ -161,7 +166,8 @@ class Trainer:
 
     @property
     def _amp(self) -> bool:
-        return self.cfg.run.amp and self.device.type == "cuda"
+        """float16 autocast with loss scaling (CUDA); bfloat16 on a CPU needs no scaler."""
+        return self._autocast == torch.float16
 
     def _load_train_set(self) -> tuple[ImageSet, np.ndarray, int]:
         images = training_images(self.cfg, self.data_root)
@@ -344,7 +350,7 @@ class Trainer:
         x = torch.from_numpy(images).to(self.device, non_blocking=True)
         mod = torch.from_numpy(modalities.astype(np.int32)).to(self.device)
         y = torch.from_numpy(batch.labels.astype(np.int64)).to(self.device)
-        with torch.autocast(self.device.type, enabled=self._amp):
+        with torch.autocast(self.device.type, dtype=self._autocast, enabled=self._autocast is not None):
             output = self.net(x, mod)
             loss, parts = self.criterion(output, y, mod)
         self.optimizer.zero_grad(set_to_none=True)
@@ -468,6 +474,7 @@ class Trainer:
             "epoch": epoch,
             "step": self.step,
             "train_config": self.cfg.to_dict(),
+            "computed_in": _DTYPE_NAMES.get(self._autocast, "float32"),  # what `auto` resolved to here
             "metrics": {"best_score": self.best_score, "best": self.best_metrics},
             "data": data_fingerprint(self.cfg.data.dataset, self.data_root, self.train_set),
         }

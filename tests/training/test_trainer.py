@@ -486,3 +486,80 @@ def test_resuming_a_run_saved_before_the_gem_group_restarts_the_momentum_only(
     with caplog.at_level(logging.WARNING):
         resumed = train(_config(), sysu, tmp_path / "run", resume=True)
     assert resumed.epochs_run == 1 and "optimizer state of an older vireid" in caplog.text
+
+
+def _conv_output_dtypes(trainer: Trainer) -> set[torch.dtype]:
+    """Records the dtype of the first convolution's output in every forward pass of `trainer`'s model."""
+    seen: set[torch.dtype] = set()
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("precision", "computes"),
+    [("fp32", {torch.float32}), ("bf16", {torch.bfloat16, torch.float32})],
+)
+def test_cpu_precision_sets_what_the_training_steps_compute_in(
+    sysu: Path, tmp_path: Path, precision: str, computes: set[torch.dtype]
+) -> None:
+    """bfloat16 autocast on the CPU (emulated where the CPU lacks AMX, so this runs anywhere): the steps
+    compute in it; validation (float32), the weights, the losses and the checkpoint stay float32."""
+    trainer = Trainer(_config(**{"run.cpu_precision": precision, "optim.epochs": 1}), sysu, tmp_path / "run")
+    seen = _conv_output_dtypes(trainer)
+    result = trainer.fit()
+    assert seen == computes
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in records if r["event"] == "step")
+    state = _state(result.last)
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float32}
+    meta = json.loads(result.last.with_suffix(".json").read_text())
+    assert meta["computed_in"] == {"fp32": "float32", "bf16": "bfloat16 autocast"}[precision]
+
+
+def test_cpu_precision_is_validated_and_names_the_yaml_boolean_trap(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"run.cpu_precision must be one of fp32, bf16, auto, got 'half'"):
+        _config(**{"run.cpu_precision": "half"})
+    config = tmp_path / "off.yaml"
+    config.write_text("run:\n  cpu_precision: off\n")
+    with pytest.raises(ConfigError, match=r"run.cpu_precision must be str, got False .*quote the word"):
+        TrainConfig.from_yaml(config)
+
+
+@pytest.mark.parametrize(
+    ("device", "amp", "precision", "amx", "expected"),
+    [
+        ("cpu", True, "fp32", True, None),
+        ("cpu", True, "auto", True, torch.bfloat16),
+        ("cpu", True, "auto", False, None),
+        ("cpu", True, "bf16", False, torch.bfloat16),  # asked for: kept, with a warning
+        ("cuda", True, "auto", True, torch.float16),  # run.amp decides on CUDA
+        ("cuda", False, "bf16", True, None),
+    ],
+)
+def test_autocast_type_by_device_and_cpu_features_with_the_amx_probe_faked(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    device: str,
+    amp: bool,
+    precision: str,
+    amx: bool,
+    expected: torch.dtype | None,
+) -> None:
+    from vireid.training import precision as module
+
+    monkeypatch.setattr(module, "cpu_has_amx", lambda: amx)
+    with caplog.at_level(logging.INFO, logger="vireid.train"):
+        assert module.autocast_dtype(torch.device(device), amp, precision) == expected
+    if precision == "bf16" and not amx and device == "cpu":
+        assert "no AMX" in caplog.text and "slower than float32" in caplog.text
+
+
+def test_the_amx_probe_answers_on_this_torch() -> None:
+    from vireid.training.precision import cpu_has_amx
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    if "amx_tile" in flags.split():
+        assert cpu_has_amx() is True
+    elif flags:
+        assert cpu_has_amx() is False
