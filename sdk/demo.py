@@ -168,7 +168,7 @@ def train(paths: DemoPaths, quiet: bool, config_file: Path = DEMO_CONFIG) -> Pat
         if (paths.run / "last.json").exists():
             print(f"   {paths.run} holds a training of another config or other data; starting over")
         result = run_training(config, paths.train_data, paths.run, overwrite=True)
-        print(f"   trained {result.epochs_run} epochs in {result.seconds:.0f} s")
+        print(f"   trained {result.epochs_run} epochs in {result.seconds:.0f} s ({result.computed_in})")
     _done(started)
     return paths.run / "last.safetensors"
 

@@ -62,6 +62,7 @@ class TrainResult:
     epochs_run: int
     best_metrics: dict[str, float | int | str] = field(default_factory=dict)
     seconds: float = 0.0
+    computed_in: str = "float32"  # or "bfloat16 autocast" / "float16 autocast" (run.cpu_precision, run.amp)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -168,6 +169,10 @@ class Trainer:
     def _amp(self) -> bool:
         """float16 autocast with loss scaling (CUDA); bfloat16 on a CPU needs no scaler."""
         return self._autocast == torch.float16
+
+    @property
+    def _computed_in(self) -> str:
+        return _DTYPE_NAMES.get(self._autocast, "float32")
 
     def _load_train_set(self) -> tuple[ImageSet, np.ndarray, int]:
         images = training_images(self.cfg, self.data_root)
@@ -314,6 +319,7 @@ class Trainer:
             epochs_run=self.cfg.optim.epochs - self.start_epoch + 1,
             best_metrics=self.best_metrics,
             seconds=time.monotonic() - started,
+            computed_in=self._computed_in,
         )
 
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -474,7 +480,7 @@ class Trainer:
             "epoch": epoch,
             "step": self.step,
             "train_config": self.cfg.to_dict(),
-            "computed_in": _DTYPE_NAMES.get(self._autocast, "float32"),  # what `auto` resolved to here
+            "computed_in": self._computed_in,  # what `auto` resolved to on this machine
             "metrics": {"best_score": self.best_score, "best": self.best_metrics},
             "data": data_fingerprint(self.cfg.data.dataset, self.data_root, self.train_set),
         }

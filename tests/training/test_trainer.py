@@ -514,7 +514,11 @@ def test_cpu_precision_sets_what_the_training_steps_compute_in(
     state = _state(result.last)
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float32}
     meta = json.loads(result.last.with_suffix(".json").read_text())
-    assert meta["computed_in"] == {"fp32": "float32", "bf16": "bfloat16 autocast"}[precision]
+    assert (
+        meta["computed_in"]
+        == result.computed_in
+        == {"fp32": "float32", "bf16": "bfloat16 autocast"}[precision]
+    )
 
 
 def test_cpu_precision_is_validated_and_names_the_yaml_boolean_trap(tmp_path: Path) -> None:
