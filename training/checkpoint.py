@@ -46,6 +46,8 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
     amp_scaler: dict[str, Any] = field(default_factory=dict, repr=False)
     """The mixed-precision gradient scaler's state (CUDA AMP runs' `last` checkpoints), for resuming."""
+    computed_in: str | None = None
+    """What the training steps computed in (`float32`, `bfloat16 autocast`, ...; None: not recorded)."""
 
     @property
     def sha256(self) -> str:
@@ -209,6 +211,7 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
         criterion_state=criterion,
         optimizer_state=optim,
         amp_scaler=meta.get("amp_scaler") or {},
+        computed_in=meta.get("computed_in"),
     )
 
 

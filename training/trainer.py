@@ -125,6 +125,7 @@ class Trainer:
         self._replaces_run = _check_run_folder(self.out_dir, resume, overwrite)
         self.device = _rank_device(device, self.world)
         self._autocast = autocast_dtype(self.device, config.run.amp, config.run.cpu_precision)
+        self._resumed_from_precision = ""  # "<what the resumed epochs computed in> to epoch N, then "
         if config.run.threads:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
@@ -172,7 +173,29 @@ class Trainer:
 
     @property
     def _computed_in(self) -> str:
-        return _DTYPE_NAMES.get(self._autocast, "float32")
+        """What the steps computed in, with the earlier epochs' type when a resume changed it."""
+        return self._resumed_from_precision + _DTYPE_NAMES.get(self._autocast, "float32")
+
+    def _check_resumed_precision(self, ckpt: Any, last: Path) -> None:
+        """Warn when the resumed run computes in another type than its first epochs did (`auto` resolved
+        otherwise on this machine, or the config changed): it no longer equals an uninterrupted run."""
+        now = _DTYPE_NAMES.get(self._autocast, "float32")
+        if ckpt.computed_in is None:
+            return
+        latest = ckpt.computed_in.rpartition(", then ")[2]  # an earlier resume may have changed it too
+        if latest == now:
+            self._resumed_from_precision = ckpt.computed_in[: len(ckpt.computed_in) - len(latest)]
+            return
+        log.warning(
+            "--resume: %s trained its epochs 1-%d in %s, this run goes on in %s: the result will not "
+            "equal an uninterrupted run; to continue as it started, set run.cpu_precision (CPU) or "
+            "run.amp (CUDA), e.g. --set run.cpu_precision=fp32",
+            last,
+            ckpt.epoch,
+            latest,
+            now,
+        )
+        self._resumed_from_precision = f"{ckpt.computed_in} to epoch {ckpt.epoch}, then "
 
     def _load_train_set(self) -> tuple[ImageSet, np.ndarray, int]:
         images = training_images(self.cfg, self.data_root)
@@ -228,6 +251,7 @@ class Trainer:
                 f"--set optim.name={saved_optimizer}, or start a new run (--out elsewhere)"
             )
         load_weights(self.model, ckpt, "the model this config builds")
+        self._check_resumed_precision(ckpt, last)
         self.criterion.load_state_dict(ckpt.criterion_state)
         groups = (ckpt.optimizer_state or {}).get("param_groups", [])
         if ckpt.optimizer_state is not None and not all("name" in g for g in groups):

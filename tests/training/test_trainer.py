@@ -567,3 +567,23 @@ def test_the_amx_probe_answers_on_this_torch() -> None:
         assert cpu_has_amx() is True
     elif flags:
         assert cpu_has_amx() is False
+
+
+def test_a_resume_in_another_precision_says_so_and_records_both(
+    sysu: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`run.cpu_precision: auto` resolves per machine: a run moved between a CPU with AMX and one
+    without would silently mix float32 and bfloat16 epochs and record only the last."""
+    train(_config(**{"optim.epochs": 1, "run.eval_every": 0}), sysu, tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="vireid.train"):
+        result = train(_config(**{"run.cpu_precision": "bf16"}), sysu, tmp_path / "run", resume=True)
+    assert "trained its epochs 1-1 in float32, this run goes on in bfloat16 autocast" in caplog.text
+    assert "--set run.cpu_precision=fp32" in caplog.text
+    assert result.computed_in == "float32 to epoch 1, then bfloat16 autocast"
+    assert load_checkpoint(result.last).computed_in == result.computed_in
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vireid.train"):  # resumed again in bfloat16: quiet
+        again = _config(**{"run.cpu_precision": "bf16", "optim.epochs": 3})
+        result = train(again, sysu, tmp_path / "run", resume=True)
+    assert "this run goes on in" not in caplog.text
+    assert result.computed_in == "float32 to epoch 1, then bfloat16 autocast"
