@@ -26,6 +26,19 @@ from .modality import Modality
 from .text import has_invisible
 
 SCHEMA_VERSION = 1
+
+FINGERPRINT_MODEL_KEYS = frozenset(
+    {"name", "backbone", "parts", "last_stride", "width", "input_size", "pretrained", "gem_p", "reduction"}
+    | {"gate", "specific_stages", "share_convs", "patterns"}
+)
+"""The model-config keys vireid's models had when the embedding-space fingerprint was frozen
+(2026-12): they enter `ModelCard.embedding_space()` as they are."""
+
+LATER_MODEL_KEY_DEFAULTS: dict[str, Any] = {}
+"""A model-config key added after that goes here with the value that reproduces the model as it was
+without it: it then enters the fingerprint only when it differs from that value, so re-exporting a
+checkpoint with a newer vireid keeps its fingerprint (and every gallery enrolled with the earlier
+export). A test fails on a new key that is missing here."""
 _WRITTEN_WHEN_SET = frozenset({"dla_core", "match_threshold_within"})
 CARD_KEY = "vireid.card"
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: `$` would let a final newline in
@@ -225,16 +238,17 @@ class ModelCard:
         """Fingerprint of the embedding space: vectors are comparable only when it is equal.
 
         Precision is left out on purpose: FP16 and INT8 artifacts of one checkpoint embed into the
-        same space as their FP32 parent.
+        same space as their FP32 parent. Model-config keys added in later vireid versions are left out
+        while they hold their neutral value (`LATER_MODEL_KEY_DEFAULTS`), so an upgrade that re-exports
+        a checkpoint does not orphan its galleries.
         """
+        config = {
+            key: value
+            for key, value in self.model_config.items()
+            if key not in LATER_MODEL_KEY_DEFAULTS or value != LATER_MODEL_KEY_DEFAULTS[key]
+        }
         key = json.dumps(
-            [
-                self.model_name,
-                self.embedding_dim,
-                self.source_checkpoint_sha256,
-                dict(self.model_config),
-            ],
-            sort_keys=True,
+            [self.model_name, self.embedding_dim, self.source_checkpoint_sha256, config], sort_keys=True
         )
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 

@@ -191,6 +191,23 @@ def test_embedding_space_ignores_precision_but_not_checkpoint() -> None:
     assert fp32.embedding_space() != make_card(source_checkpoint_sha256="b" * 64).embedding_space()
 
 
+def test_a_model_key_added_later_keeps_the_fingerprint_at_its_neutral_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Otherwise every vireid release that adds a model option orphans the galleries of re-exported
+    checkpoints ("vectors of different models are not comparable")."""
+    from vireid import card as card_module
+
+    before = make_card()
+    monkeypatch.setitem(card_module.LATER_MODEL_KEY_DEFAULTS, "new_option", 0)
+    with_neutral = make_card(model_config={**before.model_config, "new_option": 0})
+    with_other = make_card(model_config={**before.model_config, "new_option": 2})
+    assert with_neutral.embedding_space() == before.embedding_space()
+    assert with_other.embedding_space() != before.embedding_space()
+    unregistered = make_card(model_config={**before.model_config, "another_option": 0})
+    assert unregistered.embedding_space() != before.embedding_space()
+
+
 @pytest.mark.parametrize(
     ("content", "kind"),
     [(b"SQLite format 3\x00" + bytes(200), "an SQLite database"), (b"model: mspac\n", "a text file")],

@@ -440,3 +440,19 @@ def test_resnet18_and_34_backbones_build_and_map_to_8x_width_channels(name: str,
     images = torch.randn(2, 3, 64, 32)
     out = backbone(images, torch.tensor([0, 1]))
     assert out.shape == (2, 64, 4, 2) and torch.isfinite(out).all()  # output stride 16 (last stride 1)
+
+
+def test_every_model_config_key_is_in_the_frozen_fingerprint_or_registered_with_its_neutral_value() -> None:
+    """A key added to `ModelConfig` must be listed in `vireid.card.LATER_MODEL_KEY_DEFAULTS` (with the
+    value that builds the model as before), or re-exporting any checkpoint with the new vireid changes
+    its embedding-space fingerprint and locks out the galleries enrolled with the earlier export."""
+    import dataclasses
+
+    from vireid.card import FINGERPRINT_MODEL_KEYS, LATER_MODEL_KEY_DEFAULTS
+
+    keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    missing = keys - FINGERPRINT_MODEL_KEYS - set(LATER_MODEL_KEY_DEFAULTS)
+    assert not missing, f"add {sorted(missing)} to vireid.card.LATER_MODEL_KEY_DEFAULTS"
+    for name in MODELS.names():
+        config = tiny(name).config
+        assert set(config.to_dict()) <= FINGERPRINT_MODEL_KEYS | set(LATER_MODEL_KEY_DEFAULTS)
