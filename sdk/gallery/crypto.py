@@ -8,11 +8,15 @@ never travels on a command line (it would show in `ps` and shell history): it co
 - the environment: `VIREID_GALLERY_KEY` (the passphrase) or `VIREID_GALLERY_KEY_FILE` (a key file path),
   which is how `vireid run` and `Pipeline(gallery="site.db")` pick it up.
 
+Both sources give the passphrase by one rule (`passphrase`): the first line, stripped of surrounding
+whitespace, so a trailing newline from a file or a secret store never changes the key.
+
 Without a key a gallery is a plain SQLite file (still created owner-only).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import sys
@@ -22,6 +26,7 @@ from typing import Any
 
 from ..errors import GalleryError, require
 
+log = logging.getLogger("vireid.gallery")
 KEY_ENV = "VIREID_GALLERY_KEY"
 KEY_FILE_ENV = "VIREID_GALLERY_KEY_FILE"
 
@@ -30,17 +35,26 @@ def resolve_key(key_file: str | Path | None = None) -> str | None:
     """The passphrase from `key_file`, `$VIREID_GALLERY_KEY` or `$VIREID_GALLERY_KEY_FILE`; or None."""
     if key_file is not None:
         return _read_key_file(Path(key_file))
-    if os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV]
+    env_key = passphrase(os.environ.get(KEY_ENV, ""))
+    if env_key:
+        return env_key
     if os.environ.get(KEY_FILE_ENV, "").strip():
         return _read_key_file(Path(os.environ[KEY_FILE_ENV]))
     empty = [f"${name}" for name in (KEY_ENV, KEY_FILE_ENV) if name in os.environ]
     if empty:  # an empty secret in a deploy script must not silently create a plaintext gallery
         raise GalleryError(
-            f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} set but empty; set the passphrase "
-            "(or key file), or unset it to use a plain (unencrypted) gallery"
+            f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} set but empty (or blank); set the "
+            "passphrase (or key file), or unset it to use a plain (unencrypted) gallery"
         )
     return None
+
+
+def passphrase(text: str) -> str:
+    """The passphrase in a key file's text or `$VIREID_GALLERY_KEY`: its first line, without surrounding
+    whitespace ("" when blank). One rule for both sources, so the same secret opens the same gallery
+    whether it comes from a file (which ends in a newline) or the environment (`$(cat keyfile)` keeps
+    none, a Kubernetes secret made from the file keeps it)."""
+    return text.splitlines()[0].strip() if text.strip() else ""
 
 
 def _read_key_file(path: Path) -> str:
@@ -54,14 +68,36 @@ def _read_key_file(path: Path) -> str:
             f"{path}: the gallery key file is readable by other users (mode {stat.S_IMODE(mode):o}); "
             f"restrict it with `chmod 600 {path}`"
         )
-    key = text.splitlines()[0].strip() if text.strip() else ""
+    key = passphrase(text)
     if not key:
         raise GalleryError(f"{path}: the gallery key file is empty; write the passphrase on its first line")
     return key
 
 
 def connect(path: str, key: str, timeout: float) -> Any:
-    """An SQLCipher connection with `key` applied (raises `MissingDependencyError` naming the extra)."""
+    """An SQLCipher connection with `key` applied (raises `MissingDependencyError` naming the extra).
+
+    A gallery created by a vireid that took `$VIREID_GALLERY_KEY` as is (before `passphrase` stripped
+    it) is keyed with the variable's whitespace too: when `key` is wrong and the raw variable differs
+    from it only by that, the raw value is tried, so such a gallery still opens (with a warning)."""
+    try:
+        return _connect(path, key, timeout)
+    except database_errors() as exc:
+        raw = os.environ.get(KEY_ENV, "")
+        if "not a database" not in str(exc) or raw == key or passphrase(raw) != key:
+            raise
+        conn = _connect(path, raw, timeout)  # a wrong key again: the same error as before
+    log.warning(
+        "%s: opened with $%s including its surrounding whitespace: an older vireid, which kept that "
+        "whitespace in the key, created this gallery. To key it by the stripped passphrase, `vireid "
+        "gallery export` it and `vireid gallery import` the export into a new gallery",
+        path,
+        KEY_ENV,
+    )
+    return conn
+
+
+def _connect(path: str, key: str, timeout: float) -> Any:
     dbapi = require("sqlcipher3.dbapi2", "crypto", "Encrypted galleries (SQLCipher)")
     conn = dbapi.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     quoted = key.replace("'", "''")

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..embeddings import NORM_TOLERANCE
+from ..embeddings import NORM_TOLERANCE, normalise_rows
 from ..errors import GalleryError
 from . import crypto
 from .inputs import EmbeddingBatch
@@ -90,23 +90,37 @@ class Float32Codec:
         out[:] = np.frombuffer(blob, dtype="<f4")
 
 
-def damaged_vectors(vectors: np.ndarray, path: str, names: Callable[[np.ndarray], list[str]]) -> None:
-    """Refuse stored vectors that are not finite unit rows (enrolment only ever stores those): one NaN
-    row would otherwise rank first in every search and silently hide its whole identity. `names` maps
-    the bad rows' indices to the identities they belong to, for the message."""
+def checked_unit_rows(vectors: np.ndarray, path: str, names: Callable[[np.ndarray], list[str]]) -> np.ndarray:
+    """Make stored vectors unit rows in place; returns the indices of the rows that were renormalised.
+
+    Enrolment stores finite unit rows only, but older vireid (before `normalise_rows` scaled each row by
+    its largest magnitude) stored tiny embeddings, whose squares underflowed float32, unnormalised.
+    Such finite, non-zero rows are renormalised here the way enrolment does now, so a gallery holding
+    them still searches and exports. A non-finite or all-zero row is refused: one NaN row would otherwise
+    rank first in every search and silently hide its whole identity. `names` maps row indices to the
+    identities they belong to, for the message.
+
+    Raises:
+        GalleryError: a stored row is non-finite or all zeros (a damaged file or another writer).
+    """
     if not len(vectors):
-        return
+        return np.zeros(0, np.int64)
     with np.errstate(all="ignore"):
         norms = np.linalg.norm(vectors, axis=1)
-    bad = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN is bad too
+    off = np.flatnonzero(~(np.abs(norms - 1.0) <= NORM_TOLERANCE))  # NaN is off too
+    if not len(off):
+        return off
+    unit, bad = normalise_rows(vectors[off])
     if len(bad):
-        who = names(bad[:100])  # a wholly damaged file: naming a hundred says enough (and fits in SQL)
+        who = names(off[bad[:100]])  # a wholly damaged file: naming a hundred says enough (and fits in SQL)
         raise GalleryError(
-            f"{path}: {len(bad)} stored embeddings of {who[:10]} are not finite unit vectors; the file "
-            "is damaged, was written by something other than vireid, or holds vectors of an older vireid "
-            "that stored very small inputs unnormalised. Restore it from a backup or an export, or "
-            f"remove those identities (`vireid gallery remove --gallery {path} NAME`) and enrol them again."
+            f"{path}: {len(bad)} stored embeddings of {who[:10]} are not finite unit vectors and cannot "
+            "be renormalised (non-finite or all zeros); the file is damaged or was written by something "
+            "other than vireid. Restore it from a backup or an export, or remove those identities "
+            f"(`vireid gallery remove --gallery {path} NAME`) and enrol them again."
         )
+    vectors[off] = unit
+    return off
 
 
 def _translated(method: F) -> F:
@@ -174,6 +188,7 @@ class GalleryStore:
         self.encrypted = key is not None
         self._open_key: tuple[int, int] | None = None
         self._legacy: dict[str, int] | None = None  # see _legacy_names
+        self._renormalised: set[int] = set()  # see _warn_renormalised
         # one open at a time in this process, from "held?" to "registered": two threads opening the same
         # file at once could otherwise read its header from Python after the other's connection took its
         # locks, and closing that descriptor drops them for the whole process (see `check_header`)
@@ -591,13 +606,15 @@ class GalleryStore:
                 "WHERE e.identity_id = ? ORDER BY e.id",
                 (identity_id,),
             ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
         vectors = np.empty((len(rows), self.meta.dim), dtype=np.float32)
         for i, row in enumerate(rows):
             self.codec.decode_into(row[6], vectors[i], f"{self.path}: embedding {row[0]}")
-        damaged_vectors(vectors, self.path, lambda bad: [name])
+        fixed = checked_unit_rows(vectors, self.path, lambda bad: [name])
+        self._warn_renormalised(ids[fixed], lambda: [name])
         return IdentityEmbeddings(
             name=name,
-            ids=np.array([r[0] for r in rows], dtype=np.int64),
+            ids=ids,
             vectors=vectors,
             modalities=np.array([r[1] for r in rows], dtype=np.int8),
             timestamps=np.array([r[2] for r in rows], dtype=np.float64),
@@ -649,18 +666,44 @@ class GalleryStore:
                 f"{self.path}: embedding {int(ids[j])} has no stored vector; the file is damaged. "
                 "Restore it from a backup or an export."
             )
-        damaged_vectors(out, self.path, lambda bad: self._names_of(conn, ids[bad]))
+        fixed = checked_unit_rows(out, self.path, lambda bad: self._names_of(conn, ids[bad]))
+        self._warn_renormalised(ids[fixed], lambda: self._names_of(conn, ids[fixed]))
+
+    def _warn_renormalised(self, embedding_ids: np.ndarray, names: Callable[[], list[str]]) -> None:
+        """Log one warning for stored rows renormalised on read that this store has not warned about:
+        an index reload or an export reads them again, and repeating the warning would bury it."""
+        new = [int(i) for i in embedding_ids.tolist() if int(i) not in self._renormalised]
+        if not new:
+            return
+        self._renormalised.update(new)
+        who = names()
+        log.warning(
+            "%s: %d stored embeddings of %d identities (%s%s) are not unit length: an older vireid stored "
+            "very small embeddings unnormalised. They are renormalised each time they are read; to "
+            "rewrite them, `vireid gallery export --gallery %s --out FILE.npz "
+            "--allow-biometric-export`, then `vireid gallery import --gallery NEW.db FILE.npz` and use "
+            "NEW.db",
+            self.path,
+            len(new),
+            len(who),
+            ", ".join(who[:10]),
+            ", ..." if len(who) > 10 else "",
+            self.path,
+        )
 
     @staticmethod
     def _names_of(conn: sqlite3.Connection, embedding_ids: np.ndarray) -> list[str]:
-        """The identities owning some embeddings (sorted names; for error messages)."""
-        marks = ",".join("?" * len(embedding_ids))
-        rows = conn.execute(
-            "SELECT DISTINCT i.name FROM embeddings e JOIN identities i ON i.id = e.identity_id "
-            f"WHERE e.id IN ({marks}) ORDER BY i.name",
-            [int(x) for x in embedding_ids],
-        ).fetchall()
-        return [r[0] for r in rows]
+        """The identities owning some embeddings (sorted distinct names; for messages)."""
+        found: set[str] = set()
+        for start in range(0, len(embedding_ids), _CHUNK):
+            chunk = [int(x) for x in embedding_ids[start : start + _CHUNK]]
+            rows = conn.execute(
+                "SELECT DISTINCT i.name FROM embeddings e JOIN identities i ON i.id = e.identity_id "
+                f"WHERE e.id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update(r[0] for r in rows)
+        return sorted(found)
 
 
 class _OpenFiles:

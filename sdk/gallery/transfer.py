@@ -14,9 +14,11 @@ stored as a uint8 array under `manifest`:
 | `camera`    | str `[N]`       | camera label, "" when not recorded                       |
 | `source`    | str `[N]`       | source label, "" when not recorded                       |
 
-Import loads with `allow_pickle=False`, refuses members it does not know (and any member name that
-looks like a path, such as `../x.npy`), a different embedding space or dimension, and malformed arrays,
-before anything is written; then the whole import is one transaction.
+Import first reads the manifest's `format_version` and refuses an export of a newer format with
+"upgrade vireid" (a newer format may add members); then it loads with `allow_pickle=False`, refuses
+members it does not know (and any member name that looks like a path, such as `../x.npy`), a different
+embedding space or dimension, and malformed arrays, before anything is written; then the whole import
+is one transaction.
 """
 
 from __future__ import annotations
@@ -172,6 +174,7 @@ def _check_members(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
+            _refuse_newer_format(path, archive)
     except (zipfile.BadZipFile, OSError) as exc:
         raise GalleryError(f"{path}: not an .npz export ({exc})") from exc
     unsafe = [n for n in names if not _MEMBER_NAME.fullmatch(n) or ".." in n]
@@ -190,6 +193,46 @@ def _check_members(path: Path) -> None:
         _check_stored(path, members)
         for info in members:
             _check_member_header(path, archive, info)
+
+
+def _refuse_newer_format(path: Path, archive: zipfile.ZipFile) -> None:
+    """Refuse an export of a newer format version before judging its members: a newer vireid may add or
+    rename members, and "not a vireid gallery export" would then hide the fix (upgrading). Only a
+    vireid manifest with a larger version is refused here; anything else is left to the member and
+    manifest checks, which name what is wrong with a foreign or damaged file."""
+    version, written_by = _peek_version(path, archive)
+    if version is None or version <= FORMAT_VERSION:
+        return
+    short = isinstance(written_by, str) and written_by.isprintable() and len(written_by) < 40
+    by = f" (by vireid {written_by})" if short else ""
+    raise GalleryError(
+        f"{path}: this export was written in a newer vireid export format, version {version}{by}; this "
+        f"vireid ({__version__}) reads up to version {FORMAT_VERSION}. Upgrade vireid "
+        "(`pip install --upgrade vireid`) to import it."
+    )
+
+
+def _peek_version(path: Path, archive: zipfile.ZipFile) -> tuple[int | None, Any]:
+    """`(format_version, vireid_version)` of a vireid manifest member, or `(None, None)` when there is no
+    readable vireid manifest. The member passes the same size and header checks as every member before
+    a byte of it is read, so a forged manifest cannot make this allocate more than the file holds."""
+    try:
+        info = archive.getinfo("manifest.npy")
+        _check_stored(path, [info])
+        _check_member_header(path, archive, info)
+        with archive.open(info) as member:
+            raw = np.lib.format.read_array(member, allow_pickle=False)
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            return None, None
+        manifest = json.loads(raw.tobytes().decode("utf-8"))
+    except (KeyError, GalleryError, ValueError, UnicodeDecodeError, RecursionError, EOFError):
+        return None, None  # no (readable) manifest: the checks that follow say what is wrong
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None, None
+    version = manifest.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return None, None
+    return version, manifest.get("vireid_version")
 
 
 def _check_stored(path: Path, members: list[zipfile.ZipInfo]) -> None:

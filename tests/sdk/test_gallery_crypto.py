@@ -72,3 +72,44 @@ def test_cli_reads_the_key_from_a_file(tmp_path: Path, capsys) -> None:
     assert "carol" in capsys.readouterr().out
     assert main(["gallery", "list", "-g", str(db)]) == 1
     assert "--key-file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "  \n"])
+def test_the_environment_key_is_stripped_like_the_key_file(tmp_path: Path, monkeypatch, ending: str) -> None:
+    """A secret delivered with its file's newline (a Kubernetes secret made from the key file) used to
+    open with "the key is wrong": the file's line was stripped, the variable was not."""
+    db = tmp_path / "secure.db"
+    with Gallery(db, embedding_space="space-x", dim=8, key_file=key_file(tmp_path)) as gallery:
+        gallery.enroll("dave", VECS[:1], "visible")
+    monkeypatch.delenv("VIREID_GALLERY_KEY_FILE", raising=False)
+    monkeypatch.setenv("VIREID_GALLERY_KEY", "correct horse battery staple" + ending)
+    with Gallery.open(db) as gallery:
+        assert [i.name for i in gallery.identities()] == ["dave"]
+
+
+def test_a_blank_environment_key_is_refused_as_empty(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("VIREID_GALLERY_KEY_FILE", raising=False)
+    monkeypatch.setenv("VIREID_GALLERY_KEY", "\n")
+    with pytest.raises(GalleryError, match=r"\$VIREID_GALLERY_KEY is set but empty"):
+        Gallery(tmp_path / "g.db", embedding_space="s", dim=8)
+    assert not (tmp_path / "g.db").exists()
+
+
+def test_a_gallery_keyed_with_the_variables_newline_by_an_older_vireid_still_opens(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """Older vireid keyed a gallery with `$VIREID_GALLERY_KEY` as is, newline included; stripping the
+    variable must not lock such a gallery out."""
+    from vireid.gallery.store import GalleryStore
+
+    db, secret = tmp_path / "old.db", "correct horse battery staple\n"
+    store = GalleryStore(db, embedding_space="space-x", dim=8, key=secret)  # the key an older vireid used
+    store.close()
+    monkeypatch.delenv("VIREID_GALLERY_KEY_FILE", raising=False)
+    monkeypatch.setenv("VIREID_GALLERY_KEY", secret)
+    with Gallery.open(db) as gallery:
+        assert gallery.identities() == []
+    assert any("including its surrounding whitespace" in r.getMessage() for r in caplog.records)
+    monkeypatch.delenv("VIREID_GALLERY_KEY")
+    with pytest.raises(GalleryError, match="the key is wrong"):  # the stripped key alone does not open it
+        Gallery.open(db, key_file=key_file(tmp_path))
