@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vireid",
         description="Visible-infrared person re-identification: data, training, export, runtime.",
         epilog="exit status: 0 done; 1 an error (the message says what and the fix) or a check that "
-        "failed (verify or export parity, bench without a row, run without frames or with a failed "
-        "output); 2 a usage error; 130 interrupted (Ctrl-C). `vireid COMMAND --help` for each command.",
+        "failed (verify or export parity, bench without a row; run without frames, or with an output or "
+        "camera that failed for good); 2 a usage error; 130 interrupted "
+        "(Ctrl-C; `run` stopped by SIGTERM or SIGHUP exits 0). `vireid COMMAND --help` for each command.",
     )
     parser.add_argument("--version", action="version", version=f"vireid {__version__}")
     loudness = parser.add_mutually_exclusive_group()

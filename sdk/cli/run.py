@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery", "-g", type=Path, help="gallery of enrolled identities (.db, must exist)")
     parser.add_argument("--events", type=Path, help="write events here as JSON Lines")
     existing = parser.add_mutually_exclusive_group()
-    existing.add_argument("--append", action="store_true", help="add to an existing --events file")
+    existing.add_argument(
+        "--append",
+        action="store_true",
+        help="add to an existing --events file and continue --video-out's segments (a service restart)",
+    )
     existing.add_argument(
         "--overwrite", action="store_true", help="replace an existing --events file and --video-out videos"
     )
@@ -101,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="files: process as fast as possible")
     parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no status line")
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="carry on when an output (--events, --video-out) or a camera fails for good (default: stop "
+        "cleanly and exit 1, so a service manager restarts the run)",
+    )
 
 
 def _detector_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,30 +145,69 @@ def _sinks(args: argparse.Namespace, stop: Any) -> list[Any]:
     if args.events:
         sinks.append(JsonlSink(args.events, append=args.append))
     if args.video_out:
-        sinks.append(VideoSink(args.video_out, segment_minutes=args.video_segment_minutes))
+        sinks.append(
+            VideoSink(args.video_out, segment_minutes=args.video_segment_minutes, append=args.append)
+        )
     if args.show:
         sinks.append(ShowSink(on_quit=stop))
     return sinks
 
 
+def _failure(pipeline: Any, stats: Any) -> str | None:
+    """What failed for good during the run (an output the pipeline dropped, a source in state
+    `failed`), or None."""
+    if pipeline.dropped_sinks:
+        return f"output {', '.join(repr(sink) for sink in pipeline.dropped_sinks)} failed"
+    failed = [source.camera for source in stats.sources if source.state.value == "failed"]
+    if failed:
+        return f"camera {', '.join(failed)} failed"
+    return None
+
+
+class _StopOnFailure:
+    """Status callback that stops the run when an output or a camera fails for good: a service that
+    goes on half-blind or without its event log looks healthy to its supervisor; stopped with exit 1,
+    it is restarted (and the failure is in its log). `--keep-going` turns this off."""
+
+    def __init__(self, pipeline: Any, status: Any, keep_going: bool) -> None:
+        self.pipeline, self.status, self.keep_going = pipeline, status, keep_going
+        self.stopped_for: str | None = None
+
+    def __call__(self, stats: Any) -> None:
+        self.status(stats)
+        if self.keep_going or self.stopped_for is not None:
+            return
+        self.stopped_for = _failure(self.pipeline, stats)
+        if self.stopped_for is not None:
+            print(
+                f"vireid run: error: {self.stopped_for}; stopping (--keep-going carries on without it)",
+                file=sys.stderr,
+            )
+            self.pipeline.request_stop()
+
+
 class _Status:
-    """The status line on stderr: rewritten in place on a terminal, a line every 10 s otherwise."""
+    """The status line on stderr: rewritten in place on a terminal every second, a line every 10 s
+    otherwise (called every second either way)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self.every = 1.0 if self.tty else 10.0
         self.width = 0
+        self._next = time.monotonic() + self.every
 
     def __call__(self, stats: Any) -> None:
-        if self.quiet:
+        now = time.monotonic()
+        if self.quiet or now < self._next:
             return
+        self._next = now + self.every
         line = stats.status_line()
         if self.tty:
             print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
             self.width = len(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
+        else:  # a log file or journal: each line says when
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
     def done(self) -> None:
         if self.tty and self.width and not self.quiet:
@@ -180,10 +230,10 @@ def _check_events_file(args: argparse.Namespace) -> None:
 
     target = args.events
     if target is None:
-        if args.append or (args.overwrite and not args.video_out):
+        if (args.append or args.overwrite) and not args.video_out:
             raise ConfigError(
-                "--append and --overwrite say what to do with an existing --events file (--overwrite: and "
-                "--video-out videos); give --events"
+                "--append and --overwrite say what to do with an existing --events file and --video-out "
+                "videos; give --events or --video-out"
             )
         return
     if target.is_dir():
@@ -206,13 +256,14 @@ def _check_events_file(args: argparse.Namespace) -> None:
 
 
 def _check_video_folder(args: argparse.Namespace) -> None:
-    """Refuse a `--video-out` folder holding an earlier run's videos unless `--overwrite` (they would be
-    replaced without a word, as an events file is not)."""
+    """Refuse a `--video-out` folder holding an earlier run's videos unless `--append` (this run's
+    segments go on after them) or `--overwrite` (they are deleted): they would otherwise be replaced
+    without a word, as an events file is not."""
     from ..errors import ConfigError
     from ..streams.sinks import VIDEO_FOLDER_MARK
 
     folder = args.video_out
-    if folder is None or not folder.is_dir():
+    if folder is None or not folder.is_dir() or args.append:
         return
     if args.overwrite:  # an earlier, longer run's later segments would otherwise stay among the new ones
         if (folder / VIDEO_FOLDER_MARK).is_file():
@@ -223,8 +274,8 @@ def _check_video_folder(args: argparse.Namespace) -> None:
     if earlier:
         shown = ", ".join(earlier[:3]) + (", ..." if len(earlier) > 3 else "")
         raise ConfigError(
-            f"--video-out {folder}: holds videos of an earlier run ({shown}); pass --overwrite to replace "
-            "them, or choose another folder"
+            f"--video-out {folder}: holds videos of an earlier run ({shown}); pass --append to add this "
+            "run's after them, --overwrite to delete them, or choose another folder"
         )
 
 
@@ -280,25 +331,41 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.gallery is None:
         print("vireid run: no --gallery: tracks are linked across cameras but never named", file=sys.stderr)
+    watch = _StopOnFailure(pipeline, status, args.keep_going)
     try:
-        stats = pipeline.run(args.duration, on_status=status, status_every=status.every)
+        stats = pipeline.run(args.duration, on_status=watch, status_every=1.0)
     except BaseException:
         _discard_if_empty(args.events, created_events)
         raise
     finally:
         status.done()
     _summary(stats, args)
+    return _exit_status(pipeline, stats, args, created_events)
+
+
+def _exit_status(pipeline: Any, stats: Any, args: argparse.Namespace, created_events: bool) -> int:
+    """1 when something failed (an output, a camera, or no frame at all), else 130 after Ctrl-C and 0
+    after SIGTERM/SIGHUP (a requested stop: `systemctl stop` must not mark the service failed) or when
+    the sources ended."""
     if pipeline.dropped_sinks:
         names = ", ".join(repr(sink) for sink in pipeline.dropped_sinks)
         print(f"vireid run: error: output {names} failed during the run and is incomplete", file=sys.stderr)
         return 1
-    if pipeline.interrupted:
-        print("vireid run: interrupted; tracks ended and outputs flushed", file=sys.stderr)
-        return 130
-    if not any(camera.processed for camera in stats.cameras.values()):
+    if not pipeline.interrupted and not any(camera.processed for camera in stats.cameras.values()):
         _discard_if_empty(args.events, created_events)
         print("vireid run: error: no source delivered a frame (see the messages above)", file=sys.stderr)
         return 1
+    if any(source.state.value == "failed" for source in stats.sources):
+        print("vireid run: error: a camera failed during the run (see above)", file=sys.stderr)
+        return 1
+    if pipeline.stop_signal == "SIGINT":
+        print("vireid run: interrupted; tracks ended and outputs flushed", file=sys.stderr)
+        return 130
+    if pipeline.stop_signal is not None:
+        print(
+            f"vireid run: stopped by {pipeline.stop_signal}; tracks ended and outputs flushed",
+            file=sys.stderr,
+        )
     return 0
 
 

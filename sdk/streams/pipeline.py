@@ -135,6 +135,8 @@ class Pipeline:
         self._stopped = False
         self._error: BaseException | None = None
         self.interrupted = False
+        self.stop_signal: str | None = None
+        """The signal that stopped `run()` (`SIGINT`, `SIGTERM`, `SIGHUP`), None when none did."""
         for cam in self._cameras.values():
             cam.source.notify = self._wake.set
             cam.source.on_state = _chain(cam.source.on_state, self._on_source_state)
@@ -250,8 +252,13 @@ class Pipeline:
         self._wake.set()
         for cam in self._cameras.values():
             cam.source.request_stop()  # every reader winds down at once, then they are joined one by one
+        # against one deadline, so blocked readers cost one read timeout in all, not one per camera (a
+        # container runtime kills a process that takes longer than its grace period, ~10 s, to stop)
+        timeouts = [getattr(cam.source, "read_timeout", 5.0) for cam in self._cameras.values()]
+        wait = max(timeouts, default=0.0) + 1.0
+        deadline = time.monotonic() + wait
         for cam in self._cameras.values():
-            cam.source.stop()
+            cam.source.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread is not None:
             self._thread.join(timeout=60)
             if self._thread.is_alive():
@@ -299,12 +306,13 @@ class Pipeline:
         status_every: float = 1.0,
     ) -> PipelineStats:
         """Start, process until every source has finished, `duration` seconds passed, or Ctrl-C /
-        SIGTERM, then `stop()` (always). Returns the final statistics.
+        SIGTERM / SIGHUP, then `stop()` (always). Returns the final statistics.
 
         Args:
             duration: seconds to run at most (None: until the sources finish).
-            handle_signals: in the main thread, turn SIGINT/SIGTERM into a clean stop (a second Ctrl-C
-                interrupts at once); `interrupted` tells afterwards.
+            handle_signals: in the main thread, turn SIGINT, SIGTERM and SIGHUP (where the system has
+                it: a closed terminal) into a clean stop (a second one interrupts at once);
+                `interrupted` and `stop_signal` tell afterwards.
             on_status: called with fresh statistics every `status_every` seconds.
 
         Raises:
@@ -335,10 +343,12 @@ class Pipeline:
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        wanted = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)]  # no SIGHUP on Windows
+        previous = {s: signal.getsignal(s) for s in wanted if s is not None}
 
         def handler(signum: int, _frame: Any) -> None:
             self.interrupted = True
+            self.stop_signal = self.stop_signal or signal.Signals(signum).name
             self._stopping.set()
             self._wake.set()
             # A second Ctrl-C goes to Python's default handler (KeyboardInterrupt).

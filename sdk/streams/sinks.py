@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 import time
 import zlib
@@ -431,28 +432,57 @@ VIDEO_FOLDER_MARK = ".vireid-videos"
 """The empty file `VideoSink` leaves in its folder: `purge_videos` deletes videos only where it is."""
 
 
+MIN_FREE_BYTES = 16 << 20
+"""Free space (16 MiB) below which `VideoSink` stops: what is left finishes the open files (an MP4 file
+is playable only once the writer adds its index, some bytes per frame) and leaves the rest of the
+machine (logs, the gallery, the events file) room to go on."""
+
+
 class VideoSink(Sink):
     """Annotated videos per camera (mp4v) at the source's frame rate, cut into segments.
 
     The first segment is `DIR/<camera>.mp4`, the next ones `DIR/<camera>.0002.mp4`, `.0003.mp4`, ...
-    each `segment_minutes` of video long. Segments keep a long run's memory flat (the MP4 writer holds
-    an index entry per frame until the file is finished: about 8 GB for 90 days of one camera in one
-    file) and bound what a crash loses (a file never finished cannot be played) to the last segment;
-    `purge_videos` deletes old ones.
+    (`.10000.mp4` past 9999), each `segment_minutes` of video long. Segments keep a long run's memory
+    flat (the MP4 writer holds an index entry per frame until the file is finished: about 8 GB for 90
+    days of one camera in one file) and bound what a crash loses (a file never finished cannot be
+    played) to the last segment; `purge_videos` deletes old ones, `video_segments` lists them.
+
+    A restarted service passes `append=True`: each camera then goes on after its highest-numbered
+    segment in the folder, and no existing file is ever opened for writing. Without it numbering starts
+    at 1 and replaces files of those names.
+
+    OpenCV's writer never reports a failed write, so a full disk would leave every later segment
+    unplayable without a word. The sink therefore checks the folder's free space when a segment opens
+    and then about once per second of video per camera; below `min_free_bytes` it finishes every open
+    file (they stay playable) and raises `StreamError` (the pipeline drops the sink and says so).
 
     Args:
         folder: output folder (created).
         fps: frame rate to write at when the source does not tell (default 15).
         segment_minutes: video minutes per file (None: one file per camera, for short runs).
+        append: continue each camera's numbering after the segments already in `folder`.
+        min_free_bytes: free space below which the sink stops (default `MIN_FREE_BYTES`).
+
+    Raises:
+        StreamError: the folder cannot be created or listed.
+        InputSpecError: `segment_minutes` or `min_free_bytes` is out of range.
     """
 
     def __init__(
-        self, folder: str | Path, *, fps: float = 15.0, segment_minutes: float | None = 15.0
+        self,
+        folder: str | Path,
+        *,
+        fps: float = 15.0,
+        segment_minutes: float | None = 15.0,
+        append: bool = False,
+        min_free_bytes: int = MIN_FREE_BYTES,
     ) -> None:
         if segment_minutes is not None and not segment_minutes > 0:
             raise InputSpecError(
                 f"segment_minutes must be positive (or None: one file), got {segment_minutes}"
             )
+        if min_free_bytes < 0:
+            raise InputSpecError(f"min_free_bytes must be 0 or more, got {min_free_bytes}")
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -461,14 +491,21 @@ class VideoSink(Sink):
             raise StreamError(f"cannot create the video folder {self.folder}: {exc.strerror or exc}") from exc
         self.fps = float(fps)
         self.segment_minutes = segment_minutes
+        self.append = append
+        self.min_free_bytes = int(min_free_bytes)
+        """Free space below which the sink stops; may be changed while it runs."""
+        self._earlier = _last_segments(self.folder) if append else {}  # stem -> highest number there
         self._writers: dict[str, cv2.VideoWriter] = {}
         self._sizes: dict[str, tuple[int, int]] = {}
         self._stems = _Stems()
+        self._next: dict[str, int] = {}  # number of each camera's next segment
         self._left: dict[str, int] = {}  # frames the current segment still takes
+        self._check_every: dict[str, int] = {}  # frames per second of video: the free-space check's period
+        self._until_check: dict[str, int] = {}  # frames until the next free-space check
         self.paths: dict[str, Path] = {}
         """Each camera's current (last) file."""
         self.segments: dict[str, list[Path]] = {}
-        """Each camera's files, in order."""
+        """Each camera's files written by this sink, in order (with `append`, not the earlier ones)."""
 
     def __repr__(self) -> str:
         return f"VideoSink({str(self.folder)!r})"
@@ -478,34 +515,119 @@ class VideoSink(Sink):
         canvas = annotate(result)
         writer = self._writers.get(camera)
         if writer is not None and self._left[camera] <= 0:  # the segment is full: finish it
+            del self._writers[camera]
             writer.release()
             writer = None
         if writer is None:
+            self._check_space()  # before creating a file the disk may have no room for
             writer = self._open_segment(camera, result.fps or self.fps, canvas.shape[1::-1])
+        elif self._until_check[camera] <= 0:
+            self._check_space()
+            self._until_check[camera] = self._check_every[camera]
         if canvas.shape[1::-1] != self._sizes[camera]:  # the camera changed resolution: OpenCV drops
             canvas = cv2.resize(canvas, self._sizes[camera], interpolation=cv2.INTER_AREA)  # other sizes
         writer.write(canvas)
         self._left[camera] -= 1
+        self._until_check[camera] -= 1
 
     def _open_segment(self, camera: str, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-        done = self.segments.setdefault(camera, [])
         stem = self._stems(camera)
-        path = self.folder / (f"{stem}.mp4" if not done else f"{stem}.{len(done) + 1:04d}.mp4")
+        number = self._next.get(camera, self._earlier.get(stem, 0) + 1)
+        path = _segment_path(self.folder, stem, number)
         size = self._sizes.setdefault(camera, size)  # later segments keep the first size, as one file would
-        _create_owner_only(path)  # frames show people and the names they were given
+        _create_owner_only(path, exclusive=self.append)  # frames show people and the names they were given
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             raise StreamError(f"OpenCV cannot write an mp4v video to {path}")
-        self._writers[camera], self.paths[camera] = writer, path
+        self._writers[camera], self.paths[camera], self._next[camera] = writer, path, number + 1
         minutes = self.segment_minutes
         self._left[camera] = max(1, round(minutes * 60 * fps)) if minutes is not None else 1 << 62
-        done.append(path)
+        self._check_every[camera] = self._until_check[camera] = max(1, round(fps))
+        self.segments.setdefault(camera, []).append(path)
         return writer
+
+    def _check_space(self) -> None:
+        """Raise `StreamError` when the folder's disk has less than `min_free_bytes` free, after finishing
+        every open file: OpenCV would go on "writing" frames that never reach the disk."""
+        free = _free_bytes(self.folder)
+        if free is None or free >= self.min_free_bytes:
+            return
+        last = ", ".join(str(path) for path in self.paths.values())  # before close(): what it finishes
+        self.close()
+        done = f"its last segments, {last}, are finished and playable" if last else "no video was written"
+        raise StreamError(
+            f"video folder {self.folder}: only {_mib(free)} free on its disk, below the "
+            f"{_mib(self.min_free_bytes)} vireid keeps free; stopped writing videos ({done}). Free space "
+            "(old videos: `vireid gallery purge --gallery G.db --older-than-days N --videos "
+            f"{self.folder}`), or write --video-out to a larger disk"
+        )
 
     def close(self) -> None:
         for writer in self._writers.values():
             writer.release()
         self._writers.clear()
+
+
+def video_segments(folder: str | Path) -> dict[str, list[Path]]:
+    """The `.mp4` files in a `VideoSink` folder, per camera file-name stem, each camera's in segment order
+    (`<stem>.mp4` is segment 1, `<stem>.NNNN.mp4` segment NNNN). Every entry counts, whatever its type,
+    since a `VideoSink` must never write over it. A folder that does not exist holds none.
+
+    The CLI asks this whether a `--video-out` folder holds an earlier run's videos (to require
+    `--append` or `--overwrite`); `purge_videos` uses it to keep each camera's newest segment.
+
+    Raises:
+        StreamError: the folder cannot be listed.
+    """
+    folder = Path(folder)
+    found: dict[str, list[tuple[int, Path]]] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(".mp4") and not entry.name.startswith("."):
+                    stem, number = _segment_of(entry.name[: -len(".mp4")])
+                    found.setdefault(stem, []).append((number, folder / entry.name))
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StreamError(f"cannot list the video folder {folder}: {exc.strerror or exc}") from exc
+    return {stem: [path for _, path in sorted(numbered)] for stem, numbered in sorted(found.items())}
+
+
+def _last_segments(folder: Path) -> dict[str, int]:
+    """Each camera stem's highest segment number in `folder`."""
+    return {stem: _segment_of(paths[-1].stem)[1] for stem, paths in video_segments(folder).items()}
+
+
+def _segment_of(name: str) -> tuple[str, int]:
+    """(camera stem, segment number) of a video's file-name stem: `gate` is segment 1 of `gate`,
+    `gate.0002` segment 2, `gate.10000` segment 10000."""
+    match = _SEGMENT.fullmatch(name)
+    return (match["stem"], int(match["number"])) if match else (name, 1)
+
+
+def _segment_path(folder: Path, stem: str, number: int) -> Path:
+    """Segment `number` of a camera: `<stem>.mp4` for the first, `<stem>.NNNN.mp4` (4 digits or more)."""
+    return folder / (f"{stem}.mp4" if number == 1 else f"{stem}.{number:04d}.mp4")
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes this process may still write on `folder`'s file system, or None when it cannot be told."""
+    try:
+        if not hasattr(os, "statvfs"):  # Windows: no reserved blocks; its free-to-caller counts quotas
+            return shutil.disk_usage(folder).free
+        info = os.statvfs(folder)
+    except OSError:
+        return None  # the folder vanished: creating the next segment says so
+    # statvfs rather than shutil.disk_usage (which reports f_bavail only): ext4 reserves about 5% of a
+    # disk for root, so a service running as root can still write there and f_bavail would stop it
+    # early with gigabytes free; anyone else stops at f_bavail, where writes fail for them
+    blocks = info.f_bfree if os.geteuid() == 0 else info.f_bavail
+    return blocks * info.f_frsize
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
 
 
 def purge_videos(folder: str | Path, older_than_days: float, *, now: float | None = None) -> tuple[int, int]:
@@ -525,16 +647,10 @@ def purge_videos(folder: str | Path, older_than_days: float, *, now: float | Non
             f"{folder}: not a folder `vireid run --video-out` wrote (no {VIDEO_FOLDER_MARK} file in it); "
             "nothing was deleted"
         )
-    videos = sorted(folder.glob("*.mp4"))
-    newest: dict[str, tuple[int, Path]] = {}  # per camera: the segment that may still be written
-    for path in videos:
-        match = _SEGMENT.fullmatch(path.stem)  # CAMERA.mp4 is segment 1, CAMERA.NNNN.mp4 segment NNNN
-        camera, number = (match["stem"], int(path.stem[-4:])) if match else (path.stem, 1)
-        if number > newest.get(camera, (0, path))[0]:
-            newest[camera] = (number, path)
-    current = {path for _, path in newest.values()}  # an idle camera's open segment keeps an old mtime
+    segments = video_segments(folder)
+    current = {paths[-1] for paths in segments.values()}  # an idle camera's open segment keeps an old mtime
     kept = removed = 0
-    for path in videos:
+    for path in (path for paths in segments.values() for path in paths):
         try:
             info = path.lstat()
             if not stat.S_ISREG(info.st_mode) or info.st_mtime >= limit or path in current:
@@ -549,11 +665,18 @@ def purge_videos(folder: str | Path, older_than_days: float, *, now: float | Non
     return kept, removed
 
 
-def _create_owner_only(path: Path) -> None:
+def _create_owner_only(path: Path, *, exclusive: bool = False) -> None:
     """Create (or empty) `path` with mode 0600 before OpenCV opens it: the writer keeps an existing
-    file's mode, and would otherwise create it with the umask's (usually world-readable)."""
+    file's mode, and would otherwise create it with the umask's (usually world-readable).
+    `exclusive`: an existing file is refused, never emptied (`VideoSink(append=True)`)."""
+    flags = os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError as exc:
+        raise StreamError(
+            f"cannot create {path}: it already exists (another vireid run writing videos to "
+            f"{path.parent}?); it was left as it is. Give each run its own --video-out folder"
+        ) from exc
     except OSError as exc:
         raise StreamError(f"cannot create {path}: {exc.strerror or exc}") from exc
     try:
@@ -648,8 +771,8 @@ def _safe(name: str) -> str:
     return stem
 
 
-_SEGMENT = re.compile(r"(?P<stem>.+)\.\d{4}")
-"""A segment's stem after the first, `<camera stem>.NNNN` (`VideoSink`)."""
+_SEGMENT = re.compile(r"(?P<stem>.+)\.(?P<number>\d{4,})")
+"""A segment's stem after the first, `<camera stem>.NNNN` (`VideoSink`; more digits past 9999)."""
 
 
 class _Stems:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from vireid.cli import main as cli_main
@@ -63,10 +64,17 @@ def test_run_processes_files_and_writes_events_and_videos(
     again = [*_scene_args(scene, contract_model), "--fast", "--video-out", str(tmp_path / "video"), "--quiet"]
     assert vireid(again) == 1
     assert (
-        "holds videos of an earlier run (infrared.mp4, visible.mp4); pass --overwrite"
-        in capsys.readouterr().err
+        "holds videos of an earlier run (infrared.mp4, visible.mp4); pass --append to add this run's "
+        "after them, --overwrite to delete them" in capsys.readouterr().err
     )
-    (tmp_path / "video" / "visible.0002.mp4").write_bytes(b"a longer earlier run's later segment")
+    # a service restart: --append goes on after the earlier segments and leaves them as they were
+    first = (tmp_path / "video" / "visible.mp4").read_bytes()
+    assert vireid([*argv, "--video-out", str(tmp_path / "video"), "--quiet", "--append"]) == 0
+    names = sorted(p.name for p in (tmp_path / "video").glob("*.mp4"))
+    assert names == ["infrared.0002.mp4", "infrared.mp4", "visible.0002.mp4", "visible.mp4"]
+    assert (tmp_path / "video" / "visible.mp4").read_bytes() == first
+    assert vireid([*again, "--append"]) == 0  # --append without --events: for the videos alone
+    assert len(list((tmp_path / "video").glob("*.0003.mp4"))) == 2
     assert vireid([*again, "--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "video").glob("*.mp4")) == ["infrared.mp4", "visible.mp4"]
 
@@ -143,8 +151,16 @@ def test_show_without_a_gui_says_what_to_install(
     assert "opencv-python" in capsys.readouterr().err
 
 
-def test_sigint_stops_cleanly_and_flushes_every_sink(
-    scene: Path, contract_model: Path, tmp_path: Path
+STOP_SIGNALS = [
+    ("SIGINT", 130, "interrupted; tracks ended and outputs flushed"),
+    ("SIGTERM", 0, "stopped by SIGTERM; tracks ended and outputs flushed"),  # `systemctl stop`: not failed
+    ("SIGHUP", 0, "stopped by SIGHUP; tracks ended and outputs flushed"),  # its terminal closed
+]
+
+
+@pytest.mark.parametrize(("name", "code", "said"), [s for s in STOP_SIGNALS if hasattr(signal, s[0])])
+def test_a_stop_signal_stops_cleanly_and_flushes_every_sink(
+    scene: Path, contract_model: Path, tmp_path: Path, name: str, code: int, said: str
 ) -> None:
     events_file, video_dir = tmp_path / "ev.jsonl", tmp_path / "video"
     argv = [*_scene_args(scene, contract_model), "--events", str(events_file), "--video-out", str(video_dir)]
@@ -163,13 +179,13 @@ def test_sigint_stops_cleanly_and_flushes_every_sink(
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)  # files replay in real time (8 s): still running
+        proc.send_signal(getattr(signal, name))  # files replay in real time (8 s): still running
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted; tracks ended and outputs flushed" in err
+    assert proc.returncode == code, err
+    assert said in err
     text = events_file.read_text()
     assert text.endswith("\n")
     events = [event_from_dict(json.loads(line)) for line in text.splitlines()]
@@ -180,3 +196,75 @@ def test_sigint_stops_cleanly_and_flushes_every_sink(
     for camera in ("visible", "infrared"):
         cap = cv2.VideoCapture(str(video_dir / f"{camera}.mp4"))  # readable: the writer was released
         assert cap.isOpened() and 0 < cap.get(cv2.CAP_PROP_FRAME_COUNT) < 120
+
+
+class _LiveCaptureFaked:
+    """Stands in for OpenCV's capture of a live camera (15 fps, never ends); with `fail_after`, it
+    then delivers frames of a layout the reader cannot convert, which ends the source as `failed`."""
+
+    def __init__(self, fail_after: int | None) -> None:
+        self.fail_after, self.frames = fail_after, 0
+
+    def isOpened(self) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 15.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def set(self, *args: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        time.sleep(1 / 15)
+        self.frames += 1
+        if self.fail_after is not None and self.frames > self.fail_after:
+            return True, np.zeros((48, 64, 5), np.uint8)
+        return True, np.full((48, 64, 3), 80, np.uint8)
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_camera_failing_for_good_stops_the_run_with_exit_1_with_opencv_capture_faked(
+    vireid,
+    contract_model: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keep_going: bool,
+) -> None:
+    """A service left running half-blind looks healthy to its supervisor: by default the run stops
+    and exits 1 (restarted, the failure in its log); --keep-going carries on and still exits 1."""
+    from vireid.streams import sources
+
+    def opener(uri: str, *args: object) -> _LiveCaptureFaked:
+        return _LiveCaptureFaked(fail_after=10 if "infrared" in uri else None)
+
+    monkeypatch.setattr(sources, "open_capture", opener)
+    argv = ["run", "--source", "visible=rtsp://cam.invalid/visible", "--source"]
+    argv += ["infrared=rtsp://cam.invalid/infrared", "--model", str(contract_model), "--device", "cpu"]
+    argv += ["--duration", "4" if keep_going else "60", "--quiet", *(["--keep-going"] if keep_going else [])]
+    assert vireid(argv) == 1
+    err = capsys.readouterr().err
+    assert "camera infrared failed: " in err  # the summary says why
+    assert ("camera infrared failed; stopping" in err) is not keep_going
+    assert "vireid run: error: a camera failed during the run" in err
+
+
+def test_an_output_failing_for_good_stops_the_run(scene: Path, contract_model: Path) -> None:
+    """The watch `vireid run` puts on its pipeline: a sink that raises (here an application's own) is
+    dropped by the pipeline, and the run stops instead of going on without that output."""
+    from vireid.cli.run import _StopOnFailure
+    from vireid.streams import Pipeline, Sink, parse_source
+
+    class BrokenOutput(Sink):
+        def on_frame(self, result: object) -> None:
+            raise OSError("the output's disk is gone")
+
+    sources = [parse_source(f"{m}={scene / (m + '.mp4')}") for m in ("visible", "infrared")]  # real time
+    pipeline = Pipeline(sources, str(contract_model), sinks=[BrokenOutput()], device="cpu", threads=1)
+    watch = _StopOnFailure(pipeline, lambda stats: None, keep_going=False)
+    stats = pipeline.run(on_status=watch, status_every=0.2)
+    assert watch.stopped_for is not None and "BrokenOutput" in watch.stopped_for
+    frames = sum(camera.processed for camera in stats.cameras.values())
+    assert 0 < frames < 200  # stopped early: the 8 s scene has 240 frames (2 cameras at 15 fps)

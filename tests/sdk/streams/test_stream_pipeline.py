@@ -583,3 +583,53 @@ def test_pipeline_config_takes_numpy_numbers_but_not_booleans() -> None:
     assert config.embed_every == 5
     with pytest.raises(ConfigError, match="max_crops must be a whole number of at least 1, got True"):
         PipelineConfig(max_crops=True)
+
+
+class _BlockedCapture:
+    """Stands in for OpenCV's capture of a live camera whose read hangs (a stalled network or USB
+    device): the first frame comes at once, the next read blocks for `hang` seconds."""
+
+    def __init__(self, hang: float) -> None:
+        self.hang, self.reads = hang, 0
+
+    def isOpened(self) -> bool:
+        return True
+
+    def get(self, prop: int) -> float:
+        return 15.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def set(self, *args: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        self.reads += 1
+        if self.reads > 1:
+            time.sleep(self.hang)
+        return True, np.zeros((48, 64, 3), np.uint8)
+
+
+def test_stopping_waits_for_blocked_readers_against_one_deadline_with_a_fake_capture(
+    embedder: Embedder,
+) -> None:
+    """Readers were joined one after another, each for up to read_timeout + 1 s: three hung cameras
+    took three times that to stop, past a container runtime's 10 s grace period (then SIGKILL)."""
+    sources = [
+        VideoSource(
+            f"rtsp://camera.invalid/{i}",
+            "visible",
+            f"c{i}",
+            read_timeout=1.0,
+            opener=lambda *a: _BlockedCapture(hang=6.0),
+        )
+        for i in range(3)
+    ]
+    pipeline = Pipeline(sources, embedder, detector=CallerBoxes(lambda f: []))
+    pipeline.start()
+    time.sleep(0.5)  # every reader is now blocked in its second read
+    assert [source.state.value for source in sources] == ["live"] * 3
+    started = time.monotonic()
+    pipeline.stop()
+    assert time.monotonic() - started < 4.0  # one deadline (2 s), not 3 x 2 s
