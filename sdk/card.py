@@ -299,7 +299,14 @@ class ModelCard:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise CardError(f"{source}: unknown model card keys {unknown}; known keys: {sorted(known)}")
+            written_by = data.get("vireid_version")
+            hint = (
+                f"; the card was written by vireid {written_by} and this is {__version__}: a newer vireid "
+                "may have added them (upgrade vireid: pip install -U vireid)"
+                if isinstance(written_by, str) and written_by != __version__
+                else ""
+            )
+            raise CardError(f"{source}: unknown model card keys {unknown}; known keys: {sorted(known)}{hint}")
         required = [
             f.name
             for f in dataclasses.fields(cls)

@@ -153,7 +153,11 @@ def test_thresholds_per_pair_and_the_within_key_written_only_when_set() -> None:
 def test_unknown_keys_and_bad_json_are_refused() -> None:
     data = make_card().to_dict()
     data["colour"] = "RGB"
-    with pytest.raises(CardError, match="unknown model card keys"):
+    with pytest.raises(CardError, match="unknown model card keys") as refused:
+        ModelCard.from_dict(data)
+    assert "upgrade" not in str(refused.value)  # written by this version: nothing to upgrade
+    data["vireid_version"] = "9.1.0"  # a card of a newer vireid that added a field
+    with pytest.raises(CardError, match=r"written by vireid 9.1.0 and this is .*upgrade vireid"):
         ModelCard.from_dict(data)
     with pytest.raises(CardError, match="not valid JSON"):
         ModelCard.from_json("{not json")
