@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import select
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -57,7 +58,14 @@ _GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Says where the global logging flags go when they are given after the command."""
+    """Says where the global logging flags go when they are given after the command, and reads
+    `@FILE` arguments as shell-like words with `#` comments (a service's options in a file)."""
+
+    def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
+        try:
+            return shlex.split(arg_line, comments=True)
+        except ValueError as exc:  # an unbalanced quote
+            self.error(f"in an @file argument, line {arg_line.strip()!r}: {exc}")
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments:") and set(message.split()) & set(_GLOBAL_FLAGS):
@@ -84,11 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = _Parser(
         prog="vireid",
+        fromfile_prefix_chars="@",
         description="Visible-infrared person re-identification: data, training, export, runtime.",
         epilog="exit status: 0 done; 1 an error (the message says what and the fix) or a check that "
         "failed (verify or export parity, bench without a row; run without frames, or with an output or "
         "camera that failed for good); 2 a usage error; 130 interrupted "
-        "(Ctrl-C; `run` stopped by SIGTERM or SIGHUP exits 0). `vireid COMMAND --help` for each command.",
+        "(Ctrl-C; `run` stopped by SIGTERM or SIGHUP exits 0). `vireid COMMAND --help` for each command; "
+        "`vireid @FILE` reads arguments from FILE (shell-like words, # comments).",
     )
     parser.add_argument("--version", action="version", version=f"vireid {__version__}")
     loudness = parser.add_mutually_exclusive_group()
@@ -116,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.log_quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
+        # a terminal's reader sees when; a log file (a service's, a CI job's) needs it on every line
+        format=("" if sys.stderr.isatty() else "%(asctime)s ") + "%(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "command", None):
         parser.print_help()

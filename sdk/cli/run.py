@@ -8,14 +8,18 @@ Examples:
   vireid run --source rgb=0 --source thermal=1 --model m.onnx --show
 
 A source is MODALITY[@CAMERA]=ADDRESS: a video file, an rtsp:// or http:// URL, a USB device index, or a
-GStreamer pipeline ending in appsink. Files replay at their frame rate (--fast: as fast as possible).
-Ctrl-C stops cleanly: every track is ended and every output flushed.
+GStreamer pipeline ending in appsink. ${NAME} in it is replaced by that environment variable (camera
+credentials stay off the command line); `vireid @FILE` reads arguments from a file. Files replay at
+their frame rate (--fast: as fast as possible). Ctrl-C, SIGTERM and SIGHUP stop cleanly: every track
+is ended and every output flushed (exit 130 after Ctrl-C, 0 otherwise).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -299,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
         options["policy"] = args.policy
     if args.thermal:
         options["thermal"] = args.thermal
-    sources = [parse_source(text, **options) for text in args.source]
+    sources = [parse_source(_expand_env(text), **options) for text in args.source]
     config = PipelineConfig(
         detector=args.detector,
         detector_options=_detector_options(args),
@@ -367,6 +371,26 @@ def _exit_status(pipeline: Any, stats: Any, args: argparse.Namespace, created_ev
             file=sys.stderr,
         )
     return 0
+
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(source: str) -> str:
+    """`${NAME}` in a `--source` replaced by the environment variable: camera credentials can stay
+    out of the command line, which `ps` and `systemctl status` show to every user."""
+    from ..errors import ConfigError
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in os.environ:
+            raise ConfigError(
+                f"--source: ${{{name}}} is not set in the environment; set it (e.g. in the service's "
+                "Environment= or EnvironmentFile=) or write the value itself"
+            )
+        return os.environ[name]
+
+    return _ENV_REFERENCE.sub(value, source)
 
 
 def _discard_if_empty(events: Path | None, created: bool) -> None:

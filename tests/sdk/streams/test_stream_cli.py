@@ -268,3 +268,31 @@ def test_an_output_failing_for_good_stops_the_run(scene: Path, contract_model: P
     assert watch.stopped_for is not None and "BrokenOutput" in watch.stopped_for
     frames = sum(camera.processed for camera in stats.cameras.values())
     assert 0 < frames < 200  # stopped early: the 8 s scene has 240 frames (2 cameras at 15 fps)
+
+
+def test_arguments_from_a_file_and_camera_addresses_from_the_environment(
+    vireid,
+    scene: Path,
+    contract_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A service keeps its options in a file and camera credentials out of argv (`ps` shows argv)."""
+    monkeypatch.setenv("GATE_VIDEO_DIR", str(scene))
+    options = tmp_path / "gate.args"
+    options.write_text(
+        "# the gate cameras\n"
+        "run --source 'visible=${GATE_VIDEO_DIR}/visible.mp4'  # expanded by vireid, not the shell\n"
+        f"--source infrared=${{GATE_VIDEO_DIR}}/infrared.mp4 --model {contract_model}\n"
+        "--device cpu --threads 1 --fast --quiet\n"
+    )
+    assert vireid([f"@{options}"]) == 0
+    assert "frames visible 120, infrared 120" in capsys.readouterr().err
+    monkeypatch.delenv("GATE_VIDEO_DIR")
+    assert vireid([f"@{options}"]) == 1
+    assert "${GATE_VIDEO_DIR} is not set in the environment" in capsys.readouterr().err
+    options.write_text("run --source 'visible=unbalanced\n")
+    with pytest.raises(SystemExit) as usage:
+        vireid([f"@{options}"])
+    assert usage.value.code == 2 and "No closing quotation" in capsys.readouterr().err
