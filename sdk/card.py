@@ -301,9 +301,9 @@ class ModelCard:
         if unknown:
             written_by = data.get("vireid_version")
             hint = (
-                f"; the card was written by vireid {written_by} and this is {__version__}: a newer vireid "
-                "may have added them (upgrade vireid: pip install -U vireid)"
-                if isinstance(written_by, str) and written_by != __version__
+                f"; the card was written by vireid {written_by}, newer than this {__version__}, which may "
+                "have added them (upgrade vireid: pip install -U vireid)"
+                if _newer_version(written_by, __version__)
                 else ""
             )
             raise CardError(f"{source}: unknown model card keys {unknown}; known keys: {sorted(known)}{hint}")
@@ -463,3 +463,15 @@ def _text_problems(card: ModelCard) -> list[str]:
         for name, value in texts.items()
         if isinstance(value, str) and has_invisible(value)
     ]
+
+
+def _newer_version(version: object, than: str) -> bool:
+    """Whether `version` ("1.2.3", suffixes ignored) is a later release than `than`; False when either
+    cannot be read (a hint must not claim what it cannot tell)."""
+
+    def release(text: object) -> tuple[int, ...] | None:
+        numbers = re.match(r"(\d+(?:\.\d+)*)", text) if isinstance(text, str) else None
+        return tuple(int(part) for part in numbers[1].split(".")) if numbers else None
+
+    mine, theirs = release(than), release(version)
+    return mine is not None and theirs is not None and theirs > mine

@@ -48,6 +48,13 @@ log = logging.getLogger("vireid.train")
 
 _DTYPE_NAMES = {torch.float16: "float16 autocast", torch.bfloat16: "bfloat16 autocast"}
 
+_KEEP_PRECISION = {  # (what the earlier epochs computed in, this run's device type) -> the setting
+    ("float32", "cpu"): "--set run.cpu_precision=fp32",
+    ("bfloat16 autocast", "cpu"): "--set run.cpu_precision=bf16",
+    ("float32", "cuda"): "--set run.amp=false",
+    ("float16 autocast", "cuda"): "--set run.amp=true",
+}
+
 MAX_NONFINITE_STEPS = 20
 """Consecutive steps with NaN/inf gradients (without AMP, which skips them by design) that stop a run."""
 
@@ -188,12 +195,12 @@ class Trainer:
             return
         log.warning(
             "--resume: %s trained its epochs 1-%d in %s, this run goes on in %s: the result will not "
-            "equal an uninterrupted run; to continue as it started, set run.cpu_precision (CPU) or "
-            "run.amp (CUDA), e.g. --set run.cpu_precision=fp32",
+            "equal an uninterrupted run; to continue as it started: %s",
             last,
             ckpt.epoch,
             latest,
             now,
+            _KEEP_PRECISION.get((latest, self.device.type), f"train on a device that computes in {latest}"),
         )
         self._resumed_from_precision = f"{ckpt.computed_in} to epoch {ckpt.epoch}, then "
 

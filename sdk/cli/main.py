@@ -58,14 +58,7 @@ _GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Says where the global logging flags go when they are given after the command, and reads
-    `@FILE` arguments as shell-like words with `#` comments (a service's options in a file)."""
-
-    def convert_arg_line_to_args(self, arg_line: str) -> list[str]:
-        try:
-            return shlex.split(arg_line, comments=True)
-        except ValueError as exc:  # an unbalanced quote
-            self.error(f"in an @file argument, line {arg_line.strip()!r}: {exc}")
+    """Says where the global logging flags go when they are given after the command."""
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments:") and set(message.split()) & set(_GLOBAL_FLAGS):
@@ -92,13 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = _Parser(
         prog="vireid",
-        fromfile_prefix_chars="@",
         description="Visible-infrared person re-identification: data, training, export, runtime.",
         epilog="exit status: 0 done; 1 an error (the message says what and the fix) or a check that "
         "failed (verify or export parity, bench without a row; run without frames, or with an output or "
         "camera that failed for good); 2 a usage error; 130 interrupted "
         "(Ctrl-C; `run` stopped by SIGTERM or SIGHUP exits 0). `vireid COMMAND --help` for each command; "
-        "`vireid @FILE` reads arguments from FILE (shell-like words, # comments).",
+        "`vireid @FILE ...` reads the first arguments from FILE (shell-like words, # comments).",
     )
     parser.add_argument("--version", action="version", version=f"vireid {__version__}")
     loudness = parser.add_mutually_exclusive_group()
@@ -120,10 +112,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def arguments_from_file(argv: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`argv` with a first argument `@FILE` replaced by the words in FILE (shell-like quoting; a word
+    starting with `#` comments out the rest of its line), for a service's options kept in a file.
+
+    Only the first argument: a later `@name` stays what it is (an identity may be called `@alice`).
+    Errors name the file and line number, never the line (it may hold a password).
+    """
+    if not argv or not argv[0].startswith("@") or len(argv[0]) == 1:
+        return list(argv)
+    path = argv[0][1:]
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.error(
+            f"{argv[0]}: cannot read the argument file {path}: {getattr(exc, 'strerror', None) or exc}"
+        )
+    words: list[str] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            parts = shlex.split(line)
+        except ValueError as exc:  # an unbalanced quote
+            parser.error(f"{argv[0]}: line {number}: {exc} (the line is not shown: it may hold a secret)")
+        comment = next((i for i, word in enumerate(parts) if word.startswith("#")), len(parts))
+        words += parts[:comment]
+    return words + list(argv[1:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (1 for a `VireidError`, 2 for usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments_from_file(sys.argv[1:] if argv is None else argv, parser))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.log_quiet else logging.INFO,
         # a terminal's reader sees when; a log file (a service's, a CI job's) needs it on every line

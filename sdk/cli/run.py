@@ -9,14 +9,15 @@ Examples:
 
 A source is MODALITY[@CAMERA]=ADDRESS: a video file, an rtsp:// or http:// URL, a USB device index, or a
 GStreamer pipeline ending in appsink. ${NAME} in it is replaced by that environment variable (camera
-credentials stay off the command line); `vireid @FILE` reads arguments from a file. Files replay at
+credentials stay off the command line); `vireid @FILE ...` reads arguments from a file. Files replay at
 their frame rate (--fast: as fast as possible). Ctrl-C, SIGTERM and SIGHUP stop cleanly: every track
-is ended and every output flushed (exit 130 after Ctrl-C, 0 otherwise).
+is ended and every output flushed (exit 130 after Ctrl-C, 0 after the others unless something failed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -207,15 +208,16 @@ class _Status:
             return
         self._next = now + self.every
         line = stats.status_line()
-        if self.tty:
-            print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
-            self.width = len(line)
-        else:  # a log file or journal: each line says when
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):  # a terminal that hung up: the run stops cleanly regardless
+            if self.tty:
+                print("\r" + line.ljust(self.width), end="", file=sys.stderr, flush=True)
+                self.width = len(line)
+            else:  # a log file or journal: each line says when
+                print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
     def done(self) -> None:
         if self.tty and self.width and not self.quiet:
-            print(file=sys.stderr)
+            _say("")
 
 
 def _same_file(path: Path, target: Path) -> bool:
@@ -226,7 +228,7 @@ def _same_file(path: Path, target: Path) -> bool:
         return False
 
 
-def _check_events_file(args: argparse.Namespace) -> None:
+def _check_events_file(args: argparse.Namespace, sources: list[str]) -> None:
     """Refuse an `--events` path whose file would be lost: the gallery, the model, a video being read,
     or an earlier run's events (unless `--append` or `--overwrite` says what to do with them)."""
     from ..errors import ConfigError
@@ -244,7 +246,7 @@ def _check_events_file(args: argparse.Namespace) -> None:
         raise ConfigError(f"--events {target}: is a folder; give a file path, e.g. {target / 'events.jsonl'}")
     if not target.exists():
         return
-    inputs = [args.gallery, args.model] + [Path(text.partition("=")[2]) for text in args.source]
+    inputs = [args.gallery, args.model] + [Path(text.partition("=")[2]) for text in sources]
     if any(_same_file(p, target) for p in inputs if p is not None):
         raise ConfigError(f"--events {target}: is one of this run's inputs; write the events to another file")
     problem = events_file_problem(target)
@@ -295,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
             "--fast reads files as fast as they decode, and --policy latest drops every frame processing "
             "has not caught up with (most of them): drop --policy (files default to every) or --fast"
         )
-    _check_events_file(args)
+    expanded = [_expand_env(text) for text in args.source]
+    _check_events_file(args, expanded)
     _check_video_folder(args)
     created_events = bool(args.events) and not args.events.exists()
     options: dict[str, Any] = {"realtime": not args.fast}
@@ -303,7 +306,10 @@ def run(args: argparse.Namespace) -> int:
         options["policy"] = args.policy
     if args.thermal:
         options["thermal"] = args.thermal
-    sources = [parse_source(_expand_env(text), **options) for text in args.source]
+    sources = [  # logs and events name the address as given, ${NAME} unexpanded
+        parse_source(text, display_uri=raw.partition("=")[2], **options)
+        for text, raw in zip(expanded, args.source, strict=True)
+    ]
     config = PipelineConfig(
         detector=args.detector,
         detector_options=_detector_options(args),
@@ -347,29 +353,33 @@ def run(args: argparse.Namespace) -> int:
     return _exit_status(pipeline, stats, args, created_events)
 
 
+def _say(text: str) -> None:
+    """A closing message on stderr; a terminal that hung up (SIGHUP) cannot take it, which must not
+    turn a clean stop into a crash."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
+
+
 def _exit_status(pipeline: Any, stats: Any, args: argparse.Namespace, created_events: bool) -> int:
     """1 when something failed (an output, a camera, or no frame at all), else 130 after Ctrl-C and 0
     after SIGTERM/SIGHUP (a requested stop: `systemctl stop` must not mark the service failed) or when
     the sources ended."""
     if pipeline.dropped_sinks:
         names = ", ".join(repr(sink) for sink in pipeline.dropped_sinks)
-        print(f"vireid run: error: output {names} failed during the run and is incomplete", file=sys.stderr)
+        _say(f"vireid run: error: output {names} failed during the run and is incomplete")
         return 1
     if not pipeline.interrupted and not any(camera.processed for camera in stats.cameras.values()):
         _discard_if_empty(args.events, created_events)
-        print("vireid run: error: no source delivered a frame (see the messages above)", file=sys.stderr)
+        _say("vireid run: error: no source delivered a frame (see the messages above)")
         return 1
     if any(source.state.value == "failed" for source in stats.sources):
-        print("vireid run: error: a camera failed during the run (see above)", file=sys.stderr)
+        _say("vireid run: error: a camera failed during the run (see above)")
         return 1
     if pipeline.stop_signal == "SIGINT":
-        print("vireid run: interrupted; tracks ended and outputs flushed", file=sys.stderr)
+        _say("vireid run: interrupted; tracks ended and outputs flushed")
         return 130
     if pipeline.stop_signal is not None:
-        print(
-            f"vireid run: stopped by {pipeline.stop_signal}; tracks ended and outputs flushed",
-            file=sys.stderr,
-        )
+        _say(f"vireid run: stopped by {pipeline.stop_signal}; tracks ended and outputs flushed")
     return 0
 
 
@@ -378,8 +388,10 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def _expand_env(source: str) -> str:
     """`${NAME}` in a `--source` replaced by the environment variable: camera credentials can stay
-    out of the command line, which `ps` and `systemctl status` show to every user."""
+    out of the command line, which `ps` and `systemctl status` show to every user. The values are
+    secrets from then on: redacted wherever they would appear (logs, events, messages)."""
     from ..errors import ConfigError
+    from ..streams.redact import register_secret
 
     def value(match: re.Match[str]) -> str:
         name = match[1]
@@ -388,6 +400,7 @@ def _expand_env(source: str) -> str:
                 f"--source: ${{{name}}} is not set in the environment; set it (e.g. in the service's "
                 "Environment= or EnvironmentFile=) or write the value itself"
             )
+        register_secret(os.environ[name])
         return os.environ[name]
 
     return _ENV_REFERENCE.sub(value, source)
@@ -409,15 +422,14 @@ def _discard_if_empty(events: Path | None, created: bool) -> None:
 def _summary(stats: Any, args: argparse.Namespace) -> None:
     events = ", ".join(f"{n} {k}" for k, n in sorted(stats.events.items())) or "no events"
     frames = ", ".join(f"{c} {s.processed}" for c, s in stats.cameras.items())
-    print(
+    _say(
         f"vireid run: {stats.elapsed:.1f} s, frames {frames}, {events}, real-time factor "
-        f"{stats.realtime_factor:.2f}x",
-        file=sys.stderr,
+        f"{stats.realtime_factor:.2f}x"
     )
     for source in stats.sources:
         if source.state.value == "failed":
-            print(f"vireid run: camera {source.camera} failed: {source.error}", file=sys.stderr)
+            _say(f"vireid run: camera {source.camera} failed: {source.error}")
     if args.events:
-        print(f"vireid run: events in {args.events}", file=sys.stderr)
+        _say(f"vireid run: events in {args.events}")
     if args.video_out:
-        print(f"vireid run: annotated videos in {args.video_out}", file=sys.stderr)
+        _say(f"vireid run: annotated videos in {args.video_out}")

@@ -311,8 +311,9 @@ class Pipeline:
         Args:
             duration: seconds to run at most (None: until the sources finish).
             handle_signals: in the main thread, turn SIGINT, SIGTERM and SIGHUP (where the system has
-                it: a closed terminal) into a clean stop (a second one interrupts at once);
-                `interrupted` and `stop_signal` tell afterwards.
+                it: a closed terminal) into a clean stop (the same signal again interrupts at once),
+                except a signal the process ignores (`nohup`); `interrupted` and `stop_signal` tell
+                afterwards.
             on_status: called with fresh statistics every `status_every` seconds.
 
         Raises:
@@ -345,6 +346,8 @@ class Pipeline:
             return {}
         wanted = [signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)]  # no SIGHUP on Windows
         previous = {s: signal.getsignal(s) for s in wanted if s is not None}
+        # one the process was told to ignore stays ignored (`nohup` ignores SIGHUP: keep running)
+        previous = {s: h for s, h in previous.items() if h is not signal.SIG_IGN}
 
         def handler(signum: int, _frame: Any) -> None:
             self.interrupted = True

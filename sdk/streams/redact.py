@@ -40,11 +40,26 @@ _SECRET_PROPERTY = re.compile(
 )
 
 
+_SECRETS: set[str] = set()  # literal values registered with `register_secret`
+_SHORTEST_SECRET = 4  # shorter values would blank out ordinary words and numbers everywhere
+
+
+def register_secret(value: str) -> None:
+    """Redact `value` literally from now on, wherever it appears (e.g. a camera password a `--source`
+    took from the environment, which the patterns below may not recognise in its place). Values
+    shorter than 4 characters are not registered."""
+    if len(value) >= _SHORTEST_SECRET:
+        _SECRETS.add(value)
+
+
 def redact(text: str) -> str:
-    """`text` with the `user[:password]@` of every URL replaced by `***@`, the values of
-    credential-like query parameters (`pwd=`, `password=`, `token=`, `user=`...) and of GStreamer
-    properties (`user-id=`, `user-pw=`, `passphrase=`...) by `***`."""
-    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    """`text` with every registered secret and the `user[:password]@` of every URL replaced by
+    `***(@)`, the values of credential-like query parameters (`pwd=`, `password=`, `token=`, `user=`...)
+    and of GStreamer properties (`user-id=`, `user-pw=`, `passphrase=`...) by `***`."""
+    text = str(text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # a longer secret before one inside it
+        text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\g<scheme>***@", text)
     text = _SECRET_QUERY.sub(lambda m: f"{m['key']}=***" if m["value"] else m[0], text)
     return _SECRET_PROPERTY.sub(lambda m: f"{m['key']}=***", text)
 

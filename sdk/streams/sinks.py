@@ -453,7 +453,8 @@ class VideoSink(Sink):
 
     OpenCV's writer never reports a failed write, so a full disk would leave every later segment
     unplayable without a word. The sink therefore checks the folder's free space when a segment opens
-    and then about once per second of video per camera; below `min_free_bytes` it finishes every open
+    and then about once per second of video per camera; below `min_free_bytes` per open camera file
+    (what a second of each camera's video between two checks must fit) it finishes every open
     file (they stay playable) and raises `StreamError` (the pipeline drops the sink and says so).
 
     Args:
@@ -461,7 +462,8 @@ class VideoSink(Sink):
         fps: frame rate to write at when the source does not tell (default 15).
         segment_minutes: video minutes per file (None: one file per camera, for short runs).
         append: continue each camera's numbering after the segments already in `folder`.
-        min_free_bytes: free space below which the sink stops (default `MIN_FREE_BYTES`).
+        min_free_bytes: free space per open camera file below which the sink stops (default
+            `MIN_FREE_BYTES`); free space is what an ordinary user may write, also when run as root.
 
     Raises:
         StreamError: the folder cannot be created or listed.
@@ -550,14 +552,15 @@ class VideoSink(Sink):
         """Raise `StreamError` when the folder's disk has less than `min_free_bytes` free, after finishing
         every open file: OpenCV would go on "writing" frames that never reach the disk."""
         free = _free_bytes(self.folder)
-        if free is None or free >= self.min_free_bytes:
+        floor = self.min_free_bytes * max(1, len(self._writers))  # a second of each camera's video
+        if free is None or free >= floor:  # between two checks must fit
             return
         last = ", ".join(str(path) for path in self.paths.values())  # before close(): what it finishes
         self.close()
         done = f"its last segments, {last}, are finished and playable" if last else "no video was written"
         raise StreamError(
             f"video folder {self.folder}: only {_mib(free)} free on its disk, below the "
-            f"{_mib(self.min_free_bytes)} vireid keeps free; stopped writing videos ({done}). Free space "
+            f"{_mib(floor)} vireid keeps free; stopped writing videos ({done}). Free space "
             "(old videos: `vireid gallery purge --gallery G.db --older-than-days N --videos "
             f"{self.folder}`), or write --video-out to a larger disk"
         )
@@ -612,18 +615,14 @@ def _segment_path(folder: Path, stem: str, number: int) -> Path:
 
 
 def _free_bytes(folder: Path) -> int | None:
-    """Bytes this process may still write on `folder`'s file system, or None when it cannot be told."""
+    """Bytes an ordinary user may still write on `folder`'s file system (`f_bavail`), or None when it
+    cannot be told. Conservative on purpose, also for root: whether a process may use the blocks a
+    file system reserves depends on more than its user id (a root in a user-namespaced container may
+    not), and `f_bfree` overstates btrfs's usable space."""
     try:
-        if not hasattr(os, "statvfs"):  # Windows: no reserved blocks; its free-to-caller counts quotas
-            return shutil.disk_usage(folder).free
-        info = os.statvfs(folder)
+        return shutil.disk_usage(folder).free
     except OSError:
         return None  # the folder vanished: creating the next segment says so
-    # statvfs rather than shutil.disk_usage (which reports f_bavail only): ext4 reserves about 5% of a
-    # disk for root, so a service running as root can still write there and f_bavail would stop it
-    # early with gigabytes free; anyone else stops at f_bavail, where writes fail for them
-    blocks = info.f_bfree if os.geteuid() == 0 else info.f_bavail
-    return blocks * info.f_frsize
 
 
 def _mib(size: int) -> str:

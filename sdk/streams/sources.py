@@ -198,6 +198,8 @@ class VideoSource:
         thermal: how 16-bit (radiometric) frames become 8-bit: a `ThermalScaling`, `"window:LOW:HIGH"`
             or `"percentile:LOW:HIGH"`; default per-frame percentiles 1..99. Logged (INFO) when the
             first 16-bit frame arrives; `source.thermal` says which one a source uses.
+        display_uri: how logs, events and messages name the address (default: `uri`), redacted
+            either way; e.g. the CLI's `--source` text before `${NAME}` expansion.
 
     Raises:
         InputSpecError: a bad policy, buffer, backoff or max_pixels value.
@@ -220,9 +222,11 @@ class VideoSource:
         on_state: StateCallback | None = None,
         max_pixels: int = MAX_PIXELS,
         thermal: ThermalScaling | str | None = None,
+        display_uri: str | None = None,
     ) -> None:
         self.uri = str(uri)
-        self.display_uri = redact(self.uri)  # what logs, events and messages show (no credentials)
+        # what logs, events and messages show (no credentials)
+        self.display_uri = redact(self.uri if display_uri is None else display_uri)
         self.kind = source_kind(uri if isinstance(uri, int) else self.uri)
         self.modality = Modality.parse(modality)
         self.camera = str(camera) if camera is not None else str(self.modality)

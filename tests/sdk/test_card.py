@@ -157,8 +157,12 @@ def test_unknown_keys_and_bad_json_are_refused() -> None:
         ModelCard.from_dict(data)
     assert "upgrade" not in str(refused.value)  # written by this version: nothing to upgrade
     data["vireid_version"] = "9.1.0"  # a card of a newer vireid that added a field
-    with pytest.raises(CardError, match=r"written by vireid 9.1.0 and this is .*upgrade vireid"):
+    with pytest.raises(CardError, match=r"written by vireid 9.1.0, newer than this .*upgrade vireid"):
         ModelCard.from_dict(data)
+    data["vireid_version"] = "0.0.1"  # an older card with a key since removed: upgrading cannot help
+    with pytest.raises(CardError, match="unknown model card keys") as refused:
+        ModelCard.from_dict(data)
+    assert "upgrade" not in str(refused.value)
     with pytest.raises(CardError, match="not valid JSON"):
         ModelCard.from_json("{not json")
     with pytest.raises(CardError, match="schema_version"):

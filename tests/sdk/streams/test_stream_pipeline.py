@@ -6,7 +6,10 @@ right."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -633,3 +636,20 @@ def test_stopping_waits_for_blocked_readers_against_one_deadline_with_a_fake_cap
     started = time.monotonic()
     pipeline.stop()
     assert time.monotonic() - started < 4.0  # one deadline (2 s), not 3 x 2 s
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_hangup_the_process_ignores_stays_ignored(embedder: Embedder, scene: Path) -> None:
+    """`nohup vireid run ... &` must keep running after the terminal closes (the pipeline used to take
+    SIGHUP over and stop)."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        sources = [VideoSource(scene / f"{c}.mp4", c, c) for c in ("visible", "infrared")]  # real time
+        pipeline = Pipeline(sources, embedder, detector=CallerBoxes(lambda f: []))
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGHUP)).start()
+        stats = pipeline.run(duration=1.5)
+        assert pipeline.stop_signal is None and not pipeline.interrupted
+        assert stats.elapsed >= 1.4  # ran its whole duration: not stopped at 0.5 s
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
