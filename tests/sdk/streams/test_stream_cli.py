@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
+from fake_capture import LiveCaptureFaked
 
 from vireid.cli import main as cli_main
 from vireid.streams import TrackEnded, TrackStarted, event_from_dict
@@ -198,33 +198,6 @@ def test_a_stop_signal_stops_cleanly_and_flushes_every_sink(
         assert cap.isOpened() and 0 < cap.get(cv2.CAP_PROP_FRAME_COUNT) < 120
 
 
-class _LiveCaptureFaked:
-    """Stands in for OpenCV's capture of a live camera (15 fps, never ends); with `fail_after`, it
-    then delivers frames of a layout the reader cannot convert, which ends the source as `failed`."""
-
-    def __init__(self, fail_after: int | None) -> None:
-        self.fail_after, self.frames = fail_after, 0
-
-    def isOpened(self) -> bool:
-        return True
-
-    def get(self, prop: int) -> float:
-        return 15.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def set(self, *args: object) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-    def read(self) -> tuple[bool, np.ndarray]:
-        time.sleep(1 / 15)
-        self.frames += 1
-        if self.fail_after is not None and self.frames > self.fail_after:
-            return True, np.zeros((48, 64, 5), np.uint8)
-        return True, np.full((48, 64, 3), 80, np.uint8)
-
-
 @pytest.mark.parametrize("keep_going", [False, True])
 def test_a_camera_failing_for_good_stops_the_run_with_exit_1_with_opencv_capture_faked(
     vireid,
@@ -237,8 +210,8 @@ def test_a_camera_failing_for_good_stops_the_run_with_exit_1_with_opencv_capture
     and exits 1 (restarted, the failure in its log); --keep-going carries on and still exits 1."""
     from vireid.streams import sources
 
-    def opener(uri: str, *args: object) -> _LiveCaptureFaked:
-        return _LiveCaptureFaked(fail_after=10 if "infrared" in uri else None)
+    def opener(uri: str, *args: object) -> LiveCaptureFaked:
+        return LiveCaptureFaked(fail_after=10 if "infrared" in uri else None)
 
     monkeypatch.setattr(sources, "open_capture", opener)
     argv = ["run", "--source", "visible=rtsp://cam.invalid/visible", "--source"]

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 from contract_model import build_contract_model, contract_card
+from fake_capture import LiveCaptureFaked
 
 from vireid import ConfigError, Embedder, Gallery, GalleryError, InputSpecError, StreamError
 from vireid.bench.scene import (
@@ -588,32 +589,6 @@ def test_pipeline_config_takes_numpy_numbers_but_not_booleans() -> None:
         PipelineConfig(max_crops=True)
 
 
-class _BlockedCapture:
-    """Stands in for OpenCV's capture of a live camera whose read hangs (a stalled network or USB
-    device): the first frame comes at once, the next read blocks for `hang` seconds."""
-
-    def __init__(self, hang: float) -> None:
-        self.hang, self.reads = hang, 0
-
-    def isOpened(self) -> bool:
-        return True
-
-    def get(self, prop: int) -> float:
-        return 15.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def set(self, *args: object) -> bool:
-        return True
-
-    def release(self) -> None:
-        pass
-
-    def read(self) -> tuple[bool, np.ndarray]:
-        self.reads += 1
-        if self.reads > 1:
-            time.sleep(self.hang)
-        return True, np.zeros((48, 64, 3), np.uint8)
-
-
 def test_stopping_waits_for_blocked_readers_against_one_deadline_with_a_fake_capture(
     embedder: Embedder,
 ) -> None:
@@ -625,7 +600,7 @@ def test_stopping_waits_for_blocked_readers_against_one_deadline_with_a_fake_cap
             "visible",
             f"c{i}",
             read_timeout=1.0,
-            opener=lambda *a: _BlockedCapture(hang=6.0),
+            opener=lambda *a: LiveCaptureFaked(hang_after=1, hang=6.0),
         )
         for i in range(3)
     ]
