@@ -51,6 +51,11 @@ class StreamError(VireidError):
     """A camera or video source cannot be opened or stopped delivering frames."""
 
 
+class ProcessingStalledError(StreamError):
+    """The pipeline's processing loop stopped going round (a model call or an output that hangs), so
+    `Pipeline.run(stall_timeout=...)` stopped it: a service restarts instead of looking alive."""
+
+
 class DatasetError(VireidError):
     """A dataset folder is missing or does not follow the expected layout."""
 

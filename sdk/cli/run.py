@@ -12,6 +12,8 @@ GStreamer pipeline ending in appsink. ${NAME} in it is replaced by that environm
 credentials stay off the command line); `vireid @FILE ...` reads arguments from a file. Files replay at
 their frame rate (--fast: as fast as possible). Ctrl-C, SIGTERM and SIGHUP stop cleanly: every track
 is ended and every output flushed (exit 130 after Ctrl-C, 0 after the others unless something failed).
+A camera or output failing for good, or processing stuck for --stall-timeout seconds, stops the run with
+exit 1. Started by systemd with Type=notify, it reports readiness, its status line and watchdog pings.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.base import DEVICES
-from .argtypes import cosine, one_of, positive_float, positive_int, unit_interval
+from .argtypes import cosine, non_negative_float, one_of, positive_float, positive_int, unit_interval
+
+DEFAULT_STALL_TIMEOUT = 300.0
+"""Seconds without a round of the processing loop before `vireid run` gives up on it: far above one
+round's time (under a second), and above a first TensorRT EP inference that builds its engine."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no status line")
     parser.add_argument(
+        "--stall-timeout",
+        type=non_negative_float,
+        default=DEFAULT_STALL_TIMEOUT,
+        metavar="S",
+        help=f"stop with exit 1 when processing has not advanced for S seconds (a hung model call or "
+        f"output; default {DEFAULT_STALL_TIMEOUT:.0f}, 0: never)",
+    )
+    parser.add_argument(
         "--keep-going",
         action="store_true",
         help="carry on when an output (--events, --video-out) or a camera fails for good (default: stop "
@@ -174,8 +188,9 @@ class _StopOnFailure:
     goes on half-blind or without its event log looks healthy to its supervisor; stopped with exit 1,
     it is restarted (and the failure is in its log). `--keep-going` turns this off."""
 
-    def __init__(self, pipeline: Any, status: Any, keep_going: bool) -> None:
+    def __init__(self, pipeline: Any, status: Any, keep_going: bool, notifier: Any = None) -> None:
         self.pipeline, self.status, self.keep_going = pipeline, status, keep_going
+        self.notifier = notifier
         self.stopped_for: str | None = None
 
     def __call__(self, stats: Any) -> None:
@@ -188,6 +203,8 @@ class _StopOnFailure:
                 f"vireid run: error: {self.stopped_for}; stopping (--keep-going carries on without it)",
                 file=sys.stderr,
             )
+            if self.notifier is not None:
+                self.notifier.stopping(self.stopped_for)
             self.pipeline.request_stop()
 
 
@@ -218,6 +235,7 @@ class _Status:
     def done(self) -> None:
         if self.tty and self.width and not self.quiet:
             _say("")
+        self.width = 0
 
 
 def _same_file(path: Path, target: Path) -> bool:
@@ -287,8 +305,10 @@ def _check_video_folder(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the pipeline from the arguments and run it until the sources end or Ctrl-C."""
+    from ..errors import ProcessingStalledError
     from ..streams import Pipeline, PipelineConfig, parse_source
     from ..streams.config import check_cameras
+    from .service import ServiceNotify, SystemdNotifier
 
     if args.fast and args.policy == "latest":
         from ..errors import ConfigError
@@ -329,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
             f"--gallery {args.gallery}: no gallery file here; enrol people first (`vireid gallery enroll "
             f"--gallery {args.gallery} ...`), or leave --gallery out to only link tracks across cameras"
         )
+    stall_timeout = args.stall_timeout or None
     backend_options = {"threads": args.threads} if args.threads else {}
     status = _Status(args.quiet)
     pipeline = Pipeline(
@@ -341,16 +362,36 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.gallery is None:
         print("vireid run: no --gallery: tracks are linked across cameras but never named", file=sys.stderr)
-    watch = _StopOnFailure(pipeline, status, args.keep_going)
+    notifier = SystemdNotifier()
+    watch = _StopOnFailure(
+        pipeline, _both(status, ServiceNotify(notifier, stall_timeout)), args.keep_going, notifier
+    )
     try:
-        stats = pipeline.run(args.duration, on_status=watch, status_every=1.0)
+        stats = pipeline.run(args.duration, on_status=watch, status_every=1.0, stall_timeout=stall_timeout)
+    except ProcessingStalledError as exc:
+        status.done()
+        notifier.stopping(str(exc))
+        _summary(pipeline.stats(), args)
+        _say(f"vireid run: error: {exc}; exit 1, so a service manager restarts the run")
+        return 1
     except BaseException:
         _discard_if_empty(args.events, created_events)
         raise
     finally:
         status.done()
+        notifier.close()
     _summary(stats, args)
     return _exit_status(pipeline, stats, args, created_events)
+
+
+def _both(first: Any, second: Any) -> Any:
+    """A status callback calling two."""
+
+    def both(stats: Any) -> None:
+        first(stats)
+        second(stats)
+
+    return both
 
 
 def _say(text: str) -> None:

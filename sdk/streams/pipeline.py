@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..embedder import Embedder
-from ..errors import ConfigError, InputSpecError
+from ..errors import ConfigError, InputSpecError, ProcessingStalledError
 from ..imageio import has_colour
 from ..modality import Modality
 from ..preprocess import crop_box
@@ -35,7 +35,7 @@ from .matcher import CropRequest, Matcher
 from .quality import crop_quality
 from .sinks import CallbackSink, FrameResult, Sink, TrackView
 from .sources import SourceState, VideoSource, parse_source
-from .stats import CameraCounter, PipelineStats, StageTimer
+from .stats import CameraCounter, Heartbeat, PipelineStats, StageTimer
 from .track import ByteTracker, TrackUpdate
 
 log = logging.getLogger("vireid")
@@ -123,7 +123,8 @@ class Pipeline:
         self.sinks: list[Sink] = list(sinks) + ([CallbackSink(on_event)] if on_event else [])
         self.dropped_sinks: list[Sink] = []
         """Sinks that raised and were dropped (the log has why): their outputs are incomplete."""
-        self.timer = StageTimer()
+        self.heartbeat = Heartbeat()
+        self.timer = StageTimer(heartbeat=self.heartbeat)
         self._event_counts: collections.Counter[str] = collections.Counter()
         self._source_events: collections.deque[SourceChanged] = collections.deque()
         self._wake = threading.Event()
@@ -134,6 +135,11 @@ class Pipeline:
         self._started_at: float | None = None
         self._stopped = False
         self._error: BaseException | None = None
+        self._join_timeout = 60.0  # seconds stop() waits for the processing thread
+        self._busy_sink: Sink | None = None  # the output the processing thread is inside now
+        self._abandoned = False  # stop() gave up on a stuck processing thread: it must touch no output
+        self.stalled: str | None = None
+        """Why `run(stall_timeout=...)` stopped the pipeline (the loop stuck for that long), else None."""
         self.interrupted = False
         self.stop_signal: str | None = None
         """The signal that stopped `run()` (`SIGINT`, `SIGTERM`, `SIGHUP`), None when none did."""
@@ -260,9 +266,9 @@ class Pipeline:
         for cam in self._cameras.values():
             cam.source.stop(timeout=max(0.0, deadline - time.monotonic()))
         if self._thread is not None:
-            self._thread.join(timeout=60)
+            self._thread.join(timeout=self._join_timeout)
             if self._thread.is_alive():
-                log.warning("pipeline: the processing thread did not stop within 60 s")
+                return self._abandon_stuck_thread()
         events: list[Event] = []
         try:
             for camera, cam in self._cameras.items():
@@ -280,6 +286,31 @@ class Pipeline:
                     self.dropped_sinks.append(sink)
             self._close_owned()
         return events
+
+    def _abandon_stuck_thread(self) -> list[Event]:
+        """The processing thread did not stop: close every output it is not inside and leave the rest
+        (its tracks, the model, the output it hangs in) to it. Ending its tracks or closing the model
+        under it could corrupt an output or crash the process; the last tracks' `TrackEnded` events
+        are lost instead."""
+        _, where = self.heartbeat.stalled()
+        log.error(
+            "pipeline: the processing thread did not stop within %.0f s (stuck in %s); closing the "
+            "outputs it is not using, without the last tracks' ends",
+            self._join_timeout,
+            where or "the processing loop",
+        )
+        self._abandoned = True
+        stuck = self._busy_sink
+        for sink in list(self.sinks):
+            if sink is stuck:
+                continue
+            try:
+                sink.close()
+            except Exception:
+                log.exception("pipeline: closing sink %r failed; its output is incomplete", sink)
+                self.sinks.remove(sink)
+                self.dropped_sinks.append(sink)
+        return []
 
     def _close_owned(self) -> None:
         """Close what the constructor built (the embedder, gallery and detector it was given by name)."""
@@ -304,6 +335,7 @@ class Pipeline:
         handle_signals: bool = True,
         on_status: Callable[[PipelineStats], None] | None = None,
         status_every: float = 1.0,
+        stall_timeout: float | None = None,
     ) -> PipelineStats:
         """Start, process until every source has finished, `duration` seconds passed, or Ctrl-C /
         SIGTERM / SIGHUP, then `stop()` (always). Returns the final statistics.
@@ -315,8 +347,13 @@ class Pipeline:
                 except a signal the process ignores (`nohup`); `interrupted` and `stop_signal` tell
                 afterwards.
             on_status: called with fresh statistics every `status_every` seconds.
+            stall_timeout: stop when the processing loop has not gone round for this many seconds (a
+                model call or an output that hangs: a service should restart rather than look alive
+                with its cameras unwatched); None never.
 
         Raises:
+            ProcessingStalledError: the loop was stuck for `stall_timeout` seconds; raised after the
+                stop, which closed every output the stuck thread was not inside.
             VireidError: what stopped the processing thread, re-raised after the clean stop.
         """
         restore = self._install_signals() if handle_signals else {}
@@ -327,6 +364,10 @@ class Pipeline:
             while not self._done.wait(0.1):
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
+                    break
+                if stall_timeout is not None and self._stalled_beyond(stall_timeout):
+                    if on_status is not None:  # the stall in the last status: callers report it
+                        on_status(self.stats())
                     break
                 if on_status is not None and now >= next_status:
                     on_status(self.stats())
@@ -339,7 +380,20 @@ class Pipeline:
                     signal.signal(signum, handler)
         if self._error is not None:
             raise self._error
+        if self.stalled is not None:
+            raise ProcessingStalledError(f"{self.stalled}; the pipeline stopped")
         return self.stats()
+
+    def _stalled_beyond(self, seconds: float) -> bool:
+        """Whether the processing loop has been stuck for `seconds`; if so, say where and stop waiting
+        long for it (it may never come back)."""
+        stalled_for, where = self.heartbeat.stalled()
+        if stalled_for < seconds:
+            return False
+        self.stalled = f"the processing loop has not gone round for {stalled_for:.0f} s, stuck in {where}"
+        log.error("pipeline: %s; stopping", self.stalled)
+        self._join_timeout = min(self._join_timeout, 10.0, max(1.0, seconds))
+        return True
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -370,6 +424,7 @@ class Pipeline:
     def _loop(self) -> None:
         try:
             while not self._stopping.is_set():
+                self.heartbeat.beat()
                 # finished before polling: a camera whose last frame this poll takes closes next round,
                 # after that frame was processed (its tracks end after they were seen)
                 finished = self._finished_cameras()
@@ -388,6 +443,7 @@ class Pipeline:
             self._error = exc
             log.exception("pipeline: the processing thread stopped: %s: %s", type(exc).__name__, exc)
         finally:
+            self.heartbeat.rest()
             self._done.set()
 
     @property
@@ -519,8 +575,12 @@ class Pipeline:
     def _call_sink(self, sink: Sink, method: str, arg: Any) -> None:
         """A sink that raises (a full disk, a callback's bug) is dropped and the cameras carry on: one
         output failing must not stop identification. `dropped_sinks` and `stats()` say so."""
+        if self._abandoned:  # stop() closed the outputs while this thread was stuck
+            return
+        self._busy_sink = sink
         try:
-            getattr(sink, method)(arg)
+            with self.heartbeat.inside(f"output {sink!r} ({method})"):
+                getattr(sink, method)(arg)
         except Exception:
             log.exception(
                 "pipeline: sink %r failed in %s; it is dropped, its output is incomplete", sink, method
@@ -531,6 +591,8 @@ class Pipeline:
                 sink.close()
             except Exception:
                 log.exception("pipeline: closing sink %r failed", sink)
+        finally:
+            self._busy_sink = None
 
     def _finished_cameras(self) -> list[str]:
         """Open cameras whose sources have finished for good (file ended, failed) with nothing buffered."""
@@ -574,6 +636,7 @@ class Pipeline:
         active = collections.Counter(r.camera for r in records)
         cameras = {name: cam.counter.snapshot(active[name]) for name, cam in self._cameras.items()}
         identified = sum(1 for r in records if r.name)
+        stalled_for, stalled_in = self.heartbeat.stalled()
         return PipelineStats(
             elapsed,
             tuple(cam.source.stats() for cam in self._cameras.values()),
@@ -582,6 +645,8 @@ class Pipeline:
             dict(self._event_counts),
             identified,
             tuple(repr(sink) for sink in list(self.dropped_sinks)),
+            stalled_for,
+            stalled_in,
         )
 
 

@@ -6,7 +6,7 @@ import collections
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,43 @@ from .sources import SourceStats
 STAGES = ("detect", "track", "quality", "embed", "match", "sinks", "step")
 """Timed stages: per frame (`detect`, `track`, `quality`), per round (`embed`, `match`, `sinks`, and
 `step`, a whole round over the frames of every camera)."""
+
+STALL_SHOWN_AFTER = 10.0
+"""Seconds without a round of the processing loop after which the status line says it is stalled (one
+round takes well under a second with any model and camera count the pipeline keeps up with)."""
+
+
+class Heartbeat:
+    """When the processing loop last went round, and what it is inside now (a stage, an output): a loop
+    stuck in a model call or behind a blocked output is told apart from one with nothing to do. Written
+    by the processing thread, read from any thread."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self._inside: list[str] = []
+
+    def beat(self) -> None:
+        """The loop went round (called at the top of every round, busy or idle)."""
+        self._last = time.monotonic()
+
+    def rest(self) -> None:
+        """The loop ended: nothing to be stalled any more."""
+        self._last = None
+
+    @contextmanager
+    def inside(self, what: str) -> Iterator[None]:
+        self._inside.append(what)
+        try:
+            yield
+        finally:
+            self._inside.pop()
+
+    def stalled(self) -> tuple[float, str]:
+        """Seconds since the loop last went round (0 when it is not running) and where it is now."""
+        last, inside = self._last, list(self._inside)
+        if last is None:
+            return 0.0, ""
+        return max(0.0, time.monotonic() - last), " > ".join(inside) or "the processing loop"
 
 
 @dataclass(frozen=True)
@@ -33,7 +70,8 @@ class StageStats:
 class StageTimer:
     """Collects durations per stage; written by the processing thread, read from any thread."""
 
-    def __init__(self, window: int = 1000) -> None:
+    def __init__(self, window: int = 1000, heartbeat: Heartbeat | None = None) -> None:
+        self._heartbeat = heartbeat
         self._samples: dict[str, collections.deque[float]] = {
             s: collections.deque(maxlen=window) for s in STAGES
         }
@@ -44,7 +82,8 @@ class StageTimer:
     def time(self, stage: str) -> Iterator[None]:
         start = time.perf_counter()
         try:
-            yield
+            with self._heartbeat.inside(stage) if self._heartbeat else nullcontext():
+                yield
         finally:
             self.add(stage, time.perf_counter() - start)
 
@@ -99,6 +138,9 @@ class PipelineStats:
         events: events emitted so far, per kind.
         identified: live tracks that hold an identity now.
         dropped_sinks: outputs that failed and were dropped (their files are incomplete).
+        stalled_for: seconds since the processing loop last went round (0 when it is not running; a
+            round takes well under a second, so tens of seconds mean it is stuck).
+        stalled_in: where the processing loop is now (a stage, an output's method; "" when not running).
     """
 
     elapsed: float
@@ -108,6 +150,8 @@ class PipelineStats:
     events: Mapping[str, int]
     identified: int
     dropped_sinks: tuple[str, ...] = ()
+    stalled_for: float = 0.0
+    stalled_in: str = ""
 
     @property
     def realtime_factor(self) -> float:
@@ -134,6 +178,8 @@ class PipelineStats:
             parts.append(f"ms: {stage_text}")
         if self.dropped_sinks:  # a months-long run must not hide a lost output until it ends
             parts.append(f"FAILED output: {', '.join(self.dropped_sinks)}")
+        if self.stalled_for >= STALL_SHOWN_AFTER:  # else the camera rates read as if all were well
+            parts.append(f"processing STALLED {self.stalled_for:.0f} s in {self.stalled_in}")
         return " | ".join(parts)
 
 

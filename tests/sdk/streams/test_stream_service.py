@@ -1,0 +1,286 @@
+"""Running as a service: a processing loop that stops going round is seen (statistics, status line),
+stopped (`stall_timeout`, `vireid run --stall-timeout`), and systemd hears of readiness, status and
+watchdog pings through its real notification protocol (a datagram socket the test binds)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vireid import Embedder, ProcessingStalledError
+from vireid.cli import main as cli_main
+from vireid.cli.service import ServiceNotify, SystemdNotifier
+from vireid.streams import Pipeline, PipelineStats, Sink, VideoSource
+from vireid.streams.stats import STALL_SHOWN_AFTER
+
+
+@pytest.fixture(scope="module")
+def embedder(contract_model: Path):
+    with Embedder(contract_model, device="cpu", threads=1) as e:
+        yield e
+
+
+class BlockedOutput(Sink):
+    """An output whose first frame write blocks until `release` is set (a hung network disk)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.closed = False
+
+    def on_frame(self, result: object) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(60)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __repr__(self) -> str:
+        return "BlockedOutput()"
+
+
+class RecordingOutput(Sink):
+    def __init__(self) -> None:
+        self.frames = 0
+        self.closed = False
+
+    def on_frame(self, result: object) -> None:
+        self.frames += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _sources(scene: Path) -> list[VideoSource]:
+    return [VideoSource(scene / f"{c}.mp4", c, c, realtime=False) for c in ("visible", "infrared")]
+
+
+def test_statistics_say_how_long_and_where_processing_is_stuck(scene: Path, embedder: Embedder) -> None:
+    blocked = BlockedOutput()
+    pipeline = Pipeline(_sources(scene), embedder, sinks=[blocked])
+    pipeline.start()
+    try:
+        assert blocked.entered.wait(30)
+        time.sleep(1.5)
+        stuck = pipeline.stats()
+        assert stuck.stalled_for >= 1.4
+        assert stuck.stalled_in == "sinks > output BlockedOutput() (on_frame)"
+        blocked.release.set()
+        time.sleep(0.5)
+        assert pipeline.stats().stalled_for < 1.0  # going round again
+    finally:
+        blocked.release.set()
+        pipeline.stop()
+    assert (pipeline.stats().stalled_for, pipeline.stats().stalled_in) == (0.0, "")  # not running
+
+
+def _stats(stalled_for: float, stalled_in: str = "embed") -> PipelineStats:
+    return PipelineStats(1.0, (), {}, {}, {}, 0, (), stalled_for, stalled_in)
+
+
+def test_the_status_line_shows_a_stall_only_past_a_normal_rounds_time() -> None:
+    assert "STALLED" not in _stats(STALL_SHOWN_AFTER - 1).status_line()
+    assert "processing STALLED 42 s in embed" in _stats(42.0).status_line()
+
+
+def test_run_stops_a_stuck_pipeline_and_closes_every_output_but_the_stuck_one(
+    scene: Path, embedder: Embedder
+) -> None:
+    blocked, other = BlockedOutput(), RecordingOutput()
+    pipeline = Pipeline(_sources(scene), embedder, sinks=[other, blocked])
+    statuses: list[PipelineStats] = []
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProcessingStalledError, match=r"stuck in sinks > output BlockedOutput\(\)"):
+            pipeline.run(stall_timeout=1.0, on_status=statuses.append, status_every=0.2)
+        took = time.monotonic() - started
+        assert other.closed and not blocked.closed  # closing the stuck one would hang as it does
+        assert statuses[-1].stalled_for >= 1.0  # the last status reports the stall
+        assert took < 20  # stall (1 s) + readers (<= 6 s) + one short wait for the thread, not 60 s
+        assert pipeline.running  # the thread is still inside the blocked output
+    finally:
+        blocked.release.set()
+    pipeline._thread.join(10)
+    assert not pipeline.running  # released, it found the pipeline stopped and ended
+    frames_after_stop = other.frames
+    time.sleep(0.2)
+    assert other.frames == frames_after_stop
+
+
+def test_run_without_a_stall_timeout_waits_for_a_slow_output(scene: Path, embedder: Embedder) -> None:
+    blocked = BlockedOutput()
+    pipeline = Pipeline(_sources(scene), embedder, sinks=[blocked])
+    threading.Timer(2.0, blocked.release.set).start()
+    stats = pipeline.run(stall_timeout=30.0)
+    assert sum(c.processed for c in stats.cameras.values()) == 240  # every frame of both 8 s videos
+    assert blocked.closed
+
+
+class NotifySocket:
+    """A bound datagram socket playing systemd's side of sd_notify."""
+
+    def __init__(self, abstract: bool, folder: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = f"vireid-test-{uuid.uuid4().hex}"
+            self.sock.bind("\0" + name)
+            self.env_value = "@" + name
+        else:
+            path = folder / "notify"
+            self.sock.bind(str(path))
+            self.env_value = str(path)
+        self.sock.settimeout(0.2)
+
+    def messages(self, until: float = 0.5) -> list[str]:
+        out, deadline = [], time.monotonic() + until
+        while time.monotonic() < deadline:
+            try:
+                out.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+        return out
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A folder with a short path: an AF_UNIX socket path has a limit of about 108 bytes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="vn") as folder:
+        yield Path(folder)
+
+
+@pytest.mark.skipif(not hasattr(socket, "AF_UNIX") or sys.platform != "linux", reason="Linux sockets")
+@pytest.mark.parametrize("abstract", [True, False])
+def test_the_notifier_speaks_sd_notify_to_a_real_socket(abstract: bool, short_dir: Path) -> None:
+    systemd = NotifySocket(abstract, short_dir)
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "4000000"})
+    assert notifier.watchdog_seconds == 4.0
+    notifier.ready()
+    notifier.status("visible 15.0 fps\nsecond line")
+    notifier.watchdog()
+    notifier.stopping("camera x failed")
+    assert systemd.messages() == [
+        "READY=1",
+        "STATUS=visible 15.0 fps second line",
+        "WATCHDOG=1",
+        "STOPPING=1\nSTATUS=camera x failed",
+    ]
+
+
+def test_without_systemd_or_with_its_socket_gone_the_notifier_does_nothing_and_never_raises(
+    short_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet = SystemdNotifier({})
+    assert not quiet.enabled
+    quiet.ready()  # no socket, no error
+    gone = SystemdNotifier({"NOTIFY_SOCKET": str(short_dir / "no-such-socket")})
+    gone.ready()
+    gone.watchdog()
+    assert not gone.enabled  # switched off after the first failure, warned once
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "cannot notify the service manager" in caplog.records[0].message
+
+
+@pytest.mark.parametrize(
+    ("env", "seconds"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}, 30.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_the_watchdog_interval_is_read_only_when_meant_for_this_process(
+    env: dict[str, str], seconds: float | None
+) -> None:
+    assert SystemdNotifier({"NOTIFY_SOCKET": "@x", **env}).watchdog_seconds == seconds
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux abstract sockets")
+def test_service_notify_pings_while_processing_goes_round_and_says_why_it_stops(short_dir: Path) -> None:
+    systemd = NotifySocket(True, short_dir)
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "20000000"})
+    watch = ServiceNotify(notifier, stall_timeout=60.0, status_every=0.0)
+    watch(_stats(0.1))
+    watch(_stats(59.0))  # slow, not yet stuck
+    watch(_stats(61.0, "embed"))  # stuck: no ping, one STOPPING
+    watch(_stats(62.0, "embed"))
+    sent = systemd.messages()
+    assert sent[0] == "READY=1"
+    assert sent.count("WATCHDOG=1") == 2
+    assert sent[-1] == "STOPPING=1\nSTATUS=processing stalled 61 s in embed"
+    assert sum(m.startswith("STOPPING") for m in sent) == 1
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux abstract sockets")
+def test_vireid_run_under_systemd_reports_ready_status_and_watchdog_pings(
+    scene: Path, contract_model: Path, short_dir: Path
+) -> None:
+    systemd = NotifySocket(True, short_dir)
+    argv = ["run", "--source", f"visible={scene / 'visible.mp4'}", "--source"]
+    argv += [f"infrared={scene / 'infrared.mp4'}", "--model", str(contract_model), "--device", "cpu"]
+    argv += ["--threads", "1", "--duration", "3.5", "--quiet"]
+    env = {**os.environ, "NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "10000000"}
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen([sys.executable, "-m", "vireid.cli.main", *argv], env=env, stderr=subprocess.PIPE)
+    sent: list[str] = []
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        sent += systemd.messages(0.3)
+    sent += systemd.messages(0.3)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert sent[0] == "READY=1"  # first, once
+    assert sent.count("READY=1") == 1
+    assert sent.count("WATCHDOG=1") >= 2  # every second while processing goes round
+    statuses = [m for m in sent if m.startswith("STATUS=")]
+    assert statuses and "visible" in statuses[0] and "infrared" in statuses[0]
+
+
+def test_vireid_run_exits_1_when_processing_stalls_with_its_video_output_blocked_by_a_monkeypatch(
+    scene: Path,
+    contract_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The video output hangs (a monkeypatched write standing in for a dead network disk): the run
+    stops with exit 1 after --stall-timeout, and the events file, not stuck, is complete JSON Lines."""
+    from vireid.streams import sinks
+
+    release = threading.Event()
+    real_on_frame = sinks.VideoSink.on_frame
+
+    def hanging_on_frame(self: sinks.VideoSink, result: object) -> None:
+        if result.frame.index >= 20:  # type: ignore[attr-defined]
+            release.wait(60)
+        real_on_frame(self, result)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sinks.VideoSink, "on_frame", hanging_on_frame)
+    events = tmp_path / "events.jsonl"
+    argv = ["run", "--source", f"visible={scene / 'visible.mp4'}", "--source"]
+    argv += [f"infrared={scene / 'infrared.mp4'}", "--model", str(contract_model), "--device", "cpu"]
+    argv += ["--threads", "1", "--fast", "--quiet", "--stall-timeout", "1"]
+    argv += ["--events", str(events), "--video-out", str(tmp_path / "video")]
+    try:
+        assert cli_main.main(argv) == 1
+    finally:
+        release.set()
+    err = capsys.readouterr().err
+    assert "the processing loop has not gone round for 1 s, stuck in sinks > output VideoSink" in err
+    assert "exit 1, so a service manager restarts the run" in err
+    lines = events.read_text().splitlines()
+    assert lines and all(line.startswith("{") and line.endswith("}") for line in lines)
