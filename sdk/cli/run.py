@@ -114,6 +114,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="16-bit thermal frames to 8 bits: window:LOW:HIGH (raw values, e.g. window:27315:31315) or "
         "percentile:LOW:HIGH (default percentile:1:99)",
     )
+    parser.add_argument(
+        "--reconnect-backoff",
+        type=_backoff,
+        metavar="FIRST:LONGEST",
+        help="cameras: seconds before the first reconnection attempt and at most between attempts "
+        "(doubling, +0-25%% jitter; default 0.5:10)",
+    )
+    parser.add_argument(
+        "--open-timeout",
+        type=positive_float,
+        metavar="S",
+        help="URLs: seconds FFmpeg waits to open a stream (default 5)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=positive_float,
+        metavar="S",
+        help="URLs, devices and pipelines: seconds without a frame before the camera counts as lost and is "
+        "reconnected (default 5)",
+    )
     parser.add_argument("--fast", action="store_true", help="files: process as fast as possible")
     parser.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     parser.add_argument("--quiet", "-q", action="store_true", help="no status line")
@@ -131,6 +151,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="carry on when an output (--events, --video-out) or a camera fails for good (default: stop "
         "cleanly and exit 1, so a service manager restarts the run)",
     )
+
+
+def _backoff(text: str) -> tuple[float, float]:
+    """`FIRST:LONGEST` seconds, 0 < FIRST <= LONGEST (argparse type)."""
+    first, sep, longest = text.partition(":")
+    try:
+        pair = (float(first), float(longest)) if sep else (float("nan"), float("nan"))
+    except ValueError:
+        pair = (float("nan"), float("nan"))
+    if not (0 < pair[0] <= pair[1] < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"must be FIRST:LONGEST seconds with 0 < FIRST <= LONGEST, e.g. 0.5:30, got {text!r}"
+        )
+    return pair
 
 
 def _detector_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -326,6 +360,9 @@ def run(args: argparse.Namespace) -> int:
         options["policy"] = args.policy
     if args.thermal:
         options["thermal"] = args.thermal
+    for option in ("reconnect_backoff", "open_timeout", "read_timeout"):
+        if getattr(args, option) is not None:
+            options["backoff" if option == "reconnect_backoff" else option] = getattr(args, option)
     sources = [  # logs and events name the address as given, ${NAME} unexpanded
         parse_source(text, display_uri=raw.partition("=")[2], **options)
         for text, raw in zip(expanded, args.source, strict=True)

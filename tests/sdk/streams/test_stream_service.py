@@ -4,6 +4,7 @@ watchdog pings through its real notification protocol (a datagram socket the tes
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -284,3 +285,50 @@ def test_vireid_run_exits_1_when_processing_stalls_with_its_video_output_blocked
     assert "exit 1, so a service manager restarts the run" in err
     lines = events.read_text().splitlines()
     assert lines and all(line.startswith("{") and line.endswith("}") for line in lines)
+
+
+class ClosedCapture:
+    """OpenCV's answer for a camera that refuses the connection: a capture that is not opened."""
+
+    def isOpened(self) -> bool:
+        return False
+
+    def release(self) -> None:
+        pass
+
+
+def test_reconnection_backoff_and_timeouts_reach_every_camera_with_opencv_capture_faked(
+    contract_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fake_capture import LiveCaptureFaked
+
+    from vireid.streams import sources
+
+    attempts: list[tuple[str, float, float, float]] = []
+
+    def opener(uri: str, kind: object, open_timeout: float, read_timeout: float) -> object:
+        attempts.append((uri, time.monotonic(), open_timeout, read_timeout))
+        return ClosedCapture() if "infrared" in uri else LiveCaptureFaked()
+
+    monkeypatch.setattr(sources, "open_capture", opener)
+    argv = ["run", "--source", "visible=rtsp://cam.invalid/visible", "--source"]
+    argv += ["infrared=rtsp://cam.invalid/infrared", "--model", str(contract_model), "--device", "cpu"]
+    argv += ["--duration", "2.5", "--quiet", "--keep-going"]
+    argv += ["--reconnect-backoff", "0.2:0.4", "--open-timeout", "7", "--read-timeout", "3"]
+    cli_main.main(argv)
+    assert {(a[2], a[3]) for a in attempts} == {(7.0, 3.0)}
+    infrared = [a[1] for a in attempts if "infrared" in a[0]]
+    gaps = [b - a for a, b in itertools.pairwise(infrared)]
+    assert len(infrared) >= 5  # 0.2, 0.4, 0.4, ... (the default 0.5:10 allows 3 in 2.5 s)
+    assert max(gaps) < 0.4 * 1.25 + 0.3
+
+
+@pytest.mark.parametrize("value", ["2:1", "0:1", "1", "a:b", "1:inf"])
+def test_a_bad_reconnection_backoff_is_a_usage_error_naming_the_option(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--source", "visible=x.mp4", "--model", "m.onnx", "--reconnect-backoff", value]
+    with pytest.raises(SystemExit) as usage:
+        cli_main.main(argv)
+    assert usage.value.code == 2
+    assert "--reconnect-backoff: must be FIRST:LONGEST seconds" in capsys.readouterr().err
