@@ -94,10 +94,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     search.add_argument("--json", action="store_true", help="one JSON object per query image")
 
     purge = subcommand(
-        sub, parser, "purge", "retention: delete embeddings older than N days", parents=[where]
+        sub,
+        parser,
+        "purge",
+        "retention: delete embeddings, events and videos older than N days",
+        parents=[where],
     )
     purge.add_argument("--older-than-days", type=positive_float, required=True, help="age limit in days")
     purge.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
+    purge.add_argument(
+        "--keep-embeddings",
+        action="store_true",
+        help="keep every embedding in the gallery, whatever its age (enrolments kept for good); purge only "
+        "the --events and --videos given",
+    )
     purge.add_argument(
         "--events",
         type=Path,
@@ -195,6 +205,12 @@ def _purge(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
     from vireid.streams.sinks import VIDEO_FOLDER_MARK, events_file_problem, purge_events, purge_videos
 
+    if args.keep_embeddings and not (args.events or args.videos):
+        raise InputSpecError("--keep-embeddings leaves nothing to purge: give --events FILE or --videos DIR")
+    if args.keep_embeddings and args.keep_empty:
+        raise InputSpecError(
+            "--keep-empty is about identities the purge empties; --keep-embeddings empties none"
+        )
     # Checked first: a purge must not stop half-way, after the gallery's part.
     folders = [str(p) for p in args.events if p.is_dir()]
     if folders:
@@ -211,12 +227,15 @@ def _purge(args: argparse.Namespace) -> int:
         problem = events_file_problem(events, whole=True)  # the gallery's part must not run for nothing
         if problem:
             raise InputSpecError(f"--events {events}: {problem}; nothing was purged")
-    with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
-        embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
-    print(
-        f"purged {embeddings} embeddings older than {args.older_than_days:g} days and {identities} "
-        f"identities left without any from {args.gallery}"
-    )
+    if args.keep_embeddings:
+        print(f"kept every embedding of {args.gallery} (--keep-embeddings)")
+    else:
+        with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
+            embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)
+        print(
+            f"purged {embeddings} embeddings older than {args.older_than_days:g} days and {identities} "
+            f"identities left without any from {args.gallery}"
+        )
     for events in args.events:
         if not events.exists():  # not written yet, or rotated away: nothing of it to purge
             print(f"no events file {events}: skipped", file=sys.stderr)

@@ -319,6 +319,42 @@ def test_purge_deletes_old_annotated_videos_but_never_in_a_folder_vireid_did_not
     assert sorted(p.name for p in videos.glob("*.mp4")) == ["gate.0002.mp4"]
 
 
+def test_purge_can_keep_the_enrolments_and_purge_only_events_and_videos(
+    db: Path, tmp_path: Path, capsys
+) -> None:
+    """A site that keeps its enrolled people for good but logs for 30 days: a retention job must not
+    delete the enrolments with the logs."""
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        '{"event": "track_started", "time": 1000000000.0, "camera": "gate", "modality": "visible", '
+        '"track_id": 1, "box": [0, 0, 10, 20]}\n'
+    )
+    with Gallery.open(db) as g:
+        before = g.info().num_embeddings
+    assert (
+        vireid("purge", "-g", db, "--older-than-days", "1e-9", "--keep-embeddings", "--events", events) == 0
+    )
+    out = capsys.readouterr().out
+    assert "kept every embedding" in out and "purged 1 events" in out
+    with Gallery.open(db) as g:
+        assert g.info().num_embeddings == before > 0
+    assert vireid("purge", "-g", db, "--older-than-days", "1", "--keep-embeddings") == 1
+    assert "leaves nothing to purge: give --events FILE or --videos DIR" in capsys.readouterr().err
+    args = [
+        "purge",
+        "-g",
+        db,
+        "--older-than-days",
+        "1",
+        "--keep-embeddings",
+        "--keep-empty",
+        "--events",
+        events,
+    ]
+    assert vireid(*args) == 1
+    assert "--keep-empty is about identities the purge empties" in capsys.readouterr().err
+
+
 def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_path: Path, capsys) -> None:
     export = tmp_path / "g.npz"
     assert vireid("export", "-g", db, "--out", export, "--allow-biometric-export") == 0
