@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff format .

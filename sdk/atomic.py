@@ -63,5 +63,5 @@ def write_atomic(
     """Write `data` (bytes, or text as UTF-8) to `path` atomically; returns `path` (see `atomic_file`)."""
     text = isinstance(data, str)
     with atomic_file(path, "w" if text else "wb", private=private) as handle:
-        handle.write(data if text else memoryview(data).tobytes())
+        handle.write(data if isinstance(data, str) else memoryview(data).tobytes())
     return Path(path)

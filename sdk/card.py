@@ -202,8 +202,11 @@ class ModelCard:
         ):
             problems.append(f"dla_core must be a non-negative integer or null, got {self.dla_core!r}")
         threshold = self.match_threshold
-        numeric = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
-        if numeric and not -1.0 <= threshold <= 1.0:
+        if (
+            isinstance(threshold, (int, float))
+            and not isinstance(threshold, bool)
+            and not -1.0 <= threshold <= 1.0
+        ):
             problems.append(f"match_threshold is a cosine in [-1, 1], got {self.match_threshold}")
         problems.extend(_within_problems(self.match_threshold_within))
         for name in ("match_threshold_fmr", "match_threshold_fmr_achieved"):

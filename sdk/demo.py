@@ -225,7 +225,7 @@ def evaluate_artifacts(paths: DemoPaths, artifacts: dict[str, Path]) -> dict[str
     from vireid.training.evaluate import evaluate_any
 
     started = _stage("evaluate artifacts: FP16 and INT8 ONNX on the held-out set, through ONNX Runtime")
-    results = {}
+    results: dict[str, Any] = {}
     for step in ("fp16", "int8"):
         if step in artifacts:
             results[step] = evaluate_any(

@@ -33,7 +33,7 @@ class _ReadOnlyList(list):
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError(READ_ONLY)
 
-    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = _refuse
     sort = reverse = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
 
     def __reduce__(self) -> tuple:  # copy and pickle rebuild it whole, not item by item

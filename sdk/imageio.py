@@ -60,7 +60,8 @@ def _as_rgb8(data: np.ndarray, path: Path, thermal: Any) -> np.ndarray:
 
         data = thermal_to_8bit(data, thermal)
     elif data.dtype != np.uint8:  # 16-bit colour and other depths: stretched, as a stream's frames are
-        data = cv2.normalize(data, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+        # the cv2 stubs require `dst`; OpenCV allocates it when given None
+        data = cv2.normalize(data, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)  # type: ignore[call-overload]
     if data.ndim == 2:
         return cv2.cvtColor(data, cv2.COLOR_GRAY2RGB)
     code = cv2.COLOR_BGRA2RGB if data.shape[2] == 4 else cv2.COLOR_BGR2RGB

@@ -39,6 +39,7 @@ def _fields(buf: memoryview | bytes):
     while pos < end:
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
+        value: int | memoryview | bytes
         if wire == _WIRE_VARINT:
             value, pos = _varint(buf, pos)
         elif wire == _WIRE_I64:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any
+from typing import Any, TypeGuard
 
 import cv2
 import numpy as np
@@ -141,7 +141,7 @@ def resize_into(image: np.ndarray, dst: np.ndarray, *, bgr: bool = False) -> np.
     return dst
 
 
-def is_ready_batch(images: Any, size: Sequence[int]) -> bool:
+def is_ready_batch(images: Any, size: Sequence[int]) -> TypeGuard[np.ndarray]:
     """True when `images` is already model input: a `uint8 [N, H, W, 3]` array of the given size."""
     return (
         isinstance(images, np.ndarray)
@@ -221,12 +221,12 @@ def thermal_to_8bit(image: Any, thermal: ThermalScaling | str | None) -> Any:
     return _to_8bit(image, ThermalScaling.parse(thermal) if thermal is not None else None)
 
 
-def _box_text(box: Sequence[float]) -> str:
+def _box_text(box: Sequence[float] | np.ndarray) -> str:
     """`(x1, y1, x2, y2)` as plain numbers for messages (numpy scalars would print their type)."""
     return "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
 
 
-def box_to_pixels(box: Sequence[float]) -> tuple[int, int, int, int]:
+def box_to_pixels(box: Sequence[float] | np.ndarray) -> tuple[int, int, int, int]:
     """Whole-pixel `(x1, y1, x2, y2)` of a box: floor of the top-left, ceil of the bottom-right corner."""
     x1, y1, x2, y2 = (float(v) for v in box)
     if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
@@ -234,7 +234,7 @@ def box_to_pixels(box: Sequence[float]) -> tuple[int, int, int, int]:
     return math.floor(x1), math.floor(y1), math.ceil(x2), math.ceil(y2)
 
 
-def crop_box(frame: np.ndarray, box: Sequence[float], *, pad_value: int = 0) -> np.ndarray:
+def crop_box(frame: np.ndarray, box: Sequence[float] | np.ndarray, *, pad_value: int = 0) -> np.ndarray:
     """The pixels of `box` (`x1, y1, x2, y2`) in `frame`, padded with `pad_value` where it leaves the frame.
 
     Returns a view of `frame` when the box lies inside it, a padded copy otherwise.

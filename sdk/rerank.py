@@ -89,11 +89,11 @@ def k_reciprocal_distance(queries: np.ndarray, gallery: np.ndarray, params: Rera
     dist /= np.maximum(dist.max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
     order = np.argsort(dist, axis=1, kind="stable")
     neighbours = _expanded_neighbourhoods(order, params.k1)
-    weights = np.where(neighbours, np.exp(-dist), 0.0).astype(np.float32)
+    weights: np.ndarray = np.where(neighbours, np.exp(-dist), 0.0).astype(np.float32)
     weights /= np.maximum(weights.sum(axis=1, keepdims=True), np.finfo(np.float32).tiny)
     expansion = min(params.k2, n)  # the reference's slice [:k2] takes every item when k2 exceeds them
     if expansion > 1:  # local query expansion: average over each item's k2 nearest
-        weights = sum(weights[order[:, j]] for j in range(expansion)) / expansion
+        weights = sum((weights[order[:, j]] for j in range(expansion)), np.zeros_like(weights)) / expansion
     jaccard = _jaccard_distance(weights[:num_q], weights[num_q:])
     return ((1.0 - params.weight) * jaccard + params.weight * dist[:num_q, num_q:]).astype(np.float32)
 

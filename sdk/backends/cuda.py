@@ -179,7 +179,7 @@ class CudaPython(CudaRuntime):
         ptr = int(self.check(self.cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
         self._pinned.append(ptr)
         raw = (ctypes.c_uint8 * nbytes).from_address(ptr)
-        return np.frombuffer(raw, dtype=np.uint8).view(dtype).reshape(shape)
+        return np.frombuffer(memoryview(raw), dtype=np.uint8).view(dtype).reshape(shape)
 
     def to_device(self, dst: int, src: np.ndarray) -> None:
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice

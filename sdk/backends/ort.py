@@ -36,7 +36,7 @@ def no_fallback_session_class(session_class: type) -> type:
     `_enable_fallback` (1.0 to 1.32 at least); this subclass pins it to False.
     """
 
-    class NoFallbackSession(session_class):  # type: ignore[misc, valid-type]
+    class NoFallbackSession(session_class):
         _enable_fallback = property(lambda self: False, lambda self, value: None)
 
     return NoFallbackSession
@@ -219,18 +219,17 @@ class OnnxRuntimeBackend(Backend):
             if self._binding is None:
                 feed = {image_name: images, modality_name: modality}
                 return self._session.run([self.card.output_name], feed)[0]
-            return self._run_bound(images, modality)
+            return self._run_bound(self._binding, images, modality)
         except Exception as exc:
             raise ArtifactError(
                 f"{self.path}: ONNX Runtime failed on {self.device} for a batch of {len(images)} "
                 f"({type(exc).__name__}: {str(exc).strip()[:500]})"
             ) from exc
 
-    def _run_bound(self, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
+    def _run_bound(self, binding: Any, images: np.ndarray, modality: np.ndarray) -> np.ndarray:
         """IO binding: inputs bound from host memory, output written into a preallocated host array."""
         image_name, modality_name = self.card.input_names
         out = np.empty((len(images), self.card.embedding_dim), dtype=np.float32)
-        binding = self._binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
         binding.bind_cpu_input(image_name, images)

@@ -120,7 +120,9 @@ def provider_list(device: str, options: dict[str, dict[str, str]]) -> list[tuple
 
 
 # ----- contract -----------------------------------------------------------------------------------
-def _io_problems(kind: str, io: dict[str, Any], expected: dict[str, tuple[str, list[Any]]]) -> list[str]:
+def _io_problems(
+    kind: str, io: dict[str, Any], expected: dict[str, tuple[str, list[int | str]]]
+) -> list[str]:
     problems = []
     missing, extra = sorted(set(expected) - set(io)), sorted(set(io) - set(expected))
     if missing or extra:
@@ -149,11 +151,13 @@ def contract_problems(session: Any, card: ModelCard) -> list[str]:
     """How a session's inputs/outputs differ from the card's contract (empty when they match)."""
     image_name, modality_name = card.input_names
     height, width = card.input_size
-    inputs = {
+    inputs: dict[str, tuple[str, list[int | str]]] = {
         image_name: (ORT_TYPES["uint8"], ["N", height, width, 3]),
         modality_name: (ORT_TYPES["int32"], ["N"]),
     }
-    outputs = {card.output_name: (ORT_TYPES["float32"], ["N", card.embedding_dim])}
+    outputs: dict[str, tuple[str, list[int | str]]] = {
+        card.output_name: (ORT_TYPES["float32"], ["N", card.embedding_dim])
+    }
     got_in = {arg.name: arg for arg in session.get_inputs()}
     got_out = {arg.name: arg for arg in session.get_outputs()}
     return _io_problems("input", got_in, inputs) + _io_problems("output", got_out, outputs)

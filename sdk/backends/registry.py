@@ -11,12 +11,21 @@ import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import ArtifactError, DeviceError, InputSpecError
 from .base import Backend, check_device_name
 
 log = logging.getLogger("vireid")
+
+
+class BackendClass(Protocol):
+    """A `Backend` subclass as `open_backend` calls it: `(path, device, **options)` (the base class's own
+    constructor takes the card instead; each subclass reads it from the artifact)."""
+
+    options: tuple[str, ...]
+
+    def __call__(self, path: str | Path, device: str, **options: Any) -> Backend: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,7 @@ def format_for(path: str | Path) -> BackendFormat:
     )
 
 
-def backend_class(fmt: BackendFormat) -> type[Backend]:
+def backend_class(fmt: BackendFormat) -> BackendClass:
     """Import the backend class of a format (the runtime itself is imported only when it opens)."""
     module_name, _, class_name = fmt.backend.partition(":")
     return getattr(importlib.import_module(module_name), class_name)

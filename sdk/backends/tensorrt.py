@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import BatchProfile, ModelCard
 from ..errors import ArtifactError, DeviceError, InputSpecError, require
 from . import trt_engine as te
 from .base import Backend
@@ -46,6 +46,7 @@ class TensorRTBackend(Backend):
 
     format_id = "tensorrt"
     options = ("device_id", "check_compatibility")
+    profile: BatchProfile  # an opened engine always has one: its optimisation profile 0
 
     def __init__(
         self, path: str | Path, device: str = "auto", *, device_id: int = 0, check_compatibility: bool = True
@@ -55,7 +56,10 @@ class TensorRTBackend(Backend):
             raise InputSpecError(f"device_id must be a non-negative integer, got {device_id!r}")
         trt = require("tensorrt", "tensorrt", PURPOSE)
         self._cuda = load_cuda()
-        self._engine = self._context = self._runtime = None
+        # TensorRT's objects (untyped); None until opened and after release
+        self._engine: Any = None
+        self._context: Any = None
+        self._runtime: Any = None
         try:
             self._open(trt, device_id, check_compatibility)
         except BaseException:

@@ -33,6 +33,7 @@ from ..embedder import Embedder
 from ..errors import ConfigError, InputSpecError
 from ..gallery import Gallery
 from ..streams import CallbackSink, CallerBoxes, FrameResult, JsonlSink, Pipeline, PipelineConfig, VideoSource
+from ..streams.matcher import CropRequest
 from ..streams.sinks import Sink
 from .scene import CameraTracks, Oracle, SceneTruth, name_of, score_cross_modal, score_identification
 
@@ -226,7 +227,7 @@ class OraclePipeline(Pipeline):
 
     oracle: Oracle
 
-    def embed_crops(self, requests):  # type: ignore[no-untyped-def,override]
+    def embed_crops(self, requests: Sequence[CropRequest]) -> np.ndarray:
         return np.stack(
             [
                 self.oracle.vector(
@@ -309,9 +310,10 @@ def bench_pipeline(
     config = config or PipelineBenchConfig()
     scene = Path(scene)
     truth = load_scene(scene)
-    config = dataclasses.replace(config, enroll_seconds=enrollment_seconds(config, truth))
+    enroll_seconds = enrollment_seconds(config, truth)
+    config = dataclasses.replace(config, enroll_seconds=enroll_seconds)
     duration = truth.num_frames / truth.fps
-    if config.enroll_seconds >= duration:
+    if enroll_seconds >= duration:
         log(
             f"warning: enrolment covers the whole {duration:g} s scene: the visible camera's identification "
             "figures then score the gallery's own frames (the infrared camera's stay fair); enrol from less "
@@ -437,7 +439,7 @@ def pipeline_totals(results: Sequence[PipelineBenchResult]) -> dict[str, Any]:
     out: dict[str, Any] = {"scenes": len(results)}
     for cam in CAMERAS:
         idents = [r.cameras[cam]["identification"] for r in results]
-        sums = {key: sum(int(i[key] or 0) for i in idents) for key in _COUNTS}
+        sums: dict[str, float] = {key: sum(int(i[key] or 0) for i in idents) for key in _COUNTS}
         sums["gt_tracks"] = sum(r.cameras[cam]["gt_tracks"] for r in results)
         sums["precision"] = _rate(sums["correct_tracks"], sums["identified_tracks"])
         sums["recall"] = _rate(sums["gt_tracks_identified"], sums["gt_tracks"])
@@ -471,7 +473,7 @@ def totals_summary(totals: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _rate(part: int, whole: int) -> float:
+def _rate(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 

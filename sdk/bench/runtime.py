@@ -202,8 +202,8 @@ class BenchReport:
                 f"{r.rss_mb:7.0f} {_opt(r.cosine_to_reference, 8, 5)}"
             )
         grouped: dict[tuple[str, str], list[str]] = {}  # one line per backend and reason
-        for s in self.skipped:
-            grouped.setdefault((s.backend, _short_reason(s.reason)), []).append(s.precision)
+        for skip in self.skipped:
+            grouped.setdefault((skip.backend, _short_reason(skip.reason)), []).append(skip.precision)
         for (backend, reason), precisions in grouped.items():
             lines.append(f"{backend:9s} {','.join(precisions)} skipped: {reason}")
         if self.reference:
@@ -558,8 +558,8 @@ def open_runner(
     """Open one backend × precision (`config.streams` copies of it), or raise with the reason it
     cannot run here."""
     if config.streams > 1:
-        threads = max(1, (config.threads or default_threads()) // config.streams)
-        each = replace(config, streams=1, threads=threads)
+        per_stream = max(1, (config.threads or default_threads()) // config.streams)
+        each = replace(config, streams=1, threads=per_stream)
         runners: list[Runner] = []
         try:
             for _ in range(config.streams):
@@ -669,7 +669,7 @@ def _bench(sources: list[ModelSource], config: BenchConfig, log: Callable[[str],
     try:
         for source in sources:
             prefix = f"{source.spec}: " if len(sources) > 1 else ""
-            opened.append(_open(source, config, lambda m, p=prefix: log(p + m)))
+            opened.append(_open(source, config, _prefixed(log, prefix)))
         results = []
         for model in opened:
             images, modality = _inputs(model.card, max(config.batches))
@@ -685,6 +685,11 @@ def _bench(sources: list[ModelSource], config: BenchConfig, log: Callable[[str],
         for model in opened:
             for runner in model.runners.values():
                 runner.close()
+
+
+def _prefixed(log: Callable[[str], None], prefix: str) -> Callable[[str], None]:
+    """`log` with `prefix` before every message."""
+    return lambda message: log(prefix + message)
 
 
 def _open(source: ModelSource, config: BenchConfig, log: Callable[[str], None]) -> _Opened:
@@ -951,7 +956,7 @@ def _gpu_memory_used_mb() -> float | None:
             if int(err) == 0:
                 return (total - free) / 2**20
     with contextlib.suppress(Exception):
-        import cupy  # type: ignore[import-not-found]
+        import cupy
 
         free, total = cupy.cuda.runtime.memGetInfo()
         return (total - free) / 2**20

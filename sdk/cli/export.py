@@ -36,7 +36,7 @@ def _batch(text: str) -> tuple[int, int, int]:
         values = ()
     if len(values) != 3:
         raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX batch sizes such as 1,8,32, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 def _track_means_line(card: ModelCard) -> str | None:
     """What the threshold gives when track means meet enrolment centroids (recorded at calibration)."""
     track = (card.match_threshold_data or {}).get("track_means")
+    if track is None:  # older cards
+        return None
     try:
         suggested = math.ceil(float(track["threshold_for_target"]) * 1e4 - 1e-9) / 1e4  # never round down
         return (

@@ -198,6 +198,8 @@ def _silence_stdout() -> None:
     """Point stdout at /dev/null so that Python's flush at exit does not raise a second BrokenPipeError."""
     if sys.stdout is not sys.__stdout__:  # a caller's own stream (tests, an embedding program): theirs
         return
+    if sys.stdout is None:  # no stdout at all (pythonw): nothing to silence
+        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

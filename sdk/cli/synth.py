@@ -22,7 +22,7 @@ difficulty = _number(float, lambda v: 0.0 <= v <= 3.0, "a difficulty from 0 to 3
 
 # Defaults shown in --help; the values themselves live in vireid.training.data.synth.config (a test
 # checks the two agree), so that building the parser imports nothing from vireid.training.
-HELP_DEFAULTS = {
+HELP_DEFAULTS: dict[str, dict[str, int | float | str]] = {
     "sysu": {"ids": 300, "images_per_camera": 8, "test_ids": "96 (a third when --ids < 240)"},
     "regdb": {"ids": 412, "images_per_modality": 10},
     "scene": {"seconds": 60.0, "people": 8, "fps": 15, "size": "640x480"},

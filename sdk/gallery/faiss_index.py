@@ -57,7 +57,7 @@ class FaissBackend:
     def _search(self, index: Any, queries: np.ndarray, k: int, params: Any) -> tuple[np.ndarray, np.ndarray]:
         # faiss scores fewer queries than `distance_compute_blas_threshold` one by one, reading the
         # whole matrix per query; a re-identification batch is small, so force the BLAS path.
-        cvar = getattr(self._faiss, "cvar", None)
+        cvar: Any = getattr(self._faiss, "cvar", None)  # faiss's SWIG globals, untyped
         saved = getattr(cvar, "distance_compute_blas_threshold", None)
         if saved is not None:
             cvar.distance_compute_blas_threshold = 1

@@ -372,6 +372,8 @@ class RowTable:
 class SearchBackend(Protocol):
     """How top-k rows and top-k identities are found over a `RowTable`."""
 
+    name: str  # what `Gallery.backend` reports: `numpy`, `faiss`
+
     def top_rows(
         self, table: RowTable, queries: np.ndarray, k: int, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..embeddings import NORM_TOLERANCE, normalise_rows
 from ..errors import GalleryError
+from ..modality import Modality
 from . import crypto
 from .inputs import EmbeddingBatch
 from .schema import (
@@ -135,12 +136,17 @@ def _translated(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """What `sqlite_errors` translates: sqlite3's and SQLCipher's errors, and UnicodeDecodeError."""
+    return (sqlite3.DatabaseError, UnicodeDecodeError, *crypto.database_errors())
+
+
 @contextmanager
 def sqlite_errors(path: str, action: str, timeout: float, encrypted: bool = False) -> Iterator[None]:
     """Re-raise sqlite3 / SQLCipher errors as `GalleryError` with the path, the cause and a fix."""
     try:
         yield
-    except (sqlite3.DatabaseError, UnicodeDecodeError, *crypto.database_errors()) as exc:
+    except _database_errors() as exc:
         # (SQLite quotes a corrupt schema's bytes in its message, which Python's sqlite3 then fails to
         # decode: a UnicodeDecodeError means a corrupt file too.)
         if crypto.is_locked_error(exc):
@@ -585,11 +591,11 @@ class GalleryStore:
             "SELECT i.name, i.metadata, i.created_at, e.modality, count(e.id) FROM identities i "
             "LEFT JOIN embeddings e ON e.identity_id = i.id GROUP BY i.id, e.modality ORDER BY i.name"
         ).fetchall()
-        grouped: dict[str, tuple[str, float, dict[int, int]]] = {}
+        grouped: dict[str, tuple[str, float, dict[Modality, int]]] = {}
         for name, metadata, created_at, modality, count in rows:
             entry = grouped.setdefault(name, (metadata, created_at, {}))
             if modality is not None:
-                entry[2][int(modality)] = int(count)
+                entry[2][Modality(int(modality))] = int(count)  # the schema allows only 0 and 1
         return [
             IdentityInfo(name=name, metadata=json.loads(meta), counts=counts, created_at=created)
             for name, (meta, created, counts) in grouped.items()

@@ -72,7 +72,9 @@ def export_npz(store: GalleryStore, path: Path) -> Path:
     try:
         # owner-only from the first byte: the export holds the same biometric data as the gallery
         with atomic_file(path, "wb", private=True) as fh:
-            np.savez(fh, **arrays)
+            # mypy matches **arrays against savez's `allow_pickle: bool` (numpy >= 2.1 stubs); the keys are
+            # the member names above, never `allow_pickle`
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
     except OSError as exc:
         raise GalleryError(
             f"{path}: cannot write the export ({exc}); check the folder exists and is writable"
@@ -89,7 +91,7 @@ def _snapshot_arrays(store: GalleryStore) -> tuple[dict[str, np.ndarray], list[d
         store.read_vectors(conn, columns.ids, vectors)
     position = {row[0]: i for i, row in enumerate(identity_rows)}
     identities = [{"name": r[1], "metadata": json.loads(r[2]), "created_at": r[3]} for r in identity_rows]
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "vectors": vectors,
         "identity": np.array([position[i] for i in columns.identity_ids.tolist()], dtype=np.int64),
         "modality": columns.modalities,

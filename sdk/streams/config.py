@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +70,17 @@ class PipelineConfig:
         ]
         if self.gallery_modality not in ("any", "other"):
             problems.append(f"gallery_modality must be 'any' or 'other', got {self.gallery_modality!r}")
-        for check in (
-            lambda: IdentityScore.parse(self.identity_score) and [],
+
+        def score_problems() -> list[str]:
+            IdentityScore.parse(self.identity_score)  # raises for an unknown score
+            return []
+
+        checks: tuple[Callable[[], list[str]], ...] = (
+            score_problems,
             lambda: _unknown_keys("tracker", self.tracker, ByteTracker),
             lambda: _unknown_keys("detector_options", self.detector_options, detector_class(self.detector)),
-        ):
+        )
+        for check in checks:
             try:
                 problems += check()
             except VireidError as exc:  # an unknown score or detector name: the message lists the options

@@ -20,7 +20,7 @@ def _box(value: Any) -> tuple[float, float, float, float]:
     box = tuple(round(float(v), 1) for v in value)
     if len(box) != 4:
         raise InputSpecError(f"box must have 4 values x1, y1, x2, y2, got {value!r}")
-    return box  # type: ignore[return-value]
+    return box
 
 
 def _score(value: Any, what: str) -> float:

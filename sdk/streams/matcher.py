@@ -129,7 +129,8 @@ def _excess_of(score: _Score | None) -> float:
 
 
 def _within_thresholds(
-    within: Mapping[Modality | str, float] | float | None, threshold: float
+    within: Mapping[Modality, float] | Mapping[str, float] | Mapping[Modality | str, float] | float | None,
+    threshold: float,
 ) -> dict[Modality, float]:
     """The same-modality threshold of each modality: `within` (one value or per modality), else
     `threshold` for the modalities it does not name."""
@@ -194,7 +195,11 @@ class Matcher:
         self,
         threshold: float,
         *,
-        within_threshold: Mapping[Modality | str, float] | float | None = None,
+        within_threshold: Mapping[Modality, float]
+        | Mapping[str, float]
+        | Mapping[Modality | str, float]
+        | float
+        | None = None,
         cross_threshold: float | None = None,
         gallery: Any = None,
         gallery_modality: str = "any",
@@ -292,6 +297,7 @@ class Matcher:
             record.last_pts, record.last_media = frame.pts, now
             record.hits = track.hits
             if track.track_id in update.started:
+                x1, y1, x2, y2 = track.det_box.tolist()
                 events.append(
                     TrackStarted(  # the detection's box: the one drawn and cropped on that frame
                         frame.timestamp,
@@ -299,7 +305,7 @@ class Matcher:
                         frame.modality,
                         track.track_id,
                         frame.index,
-                        track.det_box,
+                        (x1, y1, x2, y2),
                     )
                 )
         for track_id in update.ended:
@@ -502,7 +508,8 @@ class Matcher:
         out = {}
         for modality in Modality:
             group = [r for r in pool if r.modality is modality]
-            matrix = np.stack([r.embedding for r in group]) if group else np.zeros((0, 0), np.float32)
+            # every pooled record has samples, hence an embedding: a fact its Optional type cannot carry
+            matrix = np.stack([r.embedding for r in group]) if group else np.zeros((0, 0), np.float32)  # type: ignore[misc]
             out[modality] = _Pool(group, matrix, {r.key: i for i, r in enumerate(group)})
         return out
 

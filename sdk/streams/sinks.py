@@ -398,7 +398,7 @@ class CallbackSink(Sink):
 def colour_of(label: str) -> tuple[int, int, int]:
     """A stable, bright BGR colour for a name or track label."""
     h = zlib.crc32(label.encode("utf-8"))
-    hsv = np.uint8([[[h % 180, 200 + (h >> 8) % 56, 255]]])
+    hsv = np.array([[[h % 180, 200 + (h >> 8) % 56, 255]]], dtype=np.uint8)
     b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
     return int(b), int(g), int(r)
 
@@ -538,7 +538,7 @@ class VideoSink(Sink):
         path = _segment_path(self.folder, stem, number)
         size = self._sizes.setdefault(camera, size)  # later segments keep the first size, as one file would
         _create_owner_only(path, exclusive=self.append)  # frames show people and the names they were given
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
         if not writer.isOpened():
             raise StreamError(f"OpenCV cannot write an mp4v video to {path}")
         self._writers[camera], self.paths[camera], self._next[camera] = writer, path, number + 1

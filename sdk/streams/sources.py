@@ -268,7 +268,8 @@ class VideoSource:
         self._frames: collections.deque[Frame] = collections.deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state, self._error = SourceState.IDLE, None
+        self._state = SourceState.IDLE
+        self._error: str | None = None
         self._read = self._dropped = self._reconnects = 0
         self._times: collections.deque[float] = collections.deque(maxlen=64)
         self._rng = random.Random(hash(self.camera))
@@ -628,7 +629,8 @@ class VideoSource:
 def _other_depth_to_uint8(image: np.ndarray) -> np.ndarray:
     """Frames that are neither uint8 nor single-channel uint16 (float, int32, multi-channel 16-bit):
     stretched to 8 bits; a 4-channel (BGRA) frame loses its alpha."""
-    out = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    # the cv2 stubs require `dst`; OpenCV allocates it when given None
+    out = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)  # type: ignore[call-overload]
     return cv2.cvtColor(out, cv2.COLOR_BGRA2BGR) if out.ndim == 3 and out.shape[2] == 4 else out
 
 

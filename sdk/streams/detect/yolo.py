@@ -104,7 +104,7 @@ class YoloDetector:
         self._refuse_nms_inside()
         self._input = self._session.get_inputs()[0]
         self.input_size = self._input_size(imgsz)
-        self._dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
+        self._dtype: type[np.floating] = np.float16 if self._input.type == "tensor(float16)" else np.float32
 
     def _open(self, device: str, threads: int | None) -> Any:
         ort = require("onnxruntime", "onnx", "The YOLO person detector")
