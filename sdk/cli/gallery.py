@@ -27,13 +27,7 @@ from .argtypes import modality_arg, one_of, positive_float, positive_int, subcom
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `vireid gallery ACTION`."""
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--gallery", "-g", type=Path, required=True, help="gallery database file (.db)")
-    where.add_argument(
-        "--key-file",
-        type=Path,
-        help="passphrase file of an encrypted gallery (mode 600; or set $VIREID_GALLERY_KEY[_FILE])",
-    )
+    where = _gallery_options(required=True)
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--model", "-m", type=Path, required=True, help="model artifact (.onnx or .engine)")
     model.add_argument(
@@ -98,15 +92,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "purge",
         "retention: delete embeddings, events and videos older than N days",
-        parents=[where],
+        parents=[_gallery_options(required=False)],
     )
     purge.add_argument("--older-than-days", type=positive_float, required=True, help="age limit in days")
-    purge.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
-    purge.add_argument(
+    keep = purge.add_mutually_exclusive_group()
+    keep.add_argument("--keep-empty", action="store_true", help="keep identities left without embeddings")
+    keep.add_argument(
         "--keep-embeddings",
         action="store_true",
-        help="keep every embedding in the gallery, whatever its age (enrolments kept for good); purge only "
-        "the --events and --videos given",
+        help="leave the gallery alone (enrolments kept for good; --gallery not needed); purge only the "
+        "--events and --videos given",
     )
     purge.add_argument(
         "--events",
@@ -139,6 +134,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument(
         "--on-conflict", choices=("error", "merge", "skip"), default="error", help="name clashes"
     )
+
+
+def _gallery_options(required: bool) -> argparse.ArgumentParser:
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--gallery", "-g", type=Path, required=required, help="gallery database file (.db)")
+    where.add_argument(
+        "--key-file",
+        type=Path,
+        help="passphrase file of an encrypted gallery (mode 600; or set $VIREID_GALLERY_KEY[_FILE])",
+    )
+    return where
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,9 +213,10 @@ def _purge(args: argparse.Namespace) -> int:
 
     if args.keep_embeddings and not (args.events or args.videos):
         raise InputSpecError("--keep-embeddings leaves nothing to purge: give --events FILE or --videos DIR")
-    if args.keep_embeddings and args.keep_empty:
+    if not args.keep_embeddings and args.gallery is None:
         raise InputSpecError(
-            "--keep-empty is about identities the purge empties; --keep-embeddings empties none"
+            "purge needs --gallery G.db (its old embeddings are deleted), or --keep-embeddings to purge only "
+            "--events and --videos"
         )
     # Checked first: a purge must not stop half-way, after the gallery's part.
     folders = [str(p) for p in args.events if p.is_dir()]
@@ -228,7 +235,8 @@ def _purge(args: argparse.Namespace) -> int:
         if problem:
             raise InputSpecError(f"--events {events}: {problem}; nothing was purged")
     if args.keep_embeddings:
-        print(f"kept every embedding of {args.gallery} (--keep-embeddings)")
+        if args.gallery is not None:
+            print(f"kept every embedding of {args.gallery} (--keep-embeddings)")
     else:
         with Gallery.open(args.gallery, key_file=args.key_file) as gallery:
             embeddings, identities = gallery.purge(args.older_than_days, drop_empty=not args.keep_empty)

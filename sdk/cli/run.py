@@ -404,12 +404,18 @@ def run(args: argparse.Namespace) -> int:
         pipeline, _both(status, ServiceNotify(notifier, stall_timeout)), args.keep_going, notifier
     )
     try:
-        stats = pipeline.run(args.duration, on_status=watch, status_every=1.0, stall_timeout=stall_timeout)
+        stats = pipeline.run(
+            args.duration,
+            on_status=watch,
+            status_every=1.0,
+            stall_timeout=stall_timeout,
+            on_stopping=notifier.stopping,
+        )
     except ProcessingStalledError as exc:
         status.done()
-        notifier.stopping(str(exc))
         _summary(pipeline.stats(), args)
         _say(f"vireid run: error: {exc}; exit 1, so a service manager restarts the run")
+        _say_left_open(pipeline)
         return 1
     except BaseException:
         _discard_if_empty(args.events, created_events)
@@ -438,10 +444,27 @@ def _say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
+def _say_left_open(pipeline: Any) -> None:
+    if pipeline.stuck_in is None:
+        return
+    left = (
+        f"output {pipeline.left_open} is left unflushed (incomplete), the others were closed"
+        if pipeline.left_open
+        else "the outputs were closed"
+    )
+    _say(
+        f"vireid run: error: processing was still stuck in {pipeline.stuck_in} when the run stopped; "
+        f"{left} without the last tracks' ends"
+    )
+
+
 def _exit_status(pipeline: Any, stats: Any, args: argparse.Namespace, created_events: bool) -> int:
     """1 when something failed (an output, a camera, or no frame at all), else 130 after Ctrl-C and 0
     after SIGTERM/SIGHUP (a requested stop: `systemctl stop` must not mark the service failed) or when
     the sources ended."""
+    if pipeline.stuck_in is not None:  # a stop that had to leave a stuck thread behind is no success
+        _say_left_open(pipeline)
+        return 1
     if pipeline.dropped_sinks:
         names = ", ".join(repr(sink) for sink in pipeline.dropped_sinks)
         _say(f"vireid run: error: output {names} failed during the run and is incomplete")

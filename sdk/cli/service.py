@@ -2,8 +2,9 @@
 
 With `Type=notify` systemd knows when the run is ready (`READY=1`), shows its status line in
 `systemctl status` (`STATUS=...`), hears that it is stopping by itself (`STOPPING=1`), and, with
-`WatchdogSec=`, restarts it when the pings (`WATCHDOG=1`) stop: they are sent only while the processing
-loop goes round, so a hung model call or output is restarted too, not only a dead process.
+`WatchdogSec=`, restarts it when the pings (`WATCHDOG=1`) stop. They stop when the main thread hangs,
+and when the processing loop has been stuck for the run's stall timeout (without one, for the watchdog
+interval): a hung model call or output is restarted too, not only a dead process.
 
 The protocol is one datagram per message to the `AF_UNIX` socket named by `$NOTIFY_SOCKET` (sd_notify(3));
 it is a few lines of the standard library, so vireid needs neither libsystemd nor a package wrapping it.
@@ -12,7 +13,9 @@ Without `$NOTIFY_SOCKET` (not started by systemd, or another `Type=`) every call
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 import socket
 import time
@@ -22,16 +25,40 @@ from typing import Any
 log = logging.getLogger("vireid.service")
 
 
+_CONFIGURATION_ERRORS = {
+    errno.ENOENT,
+    errno.ECONNREFUSED,
+    errno.EPROTOTYPE,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EINVAL,
+    errno.ENOTSOCK,
+}
+"""Errors that a retry cannot fix (no such socket, not a datagram socket, no permission): notifications
+go off after the first. Others (a full buffer, EAGAIN) are passing: the next message is tried again."""
+
+MAX_VALUE = 1024
+"""Longest value sent; systemd drops a whole datagram of 4096 bytes or more without a word."""
+
+
 class SystemdNotifier:
     """Sends sd_notify messages; never raises: a service must not stop because its manager went away."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")
-        # "@name" is a Linux abstract-namespace socket: a leading NUL byte on the wire
-        self.address = "\0" + address[1:] if address.startswith("@") else address
+        self.address = ""
+        if address.startswith("@"):  # a Linux abstract-namespace socket: a leading NUL byte on the wire
+            self.address = "\0" + address[1:]
+        elif address.startswith("/"):
+            self.address = address
+        elif address:  # relative paths are not in the protocol; vsock: (systemd 254) is not supported here
+            log.warning("NOTIFY_SOCKET=%s: not an absolute path or @name; notifications are off", address)
         self.watchdog_seconds = _watchdog_seconds(env)
         self._socket: socket.socket | None = None
+        self._stopping_sent = False
+        self._warned_at = -math.inf
 
     @property
     def enabled(self) -> bool:
@@ -41,7 +68,7 @@ class SystemdNotifier:
         self._send("READY=1")
 
     def status(self, text: str) -> None:
-        self._send("STATUS=" + text.replace("\n", " "))
+        self._send("STATUS=" + _value(text))
 
     def watchdog(self) -> None:
         """One watchdog ping (a no-op unless systemd asked for them with `WatchdogSec=`)."""
@@ -49,7 +76,11 @@ class SystemdNotifier:
             self._send("WATCHDOG=1")
 
     def stopping(self, why: str = "") -> None:
-        self._send("STOPPING=1" + (f"\nSTATUS={why}" if why else ""))
+        """`STOPPING=1` (once; the first reason given is the one shown)."""
+        if self._stopping_sent:
+            return
+        self._stopping_sent = True
+        self._send("STOPPING=1" + (f"\nSTATUS={_value(why)}" if why else ""))
 
     def close(self) -> None:
         if self._socket is not None:
@@ -62,40 +93,54 @@ class SystemdNotifier:
         try:
             if self._socket is None:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            self._socket.sendto(message.encode("utf-8", "replace"), self.address)
+            # never blocks the main thread: a manager too busy to read loses one message, not the run
+            self._socket.sendto(message.encode("utf-8", "replace"), socket.MSG_DONTWAIT, self.address)
         except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        shown = self.address.replace("\0", "@")
+        if exc.errno in _CONFIGURATION_ERRORS:
             log.warning(
-                "NOTIFY_SOCKET %s: cannot notify the service manager (%s); notifications are off",
-                self.address.replace("\0", "@"),
+                "NOTIFY_SOCKET %s: cannot notify the service manager (%s); notifications are off%s",
+                shown,
                 exc,
+                " (a WatchdogSec= will restart the service)" if self.watchdog_seconds else "",
             )
             self.address = ""
             self.close()
+        elif time.monotonic() - self._warned_at > 60.0:  # passing: said at most once a minute
+            self._warned_at = time.monotonic()
+            log.warning("NOTIFY_SOCKET %s: a notification was lost (%s); trying again", shown, exc)
+
+
+def _value(text: str) -> str:
+    """A value on one line, without NUL, short enough for systemd to take."""
+    flat = " ".join(text.replace("\0", " ").split())
+    return flat if len(flat) <= MAX_VALUE else flat[: MAX_VALUE - 3] + "..."
 
 
 def _watchdog_seconds(env: Mapping[str, str]) -> float | None:
     """systemd's watchdog interval when it is meant for this process (`WATCHDOG_PID` unset or ours)."""
     usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    if not (usec.isascii() and usec.isdecimal()) or int(usec) == 0:
         return None
-    if pid and (not pid.isdigit() or int(pid) != os.getpid()):
+    if pid and (not (pid.isascii() and pid.isdecimal()) or int(pid) != os.getpid()):
         return None
     return int(usec) / 1e6
 
 
 class ServiceNotify:
     """A `Pipeline.run` status callback that tells systemd about the run: `READY=1` at the first call
-    (sources started, model loaded), the status line every `status_every` seconds, a watchdog ping at
-    every call while the processing loop goes round. Stuck for `stall_timeout` seconds, the pings stop
-    and `STOPPING=1` says why: `run()` is stopping it (without a stall timeout of our own, systemd's
-    watchdog ends a loop stuck for its interval)."""
+    (sources started, model loaded), the status line every `status_every` seconds, and a watchdog
+    ping at every call while the processing loop goes round: stuck for `stall_timeout` seconds (or,
+    without one, for the watchdog interval), the pings stop. `STOPPING=1` comes from `run()`'s
+    `on_stopping` (`notifier.stopping`)."""
 
     def __init__(self, notifier: SystemdNotifier, stall_timeout: float | None, status_every: float = 5.0):
-        self.notifier, self.status_every, self.stall_timeout = notifier, status_every, stall_timeout
-        # without a stall timeout of our own, a loop stuck for a whole watchdog interval stops the pings
-        self.stall_limit = stall_timeout or notifier.watchdog_seconds or float("inf")
+        self.notifier, self.status_every = notifier, status_every
+        self.stall_limit = stall_timeout or notifier.watchdog_seconds or math.inf
         self._ready = False
-        self._stopping = False
         self._next_status = 0.0
 
     def __call__(self, stats: Any) -> None:
@@ -104,10 +149,7 @@ class ServiceNotify:
         if not self._ready:
             self.notifier.ready()
             self._ready = True
-        if stats.stalled_for >= self.stall_limit:  # no more pings; when run() stops, systemd hears why
-            if self.stall_timeout is not None and not self._stopping:
-                self._stopping = True
-                self.notifier.stopping(f"processing stalled {stats.stalled_for:.0f} s in {stats.stalled_in}")
+        if stats.stalled_for >= self.stall_limit:
             return
         self.notifier.watchdog()
         now = time.monotonic()

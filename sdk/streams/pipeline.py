@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import signal
 import threading
 import time
@@ -39,6 +40,14 @@ from .stats import CameraCounter, Heartbeat, PipelineStats, StageTimer
 from .track import ByteTracker, TrackUpdate
 
 log = logging.getLogger("vireid")
+
+STOP_WAIT = 10.0
+"""Seconds `run()`'s stop waits for a processing thread asked to stop (a round takes under a second)
+before it counts as stuck; a service manager's stop timeout must leave room for it (docs/deployment.md)."""
+
+PAUSE_GAP = 5.0
+"""A gap this long in `run()`'s own 0.1 s wait means the whole process was frozen (`docker pause`, a
+suspended VM): the processing loop's time without a round is excused by as much."""
 
 
 class _Camera:
@@ -136,8 +145,15 @@ class Pipeline:
         self._stopped = False
         self._error: BaseException | None = None
         self._join_timeout = 60.0  # seconds stop() waits for the processing thread
+        self._sink_lock = threading.Lock()  # the thread entering an output vs stop() giving up on it
         self._busy_sink: Sink | None = None  # the output the processing thread is inside now
+        self._left_sink: Sink | None = None  # the output stop() left to a stuck thread
         self._abandoned = False  # stop() gave up on a stuck processing thread: it must touch no output
+        self.stuck_in: str | None = None
+        """Where the processing thread was when `stop()` gave up waiting for it (None after a clean
+        stop): the outputs were closed without the last tracks' ends."""
+        self.left_open: str | None = None
+        """The output that thread was inside, left to it unflushed (None when it was not in one)."""
         self.stalled: str | None = None
         """Why `run(stall_timeout=...)` stopped the pipeline (the loop stuck for that long), else None."""
         self.interrupted = False
@@ -278,39 +294,49 @@ class Pipeline:
             self._emit(events)
         finally:  # whatever a sink did with the last events, every sink is closed (flushed) once
             for sink in list(self.sinks):
-                try:
-                    sink.close()
-                except Exception:  # e.g. the last events could not be written: the output is incomplete
-                    log.exception("pipeline: closing sink %r failed; its output is incomplete", sink)
-                    self.sinks.remove(sink)
-                    self.dropped_sinks.append(sink)
+                self._close_sink(sink)  # one whose last events failed is dropped: its output is incomplete
             self._close_owned()
         return events
 
     def _abandon_stuck_thread(self) -> list[Event]:
         """The processing thread did not stop: close every output it is not inside and leave the rest
-        (its tracks, the model, the output it hangs in) to it. Ending its tracks or closing the model
-        under it could corrupt an output or crash the process; the last tracks' `TrackEnded` events
-        are lost instead."""
+        (its tracks, the model, the output it hangs in) to it; should it come back, it closes them
+        itself (`_loop`). Ending its tracks or closing the model under it could corrupt an output or
+        crash the process; the last tracks' `TrackEnded` events are lost instead."""
+        with self._sink_lock:  # from here on the thread enters no output
+            self._abandoned = True
+            stuck = self._left_sink = self._busy_sink
         _, where = self.heartbeat.stalled()
+        self.stuck_in = where or "the processing loop"
+        self.left_open = None if stuck is None else repr(stuck)
         log.error(
             "pipeline: the processing thread did not stop within %.0f s (stuck in %s); closing the "
             "outputs it is not using, without the last tracks' ends",
             self._join_timeout,
             where or "the processing loop",
         )
-        self._abandoned = True
-        stuck = self._busy_sink
         for sink in list(self.sinks):
-            if sink is stuck:
-                continue
-            try:
-                sink.close()
-            except Exception:
-                log.exception("pipeline: closing sink %r failed; its output is incomplete", sink)
-                self.sinks.remove(sink)
-                self.dropped_sinks.append(sink)
+            if sink is not stuck:
+                self._close_sink(sink)
         return []
+
+    def _close_sink(self, sink: Sink) -> None:
+        try:
+            sink.close()
+        except Exception:
+            log.exception("pipeline: closing sink %r failed; its output is incomplete", sink)
+            self._drop(sink)
+
+    def _drop(self, sink: Sink) -> None:
+        if sink in self.sinks:  # a sink failing twice (its call, then its close) is dropped once
+            self.sinks.remove(sink)
+            self.dropped_sinks.append(sink)
+
+    def _finish_abandoned(self) -> None:
+        """The processing thread came back after `stop()` gave up on it: close what was left to it."""
+        if self._left_sink is not None and self._left_sink in self.sinks:
+            self._close_sink(self._left_sink)
+        self._close_owned()
 
     def _close_owned(self) -> None:
         """Close what the constructor built (the embedder, gallery and detector it was given by name)."""
@@ -336,6 +362,7 @@ class Pipeline:
         on_status: Callable[[PipelineStats], None] | None = None,
         status_every: float = 1.0,
         stall_timeout: float | None = None,
+        on_stopping: Callable[[str], None] | None = None,
     ) -> PipelineStats:
         """Start, process until every source has finished, `duration` seconds passed, or Ctrl-C /
         SIGTERM / SIGHUP, then `stop()` (always). Returns the final statistics.
@@ -350,28 +377,25 @@ class Pipeline:
             stall_timeout: stop when the processing loop has not gone round for this many seconds (a
                 model call or an output that hangs: a service should restart rather than look alive
                 with its cameras unwatched); None never.
+            on_stopping: called once with the reason when the run begins to stop (before `stop()`),
+                e.g. to tell a service manager.
 
         Raises:
+            ConfigError: `stall_timeout` is not a positive number of seconds.
             ProcessingStalledError: the loop was stuck for `stall_timeout` seconds; raised after the
                 stop, which closed every output the stuck thread was not inside.
             VireidError: what stopped the processing thread, re-raised after the clean stop.
         """
+        if stall_timeout is not None and not (math.isfinite(stall_timeout) and stall_timeout > 0):
+            raise ConfigError(
+                f"stall_timeout must be a positive number of seconds or None, got {stall_timeout}"
+            )
         restore = self._install_signals() if handle_signals else {}
         try:
             self.start()
-            deadline = None if duration is None else time.monotonic() + duration
-            next_status = time.monotonic() + status_every
-            while not self._done.wait(0.1):
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                if stall_timeout is not None and self._stalled_beyond(stall_timeout):
-                    if on_status is not None:  # the stall in the last status: callers report it
-                        on_status(self.stats())
-                    break
-                if on_status is not None and now >= next_status:
-                    on_status(self.stats())
-                    next_status = now + status_every
+            why = self._process(duration, on_status, status_every, stall_timeout)
+            if on_stopping is not None:
+                on_stopping(why)
         finally:
             try:
                 self.stop()
@@ -384,6 +408,35 @@ class Pipeline:
             raise ProcessingStalledError(f"{self.stalled}; the pipeline stopped")
         return self.stats()
 
+    def _process(
+        self,
+        duration: float | None,
+        on_status: Callable[[PipelineStats], None] | None,
+        status_every: float,
+        stall_timeout: float | None,
+    ) -> str:
+        """`run()`'s wait while the thread processes; returns why it ended."""
+        deadline = None if duration is None else time.monotonic() + duration
+        next_status = last = time.monotonic()
+        while not self._done.wait(0.1):
+            now = time.monotonic()
+            if now - last > PAUSE_GAP:  # this thread did not run either (the process was frozen or
+                self.heartbeat.excuse(now - last)  # suspended): the processing thread is not stuck
+            last = now
+            if self._stopping.is_set():  # a signal or request_stop(): the thread should stop at once,
+                self._join_timeout = min(self._join_timeout, STOP_WAIT)  # else it is stuck
+                return self.stop_signal or "stop requested"
+            if deadline is not None and now >= deadline:
+                return f"--duration {duration:g} s reached"
+            if stall_timeout is not None and self._stalled_beyond(stall_timeout):
+                if on_status is not None:  # the stall in the last status: callers report it
+                    on_status(self.stats())
+                return self.stalled or "processing stalled"
+            if on_status is not None and now >= next_status:
+                on_status(self.stats())
+                next_status = now + status_every
+        return "the processing thread failed" if self._error is not None else "every source ended"
+
     def _stalled_beyond(self, seconds: float) -> bool:
         """Whether the processing loop has been stuck for `seconds`; if so, say where and stop waiting
         long for it (it may never come back)."""
@@ -392,7 +445,7 @@ class Pipeline:
             return False
         self.stalled = f"the processing loop has not gone round for {stalled_for:.0f} s, stuck in {where}"
         log.error("pipeline: %s; stopping", self.stalled)
-        self._join_timeout = min(self._join_timeout, 10.0, max(1.0, seconds))
+        self._join_timeout = min(self._join_timeout, STOP_WAIT, max(1.0, seconds))
         return True
 
     def _install_signals(self) -> dict[int, Any]:
@@ -445,6 +498,8 @@ class Pipeline:
         finally:
             self.heartbeat.rest()
             self._done.set()
+            if self._abandoned:  # back after stop() gave up on it: what was left to it is closed now
+                self._finish_abandoned()
 
     @property
     def error(self) -> BaseException | None:
@@ -575,9 +630,10 @@ class Pipeline:
     def _call_sink(self, sink: Sink, method: str, arg: Any) -> None:
         """A sink that raises (a full disk, a callback's bug) is dropped and the cameras carry on: one
         output failing must not stop identification. `dropped_sinks` and `stats()` say so."""
-        if self._abandoned:  # stop() closed the outputs while this thread was stuck
-            return
-        self._busy_sink = sink
+        with self._sink_lock:
+            if self._abandoned:  # stop() closed the outputs while this thread was stuck
+                return
+            self._busy_sink = sink
         try:
             with self.heartbeat.inside(f"output {sink!r} ({method})"):
                 getattr(sink, method)(arg)
@@ -585,14 +641,14 @@ class Pipeline:
             log.exception(
                 "pipeline: sink %r failed in %s; it is dropped, its output is incomplete", sink, method
             )
-            self.sinks.remove(sink)
-            self.dropped_sinks.append(sink)
+            self._drop(sink)
             try:
                 sink.close()
             except Exception:
                 log.exception("pipeline: closing sink %r failed", sink)
         finally:
-            self._busy_sink = None
+            with self._sink_lock:
+                self._busy_sink = None
 
     def _finished_cameras(self) -> list[str]:
         """Open cameras whose sources have finished for good (file ended, failed) with nothing buffered."""

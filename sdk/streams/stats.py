@@ -35,6 +35,12 @@ class Heartbeat:
         """The loop went round (called at the top of every round, busy or idle)."""
         self._last = time.monotonic()
 
+    def excuse(self, seconds: float) -> None:
+        """Time the whole process stood still (frozen, suspended): not the loop's fault."""
+        last = self._last
+        if last is not None:
+            self._last = last + seconds
+
     def rest(self) -> None:
         """The loop ended: nothing to be stalled any more."""
         self._last = None

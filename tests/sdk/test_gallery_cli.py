@@ -340,6 +340,10 @@ def test_purge_can_keep_the_enrolments_and_purge_only_events_and_videos(
         assert g.info().num_embeddings == before > 0
     assert vireid("purge", "-g", db, "--older-than-days", "1", "--keep-embeddings") == 1
     assert "leaves nothing to purge: give --events FILE or --videos DIR" in capsys.readouterr().err
+    # a site without a gallery (cross-modal linking only) purges its logs without naming one
+    assert vireid("purge", "--older-than-days", "1", "--keep-embeddings", "--events", events) == 0
+    assert vireid("purge", "--older-than-days", "1", "--events", events) == 1
+    assert "purge needs --gallery G.db" in capsys.readouterr().err
     args = [
         "purge",
         "-g",
@@ -351,8 +355,10 @@ def test_purge_can_keep_the_enrolments_and_purge_only_events_and_videos(
         "--events",
         events,
     ]
-    assert vireid(*args) == 1
-    assert "--keep-empty is about identities the purge empties" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        vireid(*args)
+    assert usage.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_a_failed_import_into_a_new_path_leaves_no_gallery_behind(db: Path, tmp_path: Path, capsys) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from vireid import Embedder, ProcessingStalledError
+from vireid import ConfigError, Embedder, ProcessingStalledError
 from vireid.cli import main as cli_main
 from vireid.cli.service import ServiceNotify, SystemdNotifier
 from vireid.streams import Pipeline, PipelineStats, Sink, VideoSource
-from vireid.streams.stats import STALL_SHOWN_AFTER
+from vireid.streams.stats import STALL_SHOWN_AFTER, Heartbeat
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +32,22 @@ def embedder(contract_model: Path):
 
 
 class BlockedOutput(Sink):
-    """An output whose first frame write blocks until `release` is set (a hung network disk)."""
+    """An output whose first frame write blocks (a hung network disk) until `release` is set, or for
+    `hold` seconds."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: float = 60.0) -> None:
         self.release = threading.Event()
         self.entered = threading.Event()
+        self.hold = hold
+        self.blocked_for = 0.0
         self.closed = False
 
     def on_frame(self, result: object) -> None:
         if not self.entered.is_set():
             self.entered.set()
-            self.release.wait(60)
+            started = time.monotonic()
+            self.release.wait(self.hold)
+            self.blocked_for = time.monotonic() - started
 
     def close(self) -> None:
         self.closed = True
@@ -78,11 +84,23 @@ def test_statistics_say_how_long_and_where_processing_is_stuck(scene: Path, embe
         assert stuck.stalled_in == "sinks > output BlockedOutput() (on_frame)"
         blocked.release.set()
         time.sleep(0.5)
-        assert pipeline.stats().stalled_for < 1.0  # going round again
+        assert pipeline.stats().stalled_for < stuck.stalled_for  # going round again
     finally:
         blocked.release.set()
         pipeline.stop()
     assert (pipeline.stats().stalled_for, pipeline.stats().stalled_in) == (0.0, "")  # not running
+    assert pipeline.stuck_in is None and pipeline.left_open is None  # a clean stop
+
+
+def test_time_the_whole_process_stood_still_is_not_a_stall() -> None:
+    heartbeat = Heartbeat()
+    assert heartbeat.stalled() == (0.0, "")
+    heartbeat.beat()
+    time.sleep(0.3)
+    heartbeat.excuse(0.3)  # e.g. `docker pause`: run() saw its own wait overshoot by as much
+    assert heartbeat.stalled()[0] < 0.2
+    with heartbeat.inside("embed"):
+        assert heartbeat.stalled()[1] == "embed"
 
 
 def _stats(stalled_for: float, stalled_in: str = "embed") -> PipelineStats:
@@ -100,29 +118,70 @@ def test_run_stops_a_stuck_pipeline_and_closes_every_output_but_the_stuck_one(
     blocked, other = BlockedOutput(), RecordingOutput()
     pipeline = Pipeline(_sources(scene), embedder, sinks=[other, blocked])
     statuses: list[PipelineStats] = []
+    reasons: list[str] = []
     started = time.monotonic()
     try:
         with pytest.raises(ProcessingStalledError, match=r"stuck in sinks > output BlockedOutput\(\)"):
-            pipeline.run(stall_timeout=1.0, on_status=statuses.append, status_every=0.2)
+            pipeline.run(
+                stall_timeout=1.0, on_status=statuses.append, status_every=0.2, on_stopping=reasons.append
+            )
         took = time.monotonic() - started
         assert other.closed and not blocked.closed  # closing the stuck one would hang as it does
         assert statuses[-1].stalled_for >= 1.0  # the last status reports the stall
+        assert len(reasons) == 1 and "has not gone round" in reasons[0]
         assert took < 20  # stall (1 s) + readers (<= 6 s) + one short wait for the thread, not 60 s
         assert pipeline.running  # the thread is still inside the blocked output
+        assert pipeline.left_open == "BlockedOutput()"
+        assert pipeline.stuck_in == "sinks > output BlockedOutput() (on_frame)"
     finally:
         blocked.release.set()
     pipeline._thread.join(10)
     assert not pipeline.running  # released, it found the pipeline stopped and ended
+    assert blocked.closed  # ... and closed the output left to it
     frames_after_stop = other.frames
     time.sleep(0.2)
     assert other.frames == frames_after_stop
 
 
-def test_run_without_a_stall_timeout_waits_for_a_slow_output(scene: Path, embedder: Embedder) -> None:
-    blocked = BlockedOutput()
+def test_a_stop_request_during_a_stall_stops_without_waiting_for_the_stall_timeout(
+    scene: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`systemctl stop` (SIGTERM) while processing hangs: the run stops within the service manager's
+    stop timeout, not after the stall timeout. STOP_WAIT (10 s) is shortened to keep the test quick."""
+    from vireid.streams import pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "STOP_WAIT", 1.0)
+    blocked, other = BlockedOutput(), RecordingOutput()
+    pipeline = Pipeline(_sources(scene), embedder, sinks=[other, blocked])
+    threading.Thread(target=lambda: blocked.entered.wait(30) and pipeline.request_stop(), daemon=True).start()
+    started = time.monotonic()
+    reasons: list[str] = []
+    try:
+        pipeline.run(stall_timeout=300.0, on_stopping=reasons.append)
+        assert time.monotonic() - started < 15  # not 300 s
+        assert reasons == ["stop requested"]
+        assert pipeline.left_open == "BlockedOutput()" and other.closed
+    finally:
+        blocked.release.set()
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_stall_timeout_must_be_a_positive_number_of_seconds(
+    scene: Path, embedder: Embedder, value: float
+) -> None:
+    pipeline = Pipeline(_sources(scene), embedder)
+    with pytest.raises(ConfigError, match="stall_timeout must be a positive number of seconds or None"):
+        pipeline.run(stall_timeout=value)
+    pipeline.stop()
+
+
+def test_run_with_a_stall_timeout_waits_for_an_output_slower_than_a_round_but_not_stuck(
+    scene: Path, embedder: Embedder
+) -> None:
+    blocked = BlockedOutput(hold=2.0)
     pipeline = Pipeline(_sources(scene), embedder, sinks=[blocked])
-    threading.Timer(2.0, blocked.release.set).start()
     stats = pipeline.run(stall_timeout=30.0)
+    assert blocked.entered.is_set() and blocked.blocked_for >= 1.9
     assert sum(c.processed for c in stats.cameras.values()) == 240  # every frame of both 8 s videos
     assert blocked.closed
 
@@ -168,14 +227,17 @@ def test_the_notifier_speaks_sd_notify_to_a_real_socket(abstract: bool, short_di
     notifier = SystemdNotifier({"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "4000000"})
     assert notifier.watchdog_seconds == 4.0
     notifier.ready()
-    notifier.status("visible 15.0 fps\nsecond line")
+    notifier.status("visible 15.0 fps\nWATCHDOG_USEC=1\0")  # one line: no assignment smuggled in
     notifier.watchdog()
-    notifier.stopping("camera x failed")
+    notifier.stopping("camera x failed\nMAINPID=1")
+    notifier.stopping("said once")
+    notifier.status("x" * 5000)  # systemd drops a datagram of 4096 bytes or more: cut, not lost
     assert systemd.messages() == [
         "READY=1",
-        "STATUS=visible 15.0 fps second line",
+        "STATUS=visible 15.0 fps WATCHDOG_USEC=1",
         "WATCHDOG=1",
-        "STOPPING=1\nSTATUS=camera x failed",
+        "STOPPING=1\nSTATUS=camera x failed MAINPID=1",
+        "STATUS=" + "x" * 1021 + "...",
     ]
 
 
@@ -189,8 +251,27 @@ def test_without_systemd_or_with_its_socket_gone_the_notifier_does_nothing_and_n
     gone.ready()
     gone.watchdog()
     assert not gone.enabled  # switched off after the first failure, warned once
-    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
-    assert "cannot notify the service manager" in caplog.records[0].message
+    assert len(caplog.records) == 1 and "cannot notify the service manager" in caplog.records[0].message
+    relative = SystemdNotifier({"NOTIFY_SOCKET": "run/notify"})  # not in the protocol
+    assert not relative.enabled and "not an absolute path or @name" in caplog.records[-1].message
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux abstract sockets")
+def test_a_manager_too_busy_to_read_loses_messages_but_not_the_notifier(
+    short_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    systemd = NotifySocket(True, short_dir)  # never read: its buffer fills, sends would block
+    notifier = SystemdNotifier({"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "4000000"})
+    started = time.monotonic()
+    for _ in range(20000):
+        notifier.status("x" * 1000)
+    assert time.monotonic() - started < 10  # MSG_DONTWAIT: never blocked
+    assert notifier.enabled  # passing: tried again next time
+    lost = [r for r in caplog.records if "a notification was lost" in r.message]
+    assert len(lost) == 1  # said at most once a minute
+    systemd.messages(0.5)  # drained, the next one arrives
+    notifier.watchdog()
+    assert systemd.messages() == ["WATCHDOG=1"]
 
 
 @pytest.mark.parametrize(
@@ -201,6 +282,7 @@ def test_without_systemd_or_with_its_socket_gone_the_notifier_does_nothing_and_n
         ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
         ({"WATCHDOG_USEC": "0"}, None),
         ({"WATCHDOG_USEC": "soon"}, None),
+        ({"WATCHDOG_USEC": "3\u00b2"}, None),  # a superscript digit: isdigit() but not a number
         ({}, None),
     ],
 )
@@ -211,23 +293,23 @@ def test_the_watchdog_interval_is_read_only_when_meant_for_this_process(
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux abstract sockets")
-def test_service_notify_pings_while_processing_goes_round_and_says_why_it_stops(short_dir: Path) -> None:
+def test_service_notify_pings_only_while_processing_goes_round(short_dir: Path) -> None:
     systemd = NotifySocket(True, short_dir)
     notifier = SystemdNotifier({"NOTIFY_SOCKET": systemd.env_value, "WATCHDOG_USEC": "20000000"})
     watch = ServiceNotify(notifier, stall_timeout=60.0, status_every=0.0)
     watch(_stats(0.1))
     watch(_stats(59.0))  # slow, not yet stuck
-    watch(_stats(61.0, "embed"))  # stuck: no ping, one STOPPING
-    watch(_stats(62.0, "embed"))
+    watch(_stats(61.0))  # stuck: no ping
     sent = systemd.messages()
-    assert sent[0] == "READY=1"
+    assert sent[0] == "READY=1" and sent.count("READY=1") == 1
     assert sent.count("WATCHDOG=1") == 2
-    assert sent[-1] == "STOPPING=1\nSTATUS=processing stalled 61 s in embed"
-    assert sum(m.startswith("STOPPING") for m in sent) == 1
+    assert not any("61 s" in m for m in sent)
+    without_own_timeout = ServiceNotify(notifier, stall_timeout=None)
+    assert without_own_timeout.stall_limit == 20.0  # then a loop stuck for WatchdogSec stops the pings
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux abstract sockets")
-def test_vireid_run_under_systemd_reports_ready_status_and_watchdog_pings(
+def test_vireid_run_under_systemd_reports_ready_status_watchdog_pings_and_stopping(
     scene: Path, contract_model: Path, short_dir: Path
 ) -> None:
     systemd = NotifySocket(True, short_dir)
@@ -249,6 +331,7 @@ def test_vireid_run_under_systemd_reports_ready_status_and_watchdog_pings(
     assert sent.count("WATCHDOG=1") >= 2  # every second while processing goes round
     statuses = [m for m in sent if m.startswith("STATUS=")]
     assert statuses and "visible" in statuses[0] and "infrared" in statuses[0]
+    assert sent[-1] == "STOPPING=1\nSTATUS=--duration 3.5 s reached"
 
 
 def test_vireid_run_exits_1_when_processing_stalls_with_its_video_output_blocked_by_a_monkeypatch(
@@ -274,15 +357,19 @@ def test_vireid_run_exits_1_when_processing_stalls_with_its_video_output_blocked
     events = tmp_path / "events.jsonl"
     argv = ["run", "--source", f"visible={scene / 'visible.mp4'}", "--source"]
     argv += [f"infrared={scene / 'infrared.mp4'}", "--model", str(contract_model), "--device", "cpu"]
-    argv += ["--threads", "1", "--fast", "--quiet", "--stall-timeout", "1"]
+    argv += ["--threads", "1", "--fast", "--quiet", "--stall-timeout", "3"]
     argv += ["--events", str(events), "--video-out", str(tmp_path / "video")]
     try:
         assert cli_main.main(argv) == 1
     finally:
         release.set()
     err = capsys.readouterr().err
-    assert "the processing loop has not gone round for 1 s, stuck in sinks > output VideoSink" in err
+    assert re.search(
+        r"the processing loop has not gone round for \d+ s, stuck in sinks > output VideoSink", err
+    )
     assert "exit 1, so a service manager restarts the run" in err
+    assert "processing was still stuck in sinks > output VideoSink" in err
+    assert "is left unflushed (incomplete), the others were closed without the last tracks' ends" in err
     lines = events.read_text().splitlines()
     assert lines and all(line.startswith("{") and line.endswith("}") for line in lines)
 
