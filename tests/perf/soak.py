@@ -15,9 +15,11 @@ retention job would. Report: RSS growth after the warm-up (first minute), and th
 slope of the run's second half projected to 30 days (over minutes a single allocator step dominates
 it: a run of hours says more), threads and FDs at start and end, reconnects of the flapping source vs the
 flaps, frames read / processed / dropped of the healthy source, events per kind, and the events file
-checked against what the sink wrote and the purge removed. Targets (reliability issue): RSS growth
-≤ 5 % after warm-up, no thread or FD growth, a reconnect after every flap, no events lost for the
-healthy source, and none lost from the events file across the purge.
+checked against what the sink wrote and the purge removed, and the longest time the processing loop
+went without a round (sampled every second; the run has a 60 s stall timeout, as `vireid run` has
+one). Targets (reliability issue): RSS growth ≤ 5 % after warm-up, no thread or FD growth, a
+reconnect after every flap, no events lost for the healthy source, none lost from the events file
+across the purge, and no round longer than 5 s (a flapping camera must not look like a stall).
 """
 
 from __future__ import annotations
@@ -170,9 +172,16 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
     started = time.monotonic()
     timeline = []
     purged: list[int] = []
+    longest_stall = [0.0, ""]  # the longest time the processing loop went without a round, and where
+    calls = [0]
     events_file = args.outputs / "events.jsonl"
 
-    def on_status(stats: Any) -> None:
+    def on_status(stats: Any) -> None:  # every second: the stall sampled often, the rest every 10 s
+        if stats.stalled_for > longest_stall[0]:
+            longest_stall[:] = [stats.stalled_for, stats.stalled_in]
+        calls[0] += 1
+        if calls[0] % 10:
+            return
         if not purged and time.monotonic() - started >= args.minutes * 30:  # half time: retention runs
             purged.append(purge_events(events_file, 30 / 86400)[1])  # what is older than 30 s
         point = {"t": round(time.monotonic() - started, 1), **sample()}
@@ -186,7 +195,8 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
         print(json.dumps(point), flush=True)
 
     # run() re-raises what stopped the processing thread: a pipeline that died is not a quiet soak
-    final = pipeline.run(args.minutes * 60, on_status=on_status, status_every=10.0)
+    # and a stall timeout as `vireid run` has (a false stall would stop the soak with an error)
+    final = pipeline.run(args.minutes * 60, on_status=on_status, status_every=1.0, stall_timeout=60.0)
     stop.set()
     flaps = ports.get(timeout=30)
     server.join(timeout=30)
@@ -221,6 +231,8 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
         "events_in_file": in_file,
         "events_file_reopened": sink.reopened,
         "outputs_dropped": [repr(s) for s in pipeline.dropped_sinks],
+        "longest_stall_s": round(float(longest_stall[0]), 2),  # sampled every second
+        "longest_stall_in": longest_stall[1],
         "threads": [timeline[0]["threads"], timeline[-1]["threads"]],
         "fds": [timeline[0]["fds"], timeline[-1]["fds"]],
         "events": events,
@@ -249,6 +261,11 @@ def _soak(args, pipeline, events, ports, stop, server, gallery, embedder) -> int
                 f"events file holds {in_file} lines; {sink.lines} written, {purged} purged",
             ),
             (bool(pipeline.dropped_sinks), f"outputs failed: {report['outputs_dropped']}"),
+            (
+                report["longest_stall_s"] > 5.0,
+                f"processing went {report['longest_stall_s']} s without a round "
+                f"({report['longest_stall_in']})",
+            ),
         )
         if failed
     ]
