@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import re
 import sys
@@ -416,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
         _summary(pipeline.stats(), args)
         _say(f"vireid run: error: {exc}; exit 1, so a service manager restarts the run")
         _say_left_open(pipeline)
-        return 1
+        return _leave(pipeline, 1)
     except BaseException:
         _discard_if_empty(args.events, created_events)
         raise
@@ -424,7 +425,20 @@ def run(args: argparse.Namespace) -> int:
         status.done()
         notifier.close()
     _summary(stats, args)
-    return _exit_status(pipeline, stats, args, created_events)
+    return _leave(pipeline, _exit_status(pipeline, stats, args, created_events))
+
+
+def _leave(pipeline: Any, code: int) -> int:
+    """The exit status; with the processing thread still stuck (in a model call, a write), the process
+    ends here at once: the interpreter's shutdown would tear the model down under that thread, which
+    can crash or hang the exit (with CUDA above all) instead of exiting with `code`."""
+    if pipeline.stuck_in is None or not pipeline.running:
+        return code
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def _both(first: Any, second: Any) -> Any:

@@ -334,36 +334,36 @@ def test_vireid_run_under_systemd_reports_ready_status_watchdog_pings_and_stoppi
     assert sent[-1] == "STOPPING=1\nSTATUS=--duration 3.5 s reached"
 
 
-def test_vireid_run_exits_1_when_processing_stalls_with_its_video_output_blocked_by_a_monkeypatch(
-    scene: Path,
-    contract_model: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+HANGING_VIDEO_OUTPUT = """
+import sys, threading
+from vireid.streams import sinks
+real_on_frame = sinks.VideoSink.on_frame
+def hanging_on_frame(self, result):
+    if result.frame.index >= 20:
+        threading.Event().wait()  # for good, like a write to a dead network disk
+    real_on_frame(self, result)
+sinks.VideoSink.on_frame = hanging_on_frame
+from vireid.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_vireid_run_exits_1_when_processing_stalls_with_its_video_output_hung_by_a_monkeypatch(
+    scene: Path, contract_model: Path, tmp_path: Path
 ) -> None:
-    """The video output hangs (a monkeypatched write standing in for a dead network disk): the run
-    stops with exit 1 after --stall-timeout, and the events file, not stuck, is complete JSON Lines."""
-    from vireid.streams import sinks
-
-    release = threading.Event()
-    real_on_frame = sinks.VideoSink.on_frame
-
-    def hanging_on_frame(self: sinks.VideoSink, result: object) -> None:
-        if result.frame.index >= 20:  # type: ignore[attr-defined]
-            release.wait(60)
-        real_on_frame(self, result)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(sinks.VideoSink, "on_frame", hanging_on_frame)
+    """The video output hangs for good (its write monkeypatched, standing in for a dead network disk):
+    the run stops after --stall-timeout with exit 1, the events file, not stuck, is complete JSON
+    Lines, and the process ends although its processing thread never comes back."""
     events = tmp_path / "events.jsonl"
     argv = ["run", "--source", f"visible={scene / 'visible.mp4'}", "--source"]
     argv += [f"infrared={scene / 'infrared.mp4'}", "--model", str(contract_model), "--device", "cpu"]
     argv += ["--threads", "1", "--fast", "--quiet", "--stall-timeout", "3"]
     argv += ["--events", str(events), "--video-out", str(tmp_path / "video")]
-    try:
-        assert cli_main.main(argv) == 1
-    finally:
-        release.set()
-    err = capsys.readouterr().err
+    done = subprocess.run(
+        [sys.executable, "-c", HANGING_VIDEO_OUTPUT, *argv], capture_output=True, text=True, timeout=120
+    )
+    err = done.stderr
+    assert done.returncode == 1, err
     assert re.search(
         r"the processing loop has not gone round for \d+ s, stuck in sinks > output VideoSink", err
     )
