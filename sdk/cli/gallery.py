@@ -213,6 +213,11 @@ def _purge(args: argparse.Namespace) -> int:
 
     if args.keep_embeddings and not (args.events or args.videos):
         raise InputSpecError("--keep-embeddings leaves nothing to purge: give --events FILE or --videos DIR")
+    if args.keep_embeddings and args.gallery is not None and not args.gallery.is_file():
+        raise InputSpecError(
+            f"--gallery {args.gallery}: no gallery file here (a typo?); with --keep-embeddings the gallery "
+            "is not needed: leave --gallery out"
+        )
     if not args.keep_embeddings and args.gallery is None:
         raise InputSpecError(
             "purge needs --gallery G.db (its old embeddings are deleted), or --keep-embeddings to purge only "

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import re
 import sys
@@ -352,6 +351,7 @@ def run(args: argparse.Namespace) -> int:
             "--fast reads files as fast as they decode, and --policy latest drops every frame processing "
             "has not caught up with (most of them): drop --policy (files default to every) or --fast"
         )
+    _quiet_opencv_warnings()
     expanded = [_expand_env(text) for text in args.source]
     _check_events_file(args, expanded)
     _check_video_folder(args)
@@ -432,13 +432,26 @@ def _leave(pipeline: Any, code: int) -> int:
     """The exit status; with the processing thread still stuck (in a model call, a write), the process
     ends here at once: the interpreter's shutdown would tear the model down under that thread, which
     can crash or hang the exit (with CUDA above all) instead of exiting with `code`."""
-    if pipeline.stuck_in is None or not pipeline.running:
+    if pipeline.stuck_in is None or pipeline.wait_finished(2.0):  # came back and closed what it had
         return code
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (sys.stdout, sys.stderr):  # (log handlers flush every record)
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def _quiet_opencv_warnings() -> None:
+    """OpenCV's own warnings off (errors stay), unless $OPENCV_LOG_LEVEL says otherwise: every failed
+    reconnection attempt made it print "backend is generally available but can't be used to capture by
+    name", which reads like a configuration error and fills a service's log (thousands of lines a day
+    per dead camera). vireid logs each camera's state changes itself, and FFmpeg's line with the reason
+    (connection refused, 401) still shows."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    import cv2
+
+    with contextlib.suppress(AttributeError):  # an OpenCV build without the logging module
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def _both(first: Any, second: Any) -> Any:

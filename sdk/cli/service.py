@@ -39,7 +39,8 @@ _CONFIGURATION_ERRORS = {
 go off after the first. Others (a full buffer, EAGAIN) are passing: the next message is tried again."""
 
 MAX_VALUE = 1024
-"""Longest value sent; systemd drops a whole datagram of 4096 bytes or more without a word."""
+"""Longest value sent, in UTF-8 bytes; systemd drops a whole datagram of 4096 bytes or more without a
+word."""
 
 
 class SystemdNotifier:
@@ -100,7 +101,7 @@ class SystemdNotifier:
 
     def _failed(self, exc: OSError) -> None:
         shown = self.address.replace("\0", "@")
-        if exc.errno in _CONFIGURATION_ERRORS:
+        if exc.errno is None or exc.errno in _CONFIGURATION_ERRORS:  # (no errno: e.g. a path too long)
             log.warning(
                 "NOTIFY_SOCKET %s: cannot notify the service manager (%s); notifications are off%s",
                 shown,
@@ -117,7 +118,10 @@ class SystemdNotifier:
 def _value(text: str) -> str:
     """A value on one line, without NUL, short enough for systemd to take."""
     flat = " ".join(text.replace("\0", " ").split())
-    return flat if len(flat) <= MAX_VALUE else flat[: MAX_VALUE - 3] + "..."
+    raw = flat.encode("utf-8", "replace")
+    if len(raw) <= MAX_VALUE:
+        return flat
+    return raw[: MAX_VALUE - 3].decode("utf-8", "ignore") + "..."  # never half a character
 
 
 def _watchdog_seconds(env: Mapping[str, str]) -> float | None:

@@ -149,6 +149,7 @@ class Pipeline:
         self._busy_sink: Sink | None = None  # the output the processing thread is inside now
         self._left_sink: Sink | None = None  # the output stop() left to a stuck thread
         self._abandoned = False  # stop() gave up on a stuck processing thread: it must touch no output
+        self._exited = False  # the processing thread has left its loop (set under _sink_lock)
         self.stuck_in: str | None = None
         """Where the processing thread was when `stop()` gave up waiting for it (None after a clean
         stop): the outputs were closed without the last tracks' ends."""
@@ -277,14 +278,14 @@ class Pipeline:
         # against one deadline, so blocked readers cost one read timeout in all, not one per camera (a
         # container runtime kills a process that takes longer than its grace period, ~10 s, to stop)
         timeouts = [getattr(cam.source, "read_timeout", 5.0) for cam in self._cameras.values()]
-        wait = max(timeouts, default=0.0) + 1.0
-        deadline = time.monotonic() + wait
+        asked = time.monotonic()
+        deadline = asked + max(timeouts, default=0.0) + 1.0
         for cam in self._cameras.values():
             cam.source.stop(timeout=max(0.0, deadline - time.monotonic()))
-        if self._thread is not None:
-            self._thread.join(timeout=self._join_timeout)
-            if self._thread.is_alive():
-                return self._abandon_stuck_thread()
+        if self._thread is not None:  # asked to stop with the readers: its wait counts from then too
+            self._thread.join(timeout=max(0.0, asked + self._join_timeout - time.monotonic()))
+            if self._thread.is_alive() and self._abandon_stuck_thread():
+                return []
         events: list[Event] = []
         try:
             for camera, cam in self._cameras.items():
@@ -298,12 +299,15 @@ class Pipeline:
             self._close_owned()
         return events
 
-    def _abandon_stuck_thread(self) -> list[Event]:
+    def _abandon_stuck_thread(self) -> bool:
         """The processing thread did not stop: close every output it is not inside and leave the rest
         (its tracks, the model, the output it hangs in) to it; should it come back, it closes them
         itself (`_loop`). Ending its tracks or closing the model under it could corrupt an output or
-        crash the process; the last tracks' `TrackEnded` events are lost instead."""
+        crash the process; the last tracks' `TrackEnded` events are lost instead. False when the
+        thread ended after all (the caller then stops cleanly)."""
         with self._sink_lock:  # from here on the thread enters no output
+            if self._exited:
+                return False
             self._abandoned = True
             stuck = self._left_sink = self._busy_sink
         _, where = self.heartbeat.stalled()
@@ -315,10 +319,19 @@ class Pipeline:
             self._join_timeout,
             where or "the processing loop",
         )
-        for sink in list(self.sinks):
-            if sink is not stuck:
+        others = [sink for sink in self.sinks if sink is not stuck]
+
+        def close_others() -> None:
+            for sink in others:
                 self._close_sink(sink)
-        return []
+
+        # they may sit on the same dead disk as the stuck one: never wait for them for good
+        closing = threading.Thread(target=close_others, name="vireid-close", daemon=True)
+        closing.start()
+        closing.join(STOP_WAIT)
+        if closing.is_alive():
+            log.error("pipeline: closing the other outputs did not finish within %.0f s either", STOP_WAIT)
+        return True
 
     def _close_sink(self, sink: Sink) -> None:
         try:
@@ -394,6 +407,8 @@ class Pipeline:
         try:
             self.start()
             why = self._process(duration, on_status, status_every, stall_timeout)
+            # the thread was asked to stop or is done: a round takes under a second; longer, it is stuck
+            self._join_timeout = min(self._join_timeout, STOP_WAIT)
             if on_stopping is not None:
                 on_stopping(why)
         finally:
@@ -417,14 +432,15 @@ class Pipeline:
     ) -> str:
         """`run()`'s wait while the thread processes; returns why it ended."""
         deadline = None if duration is None else time.monotonic() + duration
-        next_status = last = time.monotonic()
-        while not self._done.wait(0.1):
+        next_status = time.monotonic()
+        while True:
+            before = time.monotonic()
+            if self._done.wait(0.1):
+                break
             now = time.monotonic()
-            if now - last > PAUSE_GAP:  # this thread did not run either (the process was frozen or
-                self.heartbeat.excuse(now - last)  # suspended): the processing thread is not stuck
-            last = now
-            if self._stopping.is_set():  # a signal or request_stop(): the thread should stop at once,
-                self._join_timeout = min(self._join_timeout, STOP_WAIT)  # else it is stuck
+            if now - before > PAUSE_GAP:  # a 0.1 s wait that took seconds: the whole process stood
+                self.heartbeat.excuse(before, now - before)  # still (frozen, suspended), not the loop
+            if self._stopping.is_set():  # a signal or request_stop()
                 return self.stop_signal or "stop requested"
             if deadline is not None and now >= deadline:
                 return f"--duration {duration:g} s reached"
@@ -435,6 +451,8 @@ class Pipeline:
             if on_status is not None and now >= next_status:
                 on_status(self.stats())
                 next_status = now + status_every
+        if self._stopping.is_set():  # the thread saw the stop request first
+            return self.stop_signal or "stop requested"
         return "the processing thread failed" if self._error is not None else "every source ended"
 
     def _stalled_beyond(self, seconds: float) -> bool:
@@ -497,9 +515,12 @@ class Pipeline:
             log.exception("pipeline: the processing thread stopped: %s: %s", type(exc).__name__, exc)
         finally:
             self.heartbeat.rest()
-            self._done.set()
-            if self._abandoned:  # back after stop() gave up on it: what was left to it is closed now
+            with self._sink_lock:
+                self._exited = True
+                abandoned = self._abandoned
+            if abandoned:  # back after stop() gave up on it: what was left to it is closed now
                 self._finish_abandoned()
+            self._done.set()  # last: `running` stays True until the thread has nothing left to do
 
     @property
     def error(self) -> BaseException | None:
@@ -509,8 +530,13 @@ class Pipeline:
 
     @property
     def running(self) -> bool:
-        """Whether the processing thread is started and still processing frames."""
+        """Whether the processing thread is started and not finished (after a stop that gave up on a
+        stuck thread: until it came back and closed what was left to it)."""
         return self._thread is not None and not self._done.is_set()
+
+    def wait_finished(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the processing thread to finish; whether it has."""
+        return self._thread is None or self._done.wait(timeout)
 
     def step(self, frames: Sequence[Frame]) -> list[Event]:
         """Process frames (at most one per camera is typical) synchronously; returns their events.

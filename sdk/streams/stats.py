@@ -35,11 +35,12 @@ class Heartbeat:
         """The loop went round (called at the top of every round, busy or idle)."""
         self._last = time.monotonic()
 
-    def excuse(self, seconds: float) -> None:
-        """Time the whole process stood still (frozen, suspended): not the loop's fault."""
+    def excuse(self, since: float, seconds: float) -> None:
+        """The whole process stood still for `seconds` from `since` (monotonic; frozen, suspended):
+        not the loop's fault, unless it has gone round since then (its clock is then its own)."""
         last = self._last
-        if last is not None:
-            self._last = last + seconds
+        if last is not None and last <= since:
+            self._last = min(last + seconds, time.monotonic())
 
     def rest(self) -> None:
         """The loop ended: nothing to be stalled any more."""

@@ -344,6 +344,9 @@ def test_purge_can_keep_the_enrolments_and_purge_only_events_and_videos(
     assert vireid("purge", "--older-than-days", "1", "--keep-embeddings", "--events", events) == 0
     assert vireid("purge", "--older-than-days", "1", "--events", events) == 1
     assert "purge needs --gallery G.db" in capsys.readouterr().err
+    typo = db.with_name("typo.db")
+    assert vireid("purge", "-g", typo, "--older-than-days", "1", "--keep-embeddings", "--events", events) == 1
+    assert "no gallery file here (a typo?)" in capsys.readouterr().err
     args = [
         "purge",
         "-g",
