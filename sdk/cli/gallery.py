@@ -138,7 +138,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _gallery_options(required: bool) -> argparse.ArgumentParser:
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--gallery", "-g", type=Path, required=required, help="gallery database file (.db)")
+    where.add_argument(
+        "--gallery",
+        "-g",
+        type=Path,
+        required=required,
+        help="gallery database file (.db)" + ("" if required else "; needed unless --keep-embeddings"),
+    )
     where.add_argument(
         "--key-file",
         type=Path,
