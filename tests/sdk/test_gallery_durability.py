@@ -58,7 +58,11 @@ def run_and_kill(path: Path, kill_at: int, delay: float) -> tuple[list[str], lis
         lines.append(line.split())
     time.sleep(delay)
     os.kill(child.pid, signal.SIGKILL)
-    rest, errors = child.communicate(timeout=5)  # lines printed before the kill are still in the pipe
+    # the rest through child.stdout, not communicate(): communicate reads the pipe's descriptor and
+    # would skip lines readline() had already buffered (a "start" line lost made the test flaky)
+    with child.stdout, child.stderr:  # type: ignore[union-attr]
+        rest, errors = child.stdout.read(), child.stderr.read()  # type: ignore[union-attr]
+    child.wait(timeout=5)
     assert child.returncode == -signal.SIGKILL, errors
     lines += [line.split() for line in rest.splitlines()]
     started = [name for kind, name in lines if kind == "start"]
