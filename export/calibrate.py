@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from vireid.card import ModelCard
+from vireid.card import ModelCard, rounded_up
 from vireid.embeddings import unit_model_output
 from vireid.errors import ConfigError, DatasetError
 from vireid.modality import Modality
@@ -41,7 +41,8 @@ from .parity import EmbedFn
 # Simulated pipeline comparisons: a track's mean of 5 embeddings (about 50 frames at the pipeline's
 # default embed_every 10) against an identity enrolled from 5 crops, 20 random draws per identity.
 TRACK_IMAGES, CENTROID_IMAGES, TRACK_DRAWS = 5, 5, 20
-# How far above the target the track-mean false-match rate may be before export warns.
+# How far above the target the track-mean false-match rate may be before export warns (when the
+# comparisons are too few to estimate the threshold the pipeline would use instead).
 TRACK_MEAN_TOLERANCE = 2.0
 
 
@@ -94,11 +95,6 @@ class TrackMeanCheck:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @property
-    def suggested_threshold(self) -> float:
-        """`threshold_for_target` rounded up to 3 decimals (rounding down could let an impostor back)."""
-        return math.ceil(self.threshold_for_target * 1000 - 1e-9) / 1000
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -149,14 +145,19 @@ class Calibration:
         """What makes this threshold untrustworthy: too few impostor pairs to measure the target rate,
         no genuine pair above it (a threshold no true match reaches is no threshold at all), or a
         false-match rate well above the target where the stream pipeline uses it (track means against
-        enrolment centroids)."""
+        enrolment centroids) with too few comparisons to estimate the threshold it uses instead
+        (`ModelCard.track_mean_threshold`)."""
         out = _pair_warnings("", self.fmr_target, self.fmr_achieved, self.tmr, self.impostor_pairs)
         for name, w in self.within.items():
             out += _pair_warnings(
                 f"within {name}: ", self.fmr_target, w.fmr_achieved, w.tmr, w.impostor_pairs
             )
         track = self.track_means
-        if track is not None and track.fmr_at_threshold > TRACK_MEAN_TOLERANCE * self.fmr_target:
+        if (
+            track is not None
+            and track.impostor_pairs * self.fmr_target < 1  # the pipeline cannot use the track threshold
+            and track.fmr_at_threshold > TRACK_MEAN_TOLERANCE * self.fmr_target
+        ):
             out.append(_track_mean_warning(track, self.fmr_target))
         return out
 
@@ -177,8 +178,8 @@ class Calibration:
             lines.append(
                 f"track means ({t.track_images} infrared images vs {t.centroid_images}-image visible "
                 f"centroids): false-match rate {t.fmr_at_threshold:.2e} at this threshold, "
-                f"{math.ceil(t.threshold_for_target * 1e4 - 1e-9) / 1e4:.4f} for {self.fmr_target:g} "
-                f"({t.genuine_pairs} genuine / "
+                f"{rounded_up(t.threshold_for_target):.4f} for {self.fmr_target:g}, "
+                f"the stream pipeline's default threshold ({t.genuine_pairs} genuine / "
                 f"{t.impostor_pairs} impostor comparisons)"
             )
         return "\n".join(lines)
@@ -209,21 +210,16 @@ def _pair_warnings(label: str, fmr: float, achieved: float, tmr: float, impostor
 
 
 def _track_mean_warning(track: TrackMeanCheck, fmr: float) -> str:
-    simulated = (
-        f"simulated with means of {track.track_images} infrared images against {track.centroid_images}-"
-        f"image visible centroids of {track.identities} identities, an estimate"
-    )
-    warning = (
+    """Too few comparisons to resolve the track-mean threshold: the pipeline falls back to the
+    single-image one, which lets more impostors through there."""
+    return (
         f"the stream pipeline compares track means with enrolment centroids, where this threshold gives "
         f"a false-match rate of about {track.fmr_at_threshold:.1e}, {track.fmr_at_threshold / fmr:.1f}x "
-        f"the target ({simulated})"
-    )
-    if track.impostor_pairs * fmr < 1:
-        return f"{warning}; too few comparisons to say which threshold gives {fmr:g} there"
-    return (
-        f"{warning}. About {track.suggested_threshold:.3f} gives the target there: pass it as "
-        f"`vireid run --threshold` (it is also the default --cross-threshold), naming fewer people "
-        f"(true-match rate {track.tmr_at_threshold:.2f} -> {track.tmr_for_target:.2f})"
+        f"the target (simulated with means of {track.track_images} infrared images against "
+        f"{track.centroid_images}-image visible centroids of {track.identities} identities, an estimate), "
+        f"and {track.impostor_pairs} comparisons are too few to say which threshold gives {fmr:g} there, "
+        "so the pipeline will use this one: calibrate on a folder with more identities (--calibrate), or "
+        "pass a higher `vireid run --threshold`"
     )
 
 

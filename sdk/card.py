@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 _NESTED = ("model_config", "match_threshold_within", "match_threshold_data", "calibration")
+
+
+def rounded_up(threshold: float) -> float:
+    """A threshold rounded up to 4 decimals for display and use: rounding down could let an impostor
+    back in."""
+    return math.ceil(threshold * 1e4 - 1e-9) / 1e4
 
 
 @dataclass(frozen=True)
@@ -231,6 +238,25 @@ class ModelCard:
             return self.match_threshold
         within = self.match_threshold_within or {}
         return within.get(str(query))
+
+    @property
+    def track_mean_threshold(self) -> float | None:
+        """The cross-modal threshold that gives `match_threshold_fmr` where the stream pipeline uses
+        it, on means of several infrared images against visible enrolment centroids (means of
+        impostors score higher than their single images do), rounded up to 4 decimals.
+
+        Export estimates it at calibration (`match_threshold_data["track_means"]`). None when the card
+        has no such estimate (exported before vireid made it) or too few impostor comparisons to
+        resolve the target rate."""
+        track = (self.match_threshold_data or {}).get("track_means")
+        fmr = self.match_threshold_fmr
+        if not isinstance(track, Mapping) or fmr is None:
+            return None
+        value, comparisons = track.get("threshold_for_target"), track.get("impostor_pairs")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, comparisons))
+        if not numbers or not -1.0 <= value <= 1.0 or comparisons * fmr < 1:  # type: ignore[operator]
+            return None
+        return rounded_up(float(value))  # type: ignore[arg-type]
 
     @property
     def input_size(self) -> tuple[int, int]:

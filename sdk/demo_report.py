@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .card import rounded_up
 from .report import Image, Pre, Report, Table
 
 METRICS = ("R1", "R5", "R10", "R20", "mAP", "mINP")
@@ -87,7 +88,19 @@ def _parity(results: DemoResults, report: Report) -> None:
             f"{calibration.impostor_pairs} "
             "impostor cross-modal pairs of the held-out set's validation identities."
             + _within_sentence(calibration)
+            + _track_sentence(calibration)
         )
+
+
+def _track_sentence(calibration: Any) -> str:
+    track = calibration.track_means
+    if track is None or track.impostor_pairs * calibration.fmr_target < 1:
+        return ""
+    return (
+        f" The stream pipeline matches track means against enrolment centroids across modalities at "
+        f"{rounded_up(track.threshold_for_target):.4f}, the threshold for the same rate on "
+        f"{track.impostor_pairs} simulated comparisons of that kind."
+    )
 
 
 def _within_sentence(calibration: Any) -> str:

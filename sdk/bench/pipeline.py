@@ -33,7 +33,7 @@ from ..embedder import Embedder
 from ..errors import ConfigError, InputSpecError
 from ..gallery import Gallery
 from ..streams import CallbackSink, CallerBoxes, FrameResult, JsonlSink, Pipeline, PipelineConfig, VideoSource
-from ..streams.matcher import CropRequest
+from ..streams.matcher import CropRequest, MatchThresholds
 from ..streams.sinks import Sink
 from .scene import CameraTracks, Oracle, SceneTruth, name_of, score_cross_modal, score_identification
 
@@ -118,6 +118,7 @@ class PipelineBenchResult:
     enrolled: dict[str, Any]
     scene_info: dict[str, Any] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    thresholds: MatchThresholds | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready report (the layout `docs/pipeline.md` describes)."""
@@ -140,6 +141,7 @@ class PipelineBenchResult:
             "latency_ms": self.latency_ms,
             "stages_ms": self.stages_ms,
             "enrolled": self.enrolled,
+            "thresholds": self.thresholds.to_dict() if self.thresholds is not None else None,
             "machine": platform.processor() or platform.machine(),
         }
 
@@ -246,11 +248,12 @@ def run_scene(
     config: PipelineBenchConfig,
     oracle: Oracle | None = None,
     extra_sinks: tuple[Sink, ...] = (),
-) -> tuple[Any, dict[str, CameraTracks], list[dict[str, Any]], dict[str, list[float]]]:
+) -> tuple[Any, dict[str, CameraTracks], list[dict[str, Any]], dict[str, list[float]], MatchThresholds]:
     """Run both cameras of `scene` through the pipeline.
 
     Returns (stats, scored tracks per camera, events as dicts, frame-to-result latencies in ms per camera:
-    from the moment the source read the frame to the moment its results reached the sinks).
+    from the moment the source read the frame to the moment its results reached the sinks, the
+    matcher's thresholds).
     """
     fast = config.mode == "fast"
     sources = [
@@ -292,7 +295,7 @@ def run_scene(
     if oracle is not None:
         pipeline.oracle = oracle  # type: ignore[attr-defined]
     stats = pipeline.run(handle_signals=False)
-    return stats, scored, events, latency
+    return stats, scored, events, latency, pipeline.matcher.thresholds()
 
 
 def bench_pipeline(
@@ -330,7 +333,7 @@ def bench_pipeline(
             f"in {enrol_s:.1f} s; running both cameras ({config.mode})"
         )
         try:
-            stats, scored, events, latency = run_scene(
+            stats, scored, events, latency, thresholds = run_scene(
                 scene, truth, embedder, gallery, config, oracle, extra_sinks
             )
             ids = sorted(int(i.name[2:]) for i in gallery.identities() if i.name.startswith("id"))
@@ -345,6 +348,7 @@ def bench_pipeline(
         device_used = embedder.backend.device
     result = _result(scene, Path(model), device_used, truth, config, stats, scored, events, enrolled)
     result.latency_ms = {cam: _percentiles(values) for cam, values in latency.items()}
+    result.thresholds = thresholds
     return result
 
 
@@ -499,6 +503,8 @@ def _summary_lines(result: PipelineBenchResult) -> list[str]:
         f"@ {info['fps']:g} fps), model {Path(result.model).name} on {result.device}, "
         f"{platform.processor() or platform.machine()}, enrolled {result.enrolled['identities']} identities"
     ]
+    if result.thresholds is not None:
+        lines.append(f"thresholds: {result.thresholds}")
     for cam in CAMERAS:
         c = result.cameras[cam]
         d, t, i = c["detection"], c["tracks"], c["identification"]

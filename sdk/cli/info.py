@@ -4,7 +4,6 @@ folder with its vireid_card.json)."""
 from __future__ import annotations
 
 import argparse
-import math
 
 from ..card import ModelCard
 
@@ -49,14 +48,17 @@ def _track_means_line(card: ModelCard) -> str | None:
     if track is None:  # older cards
         return None
     try:
-        suggested = math.ceil(float(track["threshold_for_target"]) * 1e4 - 1e-9) / 1e4  # never round down
-        return (
+        measured = (
             f"false-match rate about {track['fmr_at_threshold']:.1e} at the threshold "
             f"({track['track_images']} infrared images vs {track['centroid_images']}-image visible "
-            f"centroids, simulated); about {suggested:.4f} gives {card.match_threshold_fmr or 'the target'}"
+            f"centroids, simulated)"
         )
-    except (KeyError, TypeError, ValueError):  # absent (older cards) or not ours
+    except (KeyError, TypeError, ValueError):  # not ours
         return None
+    suggested = card.track_mean_threshold
+    if suggested is None:
+        return f"{measured}; too few comparisons to resolve {card.match_threshold_fmr}"
+    return f"{measured}; {suggested:.4f} gives {card.match_threshold_fmr}, the stream pipeline's default"
 
 
 def _optional_lines(card: ModelCard) -> list[tuple[str, str]]:

@@ -84,8 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=cosine,
-        help="gallery match threshold for the other modality's enrolled images (default: the card's); "
-        "also the default of --cross-threshold",
+        help="gallery match threshold for the other modality's enrolled images (default: the card's for "
+        "track means, as `vireid info` shows it, else its single-image one); when given, also the "
+        "default of --cross-threshold",
     )
     parser.add_argument(
         "--within-threshold",
@@ -96,7 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cross-threshold",
         type=cosine,
-        help="visible-infrared track pairing threshold (default: --threshold)",
+        help="visible-infrared track pairing threshold (default: --threshold when given, else the "
+        "card's single-image threshold)",
     )
     parser.add_argument(
         "--identity-score",
@@ -400,6 +402,12 @@ def run(args: argparse.Namespace) -> int:
         raise
     if args.gallery is None:
         print("vireid run: no --gallery: tracks are linked across cameras but never named", file=sys.stderr)
+    elif not args.quiet:
+        print(
+            f"vireid run: thresholds {pipeline.matcher.thresholds()} (--threshold, --within-threshold, "
+            "--cross-threshold)",
+            file=sys.stderr,
+        )
     notifier = SystemdNotifier()
     watch = _StopOnFailure(
         pipeline, _both(status, ServiceNotify(notifier, stall_timeout)), args.keep_going, notifier

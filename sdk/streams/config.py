@@ -28,11 +28,14 @@ class PipelineConfig:
             is given to the pipeline.
         detector_options: keyword arguments for that detector (e.g. `{"model": "yolo.onnx"}`).
         threshold: gallery match threshold for identities enrolled in the other modality; None: the model
-            card's `match_threshold`.
+            card's threshold for track means (`ModelCard.track_mean_threshold`: what the matcher
+            compares, a track's mean embedding with an identity's centroid), else its single-image
+            `match_threshold` (cards exported before vireid estimated the former).
         within_threshold: gallery match threshold for identities matched through the track's own
             modality, one value or per modality (`{"visible": 0.7}`); None: the card's
             `match_threshold_within`, and `threshold` for a modality the card has none for.
-        cross_threshold: visible ↔ infrared track threshold; None: `threshold`.
+        cross_threshold: visible ↔ infrared track threshold; None: `threshold` when given, else the
+            card's single-image `match_threshold` (pairs must also be mutual best matches).
         embed_every: frames between two embeddings of a track.
         min_quality: crops below this quality are not embedded.
         margin: hysteresis margin for changing a name or a partner.

@@ -153,6 +153,23 @@ def _cosine(value: Any, what: str) -> float:
 
 
 @dataclass(frozen=True)
+class MatchThresholds:
+    """The cosine thresholds a matcher uses: gallery matches across modalities (`cross_modal`), within
+    one modality (`within`, per modality), and visible ↔ infrared track pairs (`pairs`)."""
+
+    cross_modal: float
+    within: Mapping[str, float]
+    pairs: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cross_modal": self.cross_modal, "within": dict(self.within), "pairs": self.pairs}
+
+    def __str__(self) -> str:
+        within = ", ".join(f"{m} {v:.4f}" for m, v in self.within.items())
+        return f"across modalities {self.cross_modal:.4f}, within {within}, track pairs {self.pairs:.4f}"
+
+
+@dataclass(frozen=True)
 class CropRequest:
     """A crop the matcher wants embedded: the frame it is in, its box, quality and priority."""
 
@@ -247,6 +264,11 @@ class Matcher:
         self._origins: dict[str, float] = {}
         self._anchor: tuple[float, float] | None = None  # (wall, monotonic) of the run's first frame
         self._clocks: dict[str, tuple[Modality, float]] = {}  # live cameras: modality, latest media time
+
+    def thresholds(self) -> MatchThresholds:
+        """The thresholds in force (for reports and logs)."""
+        within = {str(m): value for m, value in self.within_threshold.items()}
+        return MatchThresholds(self.threshold, within, self.cross_threshold)
 
     # ----- tracks -------------------------------------------------------------------------------
     def media_time(self, frame: Frame) -> float:

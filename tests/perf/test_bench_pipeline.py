@@ -41,6 +41,13 @@ def test_bench_pipeline_cli_reports_on_a_small_scene(
         latency = report["latency_ms"][cam]
         assert 0 <= latency["p50"] <= latency["p95"] <= latency["max"]
     assert report["enrolled"]["from_first_seconds"] == 8
+    # the contract card's single-image threshold 0.5 (it has no track-mean estimate) for every pair
+    assert report["thresholds"] == {
+        "cross_modal": 0.5,
+        "within": {"visible": 0.5, "infrared": 0.5},
+        "pairs": 0.5,
+    }
+    assert "thresholds: across modalities 0.5000, within visible 0.5000, infrared 0.5000, track" in out
     # without --enroll-seconds a scene shorter than two minutes is enrolled from its first half
     assert main([*base[:-2], "--json", str(tmp_path / "half.json")]) == 0
     assert json.loads((tmp_path / "half.json").read_text())["enrolled"]["from_first_seconds"] == 4.0

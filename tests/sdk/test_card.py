@@ -288,3 +288,19 @@ def test_a_card_is_read_only_all_the_way_down() -> None:
     assert ModelCard.from_json(card.to_json()) == card == copy.deepcopy(card)
     changed = card.replace(model_config={**card.model_config, "seed": 99})
     assert changed.embedding_space() != space
+
+
+def test_track_mean_threshold_is_read_only_when_it_resolves_the_target() -> None:
+    """The pipeline's default threshold comes from here: a value the card cannot back is None."""
+
+    def with_track(**track: object) -> ModelCard:
+        return make_card(match_threshold_data={"track_means": track})
+
+    assert with_track(threshold_for_target=0.65981, impostor_pairs=7600).track_mean_threshold == 0.6599
+    assert with_track(threshold_for_target=0.6598, impostor_pairs=7600).track_mean_threshold == 0.6598
+    assert with_track(threshold_for_target=0.65981, impostor_pairs=999).track_mean_threshold is None
+    assert make_card().track_mean_threshold is None  # exported before the estimate existed
+    for bad in (float("nan"), 1.5, "0.6", True, None):
+        assert with_track(threshold_for_target=bad, impostor_pairs=7600).track_mean_threshold is None
+    unset = with_track(threshold_for_target=0.6, impostor_pairs=7600).replace(match_threshold_fmr=None)
+    assert unset.track_mean_threshold is None

@@ -67,6 +67,7 @@ def test_info_prints_card(tmp_path: Path) -> None:
         "track_images": 5,
         "centroid_images": 5,
         "threshold_for_target": 0.70111,  # shown rounded up
+        "impostor_pairs": 7600,
     }
     calibrated = make_card().replace(
         match_threshold=0.575,
@@ -75,8 +76,12 @@ def test_info_prints_card(tmp_path: Path) -> None:
     )
     done = run_cli("info", str(write_onnx(tmp_path / "c.onnx", {CARD_KEY: calibrated.to_json()})))
     assert "track means    false-match rate about 6.3e-03 at the threshold" in done.stdout
-    assert "about 0.7012 gives 0.001" in done.stdout and "impostor_pairs 38848" in done.stdout
+    assert "; 0.7012 gives 0.001, the stream pipeline's default" in done.stdout
+    assert "impostor_pairs 38848" in done.stdout
     assert "'track_images'" not in done.stdout  # not repeated raw on the threshold data line
+    few = calibrated.replace(match_threshold_data={"track_means": {**track, "impostor_pairs": 500}})
+    done = run_cli("info", str(write_onnx(tmp_path / "f.onnx", {CARD_KEY: few.to_json()})))
+    assert "at the threshold" in done.stdout and "too few comparisons to resolve 0.001" in done.stdout
     odd = calibrated.replace(match_threshold_data={"track_means": {"fmr_at_threshold": "?"}})
     done = run_cli("info", str(write_onnx(tmp_path / "o.onnx", {CARD_KEY: odd.to_json()})))
     assert done.returncode == 0 and "track means" not in done.stdout  # a card not written by us

@@ -80,6 +80,25 @@ def test_run_processes_files_and_writes_events_and_videos(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
+def test_run_names_the_thresholds_it_uses(
+    vireid, scene: Path, contract_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a gallery, the run says at which cosines it names people and pairs tracks, and which
+    option changes each: the card's values, or the ones given."""
+    from vireid import Embedder, Gallery
+
+    with Embedder(contract_model, "cpu") as embedder:
+        Gallery(tmp_path / "g.db", embedding_space=embedder.embedding_space, dim=embedder.dim).close()
+    argv = [*_scene_args(scene, contract_model), "--fast", "--gallery", str(tmp_path / "g.db")]
+    assert vireid([*argv, "--duration", "0.5"]) == 0
+    err = capsys.readouterr().err
+    assert "thresholds across modalities 0.5000, within visible 0.5000, infrared 0.5000, track pairs " in err
+    assert "(--threshold, --within-threshold, --cross-threshold)" in err
+    assert vireid([*argv, "--duration", "0.5", "--threshold", "0.6", "--within-threshold", "0.7"]) == 0
+    err = capsys.readouterr().err
+    assert "across modalities 0.6000, within visible 0.7000, infrared 0.7000, track pairs 0.6000" in err
+
+
 def test_run_exits_1_when_its_events_output_fails(
     vireid, scene: Path, contract_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -373,18 +373,45 @@ def test_configuration_errors(tmp_path: Path, scene: Path, embedder: Embedder) -
         Pipeline([f"visible={tmp_path / 'missing.mp4'}"], embedder).run(handle_signals=False)
 
 
+def _matcher_of(tmp_path: Path, card, config: PipelineConfig | None = None):
+    """The matcher a pipeline builds for a real ONNX model with this card."""
+    model = build_contract_model(tmp_path / "m.onnx", height=64, width=32, card=card)
+    with Embedder(model, "cpu") as embedder:
+        gallery = Gallery(tmp_path / "g.db", embedding_space=embedder.embedding_space, dim=16)
+        pipeline = Pipeline(["visible=a.mp4"], embedder, gallery=gallery, config=config)
+        pipeline.stop()
+        gallery.close()
+    (tmp_path / "g.db").unlink()
+    return pipeline.matcher
+
+
+def test_cross_modal_threshold_is_the_cards_for_track_means_unless_overridden(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The matcher compares track means with centroids, where impostors score higher than single
+    images: the card's estimate for that comparison is the default when it resolves the target rate."""
+    track = {"threshold_for_target": 0.61234, "impostor_pairs": 7600}
+    card = contract_card(64, 32, match_threshold_fmr=1e-3, match_threshold_data={"track_means": track})
+    with caplog.at_level("INFO", logger="vireid"):
+        matcher = _matcher_of(tmp_path, card)
+    assert matcher.threshold == 0.6124  # rounded up, never down
+    assert matcher.cross_threshold == 0.5  # track pairs: single-image, as mutual best matches
+    assert "cross-modal threshold 0.6124: the card's for track means" in caplog.text
+    assert "(single images: 0.5000)" in caplog.text
+    given = _matcher_of(tmp_path, card, PipelineConfig(threshold=0.55))
+    assert given.threshold == 0.55 and given.cross_threshold == 0.55
+    both = _matcher_of(tmp_path, card, PipelineConfig(threshold=0.55, cross_threshold=0.7))
+    assert both.threshold == 0.55 and both.cross_threshold == 0.7
+    few = card.replace(match_threshold_data={"track_means": {**track, "impostor_pairs": 500}})
+    assert _matcher_of(tmp_path, few).threshold == 0.5  # 500 comparisons cannot resolve 1e-3
+    assert _matcher_of(tmp_path, contract_card(64, 32)).threshold == 0.5  # a card without the estimate
+
+
 def test_same_modality_thresholds_come_from_the_card_unless_overridden(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def matcher_of(card, config: PipelineConfig | None = None):
-        model = build_contract_model(tmp_path / "m.onnx", height=64, width=32, card=card)
-        with Embedder(model, "cpu") as embedder:
-            gallery = Gallery(tmp_path / "g.db", embedding_space=embedder.embedding_space, dim=16)
-            pipeline = Pipeline(["visible=a.mp4"], embedder, gallery=gallery, config=config)
-            pipeline.stop()
-            gallery.close()
-        (tmp_path / "g.db").unlink()
-        return pipeline.matcher
+        return _matcher_of(tmp_path, card, config)
 
     within = {"visible": 0.8, "infrared": 0.75}
     matcher = matcher_of(contract_card(64, 32, match_threshold_within=within))
