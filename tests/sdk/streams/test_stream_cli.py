@@ -17,19 +17,11 @@ from fake_capture import LiveCaptureFaked
 from vireid.cli import main as cli_main
 from vireid.streams import TrackEnded, TrackStarted, event_from_dict
 
-RUN_ENTRY = ("vireid.cli.run", "run the real-time cross-modal pipeline on cameras or files")
-# Until `run` is listed in COMMANDS, the tests register it the same way.
-LAUNCH = (
-    "import sys\n"
-    "from vireid.cli import main as m\n"
-    f"m.COMMANDS.setdefault('run', {RUN_ENTRY!r})\n"
-    "sys.exit(m.main(sys.argv[1:]))\n"
-)
+LAUNCH = "import sys\nfrom vireid.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
 @pytest.fixture
-def vireid(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(cli_main.COMMANDS, "run", cli_main.COMMANDS.get("run", RUN_ENTRY))
+def vireid():
     return cli_main.main
 
 
