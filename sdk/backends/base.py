@@ -100,7 +100,8 @@ class Backend(abc.ABC):
         The memory is reused by the next call (it grows to the largest `n` asked for) and shared by every
         user of this backend, so hold `call_lock` from here until `infer` returned (`Embedder` does);
         the TensorRT backend returns a view of its pinned host buffer, which `infer` then uploads
-        without a host copy, and which is freed by `close`.
+        without a host copy. Through cuda-python that memory stays valid while you hold the array, after
+        `close` too; through pycuda it goes with the CUDA context at `close`, so do not keep it past.
         """
         if self._staging is None or len(self._staging) < n:
             self._staging = np.empty((n, *self.card.input_size, 3), dtype=np.uint8)

@@ -1,7 +1,8 @@
 """CUDA memory and streams for the TensorRT backend, through cuda-python (or pycuda where present).
 
 Both libraries are wrapped behind one small interface (`CudaRuntime`): device query, one stream,
-device and pinned host allocations that the wrapper owns and frees in `release()`, async copies and a
+device and pinned host allocations that the wrapper owns and lets go of in `release()` (with
+cuda-python, pinned host memory lives on while an array still views it), async copies and a
 synchronise. CUDA's current device (runtime API) and current context (driver API, pycuda) belong to a
 thread, so every call after `open()` runs inside `current()`, which makes them current on the calling
 thread: a backend opened on one thread can then run on another (the pipeline embeds on its own).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,7 +124,7 @@ class CudaPython(CudaRuntime):
         self.device_id = 0
         self.stream: Any = None
         self._device: list[int] = []
-        self._pinned: list[int] = []
+        self._pinned: list[_PinnedHost] = []
 
     def check(self, result: Any, what: str) -> Any:
         """Unpack a cudart result tuple, raising `DeviceError` with the CUDA error name on failure."""
@@ -177,8 +179,9 @@ class CudaPython(CudaRuntime):
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape)) * dtype.itemsize
         ptr = int(self.check(self.cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
-        self._pinned.append(ptr)
         raw = (ctypes.c_uint8 * nbytes).from_address(ptr)
+        raw._owner = _PinnedHost(self.cudart, ptr)  # type: ignore[attr-defined]  # every view keeps it
+        self._pinned.append(raw._owner)  # type: ignore[attr-defined]
         return np.frombuffer(memoryview(raw), dtype=np.uint8).view(dtype).reshape(shape)
 
     def to_device(self, dst: int, src: np.ndarray) -> None:
@@ -208,11 +211,25 @@ class CudaPython(CudaRuntime):
     def release(self) -> None:
         while self._device:
             self.cudart.cudaFree(self._device.pop())
-        while self._pinned:
-            self.cudart.cudaFreeHost(self._pinned.pop())
+        self._pinned.clear()  # freed now, or when the last array a caller kept (allocate_images) goes
         if self.stream is not None:
             self.cudart.cudaStreamDestroy(self.stream)
             self.stream = None
+
+
+class _PinnedHost:
+    """One `cudaMallocHost` allocation, freed when the last reference goes: the arrays viewing it hold
+    one (through their buffer), so an array a caller kept from `allocate_images` stays valid memory
+    after the backend is closed, instead of pointing at freed pages (a crash on the next write)."""
+
+    def __init__(self, cudart: Any, ptr: int) -> None:
+        self.ptr = ptr
+        weakref.finalize(self, _free_host, cudart, ptr)
+
+
+def _free_host(cudart: Any, ptr: int) -> None:
+    with contextlib.suppress(Exception):  # at interpreter exit the CUDA runtime may be gone already
+        cudart.cudaFreeHost(ptr)
 
 
 class PyCuda(CudaRuntime):

@@ -125,6 +125,23 @@ def test_fake_pinned_staging_buffer_is_used_without_host_copy(cudart, tmp_path) 
         assert not np.shares_memory(backend.allocate_images(9), backend._host["images"])  # above max
 
 
+def test_fake_pinned_staging_buffer_kept_past_close_stays_valid_memory(cudart, tmp_path) -> None:
+    """An array from allocate_images held after close() must not point at freed pinned pages (a
+    write would crash the process): its allocation is freed when the last view goes."""
+    import gc
+
+    backend = open_backend(make_engine(tmp_path), "tensorrt")
+    staging = backend.allocate_images(4)
+    backend.close()
+    assert len(cudart.calls["cudaFreeHost"]) == 2  # modality and output buffers; the images' is held
+    staging[:] = 7  # still ours
+    assert staging.ctypes.data not in cudart.freed
+    held = staging.ctypes.data
+    del staging
+    gc.collect()
+    assert len(cudart.calls["cudaFreeHost"]) == 3 and held in cudart.freed
+
+
 def test_fake_embedder_on_tensorrt_backend(cudart, tmp_path) -> None:
     crops = [np.full((60, 30, 3), v, np.uint8) for v in (10, 200, 90)]
     with Embedder(make_engine(tmp_path), device="tensorrt", batch_size=32) as embedder:
