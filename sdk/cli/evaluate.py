@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         require("torch", "train", "vireid evaluate on a checkpoint")
     rerank = Rerank.parse(args.rerank) if args.rerank else None
     trials = _trials(args, models)
-    check_dataset(args.data, args.protocol, args.shots)  # layout and shots, before any model loads
+    check_dataset(args.data, args.protocol, args.shots, trials)  # what the run reads, before any model loads
     directions = (False, True) if args.both_directions else (False,)
     results: dict[str, dict[bool, Any]] = {}
     for path in models:  # one model load per file; both directions share its embeddings

@@ -66,3 +66,20 @@ def test_cli_evaluates_the_trained_split_only(tmp_path: Path, capsys: pytest.Cap
     assert cli([*common, "--split", "2"]) == 1
     assert cli(["evaluate", str(model), "--data", str(data), "--split", "2"]) == 1  # SYSU protocol
     assert "--split selects a RegDB split" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_missing_split_file_before_loading_the_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vireid.training.evaluate as evaluate
+
+    data = make_regdb(tmp_path / "regdb")
+    (data / "idx" / "test_thermal_3.txt").unlink()
+    loaded: list[str] = []
+    monkeypatch.setattr(evaluate, "evaluate_directions", lambda path, *args, **kwargs: loaded.append(path))
+    model = checkpoint(tmp_path / "run" / "last", split=3)
+    assert (
+        cli(["evaluate", str(model), "--data", str(data), "--protocol", "regdb-v2t", "--device", "cpu"]) == 1
+    )
+    assert "test_thermal_3.txt: split index file is missing" in capsys.readouterr().err
+    assert loaded == []  # refused by check_dataset, before any model was loaded

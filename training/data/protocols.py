@@ -210,23 +210,43 @@ def _trial_list(trials: int | Sequence[int], protocol: Protocol) -> list[int]:
     return trials
 
 
-def check_dataset(root: str | Path, protocol: Protocol | str, shots: int = 1) -> None:
+def check_dataset(
+    root: str | Path, protocol: Protocol | str, shots: int = 1, trials: int | Sequence[int] = 10
+) -> None:
     """Refuse a dataset folder or option the protocol cannot run on, before any model is loaded: the
-    folder's layout (SYSU-MM01 or RegDB, as the protocol needs) and the number of shots.
+    folder's layout (SYSU-MM01 or RegDB, as the protocol needs), the number of shots and the trials,
+    and what the run will read of the folder: for SYSU, a non-empty query set and gallery; for RegDB,
+    the test index files of every requested split (`trials`, as `run_protocol` takes it) and the images
+    they list. A broken file is then found in seconds, not after the model has embedded earlier splits.
 
     Raises:
-        ConfigError: an unknown protocol, or multi-shot on RegDB.
-        DatasetError: the folder does not follow the protocol's layout.
+        ConfigError: an unknown protocol, multi-shot on RegDB, or trials the protocol has not.
+        DatasetError: the folder does not follow the protocol's layout, or a file the run reads is bad.
     """
     protocol = Protocol.parse(protocol)
+    trial_ids = _trial_list(trials, protocol)
     if protocol.is_sysu:
-        SysuMM01(root)
+        data = SysuMM01(root)
         if shots not in (1, MULTI_SHOT):
             raise ConfigError(f"shots must be 1 (single-shot) or 10 (multi-shot), got {shots}")
+        data.check_protocol(_sysu_mode(protocol), shots)
     else:
-        RegDB(root)
+        regdb = RegDB(root)
         if shots != 1:
             raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
+        _regdb_test_splits(regdb, protocol, trial_ids)
+
+
+def _sysu_mode(protocol: Protocol) -> str:
+    """The SYSU search mode of a SYSU protocol."""
+    return "all" if protocol is Protocol.SYSU_ALL else "indoor"
+
+
+def _regdb_test_splits(data: RegDB, protocol: Protocol, trials: list[int]) -> list[tuple[ImageSet, ImageSet]]:
+    """The (query, gallery) test images of each split in `trials`, every index file read (and every image
+    it lists checked) before anything is embedded."""
+    query = protocol.query_modality
+    return [(data.split(trial, "test", query), data.split(trial, "test", query.other)) for trial in trials]
 
 
 def run_protocol(
@@ -306,7 +326,7 @@ def _run_sysu(
     reverse: bool = False,
     split: str = "test",
 ) -> list[TrialResult]:
-    mode = "all" if protocol is Protocol.SYSU_ALL else "indoor"
+    mode = _sysu_mode(protocol)
     infrared = data.query(mode, split)
     galleries = [data.gallery(mode, trial, shots, split) for trial in trials]
     cache.warm(ImageSet.concat([infrared, *galleries]))
@@ -337,10 +357,9 @@ def _run_regdb(
     max_rank: int,
     distance: DistanceFn,
 ) -> list[TrialResult]:
-    q_mod = Modality.VISIBLE if protocol is Protocol.REGDB_V2T else Modality.INFRARED
     results = []
-    for trial in trials:
-        query, gallery = data.split(trial, "test", q_mod), data.split(trial, "test", q_mod.other)
+    splits = _regdb_test_splits(data, protocol, trials)  # a bad split fails before any embedding
+    for trial, (query, gallery) in zip(trials, splits, strict=True):
         distmat = distance(cache.features(query), cache.features(gallery))
         metrics = evaluate_regdb(distmat, query.pids, gallery.pids, max_rank)
         results.append(TrialResult(trial, metrics, len(query), len(gallery), _ids(gallery)))

@@ -15,9 +15,10 @@ from vireid.modality import Modality
 from vireid.text import printable
 
 from .imageset import ImageSet
-from .layouts import layout_of
+from .layouts import join_hints, layout_of, missing_file_hint, nested_hint, rename_hint
 
 NUM_SPLITS = 10
+FOLDERS = ("Visible", "Thermal", "idx")
 PARTS = ("train", "test")
 MODALITY_WORD = {Modality.VISIBLE: "visible", Modality.INFRARED: "thermal"}
 CAMERA_ID = {Modality.VISIBLE: 1, Modality.INFRARED: 2}
@@ -36,16 +37,29 @@ class RegDB:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(self.root, "RegDB folder does not exist", EXPECTED_LAYOUT)
-        missing = [name for name in ("Visible", "Thermal", "idx") if not (self.root / name).is_dir()]
+        missing = [name for name in FOLDERS if not (self.root / name).is_dir()]
         if missing:
-            sysu = layout_of(self.root) == "sysu"
-            hint = (
-                "; this looks like a SYSU-MM01 folder (cam1..cam6): use a SYSU protocol "
-                "(--protocol sysu-all) or train with data.dataset: sysu"
-                if sysu
-                else ""
+            raise DatasetError(
+                self.root,
+                f"folders missing: {', '.join(missing)}{self._layout_hints(missing)}",
+                EXPECTED_LAYOUT,
             )
-            raise DatasetError(self.root, f"folders missing: {', '.join(missing)}{hint}", EXPECTED_LAYOUT)
+
+    def _layout_hints(self, missing: list[str]) -> str:
+        """The likely fix for missing folders: a SYSU-MM01 folder given instead, folders named in another
+        case (`visible/`: the idx/ lines name `Visible/...`, so renaming is the fix), or the dataset one
+        level down (`ROOT/RegDB/Visible`)."""
+        sysu = (
+            "this looks like a SYSU-MM01 folder (cam1..cam6): use a SYSU protocol "
+            "(--protocol sysu-all) or train with data.dataset: sysu"
+            if layout_of(self.root) == "sysu"
+            else ""
+        )
+        return join_hints(
+            sysu,
+            rename_hint(self.root, missing),
+            nested_hint(self.root, FOLDERS, "Visible/, Thermal/ and idx/"),
+        )
 
     def split(self, trial: int, part: str, modality: Modality | str) -> ImageSet:
         """Images of split `trial` (1..10), `part` train/test, one modality, as listed in `idx/`."""
@@ -69,10 +83,13 @@ class RegDB:
 
 
 def _read_index(index: Path, root: Path) -> list[tuple[Path, int]]:
+    """The `(image path, label)` rows of one split index file, every listed image checked to exist."""
     if not index.is_file():
-        raise DatasetError(index, "split index file is missing", EXPECTED_LAYOUT)
+        hint = join_hints(missing_file_hint(index))
+        raise DatasetError(index, f"split index file is missing{hint}", EXPECTED_LAYOUT)
     rows = []
-    for number, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+    # utf-8-sig: a byte-order mark (Windows Notepad) would otherwise become part of the first path
+    for number, line in enumerate(index.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split(" ")

@@ -19,9 +19,10 @@ import numpy as np
 
 from vireid.errors import DatasetError
 from vireid.modality import Modality
+from vireid.text import printable
 
 from .imageset import ImageSet
-from .layouts import layout_of
+from .layouts import join_hints, layout_of, missing_file_hint, nested_hint, rename_hint
 
 log = logging.getLogger("vireid.data")
 
@@ -32,14 +33,16 @@ CAMERA_MODALITY = {cam: Modality.VISIBLE for cam in VISIBLE_CAMERAS} | {
     cam: Modality.INFRARED for cam in INFRARED_CAMERAS
 }
 MULTI_SHOT = 10
-EXPECTED_LAYOUT = """\
+CAMERA_FOLDERS = tuple(f"cam{cam}" for cam in sorted(CAMERA_MODALITY))
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+SUFFIX_LIST = ", ".join(sorted(IMAGE_SUFFIXES))
+EXPECTED_LAYOUT = f"""\
   ROOT/cam1/0001/0001.jpg ...   (cameras 1, 2, 4, 5 visible; 3, 6 infrared)
-  ROOT/cam3/0001/0001.jpg ...
+  ROOT/cam3/0001/0001.jpg ...   (one folder per camera and four-digit id; images {SUFFIX_LIST})
   ROOT/exp/train_id.txt         e.g. "1,2,4,5,7" on one line
   ROOT/exp/val_id.txt
   ROOT/exp/test_id.txt
   (generate an example with: vireid synth sysu --out DIR)"""
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 class SearchMode(str, enum.Enum):
@@ -54,10 +57,13 @@ class SearchMode(str, enum.Enum):
 
 
 def read_id_file(path: Path) -> list[int]:
-    """Parse an `exp/*_id.txt` file: comma-separated integer ids on the first line."""
+    """Parse an `exp/*_id.txt` file: comma-separated integer ids on the first line (a UTF-8 byte-order
+    mark, as Windows Notepad saves one, is skipped)."""
     if not path.is_file():
-        raise DatasetError(path, "identity list is missing", EXPECTED_LAYOUT)
-    lines = path.read_text(encoding="utf-8").splitlines()
+        raise DatasetError(
+            path, "identity list is missing" + join_hints(missing_file_hint(path)), EXPECTED_LAYOUT
+        )
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
     try:
         ids = [int(token) for token in lines[0].split(",") if token.strip()]
     except (ValueError, IndexError):
@@ -94,22 +100,32 @@ class SysuMM01:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(self.root, "SYSU-MM01 folder does not exist", EXPECTED_LAYOUT)
-        missing = [f"cam{c}" for c in sorted(CAMERA_MODALITY) if not (self.root / f"cam{c}").is_dir()]
+        missing = [name for name in CAMERA_FOLDERS if not (self.root / name).is_dir()]
         if missing:
-            regdb = layout_of(self.root) == "regdb"
-            hint = (
-                "; this looks like a RegDB folder (Visible/, Thermal/): use a RegDB protocol "
-                "(--protocol regdb-v2t) or train with data.dataset: regdb"
-                if regdb
-                else ""
-            )
             raise DatasetError(
-                self.root, f"camera folders missing: {', '.join(missing)}{hint}", EXPECTED_LAYOUT
+                self.root,
+                f"camera folders missing: {', '.join(missing)}{self._layout_hints(missing)}",
+                EXPECTED_LAYOUT,
             )
         self._ids = {
             split: read_id_file(self.root / "exp" / f"{split}_id.txt") for split in ("train", "val", "test")
         }
         _check_disjoint(self.root, self._ids)
+
+    def _layout_hints(self, missing: Sequence[str]) -> str:
+        """The likely fix for missing camera folders: a RegDB folder given instead, folders named in
+        another case (`Cam1/`), or the dataset one level down (`ROOT/ori_data/cam1`)."""
+        regdb = (
+            "this looks like a RegDB folder (Visible/, Thermal/): use a RegDB protocol "
+            "(--protocol regdb-v2t) or train with data.dataset: regdb"
+            if layout_of(self.root) == "regdb"
+            else ""
+        )
+        return join_hints(
+            regdb,
+            rename_hint(self.root, missing),
+            nested_hint(self.root, CAMERA_FOLDERS, "cam1..cam6"),
+        )
 
     def ids(self, split: str) -> list[int]:
         """Identity ids of `train`, `val` or `test` as listed in `exp/`."""
@@ -142,9 +158,43 @@ class SysuMM01:
         if len(images) == 0:
             raise DatasetError(
                 self.root,
-                "no training images found for the ids in exp/train_id.txt" + self._unpadded_hint(pids),
+                "no training images found for the ids in exp/train_id.txt"
+                + (" and exp/val_id.txt" if with_val else "")
+                + self._no_images_hint(pids, tuple(sorted(CAMERA_MODALITY))),
+                EXPECTED_LAYOUT,
             )
         return images
+
+    def _no_images_hint(self, pids: Sequence[int], cameras: Sequence[int]) -> str:
+        """Why the ids `pids` have no image in `cameras`, for the error that says so: folders named `1`
+        instead of `0001`, an id folder holding other files (what it holds), or where images belong."""
+        if not pids:
+            return "; the id list is empty"
+        unpadded = self._unpadded_hint(pids)
+        if unpadded:
+            return unpadded
+        existing = [
+            folder
+            for pid in sorted(pids)
+            for cam in cameras
+            if (folder := self.root / f"cam{cam}" / f"{pid:04d}").is_dir()
+        ]
+        for folder in existing:  # they exist, yet none holds an image: say what one holds instead
+            entries = sorted(e.name + ("/" if e.is_dir() else "") for e in folder.iterdir())
+            if entries:
+                count = f"{len(entries)} other {'entry' if len(entries) == 1 else 'entries'}"
+                return (
+                    f"; {_relative(folder, self.root)}/ holds no image ({SUFFIX_LIST}), only {count} "
+                    f"(e.g. {printable(entries[0])})"
+                )
+        if existing:
+            return f"; the id folders are empty (e.g. {_relative(existing[0], self.root)}/)"
+        folders = " or ".join(f"cam{cam}/" for cam in cameras)
+        example = f"cam{cameras[0]}/{min(pids):04d}/0001.jpg"
+        return (
+            f"; none of the listed ids has a folder in {folders} (images go in one folder per camera and "
+            f"four-digit id, e.g. {example})"
+        )
 
     def _unpadded_hint(self, pids: Sequence[int]) -> str:
         """The usual cause of ids without images: folders named `1` instead of `0001`."""
@@ -163,15 +213,31 @@ class SysuMM01:
         """Every infrared (cam3, cam6) image of the `split` (test or val) identities, in both modes."""
         _search_mode(mode, self.root)
         pids = self._eval_ids(split)
+        images = self._query_images(split)
+        _warn_missing(self.root, split, sorted(set(pids) - set(images.pids.tolist())), len(pids))
+        return images
+
+    def _query_images(self, split: str) -> ImageSet:
+        """The query set of `split`, refused when empty (without the warning about ids left out)."""
+        pids = self._eval_ids(split)
         images = self.collect(pids, INFRARED_CAMERAS)
         if len(images) == 0:
             raise DatasetError(
                 self.root,
                 f"no infrared {split} images under cam3/ or cam6/ for exp/{split}_id.txt"
-                + self._unpadded_hint(pids),
+                + self._no_images_hint(pids, INFRARED_CAMERAS),
+                EXPECTED_LAYOUT,
             )
-        _warn_missing(self.root, split, sorted(set(pids) - set(images.pids.tolist())), len(pids))
         return images
+
+    def check_protocol(self, mode: SearchMode | str, shots: int = 1, split: str = "test") -> None:
+        """Refuse, before a model is loaded, a split whose query set or gallery would be empty.
+
+        Every trial's gallery draws from the same (id, camera) folders, so one draw answers for all.
+        """
+        _search_mode(mode, self.root)
+        self._query_images(split)
+        self.gallery(mode, 0, shots, split)
 
     def gallery(
         self, mode: SearchMode | str = SearchMode.ALL, trial: int = 0, shots: int = 1, split: str = "test"
@@ -206,7 +272,10 @@ class SysuMM01:
         if not rows:
             folders = ", ".join(f"cam{c}/" for c in mode.gallery_cameras)
             raise DatasetError(
-                self.root, f"no visible {split} images under {folders} for the ids in exp/{split}_id.txt"
+                self.root,
+                f"no visible {split} images under {folders} for the ids in exp/{split}_id.txt"
+                + self._no_images_hint(self._eval_ids(split), mode.gallery_cameras),
+                EXPECTED_LAYOUT,
             )
         return _image_set(rows)
 
@@ -232,6 +301,11 @@ def _warn_missing(root: Path, split: str, missing: list[int], listed: int) -> No
             split,
             shown,
         )
+
+
+def _relative(path: Path, root: Path) -> str:
+    """`path` below `root` with forward slashes, as the layout is written in messages (`cam3/0005`)."""
+    return path.relative_to(root).as_posix()
 
 
 def _image_set(rows: list[tuple[Path, int, int]]) -> ImageSet:

@@ -1,10 +1,12 @@
 """Writer of a synthetic RegDB folder.
 
-Layout (the real dataset's): `ROOT/Visible/{pid}/v_{pid:04d}_{n:02d}.jpg`, `ROOT/Thermal/{pid}/t_...jpg`
-(thermal images are single-channel JPEGs), and `ROOT/idx/{train,test}_{visible,thermal}_{1..10}.txt`
-with one `RELATIVE/PATH LABEL` line per image (label = person id). Each of the 10 splits puts a seeded
-random half of the identities in train and the rest in test. One camera pair, front and back views, as
-in the real RegDB.
+Folders as in the real dataset: `ROOT/Visible/{pid}/`, `ROOT/Thermal/{pid}/` and
+`ROOT/idx/{train,test}_{visible,thermal}_{1..10}.txt` with one `RELATIVE/PATH LABEL` line per image
+(label = person id). The file names are this generator's own, `v_{pid:04d}_{n:02d}.jpg` and
+`t_{pid:04d}_{n:02d}.jpg` (thermal images are single-channel JPEGs); the real RegDB's are `.bmp` files
+such as `Thermal/1/male_front_t_00007_1.bmp`. The reader takes either, as it follows the idx/ lines.
+Each of the 10 splits puts a seeded random half of the identities in train and the rest in test. One
+camera pair, front and back views, as in the real RegDB.
 """
 
 from __future__ import annotations
