@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import jsonio
 from ._version import __version__
@@ -111,6 +111,11 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 _NESTED = ("model_config", "match_threshold_within", "match_threshold_data", "calibration")
+
+
+def _finite_number(value: Any) -> TypeGuard[float]:
+    """A real, finite number (not a bool, a string or NaN), as card fields read from JSON must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def rounded_up(threshold: float) -> float:
@@ -243,20 +248,22 @@ class ModelCard:
     def track_mean_threshold(self) -> float | None:
         """The cross-modal threshold that gives `match_threshold_fmr` where the stream pipeline uses
         it, on means of several infrared images against visible enrolment centroids (means of
-        impostors score higher than their single images do), rounded up to 4 decimals.
+        impostors score higher than their single images do), rounded up to 4 decimals, and never
+        below `match_threshold` (an estimate from a few identities that asks for less is not trusted).
 
         Export estimates it at calibration (`match_threshold_data["track_means"]`). None when the card
-        has no such estimate (exported before vireid made it) or too few impostor comparisons to
-        resolve the target rate."""
+        has no such estimate (exported before vireid made it), no single-image threshold, or too few
+        impostor comparisons to resolve the target rate."""
         track = (self.match_threshold_data or {}).get("track_means")
-        fmr = self.match_threshold_fmr
-        if not isinstance(track, Mapping) or fmr is None:
+        fmr, single = self.match_threshold_fmr, self.match_threshold
+        if not isinstance(track, Mapping) or fmr is None or single is None:
             return None
         value, comparisons = track.get("threshold_for_target"), track.get("impostor_pairs")
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (value, comparisons))
-        if not numbers or not -1.0 <= value <= 1.0 or comparisons * fmr < 1:  # type: ignore[operator]
+        if not (_finite_number(value) and _finite_number(comparisons)):
             return None
-        return rounded_up(float(value))  # type: ignore[arg-type]
+        if not -1.0 <= value <= 1.0 or comparisons * fmr < 1:
+            return None
+        return max(rounded_up(float(value)), single)
 
     @property
     def input_size(self) -> tuple[int, int]:

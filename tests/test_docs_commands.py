@@ -90,10 +90,43 @@ def problems_of(command: str, whole_line: bool, parser: argparse.ArgumentParser)
     if wrong or not whole_line or SYNOPSIS.search(command) or not path:
         return wrong
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.suppress(SystemExit):
-        build_parser().parse_args(words)
-        return []
-    return [f"`vireid {command}` does not parse: {stderr.getvalue().strip().splitlines()[-1]}"]
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            build_parser().parse_args(words)
+        except SystemExit as exc:
+            if exc.code not in (0, None):  # 0: --help or --version, which print and leave
+                said = stderr.getvalue().strip().splitlines() or ["(nothing on stderr)"]
+                return [f"`vireid {command}` does not parse: {said[-1]}"]
+    return []
+
+
+# Options of other programs the docs name on their own (`--fp16`), by owner.
+FOREIGN_OPTIONS = {
+    "trtexec": {"--fp16", "--int8", "--noTF32", "--stronglyTyped", "--useDLACore", "--allowGPUFallback"}
+    | {"--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"},
+    "tools/ablation.py": {"--only", "--seeds", "--heldout"},
+    "tests/perf/bench_runtime.py": {"--repeats"},
+}
+OTHER_PROGRAMS = re.compile(r"^(python\S*|docker|pip\S*|trtexec|sudo|systemctl|make|\S*\.py|\./\S+)\s")
+
+
+def lone_options_in(page: Path) -> list[str]:
+    """Options named in inline code outside a `vireid` command (`--cross-threshold`, `--threshold 0.66`),
+    not in a span that starts with another program (`python tools/ablation.py --only ...`)."""
+    text = FENCE.sub("", page.read_text(encoding="utf-8"))
+    spans = [s for s in re.findall(r"`([^`\n]+)`", text) if not s.startswith("vireid ")]
+    return [
+        option
+        for span in spans
+        if not OTHER_PROGRAMS.match(span)
+        for option in re.findall(r"(?<![\w-])(--[A-Za-z][\w-]*[\w])", span)
+    ]
+
+
+def lone_option_problems(options: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    foreign = set().union(*FOREIGN_OPTIONS.values())
+    known = _options(parser)
+    return [f"{o}: no vireid command has this option" for o in options if o not in known | foreign]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +137,7 @@ def parser() -> argparse.ArgumentParser:
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_documented_commands_exist(page: Path, parser: argparse.ArgumentParser) -> None:
     problems = [p for command, whole in commands_in(page) for p in problems_of(command, whole, parser)]
+    problems += lone_option_problems(lone_options_in(page), parser)
     assert not problems, f"{page.relative_to(ROOT)}: " + "; ".join(problems)
 
 
@@ -118,3 +152,16 @@ def test_the_checker_catches_what_it_is_for(parser: argparse.ArgumentParser) -> 
     assert not problems_of("bench MODEL [--batch 1,8,32] [--mode fast|realtime]", True, parser)
     assert not problems_of("-v run --source visible=a.mp4 --model m.onnx", True, parser)
     assert not problems_of("run --stall-timeout", False, parser)  # an inline mention of one option
+    assert not problems_of("run --help", True, parser)  # prints help and leaves with 0
+    assert lone_option_problems(["--pair-threshold"], parser)  # a renamed option named on its own
+    assert not lone_option_problems(["--cross-threshold", "--fp16"], parser)  # vireid's; trtexec's
+
+
+def test_lone_options_are_found_outside_other_programs_commands(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Set `--cross-threshold` or `--threshold 0.66`; `python tools/ablation.py --only x` is not ours.\n"
+        "```sh\nvireid run --fats\n```\n",
+        encoding="utf-8",
+    )
+    assert lone_options_in(page) == ["--cross-threshold", "--threshold"]

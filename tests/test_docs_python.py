@@ -62,8 +62,12 @@ def _resolve(node: ast.AST, names: dict[str, Any]) -> Any:
         return names.get(node.id)
     if isinstance(node, ast.Attribute):
         owner = _resolve(node.value, names)
-        if owner is None or owner is MISSING or not inspect.ismodule(owner):
-            return owner if owner is MISSING else None
+        if owner is MISSING:
+            return MISSING
+        if inspect.isclass(owner):  # `Modality.INFRARED`, `Frame.of`, `ModelCard.from_json`
+            return getattr(owner, node.attr, MISSING)
+        if owner is None or not inspect.ismodule(owner):
+            return None
         value = getattr(owner, node.attr, MISSING)
         if value is MISSING:
             try:
@@ -174,6 +178,9 @@ def test_the_checker_catches_what_it_is_for() -> None:
     assert problems_in("import vireid\nvireid.NoSuchThing('m.onnx')")
     assert problems_in("from vireid import NoSuchThing")
     assert problems_in("from vireid.no_such_module import x")
+    assert problems_in("from vireid import Modality\nm = Modality.THERMALX")  # a class attribute
+    assert problems_in("import vireid\nvireid.ModelCard.from_jsn('{}')")
+    assert not problems_in("from vireid import Modality\nm = Modality.INFRARED")
     assert problems_in("import vireid\nvireid.Gallery('g.db', tiemout=3)")  # a keyword it lacks
     assert problems_in("from vireid import Gallery\nGallery('g.db', 'space', 256, 'x', 'y', 'z', 'w')")
     assert problems_in("for x in range(3)\n    pass")

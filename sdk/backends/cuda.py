@@ -180,8 +180,9 @@ class CudaPython(CudaRuntime):
         nbytes = int(np.prod(shape)) * dtype.itemsize
         ptr = int(self.check(self.cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
         raw = (ctypes.c_uint8 * nbytes).from_address(ptr)
-        raw._owner = _PinnedHost(self.cudart, ptr)  # type: ignore[attr-defined]  # every view keeps it
-        self._pinned.append(raw._owner)  # type: ignore[attr-defined]
+        owner = _PinnedHost(self.cudart, self.device_id, ptr)
+        raw._owner = owner  # type: ignore[attr-defined]  # every array viewing `raw` keeps it alive
+        self._pinned.append(owner)
         return np.frombuffer(memoryview(raw), dtype=np.uint8).view(dtype).reshape(shape)
 
     def to_device(self, dst: int, src: np.ndarray) -> None:
@@ -220,16 +221,27 @@ class CudaPython(CudaRuntime):
 class _PinnedHost:
     """One `cudaMallocHost` allocation, freed when the last reference goes: the arrays viewing it hold
     one (through their buffer), so an array a caller kept from `allocate_images` stays valid memory
-    after the backend is closed, instead of pointing at freed pages (a crash on the next write)."""
+    after the backend is closed, instead of pointing at freed pages (a crash on the next write).
 
-    def __init__(self, cudart: Any, ptr: int) -> None:
+    Not freed at interpreter exit (`atexit` off): a daemon thread may still be writing to a view then,
+    and the operating system takes the pages back with the process anyway."""
+
+    def __init__(self, cudart: Any, device_id: int, ptr: int) -> None:
         self.ptr = ptr
-        weakref.finalize(self, _free_host, cudart, ptr)
+        weakref.finalize(self, _free_host, cudart, device_id, ptr).atexit = False
 
 
-def _free_host(cudart: Any, ptr: int) -> None:
-    with contextlib.suppress(Exception):  # at interpreter exit the CUDA runtime may be gone already
-        cudart.cudaFreeHost(ptr)
+def _free_host(cudart: Any, device_id: int, ptr: int) -> None:
+    """`cudaFreeHost` on whichever thread drops the last view, with the allocating device current (a
+    thread with none would otherwise start device 0's context for the call), then the thread's own."""
+    ok = cudart.cudaError_t.cudaSuccess
+    err, previous = cudart.cudaGetDevice()
+    switch = err == ok and previous != device_id
+    if switch:
+        cudart.cudaSetDevice(device_id)
+    cudart.cudaFreeHost(ptr)
+    if switch:
+        cudart.cudaSetDevice(previous)
 
 
 class PyCuda(CudaRuntime):

@@ -401,7 +401,11 @@ def run(args: argparse.Namespace) -> int:
         pipeline.stop()
         raise
     if args.gallery is None:
-        print("vireid run: no --gallery: tracks are linked across cameras but never named", file=sys.stderr)
+        print(
+            "vireid run: no --gallery: tracks are linked across cameras (at cosine "
+            f"{pipeline.matcher.thresholds().pairs:.4f}, --cross-threshold) but never named",
+            file=sys.stderr,
+        )
     elif not args.quiet:
         print(
             f"vireid run: thresholds {pipeline.matcher.thresholds()} (--threshold, --within-threshold, "

@@ -30,7 +30,7 @@ from .events import (
     event_from_dict,
 )
 from .frame import Frame
-from .matcher import Matcher
+from .matcher import Matcher, MatchThresholds
 from .pipeline import Pipeline
 from .quality import crop_quality
 from .sinks import CallbackSink, FrameResult, JsonlSink, ShowSink, Sink, SnapshotSink, TrackView, VideoSink
@@ -51,6 +51,7 @@ __all__ = [
     "FrameResult",
     "Identified",
     "JsonlSink",
+    "MatchThresholds",
     "Matcher",
     "MotionDetector",
     "Pipeline",

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputSpecError
+from ..frozen import read_only
 from ..gallery.types import IdentityScore
 from ..modality import Modality
 from .events import CrossModalMatch, Event, Identified, TrackEnded, TrackStarted
@@ -154,14 +155,26 @@ def _cosine(value: Any, what: str) -> float:
 
 @dataclass(frozen=True)
 class MatchThresholds:
-    """The cosine thresholds a matcher uses: gallery matches across modalities (`cross_modal`), within
-    one modality (`within`, per modality), and visible ↔ infrared track pairs (`pairs`)."""
+    """The cosine thresholds a matcher uses (`Matcher.thresholds()`; reports and logs).
+
+    Attributes:
+        cross_modal: gallery matches across modalities.
+        within: gallery matches within one modality, per modality name (read-only).
+        pairs: visible ↔ infrared track pairs.
+    """
 
     cross_modal: float
     within: Mapping[str, float]
     pairs: float
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cross_modal", _cosine(self.cross_modal, "cross_modal threshold"))
+        object.__setattr__(self, "pairs", _cosine(self.pairs, "pairs threshold"))
+        within = {str(m): _cosine(v, f"within threshold of {m}") for m, v in dict(self.within).items()}
+        object.__setattr__(self, "within", read_only(within))
+
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: `{"cross_modal": t, "within": {modality: t}, "pairs": t}`."""
         return {"cross_modal": self.cross_modal, "within": dict(self.within), "pairs": self.pairs}
 
     def __str__(self) -> str:

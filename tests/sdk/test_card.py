@@ -304,3 +304,8 @@ def test_track_mean_threshold_is_read_only_when_it_resolves_the_target() -> None
         assert with_track(threshold_for_target=bad, impostor_pairs=7600).track_mean_threshold is None
     unset = with_track(threshold_for_target=0.6, impostor_pairs=7600).replace(match_threshold_fmr=None)
     assert unset.track_mean_threshold is None
+    assert with_track(threshold_for_target=0.6, impostor_pairs=float("inf")).track_mean_threshold is None
+    no_single = with_track(threshold_for_target=0.6, impostor_pairs=7600).replace(match_threshold=None)
+    assert no_single.track_mean_threshold is None
+    # an estimate below the single-image threshold (0.42 here) is not trusted: never below it
+    assert with_track(threshold_for_target=0.3, impostor_pairs=7600).track_mean_threshold == 0.42

@@ -125,21 +125,59 @@ def test_fake_pinned_staging_buffer_is_used_without_host_copy(cudart, tmp_path) 
         assert not np.shares_memory(backend.allocate_images(9), backend._host["images"])  # above max
 
 
-def test_fake_pinned_staging_buffer_kept_past_close_stays_valid_memory(cudart, tmp_path) -> None:
+def test_fake_pinned_staging_buffer_kept_past_close_stays_valid_memory(cudart, tmp_path, monkeypatch) -> None:
     """An array from allocate_images held after close() must not point at freed pinned pages (a
-    write would crash the process): its allocation is freed when the last view goes."""
+    write would crash the process): its allocation is freed when the last view goes, on whichever
+    thread that is, with the allocating device current for the call and the thread's own after."""
     import gc
 
-    backend = open_backend(make_engine(tmp_path), "tensorrt")
-    staging = backend.allocate_images(4)
+    cudart.devices = 2
+    freed_on: list[int] = []
+    free_host = cudart.cudaFreeHost
+    monkeypatch.setattr(
+        cudart, "cudaFreeHost", lambda ptr: (freed_on.append(cudart.cudaGetDevice()[1]), free_host(ptr))[1]
+    )
+    backend = open_backend(make_engine(tmp_path), "tensorrt", device_id=1)
+    staging = [backend.allocate_images(4)]
     backend.close()
     assert len(cudart.calls["cudaFreeHost"]) == 2  # modality and output buffers; the images' is held
-    staging[:] = 7  # still ours
-    assert staging.ctypes.data not in cudart.freed
-    held = staging.ctypes.data
-    del staging
-    gc.collect()
-    assert len(cudart.calls["cudaFreeHost"]) == 3 and held in cudart.freed
+    staging[0][:] = 7  # still ours
+    held = staging[0].ctypes.data
+    assert held not in cudart.freed
+
+    def drop() -> tuple[int, int]:  # this thread starts on device 0
+        staging.clear()
+        gc.collect()
+        return cudart.cudaGetDevice()[1], len(cudart.calls["cudaFreeHost"])
+
+    assert on_another_thread(drop) == (0, 3) and held in cudart.freed
+    assert freed_on == [1, 1, 1]
+
+
+def test_fake_pinned_memory_still_viewed_at_exit_is_left_to_the_operating_system(tmp_path) -> None:
+    """A daemon thread may still write to a view while the interpreter exits: freeing the pages then
+    would crash it, so leftover pinned memory is not freed at exit."""
+    import subprocess
+
+    make_engine(tmp_path)
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import fake_tensorrt as fake
+cudart = fake.FakeCudart()
+sys.modules["tensorrt"] = fake.tensorrt_module()
+sys.modules.update(fake.cuda_modules(cudart))
+free_host = cudart.cudaFreeHost
+cudart.cudaFreeHost = lambda ptr: (print("freed", flush=True), free_host(ptr))[1]
+from vireid.backends import open_backend
+backend = open_backend({str(tmp_path / "model.engine")!r}, "tensorrt")
+kept = backend.allocate_images(2)
+backend.close()
+print("closed", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["freed", "freed", "closed"]  # the kept one is not freed at exit
 
 
 def test_fake_embedder_on_tensorrt_backend(cudart, tmp_path) -> None:

@@ -71,7 +71,6 @@ def test_run_processes_files_and_writes_events_and_videos(
     assert sorted(p.name for p in (tmp_path / "video").glob("*.mp4")) == ["infrared.mp4", "visible.mp4"]
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
 def test_run_names_the_thresholds_it_uses(
     vireid, scene: Path, contract_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -89,8 +88,12 @@ def test_run_names_the_thresholds_it_uses(
     assert vireid([*argv, "--duration", "0.5", "--threshold", "0.6", "--within-threshold", "0.7"]) == 0
     err = capsys.readouterr().err
     assert "across modalities 0.6000, within visible 0.7000, infrared 0.7000, track pairs 0.6000" in err
+    assert vireid([*argv[:-2], "--duration", "0.5", "--cross-threshold", "0.65"]) == 0  # no gallery
+    err = capsys.readouterr().err
+    assert "no --gallery: tracks are linked across cameras (at cosine 0.6500, --cross-threshold)" in err
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
 def test_run_exits_1_when_its_events_output_fails(
     vireid, scene: Path, contract_model: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from vireid import Gallery, InputSpecError, Modality
-from vireid.streams import CrossModalMatch, Frame, Identified, Matcher, TrackEnded, TrackStarted
+from vireid.streams import (
+    CrossModalMatch,
+    Frame,
+    Identified,
+    Matcher,
+    MatchThresholds,
+    TrackEnded,
+    TrackStarted,
+)
 from vireid.streams.matcher import CropRequest, TrackRecord
 from vireid.streams.quality import crop_quality, occlusion
 from vireid.streams.track import Track, TrackUpdate
@@ -410,3 +418,14 @@ def test_a_tracks_kept_unit_embedding_follows_a_new_vector_sum() -> None:
     np.testing.assert_allclose(record.embedding, [0.6, 0.8, 0, 0])
     record.vector_sum = np.array([0.0, 0.0, 2.0, 0.0])  # same sample count
     np.testing.assert_allclose(record.embedding, [0, 0, 1, 0])
+
+
+def test_match_thresholds_are_checked_and_read_only() -> None:
+    used = Matcher(0.6, within_threshold={"visible": 0.7}, cross_threshold=0.55).thresholds()
+    assert used.to_dict() == {"cross_modal": 0.6, "within": {"visible": 0.7, "infrared": 0.6}, "pairs": 0.55}
+    assert str(used) == "across modalities 0.6000, within visible 0.7000, infrared 0.6000, track pairs 0.5500"
+    with pytest.raises(TypeError, match="read-only"):
+        used.within["visible"] = 0.1  # type: ignore[index]
+    for bad in ({"cross_modal": float("nan")}, {"pairs": 2.0}, {"within": {"visible": True}}):
+        with pytest.raises(InputSpecError, match="is a cosine in"):
+            MatchThresholds(**{"cross_modal": 0.5, "within": {}, "pairs": 0.5, **bad})
