@@ -94,42 +94,29 @@ def test_a_dataset_one_folder_down_is_named_with_the_data_to_pass(
 
 
 @pytest.mark.parametrize(
-    ("rename", "message"),
+    ("dataset", "rename", "message"),
     [
-        ({"cam1": "Cam1"}, r"camera folders missing: cam1; found Cam1/; rename it cam1/"),
-        ({"cam1": "Cam1", "cam6": "CAM6"}, r"found Cam1/, CAM6/; rename them cam1/, cam6/"),
-        ({"exp": "Exp"}, r"train_id\.txt: identity list is missing; found Exp/; rename it exp/"),
-        ({"exp/val_id.txt": "exp/Val_id.txt"}, r"found Val_id\.txt; rename it val_id\.txt"),
-    ],
-)
-def test_sysu_folders_and_id_files_in_another_case_are_named(
-    tmp_path: Path, rename: dict[str, str], message: str
-) -> None:
-    root = make_sysu(tmp_path / "sysu")
-    for old, new in rename.items():
-        (root / old).rename(root / new)
-    with pytest.raises(DatasetError, match=message):
-        SysuMM01(root)
-
-
-@pytest.mark.parametrize(
-    ("rename", "message"),
-    [
+        ("sysu", {"cam1": "Cam1"}, r"camera folders missing: cam1; found Cam1/; rename it cam1/"),
+        ("sysu", {"cam1": "Cam1", "cam6": "CAM6"}, r"found Cam1/, CAM6/; rename them cam1/, cam6/"),
+        ("sysu", {"exp": "Exp"}, r"train_id\.txt: identity list is missing; found Exp/; rename it exp/"),
+        ("sysu", {"exp/val_id.txt": "exp/Val_id.txt"}, r"found Val_id\.txt; rename it val_id\.txt"),
         (
+            "regdb",
             {"Visible": "visible", "Thermal": "thermal"},
             r"found visible/, thermal/; rename them Visible/, Thermal/",
         ),
-        ({"idx": "IDX"}, r"folders missing: idx; found IDX/; rename it idx/"),
+        ("regdb", {"idx": "IDX"}, r"folders missing: idx; found IDX/; rename it idx/"),
     ],
 )
-def test_regdb_folders_in_another_case_are_named(
-    tmp_path: Path, rename: dict[str, str], message: str
+def test_folders_and_files_in_another_case_are_named(
+    tmp_path: Path, dataset: str, rename: dict[str, str], message: str
 ) -> None:
-    root = make_regdb(tmp_path / "regdb")
+    make, reader = (make_sysu, SysuMM01) if dataset == "sysu" else (make_regdb, RegDB)
+    root = make(tmp_path / dataset)
     for old, new in rename.items():
         (root / old).rename(root / new)
     with pytest.raises(DatasetError, match=message):
-        RegDB(root)
+        reader(root)
 
 
 def test_a_regdb_split_file_in_another_case_is_named(tmp_path: Path) -> None:

@@ -76,3 +76,17 @@ def nested_hint(root: Path, names: Sequence[str], described: str) -> str:
 def join_hints(*hints: str) -> str:
     """The non-empty hints, each after '; ', to append to a problem description."""
     return "".join(f"; {hint}" for hint in hints if hint)
+
+
+def missing_layout_hints(
+    root: Path, missing: Sequence[str], folders: Sequence[str], described: str, other: tuple[str, str]
+) -> str:
+    """The likely fixes for a dataset folder missing some of its layout's `folders`: the other dataset's
+    folder given instead (`other`: its layout name and what to say then), folders named in another
+    case, or the whole layout one folder down (`described` names it); '' when none applies."""
+    other_kind, other_hint = other
+    return join_hints(
+        other_hint if layout_of(root) == other_kind else "",
+        rename_hint(root, missing),
+        nested_hint(root, folders, described),
+    )

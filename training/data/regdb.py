@@ -15,7 +15,7 @@ from vireid.modality import Modality
 from vireid.text import printable
 
 from .imageset import ImageSet
-from .layouts import join_hints, layout_of, missing_file_hint, nested_hint, rename_hint
+from .layouts import join_hints, missing_file_hint, missing_layout_hints
 
 NUM_SPLITS = 10
 FOLDERS = ("Visible", "Thermal", "idx")
@@ -50,16 +50,11 @@ class RegDB:
         case (`visible/`: the idx/ lines name `Visible/...`, so renaming is the fix), or the dataset one
         level down (`ROOT/RegDB/Visible`)."""
         sysu = (
+            "sysu",
             "this looks like a SYSU-MM01 folder (cam1..cam6): use a SYSU protocol "
-            "(--protocol sysu-all) or train with data.dataset: sysu"
-            if layout_of(self.root) == "sysu"
-            else ""
+            "(--protocol sysu-all) or train with data.dataset: sysu",
         )
-        return join_hints(
-            sysu,
-            rename_hint(self.root, missing),
-            nested_hint(self.root, FOLDERS, "Visible/, Thermal/ and idx/"),
-        )
+        return missing_layout_hints(self.root, missing, FOLDERS, "Visible/, Thermal/ and idx/", sysu)
 
     def split(self, trial: int, part: str, modality: Modality | str) -> ImageSet:
         """Images of split `trial` (1..10), `part` train/test, one modality, as listed in `idx/`."""

@@ -22,7 +22,7 @@ from vireid.modality import Modality
 from vireid.text import printable
 
 from .imageset import ImageSet
-from .layouts import join_hints, layout_of, missing_file_hint, nested_hint, rename_hint
+from .layouts import join_hints, missing_file_hint, missing_layout_hints
 
 log = logging.getLogger("vireid.data")
 
@@ -116,16 +116,11 @@ class SysuMM01:
         """The likely fix for missing camera folders: a RegDB folder given instead, folders named in
         another case (`Cam1/`), or the dataset one level down (`ROOT/ori_data/cam1`)."""
         regdb = (
+            "regdb",
             "this looks like a RegDB folder (Visible/, Thermal/): use a RegDB protocol "
-            "(--protocol regdb-v2t) or train with data.dataset: regdb"
-            if layout_of(self.root) == "regdb"
-            else ""
+            "(--protocol regdb-v2t) or train with data.dataset: regdb",
         )
-        return join_hints(
-            regdb,
-            rename_hint(self.root, missing),
-            nested_hint(self.root, CAMERA_FOLDERS, "cam1..cam6"),
-        )
+        return missing_layout_hints(self.root, missing, CAMERA_FOLDERS, "cam1..cam6", regdb)
 
     def ids(self, split: str) -> list[int]:
         """Identity ids of `train`, `val` or `test` as listed in `exp/`."""
