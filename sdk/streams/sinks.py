@@ -29,6 +29,7 @@ from .. import jsonio, retention
 from ..atomic import atomic_file, write_atomic
 from ..errors import InputSpecError, StreamError
 from .detect.base import Detections
+from .display import Display, check_gui
 from .events import Event, event_kinds
 from .frame import Frame
 
@@ -731,34 +732,42 @@ class SnapshotSink(Sink):
 
 
 class ShowSink(Sink):
-    """Shows every camera's annotated frames in a window (needs an OpenCV build with a GUI).
+    """Shows every camera's annotated frames in a window (needs an OpenCV build with a GUI and, on
+    Linux, a display).
+
+    The windows live on the process's one display thread (`vireid.streams.display`), never on the
+    caller's or the pipeline's: OpenCV's Qt backend hangs when windows are used from more than one
+    thread. A display slower than the cameras shows the latest frame of each.
 
     Args:
-        on_quit: called when `q` or Esc is pressed in a window (the CLI stops the pipeline).
+        on_quit: called (on the display thread) when `q` or Esc is pressed in a window (the CLI
+            stops the pipeline).
 
     Raises:
-        StreamError: OpenCV has no GUI support (e.g. `opencv-python-headless`).
+        StreamError: OpenCV has no GUI support (e.g. `opencv-python-headless`), or no display is set.
     """
 
     def __init__(self, on_quit: Callable[[], None] | None = None) -> None:
-        try:
-            cv2.namedWindow("vireid", cv2.WINDOW_NORMAL)
-            cv2.destroyWindow("vireid")
-        except cv2.error as exc:
-            raise StreamError(
-                "--show needs an OpenCV build with a GUI; this one has none (opencv-python-headless?). "
-                "Install opencv-python instead, or write annotated videos with --video-out DIR"
-            ) from exc
+        check_gui()
         self.on_quit = on_quit
+        self._display: Display | None = None
+        self._windows: set[str] = set()
+        self._stop_listening: Callable[[], None] | None = None
 
     def on_frame(self, result: FrameResult) -> None:
-        cv2.imshow(f"vireid {result.frame.camera}", annotate(result))
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27) and self.on_quit is not None:
-            self.on_quit()
+        if self._display is None:
+            self._display = Display.shared()
+            if self.on_quit is not None:
+                self._stop_listening = self._display.on_quit(self.on_quit)
+        window = f"vireid {result.frame.camera}"
+        self._windows.add(window)
+        self._display.show(window, annotate(result))
 
     def close(self) -> None:
-        with contextlib.suppress(cv2.error):
-            cv2.destroyAllWindows()
+        if self._stop_listening is not None:
+            self._stop_listening()
+        if self._display is not None:
+            self._display.close(self._windows)
 
 
 def _safe(name: str) -> str:
