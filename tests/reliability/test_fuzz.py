@@ -195,6 +195,39 @@ def test_fuzz_card_versions_precisions_and_sizes(schema: int, precision: str, di
         _count("model card fields (schema version, precision, size)", "accepted")
 
 
+json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=6)
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries(  # both fields a file needs, each a fitting number or anything else
+        {
+            "threshold_for_target": st.floats(-1.5, 1.5) | json_leaves,
+            "impostor_pairs": st.integers(0, 10**6) | json_leaves,
+        }
+    )
+    | st.dictionaries(st.text(max_size=6), json_leaves, max_size=3)
+    | json_leaves,
+    st.floats(1e-6, 0.5) | json_leaves,
+)
+def test_fuzz_track_mean_threshold_of_a_card(track: object, fmr: object) -> None:
+    """The stream pipeline's default threshold comes from a card's track-mean estimate: whatever a
+    card file holds there, a card it is read from gives None or a cosine no lower than its own
+    single-image threshold, never an exception."""
+    from contract_model import contract_card
+
+    data = contract_card().to_dict()  # match_threshold 0.5
+    data.update(match_threshold_fmr=fmr, match_threshold_data={"track_means": track})
+    try:
+        card = ModelCard.from_json(json.dumps(data), source="model.onnx")
+    except Exception as exc:
+        _expect_clean_failure(exc, Path("model.onnx"), "model card track-mean threshold")
+    else:
+        value = card.track_mean_threshold
+        assert value is None or 0.5 <= value <= 1.0, value
+        _count("model card track-mean threshold", "accepted")
+
+
 @FUZZ
 @given(corrupted("onnx"))
 def test_fuzz_onnx_model_files(data: bytes) -> None:
