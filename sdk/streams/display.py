@@ -17,6 +17,7 @@ name a GUI, and on Linux `DISPLAY` or `WAYLAND_DISPLAY` must be set.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -27,6 +28,8 @@ import cv2
 import numpy as np
 
 from ..errors import StreamError
+
+log = logging.getLogger("vireid")
 
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
 _NO_GUI = (
@@ -134,11 +137,14 @@ class Display:
                     cv2.imshow(window, image)
                 if self._open and cv2.waitKey(10) & 0xFF in QUIT_KEYS:  # also what repaints the windows
                     self._quit()
-        except cv2.error as exc:  # e.g. the display went away: the next show() says so
+        except Exception as exc:  # e.g. the display went away (cv2.error): the next show() says so
             self.error = exc
 
     def _quit(self) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            listener()
+            try:
+                listener()
+            except Exception:  # one caller's bad callback must not close every window of the process
+                log.exception("a --show quit callback failed")

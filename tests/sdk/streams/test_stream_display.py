@@ -102,6 +102,29 @@ def test_window_calls_faked_all_run_on_the_display_thread(monkeypatch: pytest.Mo
     ]
 
 
+def test_with_window_calls_faked_a_failing_display_is_reported_and_a_bad_quit_callback_is_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    windows = FakeWindows(monkeypatch)
+    display = Display()
+    display.on_quit(lambda: 1 / 0)
+    called = threading.Event()
+    display.on_quit(called.set)
+    windows.keys.append(ord("q"))
+    display.show("w", np.zeros((2, 2), np.uint8))
+    wait_until(called.is_set)  # the second listener still ran
+    assert "a --show quit callback failed" in caplog.text and display.error is None
+
+    def gone(window: str, image: np.ndarray) -> None:
+        raise display_module.cv2.error("Can't open display")
+
+    monkeypatch.setattr(display_module.cv2, "imshow", gone)
+    display.show("w", np.zeros((2, 2), np.uint8))
+    wait_until(lambda: display.error is not None)
+    with pytest.raises(StreamError, match=r"the display stopped: .*Can't open display"):
+        display.show("w", np.zeros((2, 2), np.uint8))
+
+
 def test_a_slow_display_shows_the_latest_frame_and_never_holds_the_caller_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
