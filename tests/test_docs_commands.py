@@ -106,6 +106,7 @@ FOREIGN_OPTIONS = {
     | {"--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"},
     "tools/ablation.py": {"--only", "--seeds", "--heldout"},
     "tests/perf/bench_runtime.py": {"--repeats"},
+    "tests/perf/soak.py": {"--minutes", "--flap-seconds", "--loop-seconds", "--outputs"},
 }
 OTHER_PROGRAMS = re.compile(r"^(python\S*|docker|pip\S*|trtexec|sudo|systemctl|make|\S*\.py|\./\S+)\s")
 

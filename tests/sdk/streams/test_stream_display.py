@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ class FakeWindows:
         self.shown: dict[str, list[int]] = {}
         self.gate = threading.Event()
         self.gate.set()
+        self.escape_when: Callable[[], bool] | None = None  # Esc once this holds
         cv2 = display_module.cv2
         monkeypatch.setattr(cv2, "namedWindow", lambda name, flags=0: self._record("namedWindow", name))
         monkeypatch.setattr(cv2, "imshow", self._imshow)
@@ -49,6 +51,9 @@ class FakeWindows:
     def _wait_key(self, delay: int) -> int:
         time.sleep(0.001)
         self._record("waitKey", "")
+        if self.escape_when is not None and self.escape_when():
+            self.escape_when = None
+            return 27
         return self.keys.pop(0) if self.keys else -1
 
     def threads(self) -> set[str]:
@@ -153,8 +158,9 @@ def test_show_sink_in_a_pipeline_never_touches_a_window_off_the_display_thread(
     sink = ShowSink(on_quit=stopped.set)
     sources = [f"visible={scene / 'visible.mp4'}", f"infrared={scene / 'infrared.mp4'}"]
     pipeline = Pipeline(sources, contract_model, device="cpu", config=PipelineConfig(), sinks=[sink])
-    windows.keys.extend([-1] * 5 + [27])  # Esc after a few refreshes
-    pipeline.run(duration=2.0, handle_signals=False)
+    both = {"vireid visible", "vireid infrared"}
+    windows.escape_when = lambda: {w for c, w, _ in windows.calls if c == "imshow"} == both
+    pipeline.run(duration=5.0, handle_signals=False)  # Esc stops it once both cameras were shown
     wait_until(lambda: stopped.is_set())
     wait_until(lambda: sum(c == "destroyWindow" for c, _, _ in windows.calls) == 2)
     assert windows.threads() == {"vireid-display"}
