@@ -764,10 +764,13 @@ class ShowSink(Sink):
         self._display.show(window, annotate(result))
 
     def close(self) -> None:
+        """Close this sink's windows (waiting briefly for the display thread) and forget its listener;
+        the sink can show again afterwards."""
         if self._stop_listening is not None:
             self._stop_listening()
         if self._display is not None:
             self._display.close(self._windows)
+        self._display, self._windows, self._stop_listening = None, set(), None
 
 
 def _safe(name: str) -> str:

@@ -22,6 +22,7 @@ from vireid.streams.display import Display, check_gui, gui_backend
 NEW_BUILD = "  GUI:                           QT5\n    QT:                          YES (ver 5.15.0 )\n"
 HEADLESS = "  GUI:                           NONE\n    VTK support:                 NO\n"
 OLD_BUILD = "  GUI: \n    GTK+:                        YES (ver 3.22.30)\n"
+OPENCV3_BUILDS = {"    GTK+ 2.x:                    YES (ver 2.24.32)\n": "GTK+", "    QT 5.x: YES\n": "QT"}
 
 
 class FakeWindows:
@@ -70,13 +71,21 @@ def wait_until(condition, seconds: float = 10.0) -> None:
 def test_gui_support_is_read_from_the_build_information_without_a_window() -> None:
     assert gui_backend(NEW_BUILD) == "QT5" and gui_backend(OLD_BUILD) == "GTK+"
     assert gui_backend(HEADLESS) is None and gui_backend("nothing about it") is None
+    assert {text: gui_backend(text) for text in OPENCV3_BUILDS} == OPENCV3_BUILDS
     with pytest.raises(StreamError, match="opencv-python"):
         check_gui(HEADLESS, {"DISPLAY": ":0"})
+    gtk = "  GUI:                           GTK3\n"
     if __import__("sys").platform.startswith("linux"):
         with pytest.raises(StreamError, match="neither DISPLAY nor WAYLAND_DISPLAY is set"):
-            check_gui(NEW_BUILD, {})
+            check_gui(gtk, {})
+        # the Qt of the opencv-python wheels has only its X11 plugin: Wayland alone aborts the process
+        with pytest.raises(StreamError, match="needs an X display"):
+            check_gui(NEW_BUILD, {"WAYLAND_DISPLAY": "wayland-0"})
+        with pytest.raises(StreamError, match="QT_QPA_PLATFORM=wayland"):
+            check_gui(NEW_BUILD, {"DISPLAY": ":0", "QT_QPA_PLATFORM": "wayland"})
     check_gui(NEW_BUILD, {"DISPLAY": ":0"})
-    check_gui(NEW_BUILD, {"WAYLAND_DISPLAY": "wayland-0"})
+    check_gui(NEW_BUILD, {"DISPLAY": ":0", "QT_QPA_PLATFORM": "xcb"})
+    check_gui(gtk, {"WAYLAND_DISPLAY": "wayland-0"})
     if gui_backend() is None:  # this machine's real OpenCV: the headless wheel
         with pytest.raises(StreamError, match="opencv-python"):
             check_gui()
@@ -98,8 +107,10 @@ def test_window_calls_faked_all_run_on_the_display_thread(monkeypatch: pytest.Mo
     windows.keys.append(ord("q"))
     wait_until(lambda: quits == ["vireid-display"])
     stop_listening()
-    display.close({"vireid visible", "vireid infrared"})
-    wait_until(lambda: sum(c == "destroyWindow" for c, _, _ in windows.calls) == 2)
+    display.close({"vireid visible", "vireid infrared"})  # returns once the windows are gone
+    assert sum(c == "destroyWindow" for c, _, _ in windows.calls) == 2
+    display.stop()
+    assert not display.thread.is_alive()
     assert windows.threads() == {"vireid-display"}
     assert sorted(w for c, w, _ in windows.calls if c == "namedWindow") == [
         "vireid infrared",
@@ -143,7 +154,7 @@ def test_a_slow_display_shows_the_latest_frame_and_never_holds_the_caller_back(
     windows.gate.set()
     wait_until(lambda: windows.shown.get("w", [])[-1:] == [49])
     assert windows.shown["w"] == [1, 49]  # frames 2..48 were replaced before they were shown
-    display.close({"w"})
+    display.stop()
 
 
 def test_show_sink_in_a_pipeline_never_touches_a_window_off_the_display_thread(
@@ -155,13 +166,51 @@ def test_show_sink_in_a_pipeline_never_touches_a_window_off_the_display_thread(
     monkeypatch.setattr(sinks, "check_gui", lambda: None)
     monkeypatch.setattr(Display, "shared", classmethod(lambda cls: display))
     stopped = threading.Event()
-    sink = ShowSink(on_quit=stopped.set)
+    running: list[Pipeline] = []
+
+    def quit_pressed() -> None:  # as `vireid run` does: stop the pipeline
+        stopped.set()
+        running[0].request_stop()
+
+    sink = ShowSink(on_quit=quit_pressed)
     sources = [f"visible={scene / 'visible.mp4'}", f"infrared={scene / 'infrared.mp4'}"]
     pipeline = Pipeline(sources, contract_model, device="cpu", config=PipelineConfig(), sinks=[sink])
+    running.append(pipeline)
     both = {"vireid visible", "vireid infrared"}
     windows.escape_when = lambda: {w for c, w, _ in windows.calls if c == "imshow"} == both
-    pipeline.run(duration=5.0, handle_signals=False)  # Esc stops it once both cameras were shown
-    wait_until(lambda: stopped.is_set())
-    wait_until(lambda: sum(c == "destroyWindow" for c, _, _ in windows.calls) == 2)
+    stats = pipeline.run(duration=30.0, handle_signals=False)  # Esc stops it once both were shown
+    assert stopped.is_set() and min(c.processed for c in stats.cameras.values()) < 120  # not the end
+    assert sum(c == "destroyWindow" for c, _, _ in windows.calls) == 2  # closed before run returned
     assert windows.threads() == {"vireid-display"}
-    assert {w for c, w, _ in windows.calls if c == "imshow"} == {"vireid visible", "vireid infrared"}
+    assert {w for c, w, _ in windows.calls if c == "imshow"} == both
+    display.stop()
+
+
+def test_a_process_that_exits_with_windows_open_exits_cleanly_with_window_calls_faked(tmp_path: Path) -> None:
+    """With a window open the display thread spends its time inside an OpenCV call with the GIL
+    released; a daemon thread coming back from one during interpreter shutdown is ended in a way
+    OpenCV's C++ wrapper turns into an abort (exit 134). The shared display closes its windows and
+    ends its thread at exit. The faked waitKey releases the GIL in a real OpenCV call."""
+    import subprocess
+    import sys
+
+    script = """
+import time
+import numpy as np
+from vireid.streams import display as d
+calls = []
+d.cv2.namedWindow = lambda name, flags=0: calls.append("named")
+d.cv2.imshow = lambda name, image: None
+d.cv2.destroyWindow = lambda name: calls.append("destroyed")
+big = np.zeros((1500, 1500), np.float32)
+real = d.cv2.GaussianBlur
+d.cv2.waitKey = lambda delay: (real(big, (0, 0), 3), -1)[1]
+import atexit
+atexit.register(lambda: print(",".join(calls), flush=True))  # runs after the display's own stop
+display = d.Display.shared()
+display.show("w", np.zeros((4, 4), np.uint8))
+time.sleep(0.3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert done.stdout.strip() == "named,destroyed"
