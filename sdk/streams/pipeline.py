@@ -29,7 +29,7 @@ from ..preprocess import crop_box
 from .appearance import colour_signatures
 from .config import PipelineConfig, check_cameras, check_modalities
 from .detect import Detector, make_detector
-from .detect.base import Detections
+from .detect.base import BatchDetector, Detections
 from .events import Event, SourceChanged
 from .frame import Frame
 from .matcher import CropRequest, Matcher
@@ -575,24 +575,15 @@ class Pipeline:
         events: list[Event] = []
         requests: list[CropRequest] = []
         results = []
+        cams, restarts = [], []
         for frame in frames:
-            cam = self._cameras.get(frame.camera)
-            if cam is None:
-                raise InputSpecError(
-                    f"frame from unknown camera {frame.camera!r}; cameras: {list(self._cameras)}"
-                )
-            if frame.modality is not cam.source.modality:  # the model would get the other stem's input
-                raise InputSpecError(
-                    f"frame of camera {frame.camera!r} says {frame.modality}, the camera is declared "
-                    f"{cam.source.modality}; stamp your frames with the camera's modality"
-                )
-            cam.check_colour(frame)
-            if cam.size not in (None, frame.size):
-                why = f"frame size changed from {cam.size} to {frame.size}"
-                events += self._restart_camera(frame.camera, why)
-            cam.size = frame.size
-            cam.counter.add(frame.pts, _lag(frame))
-            detections, update = self._detect_track(cam, frame)
+            cam, restart = self._admit(frame)
+            cams.append(cam)
+            restarts.append(restart)
+        found = self._detect_all(cams, frames)
+        for frame, cam, restart, detections in zip(frames, cams, restarts, found, strict=True):
+            events += restart
+            update = self._track(cam, frame, detections)
             events += self.matcher.observe(frame, update)
             with self.timer.time("quality"):
                 boxes = np.array([t.det_box for t in update.tracks], np.float32).reshape(-1, 4)
@@ -606,6 +597,53 @@ class Pipeline:
                 self._frame_out(frame, detections, update)
         self.timer.add("step", time.perf_counter() - started)
         return events
+
+    def _admit(self, frame: Frame) -> tuple[_Camera, list[Event]]:
+        """The frame's camera after checking the frame against it, and the events of restarting the
+        camera when its frame size changed."""
+        cam = self._cameras.get(frame.camera)
+        if cam is None:
+            raise InputSpecError(
+                f"frame from unknown camera {frame.camera!r}; cameras: {list(self._cameras)}"
+            )
+        if frame.modality is not cam.source.modality:  # the model would get the other stem's input
+            raise InputSpecError(
+                f"frame of camera {frame.camera!r} says {frame.modality}, the camera is declared "
+                f"{cam.source.modality}; stamp your frames with the camera's modality"
+            )
+        cam.check_colour(frame)
+        restart: list[Event] = []
+        if cam.size not in (None, frame.size):
+            restart = self._restart_camera(
+                frame.camera, f"frame size changed from {cam.size} to {frame.size}"
+            )
+        cam.size = frame.size
+        cam.counter.add(frame.pts, _lag(frame))
+        return cam, restart
+
+    def _detect_all(self, cams: Sequence[_Camera], frames: Sequence[Frame]) -> list[Detections]:
+        """Every frame's detections. Cameras sharing one detector that detects in batches (a network,
+        `BatchDetector`) get one call for all their frames, which it runs as one batched inference;
+        the others detect frame by frame."""
+        found: list[Detections | None] = [None] * len(frames)
+        shared: dict[int, tuple[BatchDetector, list[int]]] = {}
+        for i, cam in enumerate(cams):
+            if isinstance(cam.detector, BatchDetector):
+                shared.setdefault(id(cam.detector), (cam.detector, []))[1].append(i)
+                continue
+            with self.timer.time("detect"):
+                found[i] = cam.detector.detect(frames[i].image, frames[i])
+        for detector, rows in shared.values():
+            with self.timer.time("detect", items=len(rows)):
+                batch = detector.detect_batch([frames[i].image for i in rows], [frames[i] for i in rows])
+            if len(batch) != len(rows):
+                raise InputSpecError(
+                    f"{type(detector).__name__}.detect_batch returned {len(batch)} results for {len(rows)} "
+                    "frames; it must return one Detections per frame, in order"
+                )
+            for i, detections in zip(rows, batch, strict=True):
+                found[i] = detections
+        return [d if d is not None else Detections.empty() for d in found]
 
     def _new_tracker(self) -> ByteTracker:
         return ByteTracker(**dict(self.config.tracker))
@@ -623,13 +661,10 @@ class Pipeline:
         cam.tracker.next_track_id = next_id  # ids stay unique per camera: consumers key on them
         return self.matcher.end_camera(camera)
 
-    def _detect_track(self, cam: _Camera, frame: Frame) -> tuple[Detections, TrackUpdate]:
-        with self.timer.time("detect"):
-            detections = cam.detector.detect(frame.image, frame)
+    def _track(self, cam: _Camera, frame: Frame, detections: Detections) -> TrackUpdate:
         with self.timer.time("track"):
             signatures = colour_signatures(frame.image, detections.boxes) if cam.tracker.appearance else None
-            update = cam.tracker.update(detections, frame.index, frame.size, signatures)
-        return detections, update
+            return cam.tracker.update(detections, frame.index, frame.size, signatures)
 
     def _embed_and_match(self, requests: list[CropRequest]) -> list[Event]:
         if not requests:

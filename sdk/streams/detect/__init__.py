@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from ...errors import ConfigError
-from .base import Detections, Detector, nms
+from .base import BatchDetector, Detections, Detector, nms
 
 DETECTORS: dict[str, str] = {
     "motion": "vireid.streams.detect.motion:MotionDetector",
@@ -41,4 +41,4 @@ def make_detector(name: str, *args: Any, **options: Any) -> Detector:
     return detector_class(name)(*args, **options)
 
 
-__all__ = ["DETECTORS", "Detections", "Detector", "detector_class", "make_detector", "nms"]
+__all__ = ["DETECTORS", "BatchDetector", "Detections", "Detector", "detector_class", "make_detector", "nms"]

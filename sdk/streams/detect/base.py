@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -85,6 +86,17 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray, frame: Frame | None = None) -> Detections: ...
 
     def for_camera(self) -> Detector: ...
+
+
+@runtime_checkable
+class BatchDetector(Protocol):
+    """A detector that can also find people in several frames in one call (`detect_batch`), which a
+    network detector runs as one batched inference: the pipeline gives it every camera's frame of a
+    round at once. Optional: a `Detector` without it is called frame by frame."""
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], frames: Sequence[Frame | None] | None = None
+    ) -> list[Detections]: ...
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -7,7 +7,9 @@ Takes the common exported layouts (one image in, one tensor out, no NMS inside t
   scores; a box's score is objectness × class score.
 
 Input: `[1, 3, H, W]` float32 (or float16) RGB scaled to 0..1, letterboxed (aspect kept, padded with grey
-114, centred) to the model's H×W (or `imgsz` when the model's size is dynamic). Coordinates are in
+114, centred) to the model's H×W (or `imgsz` when the model's size is dynamic). On CUDA, a model exported
+with a dynamic batch (Ultralytics `export(dynamic=True)`) takes the frames of several cameras in one
+inference (`detect_batch`, which the pipeline uses; `max_batch`). Coordinates are in
 letterboxed input pixels and are mapped back to the frame. ONNX Runtime is imported when the detector
 is created, never by `import vireid`.
 """
@@ -55,6 +57,18 @@ NMS_INSIDE_MAX_ROWS = 1000
 raw single-class head at the smallest input (320) already has 6,300 candidate rows."""
 
 
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """A grey frame as 3-channel BGR (the network's input has three channels)."""
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+
+
+def _blob(padded: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
+    """A letterboxed BGR image as the network's `[3, H, W]` RGB input scaled to 0..1."""
+    return (cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).transpose(2, 0, 1).astype(dtype) / 255.0).astype(
+        dtype, copy=False
+    )
+
+
 class YoloDetector:
     """Person detector running a YOLO-format ONNX model with ONNX Runtime.
 
@@ -68,6 +82,10 @@ class YoloDetector:
         imgsz: input (H, W) when the model's input size is dynamic (default 640×640).
         layout: `auto` (channel-first output → `v8`, channel-last → `v5`), `v8` or `v5`.
         max_det: most boxes kept per frame.
+        max_batch: most frames per inference in `detect_batch` (the pipeline's cameras of one round)
+            when the model's batch dimension is dynamic; a model exported with batch 1 runs frame by
+            frame (`batchable` says which). Default: 16 on CUDA, 1 on the CPU, where a batch of 2 or 4
+            640×640 frames took 15-18 % longer than the same frames one by one (docs/pipeline.md).
 
     Raises:
         ArtifactError: the file is missing or not a single-input image detector.
@@ -89,11 +107,14 @@ class YoloDetector:
         imgsz: int | tuple[int, int] = 640,
         layout: str = "auto",
         max_det: int = 300,
+        max_batch: int | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise InputSpecError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if not classes:
             raise InputSpecError("classes must name at least one class index (COCO person: 0)")
+        if max_batch is not None and max_batch < 1:
+            raise InputSpecError(f"max_batch must be at least 1, got {max_batch}")
         self.path = Path(model)
         self._warned_non_finite = False
         if not self.path.is_file():
@@ -105,6 +126,11 @@ class YoloDetector:
         self._input = self._session.get_inputs()[0]
         self.input_size = self._input_size(imgsz)
         self._dtype: type[np.floating] = np.float16 if self._input.type == "tensor(float16)" else np.float32
+        on_cuda = self._session.get_providers()[0] == cfg.CUDA_EP
+        self.max_batch = int(max_batch) if max_batch is not None else (16 if on_cuda else 1)
+        self.batchable = self.max_batch > 1 and not isinstance(self._input.shape[0], int)
+        """Whether `detect_batch` runs several frames per inference (the model's batch is dynamic and
+        `max_batch` above 1)."""
 
     def _open(self, device: str, threads: int | None) -> Any:
         ort = require("onnxruntime", "onnx", "The YOLO person detector")
@@ -172,18 +198,55 @@ class YoloDetector:
 
     def detect(self, image: np.ndarray, frame: Frame | None = None) -> Detections:
         """People in a uint8 BGR (or grey) image."""
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return self.detect_batch([image])[0]
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], frames: Sequence[Frame | None] | None = None
+    ) -> list[Detections]:
+        """People in each of several uint8 BGR (or grey) images, of any sizes: one inference per
+        `max_batch` images when the model's batch size is dynamic (`batchable`), else one per image.
+        The pipeline calls this with every camera's frame of a round."""
         if self._session is None:
             raise StreamError(f"{self.path}: this detector was closed; create a new one")
-        padded, scale, (left, top) = letterbox(image, self.input_size)
-        blob = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(self._dtype) / 255.0
-        raw = self._session.run(None, {self._input.name: blob.astype(self._dtype, copy=False)})[0]
-        boxes, scores = self.decode(np.asarray(raw, dtype=np.float32))
+        step = self.max_batch if self.batchable else 1
+        found: list[Detections] = []
+        for start in range(0, len(images), step):
+            chunk = [_bgr(image) for image in images[start : start + step]]
+            placed = [letterbox(image, self.input_size) for image in chunk]
+            raw = self._infer(np.stack([_blob(padded, self._dtype) for padded, _, _ in placed]))
+            for image, (_, scale, offset), out in zip(chunk, placed, raw, strict=True):
+                found.append(self._in_frame(out, image.shape, scale, offset))
+        return found
+
+    def _infer(self, blob: np.ndarray) -> np.ndarray:
+        """The raw head output for a `[N, 3, H, W]` blob, `[N, ...]`. A model whose batch dimension is
+        declared dynamic but whose graph fixes it at 1 (a reshape of an export) fails on the first
+        batch: it is then run one image at a time from there on, with a warning."""
+        if len(blob) > 1:
+            try:
+                return np.asarray(self._session.run(None, {self._input.name: blob})[0], dtype=np.float32)
+            except Exception as exc:  # onnxruntime raises its own plain exception types
+                self.batchable = False
+                log.warning(
+                    "%s: the model's batch dimension is dynamic but a batch of %d failed (%s); detecting "
+                    "one frame at a time",
+                    self.path,
+                    len(blob),
+                    str(exc).splitlines()[0][:200],
+                )
+        parts = [self._session.run(None, {self._input.name: blob[i : i + 1]})[0] for i in range(len(blob))]
+        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+
+    def _in_frame(
+        self, raw: np.ndarray, shape: tuple[int, ...], scale: float, offset: tuple[int, int]
+    ) -> Detections:
+        """Decode one image's output and map its boxes from letterboxed input pixels to the frame."""
+        boxes, scores = self.decode(raw[None])
         if not len(boxes):
             return Detections.empty()
-        boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - left) / scale, 0, image.shape[1])
-        boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - top) / scale, 0, image.shape[0])
+        left, top = offset
+        boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - left) / scale, 0, shape[1])
+        boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - top) / scale, 0, shape[0])
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         return Detections(boxes[valid], scores[valid])
 

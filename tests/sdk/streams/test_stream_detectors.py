@@ -1,5 +1,6 @@
 """Detectors: `Detections`, NMS, the motion detector (synthetic frames and a generated scene vs ground
-truth), the YOLO-format ONNX detector (tiny models built here) and caller-supplied boxes."""
+truth), the YOLO-format ONNX detector (tiny models built here; batched across cameras in the pipeline)
+and caller-supplied boxes."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from vireid import ConfigError, InputSpecError
+from vireid import ConfigError, Embedder, InputSpecError
 from vireid.bench.scene import BoxScore, SceneTruth, score_boxes
 from vireid.errors import ArtifactError
-from vireid.streams import CallerBoxes, Detections, Frame, MotionDetector, YoloDetector, make_detector
+from vireid.streams import (
+    CallerBoxes,
+    Detections,
+    Frame,
+    MotionDetector,
+    Pipeline,
+    VideoSource,
+    YoloDetector,
+    make_detector,
+)
 from vireid.streams.assignment import iou_matrix
 from vireid.streams.detect import detector_class, nms
 from vireid.streams.detect.yolo import letterbox
@@ -250,6 +260,146 @@ def test_yolo_errors_name_the_problem(tmp_path: Path) -> None:
     # forced as v5 (a user's choice), impossible scores still stop it rather than mislabel a car
     with pytest.raises(ArtifactError, match=r"scores outside \[0, 1\]"):
         YoloDetector(nms_inside, layout="v5", threads=1).detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def _batch_yolo_model(path: Path, fixed_batch_in_graph: bool = False) -> Path:
+    """A v8-layout model with a dynamic batch whose person box moves with each image's brightness:
+    output[n] = `_CANDIDATES.T` with the person's cx shifted by 10 x the mean of image n (0..1). With
+    `fixed_batch_in_graph` the input still says dynamic but a Reshape pins the batch at 1 (what some
+    hand-edited exports do)."""
+    shift = np.zeros((1, 6, 10), np.float32)
+    shift[0, 0, 0] = 10.0
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),  # [N, 1, 1, 1]
+        helper.make_node("Reshape", ["mean", "per_image"], ["mean3"]),
+        helper.make_node("Mul", ["mean3", "shift"], ["moved"]),
+        helper.make_node("Add", ["table", "moved"], ["output0"]),
+    ]
+    per_image = [1, 1, 1] if fixed_batch_in_graph else [-1, 1, 1]
+    graph = helper.make_graph(
+        nodes,
+        "yolo_batch_fixture",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 6, 10])],
+        initializer=[
+            numpy_helper.from_array(_CANDIDATES.T[None].astype(np.float32), "table"),
+            numpy_helper.from_array(shift, "shift"),
+            numpy_helper.from_array(np.array(per_image, np.int64), "per_image"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def _frames_of_two_brightnesses() -> list[np.ndarray]:
+    """A dark colour frame at the model's size and a bright grey one twice as large (scale 0.5); no
+    letterbox padding, so each input's mean is 0 or 1."""
+    return [np.zeros((64, 64, 3), np.uint8), np.full((128, 128), 255, np.uint8)]
+
+
+def test_yolo_detects_several_frames_in_one_batched_inference(tmp_path: Path) -> None:
+    assert not YoloDetector(_batch_yolo_model(tmp_path / "dyn.onnx"), threads=1).batchable  # CPU default
+    detector = YoloDetector(tmp_path / "dyn.onnx", threads=1, max_batch=16)
+    assert detector.batchable
+    runs: list[np.ndarray] = []
+    detector._session = _CountingSession(detector._session, runs)
+    images = _frames_of_two_brightnesses()
+    batch = detector.detect_batch(images)
+    assert [len(b) for b in runs] == [2]  # both frames in one inference
+    alone = [detector.detect(image) for image in images]
+    assert [len(b) for b in runs] == [2, 1, 1]
+    for together, single in zip(batch, alone, strict=True):
+        np.testing.assert_allclose(together.boxes, single.boxes, atol=1e-4)
+        np.testing.assert_allclose(together.scores, single.scores, atol=1e-6)
+    # each image got its own output: the bright one's person moved right by 10 input px
+    np.testing.assert_allclose(batch[0].boxes[0], [24, 16, 40, 48], atol=1e-4)
+    np.testing.assert_allclose(batch[1].boxes[0], [68, 32, 100, 96], atol=1e-4)
+
+
+def test_yolo_batches_are_capped_by_max_batch_and_a_batch_1_model_runs_frame_by_frame(tmp_path: Path) -> None:
+    capped = YoloDetector(_batch_yolo_model(tmp_path / "dyn.onnx"), threads=1, max_batch=2)
+    runs: list[np.ndarray] = []
+    capped._session = _CountingSession(capped._session, runs)
+    assert len(capped.detect_batch([np.zeros((64, 64, 3), np.uint8)] * 5)) == 5
+    assert [len(b) for b in runs] == [2, 2, 1]
+    fixed = YoloDetector(_yolo_model(tmp_path / "b1.onnx", _CANDIDATES.T[None]), threads=1, max_batch=8)
+    assert not fixed.batchable
+    found = fixed.detect_batch([np.zeros((64, 64, 3), np.uint8)] * 3)
+    assert [len(d) for d in found] == [1, 1, 1]
+    with pytest.raises(InputSpecError, match="max_batch must be at least 1"):
+        YoloDetector(tmp_path / "dyn.onnx", max_batch=0)
+
+
+def test_a_model_declaring_a_dynamic_batch_it_cannot_run_falls_back_to_one_frame_with_a_warning(
+    tmp_path: Path, caplog
+) -> None:
+    pinned = _batch_yolo_model(tmp_path / "pinned.onnx", fixed_batch_in_graph=True)
+    detector = YoloDetector(pinned, threads=1, max_batch=8)
+    assert detector.batchable  # the input says so
+    images = _frames_of_two_brightnesses()
+    found = detector.detect_batch(images)
+    assert not detector.batchable and "a batch of 2 failed" in caplog.text
+    np.testing.assert_allclose(found[1].boxes[0], [68, 32, 100, 96], atol=1e-4)  # still each its own
+    caplog.clear()
+    assert len(detector.detect_batch(images)) == 2 and "failed" not in caplog.text  # warned once
+
+
+def test_the_pipeline_detects_every_cameras_frame_in_one_batched_call(
+    tmp_path: Path, contract_model: Path
+) -> None:
+    detector = YoloDetector(_batch_yolo_model(tmp_path / "dyn.onnx"), threads=1, max_batch=4)
+    runs: list[np.ndarray] = []
+    detector._session = _CountingSession(detector._session, runs)
+    cameras = [VideoSource("a.mp4", "visible", "a"), VideoSource("b.mp4", "infrared", "b")]
+    with Embedder(contract_model, device="cpu", threads=1) as embedder:
+        pipeline = Pipeline(cameras, embedder, detector=detector)
+        dark, bright = _frames_of_two_brightnesses()
+        for i in range(3):
+            pipeline.step([Frame.of(dark, "visible", "a", i), Frame.of(bright, "infrared", "b", i)])
+        stages = pipeline.stats().stages
+        boxes = {
+            cam: [r.box.tolist() for r in pipeline.matcher.records.values() if r.camera == cam]
+            for cam in "ab"
+        }
+        pipeline.stop()
+    assert [len(b) for b in runs] == [2, 2, 2]  # one inference per round for both cameras
+    assert stages["detect"].count == 6  # still one `detect` sample per frame (each its share)
+    # each camera tracks what its own frame's output holds: in the dark frame the person and its
+    # duplicate overlap (one box after NMS); in the bright one the person moved 10 input px off its
+    # duplicate (two boxes), at scale 0.5
+    assert np.allclose(boxes["a"], [[24, 16, 40, 48]], atol=0.5)
+    assert np.allclose(sorted(boxes["b"]), [[50, 34, 82, 98], [68, 32, 100, 96]], atol=0.5)
+
+
+def test_a_batch_detector_returning_the_wrong_number_of_results_is_named(contract_model: Path) -> None:
+    class Short(CallerBoxes):
+        def detect_batch(self, images, frames=None):
+            return [Detections.empty()]
+
+    cameras = [VideoSource("a.mp4", "visible", "a"), VideoSource("b.mp4", "infrared", "b")]
+    image = np.zeros((64, 64, 3), np.uint8)
+    with Embedder(contract_model, device="cpu", threads=1) as embedder:
+        pipeline = Pipeline(cameras, embedder, detector=Short(lambda f: []))
+        with pytest.raises(InputSpecError, match=r"Short\.detect_batch returned 1 results for 2 frames"):
+            pipeline.step([Frame.of(image, "visible", "a", 0), Frame.of(image, "infrared", "b", 0)])
+        pipeline.stop()
+
+
+class _CountingSession:
+    """Wraps a real ONNX Runtime session, recording each run's input batch (the detector's calls)."""
+
+    def __init__(self, session, runs: list) -> None:
+        self._session, self._runs = session, runs
+
+    def run(self, outputs, feeds):
+        self._runs.append(next(iter(feeds.values())))
+        return self._session.run(outputs, feeds)
+
+    def __getattr__(self, name: str):
+        return getattr(self._session, name)
 
 
 # ----- caller boxes -------------------------------------------------------------------------------
