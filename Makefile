@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(PY) tools/typecheck.py
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -438,8 +438,11 @@ def _int8_stage(chain: _Chain, onnx_path: Path, name: str) -> Path:
     options = chain.opt.int8 or Int8Options()
     if options.target is None:  # TensorRT parses signed symmetric QDQ only
         options = dataclasses.replace(options, target="tensorrt" if chain.builds_engine else "onnxruntime")
+    data = chain.opt.int8_data
+    if data is None:  # refused by `_check_data_folders` before the first step
+        raise ConfigError("the int8 step needs calibration images: pass --int8-data DIR")
     start = time.perf_counter()
-    result = to_int8(onnx_path, chain.out / f"{name}.int8.onnx", data=chain.opt.int8_data, options=options)
+    result = to_int8(onnx_path, chain.out / f"{name}.int8.onnx", data=data, options=options)
     chain.result.seconds["int8"] = time.perf_counter() - start
     chain.result.artifacts["int8"] = result.path
     kept = ", ".join(result.kept_float) or "none"

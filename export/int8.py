@@ -132,6 +132,11 @@ class Int8Options:
         if self.images < 2 or self.probe < 2:
             raise ConfigError(f"images and probe must be >= 2, got {self.images} and {self.probe}")
 
+    @property
+    def calibration_method(self) -> CalibrationMethod:
+        """`method` as the enum (`__post_init__` has parsed it already; the field also accepts a name)."""
+        return CalibrationMethod.parse(self.method)
+
 
 @dataclass(frozen=True)
 class CalibrationSet:
@@ -172,9 +177,9 @@ def training_images(root: str | Path) -> tuple[Any, set[int]]:
     if (root / "exp").is_dir():
         data = SysuMM01(root)
         return data.train_set(), set(data.ids("test"))
-    data = RegDB(root)
-    test = data.split(1, "test", Modality.VISIBLE)
-    return data.train_set(1), {int(p) for p in test.pids}
+    regdb = RegDB(root)
+    test = regdb.split(1, "test", Modality.VISIBLE)
+    return regdb.train_set(1), {int(p) for p in test.pids}
 
 
 def calibration_set(
@@ -323,7 +328,7 @@ def to_int8(
             return float(np.mean(_cosines(_embed(target, probe, card), reference)))
 
         result = Int8Result(out)
-        with timed(f"INT8 calibration ({len(calib.modality)} images, {options.method.value})"):
+        with timed(f"INT8 calibration ({len(calib.modality)} images, {options.calibration_method.value})"):
             result.sensitivity["all"] = quantise([], Path(tmp) / "all.onnx")
         excluded: list[str] = []
         if options.sensitivity:
@@ -340,7 +345,7 @@ def to_int8(
     int8_card = card.replace(
         precision=Precision.INT8,
         calibration={
-            "method": options.method.value,
+            "method": options.calibration_method.value,
             "images": len(calib.modality),
             "visible_fraction": calib.visible_fraction,
             "infrared_fraction": 1.0 - calib.visible_fraction,
@@ -394,7 +399,7 @@ def _quantize(
         CalibrationMethod.MINMAX: quant.CalibrationMethod.MinMax,
         CalibrationMethod.ENTROPY: quant.CalibrationMethod.Entropy,
         CalibrationMethod.PERCENTILE: quant.CalibrationMethod.Percentile,
-    }[options.method]
+    }[options.calibration_method]
     tensorrt = options.target == "tensorrt"  # None: onnxruntime
     try:
         with quiet_quantiser():

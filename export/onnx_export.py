@@ -96,7 +96,8 @@ def _trace(model: Any, opset: int) -> bytes:
         torch.onnx.export(
             model,
             (images, modality),
-            buffer,
+            # torch types `f` as a path only; the TorchScript exporter (dynamo=False) takes a file object
+            buffer,  # type: ignore[arg-type]
             opset_version=opset,
             input_names=list(IO_NAMES[:2]),
             output_names=[IO_NAMES[2]],

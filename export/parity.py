@@ -192,7 +192,7 @@ def synthetic_gallery(
         for code, cam in ((0, 1), (1, 3)):
             rng = np.random.default_rng([seed, pid, cam])
             camera = SYSU_CAMERAS[cam].at(difficulty)
-            crops.append(render_crop(seed, person, camera, difficulty, rng, size=tuple(size)))
+            crops.append(render_crop(seed, person, camera, difficulty, rng, size=(size[0], size[1])))
             modality.append(code)
             pids.append(pid)
     images = preprocess_crops(crops, size)
@@ -223,7 +223,9 @@ def _input_size(reference: Side, candidate: Side, inputs: Any) -> tuple[int, int
         )
     if sizes:
         return sizes.pop()
-    shape = getattr(inputs[0], "shape", ()) if isinstance(inputs, (tuple, list)) and inputs else ()
+    shape: tuple[int, ...] = (
+        getattr(inputs[0], "shape", ()) if isinstance(inputs, (tuple, list)) and inputs else ()
+    )
     if len(shape) != 4:
         raise InputSpecError("neither side states its input size; pass inputs=(images, modality)")
     return int(shape[1]), int(shape[2])
@@ -246,7 +248,8 @@ def retrieval_agreement(
     else:
         everything = np.ones(len(modality), bool)
         directions = [(everything, everything)]
-    top1, topk = [], []
+    top1: list[bool] = []
+    topk: list[float] = []
     for queries, gallery in directions:
         ranks, all_scores = [], []
         for emb in (reference, candidate):

@@ -68,7 +68,7 @@ def capture_thread_stdout() -> Iterator[io.StringIO]:
         else:
             if _router is None or sys.stdout is not _router:
                 _router = _ThreadRoutedStdout(sys.stdout)
-                sys.stdout = _router  # type: ignore[assignment]
+                sys.stdout = _router
             router = _router
             outer = router.captures.get(ident)
             router.captures[ident] = buffer
@@ -81,8 +81,9 @@ def capture_thread_stdout() -> Iterator[io.StringIO]:
                     router.captures[ident] = outer
                 else:
                     router.captures.pop(ident, None)
+                stream = router.stream  # read first: mypy widens `router` back to Optional after `is`
                 if not router.captures and sys.stdout is router:
-                    sys.stdout = router.stream
+                    sys.stdout = stream
                     _router = None
 
 

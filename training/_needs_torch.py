@@ -3,6 +3,11 @@ the `train` extra, instead of a bare ModuleNotFoundError from deep inside them."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from vireid.errors import require
 
-torch = require("torch", "train", "vireid.training's models, losses, pretrained weights and trainer")
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = require("torch", "train", "vireid.training's models, losses, pretrained weights and trainer")

@@ -248,7 +248,7 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str, source: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, prefix=f"{key}.", source=source)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -250,7 +250,8 @@ class _EmbedOnce:
     """An `EmbedFn` that remembers each (path, modality)'s vector, so a second protocol run reuses it."""
 
     def __init__(self, embed: EmbedFn) -> None:
-        self._embed, self._seen = embed, {}
+        self._embed = embed
+        self._seen: dict[tuple[Path, int], np.ndarray] = {}
 
     def __call__(self, paths: Sequence[Path], modality: Modality) -> np.ndarray:
         todo = [p for p in dict.fromkeys(paths) if (p, int(modality)) not in self._seen]

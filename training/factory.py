@@ -17,7 +17,7 @@ from vireid.errors import ConfigError
 from .config import TrainConfig
 from .data.imageset import ImageSet
 from .losses.criterion import MODEL_LOSSES, ReIDCriterion
-from .models.base import MODELS, ReIDModel
+from .models.base import MODELS, ReIDModel, model_class
 from .models.build import build_model_from_config
 from .models.config import ModelConfig
 
@@ -78,7 +78,7 @@ def _produces(model: ReIDModel, output: str) -> bool:
 def _models_producing(output: str) -> list[str]:
     if output == "part_features":
         return ["mspac", "psmg", "mpanet", "baseline with parts"]
-    return [name for name in MODELS.names() if output in MODELS.get(name).provides]
+    return [name for name in MODELS.names() if output in model_class(name).provides]
 
 
 def input_size_of(model_config: Mapping[str, Any]) -> tuple[int, int]:

@@ -12,14 +12,17 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vireid.errors import ArtifactError, ConfigError
 
 from ._needs_torch import torch
 from .models.backbones import STEM_PREFIXES, TwoStreamResNet
 
-Tensor, nn = torch.Tensor, torch.nn
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+else:
+    Tensor, nn = torch.Tensor, torch.nn
 
 log = logging.getLogger(__name__)
 

@@ -38,6 +38,7 @@ from .factory import (
     training_images,
 )
 from .images import ImageStore
+from .models.base import ReIDModel
 from .models.heads import GeM
 from .precision import autocast_dtype
 from .sampler import CrossModalIdentitySampler
@@ -46,7 +47,10 @@ from .schedule import lr_factor
 nn = torch.nn
 log = logging.getLogger("vireid.train")
 
-_DTYPE_NAMES = {torch.float16: "float16 autocast", torch.bfloat16: "bfloat16 autocast"}
+_DTYPE_NAMES: dict[torch.dtype | None, str] = {
+    torch.float16: "float16 autocast",
+    torch.bfloat16: "bfloat16 autocast",
+}
 
 _KEEP_PRECISION = {  # (what the earlier epochs computed in, this run's device type) -> the setting
     ("float32", "cpu"): "--set run.cpu_precision=fp32",
@@ -157,7 +161,8 @@ class Trainer:
         # Channels-last weights: the images arrive NHWC, so every convolution then runs without
         # reordering its filters or activations (12 % faster steps on the 2-core CPU, demo config).
         model = build_model(config.model, self.num_classes, with_pretrained=not resume)  # resume: ckpt
-        self.model = model.to(self.device, memory_format=torch.channels_last)
+        # torch's Module.to overloads omit memory_format, which it takes at runtime
+        self.model: ReIDModel = model.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.criterion = build_criterion(config, self.num_classes, self.model).to(self.device)
         self.optimizer = self._optimizer()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self._amp)
@@ -217,7 +222,9 @@ class Trainer:
         opt = self.cfg.optim
         pretrained = bool(self.cfg.model.get("pretrained"))
         exponents = {id(m.p) for m in self.model.modules() if isinstance(m, GeM)}
-        backbone, head, gem = [], [], []
+        backbone: list[torch.nn.Parameter] = []
+        head: list[torch.nn.Parameter] = []
+        gem: list[torch.nn.Parameter] = []
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
@@ -474,10 +481,8 @@ class Trainer:
             raise
 
     def _validate(self, epoch: int) -> dict[str, float]:
-        protocol, trials = (
-            self.cfg.data.val_protocol or DEFAULT_VAL_PROTOCOL[self.cfg.data.dataset],
-            self.cfg.data.val_trials,
-        )
+        protocol = self.cfg.data.val_protocol or DEFAULT_VAL_PROTOCOL[self.cfg.data.dataset]
+        trials: int | list[int] = self.cfg.data.val_trials
         if self.cfg.data.dataset == "regdb":
             trials = [self.cfg.data.regdb_trial]  # other splits' test ids are this split's training ids
         result = evaluate_model(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from .. import jsonio
 from .argtypes import _number, non_negative_int, positive_float, positive_int, seed, subcommand
@@ -114,7 +115,7 @@ def _size(text: str) -> dict[str, int]:
         raise ConfigError(f"--size must look like 640x480 (width x height), got {text!r}") from None
 
 
-def _settings(args: argparse.Namespace) -> dict[str, object]:
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """Options the user gave (None means: the generator's default)."""
     names = {
         "sysu": ("seed", "difficulty", "ids", "images_per_camera", "test_ids", "val_ids"),

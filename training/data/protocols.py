@@ -53,7 +53,9 @@ class Protocol(Choice):
 
     def reversed(self) -> Protocol | None:
         """RegDB's other direction; None for SYSU, whose reverse is `run_protocol(..., reverse=True)`."""
-        return {Protocol.REGDB_V2T: Protocol.REGDB_T2V, Protocol.REGDB_T2V: Protocol.REGDB_V2T}.get(self)
+        other = {Protocol.REGDB_V2T: Protocol.REGDB_T2V, Protocol.REGDB_T2V: Protocol.REGDB_V2T}.get(self)
+        # Protocol(member) is the member itself; it tells mypy the type (it sees `Choice` as Any)
+        return None if other is None else Protocol(other)
 
 
 @dataclass(frozen=True)
@@ -223,18 +225,18 @@ def check_dataset(
         ConfigError: an unknown protocol, multi-shot on RegDB, or trials the protocol has not.
         DatasetError: the folder does not follow the protocol's layout, or a file the run reads is bad.
     """
-    protocol = Protocol.parse(protocol)
-    trial_ids = _trial_list(trials, protocol)
-    if protocol.is_sysu:
+    proto: Protocol = Protocol.parse(protocol)
+    trial_ids = _trial_list(trials, proto)
+    if proto.is_sysu:
         data = SysuMM01(root)
         if shots not in (1, MULTI_SHOT):
             raise ConfigError(f"shots must be 1 (single-shot) or 10 (multi-shot), got {shots}")
-        data.check_protocol(_sysu_mode(protocol), shots)
+        data.check_protocol(_sysu_mode(proto), shots)
     else:
         regdb = RegDB(root)
         if shots != 1:
             raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
-        _regdb_test_splits(regdb, protocol, trial_ids)
+        _regdb_test_splits(regdb, proto, trial_ids)
 
 
 def _sysu_mode(protocol: Protocol) -> str:
@@ -272,29 +274,27 @@ def run_protocol(
 
     `rerank` ranks each trial by k-reciprocal re-ranking over its queries and gallery together.
     """
-    protocol = Protocol.parse(protocol)
+    proto: Protocol = Protocol.parse(protocol)
     if max_rank < 1:
         raise ConfigError(f"max_rank must be >= 1, got {max_rank}")
-    if split != "test" and not protocol.is_sysu:
+    if split != "test" and not proto.is_sysu:
         raise ConfigError(f"RegDB protocols run on a split's test identities; got split {split!r}")
-    if reverse and not protocol.is_sysu:
-        return run_protocol(
-            embed, root, protocol.reversed() or protocol, shots, trials, max_rank, rerank=rerank
-        )
-    trial_ids = _trial_list(trials, protocol)
+    if reverse and not proto.is_sysu:
+        return run_protocol(embed, root, proto.reversed() or proto, shots, trials, max_rank, rerank=rerank)
+    trial_ids = _trial_list(trials, proto)
     cache = _EmbeddingCache(embed)
-    if protocol.is_sysu:
+    if proto.is_sysu:
         distance = _distance_fn(rerank)
         results = _run_sysu(
-            cache, SysuMM01(root), protocol, shots, trial_ids, max_rank, distance, reverse, split
+            cache, SysuMM01(root), proto, shots, trial_ids, max_rank, distance, reverse, split
         )
     else:
         if shots != 1:
             raise ConfigError("RegDB has no multi-shot protocol; use shots=1")
-        results = _run_regdb(cache, RegDB(root), protocol, trial_ids, max_rank, _distance_fn(rerank))
+        results = _run_regdb(cache, RegDB(root), proto, trial_ids, max_rank, _distance_fn(rerank))
     cmc = np.mean([_pad(t.metrics.cmc, max_rank) for t in results], axis=0)
     return ProtocolResult(
-        protocol=protocol, shots=shots, trials=tuple(results), cmc=cmc, reverse=reverse, rerank=rerank
+        protocol=proto, shots=shots, trials=tuple(results), cmc=cmc, reverse=reverse, rerank=rerank
     )
 
 

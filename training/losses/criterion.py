@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from vireid.errors import ConfigError
 
 from ..models.base import ModelOutput
+from .mecen import MeCenLoss
 from .registry import LOSSES
 
 _MECEN_KEYS = ("weight", "center", "margin", "exp", "m", "clamp")
@@ -95,9 +96,7 @@ class ReIDCriterion(nn.Module):
         self.gid, self.pid, self.triplet_weight = float(gid), float(pid), float(triplet)
         self.identity = LOSSES.build("identity", label_smoothing=label_smoothing)
         use_mecen = self.mecen_weight > 0 and mecen.get("center", True)
-        self.mecen = (
-            LOSSES.build("mecen", num_classes=num_classes, feat_dim=feat_dim, **mecen) if use_mecen else None
-        )
+        self.mecen = MeCenLoss(num_classes=num_classes, feat_dim=feat_dim, **mecen) if use_mecen else None
         self.triplet = LOSSES.build("triplet", margin=triplet_margin) if triplet > 0 else None
         weights = {
             "center_alignment": center_alignment,
@@ -124,7 +123,8 @@ class ReIDCriterion(nn.Module):
     @classmethod
     def from_config(cls, loss_config: Any, num_classes: int, feat_dim: int) -> ReIDCriterion:
         """Build from the trainer's `loss` section (a `LossConfig` dataclass or its dict)."""
-        data = dataclasses.asdict(loss_config) if dataclasses.is_dataclass(loss_config) else dict(loss_config)
+        is_instance = dataclasses.is_dataclass(loss_config) and not isinstance(loss_config, type)
+        data = dataclasses.asdict(loss_config) if is_instance else dict(loss_config)
         return cls(num_classes, feat_dim, **data)
 
     def forward(

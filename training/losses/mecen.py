@@ -46,6 +46,8 @@ class MeCenLoss(nn.Module):
         normalize: L2-normalise the features before the distance (the project's decision).
     """
 
+    clamp_hits: Tensor  # buffer (register_buffer): the number of clamped exponents
+
     def __init__(
         self,
         num_classes: int,

@@ -14,6 +14,7 @@ backbone by name whatever the split point (see `vireid.training.pretrained`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -78,7 +79,7 @@ class Stem(nn.Module):
     """One modality's branch: the ResNet stem (7×7/2 convolution, BN, ReLU, 3×3/2 max-pool) followed by
     the modality-specific residual stages, if any (`layer1`… as attributes, torchvision's names)."""
 
-    def __init__(self, width: int, stages: dict[str, nn.Module] | None = None) -> None:
+    def __init__(self, width: int, stages: Mapping[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -147,7 +148,9 @@ class TwoStreamResNet(nn.Module):
         if share_convs:
             self._tie_branch_convs()
 
-    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self._inplanes != planes * block.expansion:
             downsample = nn.Sequential(

@@ -72,6 +72,8 @@ class ReIDModel(nn.Module):
     """Extra training outputs (`ModelOutput.extras` keys) the model produces for its losses."""
     maps_channels_last: ClassVar[bool] = False
     """`refine` returns `[N, H, W, C]` maps instead of `[N, C, H, W]` (see `MSPAC`)."""
+    pixel_mean: Tensor  # buffers (register_buffer): ImageNet statistics, 0-255, `[1, 1, 1, 3]`
+    pixel_std: Tensor
 
     def __init__(self, config: ModelConfig, num_classes: int) -> None:
         super().__init__()
@@ -183,6 +185,15 @@ class ReIDModel(nn.Module):
         images = torch.randint(0, 256, (batch, height, width, 3), dtype=torch.uint8, generator=generator)
         modality = (torch.arange(batch) % 2).to(torch.int32)
         return images.to(device), modality.to(device)
+
+
+def model_class(name: str) -> type[ReIDModel]:
+    """The model class registered under `name` (`MODELS` holds `ReIDModel` subclasses only), for its
+    class attributes; raises `ConfigError` listing the options on a miss."""
+    factory = MODELS.get(name)
+    if not (isinstance(factory, type) and issubclass(factory, ReIDModel)):
+        raise TypeError(f"model {name!r} is registered with {factory!r}, not a ReIDModel subclass")
+    return factory
 
 
 def _pixel_stat(values: tuple[float, float, float]) -> Tensor:

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .base import MODELS, ReIDModel
+from .base import ReIDModel, model_class
 from .config import ModelConfig
 
 
@@ -25,7 +25,7 @@ def build_model_from_config(
         The model in training mode; `model.config` is the resolved config.
     """
     config = ModelConfig.from_dict(config)
-    model_cls = MODELS.get(config.name)
+    model_cls = model_class(config.name)
     defaults = {"parts": tuple(getattr(model_cls, "default_parts", ())), **model_cls.default_config}
     unset = {key: value for key, value in defaults.items() if getattr(config, key) is None}
     if unset:

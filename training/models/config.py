@@ -101,8 +101,9 @@ class ModelConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Build from a (JSON/YAML) mapping; unknown keys raise `ConfigError` listing the known ones."""
+    def from_dict(cls, data: ModelConfig | Mapping[str, Any]) -> ModelConfig:
+        """Build from a (JSON/YAML) mapping (a `ModelConfig` is returned as is); unknown keys raise
+        `ConfigError` listing the known ones."""
         if isinstance(data, ModelConfig):
             return data
         if not isinstance(data, Mapping):

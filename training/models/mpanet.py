@@ -43,10 +43,9 @@ class ModalityAlleviation(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 1)
         self.norm = nn.InstanceNorm2d(channels, affine=True)
-        self.gate = nn.Sequential(
-            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels)
-        )
-        nn.init.constant_(self.gate[2].bias, -2.0)  # start close to the identity (g ≈ 0.12)
+        squeeze, excite = nn.Linear(channels, hidden), nn.Linear(hidden, channels)
+        self.gate = nn.Sequential(squeeze, nn.ReLU(inplace=True), excite)
+        nn.init.constant_(excite.bias, -2.0)  # start close to the identity (g ≈ 0.12)
 
     def forward(self, x: Tensor) -> Tensor:
         gate = torch.sigmoid(self.gate(x.mean(dim=(2, 3))))[:, :, None, None]
@@ -94,11 +93,10 @@ class MPANet(ReIDModel):
         channels = self.backbone.out_channels
         self.alleviation = ModalityAlleviation(channels, config.reduction)
         self.pattern = PatternAlignment(channels, self.num_part_features)
-        self.modality_classifiers = nn.ModuleList(
-            nn.Linear(channels, num_classes, bias=False) for _ in range(2)
-        )
-        for classifier in self.modality_classifiers:
+        classifiers = [nn.Linear(channels, num_classes, bias=False) for _ in range(2)]
+        for classifier in classifiers:
             nn.init.normal_(classifier.weight, std=0.001)
+        self.modality_classifiers = nn.ModuleList(classifiers)
 
     @property
     def num_part_features(self) -> int:

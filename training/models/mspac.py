@@ -10,7 +10,7 @@ classifier head for the `pid` loss (training only).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -59,7 +59,8 @@ class PartCascade(nn.Module):
         x, part_maps = fmap.permute(0, 2, 3, 1), []
         for count, attentions in zip(self.parts, self.stages, strict=True):
             stripes = split_rows(x, count, dim=1)
-            attended = [attn(stripe) for attn, stripe in zip(attentions, stripes, strict=True)]
+            stage = cast(nn.ModuleList, attentions)  # torch types ModuleList items as Module
+            attended = [attn(stripe) for attn, stripe in zip(stage, stripes, strict=True)]
             if count > 1:
                 part_maps.extend(attended)
             x = torch.cat(attended, dim=1) if count > 1 else attended[0]

@@ -13,6 +13,7 @@ renderers), `cameras` (camera profiles and backdrops), `sysu` / `regdb` / `scene
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .scene import generate_scene
 from .sysu import generate_sysu
 from .writer import SynthResult
 
-_KINDS = {
+_KINDS: dict[str, tuple[Callable[..., Any], Callable[..., SynthResult]]] = {
     "sysu": (SysuConfig, generate_sysu),
     "regdb": (RegDBConfig, generate_regdb),
     "scene": (SceneConfig, generate_scene),

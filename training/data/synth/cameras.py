@@ -127,8 +127,9 @@ def _indoor(img: np.ndarray, rng: np.random.Generator, thermal: bool, clutter: i
     floor = 0.3 if thermal else _neutral(rng, 0.2, 0.5)
     _rect(img, 0, 0, w, floor_y, wall)
     _rect(img, 0, floor_y, w, h, floor)
-    for x in range(0, w, int(rng.integers(40, 90))):  # floor tiles
-        cv2.line(img, (x, floor_y), (int(x + (x - w / 2) * 0.8), h), 0.27 if thermal else (0.3, 0.3, 0.3), 1)
+    for tile_x in range(0, w, int(rng.integers(40, 90))):  # floor tiles
+        end = (int(tile_x + (tile_x - w / 2) * 0.8), h)
+        cv2.line(img, (tile_x, floor_y), end, 0.27 if thermal else (0.3, 0.3, 0.3), 1)
     for _ in range(clutter):
         kind = rng.integers(4)
         x, cw = rng.uniform(0, w), rng.uniform(30, 110)
@@ -179,10 +180,10 @@ def backdrop(
     """The static scene a camera looks at: float32 `[H, W, 3]` RGB or `[H, W]` temperature, in [0, 1]."""
     rng = rng_for(seed, "backdrop", camera.name)
     thermal = camera.modality is Modality.INFRARED
-    img = np.zeros(size if thermal else (*size, 3), np.float32)
+    img: np.ndarray = np.zeros(size if thermal else (*size, 3), np.float32)
     clutter = round((6 + 10 * float(rng.random())) * min(1.5, 0.3 + 0.7 * difficulty))
     (_indoor if camera.indoor else _outdoor)(img, rng, thermal, clutter)
-    texture = rng.normal(0.0, 0.03 if thermal else 0.04, size).astype(np.float32)
+    texture: np.ndarray = rng.normal(0.0, 0.03 if thermal else 0.04, size).astype(np.float32)
     texture = cv2.GaussianBlur(texture, (0, 0), 1.5)
     img += texture if thermal else texture[..., None]
     img = cv2.GaussianBlur(img, (0, 0), 0.8)

@@ -230,7 +230,7 @@ def infrared_sensor(
     level = camera.level + 0.04 * difficulty * float(rng.standard_normal())
     grey = (level + gain * temp) * 255.0
     lh, lw = max(8, round(h * camera.resolution)), max(4, round(w * camera.resolution))
-    small = cv2.resize(grey.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
+    small: np.ndarray = cv2.resize(grey.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), camera.blur)
     small += rng.normal(0.0, camera.noise, small.shape).astype(np.float32)
     small += rng.normal(0.0, camera.noise * 0.5, (1, lw)).astype(np.float32)  # column fixed-pattern noise

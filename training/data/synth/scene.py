@@ -272,7 +272,7 @@ def _render_camera(args: tuple[str, SceneConfig, Modality]) -> int:
 
 
 def _to_bgr(frame: np.ndarray, config: SceneConfig) -> np.ndarray:
-    out = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
     if out.ndim == 2:
         out = cv2.resize(out, (config.width, config.height), interpolation=cv2.INTER_LINEAR)
         return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
@@ -289,7 +289,7 @@ def _write_png16(path: Path, frame: np.ndarray, config: SceneConfig) -> None:
 
 
 def _open_writer(path: Path, config: SceneConfig) -> cv2.VideoWriter:
-    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+    fourcc = cv2.VideoWriter.fourcc(*"mp4v")
     writer = cv2.VideoWriter(str(path), fourcc, float(config.fps), (config.width, config.height), True)
     if not writer.isOpened():
         raise DatasetError(path, "OpenCV cannot open an mp4v video writer here (no FFmpeg backend?)")

@@ -128,8 +128,10 @@ def prepare_out_dir(
 def _refuse_another_kind(root: Path, existing: dict[str, Any] | None, meta: dict[str, Any]) -> None:
     """A folder holding another kind of dataset (finished, interrupted or real) is never written over:
     --overwrite removes only the asked kind's own folders and would leave two layouts mixed."""
-    ours = existing is not None and existing.get("generator") == "vireid.synth"
-    kinds = {existing.get("kind") if ours else None, layout_of(root)} - {None, meta.get("kind")}
+    own_kind = None  # the kind recorded by vireid.synth in the folder's metadata
+    if existing is not None and existing.get("generator") == "vireid.synth":
+        own_kind = existing.get("kind")
+    kinds = {kind for kind in (own_kind, layout_of(root)) if kind is not None and kind != meta.get("kind")}
     if kinds:
         kind = sorted(kinds)[0]
         raise DatasetError(
