@@ -1,4 +1,5 @@
-"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, purge, export, import.
+"""Manage a gallery of enrolled identities: enroll, list, remove, rename, search, purge, export, import,
+backup.
 
 Examples:
   vireid gallery enroll --gallery g.db --model m.onnx --name alice --modality visible crops/alice/
@@ -6,6 +7,7 @@ Examples:
   vireid gallery list --gallery g.db
   vireid gallery export --gallery g.db --out g.npz --allow-biometric-export
   vireid gallery import --gallery new.db g.npz
+  vireid gallery backup g.db backups/g.db
   vireid gallery purge --gallery g.db --older-than-days 30
 """
 
@@ -92,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "purge",
         "retention: delete embeddings, events and videos older than N days",
-        parents=[_gallery_options(required=False)],
+        parents=[_gallery_options(required=False, also="; needed unless --keep-embeddings")],
     )
     purge.add_argument("--older-than-days", type=positive_float, required=True, help="age limit in days")
     keep = purge.add_mutually_exclusive_group()
@@ -135,15 +137,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--on-conflict", choices=("error", "merge", "skip"), default="error", help="name clashes"
     )
 
+    backup = subcommand(
+        sub,
+        parser,
+        "backup",
+        "write a consistent copy of the gallery database, also while `vireid run` writes to it",
+        parents=[_gallery_options(required=False, also="; or give it as GALLERY")],
+        usage="%(prog)s [-h] [--key-file KEY_FILE] [--overwrite] GALLERY OUT",
+    )
+    backup.add_argument("source", type=Path, metavar="GALLERY", help="the gallery database file (.db)")
+    backup.add_argument(
+        "out", type=Path, nargs="?", metavar="OUT", help="the backup file to write (owner-only, atomically)"
+    )
+    backup.add_argument("--overwrite", action="store_true", help="replace an existing OUT file")
 
-def _gallery_options(required: bool) -> argparse.ArgumentParser:
+
+def _gallery_options(required: bool, also: str = "") -> argparse.ArgumentParser:
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
-        "--gallery",
-        "-g",
-        type=Path,
-        required=required,
-        help="gallery database file (.db)" + ("" if required else "; needed unless --keep-embeddings"),
+        "--gallery", "-g", type=Path, required=required, help="gallery database file (.db)" + also
     )
     where.add_argument(
         "--key-file",
@@ -164,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         "search": _search,
         "export": _export,
         "import": _import,
+        "backup": _backup,
     }
     return actions[args.action](args)
 
@@ -308,6 +321,29 @@ def _import(args: argparse.Namespace) -> int:
     print(
         f"imported {added} embeddings into {args.gallery}: {new} new identities "
         f"({len(manifest['identities'])} in {args.file}, --on-conflict {args.on_conflict})"
+    )
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from vireid.errors import InputSpecError
+    from vireid.gallery import Gallery
+
+    # `backup GALLERY OUT`, or `backup --gallery GALLERY OUT` like the other gallery commands
+    source, out = (args.source, args.out) if args.gallery is None else (args.gallery, args.source)
+    if out is None or (args.gallery is not None and args.out is not None):
+        given = " ".join(str(p) for p in (args.gallery, args.source, args.out) if p is not None)
+        raise InputSpecError(
+            f"backup takes the gallery and the backup file, got: {given}; e.g. "
+            "`vireid gallery backup site.db backups/site.db` (or --gallery site.db backups/site.db)"
+        )
+    with Gallery.open(source, key_file=args.key_file) as gallery:
+        written = gallery.backup(out, overwrite=args.overwrite)
+    with Gallery.open(written, key_file=args.key_file) as copy:  # what the copy holds, read back from it
+        info = copy.info()
+    print(
+        f"backed up {info.num_identities} identities, {info.num_embeddings} embeddings of {source} to "
+        f"{written} ({_size(written.stat().st_size)}, owner-only)"
     )
     return 0
 
@@ -485,3 +521,10 @@ def _parse_meta(items: Sequence[str]) -> dict[str, str]:
 
 def _exists(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"

@@ -74,19 +74,20 @@ def _read_key_file(path: Path) -> str:
     return key
 
 
-def connect(path: str, key: str, timeout: float) -> Any:
-    """An SQLCipher connection with `key` applied (raises `MissingDependencyError` naming the extra).
+def connect(path: str, key: str, timeout: float) -> tuple[Any, str]:
+    """An SQLCipher connection with `key` applied (raises `MissingDependencyError` naming the extra), and
+    the key that opened it: a backup must be keyed the same (see `connect_new`).
 
     A gallery created by a vireid that took `$VIREID_GALLERY_KEY` as is (before `passphrase` stripped
     it) is keyed with the variable's whitespace too: when `key` is wrong and the raw variable differs
     from it only by that, the raw value is tried, so such a gallery still opens (with a warning)."""
     try:
-        return _connect(path, key, timeout)
+        return connect_new(path, key, timeout), key
     except database_errors() as exc:
         raw = os.environ.get(KEY_ENV, "")
         if "not a database" not in str(exc) or raw == key or passphrase(raw) != key:
             raise
-        conn = _connect(path, raw, timeout)  # a wrong key again: the same error as before
+        conn = connect_new(path, raw, timeout)  # a wrong key again: the same error as before
     log.warning(
         "%s: opened with $%s including its surrounding whitespace: an older vireid, which kept that "
         "whitespace in the key, created this gallery. To key it by the stripped passphrase, `vireid "
@@ -94,10 +95,12 @@ def connect(path: str, key: str, timeout: float) -> Any:
         path,
         KEY_ENV,
     )
-    return conn
+    return conn, raw
 
 
-def _connect(path: str, key: str, timeout: float) -> Any:
+def connect_new(path: str, key: str, timeout: float) -> Any:
+    """An SQLCipher connection keyed with exactly `key` (no fallback): for a file vireid creates, such
+    as a backup's, and by `connect`."""
     dbapi = require("sqlcipher3.dbapi2", "crypto", "Encrypted galleries (SQLCipher)")
     conn = dbapi.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     quoted = key.replace("'", "''")

@@ -448,6 +448,27 @@ class Gallery:
         with self._guard("export"):
             return export_npz(self._store, target)
 
+    def backup(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write a consistent copy of the gallery database to `path`, also while other processes write.
+
+        The copy is one committed state taken with SQLite's online backup API (WAL included; a writer
+        such as `vireid run` goes on meanwhile), written to a temporary file beside `path`, checked and
+        renamed into place: `path` is either the whole backup or untouched. It is owner-only (0600) and a
+        gallery like this one (same identities, embeddings, ids, schema version and embedding space) that
+        opens with `Gallery.open(path)`; an encrypted gallery's copy is encrypted with the same key.
+        Restore by putting it in the gallery's place with no process using it (see docs/gallery.md).
+        This object's other calls wait while the copy runs (about as long as reading the file).
+
+        Raises:
+            GalleryError: `path` is this gallery or one of its SQLite files, a folder, exists and
+                `overwrite` is false, is in use (its `-wal` exists), cannot be written, or the copy fails
+                its checks (a damaged gallery); nothing is left at `path` then.
+        """
+        from .backup import backup
+
+        with self._guard("back up"):
+            return backup(self._store, Path(path), overwrite)
+
     def import_npz(self, path: str | Path, on_conflict: str = "error") -> int:
         """Add the identities of an exported `.npz` in one transaction; returns embeddings added.
 

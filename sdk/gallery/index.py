@@ -245,8 +245,8 @@ class RowTable:
             self.counters = (-1, -1)  # nothing half-read is kept: the next call reads everything again
             raise GalleryError(
                 f"{store.path}: the gallery is damaged: embeddings belong to identity ids "
-                f"{orphans[:5]} that its identities table lacks; restore the file from a backup or "
-                "an export (vireid gallery import)"
+                f"{orphans[:5]} that its identities table lacks; restore the file from a backup "
+                "(one `vireid gallery backup` wrote) or an export (`vireid gallery import`)"
             )
 
     def _reconcile(self, store: GalleryStore, conn: sqlite3.Connection) -> None:

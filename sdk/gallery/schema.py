@@ -184,7 +184,7 @@ def read_meta(conn: sqlite3.Connection, path: str) -> GalleryMeta:
     except (KeyError, ValueError) as exc:
         raise GalleryError(
             f"{path}: gallery meta table is damaged ({exc!r} missing or malformed); restore the file "
-            "from a backup or an export (`vireid gallery import`)."
+            "from a backup (one `vireid gallery backup` wrote) or an export (`vireid gallery import`)."
         ) from exc
 
 
@@ -202,7 +202,8 @@ def _checked_version(conn: sqlite3.Connection, path: str) -> int:
     if version < 0:  # SQLite's user_version is a signed 32-bit header field: a damaged header
         raise GalleryError(
             f"{path}: the gallery's schema version reads {version}, which no vireid writes: the file's "
-            "header is damaged. Restore it from a backup or an export (vireid gallery import)."
+            "header is damaged. Restore it from a backup (one `vireid gallery backup` wrote) or an export "
+            "(`vireid gallery import`)."
         )
     if version > SCHEMA_VERSION:
         raise GalleryError(

@@ -86,7 +86,8 @@ class Float32Codec:
         if len(blob) != 4 * self.dim:
             raise GalleryError(
                 f"{where}: stored vector has {len(blob)} bytes, expected {4 * self.dim} "
-                f"({self.dim} float32); the file is damaged. Restore it from a backup or an export."
+                f"({self.dim} float32); the file is damaged. Restore it from a backup (one "
+                "`vireid gallery backup` wrote) or an export."
             )
         out[:] = np.frombuffer(blob, dtype="<f4")
 
@@ -136,7 +137,7 @@ def _translated(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _database_errors() -> tuple[type[BaseException], ...]:
+def database_errors() -> tuple[type[BaseException], ...]:
     """What `sqlite_errors` translates: sqlite3's and SQLCipher's errors, and UnicodeDecodeError."""
     return (sqlite3.DatabaseError, UnicodeDecodeError, *crypto.database_errors())
 
@@ -146,7 +147,7 @@ def sqlite_errors(path: str, action: str, timeout: float, encrypted: bool = Fals
     """Re-raise sqlite3 / SQLCipher errors as `GalleryError` with the path, the cause and a fix."""
     try:
         yield
-    except _database_errors() as exc:
+    except database_errors() as exc:
         # (SQLite quotes a corrupt schema's bytes in its message, which Python's sqlite3 then fails to
         # decode: a UnicodeDecodeError means a corrupt file too.)
         if crypto.is_locked_error(exc):
@@ -171,7 +172,8 @@ def sqlite_errors(path: str, action: str, timeout: float, encrypted: bool = Fals
             raise GalleryError(f"{path}: {NOT_SQLITE}") from exc
         raise GalleryError(
             f"{path}: {action} failed, the gallery database is corrupt or unreadable ({exc}). "
-            "Restore it from a backup or an export (`vireid gallery import`), or use a new path."
+            "Restore it from a backup (one `vireid gallery backup` wrote) or an export "
+            "(`vireid gallery import`), or use a new path."
         ) from exc
 
 
@@ -192,6 +194,7 @@ class GalleryStore:
         self.path = str(path)
         self.timeout = float(timeout)
         self.encrypted = key is not None
+        self._key: str | None = None  # the key that opened the file (`crypto.connect`), for backups
         self._open_key: tuple[int, int] | None = None
         self._legacy: dict[str, int] | None = None  # see _legacy_names
         self._renormalised: set[int] = set()  # see _warn_renormalised
@@ -208,7 +211,7 @@ class GalleryStore:
                 _create_private(Path(self.path))
             with sqlite_errors(self.path, "open", self.timeout, self.encrypted):
                 if key is not None:
-                    self._conn = crypto.connect(self.path, key, self.timeout)
+                    self._conn, self._key = crypto.connect(self.path, key, self.timeout)
                 else:
                     self._conn = sqlite3.connect(
                         self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
@@ -250,6 +253,21 @@ class GalleryStore:
         self._conn.close()
         _OPEN_FILES.release(self._open_key)
         self._open_key = None
+
+    # ----- backup ---------------------------------------------------------------------------------
+    def connect_like(self, path: str) -> Any:
+        """A new autocommit connection to another file, keyed like this gallery: with the key that
+        opened it when it is encrypted (SQLCipher copies pages only between connections keyed alike,
+        and a copy must open with the gallery's key), plain SQLite otherwise."""
+        if self._key is not None:
+            return crypto.connect_new(path, self._key, self.timeout)
+        return sqlite3.connect(path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+
+    def copy_into(self, target: Any) -> None:
+        """Copy the whole database into `target` (a `connect_like` connection) with SQLite's online
+        backup API, in one step: one read transaction, so the copy is one committed state (the WAL
+        included) while other processes go on writing, which WAL lets them do meanwhile."""
+        self._conn.backup(target, pages=-1)
 
     # ----- transactions ---------------------------------------------------------------------------
     @contextmanager
@@ -307,7 +325,8 @@ class GalleryStore:
         except (KeyError, TypeError, ValueError):  # rows no vireid leaves out or writes so: a damaged file
             raise GalleryError(
                 f"{self.path}: the gallery's meta table is damaged (generation/epoch counters: {values}); "
-                "restore the file from a backup or an export (vireid gallery import)"
+                "restore the file from a backup (one `vireid gallery backup` wrote) or an export "
+                "(`vireid gallery import`)"
             ) from None
 
     # ----- writes ---------------------------------------------------------------------------------
@@ -670,7 +689,7 @@ class GalleryStore:
         if j != len(ids):
             raise GalleryError(
                 f"{self.path}: embedding {int(ids[j])} has no stored vector; the file is damaged. "
-                "Restore it from a backup or an export."
+                "Restore it from a backup (one `vireid gallery backup` wrote) or an export."
             )
         fixed = checked_unit_rows(out, self.path, lambda bad: self._names_of(conn, ids[bad]))
         self._warn_renormalised(ids[fixed], lambda: self._names_of(conn, ids[fixed]))
