@@ -20,8 +20,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import os
-import platform
 import re
 import tempfile
 import time
@@ -37,6 +35,7 @@ from ..backends.ort_config import default_threads
 from ..card import ModelCard, sha256_file
 from ..errors import ConfigError, InputSpecError, VireidError
 from ..preprocess import preprocess_crops
+from ..system import environment
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "tensorrt")
 """Runtimes `vireid bench` knows, in table order."""
@@ -960,60 +959,6 @@ def _gpu_memory_used_mb() -> float | None:
 
         free, total = cupy.cuda.runtime.memGetInfo()
         return (total - free) / 2**20
-    return None
-
-
-def _versions() -> dict[str, str | None]:
-    import importlib.metadata as md
-
-    out: dict[str, str | None] = {}
-    for dist in (
-        "vireid",
-        "numpy",
-        "opencv-python-headless",
-        "onnxruntime",
-        "onnxruntime-gpu",
-        "torch",
-        "tensorrt",
-    ):
-        with contextlib.suppress(md.PackageNotFoundError):
-            out[dist] = md.version(dist)
-    return out
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    """Machine and library versions, recorded with every report."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": _cpu_name(),
-        "cores": cores,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": _versions(),
-        "gpu": _gpu_name(),
-    }
-
-
-def _gpu_name() -> str | None:
-    with contextlib.suppress(Exception):
-        import subprocess
-
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        return out.splitlines()[0] if out else None
     return None
 
 

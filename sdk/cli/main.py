@@ -25,6 +25,10 @@ log = logging.getLogger("vireid")
 # command name -> (module, one-line help). Register only commands that work.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("vireid.cli.info", "show the model card of an exported artifact"),
+    "doctor": (
+        "vireid.cli.doctor",
+        "check what this machine can run: ONNX Runtime providers, OpenCV video, TensorRT, GPU, extras",
+    ),
     "synth": (
         "vireid.cli.synth",
         "render synthetic visible-infrared data (sysu, regdb, scene) and score untrained baselines",
@@ -49,7 +53,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "gallery": (
         "vireid.cli.gallery",
-        "manage a gallery of enrolled people: enroll, list, remove, rename, search, purge, export, import",
+        "manage a gallery of enrolled people: enroll, list, remove, rename, search, purge, export, import, "
+        "backup",
     ),
 }
 
@@ -88,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Visible-infrared person re-identification: data, training, export, runtime.",
         epilog="exit status: 0 done; 1 an error (the message says what and the fix) or a check that "
         "failed (verify or export parity, bench without a row; run without frames, or with an output or "
-        "camera that failed for good); 2 a usage error; 130 interrupted "
+        "camera that failed for good; doctor --require); 2 a usage error; 130 interrupted "
         "(Ctrl-C; `run` stopped by SIGTERM or SIGHUP exits 0). `vireid COMMAND --help` for each command; "
         "`vireid @FILE ...` reads the first arguments from FILE (shell-like words, # comments).",
     )
