@@ -2,7 +2,7 @@
 
     sources   VideoSource (file | RTSP/HTTP URL | USB index | GStreamer pipeline), own thread, policy
               `latest` or `every`, reconnect with backoff; Frame
-    detect    Detections, Detector; MotionDetector (default), YoloDetector (ONNX), CallerBoxes
+    detect    Detections, Detector, BatchDetector; MotionDetector (default), YoloDetector (ONNX), CallerBoxes
     track     ByteTracker (Kalman + two-stage IoU association), Track, TrackUpdate
     quality   crop_quality (size, sharpness, occlusion, truncation)
     matcher   Matcher (quality-weighted track embeddings, gallery + cross-modal matching, hysteresis)
@@ -16,7 +16,7 @@ Nothing here imports ONNX Runtime at module level (the YOLO detector loads it wh
 from __future__ import annotations
 
 from .config import PipelineConfig
-from .detect import DETECTORS, Detections, Detector, make_detector
+from .detect import DETECTORS, BatchDetector, Detections, Detector, make_detector
 from .detect.given import CallerBoxes
 from .detect.motion import MotionDetector
 from .detect.yolo import YoloDetector
@@ -40,6 +40,7 @@ from .track import ByteTracker, Track, TrackUpdate
 
 __all__ = [
     "DETECTORS",
+    "BatchDetector",
     "ByteTracker",
     "CallbackSink",
     "CallerBoxes",

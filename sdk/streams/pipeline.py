@@ -1,7 +1,8 @@
 """`Pipeline`: sources → detector → tracker (per camera) → batched embeddings → matcher → events → sinks.
 
 Each source reads on its own thread; one processing thread takes the frames ready on every camera,
-detects and tracks per camera, embeds the crops the matcher asks for from all cameras and both
+detects in them (one call for the cameras sharing a batching detector, `BatchDetector`), tracks per
+camera, embeds the crops the matcher asks for from all cameras and both
 modalities in one batched call, and hands events and annotated frames to the sinks. `stop()` (also on
 Ctrl-C / SIGTERM inside `run()`, and on leaving a `with` block) stops the sources, ends every live
 track (`TrackEnded`), and flushes and closes every sink once.
@@ -565,21 +566,40 @@ class Pipeline:
         """Wait up to `timeout` seconds for the processing thread to finish; whether it has."""
         return self._thread is None or self._done.wait(timeout)
 
-    def step(self, frames: Sequence[Frame]) -> list[Event]:
+    def step(self, frames: Iterable[Frame]) -> list[Event]:
         """Process frames (at most one per camera is typical) synchronously; returns their events.
 
         `run()` calls this from its thread; call it yourself (without `start()`) to drive the pipeline
-        with your own frames.
+        with your own frames. Every frame is checked before any is processed; the frames of a round
+        (up to a camera's second frame) are detected together, then tracked in order.
         """
         started = time.perf_counter()
+        frames = list(frames)
+        cams = [self._camera_of(frame) for frame in frames]
         events: list[Event] = []
         requests: list[CropRequest] = []
-        results = []
-        cams, restarts = [], []
-        for frame in frames:
-            cam, restart = self._admit(frame)
-            cams.append(cam)
-            restarts.append(restart)
+        results: list[tuple[Frame, Detections, TrackUpdate]] = []
+        for first, end in _rounds([frame.camera for frame in frames]):
+            events += self._detect_and_track(cams[first:end], frames[first:end], requests, results)
+        events += self._embed_and_match(requests)
+        with self.timer.time("sinks"):
+            self._emit(events)
+            for frame, detections, update in results:
+                self._frame_out(frame, detections, update)
+        self.timer.add("step", time.perf_counter() - started)
+        return events
+
+    def _detect_and_track(
+        self,
+        cams: Sequence[_Camera],
+        frames: Sequence[Frame],
+        requests: list[CropRequest],
+        results: list[tuple[Frame, Detections, TrackUpdate]],
+    ) -> list[Event]:
+        """One round (each camera once): detect in every frame together, then track each frame and
+        collect the crops the matcher asks for (`requests`) and what the sinks show (`results`)."""
+        events: list[Event] = []
+        restarts = [self._admit(cam, frame) for cam, frame in zip(cams, frames, strict=True)]
         found = self._detect_all(cams, frames)
         for frame, cam, restart, detections in zip(frames, cams, restarts, found, strict=True):
             events += restart
@@ -590,17 +610,10 @@ class Pipeline:
                 qualities = crop_quality(frame.image, boxes)
             requests += self.matcher.requests(frame, update.tracks, qualities)
             results.append((frame, detections, update))
-        events += self._embed_and_match(requests)
-        with self.timer.time("sinks"):
-            self._emit(events)
-            for frame, detections, update in results:
-                self._frame_out(frame, detections, update)
-        self.timer.add("step", time.perf_counter() - started)
         return events
 
-    def _admit(self, frame: Frame) -> tuple[_Camera, list[Event]]:
-        """The frame's camera after checking the frame against it, and the events of restarting the
-        camera when its frame size changed."""
+    def _camera_of(self, frame: Frame) -> _Camera:
+        """The frame's camera, after checking that the frame may come from it."""
         cam = self._cameras.get(frame.camera)
         if cam is None:
             raise InputSpecError(
@@ -611,6 +624,10 @@ class Pipeline:
                 f"frame of camera {frame.camera!r} says {frame.modality}, the camera is declared "
                 f"{cam.source.modality}; stamp your frames with the camera's modality"
             )
+        return cam
+
+    def _admit(self, cam: _Camera, frame: Frame) -> list[Event]:
+        """Count the frame, and restart its camera when the frame size changed (the restart's events)."""
         cam.check_colour(frame)
         restart: list[Event] = []
         if cam.size not in (None, frame.size):
@@ -619,7 +636,7 @@ class Pipeline:
             )
         cam.size = frame.size
         cam.counter.add(frame.pts, _lag(frame))
-        return cam, restart
+        return restart
 
     def _detect_all(self, cams: Sequence[_Camera], frames: Sequence[Frame]) -> list[Detections]:
         """Every frame's detections. Cameras sharing one detector that detects in batches (a network,
@@ -792,6 +809,22 @@ class Pipeline:
             stalled_for,
             stalled_in,
         )
+
+
+def _rounds(cameras: Sequence[str]) -> list[tuple[int, int]]:
+    """`[start, end)` spans of consecutive frames with no camera twice: a camera's second frame in one
+    `step` starts a new round, so it is detected after its first one was tracked (its detector and
+    tracker may keep state, and a size change restarts them between the two)."""
+    spans: list[tuple[int, int]] = []
+    start, seen = 0, set[str]()
+    for i, camera in enumerate(cameras):
+        if camera in seen:
+            spans.append((start, i))
+            start, seen = i, set()
+        seen.add(camera)
+    if start < len(cameras):
+        spans.append((start, len(cameras)))
+    return spans
 
 
 def _lag(frame: Frame) -> float:

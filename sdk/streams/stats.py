@@ -64,7 +64,9 @@ class Heartbeat:
 
 @dataclass(frozen=True)
 class StageStats:
-    """Latency of one stage over its last (up to) 1000 calls, in milliseconds."""
+    """Latency of one stage over its last (up to) 1000 samples, in milliseconds: one per call, except
+    `detect`, `track` and `quality`, which count one per frame (a batched detection of several
+    cameras' frames gives each frame its share)."""
 
     name: str
     count: int

@@ -69,6 +69,16 @@ def _blob(padded: np.ndarray, dtype: type[np.floating]) -> np.ndarray:
     )
 
 
+def _quiet_run_options() -> Any:
+    """Run options that keep ONNX Runtime from printing its own error for a batch that fails: the
+    detector retries it frame by frame and says what happened itself."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # fatal only
+    return options
+
+
 class YoloDetector:
     """Person detector running a YOLO-format ONNX model with ONNX Runtime.
 
@@ -126,6 +136,7 @@ class YoloDetector:
         self._input = self._session.get_inputs()[0]
         self.input_size = self._input_size(imgsz)
         self._dtype: type[np.floating] = np.float16 if self._input.type == "tensor(float16)" else np.float32
+        self._quiet = _quiet_run_options()
         on_cuda = self._session.get_providers()[0] == cfg.CUDA_EP
         self.max_batch = int(max_batch) if max_batch is not None else (16 if on_cuda else 1)
         self.batchable = self.max_batch > 1 and not isinstance(self._input.shape[0], int)
@@ -208,10 +219,12 @@ class YoloDetector:
         The pipeline calls this with every camera's frame of a round."""
         if self._session is None:
             raise StreamError(f"{self.path}: this detector was closed; create a new one")
-        step = self.max_batch if self.batchable else 1
         found: list[Detections] = []
-        for start in range(0, len(images), step):
-            chunk = [_bgr(image) for image in images[start : start + step]]
+        start = 0
+        while start < len(images):
+            size = self.max_batch if self.batchable else 1  # read per chunk: a failed batch lowers it
+            chunk = [_bgr(image) for image in images[start : start + size]]
+            start += len(chunk)
             placed = [letterbox(image, self.input_size) for image in chunk]
             raw = self._infer(np.stack([_blob(padded, self._dtype) for padded, _, _ in placed]))
             for image, (_, scale, offset), out in zip(chunk, placed, raw, strict=True):
@@ -219,23 +232,44 @@ class YoloDetector:
         return found
 
     def _infer(self, blob: np.ndarray) -> np.ndarray:
-        """The raw head output for a `[N, 3, H, W]` blob, `[N, ...]`. A model whose batch dimension is
-        declared dynamic but whose graph fixes it at 1 (a reshape of an export) fails on the first
-        batch: it is then run one image at a time from there on, with a warning."""
+        """The raw head output for a `[N, 3, H, W]` blob, `[N, ...]`.
+
+        A batch that fails is run again one image at a time. If that works the batch was the
+        problem: a model whose input says its batch is dynamic but whose graph pins it at 1, or a
+        batch too large for the GPU's memory; `max_batch` is halved (down to 1, no more batching),
+        with a warning. If the images fail one at a time too, that error is raised and the batch size
+        stays."""
         if len(blob) > 1:
             try:
-                return np.asarray(self._session.run(None, {self._input.name: blob})[0], dtype=np.float32)
+                return self._run(blob, self._quiet)
             except Exception as exc:  # onnxruntime raises its own plain exception types
-                self.batchable = False
+                outputs = self._run_one_by_one(blob)
+                self.max_batch = max(1, len(blob) // 2)
+                self.batchable = self.max_batch > 1
                 log.warning(
-                    "%s: the model's batch dimension is dynamic but a batch of %d failed (%s); detecting "
-                    "one frame at a time",
+                    "%s: a batch of %d frames failed (%s) where single frames work; detecting %s from now",
                     self.path,
                     len(blob),
                     str(exc).splitlines()[0][:200],
+                    f"at most {self.max_batch} frames at a time" if self.batchable else "one frame at a time",
                 )
-        parts = [self._session.run(None, {self._input.name: blob[i : i + 1]})[0] for i in range(len(blob))]
-        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
+                return outputs
+        return self._run_one_by_one(blob)
+
+    def _run_one_by_one(self, blob: np.ndarray) -> np.ndarray:
+        return np.concatenate([self._run(blob[i : i + 1]) for i in range(len(blob))])
+
+    def _run(self, blob: np.ndarray, options: Any = None) -> np.ndarray:
+        """One inference; the output with its batch axis (`[N, ...]`), checked to hold N results."""
+        raw = np.asarray(self._session.run(None, {self._input.name: blob}, options)[0], dtype=np.float32)
+        if raw.ndim == 2 and len(blob) == 1:  # a head exported without its batch axis: [4 + C, N]
+            raw = raw[None]
+        if raw.ndim < 3 or raw.shape[0] != len(blob):
+            raise ArtifactError(
+                f"{self.path}: {len(blob)} input frame(s) gave an output of shape {raw.shape}; expected "
+                f"[{len(blob)}, 4+C, N] (v8) or [{len(blob)}, N, 5+C] (v5), one result per frame"
+            )
+        return raw
 
     def _in_frame(
         self, raw: np.ndarray, shape: tuple[int, ...], scale: float, offset: tuple[int, int]

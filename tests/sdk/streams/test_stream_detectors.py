@@ -142,12 +142,15 @@ def test_motion_detector_recall_and_iou_on_a_generated_scene(scene: Path) -> Non
 
 
 # ----- YOLO-format ONNX detector ------------------------------------------------------------------
-def _yolo_model(path: Path, table: np.ndarray, size: tuple[int, int] | None = (64, 64)) -> Path:
-    """A model whose output is `table` (plus 0 x the image mean, so it depends on the input)."""
-    dims = [1, 3, *size] if size else [1, 3, "H", "W"]
+def _yolo_model(
+    path: Path, table: np.ndarray, size: tuple[int, int] | None = (64, 64), batch: int | str = 1
+) -> Path:
+    """A model whose output is `table` (plus 0 x the image mean, so it depends on the input), whatever
+    the batch (`batch="N"` declares it dynamic)."""
+    dims = [batch, 3, *size] if size else [batch, 3, "H", "W"]
     graph = helper.make_graph(
         [
-            helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),  # over everything: a scalar
             helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
             helper.make_node("Add", ["table", "nothing"], ["output0"]),
         ],
@@ -262,11 +265,13 @@ def test_yolo_errors_name_the_problem(tmp_path: Path) -> None:
         YoloDetector(nms_inside, layout="v5", threads=1).detect(np.zeros((64, 64, 3), np.uint8))
 
 
-def _batch_yolo_model(path: Path, fixed_batch_in_graph: bool = False) -> Path:
+def _batch_yolo_model(
+    path: Path, fixed_batch_in_graph: bool = False, reshape: list[int] | None = None
+) -> Path:
     """A v8-layout model with a dynamic batch whose person box moves with each image's brightness:
     output[n] = `_CANDIDATES.T` with the person's cx shifted by 10 x the mean of image n (0..1). With
     `fixed_batch_in_graph` the input still says dynamic but a Reshape pins the batch at 1 (what some
-    hand-edited exports do)."""
+    hand-edited exports do); `reshape` gives that Reshape's target shape instead."""
     shift = np.zeros((1, 6, 10), np.float32)
     shift[0, 0, 0] = 10.0
     nodes = [
@@ -275,7 +280,7 @@ def _batch_yolo_model(path: Path, fixed_batch_in_graph: bool = False) -> Path:
         helper.make_node("Mul", ["mean3", "shift"], ["moved"]),
         helper.make_node("Add", ["table", "moved"], ["output0"]),
     ]
-    per_image = [1, 1, 1] if fixed_batch_in_graph else [-1, 1, 1]
+    per_image = reshape or ([1, 1, 1] if fixed_batch_in_graph else [-1, 1, 1])
     graph = helper.make_graph(
         nodes,
         "yolo_batch_fixture",
@@ -333,18 +338,45 @@ def test_yolo_batches_are_capped_by_max_batch_and_a_batch_1_model_runs_frame_by_
         YoloDetector(tmp_path / "dyn.onnx", max_batch=0)
 
 
-def test_a_model_declaring_a_dynamic_batch_it_cannot_run_falls_back_to_one_frame_with_a_warning(
-    tmp_path: Path, caplog
+def test_a_batch_that_fails_where_single_frames_work_halves_the_batch_with_a_warning(
+    tmp_path: Path, caplog, capfd
 ) -> None:
+    """A model whose input says dynamic but whose graph pins the batch at 1 (or a batch too large for
+    the GPU): the batch is halved until it runs; the frames are detected meanwhile, each its own."""
     pinned = _batch_yolo_model(tmp_path / "pinned.onnx", fixed_batch_in_graph=True)
-    detector = YoloDetector(pinned, threads=1, max_batch=8)
+    detector = YoloDetector(pinned, threads=1, max_batch=4)
     assert detector.batchable  # the input says so
-    images = _frames_of_two_brightnesses()
-    found = detector.detect_batch(images)
-    assert not detector.batchable and "a batch of 2 failed" in caplog.text
+    dark, bright = _frames_of_two_brightnesses()
+    found = detector.detect_batch([dark, bright, dark, bright])
+    assert detector.max_batch == 2 and detector.batchable
+    assert "a batch of 4 frames failed" in caplog.text and "at most 2 frames at a time" in caplog.text
     np.testing.assert_allclose(found[1].boxes[0], [68, 32, 100, 96], atol=1e-4)  # still each its own
+    np.testing.assert_allclose(found[2].boxes[0], [24, 16, 40, 48], atol=1e-4)
     caplog.clear()
-    assert len(detector.detect_batch(images)) == 2 and "failed" not in caplog.text  # warned once
+    assert len(detector.detect_batch([dark, bright])) == 2
+    assert not detector.batchable and "one frame at a time" in caplog.text
+    caplog.clear()
+    assert len(detector.detect_batch([dark, bright])) == 2 and "failed" not in caplog.text  # said once
+    assert "[E:onnxruntime" not in capfd.readouterr().err  # ONNX Runtime's own error print is silenced
+
+
+def test_an_error_that_single_frames_hit_too_is_raised_and_batching_stays(tmp_path: Path) -> None:
+    # a graph that fails at run time whatever the batch (its reshape needs a multiple of 5 frames)
+    broken = _batch_yolo_model(tmp_path / "broken.onnx", reshape=[5, -1, 1])
+    detector = YoloDetector(broken, threads=1, max_batch=4)
+    with pytest.raises(Exception, match="Reshape"):
+        detector.detect_batch(_frames_of_two_brightnesses())
+    assert detector.batchable and detector.max_batch == 4
+
+
+def test_an_output_without_its_batch_axis_works_and_a_wrong_batch_is_named(tmp_path: Path) -> None:
+    flat = YoloDetector(_yolo_model(tmp_path / "flat.onnx", _CANDIDATES.T), threads=1)  # [4 + 2, 10]
+    assert len(flat.detect(np.zeros((64, 64, 3), np.uint8))) == 1
+    single = _yolo_model(tmp_path / "one.onnx", _CANDIDATES.T[None], batch="N")
+    one = YoloDetector(single, threads=1, max_batch=2)
+    assert one.batchable  # and always answers with one result
+    with pytest.raises(ArtifactError, match=r"2 input frame\(s\) gave an output of shape \(1, 6, 10\)"):
+        one._run(np.zeros((2, 3, 64, 64), np.float32))
 
 
 def test_the_pipeline_detects_every_cameras_frame_in_one_batched_call(
@@ -394,9 +426,9 @@ class _CountingSession:
     def __init__(self, session, runs: list) -> None:
         self._session, self._runs = session, runs
 
-    def run(self, outputs, feeds):
+    def run(self, outputs, feeds, options=None):
         self._runs.append(next(iter(feeds.values())))
-        return self._session.run(outputs, feeds)
+        return self._session.run(outputs, feeds, options)
 
     def __getattr__(self, name: str):
         return getattr(self._session, name)

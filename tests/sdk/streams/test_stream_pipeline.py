@@ -268,6 +268,39 @@ def test_a_camera_changing_resolution_restarts_alone(embedder: Embedder) -> None
     pipeline.stop()
 
 
+def test_a_cameras_two_frames_in_one_step_are_processed_in_order_across_a_size_change(
+    embedder: Embedder,
+) -> None:
+    """Frames of a round are detected together, but a camera's second frame starts a new round: it
+    is detected after its first was tracked, and a size change between them restarts the camera."""
+    from vireid.streams.detect.motion import MotionDetector
+
+    cameras = [VideoSource("unused-a.mp4", "visible", "a")]
+    rng = np.random.default_rng(0)
+    small, large = (rng.integers(0, 255, (h, w), dtype=np.uint8) for h, w in ((120, 160), (240, 320)))
+    motion = Pipeline(cameras, embedder, detector=MotionDetector())
+    frames = (Frame.of(img, "visible", "a", i) for i, img in enumerate([small, small, large]))
+    motion.step(frames)  # a generator, one pass
+    assert motion.stats().cameras["a"].processed == 3
+    motion.stop()
+    boxes = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 110]]))
+    boxes.step([Frame.of(small, "visible", "a", 0)])
+    events = boxes.step([Frame.of(small, "visible", "a", 1), Frame.of(large, "visible", "a", 2)])
+    kinds = [(type(e).__name__, e.track_id) for e in events if isinstance(e, (TrackStarted, TrackEnded))]
+    assert kinds == [("TrackEnded", 1), ("TrackStarted", 2)]
+    boxes.stop()
+
+
+def test_a_bad_frame_anywhere_in_a_step_is_refused_before_any_is_processed(embedder: Embedder) -> None:
+    cameras = [VideoSource("unused-a.mp4", "visible", "a")]
+    pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 110]]))
+    image = np.zeros((120, 160, 3), np.uint8)
+    with pytest.raises(InputSpecError, match="unknown camera 'z'"):
+        pipeline.step([Frame.of(image, "visible", "a", 0), Frame.of(image, "visible", "z", 0)])
+    assert pipeline.stats().cameras["a"].processed == 0 and not pipeline.matcher.records
+    pipeline.stop()
+
+
 def test_stop_from_an_event_callback_still_closes_every_output(
     scene: Path, embedder: Embedder, tmp_path
 ) -> None:
