@@ -36,5 +36,5 @@ demo: venv
 	$(PY) -m vireid.demo --out $(DEMO)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache $(DEMO)
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .typecheck $(DEMO)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -188,8 +188,9 @@ class ReIDModel(nn.Module):
 
 
 def model_class(name: str) -> type[ReIDModel]:
-    """The model class registered under `name` (`MODELS` holds `ReIDModel` subclasses only), for its
-    class attributes; raises `ConfigError` listing the options on a miss."""
+    """The model class registered under `name`, for its class attributes (defaults, parts, losses);
+    raises `ConfigError` listing the options on a miss, `TypeError` for a registered factory that is
+    not a `ReIDModel` subclass (models must be classes: the trainer and export read those attributes)."""
     factory = MODELS.get(name)
     if not (isinstance(factory, type) and issubclass(factory, ReIDModel)):
         raise TypeError(f"model {name!r} is registered with {factory!r}, not a ReIDModel subclass")
