@@ -145,7 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parents=[_gallery_options(required=False, also="; or give it as GALLERY")],
         usage="%(prog)s [-h] [--key-file KEY_FILE] [--overwrite] GALLERY OUT",
     )
-    backup.add_argument("source", type=Path, metavar="GALLERY", help="the gallery database file (.db)")
+    backup.add_argument(  # optional for argparse: `_backup` says which of GALLERY and OUT is missing
+        "source", type=Path, nargs="?", metavar="GALLERY", help="the gallery database file (.db)"
+    )
     backup.add_argument(
         "out", type=Path, nargs="?", metavar="OUT", help="the backup file to write (owner-only, atomically)"
     )
@@ -330,13 +332,26 @@ def _backup(args: argparse.Namespace) -> int:
     from vireid.gallery import Gallery
 
     # `backup GALLERY OUT`, or `backup --gallery GALLERY OUT` like the other gallery commands
-    source, out = (args.source, args.out) if args.gallery is None else (args.gallery, args.source)
-    if out is None or (args.gallery is not None and args.out is not None):
+    paths = [p for p in (args.source, args.out) if p is not None]
+    source = args.gallery if args.gallery is not None else (paths.pop(0) if paths else None)
+    if source is None:
+        raise InputSpecError(
+            "backup needs GALLERY, the gallery database, and OUT, the backup file to write; e.g. "
+            "`vireid gallery backup site.db backups/site.db` (or --gallery site.db backups/site.db)"
+        )
+    if not paths:
+        given = f"--gallery {source}" if args.gallery is not None else str(source)
+        raise InputSpecError(
+            f"backup needs OUT, the backup file to write, after the gallery (got only {given}); e.g. "
+            f"`vireid gallery backup {given} backups/{source.name}`"
+        )
+    if len(paths) > 1:
         given = " ".join(str(p) for p in (args.gallery, args.source, args.out) if p is not None)
         raise InputSpecError(
             f"backup takes the gallery and the backup file, got: {given}; e.g. "
             "`vireid gallery backup site.db backups/site.db` (or --gallery site.db backups/site.db)"
         )
+    out = paths[0]
     with Gallery.open(source, key_file=args.key_file) as gallery:
         written = gallery.backup(out, overwrite=args.overwrite)
     with Gallery.open(written, key_file=args.key_file) as copy:  # what the copy holds, read back from it

@@ -460,9 +460,11 @@ class Gallery:
         This object's other calls wait while the copy runs (about as long as reading the file).
 
         Raises:
-            GalleryError: `path` is this gallery or one of its SQLite files, a folder, exists and
-                `overwrite` is false, is in use (its `-wal` exists), cannot be written, or the copy fails
-                its checks (a damaged gallery); nothing is left at `path` then.
+            GalleryError: `path` is this gallery or one of its SQLite files, a folder, a symbolic link
+                (the message names its real file), exists (or appears while the copy is written) and
+                `overwrite` is false, is in use (its `-wal` exists, beside it or its real file), cannot
+                be written, or the copy fails its checks (a damaged gallery); nothing is left at `path`
+                then.
         """
         from .backup import backup
 

@@ -255,6 +255,12 @@ class GalleryStore:
         self._open_key = None
 
     # ----- backup ---------------------------------------------------------------------------------
+    @property
+    def file_identity(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the database file, taken when it was opened (None in memory): the file
+        it is, whatever the process's folder or the file's name became since."""
+        return self._open_key
+
     def connect_like(self, path: str) -> Any:
         """A new autocommit connection to another file, keyed like this gallery: with the key that
         opened it when it is encrypted (SQLCipher copies pages only between connections keyed alike,

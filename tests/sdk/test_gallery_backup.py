@@ -7,9 +7,12 @@ Real SQLite (and SQLCipher), real files, a real second process."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import os
+import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -21,7 +24,14 @@ import pytest
 
 from vireid import Gallery, GalleryError
 from vireid.cli.main import main
+from vireid.gallery import backup as backup_module
 from vireid.gallery.schema import SQLITE_HEADER
+from vireid.gallery.store import GalleryStore
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 SPACE = "backup-space"
 DIM = 32
@@ -255,6 +265,81 @@ def test_the_gallery_itself_is_refused_however_it_is_named(gallery_path: Path, t
         assert contents(gallery) == original
 
 
+def test_a_symlinked_target_is_refused_and_its_real_file_checked_for_use(
+    gallery_path: Path, tmp_path: Path
+) -> None:
+    """SQLite follows links, so a database opened through `links/g.db` keeps its -wal/-shm next to
+    `real/g.db`: the in-use check looks there too. A link itself is refused whether or not its file is
+    in use (replacing it would turn the link into a regular file and leave the real one as it was); the
+    message names the real file, which is then a valid target and shows through the link."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "links").mkdir()
+    real, link = tmp_path / "real" / "g.db", tmp_path / "links" / "g.db"
+    link.symlink_to(real)
+    with Gallery.open(gallery_path) as gallery:
+        original = contents(gallery)
+        with Gallery(real, "other", 4) as elsewhere:  # open in WAL mode, through its real name
+            elsewhere.enroll("zed", np.eye(4)[:1], "rgb")
+            for overwrite in (True, False):
+                with pytest.raises(
+                    GalleryError, match=rf"g\.db: is in use \({re.escape(str(real))}-wal exists"
+                ):
+                    gallery.backup(link, overwrite=overwrite)
+        assert link.is_symlink() and os.readlink(link) == str(real)
+        with Gallery.open(real, "other") as elsewhere:
+            assert [i.name for i in elsewhere.identities()] == ["zed"]  # untouched
+        for overwrite in (True, False):
+            with pytest.raises(
+                GalleryError,
+                match=rf"g\.db: is a symbolic link to {re.escape(str(real))}; .* Write the backup to "
+                rf"{re.escape(str(real))} itself",
+            ):
+                gallery.backup(link, overwrite=overwrite)
+        assert link.is_symlink() and os.readlink(link) == str(real)
+        gallery.backup(real, overwrite=True)  # the real file, as the message says
+        dangling = tmp_path / "links" / "dangling.db"
+        dangling.symlink_to(tmp_path / "real" / "missing.db")
+        with pytest.raises(GalleryError, match=r"dangling\.db: is a symbolic link to .*missing\.db"):
+            gallery.backup(dangling)
+        assert not (tmp_path / "real" / "missing.db").exists()
+        folder_link = tmp_path / "via-folder-link"
+        folder_link.symlink_to(tmp_path / "real", target_is_directory=True)
+        gallery.backup(folder_link / "copy.db")  # a link in the folders above is fine
+    with Gallery.open(link) as copy, Gallery.open(tmp_path / "real" / "copy.db") as other:
+        assert contents(copy) == original == contents(other)
+    assert leftovers(tmp_path / "real") == ["copy.db", "g.db"]
+    assert leftovers(tmp_path / "links") == ["dangling.db", "g.db"]
+
+
+def test_the_sameness_check_survives_a_change_of_folder_and_a_renamed_gallery(
+    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gallery opened by a relative path, then the process changes folder, and the file is renamed
+    while open: the gallery is still recognised (by the names SQLite gave its files and by the file's
+    identity taken when it was opened), and other targets are backed up, never a FileNotFoundError."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+    with Gallery.open("site.db") as gallery:
+        original = contents(gallery)
+        monkeypatch.chdir(elsewhere)
+        with pytest.raises(GalleryError, match="is the gallery being backed up"):
+            gallery.backup(gallery_path, overwrite=True)
+        gallery.backup("site.db")  # relative to the folder now: elsewhere/site.db, another file
+        gallery.backup("site.db", overwrite=True)  # exists now, and is still not the gallery
+        moved = tmp_path / "moved.db"
+        os.rename(gallery_path, moved)
+        for same in (moved, gallery_path, f"{gallery_path}-wal"):  # new name; SQLite's names for its files
+            with pytest.raises(GalleryError, match="is the gallery being backed up"):
+                gallery.backup(same, overwrite=True)
+        gallery.backup(tmp_path / "after-rename.db")
+    for copy_path in (elsewhere / "site.db", tmp_path / "after-rename.db"):
+        with Gallery.open(copy_path) as copy:
+            assert contents(copy) == original
+    with Gallery.open(moved) as gallery:
+        assert contents(gallery) == original
+
+
 def test_a_damaged_gallery_is_not_backed_up_and_leaves_nothing(tmp_path: Path) -> None:
     """The copy is checked before it is renamed into place: a gallery with a damaged page (the copy is
     page for page the same) makes the backup fail after its temporary file was written, which goes."""
@@ -273,23 +358,141 @@ def test_a_damaged_gallery_is_not_backed_up_and_leaves_nothing(tmp_path: Path) -
     assert leftovers(out) == []
 
 
-def test_a_failed_rename_leaves_no_temporary_file(
-    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_failed_rename_or_link_leaves_no_temporary_file(
+    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overwrite: bool
 ) -> None:
-    """The last step (rename into place) failing, as on a full or vanished file system."""
+    """The last step (a rename with overwrite, a hard link without) failing, as on a full or vanished
+    file system."""
 
     def fail(src: object, dst: object) -> None:
-        raise OSError(28, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     out = tmp_path / "out"
     out.mkdir()
     with Gallery.open(gallery_path) as gallery:
         monkeypatch.setattr(os, "replace", fail)
+        monkeypatch.setattr(os, "link", fail)
         with pytest.raises(
             GalleryError, match=r"copy\.db: writing the backup .*\(No space left on device\); nothing was"
         ):
-            gallery.backup(out / "copy.db")
+            gallery.backup(out / "copy.db", overwrite=overwrite)
     assert leftovers(out) == []
+
+
+def test_a_file_created_at_the_target_during_the_copy_is_kept__our_publish_wrapped(
+    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without overwrite the copy is hard-linked into place, which fails if a file appeared there after
+    the up-front check (a rename would replace it): `backup._publish` is wrapped to create that file
+    first (another process racing this one), then the real publish runs on real files."""
+    real_publish = backup_module._publish
+
+    def late_file_first(tmp: Path, target: Path, overwrite: bool) -> None:
+        target.write_bytes(b"someone's file")
+        real_publish(tmp, target, overwrite)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(backup_module, "_publish", late_file_first)
+    with Gallery.open(gallery_path) as gallery:
+        with pytest.raises(GalleryError, match=r"late\.db: exists; .*overwrite=True \(CLI: --overwrite\)"):
+            gallery.backup(out / "late.db")
+        assert (out / "late.db").read_bytes() == b"someone's file"
+        assert leftovers(out) == ["late.db"]  # the temporary copy went
+        gallery.backup(out / "replaced.db", overwrite=True)  # overwrite: replaced, as asked
+        original = contents(gallery)
+    with Gallery.open(out / "replaced.db") as copy:
+        assert contents(copy) == original
+    assert leftovers(out) == ["late.db", "replaced.db"]
+
+
+def test_without_hard_links_the_copy_is_renamed_into_place_after_a_second_look(
+    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without hard links (FAT, exFAT, some network shares: link() fails with EPERM):
+    the backup is still written, by a rename right after looking again; a file that appeared before that
+    look is kept (`backup._publish` wrapped to create it, as above)."""
+
+    def no_hard_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(os, "link", no_hard_links)
+    with Gallery.open(gallery_path) as gallery:
+        gallery.backup(out / "copy.db")
+        original = contents(gallery)
+        real_publish = backup_module._publish
+
+        def late_file_first(tmp: Path, target: Path, overwrite: bool) -> None:
+            target.write_bytes(b"someone's file")
+            real_publish(tmp, target, overwrite)
+
+        monkeypatch.setattr(backup_module, "_publish", late_file_first)
+        with pytest.raises(GalleryError, match=r"late\.db: exists; choose another path"):
+            gallery.backup(out / "late.db")
+    assert (out / "late.db").read_bytes() == b"someone's file"
+    assert leftovers(out) == ["copy.db", "late.db"]
+    with Gallery.open(out / "copy.db") as copy:
+        assert contents(copy) == original
+
+
+@pytest.mark.skipif(fcntl is None, reason="reading a descriptor's access mode needs fcntl (POSIX)")
+def test_the_copy_is_fsynced_through_a_writable_descriptor(
+    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows refuses to flush a descriptor opened read-only: the copy is fsynced, as `atomic_file` does,
+    through the descriptor that created it (os.fsync wrapped to note each file's access mode)."""
+    modes: list[int] = []
+    real_fsync = os.fsync
+
+    def noting(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # the folder's fsync is best effort, and not on Windows
+            modes.append(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE)  # type: ignore[union-attr]
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", noting)
+    with Gallery.open(gallery_path) as gallery:
+        gallery.backup(tmp_path / "copy.db")
+    assert modes and all(mode in (os.O_WRONLY, os.O_RDWR) for mode in modes), modes
+
+
+def test_the_copy_is_checked_without_a_shm_or_journal_beside_it_and_opens_as_wal(
+    gallery_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checking connection holds the copy in exclusive locking mode with an in-memory journal: no
+    `-shm` (what fails on network shares) and no `-journal` appear beside it at any point, only the
+    `-wal` of the checks, gone at the end (`backup._check_copy` wrapped to list the folder while the
+    connection is open). The copy then opens as a normal WAL gallery, shared by several connections."""
+    seen: list[list[str]] = []
+    real_check = backup_module._check_copy
+    real_copy_into = GalleryStore.copy_into
+
+    def listing(*args: Any) -> None:
+        seen.append(leftovers(out))
+        real_check(*args)
+        seen.append(leftovers(out))
+
+    def copy_into(self: GalleryStore, target: Any) -> None:
+        real_copy_into(self, target)
+        seen.append(leftovers(out))
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(backup_module, "_check_copy", listing)
+    monkeypatch.setattr(GalleryStore, "copy_into", copy_into)
+    with Gallery.open(gallery_path) as gallery:
+        gallery.backup(out / "copy.db")
+        original = contents(gallery)
+    assert len(seen) == 3 and any(name.endswith(".tmp-wal") for name in seen[-1]), seen
+    assert not [name for names in seen for name in names if name.endswith(("-shm", "-journal"))], seen
+    assert leftovers(out) == ["copy.db"]
+    with Gallery.open(out / "copy.db") as copy, contextlib.closing(sqlite3.connect(out / "copy.db")) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("SELECT count(*) FROM identities").fetchone() == (3,)  # no lock held on it
+        assert contents(copy) == original
+        copy.enroll("dave", np.ones((1, DIM)), "rgb")
+        assert {"copy.db-wal", "copy.db-shm"} <= set(leftovers(out))  # shared WAL mode, as any gallery
+    assert leftovers(out) == ["copy.db"]
 
 
 @pytest.mark.skipif(
@@ -372,7 +575,17 @@ def test_cli_backup_prints_what_it_wrote_and_refuses_to_overwrite(
     assert "exists; choose another path" in capsys.readouterr().err
     assert main(["gallery", "backup", "--overwrite", "-g", str(gallery_path), str(out)]) == 0  # like siblings
     assert main(["gallery", "backup", str(gallery_path)]) == 1
-    assert "backup takes the gallery and the backup file" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"backup needs OUT, the backup file to write, after the gallery (got only {gallery_path})" in said
+    assert main(["gallery", "backup", "-g", str(gallery_path)]) == 1
+    assert (
+        f"backup needs OUT, the backup file to write, after the gallery (got only --gallery {gallery_path})"
+        in (capsys.readouterr().err)
+    )
+    assert main(["gallery", "backup"]) == 1
+    assert "backup needs GALLERY, the gallery database, and OUT" in capsys.readouterr().err
+    assert main(["gallery", "backup", "-g", str(gallery_path), str(out), str(tmp_path / "y.db")]) == 1
+    assert "backup takes the gallery and the backup file, got: " in capsys.readouterr().err
     assert main(["gallery", "backup", str(tmp_path / "missing.db"), str(tmp_path / "x.db")]) == 1
     assert "no gallery file here" in capsys.readouterr().err and not (tmp_path / "x.db").exists()
     with Gallery.open(gallery_path) as gallery, Gallery.open(out) as copy:
