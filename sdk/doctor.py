@@ -1,23 +1,33 @@
 """What this machine can run: `vireid doctor`.
 
 One report of the things a deployment depends on and users otherwise find out one error at a time:
-the CPU's INT8 and bfloat16 instructions, ONNX Runtime and its execution providers, OpenCV's video
-back-ends (FFmpeg for files and RTSP, GStreamer) and windows (`--show`), TensorRT and a CUDA binding,
-the GPU, and the optional extras. For each missing piece it names what it enables and the install
-line. It never imports torch, TensorRT or CUDA (package metadata and module lookup only), so it runs
-in a second even on a Jetson; ONNX Runtime and OpenCV are imported (the runtime needs them anyway).
+the CPU's INT8, FP16 and bfloat16 instructions and the cores it may use, ONNX Runtime and its execution
+providers, OpenCV's video back-ends (FFmpeg for files and RTSP, GStreamer) and windows (`--show`),
+TensorRT and a CUDA binding, the GPU, and the optional extras. For each missing piece it names what it
+enables and the install line.
+
+It never imports torch, TensorRT or CUDA: versions come from package metadata, modules are found
+without importing them (`system.importable`), the GPU from `nvidia-smi` or the NVIDIA drivers' files
+(a Jetson's included), so it runs in a second even on a Jetson. ONNX Runtime and OpenCV are imported
+(the runtime needs them anyway); a broken install of either becomes a warning, not a traceback.
+
+Where nothing can tell whether there is a GPU (no `nvidia-smi`, no driver files), the devices that need
+one are reported as available if a GPU is present (`Device.certain` False): `--require` passes them
+with a warning and fails only on a definite no.
 """
 
 from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from . import system
 from ._version import __version__
+from .backends import ort_config
 from .choices import Choice
 
 
@@ -26,7 +36,7 @@ class Status(Choice):
 
     OK = "ok"
     MISSING = "missing"  # optional: a feature is not available until it is installed
-    WARN = "warn"  # present, but something limits it
+    WARN = "warn"  # present, but something limits it, or it could not be told
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,27 @@ class Check:
 @dataclass(frozen=True)
 class Device:
     """Whether a kind of model can run here (`cpu`, `cuda`, `tensorrt` for .onnx files, `engine` for
-    TensorRT engines), and what it needs otherwise."""
+    TensorRT engines), and what it needs otherwise.
+
+    Attributes:
+        name: the device.
+        available: False only when something it needs is definitely missing.
+        reason: what runs it, or what it lacks.
+        certain: False when `available` rests on a GPU nothing could detect either way: it runs if
+            one is present (`--require` passes it with a warning).
+    """
 
     name: str
     available: bool
     reason: str
+    certain: bool = True
+
+    @property
+    def answer(self) -> str:
+        """`yes`, `no`, or `maybe` (runs if a GPU is present)."""
+        if not self.available:
+            return "no"
+        return "yes" if self.certain else "maybe"
 
 
 @dataclass(frozen=True)
@@ -90,17 +116,21 @@ EXTRAS: tuple[tuple[str, str, str], ...] = (
 )
 """(module, pip extra, what it enables) of the optional pieces."""
 
+TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12")
 
-def system_report() -> SystemReport:
-    """Check this machine (see the module doc)."""
-    providers, ort_check = _onnxruntime()
-    gpu = system.gpu_name()
+
+def system_report(root: Path = Path("/")) -> SystemReport:
+    """Check this machine (see the module doc). `root` is where the GPU probes look for `/proc`,
+    `/dev` and `/etc` (a fake tree in tests)."""
+    gpu = system.gpu_info(root)
+    providers, runtime = _onnxruntime(gpu.jetson)
     checks = [
-        _cpu(),
-        ort_check,
-        *_opencv(),
+        *_guarded("cpu", "processor", lambda: [_cpu()]),
+        *runtime,
+        *_guarded("video", "OpenCV", _opencv),
         _gpu(gpu),
-        *_tensorrt(),
+        *_guarded("gpu", "TensorRT", lambda: [_tensorrt(gpu.jetson)]),
+        *_guarded("gpu", "CUDA binding", lambda: [_cuda_binding(root)]),
         *(_extra(module, extra, enables) for module, extra, enables in EXTRAS),
     ]
     return SystemReport(
@@ -112,11 +142,57 @@ def system_report() -> SystemReport:
     )
 
 
-def _cpu() -> Check:
-    features = system.cpu_features()
-    name = f"{system.cpu_name()}, {system.usable_cores()} usable cores"
-    if features is None:
+def _first_line(exc: BaseException) -> str:
+    """`Type: first line of the message`: enough to recognise an error without its traceback."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _guarded(area: str, name: str, make: Callable[[], list[Check]]) -> list[Check]:
+    """`make()`'s checks, or one warning naming the error: a broken install (a numpy ABI mismatch, a
+    half-removed package) must not end the diagnosis in a traceback."""
+    try:
+        return make()
+    except Exception as exc:
+        return [
+            Check(
+                area,
+                name,
+                Status.WARN,
+                f"could not be checked: {_first_line(exc)}",
+                "a package it depends on is broken; reinstall the one the error names "
+                "(pip install --force-reinstall PACKAGE), e.g. one built for another numpy",
+            )
+        ]
+
+
+# ----- CPU ----------------------------------------------------------------------------------------
+def _cores() -> str:
+    """The CPUs this process may use (affinity), the cgroup quota where there is one, and the threads
+    ONNX Runtime gets by default (`ort_config.default_threads`: physical cores, capped by the quota)."""
+    quota = system.cpu_quota()
+    limit = f", cgroup quota {quota} CPUs" if quota is not None else ""
+    return f"{system.usable_cores()} usable CPUs{limit}, {ort_config.default_threads()} ONNX Runtime threads"
+
+
+def _cpu(cpuinfo: Path = system.CPUINFO) -> Check:
+    name = f"{system.cpu_name(cpuinfo)}, {_cores()}"
+    flags, features = system.cpu_flags(cpuinfo), system.cpu_features(cpuinfo)
+    if flags is None or features is None:
         return Check("cpu", "processor", Status.OK, f"{name}; instruction sets not readable here")
+    measure = "measure both with `vireid bench MODEL --precision fp32,int8`"
+    if flags[0] == "arm":
+        detail = f"{name}; {', '.join(features) or 'none of DotProd, I8MM, BF16, FP16'}"
+        if not {"DotProd", "I8MM"} & set(features):
+            return Check(
+                "cpu",
+                "processor",
+                Status.WARN,
+                detail,
+                "no dot-product (asimddp) or I8MM instructions: INT8 models may run little faster than "
+                f"FP32 on this CPU; {measure}",
+            )
+        return Check("cpu", "processor", Status.OK, detail)
     detail = f"{name}; {', '.join(features) or 'none of AVX2, AVX-512, VNNI, AMX'}"
     if not {"AVX-512 VNNI", "AVX-VNNI", "AMX-INT8"} & set(features):
         return Check(
@@ -124,28 +200,84 @@ def _cpu() -> Check:
             "processor",
             Status.WARN,
             detail,
-            "no VNNI or AMX: INT8 models may run little faster than FP32 on this CPU; measure both with "
-            "`vireid bench MODEL --precision fp32,int8`",
+            f"no VNNI or AMX: INT8 models may run little faster than FP32 on this CPU; {measure}",
         )
     return Check("cpu", "processor", Status.OK, detail)
 
 
-def _onnxruntime() -> tuple[list[str], Check]:
+# ----- ONNX Runtime -------------------------------------------------------------------------------
+def _gpu_onnxruntime(jetson: bool) -> str:
+    """How to get an ONNX Runtime with the CUDA and TensorRT providers. `onnxruntime` and
+    `onnxruntime-gpu` install the same module, so the CPU package goes first."""
+    first = "pip uninstall onnxruntime first (it clashes with onnxruntime-gpu: one module), then "
+    if jetson:
+        return first + (
+            "install the onnxruntime-gpu wheel built for this JetPack from NVIDIA's Jetson Zoo, not PyPI's "
+            "(docs/deployment.md)"
+        )
+    return first + "pip install 'vireid[gpu]'"
+
+
+def _onnxruntime(jetson: bool) -> tuple[list[str], list[Check]]:
+    """The providers ONNX Runtime offers (none when it does not import) and its checks."""
+    clash = _onnxruntime_clash(jetson)
     try:
         import onnxruntime as ort
-    except ImportError:
-        return [], Check(
-            "runtime",
-            "ONNX Runtime",
-            Status.MISSING,
-            "not installed",
-            "needed to run .onnx models on the CPU or GPU: pip install 'vireid[onnx]' (or 'vireid[gpu]')",
-        )
-    providers = list(ort.get_available_providers())
+
+        providers = list(ort.get_available_providers())
+        version = str(ort.__version__)
+    except ModuleNotFoundError as exc:
+        if exc.name != "onnxruntime":
+            return [], [*clash, _onnxruntime_broken(exc)]
+        return [], [
+            *clash,
+            Check(
+                "runtime",
+                "ONNX Runtime",
+                Status.MISSING,
+                "not installed",
+                "needed to run .onnx models: pip install 'vireid[onnx]' for the CPU; for the GPU "
+                + _gpu_onnxruntime(jetson),
+            ),
+        ]
+    except Exception as exc:  # installed but broken: numpy ABI (AttributeError), missing libraries ...
+        return [], [*clash, _onnxruntime_broken(exc)]
     short = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
-    return providers, Check("runtime", "ONNX Runtime", Status.OK, f"{ort.__version__}; providers {short}")
+    return providers, [*clash, Check("runtime", "ONNX Runtime", Status.OK, f"{version}; providers {short}")]
 
 
+def _onnxruntime_broken(exc: Exception) -> Check:
+    return Check(
+        "runtime",
+        "ONNX Runtime",
+        Status.WARN,
+        f"installed but does not import: {_first_line(exc)}",
+        "`python -c 'import onnxruntime'` shows the whole error; usually a build for another numpy "
+        "(pip install --force-reinstall onnxruntime, or onnxruntime-gpu) or both ONNX Runtime packages "
+        "installed at once",
+    )
+
+
+def _onnxruntime_clash(jetson: bool) -> list[Check]:
+    """A warning when both `onnxruntime` and `onnxruntime-gpu` are installed (a common breakage)."""
+    cpu, gpu = system.distribution_version("onnxruntime"), system.distribution_version("onnxruntime-gpu")
+    if not (cpu and gpu):
+        return []
+    gpu_wheel = "the Jetson Zoo's onnxruntime-gpu wheel" if jetson else "'vireid[gpu]'"
+    return [
+        Check(
+            "runtime",
+            "ONNX Runtime packages",
+            Status.WARN,
+            f"onnxruntime {cpu} and onnxruntime-gpu {gpu} are both installed",
+            "both install the module `onnxruntime`: the one installed last overwrote the other's files, and "
+            "removing one breaks the other. pip uninstall -y onnxruntime onnxruntime-gpu, then install one: "
+            f"'vireid[onnx]' (CPU) or {gpu_wheel} (GPU)",
+        )
+    ]
+
+
+# ----- video --------------------------------------------------------------------------------------
 def _opencv() -> list[Check]:
     import cv2
 
@@ -195,52 +327,127 @@ def _has_capture_backend(cv2: Any, name: str) -> bool:
     return False
 
 
-def _gpu(gpu: str | None) -> Check:
-    if gpu:
-        return Check("gpu", "NVIDIA GPU", Status.OK, gpu)
+# ----- GPU, TensorRT, CUDA ------------------------------------------------------------------------
+def _gpu(gpu: system.Gpu) -> Check:
+    if gpu.found:
+        return Check("gpu", "NVIDIA GPU", Status.OK, f"{gpu.name} ({gpu.how})")
+    if gpu.found is False:
+        return Check(
+            "gpu",
+            "NVIDIA GPU",
+            Status.MISSING,
+            f"none ({gpu.how})",
+            "devices cuda, tensorrt and engine need an NVIDIA GPU and its driver; the CPU runs the rest",
+        )
     return Check(
         "gpu",
         "NVIDIA GPU",
-        Status.MISSING,
-        "none found (nvidia-smi absent or failing)",
-        "device cuda and tensorrt need an NVIDIA GPU and its driver; the CPU runs everything else",
+        Status.WARN,
+        f"not detected ({gpu.how})",
+        "nothing here rules one out either, so devices cuda, tensorrt and engine count as available if a "
+        "GPU is present and --require only warns; opening a model tells. A GPU needs NVIDIA's driver "
+        "(in a container: --gpus all or --runtime nvidia)",
     )
 
 
-def _tensorrt() -> list[Check]:
-    version = system.distribution_version("tensorrt") or system.distribution_version("tensorrt-cu12")
-    found = version or ("importable" if system.importable("tensorrt") else None)
-    binding = [
-        f"{label} {system.distribution_version(dist) or ''}".strip()
-        for label, dist, module in (("cuda-python", "cuda-python", "cuda"), ("pycuda", "pycuda", "pycuda"))
-        if system.importable(module)
-    ]
-    checks = [
-        Check("gpu", "TensorRT", Status.OK, found)
-        if found
-        else Check(
-            "gpu",
-            "TensorRT",
-            Status.MISSING,
-            "not installed",
-            "native .engine files need TensorRT: pip install 'vireid[tensorrt]', or the system's "
-            "python3-libnvinfer on a Jetson (docs/deployment.md)",
-        )
-    ]
-    checks.append(
-        Check("gpu", "CUDA binding", Status.OK, ", ".join(binding))
-        if binding
-        else Check(
+def _tensorrt_found() -> str | None:
+    """TensorRT's Python bindings: their version (package metadata), "importable" without metadata (a
+    Jetson's system package), or None."""
+    for dist in TENSORRT_DISTRIBUTIONS:
+        version = system.distribution_version(dist)
+        if version:
+            return version
+    return "importable" if system.importable("tensorrt") else None
+
+
+def _tensorrt_install(jetson: bool) -> str:
+    if not jetson:
+        return "pip install 'vireid[tensorrt]' (on a CUDA 12 driver add 'cuda-python<13')"
+    venv = (
+        "this virtual environment hides them: make it with `python3 -m venv --system-site-packages`"
+        if system.venv_without_system_packages()
+        else "a virtual environment sees them only when made with --system-site-packages"
+    )
+    return f"on a Jetson they come with JetPack, not pip: sudo apt install python3-libnvinfer; {venv}"
+
+
+def _tensorrt(jetson: bool) -> Check:
+    found = _tensorrt_found()
+    if found:
+        return Check("gpu", "TensorRT", Status.OK, found)
+    library = system.shared_library("nvinfer")
+    detail = f"no Python bindings ({library} found: enough for ONNX Runtime's provider)" if library else ""
+    return Check(
+        "gpu",
+        "TensorRT",
+        Status.MISSING,
+        detail or "not installed",
+        "native .engine files need TensorRT's Python bindings: " + _tensorrt_install(jetson),
+    )
+
+
+def _cuda_python() -> str | None:
+    """The version of cuda-python's bindings (`cuda-bindings`, else the `cuda-python` package)."""
+    return system.distribution_version("cuda-bindings") or system.distribution_version("cuda-python")
+
+
+def _cuda_python_module() -> str | None:
+    """cuda-python's runtime module as `backends.cuda.import_cudart` looks for it: `cuda.bindings`
+    (cuda-python >= 12.6, 13) or the older `cuda.cudart`. Found, not imported."""
+    return next((m for m in ("cuda.bindings", "cuda.cudart") if system.importable(m)), None)
+
+
+def _cuda_bindings() -> list[str]:
+    """The CUDA bindings `backends.cuda.load_cuda` can use, as `package version (module)`."""
+    found = []
+    module = _cuda_python_module()
+    if module:
+        found.append(_labelled("cuda-python", _cuda_python(), module))
+    if system.importable("pycuda.driver"):
+        found.append(_labelled("pycuda", system.distribution_version("pycuda"), "pycuda.driver"))
+    return found
+
+
+def _labelled(package: str, version: str | None, module: str) -> str:
+    return f"{package} {version} ({module})" if version else f"{package} ({module})"
+
+
+def _cuda_python_install(driver: tuple[int, str] | None) -> str:
+    if driver is not None:
+        return f"pip install 'cuda-python<{driver[0] + 1}' (the driver runs {driver[1]})"
+    return (
+        "pip install 'cuda-python<13' on a CUDA 12 driver (JetPack 6), pip install cuda-python on a "
+        "CUDA 13 one (JetPack 7); or pycuda"
+    )
+
+
+def _cuda_binding(root: Path) -> Check:
+    bindings = _cuda_bindings()
+    if not bindings:
+        return Check(
             "gpu",
             "CUDA binding",
             Status.MISSING,
             "neither cuda-python nor pycuda",
-            "the TensorRT backend moves data with cuda-python (pip install 'vireid[tensorrt]') or pycuda",
+            "the TensorRT backend moves data with cuda-python or pycuda: "
+            + _cuda_python_install(system.driver_cuda(root)),
         )
-    )
-    return checks
+    version = _cuda_python() if _cuda_python_module() else None
+    major = int(version.split(".")[0]) if version and version.split(".")[0].isdigit() else None
+    driver = system.driver_cuda(root) if major else None
+    if major and driver and major > driver[0]:
+        return Check(
+            "gpu",
+            "CUDA binding",
+            Status.WARN,
+            f"{', '.join(bindings)}; the driver runs {driver[1]}",
+            f"cuda-python {major}.x needs a CUDA {major} driver, so engines will not open: "
+            + _cuda_python_install(driver),
+        )
+    return Check("gpu", "CUDA binding", Status.OK, ", ".join(bindings))
 
 
+# ----- extras -------------------------------------------------------------------------------------
 def _extra(module: str, extra: str, enables: str) -> Check:
     if not system.importable(module):
         return Check(
@@ -252,39 +459,66 @@ def _extra(module: str, extra: str, enables: str) -> Check:
     return Check("extras", module, Status.OK, version)
 
 
-def _devices(providers: Sequence[str], gpu: str | None) -> tuple[Device, ...]:
+# ----- devices ------------------------------------------------------------------------------------
+def _gpu_device(name: str, what: str, gpu: system.Gpu, needs: Sequence[str]) -> Device:
+    """A device that needs an NVIDIA GPU besides `needs` (what is missing): no when anything is
+    definitely missing, available-if-a-GPU-is-present when the GPU could not be told."""
+    if needs:
+        return Device(name, False, f"{what}: needs {'; '.join(needs)}")
+    if gpu.found is False:
+        return Device(name, False, f"{what}: no NVIDIA GPU ({gpu.how})")
+    if gpu.found is None:
+        return Device(
+            name, True, f"{what}: available if a GPU is present (none detected: {gpu.how})", certain=False
+        )
+    return Device(name, True, f"{what} on {gpu.name}")
+
+
+def _devices(providers: Sequence[str], gpu: system.Gpu) -> tuple[Device, ...]:
     """`cpu`, `cuda` and `tensorrt` as `open_backend` takes them for an .onnx file, and `engine`: a
     TensorRT .engine file (device tensorrt, run natively)."""
-    no_gpu = "" if gpu else "; no NVIDIA GPU was found"
     cpu = Device("cpu", bool(providers), ".onnx on the CPU" + ("" if providers else ": ONNX Runtime missing"))
-    cuda = _provider_device("cuda", "CUDAExecutionProvider", providers, no_gpu)
-    tensorrt = _provider_device("tensorrt", "TensorrtExecutionProvider", providers, no_gpu)
+    cuda = _provider_device("cuda", ort_config.CUDA_EP, providers, gpu, [])
+    libraries = _tensorrt_found() or system.shared_library("nvinfer")
+    tensorrt = _provider_device(
+        "tensorrt",
+        ort_config.TENSORRT_EP,
+        providers,
+        gpu,
+        [] if libraries else [_tensorrt_libraries(gpu.jetson)],
+    )
     engine_needs = [
         what
         for what, ok in (
-            ("TensorRT", system.importable("tensorrt")),
-            ("cuda-python or pycuda", system.importable("cuda") or system.importable("pycuda")),
-            ("an NVIDIA GPU", bool(gpu)),
+            ("TensorRT's Python bindings", bool(_tensorrt_found())),
+            ("cuda-python or pycuda", bool(_cuda_bindings())),
         )
         if not ok
     ]
-    engine = Device(
-        "engine",
-        not engine_needs,
-        ".engine files natively" + (f": needs {', '.join(engine_needs)}" if engine_needs else ""),
-    )
-    return (cpu, cuda, tensorrt, engine)
+    if engine_needs:
+        engine_needs[-1] += " (the TensorRT and CUDA binding lines say how to install them)"
+    return (cpu, cuda, tensorrt, _gpu_device("engine", ".engine files natively", gpu, engine_needs))
 
 
-def _provider_device(name: str, provider: str, providers: Sequence[str], no_gpu: str) -> Device:
+def _tensorrt_libraries(jetson: bool) -> str:
+    """What the TensorRT provider lacks without TensorRT's libraries, which PyPI's onnxruntime-gpu
+    does not bring although it lists the provider."""
+    where = "they come with JetPack (sudo apt install nvidia-jetpack)" if jetson else "pip install tensorrt"
+    return f"TensorRT's libraries (libnvinfer; onnxruntime-gpu lists the provider without them): {where}"
+
+
+def _provider_device(
+    name: str, provider: str, providers: Sequence[str], gpu: system.Gpu, needs: Sequence[str]
+) -> Device:
     """A device of an ONNX Runtime provider (`CUDAExecutionProvider`, `TensorrtExecutionProvider`)."""
-    label = {"CUDAExecutionProvider": "CUDA", "TensorrtExecutionProvider": "TensorRT"}.get(provider, provider)
+    label = {ort_config.CUDA_EP: "CUDA", ort_config.TENSORRT_EP: "TensorRT"}.get(provider, provider)
     what = f".onnx through ONNX Runtime's {label} provider"
     if provider not in providers:
-        return Device(name, False, f"{what}: this ONNX Runtime has none (pip install 'vireid[gpu]')")
-    if no_gpu:
-        return Device(name, False, what + no_gpu)
-    return Device(name, True, what + " (opening a model confirms it starts)")
+        needs = [f"ONNX Runtime's GPU build: {_gpu_onnxruntime(gpu.jetson)}", *needs]
+    device = _gpu_device(name, what, gpu, needs)
+    if device.available and device.certain:
+        return replace(device, reason=device.reason + " (opening a model confirms it starts)")
+    return device
 
 
 def format_report(report: SystemReport) -> str:
@@ -297,5 +531,5 @@ def format_report(report: SystemReport) -> str:
             lines.append(f"{'':7s} {'':{width}s}  {'':7s} -> {check.advice}")
     lines.append("")
     for device in report.devices:
-        lines.append(f"device  {device.name:9s} {'yes' if device.available else 'no ':3s}  {device.reason}")
+        lines.append(f"device  {device.name:9s} {device.answer:5s}  {device.reason}")
     return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""`vireid doctor`: the report on this machine (real ONNX Runtime, real OpenCV), its device logic, the CPU
-feature parser on real files, and that asking never imports torch, TensorRT or CUDA."""
+"""`vireid doctor`: the report on this machine (real ONNX Runtime, real OpenCV), its device logic, the
+CPU and GPU probes on fake trees of real files (desktop driver, Jetson, nothing at all), and that asking
+never imports torch, TensorRT or CUDA (stub packages that record their import)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +13,54 @@ from pathlib import Path
 import pytest
 
 from vireid import doctor, system
+from vireid.backends import ort_config
+from vireid.cli import doctor as cli_doctor
 from vireid.cli.main import main
-from vireid.doctor import Status, format_report, system_report
+from vireid.doctor import Device, Status, SystemReport, format_report, system_report
+
+GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+SMI_TABLE = (
+    "+-----------------------------------------------------------------------------------------+\n"
+    "| NVIDIA-SMI 550.54.14              Driver Version: 550.54.14      CUDA Version: 12.4     |\n"
+    "|-----------------------------------------+------------------------+----------------------+\n"
+)
+JETSON_FILES: dict[str, str | bytes] = {
+    "etc/nv_tegra_release": "# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64\n",
+    "proc/device-tree/model": b"NVIDIA Jetson Orin Nano Developer Kit\x00",
+    "proc/device-tree/compatible": b"nvidia,p3768-0000+p3767-0005\x00nvidia,tegra234\x00",
+    "dev/nvhost-ctrl-gpu": "",
+}
+ORIN_CPUINFO = (
+    "processor\t: 0\nBogoMIPS\t: 62.50\n"
+    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+    "dcpop asimddp uscat ilrcpc flagm paca pacg\nCPU implementer\t: 0x41\nCPU part\t: 0xd42\n"
+)
 
 
+def _tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Real files under `root` (a fake `/`)."""
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def _no_smi(*args: str) -> None:
+    return None
+
+
+def _gpu(found: bool | None, jetson: bool = False) -> system.Gpu:
+    return system.Gpu(found, "NVIDIA H100, 550.54" if found else None, "test", jetson)
+
+
+@pytest.fixture
+def no_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probes see only the fake tree, whatever this machine has."""
+    monkeypatch.setattr(system, "nvidia_smi", _no_smi)
+
+
+# ----- this machine -------------------------------------------------------------------------------
 def test_the_report_on_this_machine_names_every_piece_and_lets_the_cpu_run_onnx() -> None:
     import cv2
     import onnxruntime as ort
@@ -33,21 +79,59 @@ def test_the_report_on_this_machine_names_every_piece_and_lets_the_cpu_run_onnx(
     assert all(c.advice for c in report.checks if c.status is not Status.OK)
     text = format_report(report)
     assert all(check.name in text for check in report.checks) and "device  cpu       yes" in text
-    assert json.loads(json.dumps(report.to_dict()))["devices"][0]["name"] == "cpu"
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["devices"][0]["name"] == "cpu" and data["devices"][0]["certain"] is True
 
 
-def test_asking_imports_neither_torch_nor_tensorrt_nor_cuda() -> None:
-    code = (
-        "import sys\n"
-        "from vireid.doctor import system_report\n"
-        "system_report()\n"
-        "print([m for m in ('torch', 'tensorrt', 'onnx', 'pycuda', 'cuda') if m in sys.modules])"
+STUB = (
+    "import os\n"
+    "with open(os.environ['VIREID_STUB_LOG'], 'a') as log:\n"
+    "    log.write(__name__ + '\\n')\n"
+    "raise RuntimeError(f'stub {__name__} was imported')\n"
+)
+STUB_CHILD = """
+import importlib.util, json, sys
+from vireid.doctor import system_report
+report = system_report().to_dict()
+stubs = ('torch', 'tensorrt', 'pycuda', 'pycuda.driver', 'cuda', 'cuda.bindings')
+loaded = [m for m in stubs if m in sys.modules]
+try:  # the control: the usual lookup of a submodule imports its package, which the stub records
+    importlib.util.find_spec('cuda.bindings')
+except RuntimeError:
+    pass
+print(json.dumps({'report': report, 'loaded': loaded}))
+"""
+
+
+def test_stub_tensorrt_cuda_pycuda_and_torch_are_found_by_the_report_but_never_imported(
+    tmp_path: Path,
+) -> None:
+    stubs = tmp_path / "stubs"
+    for package in ("tensorrt", "pycuda", "cuda", "cuda/bindings", "torch"):
+        _tree(stubs, {f"{package}/__init__.py": STUB})
+    _tree(stubs, {"pycuda/driver.py": STUB, "cuda/bindings/runtime.py": STUB})
+    log = tmp_path / "imported.txt"
+    path = os.pathsep.join(p for p in (str(stubs), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "VIREID_STUB_LOG": str(log)}
+    done = subprocess.run(
+        [sys.executable, "-c", STUB_CHILD], capture_output=True, text=True, env=env, check=False
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["loaded"] == []
+    # only the control imported a stub: the report imported none, and the stubs do record imports
+    assert log.read_text().split() == ["cuda"]
+    checks = {check["name"]: check for check in out["report"]["checks"]}
+    assert checks["TensorRT"]["status"] == "ok"
+    binding = checks["CUDA binding"]
+    assert binding["status"] == "ok" and "(cuda.bindings)" in binding["detail"]
+    assert "pycuda (pycuda.driver)" in binding["detail"]
+    assert checks["torch"]["status"] == "ok"
+    engine = next(d for d in out["report"]["devices"] if d["name"] == "engine")
+    assert "needs" not in engine["reason"]  # TensorRT and a binding found; only the GPU decides
 
 
+# ----- CPU ----------------------------------------------------------------------------------------
 def test_cpu_features_are_read_from_the_flags_line(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
@@ -55,40 +139,283 @@ def test_cpu_features_are_read_from_the_flags_line(tmp_path: Path) -> None:
     )
     assert system.cpu_name(cpuinfo) == "Example CPU @ 2.0GHz"
     assert system.cpu_features(cpuinfo) == ["AVX2", "AVX-512", "AVX-512 VNNI"]
-    cpuinfo.write_text("processor\t: 0\n")  # no flags line (not x86, or a container hiding it)
+    cpuinfo.write_text("processor\t: 0\n")  # no flags line (a container hiding it)
     assert system.cpu_features(cpuinfo) is None
     assert system.cpu_features(tmp_path / "missing") is None
 
 
-def test_a_cpu_without_vnni_or_amx_is_warned_about_int8(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(system, "cpu_features", lambda: ["AVX2"])
-    check = doctor._cpu()
-    assert check.status is Status.WARN and "INT8" in check.advice and "--precision fp32,int8" in check.advice
-    monkeypatch.setattr(system, "cpu_features", lambda: ["AVX2", "AVX-512", "AMX-INT8"])
-    assert doctor._cpu().status is Status.OK
+def test_an_x86_cpu_without_vnni_or_amx_is_warned_about_int8(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Old CPU\nflags\t\t: fpu sse2 avx2\n")
+    check = doctor._cpu(cpuinfo)
+    assert check.status is Status.WARN and "VNNI" in check.advice and "--precision fp32,int8" in check.advice
+    cpuinfo.write_text("model name\t: New CPU\nflags\t\t: avx2 avx512f amx_int8\n")
+    assert doctor._cpu(cpuinfo).status is Status.OK
 
 
-def test_devices_follow_the_providers_the_gpu_and_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
-    cpu_only = {d.name: d for d in doctor._devices(["CPUExecutionProvider"], None)}
-    assert cpu_only["cpu"].available and not cpu_only["cuda"].available
-    assert "pip install 'vireid[gpu]'" in cpu_only["cuda"].reason
-    gpu_providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    no_gpu = {d.name: d for d in doctor._devices(gpu_providers, None)}
-    assert not no_gpu["cuda"].available and "no NVIDIA GPU" in no_gpu["cuda"].reason
-    monkeypatch.setattr(system, "importable", lambda module: module in ("tensorrt", "cuda"))
-    with_gpu = {d.name: d for d in doctor._devices(gpu_providers, "NVIDIA H100, 550.54")}
-    assert with_gpu["cuda"].available and with_gpu["tensorrt"].available and with_gpu["engine"].available
-    monkeypatch.setattr(system, "importable", lambda module: module == "tensorrt")
-    engine = doctor._devices(gpu_providers, "NVIDIA H100, 550.54")[3]
-    assert not engine.available and "cuda-python or pycuda" in engine.reason
-    assert doctor._devices([], None)[0].available is False  # no ONNX Runtime at all
+def test_arm_features_line_gives_dot_product_i8mm_bf16_fp16_and_no_vnni_warning(tmp_path: Path) -> None:
+    orin = tmp_path / "orin"
+    orin.write_text(ORIN_CPUINFO)  # Cortex-A78AE: dot product and FP16, no I8MM or BF16
+    flags = system.cpu_flags(orin)
+    assert flags is not None and flags[0] == "arm" and "asimddp" in flags[1]
+    assert system.cpu_features(orin) == ["DotProd", "FP16"]
+    check = doctor._cpu(orin)
+    assert check.status is Status.OK and "DotProd, FP16" in check.detail and "VNNI" not in check.detail
+    graviton = tmp_path / "graviton"
+    graviton.write_text("processor\t: 0\nFeatures\t: fp asimd asimdhp asimddp i8mm bf16 sve\n")
+    assert system.cpu_features(graviton) == ["DotProd", "I8MM", "BF16", "FP16"]
+    nano = tmp_path / "nano"  # Cortex-A57 (Jetson Nano): neither dot product nor I8MM
+    nano.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n")
+    assert system.cpu_features(nano) == []
+    warned = doctor._cpu(nano)
+    assert warned.status is Status.WARN and "asimddp" in warned.advice and "VNNI" not in warned.advice
+    assert "none of DotProd, I8MM, BF16, FP16" in warned.detail
 
 
-def test_a_missing_extra_names_what_it_enables_and_the_pip_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cores_report_the_affinity_and_the_cgroup_quota_through_ort_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")  # docker --cpus 1.5
+    real = ort_config.cgroup_cpu_limit
+    monkeypatch.setattr(ort_config, "cgroup_cpu_limit", lambda cpu_max=cpu_max: real(cpu_max))
+    affinity = len(ort_config.available_cpus())
+    assert system.usable_cores() == affinity and system.cpu_quota() == 2
+    text = doctor._cores()
+    assert f"{affinity} usable CPUs, cgroup quota 2 CPUs" in text
+    assert (
+        f"{ort_config.default_threads()} ONNX Runtime threads" in text and ort_config.default_threads() <= 2
+    )
+    cpu_max.write_text("max 100000\n")
+    assert "cgroup" not in doctor._cores()
+
+
+# ----- GPU probes ---------------------------------------------------------------------------------
+def test_a_desktop_gpu_is_found_from_the_driver_files_without_nvidia_smi(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "proc/driver/nvidia/gpus/0000:01:00.0/information": (
+                "Model: \t\t NVIDIA GeForce RTX 3090\nIRQ:   \t\t 130\nBus Type: \t PCIe\n"
+            ),
+            "proc/driver/nvidia/version": (
+                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
+            ),
+        },
+    )
+    gpu = system.gpu_info(root, smi=_no_smi)
+    assert gpu == system.Gpu(True, "NVIDIA GeForce RTX 3090, 550.54.14", "/proc/driver/nvidia/gpus", False)
+    only_device = _tree(tmp_path / "container", {"dev/nvidia0": "", "dev/nvidiactl": ""})
+    assert system.gpu_info(only_device, smi=_no_smi).found is True
+    assert system.gpu_info(only_device, smi=_no_smi).how == "/dev/nvidia0"
+
+
+@pytest.mark.parametrize("marker", sorted(JETSON_FILES))
+def test_a_jetson_is_recognised_by_any_of_its_files(tmp_path: Path, marker: str) -> None:
+    root = _tree(tmp_path, {marker: JETSON_FILES[marker]})
+    gpu = system.gpu_info(root, smi=_no_smi)
+    assert gpu.found is True and gpu.jetson and gpu.how == "Jetson"
+    assert system.jetson_model(root) is not None
+
+
+def test_a_jetson_is_named_by_its_model_and_l4t_release(tmp_path: Path) -> None:
+    root = _tree(tmp_path, JETSON_FILES)
+    assert system.l4t_release(root) == (36, "R36.4.0")
+    assert system.jetson_model(root) == "NVIDIA Jetson Orin Nano Developer Kit, L4T R36.4.0"
+    not_tegra = _tree(tmp_path / "pi", {"proc/device-tree/model": b"Raspberry Pi 5 Model B\x00"})
+    assert system.jetson_model(not_tegra) is None
+
+
+def test_the_gpu_is_unknown_without_any_probe_and_absent_only_when_nvidia_smi_says_so(tmp_path: Path) -> None:
+    unknown = system.gpu_info(tmp_path, smi=_no_smi)
+    assert unknown.found is None and "nvidia-smi" in unknown.how and not unknown.jetson
+    failing = (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\nMore")
+    absent = system.gpu_info(tmp_path, smi=lambda *args: failing)
+    assert absent.found is False and absent.how == f"nvidia-smi: {failing[1].splitlines()[0]}"
+    _tree(tmp_path, {"dev/nvidia0": ""})  # a file probe that sees one wins over a failing nvidia-smi
+    assert system.gpu_info(tmp_path, smi=lambda *args: failing).found is True
+    listed = system.gpu_info(tmp_path, smi=lambda *args: (0, "NVIDIA H100 80GB HBM3, 550.54.14\n"))
+    assert listed == system.Gpu(True, "NVIDIA H100 80GB HBM3, 550.54.14", "nvidia-smi", False)
+
+
+def test_the_driver_cuda_version_comes_from_nvidia_smi_or_the_l4t_release(tmp_path: Path) -> None:
+    assert system.driver_cuda(tmp_path, smi=lambda *args: (0, SMI_TABLE)) == (12, "CUDA 12.4 (nvidia-smi)")
+    assert system.driver_cuda(tmp_path, smi=_no_smi) is None
+    jetson = _tree(tmp_path / "jetson", JETSON_FILES)
+    assert system.driver_cuda(jetson, smi=_no_smi) == (12, "CUDA 12 (L4T R36.4.0)")
+
+
+def test_a_virtual_environment_without_system_site_packages_is_told(tmp_path: Path) -> None:
+    (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = false\n")
+    assert system.venv_without_system_packages(tmp_path)
+    (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\ninclude-system-site-packages = true\n")
+    assert not system.venv_without_system_packages(tmp_path)
+    assert not system.venv_without_system_packages(tmp_path / "not-a-venv")
+
+
+# ----- modules ------------------------------------------------------------------------------------
+def test_the_cuda_binding_is_cuda_bindings_or_cudart_not_any_cuda_package_and_nothing_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raising = "raise RuntimeError('must not be imported')\n"
+    _tree(tmp_path, {"cuda/pathfinder/__init__.py": raising})  # cuda-pathfinder: a namespace package
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert system.importable("cuda") and system.importable("cuda.pathfinder")
+    assert not system.importable("cuda.bindings") and doctor._cuda_bindings() == []
+    _tree(tmp_path, {"cuda/bindings/__init__.py": raising, "cuda/bindings/runtime.py": raising})
+    assert system.importable("cuda.bindings") and system.importable("cuda.bindings.runtime")
+    assert doctor._cuda_bindings() == ["cuda-python (cuda.bindings)"]
+    assert not {"cuda", "cuda.bindings", "cuda.pathfinder"} & set(sys.modules)
+
+
+def test_a_cuda_python_newer_than_the_driver_is_warned_with_the_pin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system, "importable", lambda module: module == "cuda.bindings")
+    monkeypatch.setattr(
+        system, "distribution_version", lambda dist: "13.0.1" if dist == "cuda-python" else None
+    )
+    monkeypatch.setattr(system, "nvidia_smi", lambda *args: (0, SMI_TABLE))
+    check = doctor._cuda_binding(tmp_path)
+    assert check.status is Status.WARN and "CUDA 12.4" in check.detail
+    assert "pip install 'cuda-python<13'" in check.advice
+    monkeypatch.setattr(system, "nvidia_smi", _no_smi)  # a JetPack 6 without nvidia-smi: L4T tells
+    assert doctor._cuda_binding(_tree(tmp_path / "jetson", JETSON_FILES)).status is Status.WARN
+    assert doctor._cuda_binding(tmp_path).status is Status.OK  # nothing tells the driver: no warning
     monkeypatch.setattr(system, "importable", lambda module: False)
-    check = doctor._extra("sqlcipher3", "crypto", "encrypted galleries (--key-file)")
-    assert check.status is Status.MISSING
-    assert check.advice == "encrypted galleries (--key-file): pip install 'vireid[crypto]'"
+    missing = doctor._cuda_binding(tmp_path)
+    assert (
+        missing.status is Status.MISSING
+        and "pip install 'cuda-python<13' on a CUDA 12 driver" in missing.advice
+    )
+
+
+# ----- ONNX Runtime -------------------------------------------------------------------------------
+def test_both_onnxruntime_packages_installed_is_a_warning_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    versions = {"onnxruntime": "1.20.1", "onnxruntime-gpu": "1.20.1"}
+    monkeypatch.setattr(system, "distribution_version", versions.get)
+    (check,) = doctor._onnxruntime_clash(jetson=False)
+    assert check.status is Status.WARN and "both installed" in check.detail
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu" in check.advice and "'vireid[gpu]'" in check.advice
+    assert "Jetson Zoo" in doctor._onnxruntime_clash(jetson=True)[0].advice
+    monkeypatch.setattr(system, "distribution_version", {"onnxruntime": "1.20.1"}.get)
+    assert doctor._onnxruntime_clash(jetson=False) == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "AttributeError('_ARRAY_API not found')",
+        "RuntimeError('module compiled against ABI version 0x1000009')",
+        "ImportError('libcudnn.so.9: cannot open shared object file')",
+    ],
+)
+def test_an_onnxruntime_that_fails_to_import_is_a_warning_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: str
+) -> None:
+    _tree(tmp_path, {"onnxruntime/__init__.py": f"raise {error[:-1]} + '\\nsecond line')\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.split(".")[0] == "onnxruntime"]:
+        monkeypatch.delitem(sys.modules, name)
+    providers, (check,) = doctor._onnxruntime(jetson=False)
+    assert providers == [] and check.status is Status.WARN
+    assert check.detail.startswith("installed but does not import: " + error.split("(")[0] + ": ")
+    assert "second line" not in check.detail and check.advice
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed at all
+    _, (missing,) = doctor._onnxruntime(jetson=True)
+    assert missing.status is Status.MISSING and "Jetson Zoo" in missing.advice
+
+
+def test_a_check_that_raises_becomes_a_warning(monkeypatch: pytest.MonkeyPatch, no_nvidia_smi: None) -> None:
+    def broken() -> list[doctor.Check]:
+        raise AttributeError("_ARRAY_API not found\ntraceback lines")
+
+    monkeypatch.setattr(doctor, "_opencv", broken)
+    by_name = {check.name: check for check in system_report().checks}
+    assert by_name["OpenCV"].status is Status.WARN
+    assert by_name["OpenCV"].detail == "could not be checked: AttributeError: _ARRAY_API not found"
+
+
+# ----- devices ------------------------------------------------------------------------------------
+def test_devices_follow_the_providers_the_gpu_and_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(system, "shared_library", lambda name: None)
+    cpu_only = {d.name: d for d in doctor._devices(["CPUExecutionProvider"], _gpu(True))}
+    assert cpu_only["cpu"].available and not cpu_only["cuda"].available
+    assert "pip uninstall onnxruntime first" in cpu_only["cuda"].reason
+    assert "pip install 'vireid[gpu]'" in cpu_only["cuda"].reason
+    no_gpu = {d.name: d for d in doctor._devices(GPU_PROVIDERS, _gpu(False))}
+    assert not no_gpu["cuda"].available and "no NVIDIA GPU" in no_gpu["cuda"].reason
+    monkeypatch.setattr(system, "importable", lambda module: module in ("tensorrt", "cuda.bindings"))
+    with_gpu = {d.name: d for d in doctor._devices(GPU_PROVIDERS, _gpu(True))}
+    assert all(d.available and d.certain for d in with_gpu.values())
+    monkeypatch.setattr(system, "importable", lambda module: module == "tensorrt")
+    engine = doctor._devices(GPU_PROVIDERS, _gpu(True))[3]
+    assert not engine.available and "cuda-python or pycuda" in engine.reason
+    monkeypatch.setattr(system, "importable", lambda module: module == "cuda")  # the namespace is not enough
+    assert "cuda-python or pycuda" in doctor._devices(GPU_PROVIDERS, _gpu(True))[3].reason
+    assert doctor._devices([], _gpu(True))[0].available is False  # no ONNX Runtime at all
+
+
+def test_an_undetected_gpu_leaves_gpu_devices_available_but_uncertain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(system, "importable", lambda module: module in ("tensorrt", "pycuda.driver"))
+    devices = {d.name: d for d in doctor._devices(GPU_PROVIDERS, _gpu(None))}
+    for name in ("cuda", "tensorrt", "engine"):
+        assert devices[name].available and not devices[name].certain and devices[name].answer == "maybe"
+        assert "available if a GPU is present (none detected: test)" in devices[name].reason
+    assert devices["cpu"].answer == "yes"
+    monkeypatch.setattr(system, "importable", lambda module: False)  # a definite no stays a no
+    engine = doctor._devices(GPU_PROVIDERS, _gpu(None))[3]
+    assert engine.answer == "no" and "TensorRT's Python bindings" in engine.reason
+
+
+def test_the_tensorrt_provider_needs_tensorrt_libraries_not_just_its_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(system, "importable", lambda module: False)
+    monkeypatch.setattr(system, "distribution_version", lambda dist: None)
+    monkeypatch.setattr(system, "shared_library", lambda name: None)
+    tensorrt = doctor._devices(GPU_PROVIDERS, _gpu(True))[2]
+    assert not tensorrt.available and "TensorRT's libraries (libnvinfer" in tensorrt.reason
+    assert "nvidia-jetpack" in doctor._devices(GPU_PROVIDERS, _gpu(True, jetson=True))[2].reason
+    monkeypatch.setattr(
+        system, "shared_library", lambda name: "libnvinfer.so.10" if name == "nvinfer" else None
+    )
+    assert doctor._devices(GPU_PROVIDERS, _gpu(True))[2].available
+    assert "libnvinfer.so.10 found" in doctor._tensorrt(jetson=False).detail  # libraries, no bindings
+    monkeypatch.setattr(system, "shared_library", lambda name: None)
+    monkeypatch.setattr(system, "importable", lambda module: module == "tensorrt")
+    assert doctor._devices(GPU_PROVIDERS, _gpu(True))[2].available
+
+
+def test_on_a_jetson_the_advice_points_to_jetpack_and_the_jetson_zoo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_nvidia_smi: None
+) -> None:
+    import onnxruntime as ort
+
+    root = _tree(tmp_path, JETSON_FILES)
+    report = system_report(root)
+    gpu = {c.name: c for c in report.checks}["NVIDIA GPU"]
+    assert gpu.status is Status.OK and "Jetson Orin Nano" in gpu.detail
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert "Jetson Zoo" in report.device("cuda").reason
+    monkeypatch.setattr(system, "importable", lambda module: False)
+    monkeypatch.setattr(system, "distribution_version", lambda dist: None)
+    monkeypatch.setattr(system, "venv_without_system_packages", lambda: True)
+    trt = doctor._tensorrt(jetson=True)
+    assert "python3-libnvinfer" in trt.advice and "--system-site-packages" in trt.advice
+    assert "pip install" not in trt.advice
+    cuda = doctor._devices(["CPUExecutionProvider"], _gpu(True, jetson=True))[1]
+    assert "pip uninstall onnxruntime first" in cuda.reason and "Jetson Zoo" in cuda.reason
+    assert "'vireid[gpu]'" not in cuda.reason
+
+
+# ----- CLI ----------------------------------------------------------------------------------------
+def _report(*devices: Device) -> SystemReport:
+    return SystemReport("0", "3", "test", (doctor.Check("cpu", "processor", Status.OK, "x"),), devices)
 
 
 def test_cli_prints_json_and_fails_only_for_a_required_device_that_cannot_run(
@@ -106,3 +433,33 @@ def test_cli_prints_json_and_fails_only_for_a_required_device_that_cannot_run(
         main(["doctor", "--require", "gpu"])
     assert usage.value.code == 2
     assert "choose from 'cpu', 'cuda', 'tensorrt', 'engine'" in capsys.readouterr().err
+
+
+def test_require_passes_an_undetected_gpu_with_a_warning_and_fails_a_definite_no(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    maybe = Device("engine", True, "available if a GPU is present (none detected: x)", certain=False)
+    monkeypatch.setattr(cli_doctor, "system_report", lambda: _report(Device("cpu", True, "cpu"), maybe))
+    assert main(["doctor", "--require", "engine"]) == 0
+    captured = capsys.readouterr()
+    assert "device  engine    maybe" in captured.out
+    assert "warning: engine is required and runs only if there is a GPU" in captured.err
+    no = Device("engine", False, "no NVIDIA GPU (nvidia-smi: No devices were found)")
+    monkeypatch.setattr(cli_doctor, "system_report", lambda: _report(Device("cpu", True, "cpu"), no))
+    assert main(["doctor", "--require", "cpu", "--require", "engine"]) == 1
+    assert "engine is required but cannot run: no NVIDIA GPU" in capsys.readouterr().err
+
+
+def test_require_engine_passes_on_a_jetson_without_nvidia_smi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_nvidia_smi: None
+) -> None:
+    root = _tree(tmp_path, JETSON_FILES)
+    real = system.importable
+    monkeypatch.setattr(system, "importable", lambda m: m in ("tensorrt", "cuda.bindings") or real(m))
+    monkeypatch.setattr(cli_doctor, "system_report", lambda: system_report(root))
+    assert main(["doctor", "--require", "engine"]) == 0
+    captured = capsys.readouterr()
+    assert "device  engine    yes" in captured.out and captured.err == ""
+    monkeypatch.setattr(cli_doctor, "system_report", lambda: system_report(tmp_path / "bare"))
+    assert main(["doctor", "--require", "engine"]) == 0  # nothing tells: a warning only
+    assert "warning: engine is required" in capsys.readouterr().err
