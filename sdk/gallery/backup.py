@@ -16,11 +16,13 @@ the same key (SQLCipher copies pages between connections keyed alike), so it ope
 key and with nothing else.
 
 The connection that writes and checks the copy holds it in exclusive locking mode with an in-memory
-rollback journal: the copy is a WAL database (the gallery's header says so), and SQLite then keeps its
-WAL index in this process's memory instead of a `-shm` file beside it, and writes no `-journal` there
-(the temporary file is discarded if the copy fails, so that journal has nothing to protect). Only a
-`-wal` comes and goes during the checks. Shared-memory `-shm` files are what fails on network shares
-(CIFS/SMB, NFS) that do not support them; the copy itself opens later as any WAL gallery.
+rollback journal: the copy of a gallery file is a WAL database (the gallery's header says so; an
+in-memory gallery's copy is a rollback-journal file until `Gallery.open` turns it to WAL), and SQLite
+then keeps its WAL index in this process's memory instead of a `-shm` file beside it, and writes no
+`-journal` there (the temporary file is discarded if the copy fails, so that journal has nothing to
+protect). Only a `-wal` comes and goes during the checks. Shared-memory `-shm` files are what fails on
+network shares (CIFS/SMB, NFS) that do not support them; the copy itself opens later as any WAL
+gallery.
 """
 
 from __future__ import annotations

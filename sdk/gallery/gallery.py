@@ -453,9 +453,10 @@ class Gallery:
 
         The copy is one committed state taken with SQLite's online backup API (WAL included; a writer
         such as `vireid run` goes on meanwhile), written to a temporary file beside `path`, checked and
-        renamed into place: `path` is either the whole backup or untouched. It is owner-only (0600) and a
-        gallery like this one (same identities, embeddings, ids, schema version and embedding space) that
-        opens with `Gallery.open(path)`; an encrypted gallery's copy is encrypted with the same key.
+        published atomically (a hard link, or a rename with `overwrite`): `path` is either the whole
+        backup or untouched. It is owner-only (0600) and a gallery like this one (same identities,
+        embeddings, ids, schema version and embedding space) that opens with `Gallery.open(path)`; an
+        encrypted gallery's copy is encrypted with the same key.
         Restore by putting it in the gallery's place with no process using it (see docs/gallery.md).
         This object's other calls wait while the copy runs (about as long as reading the file).
 

@@ -686,6 +686,9 @@ class Pipeline:
     def _embed_and_match(self, requests: list[CropRequest]) -> list[Event]:
         if not requests:
             return []
+        # a later round of the same step may have ended a track (its camera restarted): its crops
+        # would take the slots of live tracks' crops
+        requests = [r for r in requests if r.key in self.matcher.records]
         requests = sorted(requests, key=lambda r: -r.priority)[: self.config.max_crops]
         requests = [r for r in requests if _overlaps(r.box, r.frame.size)]
         if not requests:

@@ -236,7 +236,7 @@ class YoloDetector:
 
         A batch that fails is run again one image at a time. If that works the batch was the
         problem: a model whose input says its batch is dynamic but whose graph pins it at 1, or a
-        batch too large for the GPU's memory; `max_batch` is halved (down to 1, no more batching),
+        batch too large for the GPU's memory; `max_batch` becomes half the failed batch (1: no more batching),
         with a warning. If the images fail one at a time too, that error is raised and the batch size
         stays."""
         if len(blob) > 1:

@@ -291,6 +291,31 @@ def test_a_cameras_two_frames_in_one_step_are_processed_in_order_across_a_size_c
     boxes.stop()
 
 
+def test_crops_of_a_track_a_later_round_ended_are_not_embedded(embedder: Embedder) -> None:
+    """A camera's size change in the second round of a step ends the tracks of its first: their crops
+    would take the embedding slots (`max_crops`) of live tracks."""
+
+    class Recording(Pipeline):
+        def embed_crops(self, requests):
+            asked.append(sorted({r.key for r in requests}))
+            return super().embed_crops(requests)
+
+    asked: list[list[tuple[str, int]]] = []
+    cameras = [VideoSource("unused-a.mp4", "visible", "a")]
+    rng = np.random.default_rng(0)
+    small, large = (rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((120, 160), (240, 320)))
+    config = PipelineConfig(embed_every=1)  # every live track asks for a crop on every frame
+    pipeline = Recording(
+        cameras, embedder, config=config, detector=CallerBoxes(lambda f: [[10, 20, 50, 110]])
+    )
+    for i in range(3):
+        pipeline.step([Frame.of(small, "visible", "a", i)])
+    assert asked[-1] == [("a", 1)]  # track 1 is embedded
+    pipeline.step([Frame.of(small, "visible", "a", 3), Frame.of(large, "visible", "a", 4)])
+    assert all(("a", 1) not in keys for keys in asked[3:])  # its round-1 crop was dropped: it ended
+    pipeline.stop()
+
+
 def test_a_bad_frame_anywhere_in_a_step_is_refused_before_any_is_processed(embedder: Embedder) -> None:
     cameras = [VideoSource("unused-a.mp4", "visible", "a")]
     pipeline = Pipeline(cameras, embedder, detector=CallerBoxes(lambda f: [[10, 20, 50, 110]]))
