@@ -47,15 +47,26 @@ def physical_cores(cpus: set[int], sysfs: Path = Path("/sys/devices/system/cpu")
     return max(len(cores), 1)
 
 
-def cgroup_cpu_limit(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
-    """CPUs granted by a cgroup v2 quota (`docker --cpus`), rounded up; None when unlimited."""
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    return max(1, math.ceil(int(quota) / int(period)))
+def cgroup_cpu_limit(
+    cpu_max: Path = Path("/sys/fs/cgroup/cpu.max"), v1: Path = Path("/sys/fs/cgroup/cpu")
+) -> int | None:
+    """CPUs granted by a cgroup quota (`docker --cpus`), rounded up; None when unlimited or unreadable.
+
+    cgroup v2's `cpu.max` (`QUOTA PERIOD` or `max PERIOD`), else v1's `cpu.cfs_quota_us` (-1: none) and
+    `cpu.cfs_period_us` (Ubuntu 20.04, JetPack 5 and other v1 hosts)."""
+    for read in (lambda: cpu_max.read_text().split()[:2], lambda: _v1_quota(v1)):
+        try:
+            quota, period = read()
+            if quota in ("max", "-1"):
+                return None
+            return max(1, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError, ZeroDivisionError):
+            continue
+    return None
+
+
+def _v1_quota(folder: Path) -> list[str]:
+    return [(folder / name).read_text().strip() for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us")]
 
 
 def default_threads() -> int:

@@ -277,6 +277,15 @@ def test_default_threads_count_physical_cores_within_affinity_and_quota(tmp_path
     assert cfg.cgroup_cpu_limit(tmp_path / "cpu.max") == 2
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert cfg.cgroup_cpu_limit(tmp_path / "cpu.max") is None
+    (tmp_path / "cpu.max").write_text("garbage\n")  # unreadable: no limit, never an exception
+    assert cfg.cgroup_cpu_limit(tmp_path / "cpu.max", v1=tmp_path / "none") is None
+    v1 = tmp_path / "v1"  # cgroup v1 (no cpu.max): cfs quota and period
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("250000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cfg.cgroup_cpu_limit(tmp_path / "missing.max", v1=v1) == 3
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cfg.cgroup_cpu_limit(tmp_path / "missing.max", v1=v1) is None
     assert 1 <= cfg.default_threads() <= len(cfg.available_cpus())
 
 
