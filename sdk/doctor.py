@@ -11,7 +11,8 @@ without importing them (`system.importable`), the GPU from `nvidia-smi` or the N
 (a Jetson's included), so it runs in a second even on a Jetson. ONNX Runtime and OpenCV are imported
 (the runtime needs them anyway); a broken install of either becomes a warning, not a traceback.
 
-Where nothing can tell whether there is a GPU (no `nvidia-smi`, no driver files), the devices that need
+Where nothing can tell whether there is a GPU (off Linux without `nvidia-smi`; WSL2's `/dev/dxg`
+without NVIDIA's `libcuda.so`), the devices that need
 one are reported as available if a GPU is present (`Device.certain` False): `--require` passes them
 with a warning and fails only on a definite no.
 """
@@ -23,7 +24,7 @@ import platform
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import system
 from ._version import __version__
@@ -118,28 +119,89 @@ EXTRAS: tuple[tuple[str, str, str], ...] = (
 
 TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12")
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """What the report looks up once, for its checks and its devices alike (each lookup answers None
+    or nothing rather than raising, so a broken install cannot end the report in a traceback).
+
+    Attributes:
+        gpu: the GPU probe (`system.gpu_info`).
+        driver: the newest CUDA major version the driver runs, and where that was read.
+        tensorrt: TensorRT's Python bindings: their version, "importable", or None.
+        nvinfer: libnvinfer where the dynamic loader finds it (ONNX Runtime's TensorRT provider), or None.
+        nvinfer_pip: the folder of pip's `tensorrt_libs` when it holds libnvinfer (not on the loader's
+            path unless `LD_LIBRARY_PATH` names it), or None.
+        bindings: the CUDA bindings `backends.cuda.load_cuda` can use, as `package version (module)`.
+        mismatch: why cuda-python will not run on this driver, with the pin; None when it does or
+            nothing tells. `load_cuda` tries cuda-python first, so a pycuda beside it does not help.
+    """
+
+    gpu: system.Gpu
+    driver: tuple[int, str] | None
+    tensorrt: str | None
+    nvinfer: str | None
+    nvinfer_pip: Path | None
+    bindings: tuple[str, ...]
+    mismatch: str | None
+
+
+def look_up(gpu: system.Gpu, driver: tuple[int, str] | None) -> Lookups:
+    """The package and library lookups of `Lookups`, for `gpu` and `driver`."""
+    return Lookups(
+        gpu=gpu,
+        driver=driver,
+        tensorrt=_quietly(_tensorrt_found),
+        nvinfer=_quietly(lambda: system.loadable_library("nvinfer")),
+        nvinfer_pip=_quietly(lambda: system.package_library_folder("tensorrt_libs", "nvinfer")),
+        bindings=tuple(_quietly(_cuda_bindings) or ()),
+        mismatch=_quietly(lambda: _cuda_mismatch(driver)),
+    )
+
+
+def _probe(root: Path, smi: system.Smi) -> tuple[system.Gpu, tuple[int, str] | None]:
+    """The GPU and the driver's CUDA version; a probe that raises tells nothing rather than ending the
+    report."""
+    try:
+        gpu = system.gpu_info(root, smi)
+    except Exception as exc:
+        gpu = system.Gpu(None, None, f"could not be checked: {_first_line(exc)}")
+    return gpu, _quietly(lambda: system.driver_cuda(root, smi))
+
 
 def system_report(root: Path = Path("/")) -> SystemReport:
     """Check this machine (see the module doc). `root` is where the GPU probes look for `/proc`,
-    `/dev` and `/etc` (a fake tree in tests)."""
-    gpu = system.gpu_info(root)
-    providers, runtime = _onnxruntime(gpu.jetson)
+    `/dev` and `/etc` (a fake tree in tests). `nvidia-smi` runs once per question at most, and not
+    again once it was missing or hung (`system.smi_once`)."""
+    found = look_up(*_probe(root, system.smi_once(system.nvidia_smi)))
+    providers, runtime = _onnxruntime(found.gpu.jetson)
     checks = [
         *_guarded("cpu", "processor", lambda: [_cpu()]),
         *runtime,
         *_guarded("video", "OpenCV", _opencv),
-        _gpu(gpu),
-        *_guarded("gpu", "TensorRT", lambda: [_tensorrt(gpu.jetson)]),
-        *_guarded("gpu", "CUDA binding", lambda: [_cuda_binding(root)]),
-        *(_extra(module, extra, enables) for module, extra, enables in EXTRAS),
+        _gpu(found.gpu),
+        *_guarded("gpu", "TensorRT", lambda: [_tensorrt(found)]),
+        *_guarded("gpu", "CUDA binding", lambda: [_cuda_binding(found)]),
+        *(check for module, extra, enables in EXTRAS for check in _extra_guarded(module, extra, enables)),
     ]
     return SystemReport(
         vireid=__version__,
         python=platform.python_version(),
         platform=platform.platform(),
         checks=tuple(checks),
-        devices=_devices(providers, gpu),
+        devices=_devices(providers, found),
     )
+
+
+def _quietly(look: Callable[[], T]) -> T | None:
+    """`look()`, or None when it raises: a lookup of a broken install tells nothing, and its check
+    (guarded, `_guarded`) names the error."""
+    try:
+        return look()
+    except Exception:
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -220,7 +282,7 @@ def _gpu_onnxruntime(jetson: bool) -> str:
 
 def _onnxruntime(jetson: bool) -> tuple[list[str], list[Check]]:
     """The providers ONNX Runtime offers (none when it does not import) and its checks."""
-    clash = _onnxruntime_clash(jetson)
+    clash = _guarded("runtime", "ONNX Runtime packages", lambda: _onnxruntime_clash(jetson))
     try:
         import onnxruntime as ort
 
@@ -371,18 +433,17 @@ def _tensorrt_install(jetson: bool) -> str:
     return f"on a Jetson they come with JetPack, not pip: sudo apt install python3-libnvinfer; {venv}"
 
 
-def _tensorrt(jetson: bool) -> Check:
-    found = _tensorrt_found()
-    if found:
-        return Check("gpu", "TensorRT", Status.OK, found)
-    library = system.shared_library("nvinfer")
+def _tensorrt(found: Lookups) -> Check:
+    if found.tensorrt:
+        return Check("gpu", "TensorRT", Status.OK, found.tensorrt)
+    library = found.nvinfer
     detail = f"no Python bindings ({library} found: enough for ONNX Runtime's provider)" if library else ""
     return Check(
         "gpu",
         "TensorRT",
         Status.MISSING,
         detail or "not installed",
-        "native .engine files need TensorRT's Python bindings: " + _tensorrt_install(jetson),
+        "native .engine files need TensorRT's Python bindings: " + _tensorrt_install(found.gpu.jetson),
     )
 
 
@@ -414,40 +475,53 @@ def _labelled(package: str, version: str | None, module: str) -> str:
 
 def _cuda_python_install(driver: tuple[int, str] | None) -> str:
     if driver is not None:
-        return f"pip install 'cuda-python<{driver[0] + 1}' (the driver runs {driver[1]})"
+        return f"pip install 'cuda-python<{driver[0] + 1}', for a driver that runs {driver[1]}"
     return (
         "pip install 'cuda-python<13' on a CUDA 12 driver (JetPack 6), pip install cuda-python on a "
         "CUDA 13 one (JetPack 7); or pycuda"
     )
 
 
-def _cuda_binding(root: Path) -> Check:
-    bindings = _cuda_bindings()
-    if not bindings:
+def _cuda_mismatch(driver: tuple[int, str] | None) -> str | None:
+    """Why cuda-python's bindings will not run on this driver (a newer CUDA major version than it runs:
+    cuda-python 13 on JetPack 6), with the pin; None when they run or nothing tells."""
+    version = _cuda_python() if _cuda_python_module() else None
+    major = int(version.split(".")[0]) if version and version.split(".")[0].isdigit() else None
+    if major is None or driver is None or major <= driver[0]:
+        return None
+    return (
+        f"cuda-python {major}.x needs a CUDA {major} driver and the driver runs {driver[1]}: "
+        f"pip install 'cuda-python<{driver[0] + 1}'"
+    )
+
+
+def _cuda_binding(found: Lookups) -> Check:
+    if not found.bindings:
         return Check(
             "gpu",
             "CUDA binding",
             Status.MISSING,
             "neither cuda-python nor pycuda",
             "the TensorRT backend moves data with cuda-python or pycuda: "
-            + _cuda_python_install(system.driver_cuda(root)),
+            + _cuda_python_install(found.driver),
         )
-    version = _cuda_python() if _cuda_python_module() else None
-    major = int(version.split(".")[0]) if version and version.split(".")[0].isdigit() else None
-    driver = system.driver_cuda(root) if major else None
-    if major and driver and major > driver[0]:
+    if found.mismatch and found.driver:
         return Check(
             "gpu",
             "CUDA binding",
             Status.WARN,
-            f"{', '.join(bindings)}; the driver runs {driver[1]}",
-            f"cuda-python {major}.x needs a CUDA {major} driver, so engines will not open: "
-            + _cuda_python_install(driver),
+            f"{', '.join(found.bindings)}; the driver runs {found.driver[1]}",
+            f"engines will not open (backends.cuda.load_cuda tries cuda-python first): {found.mismatch}",
         )
-    return Check("gpu", "CUDA binding", Status.OK, ", ".join(bindings))
+    return Check("gpu", "CUDA binding", Status.OK, ", ".join(found.bindings))
 
 
 # ----- extras -------------------------------------------------------------------------------------
+def _extra_guarded(module: str, extra: str, enables: str) -> list[Check]:
+    """`_extra`, a warning when looking it up raises (a broken install of the extra)."""
+    return _guarded("extras", module, lambda: [_extra(module, extra, enables)])
+
+
 def _extra(module: str, extra: str, enables: str) -> Check:
     if not system.importable(module):
         return Check(
@@ -474,36 +548,51 @@ def _gpu_device(name: str, what: str, gpu: system.Gpu, needs: Sequence[str]) -> 
     return Device(name, True, f"{what} on {gpu.name}")
 
 
-def _devices(providers: Sequence[str], gpu: system.Gpu) -> tuple[Device, ...]:
+def _devices(providers: Sequence[str], found: Lookups) -> tuple[Device, ...]:
     """`cpu`, `cuda` and `tensorrt` as `open_backend` takes them for an .onnx file, and `engine`: a
     TensorRT .engine file (device tensorrt, run natively)."""
+    gpu = found.gpu
     cpu = Device("cpu", bool(providers), ".onnx on the CPU" + ("" if providers else ": ONNX Runtime missing"))
     cuda = _provider_device("cuda", ort_config.CUDA_EP, providers, gpu, [])
-    libraries = _tensorrt_found() or system.shared_library("nvinfer")
-    tensorrt = _provider_device(
-        "tensorrt",
-        ort_config.TENSORRT_EP,
-        providers,
-        gpu,
-        [] if libraries else [_tensorrt_libraries(gpu.jetson)],
-    )
+    tensorrt = _provider_device("tensorrt", ort_config.TENSORRT_EP, providers, gpu, _nvinfer_needs(found))
     engine_needs = [
         what
         for what, ok in (
-            ("TensorRT's Python bindings", bool(_tensorrt_found())),
-            ("cuda-python or pycuda", bool(_cuda_bindings())),
+            ("TensorRT's Python bindings", bool(found.tensorrt)),
+            ("cuda-python or pycuda", bool(found.bindings)),
         )
         if not ok
     ]
     if engine_needs:
         engine_needs[-1] += " (the TensorRT and CUDA binding lines say how to install them)"
+    if found.mismatch:
+        engine_needs.append(f"a cuda-python this driver runs: {found.mismatch}")
     return (cpu, cuda, tensorrt, _gpu_device("engine", ".engine files natively", gpu, engine_needs))
+
+
+def _nvinfer_needs(found: Lookups) -> list[str]:
+    """What ONNX Runtime's TensorRT provider lacks of TensorRT's libraries: it `dlopen`s libnvinfer by
+    name, so the loader must find it (`ldconfig` or `LD_LIBRARY_PATH`); pip's `tensorrt` puts it in
+    `tensorrt_libs`, where the loader does not look."""
+    if found.nvinfer:
+        return []
+    folder = found.nvinfer_pip
+    if folder is not None:
+        return [
+            f"libnvinfer where the loader finds it: pip's tensorrt put it in {folder}, outside the "
+            f"loader's path: export LD_LIBRARY_PATH={folder}:$LD_LIBRARY_PATH"
+        ]
+    return [_tensorrt_libraries(found.gpu.jetson)]
 
 
 def _tensorrt_libraries(jetson: bool) -> str:
     """What the TensorRT provider lacks without TensorRT's libraries, which PyPI's onnxruntime-gpu
     does not bring although it lists the provider."""
-    where = "they come with JetPack (sudo apt install nvidia-jetpack)" if jetson else "pip install tensorrt"
+    where = (
+        "they come with JetPack (sudo apt install nvidia-jetpack)"
+        if jetson
+        else "pip install tensorrt, then put its tensorrt_libs folder on LD_LIBRARY_PATH (doctor names it)"
+    )
     return f"TensorRT's libraries (libnvinfer; onnxruntime-gpu lists the provider without them): {where}"
 
 

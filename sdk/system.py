@@ -4,8 +4,9 @@ Used by `vireid bench` (recorded with every report) and `vireid doctor` (what th
 Versions come from package metadata, modules are looked up without being imported (not even the
 packages above them), CPU features come from `/proc/cpuinfo` and the GPU from `nvidia-smi` or, where
 that is missing (Jetsons, L4T containers, containers without the driver's utilities), from the files
-the NVIDIA drivers create. So asking never loads torch, TensorRT or CUDA. The file probes take a root
-folder, so tests can give them a fake tree.
+the NVIDIA drivers create, counted only with a device node (a container sees the host's `/proc`).
+So asking never loads torch, TensorRT or CUDA. The file probes take a root folder, so tests can give
+them a fake tree.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import ctypes.util
 import importlib.machinery
 import importlib.metadata as md
 import importlib.util
+import os
 import platform
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from pathlib import Path
@@ -70,10 +72,12 @@ Smi: TypeAlias = Callable[..., "tuple[int, str] | None"]
 
 # ----- packages -----------------------------------------------------------------------------------
 def distribution_version(name: str) -> str | None:
-    """The installed version of a distribution (pip name), or None."""
+    """The installed version of a distribution (pip name), or None: also when its metadata cannot be
+    read (a half-written dist-info, a METADATA that is not UTF-8), so a broken install is reported, not
+    a traceback."""
     try:
         return md.version(name)
-    except md.PackageNotFoundError:
+    except Exception:
         return None
 
 
@@ -84,18 +88,34 @@ def versions(names: Iterable[str] = BENCH_DISTRIBUTIONS) -> dict[str, str | None
 
 
 def importable(module: str) -> bool:
-    """Whether `module` could be imported, found without importing it or any package above it.
+    """Whether `module` is found (a broken `__init__` still counts), without importing it or any package
+    above it.
 
     `importlib.util.find_spec("a.b")` imports `a` to read its `__path__`, and a package's `__init__`
     may be heavy or broken, so below the top level each name is looked for in the folders of the
-    package above (unless that package is imported already).
+    package above (unless that package is imported already), asking the `sys.meta_path` finders in
+    order as the import system does. A namespace package (any folder on `sys.path`, such as a
+    `./tensorrt/` folder of engines) does not count as the module itself; it may be a package above
+    it (`cuda` of `cuda.bindings`).
     """
     if module in sys.modules:
-        return sys.modules[module] is not None
-    return _find_spec(module) is not None
+        loaded = sys.modules[module]
+        return loaded is not None and not _namespace(getattr(loaded, "__spec__", None))
+    spec = _find_spec(module)
+    return spec is not None and not _namespace(spec)
+
+
+def _namespace(spec: ModuleSpec | None) -> bool:
+    """Whether `spec` is a namespace package: folders without an `__init__`, no code of its own."""
+    if spec is None or spec.submodule_search_locations is None:
+        return False
+    loader = type(spec.loader).__name__
+    return spec.origin in (None, "namespace") or loader in ("NamespaceLoader", "_NamespaceLoader")
 
 
 def _find_spec(module: str) -> ModuleSpec | None:
+    """The spec of `module`, found without importing the packages above it; None when not found or a
+    finder fails."""
     top, *rest = module.split(".")
     try:
         spec = importlib.util.find_spec(top)
@@ -107,16 +127,52 @@ def _find_spec(module: str) -> ModuleSpec | None:
             if spec.name in sys.modules:  # imported already: its real __path__ answers, importing nothing
                 spec = importlib.util.find_spec(name)
             else:
-                spec = importlib.machinery.PathFinder.find_spec(name, list(folders))
-    except (ImportError, ValueError, OSError):
+                spec = _meta_path_spec(name, list(folders))
+    except Exception:  # a finder's own error (ImportError, ValueError, OSError, ...) means not found
         return None
     return spec
+
+
+def _meta_path_spec(name: str, folders: list[str]) -> ModuleSpec | None:
+    """The first spec a `sys.meta_path` finder gives for submodule `name` of a package whose `__path__`
+    would be `folders`, as the import system asks them (setuptools' editable finders map subpackages
+    outside their parent's folder, so the path finder alone is not enough)."""
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        spec = find(name, folders) if find is not None else None
+        if spec is not None:
+            return spec
+    return None
 
 
 def shared_library(name: str) -> str | None:
     """The file name of shared library `lib<name>` as the loader would find it (`ldconfig`), or None."""
     with contextlib.suppress(Exception):
         return ctypes.util.find_library(name)
+    return None
+
+
+def loadable_library(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Where the dynamic loader finds shared library `lib<name>` when a program `dlopen`s it by name:
+    its `ldconfig` name (`shared_library`), else the file in a folder of `LD_LIBRARY_PATH`; None."""
+    found = shared_library(name)
+    if found:
+        return found
+    for folder in (env if env is not None else os.environ).get("LD_LIBRARY_PATH", "").split(os.pathsep):
+        if folder:
+            files = _paths(Path(folder), f"lib{name}.so*")
+            if files:
+                return str(files[0])
+    return None
+
+
+def package_library_folder(package: str, name: str) -> Path | None:
+    """The folder of package `package` (found, not imported) when it holds `lib<name>.so*`: pip's
+    `tensorrt` puts libnvinfer in `tensorrt_libs`, outside the loader's path."""
+    spec = _find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        if _paths(Path(folder), f"lib{name}.so*"):
+            return Path(folder)
     return None
 
 
@@ -185,7 +241,8 @@ class Gpu:
 
     Attributes:
         found: True when a probe saw one; False when `nvidia-smi` ran and said there is none (or no
-            driver it can reach); None when nothing could tell (no `nvidia-smi` and no driver files).
+            driver it can reach), when the driver's files show but no device node does (a container
+            started without the GPU), or when Linux shows none of them; None when nothing could tell.
         name: what the probe saw: `name, driver version` (nvidia-smi's format), or None.
         how: the probe that decided, or, when none could, what was looked at.
         jetson: whether this is an NVIDIA Jetson (L4T), told by its files.
@@ -197,13 +254,42 @@ class Gpu:
     jetson: bool = False
 
 
-def nvidia_smi(*args: str) -> tuple[int, str] | None:
-    """`nvidia-smi ARGS`: (exit status, its output), or None where it is not installed or hangs."""
-    try:
-        done = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.returncode, (done.stdout + done.stderr).strip()
+WSL_LIB = Path("/usr/lib/wsl/lib")
+"""Where WSL2 mounts the Windows driver's CUDA libraries and `nvidia-smi` (often not on the PATH)."""
+
+SMI_COMMANDS = ("nvidia-smi", str(WSL_LIB / "nvidia-smi"))
+"""The `nvidia-smi`s tried in order: the one on the PATH, else WSL2's."""
+
+
+def nvidia_smi(*args: str, commands: Sequence[str] = SMI_COMMANDS) -> tuple[int, str] | None:
+    """`nvidia-smi ARGS`: (exit status, its output), or None where it is not installed or hangs. The
+    first of `commands` that exists runs; odd bytes in its output are replaced, not an error."""
+    for command in commands:
+        try:
+            done = subprocess.run([command, *args], capture_output=True, timeout=5, check=False)
+        except FileNotFoundError:
+            continue
+        except (OSError, subprocess.SubprocessError):
+            return None
+        output = done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+        return done.returncode, output.strip()
+    return None
+
+
+def smi_once(smi: Smi | None = None) -> Smi:
+    """`smi` (default `nvidia_smi`) run at most once per argument list, and not at all after it was
+    missing or hung: one report asks it twice (GPU, CUDA version) and must not wait its timeout twice."""
+    run = smi or nvidia_smi
+    answers: dict[tuple[str, ...], tuple[int, str] | None] = {}
+
+    def cached(*args: str) -> tuple[int, str] | None:
+        if None in answers.values():
+            return None
+        if args not in answers:
+            answers[args] = run(*args)
+        return answers[args]
+
+    return cached
 
 
 def _read(path: Path) -> str:
@@ -250,46 +336,87 @@ def jetson_model(root: Path = Path("/")) -> str | None:
     return None
 
 
+NO_NODES = (
+    "the driver is on the host, but this container has no NVIDIA device nodes: start it with --gpus all "
+    "(or --runtime nvidia on a Jetson)"
+)
+
+DEVICE_NODES = ("dev/nvidia[0-9]*", "dev/nvidiactl", "dev/nvhost-ctrl-gpu", "dev/nvgpu")
+"""The device nodes CUDA opens: the desktop driver's, then a Jetson's (nvgpu). `/proc/driver/nvidia` and
+`/proc/device-tree` are the host's and show in any container, so only these tell that CUDA can reach
+a GPU from here."""
+
+
+def device_nodes(root: Path = Path("/")) -> list[Path]:
+    """The NVIDIA device nodes under `root` (see `DEVICE_NODES`)."""
+    return [path for pattern in DEVICE_NODES for path in _paths(root, pattern)]
+
+
 def _driver_gpu(root: Path) -> tuple[str, str] | None:
-    """(name, probe) of a GPU the desktop driver's files show: `/proc/driver/nvidia/gpus/*/information`
-    (its `Model:` line, with the driver version) or a `/dev/nvidia0` device."""
+    """(name, probe) of the GPU the desktop driver's `/proc/driver/nvidia/gpus/*/information` shows
+    (its `Model:` line, with the driver version), or None."""
     models = []
     for info in _paths(root, "proc/driver/nvidia/gpus/*/information"):
         for line in _read(info).splitlines():
             if line.startswith("Model:"):
                 models.append(line.split(":", 1)[1].strip())
-    if models:
-        driver = re.search(r"Kernel Module\s+(\S+)", _read(root / "proc/driver/nvidia/version"))
-        name = models[0] + (f" (and {len(models) - 1} more)" if len(models) > 1 else "")
-        return name + (f", {driver.group(1)}" if driver else ""), "/proc/driver/nvidia/gpus"
-    devices = _paths(root, "dev/nvidia[0-9]*")
-    if devices:
-        return f"NVIDIA GPU ({len(devices)} device(s))", f"/dev/{devices[0].name}"
-    return None
+    if not models:
+        return None
+    name = models[0] + (f" (and {len(models) - 1} more)" if len(models) > 1 else "")
+    driver = driver_version(root)
+    return name + (f", {driver}" if driver else ""), "/proc/driver/nvidia/gpus"
+
+
+def driver_version(root: Path = Path("/")) -> str | None:
+    """The kernel module's version from `/proc/driver/nvidia/version`, proprietary (`... x86_64 Kernel
+    Module  550.54.14 ...`) or open (`... Open Kernel Module for x86_64  560.35.03 ...`)."""
+    match = re.search(r"Kernel Module(?: for \S+)?\s+(\d[\d.]*)", _read(root / "proc/driver/nvidia/version"))
+    return match.group(1) if match else None
+
+
+def wsl_gpu(root: Path = Path("/")) -> bool | None:
+    """WSL2's GPU: True with `/dev/dxg` and the Windows driver's `libcuda.so` in `/usr/lib/wsl/lib`; None
+    with `/dev/dxg` alone (another vendor's GPU, or the libraries not mounted: cannot tell); False
+    without `/dev/dxg` (not WSL2, or a container without the GPU)."""
+    if not _paths(root, "dev/dxg"):
+        return False
+    return True if _paths(root, "usr/lib/wsl/lib/libcuda.so*") else None
 
 
 def gpu_info(root: Path = Path("/"), smi: Smi | None = None) -> Gpu:
     """The NVIDIA GPU as far as can be told without CUDA (see `Gpu`).
 
-    `nvidia-smi` first (name and driver version); where it is missing or fails, the desktop driver's
-    files, then a Jetson's. A GPU any of them shows counts; a failing `nvidia-smi` with none of the
-    files is a definite no, and so is finding none of them on Linux (CUDA cannot run without the
-    driver's files and device nodes); elsewhere, with no `nvidia-smi`, nothing can tell (found None).
+    `nvidia-smi` first (name and driver version); where it is missing or fails, the files: the desktop
+    driver's and a Jetson's count only with a device node (`DEVICE_NODES`; without one they are the
+    host's, seen from a container started without the GPU: a definite no), and WSL2's `/dev/dxg` with
+    its `libcuda.so`. A failing `nvidia-smi` with none of them is a definite no, and so is finding none
+    on Linux (CUDA cannot run without the driver's files and device nodes); elsewhere (and on WSL2 with
+    `/dev/dxg` but no NVIDIA libraries), with no `nvidia-smi`, nothing can tell (found None).
     """
     smi = smi or nvidia_smi
     jetson = jetson_model(root)
     answer = smi("--query-gpu=name,driver_version", "--format=csv,noheader")
     if answer is not None and answer[0] == 0 and answer[1]:
         return Gpu(True, answer[1].splitlines()[0].strip(), "nvidia-smi", jetson is not None)
-    driver = _driver_gpu(root)
-    if driver is not None:
-        return Gpu(True, driver[0], driver[1], jetson is not None)
-    if jetson is not None:
-        return Gpu(True, jetson, "Jetson", True)
+    nodes, driver = device_nodes(root), _driver_gpu(root)
+    if nodes:
+        if driver is not None:
+            return Gpu(True, driver[0], driver[1], jetson is not None)
+        if jetson is not None:
+            return Gpu(True, jetson, "Jetson", True)
+        count = len([node for node in nodes if re.fullmatch(r"nvidia\d+", node.name)])
+        return Gpu(True, f"NVIDIA GPU ({count or 1} device(s))", f"/dev/{nodes[0].name}")
+    if driver is not None or jetson is not None:
+        return Gpu(False, None, NO_NODES, jetson is not None)
+    wsl = wsl_gpu(root)
+    if wsl:
+        return Gpu(True, "NVIDIA GPU (WSL2)", "/dev/dxg and /usr/lib/wsl/lib/libcuda.so")
     if answer is not None:
         said = answer[1].splitlines()[0] if answer[1] else f"exit status {answer[0]}"
         return Gpu(False, None, f"nvidia-smi: {said}")
-    nothing = "no nvidia-smi, /proc/driver/nvidia/gpus, /dev/nvidia0 or Jetson files"
+    nothing = "no nvidia-smi, no NVIDIA device node and no driver files"
+    if wsl is None:
+        return Gpu(None, None, "WSL2's /dev/dxg without NVIDIA's /usr/lib/wsl/lib/libcuda.so")
     if (root / "proc").is_dir():  # Linux: CUDA needs those driver files and device nodes to run at all
         return Gpu(False, None, nothing)
     return Gpu(None, None, nothing)  # elsewhere (Windows without nvidia-smi on PATH) nothing can tell

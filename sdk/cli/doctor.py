@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DEVICE",
         help="exit 1 unless this can run here: cpu, cuda, tensorrt (.onnx on those devices) or engine "
         "(TensorRT .engine files); repeatable, for deployment scripts. It fails when something the "
-        "device needs is definitely missing (a provider, TensorRT, a CUDA binding, or a GPU that "
-        "nvidia-smi says is not there); when no GPU can be detected either way (no nvidia-smi or "
-        "driver files, as in some containers) it passes with a warning on stderr",
+        "device needs is definitely missing (a provider, TensorRT, a CUDA binding the driver runs, or "
+        "a GPU: nvidia-smi says none, Linux shows none, or a container has no NVIDIA device nodes); "
+        "when no GPU can be detected either way (off Linux without nvidia-smi) it passes with a warning "
+        "on stderr",
     )
 
 

@@ -4,10 +4,13 @@ never imports torch, TensorRT or CUDA (stub packages that record their import)."
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,18 @@ def _no_smi(*args: str) -> None:
 
 def _gpu(found: bool | None, jetson: bool = False) -> system.Gpu:
     return system.Gpu(found, "NVIDIA H100, 550.54" if found else None, "test", jetson)
+
+
+def _devices(
+    providers: list[str], gpu: system.Gpu, driver: tuple[int, str] | None = None
+) -> tuple[Device, ...]:
+    """The devices for `providers` and `gpu`, the packages looked up for real (or through test fakes)."""
+    return doctor._devices(providers, doctor.look_up(gpu, driver))
+
+
+def _binding(root: Path) -> doctor.Check:
+    """The CUDA binding check with the driver's CUDA version read from `root` (and `system.nvidia_smi`)."""
+    return doctor._cuda_binding(doctor.look_up(_gpu(True), system.driver_cuda(root)))
 
 
 @pytest.fixture
@@ -131,6 +146,33 @@ def test_stub_tensorrt_cuda_pycuda_and_torch_are_found_by_the_report_but_never_i
     assert "needs" not in engine["reason"]  # TensorRT and a binding found; only the GPU decides
 
 
+BROKEN_CHILD = """
+import sys
+from vireid.cli.main import main
+sys.exit(main(["doctor"]))
+"""
+
+
+def test_distributions_with_unreadable_metadata_do_not_end_the_report_in_a_traceback(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    metadata = b"Metadata-Version: 2.1\nName: broken\nVersion: 1.0\nSummary: \xff\xfe not UTF-8\n"
+    for dist in ("onnxruntime_gpu", "onnxruntime", "tensorrt", "cuda_python", "pycuda", "torch", "faiss_cpu"):
+        _tree(site, {f"{dist}-1.0.dist-info/METADATA": metadata})
+    _tree(site, {"faiss/__init__.py": "", "pycuda/__init__.py": "", "pycuda/driver.py": ""})
+    assert system.distribution_version("pip") is not None  # the real lookup works here
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    done = subprocess.run(
+        [sys.executable, "-c", BROKEN_CHILD],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "device  cpu" in done.stdout
+    assert "pycuda (pycuda.driver)" in done.stdout  # found, its version unreadable
+
+
 # ----- CPU ----------------------------------------------------------------------------------------
 def test_cpu_features_are_read_from_the_flags_line(tmp_path: Path) -> None:
     cpuinfo = tmp_path / "cpuinfo"
@@ -191,18 +233,20 @@ def test_cores_report_the_affinity_and_the_cgroup_quota_through_ort_config(
 
 
 # ----- GPU probes ---------------------------------------------------------------------------------
-def test_a_desktop_gpu_is_found_from_the_driver_files_without_nvidia_smi(tmp_path: Path) -> None:
-    root = _tree(
-        tmp_path,
-        {
-            "proc/driver/nvidia/gpus/0000:01:00.0/information": (
-                "Model: \t\t NVIDIA GeForce RTX 3090\nIRQ:   \t\t 130\nBus Type: \t PCIe\n"
-            ),
-            "proc/driver/nvidia/version": (
-                "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
-            ),
-        },
-    )
+DESKTOP_DRIVER = {
+    "proc/driver/nvidia/gpus/0000:01:00.0/information": (
+        "Model: \t\t NVIDIA GeForce RTX 3090\nIRQ:   \t\t 130\nBus Type: \t PCIe\n"
+    ),
+    "proc/driver/nvidia/version": (
+        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14  Thu Feb 22 01:44:30 UTC 2024\n"
+    ),
+}
+
+
+def test_a_desktop_gpu_is_found_from_the_driver_files_and_device_nodes_without_nvidia_smi(
+    tmp_path: Path,
+) -> None:
+    root = _tree(tmp_path, {**DESKTOP_DRIVER, "dev/nvidia0": "", "dev/nvidiactl": ""})
     gpu = system.gpu_info(root, smi=_no_smi)
     assert gpu == system.Gpu(True, "NVIDIA GeForce RTX 3090, 550.54.14", "/proc/driver/nvidia/gpus", False)
     only_device = _tree(tmp_path / "container", {"dev/nvidia0": "", "dev/nvidiactl": ""})
@@ -210,12 +254,44 @@ def test_a_desktop_gpu_is_found_from_the_driver_files_without_nvidia_smi(tmp_pat
     assert system.gpu_info(only_device, smi=_no_smi).how == "/dev/nvidia0"
 
 
-@pytest.mark.parametrize("marker", sorted(JETSON_FILES))
-def test_a_jetson_is_recognised_by_any_of_its_files(tmp_path: Path, marker: str) -> None:
-    root = _tree(tmp_path, {marker: JETSON_FILES[marker]})
+def test_the_driver_version_is_read_from_the_proprietary_and_the_open_kernel_module(tmp_path: Path) -> None:
+    version = tmp_path / "proc/driver/nvidia/version"
+    _tree(tmp_path, DESKTOP_DRIVER)
+    assert system.driver_version(tmp_path) == "550.54.14"
+    version.write_text(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build  "
+        "(dvs-builder@U16-I3-B03-4-3)  Fri Aug 16 21:39:15 UTC 2024\n"
+    )
+    assert system.driver_version(tmp_path) == "560.35.03"
+    version.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  540.4.0  Release Build\n")
+    assert system.driver_version(tmp_path) == "540.4.0"
+
+
+def test_driver_files_without_device_nodes_are_a_container_without_the_gpu(tmp_path: Path) -> None:
+    desktop = _tree(tmp_path / "desktop", DESKTOP_DRIVER)  # /proc is the host's, /dev the container's
+    gpu = system.gpu_info(desktop, smi=_no_smi)
+    assert gpu == system.Gpu(False, None, system.NO_NODES, False)
+    assert "--gpus all" in gpu.how and "--runtime nvidia" in gpu.how
+    jetson = _tree(tmp_path / "jetson", {k: v for k, v in JETSON_FILES.items() if not k.startswith("dev/")})
+    assert system.gpu_info(jetson, smi=_no_smi) == system.Gpu(False, None, system.NO_NODES, True)
+    failing = (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
+    assert system.gpu_info(desktop, smi=lambda *args: failing).how == system.NO_NODES
+    check = doctor._gpu(gpu)
+    assert check.status is Status.MISSING and "--gpus all" in check.detail
+    _tree(jetson, {"dev/nvgpu/igpu0/ctrl": ""})  # JetPack 6's nvgpu node
+    assert system.gpu_info(jetson, smi=_no_smi).found is True
+
+
+@pytest.mark.parametrize("marker", sorted(m for m in JETSON_FILES if not m.startswith("dev/")))
+def test_a_jetson_is_recognised_by_any_of_its_files_with_its_device_node(tmp_path: Path, marker: str) -> None:
+    root = _tree(tmp_path, {marker: JETSON_FILES[marker], "dev/nvhost-ctrl-gpu": ""})
     gpu = system.gpu_info(root, smi=_no_smi)
     assert gpu.found is True and gpu.jetson and gpu.how == "Jetson"
     assert system.jetson_model(root) is not None
+    node_only = _tree(tmp_path / "node", {"dev/nvhost-ctrl-gpu": ""})
+    assert system.gpu_info(node_only, smi=_no_smi) == system.Gpu(
+        True, "NVIDIA Jetson (/dev/nvhost-ctrl-gpu)", "Jetson", True
+    )
 
 
 def test_a_jetson_is_named_by_its_model_and_l4t_release(tmp_path: Path) -> None:
@@ -226,16 +302,65 @@ def test_a_jetson_is_named_by_its_model_and_l4t_release(tmp_path: Path) -> None:
     assert system.jetson_model(not_tegra) is None
 
 
-def test_the_gpu_is_unknown_without_any_probe_and_absent_only_when_nvidia_smi_says_so(tmp_path: Path) -> None:
-    unknown = system.gpu_info(tmp_path, smi=_no_smi)
+def test_the_gpu_is_unknown_off_linux_without_probes_and_absent_on_linux_or_when_nvidia_smi_fails(
+    tmp_path: Path,
+) -> None:
+    unknown = system.gpu_info(tmp_path, smi=_no_smi)  # no proc/: not Linux, nothing tells
     assert unknown.found is None and "nvidia-smi" in unknown.how and not unknown.jetson
     failing = (9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\nMore")
     absent = system.gpu_info(tmp_path, smi=lambda *args: failing)
     assert absent.found is False and absent.how == f"nvidia-smi: {failing[1].splitlines()[0]}"
-    _tree(tmp_path, {"dev/nvidia0": ""})  # a file probe that sees one wins over a failing nvidia-smi
+    linux = _tree(tmp_path / "linux", {"proc/cpuinfo": "processor\t: 0\n"})
+    bare = system.gpu_info(linux, smi=_no_smi)  # Linux without any driver file or device node: a no
+    assert bare.found is False and bare.how == "no nvidia-smi, no NVIDIA device node and no driver files"
+    _tree(tmp_path, {"dev/nvidia0": ""})  # a device node wins over a failing nvidia-smi
     assert system.gpu_info(tmp_path, smi=lambda *args: failing).found is True
     listed = system.gpu_info(tmp_path, smi=lambda *args: (0, "NVIDIA H100 80GB HBM3, 550.54.14\n"))
     assert listed == system.Gpu(True, "NVIDIA H100 80GB HBM3, 550.54.14", "nvidia-smi", False)
+
+
+def test_a_wsl2_gpu_is_dev_dxg_with_the_windows_drivers_libcuda(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"proc/cpuinfo": "processor\t: 0\n", "dev/dxg": ""})
+    unknown = system.gpu_info(root, smi=_no_smi)  # /dev/dxg alone: another vendor, or libraries not mounted
+    assert unknown.found is None and "/dev/dxg" in unknown.how
+    _tree(root, {"usr/lib/wsl/lib/libcuda.so.1.1": ""})
+    assert system.gpu_info(root, smi=_no_smi) == system.Gpu(
+        True, "NVIDIA GPU (WSL2)", "/dev/dxg and /usr/lib/wsl/lib/libcuda.so"
+    )
+    no_dxg = _tree(tmp_path / "no-dxg", {"proc/cpuinfo": "", "usr/lib/wsl/lib/libcuda.so.1": ""})
+    assert system.gpu_info(no_dxg, smi=_no_smi).found is False
+
+
+def test_nvidia_smi_falls_back_to_wsl2s_and_replaces_odd_bytes(tmp_path: Path) -> None:
+    smi = tmp_path / "usr/lib/wsl/lib/nvidia-smi"
+    _tree(tmp_path, {"usr/lib/wsl/lib/nvidia-smi": "#!/bin/sh\nprintf 'NVIDIA RTX \\377 4090, 560.94\\n'\n"})
+    smi.chmod(0o755)
+    assert system.SMI_COMMANDS[1] == "/usr/lib/wsl/lib/nvidia-smi"
+    missing = str(tmp_path / "no-such-nvidia-smi")
+    assert system.nvidia_smi("-L", commands=(missing, str(smi))) == (0, "NVIDIA RTX \ufffd 4090, 560.94")
+    assert system.nvidia_smi(commands=(missing,)) is None
+
+
+def test_one_report_runs_nvidia_smi_once_per_question_and_never_again_after_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def fake_nvidia_smi_that_hangs(*args: str) -> None:  # stands in for system.nvidia_smi timing out
+        calls.append(args)
+
+    monkeypatch.setattr(system, "nvidia_smi", fake_nvidia_smi_that_hangs)
+    system_report()
+    assert len(calls) == 1
+    calls.clear()
+
+    def fake_nvidia_smi(*args: str) -> tuple[int, str]:
+        calls.append(args)
+        return (0, SMI_TABLE) if not args else (0, "NVIDIA H100, 550.54.14")
+
+    once = system.smi_once(fake_nvidia_smi)
+    assert once() == once() == (0, SMI_TABLE) and once("-L") == (0, "NVIDIA H100, 550.54.14")
+    assert calls == [(), ("-L",)]
 
 
 def test_the_driver_cuda_version_comes_from_nvidia_smi_or_the_l4t_release(tmp_path: Path) -> None:
@@ -260,12 +385,52 @@ def test_the_cuda_binding_is_cuda_bindings_or_cudart_not_any_cuda_package_and_no
     raising = "raise RuntimeError('must not be imported')\n"
     _tree(tmp_path, {"cuda/pathfinder/__init__.py": raising})  # cuda-pathfinder: a namespace package
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert system.importable("cuda") and system.importable("cuda.pathfinder")
+    assert system.importable("cuda.pathfinder")
+    assert not system.importable("cuda")  # a namespace package is no module of its own, only a parent
     assert not system.importable("cuda.bindings") and doctor._cuda_bindings() == []
     _tree(tmp_path, {"cuda/bindings/__init__.py": raising, "cuda/bindings/runtime.py": raising})
     assert system.importable("cuda.bindings") and system.importable("cuda.bindings.runtime")
     assert doctor._cuda_bindings() == ["cuda-python (cuda.bindings)"]
     assert not {"cuda", "cuda.bindings", "cuda.pathfinder"} & set(sys.modules)
+
+
+def test_a_stray_folder_is_not_a_module_but_a_namespace_parent_still_leads_to_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path, {"vireid_stray_engines/model.engine": b"\x00", "vireid_ns/real/__init__.py": ""})
+    monkeypatch.syspath_prepend(str(tmp_path))  # as ./tensorrt/ (a folder of engines) on sys.path would
+    assert not system.importable("vireid_stray_engines") and not system.importable("vireid_ns")
+    assert system.importable("vireid_ns.real")
+    assert not system.importable("vireid_stray_engines.model")
+
+
+class EditableFinder(importlib.abc.MetaPathFinder):
+    """A meta-path finder like setuptools' editable installs make: it maps a package and its subpackages
+    to folders of their own, outside the parent's."""
+
+    def __init__(self, folders: dict[str, Path]) -> None:
+        self.folders = folders
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if name not in self.folders:
+            return None
+        init = self.folders[name] / "__init__.py"
+        return importlib.util.spec_from_file_location(name, init, submodule_search_locations=[])
+
+
+def test_submodules_are_asked_of_the_meta_path_finders_without_importing_the_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raising = "raise RuntimeError('must not be imported')\n"
+    _tree(tmp_path, {"src/vireid_editable/__init__.py": raising, "elsewhere/sub/__init__.py": raising})
+    folders = {
+        "vireid_editable": tmp_path / "src/vireid_editable",
+        "vireid_editable.sub": tmp_path / "elsewhere/sub",
+    }
+    monkeypatch.setattr(sys, "meta_path", [EditableFinder(folders), *sys.meta_path])
+    assert system.importable("vireid_editable") and system.importable("vireid_editable.sub")
+    assert not system.importable("vireid_editable.other")
+    assert not {"vireid_editable", "vireid_editable.sub"} & set(sys.modules)
 
 
 def test_a_cuda_python_newer_than_the_driver_is_warned_with_the_pin(
@@ -276,18 +441,45 @@ def test_a_cuda_python_newer_than_the_driver_is_warned_with_the_pin(
         system, "distribution_version", lambda dist: "13.0.1" if dist == "cuda-python" else None
     )
     monkeypatch.setattr(system, "nvidia_smi", lambda *args: (0, SMI_TABLE))
-    check = doctor._cuda_binding(tmp_path)
+    check = _binding(tmp_path)
     assert check.status is Status.WARN and "CUDA 12.4" in check.detail
     assert "pip install 'cuda-python<13'" in check.advice
     monkeypatch.setattr(system, "nvidia_smi", _no_smi)  # a JetPack 6 without nvidia-smi: L4T tells
-    assert doctor._cuda_binding(_tree(tmp_path / "jetson", JETSON_FILES)).status is Status.WARN
-    assert doctor._cuda_binding(tmp_path).status is Status.OK  # nothing tells the driver: no warning
+    assert _binding(_tree(tmp_path / "jetson", JETSON_FILES)).status is Status.WARN
+    assert _binding(tmp_path).status is Status.OK  # nothing tells the driver: no warning
     monkeypatch.setattr(system, "importable", lambda module: False)
-    missing = doctor._cuda_binding(tmp_path)
+    missing = _binding(tmp_path)
     assert (
         missing.status is Status.MISSING
         and "pip install 'cuda-python<13' on a CUDA 12 driver" in missing.advice
     )
+
+
+def test_require_engine_fails_when_cuda_python_is_newer_than_the_driver_even_with_pycuda(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fake_nvidia_smi(*args: str) -> tuple[int, str]:  # a CUDA 12.4 driver
+        return (0, "NVIDIA H100, 550.54.14") if args else (0, SMI_TABLE)
+
+    modules = ("tensorrt", "cuda.bindings", "pycuda.driver")
+    monkeypatch.setattr(system, "importable", lambda module: module in modules)
+    monkeypatch.setattr(system, "distribution_version", {"cuda-python": "13.0.1", "tensorrt": "10.3"}.get)
+    monkeypatch.setattr(system, "shared_library", lambda name: "libnvinfer.so.10")
+    monkeypatch.setattr(system, "nvidia_smi", fake_nvidia_smi)
+    report = system_report(tmp_path)
+    engine = report.device("engine")
+    assert not engine.available and engine.certain
+    assert (
+        "cuda-python 13.x needs a CUDA 13 driver and the driver runs CUDA 12.4 (nvidia-smi)" in engine.reason
+    )
+    assert "pip install 'cuda-python<13'" in engine.reason
+    binding = {check.name: check for check in report.checks}["CUDA binding"]
+    assert binding.status is Status.WARN and "pycuda (pycuda.driver)" in binding.detail
+    monkeypatch.setattr(cli_doctor, "system_report", lambda: system_report(tmp_path))
+    assert main(["doctor", "--require", "engine"]) == 1
+    assert "engine is required but cannot run" in capsys.readouterr().err
+    monkeypatch.setattr(system, "distribution_version", {"cuda-python": "12.6.2", "tensorrt": "10.3"}.get)
+    assert system_report(tmp_path).device("engine").available  # a cuda-python the driver runs
 
 
 # ----- ONNX Runtime -------------------------------------------------------------------------------
@@ -340,55 +532,77 @@ def test_a_check_that_raises_becomes_a_warning(monkeypatch: pytest.MonkeyPatch, 
 
 # ----- devices ------------------------------------------------------------------------------------
 def test_devices_follow_the_providers_the_gpu_and_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(system, "shared_library", lambda name: None)
-    cpu_only = {d.name: d for d in doctor._devices(["CPUExecutionProvider"], _gpu(True))}
+    monkeypatch.setattr(system, "shared_library", lambda name: "libnvinfer.so.10")
+    cpu_only = {d.name: d for d in _devices(["CPUExecutionProvider"], _gpu(True))}
     assert cpu_only["cpu"].available and not cpu_only["cuda"].available
     assert "pip uninstall onnxruntime first" in cpu_only["cuda"].reason
     assert "pip install 'vireid[gpu]'" in cpu_only["cuda"].reason
-    no_gpu = {d.name: d for d in doctor._devices(GPU_PROVIDERS, _gpu(False))}
+    no_gpu = {d.name: d for d in _devices(GPU_PROVIDERS, _gpu(False))}
     assert not no_gpu["cuda"].available and "no NVIDIA GPU" in no_gpu["cuda"].reason
     monkeypatch.setattr(system, "importable", lambda module: module in ("tensorrt", "cuda.bindings"))
-    with_gpu = {d.name: d for d in doctor._devices(GPU_PROVIDERS, _gpu(True))}
+    with_gpu = {d.name: d for d in _devices(GPU_PROVIDERS, _gpu(True))}
     assert all(d.available and d.certain for d in with_gpu.values())
     monkeypatch.setattr(system, "importable", lambda module: module == "tensorrt")
-    engine = doctor._devices(GPU_PROVIDERS, _gpu(True))[3]
+    engine = _devices(GPU_PROVIDERS, _gpu(True))[3]
     assert not engine.available and "cuda-python or pycuda" in engine.reason
     monkeypatch.setattr(system, "importable", lambda module: module == "cuda")  # the namespace is not enough
-    assert "cuda-python or pycuda" in doctor._devices(GPU_PROVIDERS, _gpu(True))[3].reason
-    assert doctor._devices([], _gpu(True))[0].available is False  # no ONNX Runtime at all
+    assert "cuda-python or pycuda" in _devices(GPU_PROVIDERS, _gpu(True))[3].reason
+    assert _devices([], _gpu(True))[0].available is False  # no ONNX Runtime at all
 
 
 def test_an_undetected_gpu_leaves_gpu_devices_available_but_uncertain(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(system, "importable", lambda module: module in ("tensorrt", "pycuda.driver"))
-    devices = {d.name: d for d in doctor._devices(GPU_PROVIDERS, _gpu(None))}
+    monkeypatch.setattr(system, "shared_library", lambda name: "libnvinfer.so.10")
+    devices = {d.name: d for d in _devices(GPU_PROVIDERS, _gpu(None))}
     for name in ("cuda", "tensorrt", "engine"):
         assert devices[name].available and not devices[name].certain and devices[name].answer == "maybe"
         assert "available if a GPU is present (none detected: test)" in devices[name].reason
     assert devices["cpu"].answer == "yes"
     monkeypatch.setattr(system, "importable", lambda module: False)  # a definite no stays a no
-    engine = doctor._devices(GPU_PROVIDERS, _gpu(None))[3]
+    engine = _devices(GPU_PROVIDERS, _gpu(None))[3]
     assert engine.answer == "no" and "TensorRT's Python bindings" in engine.reason
 
 
-def test_the_tensorrt_provider_needs_tensorrt_libraries_not_just_its_name(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_tensorrt_provider_needs_libnvinfer_where_the_loader_finds_it_not_just_bindings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(system, "importable", lambda module: False)
     monkeypatch.setattr(system, "distribution_version", lambda dist: None)
     monkeypatch.setattr(system, "shared_library", lambda name: None)
-    tensorrt = doctor._devices(GPU_PROVIDERS, _gpu(True))[2]
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    tensorrt = _devices(GPU_PROVIDERS, _gpu(True))[2]
     assert not tensorrt.available and "TensorRT's libraries (libnvinfer" in tensorrt.reason
-    assert "nvidia-jetpack" in doctor._devices(GPU_PROVIDERS, _gpu(True, jetson=True))[2].reason
+    assert "nvidia-jetpack" in _devices(GPU_PROVIDERS, _gpu(True, jetson=True))[2].reason
     monkeypatch.setattr(
         system, "shared_library", lambda name: "libnvinfer.so.10" if name == "nvinfer" else None
     )
-    assert doctor._devices(GPU_PROVIDERS, _gpu(True))[2].available
-    assert "libnvinfer.so.10 found" in doctor._tensorrt(jetson=False).detail  # libraries, no bindings
+    assert _devices(GPU_PROVIDERS, _gpu(True))[2].available
+    found = doctor.look_up(_gpu(True), None)
+    assert "libnvinfer.so.10 found" in doctor._tensorrt(found).detail  # libraries, no bindings
     monkeypatch.setattr(system, "shared_library", lambda name: None)
     monkeypatch.setattr(system, "importable", lambda module: module == "tensorrt")
-    assert doctor._devices(GPU_PROVIDERS, _gpu(True))[2].available
+    assert not _devices(GPU_PROVIDERS, _gpu(True))[2].available  # bindings do not put libnvinfer in reach
+
+
+def test_pip_tensorrt_libs_outside_the_loader_path_gets_the_ld_library_path_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(system, "shared_library", lambda name: None)
+    monkeypatch.delenv("LD_LIBRARY_PATH", raising=False)
+    site = _tree(tmp_path / "site", {"tensorrt_libs/__init__.py": "", "tensorrt_libs/libnvinfer.so.10": ""})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "tensorrt_libs", raising=False)
+    folder = site / "tensorrt_libs"
+    assert system.package_library_folder("tensorrt_libs", "nvinfer") == folder
+    assert system.loadable_library("nvinfer") is None
+    tensorrt = _devices(GPU_PROVIDERS, _gpu(True))[2]
+    assert not tensorrt.available and f"pip's tensorrt put it in {folder}" in tensorrt.reason
+    assert f"export LD_LIBRARY_PATH={folder}:$LD_LIBRARY_PATH" in tensorrt.reason
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"{tmp_path / 'missing'}{os.pathsep}{folder}")
+    assert system.loadable_library("nvinfer") == str(folder / "libnvinfer.so.10")
+    assert _devices(GPU_PROVIDERS, _gpu(True))[2].available
 
 
 def test_on_a_jetson_the_advice_points_to_jetpack_and_the_jetson_zoo(
@@ -405,10 +619,10 @@ def test_on_a_jetson_the_advice_points_to_jetpack_and_the_jetson_zoo(
     monkeypatch.setattr(system, "importable", lambda module: False)
     monkeypatch.setattr(system, "distribution_version", lambda dist: None)
     monkeypatch.setattr(system, "venv_without_system_packages", lambda: True)
-    trt = doctor._tensorrt(jetson=True)
+    trt = doctor._tensorrt(doctor.look_up(_gpu(True, jetson=True), None))
     assert "python3-libnvinfer" in trt.advice and "--system-site-packages" in trt.advice
     assert "pip install" not in trt.advice
-    cuda = doctor._devices(["CPUExecutionProvider"], _gpu(True, jetson=True))[1]
+    cuda = _devices(["CPUExecutionProvider"], _gpu(True, jetson=True))[1]
     assert "pip uninstall onnxruntime first" in cuda.reason and "Jetson Zoo" in cuda.reason
     assert "'vireid[gpu]'" not in cuda.reason
 
